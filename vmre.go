@@ -1,0 +1,70 @@
+// Package vmre is the seed contract of the VM Runtime Engine: the names that
+// the host side (package launcher), the engine (package server) and the VM
+// side (package client) share.
+//
+// A host launches a VM plugin as a subprocess with two environment variables,
+// EngineAddressKey and EngineTokenKey. The VM opens its own RPC server,
+// calls the engine's Initialize with its protocol version and address, and
+// the host then talks to the VM at that address. docs/PROTOCOL.md is the
+// wire specification.
+package vmre
+
+import (
+	"context"
+	"time"
+)
+
+const (
+	// EngineAddressKey is the environment variable holding the host:port of
+	// the engine a launched VM must call back.
+	EngineAddressKey = "VMRE_RUNTIME_ENGINE_ADDR"
+	// EngineTokenKey is the environment variable holding the launch's
+	// bearer token (256 random bits, hex-encoded).
+	EngineTokenKey = "VMRE_RUNTIME_ENGINE_TOKEN"
+
+	// DefaultHandshakeTimeout is how long a host waits for a VM to call
+	// Initialize after it was started.
+	DefaultHandshakeTimeout = 5 * time.Second
+	// DefaultGracefulTimeout is how long a host waits for a VM to exit after
+	// SIGTERM before it sends SIGKILL.
+	DefaultGracefulTimeout = 5 * time.Second
+
+	// DefaultHostName is the host name used in handshake messages.
+	DefaultHostName = "vmre"
+	// ProtocolVersion is the native protocol version of this release. Hosts
+	// and VMs built from the same release agree on it.
+	ProtocolVersion uint = 1
+)
+
+// Initializer completes the handshake of one launch. The engine calls it
+// once the VM's token and address are valid; an error that wraps
+// ErrProtocolVersionMismatch rejects the VM's version.
+type Initializer interface {
+	Initialize(ctx context.Context, protocolVersion uint, vmAddr string) error
+}
+
+// Stopper stops a running VM. Stop never blocks and repeated calls are no-ops.
+type Stopper interface {
+	Stop(ctx context.Context)
+}
+
+// Tracker keeps track of running VMs.
+type Tracker interface {
+	TrackRuntime(runtime Stopper)
+}
+
+// Manager tracks runtimes and stops them all at once.
+type Manager interface {
+	Tracker
+	// Stop stops every tracked runtime in parallel and waits until they
+	// have all ended, or ctx is done.
+	Stop(ctx context.Context)
+}
+
+// Status is what a host learns from a completed launch.
+type Status struct {
+	// Pid is the VM's process id.
+	Pid int
+	// Addr is the host:port of the VM's RPC server.
+	Addr string
+}
