@@ -1,0 +1,137 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	"github.com/vmre/vmre"
+	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
+	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/h2c"
+)
+
+// ErrNotPlugin is returned when the program was not started by a vmre host:
+// the engine address or token is missing from the environment.
+var ErrNotPlugin = errors.New("this program is a vmre VM plugin, meant to be started by a host " +
+	"(`vmre run PLUGIN`, or a node that embeds vmre), which sets " + vmre.EngineAddressKey +
+	" and " + vmre.EngineTokenKey + ". To run it by hand or in a debugger, start an engine with " +
+	"`vmre serve`, export the two lines it prints, and start this program again")
+
+// Host is what the engine says of the host in the handshake.
+type Host struct {
+	// Name is the host's name, such as "vmre".
+	Name string
+	// ProtocolVersion is the protocol version the host agreed to speak.
+	ProtocolVersion uint
+}
+
+// Initialize calls the host's engine back with vmAddr, the host:port of the
+// VM's own server, completing the handshake. The engine address and token
+// come from the environment unless WithEngine sets them.
+//
+// Errors wrap vmre.ErrHandshakeFailed; a version mismatch also wraps
+// vmre.ErrProtocolVersionMismatch (as a *vmre.VersionMismatchError), and a
+// missing environment is ErrNotPlugin.
+func Initialize(ctx context.Context, vmAddr string, opts ...Option) (*Host, error) {
+	o := newOptions(opts)
+	ec, err := newEngineClient(o)
+	if err != nil {
+		return nil, err
+	}
+	defer ec.close()
+	return ec.initialize(ctx, vmAddr)
+}
+
+// engineClient calls one engine with one launch's token.
+type engineClient struct {
+	o      *options
+	rpc    runtimev1connect.RuntimeServiceClient
+	closer interface{ CloseIdleConnections() }
+}
+
+func newEngineClient(o *options) (*engineClient, error) {
+	switch {
+	case o.engineAddr == "" && o.token == "":
+		return nil, ErrNotPlugin
+	case o.engineAddr == "":
+		return nil, fmt.Errorf("%w (%s is not set)", ErrNotPlugin, vmre.EngineAddressKey)
+	case o.token == "":
+		return nil, fmt.Errorf("%w (%s is not set)", ErrNotPlugin, vmre.EngineTokenKey)
+	}
+	ec := &engineClient{o: o}
+	httpClient := o.httpClient
+	if httpClient == nil {
+		c := h2c.NewClient()
+		httpClient, ec.closer = c, c
+	}
+	var protocolOpt []connect.ClientOption
+	switch o.protocol {
+	case ProtocolGRPC:
+		protocolOpt = append(protocolOpt, connect.WithGRPC())
+	case ProtocolGRPCWeb:
+		protocolOpt = append(protocolOpt, connect.WithGRPCWeb())
+	}
+	ec.rpc = runtimev1connect.NewRuntimeServiceClient(httpClient, "http://"+o.engineAddr, protocolOpt...)
+	return ec, nil
+}
+
+func (ec *engineClient) close() {
+	if ec.closer != nil {
+		ec.closer.CloseIdleConnections()
+	}
+}
+
+func (ec *engineClient) authorize(h http.Header) { h.Set("Authorization", "Bearer "+ec.o.token) }
+
+func (ec *engineClient) initialize(ctx context.Context, vmAddr string) (*Host, error) {
+	req := connect.NewRequest(&runtimev1.InitializeRequest{
+		ProtocolVersion: uint32(ec.o.protocolVersion),
+		Addr:            vmAddr,
+	})
+	ec.authorize(req.Header())
+	res, err := ec.rpc.Initialize(ctx, req)
+	if err != nil {
+		return nil, ec.handshakeError(err)
+	}
+	return &Host{Name: res.Msg.GetHostName(), ProtocolVersion: uint(res.Msg.GetProtocolVersion())}, nil
+}
+
+func (ec *engineClient) handshakeError(err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) && ce.Code() == connect.CodeFailedPrecondition {
+		for _, d := range ce.Details() {
+			msg, derr := d.Value()
+			if m, ok := msg.(*runtimev1.ProtocolVersionMismatch); derr == nil && ok {
+				return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, &vmre.VersionMismatchError{
+					HostName:    m.GetHostName(),
+					HostVersion: uint(m.GetHostProtocolVersion()),
+					VMVersion:   uint(m.GetVmProtocolVersion()),
+				})
+			}
+		}
+	}
+	return fmt.Errorf("%w: initialize with the engine at %s: %w", vmre.ErrHandshakeFailed, ec.o.engineAddr, err)
+}
+
+// lease holds the launch's lease until the host ends it, the connection
+// breaks or ctx ends. It returns nil when the host ended the lease, ctx's
+// error when ctx ended it, and the stream's error otherwise.
+func (ec *engineClient) lease(ctx context.Context) error {
+	req := connect.NewRequest(&runtimev1.LeaseRequest{})
+	ec.authorize(req.Header())
+	stream, err := ec.rpc.Lease(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return stream.Err()
+}

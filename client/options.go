@@ -1,0 +1,108 @@
+package client
+
+import (
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/vmre/vmre"
+)
+
+// Protocol is the RPC protocol used to call the engine.
+type Protocol int
+
+const (
+	// ProtocolConnect is the Connect protocol (the default).
+	ProtocolConnect Protocol = iota
+	// ProtocolGRPC is gRPC.
+	ProtocolGRPC
+	// ProtocolGRPCWeb is gRPC-Web.
+	ProtocolGRPCWeb
+)
+
+// DefaultShutdownTimeout bounds Serve's graceful shutdown.
+const DefaultShutdownTimeout = 5 * time.Second
+
+// An Option configures Initialize and Serve.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	protocol        Protocol
+	protocolVersion uint
+	httpClient      connect.HTTPClient
+	logger          *slog.Logger
+	engineAddr      string
+	token           string
+	getenv          func(string) string
+	listener        net.Listener
+	shutdownTimeout time.Duration
+	lease           bool
+}
+
+func newOptions(opts []Option) *options {
+	o := &options{
+		protocolVersion: vmre.ProtocolVersion,
+		getenv:          os.Getenv,
+		shutdownTimeout: DefaultShutdownTimeout,
+		lease:           true,
+	}
+	for _, opt := range opts {
+		opt.apply(o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.engineAddr == "" {
+		o.engineAddr = o.getenv(vmre.EngineAddressKey)
+	}
+	if o.token == "" {
+		o.token = o.getenv(vmre.EngineTokenKey)
+	}
+	return o
+}
+
+// WithProtocol selects the protocol used to call the engine.
+func WithProtocol(p Protocol) Option { return optionFunc(func(o *options) { o.protocol = p }) }
+
+// WithProtocolVersion sets the protocol version the VM announces (default
+// vmre.ProtocolVersion).
+func WithProtocolVersion(v uint) Option {
+	return optionFunc(func(o *options) { o.protocolVersion = v })
+}
+
+// WithHTTPClient sets the HTTP client used to call the engine (default: a
+// client speaking HTTP/2 without TLS to the engine).
+func WithHTTPClient(c connect.HTTPClient) Option {
+	return optionFunc(func(o *options) { o.httpClient = c })
+}
+
+// WithLogger sets the logger for Serve's progress (default slog.Default(),
+// whose records the host receives through the VM's stderr).
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithEngine sets the engine's address and token instead of reading them
+// from the environment variables vmre.EngineAddressKey and vmre.EngineTokenKey.
+func WithEngine(addr, token string) Option {
+	return optionFunc(func(o *options) { o.engineAddr, o.token = addr, token })
+}
+
+// WithListener makes Serve serve on l instead of a new listener on
+// 127.0.0.1:0. Serve closes it.
+func WithListener(l net.Listener) Option { return optionFunc(func(o *options) { o.listener = l }) }
+
+// WithShutdownTimeout bounds Serve's graceful shutdown (default
+// DefaultShutdownTimeout); requests still running then are cut off.
+func WithShutdownTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.shutdownTimeout = d })
+}
+
+// WithoutLease makes Serve skip the lease: the VM then does not notice
+// when its host dies (on Linux the parent-death signal still ends it).
+func WithoutLease() Option { return optionFunc(func(o *options) { o.lease = false }) }

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/vmre/vmre"
+	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
+	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultMaxPending   = 1024
+	DefaultMaxBodyBytes = 16 << 10
+	// defaultMaxTombstones is how many ended launches the engine remembers
+	// so that their tokens get not_found rather than unauthenticated.
+	defaultMaxTombstones = 4096
+)
+
+// Config configures an Engine. The zero value is ready to use.
+type Config struct {
+	// HostName is the host's name in responses and error messages
+	// (default vmre.DefaultHostName).
+	HostName string
+	// AllowRemote accepts VM addresses that are not loopback.
+	AllowRemote bool
+	// MaxPending caps the launches waiting for their handshake at once
+	// (default DefaultMaxPending).
+	MaxPending int
+	// MaxBodyBytes caps a request body (default DefaultMaxBodyBytes).
+	// Larger requests get resource_exhausted.
+	MaxBodyBytes int
+	// Logger receives one record per Initialize and Lease attempt with its
+	// outcome (default: discard).
+	Logger *slog.Logger
+}
+
+// Engine is the host's handshake service. It is safe for concurrent use.
+type Engine struct {
+	hostName      string
+	allowRemote   bool
+	maxPending    int
+	maxBodyBytes  int
+	maxTombstones int
+	log           *slog.Logger
+	health        *grpchealth.StaticChecker
+
+	closing   chan struct{} // closed by Close; ends every lease
+	closeOnce sync.Once
+
+	mu         sync.Mutex
+	closed     bool
+	launches   map[tokenKey]*Launch
+	pending    int
+	tombstones []tokenKey // ended launches, oldest first
+}
+
+// New returns an Engine.
+func New(cfg Config) *Engine {
+	e := &Engine{
+		hostName:      cfg.HostName,
+		allowRemote:   cfg.AllowRemote,
+		maxPending:    cfg.MaxPending,
+		maxBodyBytes:  cfg.MaxBodyBytes,
+		maxTombstones: defaultMaxTombstones,
+		log:           cfg.Logger,
+		health:        grpchealth.NewStaticChecker(runtimev1connect.RuntimeServiceName),
+		closing:       make(chan struct{}),
+		launches:      make(map[tokenKey]*Launch),
+	}
+	if e.hostName == "" {
+		e.hostName = vmre.DefaultHostName
+	}
+	if e.maxPending <= 0 {
+		e.maxPending = DefaultMaxPending
+	}
+	if e.maxBodyBytes <= 0 {
+		e.maxBodyBytes = DefaultMaxBodyBytes
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	return e
+}
+
+// HostName is the name the engine gives in responses.
+func (e *Engine) HostName() string { return e.hostName }
+
+// Handler serves RuntimeService, grpc.health.v1 and server reflection (v1
+// and v1alpha) on their gRPC paths, so it can be mounted at "/" of any mux,
+// chi's Mount included.
+func (e *Engine) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(runtimev1connect.NewRuntimeServiceHandler(e, connect.WithReadMaxBytes(e.maxBodyBytes)))
+	mux.Handle(grpchealth.NewHandler(e.health, connect.WithReadMaxBytes(e.maxBodyBytes)))
+	reflector := grpcreflect.NewStaticReflector(runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithReadMaxBytes(e.maxBodyBytes)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithReadMaxBytes(e.maxBodyBytes)))
+	return mux
+}
+
+// Close ends every lease, marks the engine not serving in grpc health and
+// refuses new launches. Pending launches get not_found from then on only
+// once they End. Close is idempotent.
+func (e *Engine) Close() {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.health.SetStatus(runtimev1connect.RuntimeServiceName, grpchealth.StatusNotServing)
+		close(e.closing)
+	})
+}
+
+// authenticate finds the launch of the request's bearer token.
+func (e *Engine) authenticate(h http.Header) (*Launch, error) {
+	token := bearerToken(h.Get("Authorization"))
+	if token == "" {
+		return nil, connect.NewError(connect.CodeUnauthenticated,
+			fmt.Errorf("missing bearer token: send the header Authorization: Bearer $%s", vmre.EngineTokenKey))
+	}
+	l := e.lookup(token)
+	if l == nil {
+		return nil, connect.NewError(connect.CodeUnauthenticated,
+			errors.New("unknown token: it was not issued by this engine; use the token the host put in "+vmre.EngineTokenKey))
+	}
+	return l, nil
+}
+
+// Initialize implements runtimev1connect.RuntimeServiceHandler.
+func (e *Engine) Initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
+	res, err := e.initialize(ctx, req)
+	if err != nil {
+		e.log.LogAttrs(ctx, slog.LevelWarn, "initialize rejected",
+			slog.String("peer", req.Peer().Addr), slog.String("protocol", req.Peer().Protocol),
+			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
+		return nil, err
+	}
+	e.log.LogAttrs(ctx, slog.LevelInfo, "initialize accepted",
+		slog.String("peer", req.Peer().Addr), slog.String("protocol", req.Peer().Protocol),
+		slog.String("addr", req.Msg.GetAddr()), slog.Uint64("protocol_version", uint64(req.Msg.GetProtocolVersion())))
+	return res, nil
+}
+
+func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
+	l, err := e.authenticate(req.Header())
+	if err != nil {
+		return nil, err
+	}
+	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
+	if err := checkAddr(addr, e.allowRemote); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if err := l.init.Initialize(ctx, version, addr); err != nil {
+		return nil, initializerError(err)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch l.state {
+	case stateInitialized:
+		return nil, connect.NewError(connect.CodeAlreadyExists,
+			errors.New("this launch already completed its handshake; Initialize is called once per launch"))
+	case stateEnded:
+		return nil, connect.NewError(connect.CodeNotFound,
+			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
+	}
+	l.state = stateInitialized
+	l.addr, l.version = addr, version
+	e.pending--
+	close(l.initialized)
+	return connect.NewResponse(&runtimev1.InitializeResponse{
+		HostName:        e.hostName,
+		ProtocolVersion: uint32(version),
+	}), nil
+}
+
+// initializerError turns the host Initializer's refusal into a Connect
+// error: failed_precondition, unless the Initializer chose a code itself. A
+// version mismatch carries a ProtocolVersionMismatch detail.
+func initializerError(err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var mismatch *vmre.VersionMismatchError
+	if errors.As(err, &mismatch) {
+		cerr := connect.NewError(connect.CodeFailedPrecondition, mismatch)
+		if detail, derr := connect.NewErrorDetail(&runtimev1.ProtocolVersionMismatch{
+			HostName:            mismatch.HostName,
+			HostProtocolVersion: uint32(mismatch.HostVersion),
+			VmProtocolVersion:   uint32(mismatch.VMVersion),
+		}); derr == nil {
+			cerr.AddDetail(detail)
+		}
+		return cerr
+	}
+	return connect.NewError(connect.CodeFailedPrecondition, err)
+}
+
+// Lease implements runtimev1connect.RuntimeServiceHandler. It holds the
+// stream open until the launch ends, the engine closes or the VM goes away.
+func (e *Engine) Lease(ctx context.Context, req *connect.Request[runtimev1.LeaseRequest], stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
+	l, err := e.authenticate(req.Header())
+	if err == nil {
+		err = e.takeLease(l)
+	}
+	if err != nil {
+		e.log.LogAttrs(ctx, slog.LevelWarn, "lease rejected", slog.String("peer", req.Peer().Addr),
+			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
+		return err
+	}
+	if err := stream.Send(&runtimev1.LeaseResponse{}); err != nil {
+		return err
+	}
+	select {
+	case <-l.ended:
+	case <-e.closing:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (e *Engine) takeLease(l *Launch) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case l.state == statePending:
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("call Initialize before Lease"))
+	case l.state == stateEnded:
+		return connect.NewError(connect.CodeNotFound, errors.New("this launch has ended"))
+	case l.leased:
+		return connect.NewError(connect.CodeAlreadyExists, errors.New("this launch already holds a lease"))
+	}
+	l.leased = true
+	return nil
+}
+
+func errorMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return err.Error()
+}

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"github.com/vmre/vmre"
+)
+
+// ErrEngineClosed is returned by NewLaunch after Close.
+var ErrEngineClosed = errors.New("engine closed")
+
+type launchState int
+
+const (
+	statePending launchState = iota
+	stateInitialized
+	stateEnded
+)
+
+// Launch is one VM's pending handshake in an Engine. The host gives the VM
+// Token in the environment, waits on Initialized, and calls End when the VM
+// is gone (or the handshake was abandoned) so that the token stops working.
+type Launch struct {
+	engine *Engine
+	token  string
+	key    tokenKey
+	init   vmre.Initializer
+
+	initialized chan struct{} // closed on a successful Initialize
+	ended       chan struct{} // closed by End
+
+	// Guarded by engine.mu.
+	state   launchState
+	leased  bool
+	addr    string
+	version uint
+}
+
+// Token is the launch's bearer token, for vmre.EngineTokenKey.
+func (l *Launch) Token() string { return l.token }
+
+// Initialized is closed once the VM has completed its handshake.
+func (l *Launch) Initialized() <-chan struct{} { return l.initialized }
+
+// Result returns the VM's address and protocol version. It is valid once
+// Initialized is closed.
+func (l *Launch) Result() (addr string, protocolVersion uint) {
+	l.engine.mu.Lock()
+	defer l.engine.mu.Unlock()
+	return l.addr, l.version
+}
+
+// End retires the launch: later calls with its token get not_found, and the
+// VM's lease, if it holds one, ends so the VM shuts down. End is idempotent.
+func (l *Launch) End() {
+	e := l.engine
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l.state == stateEnded {
+		return
+	}
+	if l.state == statePending {
+		e.pending--
+	}
+	l.state = stateEnded
+	close(l.ended)
+	e.tombstones = append(e.tombstones, l.key)
+	if len(e.tombstones) > e.maxTombstones {
+		old := e.tombstones[0]
+		e.tombstones = e.tombstones[1:]
+		if gone := e.launches[old]; gone != nil && gone.state == stateEnded {
+			delete(e.launches, old)
+		}
+	}
+}
+
+// NewLaunch registers a pending launch under a fresh 256-bit token. init
+// decides whether the VM's protocol version is acceptable.
+func (e *Engine) NewLaunch(init vmre.Initializer) (*Launch, error) {
+	if init == nil {
+		return nil, fmt.Errorf("%w: NewLaunch needs an Initializer", vmre.ErrInvalidConfig)
+	}
+	token := newToken()
+	l := &Launch{
+		engine:      e,
+		token:       token,
+		key:         keyOf(token),
+		init:        init,
+		initialized: make(chan struct{}),
+		ended:       make(chan struct{}),
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrEngineClosed
+	}
+	if e.pending >= e.maxPending {
+		return nil, fmt.Errorf("%d launches are already waiting for their handshake (the engine's limit): wait for some to finish", e.pending)
+	}
+	e.pending++
+	e.launches[l.key] = l
+	return l, nil
+}
+
+// lookup finds the launch of a token, comparing it in constant time.
+func (e *Engine) lookup(token string) *Launch {
+	if token == "" {
+		return nil
+	}
+	e.mu.Lock()
+	l := e.launches[keyOf(token)]
+	e.mu.Unlock()
+	if l == nil || subtle.ConstantTimeCompare([]byte(l.token), []byte(token)) != 1 {
+		return nil
+	}
+	return l
+}

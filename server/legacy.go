@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/vmre/vmre"
+	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+)
+
+// LegacyConfig configures a LegacyListener. The zero value is ready to use.
+type LegacyConfig struct {
+	// AllowRemote accepts VM addresses that are not loopback.
+	AllowRemote bool
+	// MaxBodyBytes caps a request body (default DefaultMaxBodyBytes).
+	MaxBodyBytes int
+	// Logger receives one record per Initialize attempt (default: discard).
+	Logger *slog.Logger
+}
+
+// LegacyListener serves the rpcchainvm handshake, /vm.runtime.Runtime/Initialize,
+// for a single launch on its own loopback listener. There is no token: the
+// first valid call wins, the listener stops accepting connections right
+// after it, and Close ends the server.
+type LegacyListener struct {
+	init        vmre.Initializer
+	allowRemote bool
+	log         *slog.Logger
+	ln          net.Listener
+	srv         *http.Server
+	served      chan struct{} // closed when the serving goroutine returns
+	initialized chan struct{}
+	closeOnce   sync.Once
+
+	mu      sync.Mutex
+	done    bool
+	addr    string
+	version uint
+}
+
+// ListenLegacy starts a LegacyListener on 127.0.0.1, on a free port.
+func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, error) {
+	if init == nil {
+		return nil, fmt.Errorf("%w: ListenLegacy needs an Initializer", vmre.ErrInvalidConfig)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for the legacy handshake: %w", err)
+	}
+	l := &LegacyListener{
+		init:        init,
+		allowRemote: cfg.AllowRemote,
+		log:         cfg.Logger,
+		ln:          ln,
+		served:      make(chan struct{}),
+		initialized: make(chan struct{}),
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	maxBody := cfg.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	mux := http.NewServeMux()
+	mux.Handle(runtimepbconnect.NewRuntimeHandler(l, connect.WithReadMaxBytes(maxBody)))
+	l.srv = NewHTTPServer(mux)
+	go func() {
+		defer close(l.served)
+		l.srv.Serve(ln) // returns ErrServerClosed after Close, or the listener's error once it closes
+	}()
+	return l, nil
+}
+
+// Addr is the listener's host:port, for the plugin's engine address variable.
+func (l *LegacyListener) Addr() string { return l.ln.Addr().String() }
+
+// Initialized is closed once a VM has completed the handshake.
+func (l *LegacyListener) Initialized() <-chan struct{} { return l.initialized }
+
+// Result returns the VM's address and protocol version, valid once
+// Initialized is closed.
+func (l *LegacyListener) Result() (addr string, protocolVersion uint) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addr, l.version
+}
+
+// Close stops the server, closing its connections, and waits for it. It is
+// idempotent.
+func (l *LegacyListener) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.done = true
+		l.mu.Unlock()
+		l.srv.Close()
+	})
+	<-l.served
+	return nil
+}
+
+// Initialize implements runtimepbconnect.RuntimeHandler.
+func (l *LegacyListener) Initialize(ctx context.Context, req *connect.Request[runtimepb.InitializeRequest]) (*connect.Response[emptypb.Empty], error) {
+	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
+	err := l.initialize(ctx, addr, version)
+	if err != nil {
+		l.log.LogAttrs(ctx, slog.LevelWarn, "legacy initialize rejected", slog.String("peer", req.Peer().Addr),
+			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
+		return nil, err
+	}
+	l.log.LogAttrs(ctx, slog.LevelInfo, "legacy initialize accepted", slog.String("peer", req.Peer().Addr),
+		slog.String("addr", addr), slog.Uint64("protocol_version", uint64(version)))
+	return connect.NewResponse(&emptypb.Empty{}), nil
+}
+
+func (l *LegacyListener) initialize(ctx context.Context, addr string, version uint) error {
+	if err := checkAddr(addr, l.allowRemote); err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if err := l.init.Initialize(ctx, version, addr); err != nil {
+		return initializerError(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return connect.NewError(connect.CodeAlreadyExists, errors.New("this launch already completed its handshake"))
+	}
+	l.done = true
+	l.addr, l.version = addr, version
+	close(l.initialized)
+	l.ln.Close() // first valid call wins: accept no more connections
+	return nil
+}
