@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 
 	"connectrpc.com/connect"
@@ -61,6 +62,9 @@ func newEngineClient(o *options) (*engineClient, error) {
 		return nil, fmt.Errorf("%w (%s is not set)", ErrNotPlugin, vmre.EngineAddressKey)
 	case o.token == "":
 		return nil, fmt.Errorf("%w (%s is not set)", ErrNotPlugin, vmre.EngineTokenKey)
+	}
+	if o.protocolVersion == 0 || o.protocolVersion > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: protocol version %d is out of range (1 to %d)", vmre.ErrInvalidConfig, o.protocolVersion, uint32(math.MaxUint32))
 	}
 	ec := &engineClient{o: o}
 	httpClient := o.httpClient

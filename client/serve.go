@@ -75,23 +75,28 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 
 	var result error
-	select {
-	case <-ctx.Done():
-		o.logger.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", shutdownReason(ctx)))
-	case err := <-leaseEnd:
-		leaseEnd = nil
-		switch {
-		case err == nil:
-			o.logger.Info("shutting down", "reason", "the host ended the lease")
-		case connect.CodeOf(err) == connect.CodeUnimplemented:
-			o.logger.Warn("the host does not offer a lease; serving until stopped by a signal")
-			<-ctx.Done()
-		default:
-			o.logger.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			o.logger.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", context.Cause(ctx).Error()))
+			running = false
+		case err := <-leaseEnd:
+			leaseEnd = nil
+			switch {
+			case err == nil:
+				o.logger.Info("shutting down", "reason", "the host ended the lease")
+				running = false
+			case connect.CodeOf(err) == connect.CodeUnimplemented:
+				o.logger.Warn("the host does not offer a lease; serving until stopped by a signal")
+			default:
+				o.logger.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
+				running = false
+			}
+		case err := <-serveErr:
+			serveErr = nil
+			result = fmt.Errorf("VM server stopped: %w", err)
+			running = false
 		}
-	case err := <-serveErr:
-		serveErr = nil
-		result = fmt.Errorf("VM server stopped: %w", err)
 	}
 	cancelLease()
 	if leaseEnd != nil {
@@ -109,11 +114,4 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		}
 	}
 	return result
-}
-
-func shutdownReason(ctx context.Context) string {
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause.Error()
-	}
-	return "signal or context ended"
 }

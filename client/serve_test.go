@@ -1,0 +1,235 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
+)
+
+// vmHandler answers helloPath with "hello".
+func vmHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(helloPath, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") })
+	return mux
+}
+
+// vm is client.Serve running in this process.
+type vm struct {
+	addr      string        // its listener's host:port
+	handshake chan struct{} // closed when Serve logs "handshake succeeded"
+	done      chan error    // Serve's result
+}
+
+// serveVM runs client.Serve in this process on a fresh loopback listener.
+// The test must end Serve (through ctx, the lease or a refusal) before it
+// ends.
+func serveVM(t *testing.T, ctx context.Context, opts ...client.Option) *vm {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &vm{addr: ln.Addr().String(), handshake: make(chan struct{}), done: make(chan error, 1)}
+	logger := slog.New(&watchHandler{
+		Handler: slog.NewTextHandler(t.Output(), nil),
+		message: "handshake succeeded",
+		seen:    v.handshake,
+		once:    new(sync.Once),
+	})
+	opts = append([]client.Option{client.WithListener(ln), client.WithLogger(logger)}, opts...)
+	go func() { v.done <- client.Serve(ctx, vmHandler(), opts...) }()
+	return v
+}
+
+// watchHandler closes seen when a record with message is logged. Serve's
+// "handshake succeeded" is how a test knows the VM side of the handshake
+// is over: the host's Launch.Initialized closes a little earlier, before
+// the response has reached the VM.
+type watchHandler struct {
+	slog.Handler
+	message string
+	seen    chan struct{}
+	once    *sync.Once
+}
+
+func (h *watchHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.message {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *watchHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &watchHandler{h.Handler.WithAttrs(attrs), h.message, h.seen, h.once}
+}
+
+func (h *watchHandler) WithGroup(name string) slog.Handler {
+	return &watchHandler{h.Handler.WithGroup(name), h.message, h.seen, h.once}
+}
+
+// serveResult waits for Serve's result.
+func serveResult(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(waitTimeout):
+		t.Fatalf("Serve did not return within %v", waitTimeout)
+		return nil
+	}
+}
+
+// getHello calls the VM's handler at addr.
+func getHello(t *testing.T, addr string) {
+	t.Helper()
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Get("http://" + addr + helloPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != "hello" {
+		t.Errorf("GET %s = %q; want hello", helloPath, body)
+	}
+}
+
+// wantClosed fails the test if something still accepts connections at addr.
+func wantClosed(t *testing.T, addr string) {
+	t.Helper()
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Errorf("%s still accepts connections after Serve returned", addr)
+	}
+}
+
+func TestServeUntilContextEnds(t *testing.T) {
+	t.Parallel()
+	e, engineAddr := startEngine(t, nil)
+	l := newLaunch(t, e, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()))
+	waitFor(t, v.handshake, "the handshake")
+	if got, _ := l.Result(); got != v.addr {
+		t.Errorf("the VM announced %q; want its listener's %q", got, v.addr)
+	}
+	getHello(t, v.addr)
+	cancel()
+	if err := serveResult(t, v.done); err != nil {
+		t.Errorf("Serve = %v after its context ended; want nil", err)
+	}
+	wantClosed(t, v.addr)
+}
+
+func TestServeUntilLeaseEnds(t *testing.T) {
+	t.Parallel()
+	lw := newLeaseWatch()
+	e, engineAddr := startEngine(t, lw.wrap)
+	l := newLaunch(t, e, 1)
+	v := serveVM(t, t.Context(), client.WithEngine(engineAddr, l.Token()))
+	waitFor(t, lw.granted, "the lease")
+	getHello(t, v.addr)
+	l.End()
+	if err := serveResult(t, v.done); err != nil {
+		t.Errorf("Serve = %v after the host ended the lease; want nil", err)
+	}
+	wantClosed(t, v.addr)
+}
+
+// TestServeEngineWithoutLease: an engine that does not offer the lease
+// does not stop the VM; it serves until its context ends.
+func TestServeEngineWithoutLease(t *testing.T) {
+	t.Parallel()
+	asked := make(chan struct{})
+	var once atomic.Bool
+	e, engineAddr := startEngine(t, func(h http.Handler) http.Handler {
+		h = withoutLease(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			if r.URL.Path == "/vmre.runtime.v1.RuntimeService/Lease" && once.CompareAndSwap(false, true) {
+				close(asked) // after the 404 has been written
+			}
+		})
+	})
+	l := newLaunch(t, e, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()))
+	waitFor(t, asked, "the lease request")
+	getHello(t, v.addr)
+	select {
+	case err := <-v.done:
+		t.Fatalf("Serve returned %v when the engine had no lease to offer; want it to keep serving", err)
+	default:
+	}
+	cancel()
+	if err := serveResult(t, v.done); err != nil {
+		t.Errorf("Serve = %v; want nil", err)
+	}
+}
+
+// TestServeWithoutLease: with WithoutLease the VM never asks for one.
+func TestServeWithoutLease(t *testing.T) {
+	t.Parallel()
+	var leases atomic.Int32
+	e, engineAddr := startEngine(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/vmre.runtime.v1.RuntimeService/Lease" {
+				leases.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	l := newLaunch(t, e, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()), client.WithoutLease())
+	waitFor(t, v.handshake, "the handshake")
+	getHello(t, v.addr)
+	l.End() // without a lease, the VM does not notice
+	getHello(t, v.addr)
+	cancel()
+	if err := serveResult(t, v.done); err != nil {
+		t.Errorf("Serve = %v; want nil", err)
+	}
+	if n := leases.Load(); n != 0 {
+		t.Errorf("the VM asked for %d leases; want none", n)
+	}
+}
+
+// TestServeHandshakeRefused: Serve returns the handshake's error and
+// closes its listener.
+func TestServeHandshakeRefused(t *testing.T) {
+	t.Parallel()
+	e, engineAddr := startEngine(t, nil)
+	l := newLaunch(t, e, 1)
+	v := serveVM(t, t.Context(), client.WithEngine(engineAddr, l.Token()), client.WithProtocolVersion(7))
+	err := serveResult(t, v.done)
+	var mismatch *vmre.VersionMismatchError
+	if !errors.Is(err, vmre.ErrHandshakeFailed) || !errors.As(err, &mismatch) || mismatch.VMVersion != 7 {
+		t.Errorf("Serve = %v; want a handshake failure with a version mismatch (vm 7)", err)
+	}
+	wantClosed(t, v.addr)
+}
+
+// TestServeNotPlugin: Serve without the host's variables returns
+// ErrNotPlugin and closes the listener it was given. It sets the
+// environment, so it does not run in parallel.
+func TestServeNotPlugin(t *testing.T) {
+	t.Setenv(vmre.EngineAddressKey, "")
+	t.Setenv(vmre.EngineTokenKey, "")
+	v := serveVM(t, t.Context())
+	if err := serveResult(t, v.done); !errors.Is(err, client.ErrNotPlugin) {
+		t.Errorf("Serve = %v; want ErrNotPlugin", err)
+	}
+	wantClosed(t, v.addr)
+}

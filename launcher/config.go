@@ -1,0 +1,134 @@
+package launcher
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/server"
+)
+
+// Legacy engine address variables read by rpcchainvm plugins.
+const (
+	AvalancheEngineAddressKey = "AVALANCHE_VM_RUNTIME_ENGINE_ADDR"
+	OdysseyEngineAddressKey   = "ODYSSEY_VM_RUNTIME_ENGINE_ADDR"
+)
+
+// DefaultEnvAllowlist lists the variables of the host's environment that a
+// VM inherits by default. A name ending in '*' is a prefix.
+var DefaultEnvAllowlist = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TZ", "LANG", "LC_*",
+	"GODEBUG", "GORACE", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK", "GOCOVERDIR", "GRPC_*", "NO_COLOR",
+}
+
+// Config configures a Launcher. Every zero value means the documented
+// default; New never writes defaults back into it.
+type Config struct {
+	// ProtocolVersion is the version the host speaks (default
+	// vmre.ProtocolVersion). A VM that sends another version, and none of
+	// AcceptVersions, fails its handshake with ErrProtocolVersionMismatch.
+	ProtocolVersion uint
+	// AcceptVersions are further versions the host accepts.
+	AcceptVersions []uint
+	// HostName names the host in handshake messages (default
+	// vmre.DefaultHostName; "odysseygo" reproduces that node's messages).
+	HostName string
+
+	// Legacy serves the rpcchainvm handshake (/vm.runtime.Runtime, no
+	// token) on a loopback listener of each launch's own.
+	Legacy bool
+	// EngineAddressKey is the variable that carries the engine address to
+	// the VM (default vmre.EngineAddressKey, or AvalancheEngineAddressKey
+	// with Legacy).
+	EngineAddressKey string
+	// LegacyShutdown calls the VM's /vm.VM/Shutdown before SIGTERM, so that
+	// rpcchainvm plugins, which ignore SIGTERM until then, stop gracefully.
+	// Leave it off when the node's own VM client calls Shutdown.
+	LegacyShutdown bool
+
+	// HandshakeTimeout bounds the wait for the VM's Initialize (default
+	// vmre.DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// GracefulTimeout is how long Stop waits after SIGTERM before SIGKILL
+	// (default vmre.DefaultGracefulTimeout).
+	GracefulTimeout time.Duration
+
+	// Logger receives the launcher's progress and one record per line of
+	// the VM's output (default: discard).
+	Logger *slog.Logger
+	// Name names the VM in logs (default: the base name of the command).
+	Name string
+	// Stdout and Stderr, when set, also get the VM's raw output, line by line.
+	Stdout, Stderr io.Writer
+
+	// Env is added to the VM's environment (KEY=VALUE).
+	Env []string
+	// InheritEnv gives the VM the host's whole environment. By default it
+	// gets only the variables named in EnvAllowlist, plus Env and the
+	// engine's variables. A command whose Env is set keeps that Env.
+	InheritEnv bool
+	// EnvAllowlist replaces DefaultEnvAllowlist.
+	EnvAllowlist []string
+
+	// Engine is an engine the node already serves, for example mounted in
+	// its HTTP mux; EngineAddr is where VMs reach it. When Engine is nil,
+	// the Launcher serves an engine of its own on 127.0.0.1.
+	Engine     *server.Engine
+	EngineAddr string
+	// AllowRemote lets VMs announce addresses that are not loopback.
+	AllowRemote bool
+
+	// Manager, when set, tracks every launched runtime.
+	Manager vmre.Tracker
+}
+
+// settings is Config with its defaults applied.
+type settings struct {
+	Config
+	versions []uint
+}
+
+func (c Config) settings() (settings, error) {
+	s := settings{Config: c}
+	if s.ProtocolVersion == 0 {
+		s.ProtocolVersion = vmre.ProtocolVersion
+	}
+	s.versions = append([]uint{s.ProtocolVersion}, s.AcceptVersions...)
+	if slices.Contains(s.versions, 0) {
+		return s, fmt.Errorf("%w: protocol version 0 is not a version", vmre.ErrInvalidConfig)
+	}
+	if s.HostName == "" {
+		s.HostName = vmre.DefaultHostName
+	}
+	if s.EngineAddressKey == "" {
+		s.EngineAddressKey = vmre.EngineAddressKey
+		if s.Legacy {
+			s.EngineAddressKey = AvalancheEngineAddressKey
+		}
+	}
+	if s.HandshakeTimeout < 0 || s.GracefulTimeout < 0 {
+		return s, fmt.Errorf("%w: timeouts must not be negative", vmre.ErrInvalidConfig)
+	}
+	if s.HandshakeTimeout == 0 {
+		s.HandshakeTimeout = vmre.DefaultHandshakeTimeout
+	}
+	if s.GracefulTimeout == 0 {
+		s.GracefulTimeout = vmre.DefaultGracefulTimeout
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.EnvAllowlist == nil {
+		s.EnvAllowlist = DefaultEnvAllowlist
+	}
+	if s.Engine != nil && s.EngineAddr == "" {
+		return s, fmt.Errorf("%w: Config.Engine needs Config.EngineAddr, the address VMs dial to reach it", vmre.ErrInvalidConfig)
+	}
+	if s.Engine != nil && s.Legacy {
+		return s, fmt.Errorf("%w: Config.Engine serves the native handshake; Legacy launches use a listener of their own", vmre.ErrInvalidConfig)
+	}
+	return s, nil
+}

@@ -1,0 +1,98 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Stage is how far the stop sequence had gone when a VM ended.
+type Stage int
+
+const (
+	// StageNone: the VM ended on its own; nobody asked it to stop.
+	StageNone Stage = iota
+	// StageShutdown: the VM's /vm.VM/Shutdown was called (LegacyShutdown).
+	StageShutdown
+	// StageTerm: the VM's process group was sent SIGTERM.
+	StageTerm
+	// StageKill: the VM's process group was sent SIGKILL.
+	StageKill
+)
+
+func (s Stage) String() string {
+	switch s {
+	case StageShutdown:
+		return "shutdown"
+	case StageTerm:
+		return "sigterm"
+	case StageKill:
+		return "sigkill"
+	}
+	return "none"
+}
+
+// Exit is how a VM ended.
+type Exit struct {
+	// Code is the exit code, or -1 when a signal ended the VM.
+	Code int
+	// Signal names the signal that ended the VM ("killed", "terminated"),
+	// or is empty.
+	Signal string
+	// Stage is the last step of the stop sequence taken before the VM
+	// ended: StageNone when it ended on its own.
+	Stage Stage
+	// Ran is how long the VM ran.
+	Ran time.Duration
+	// Err is an error of waiting for the VM that is not its exit status.
+	Err error
+}
+
+// Killed reports whether SIGKILL ended the VM.
+func (e Exit) Killed() bool { return e.Signal == syscall.SIGKILL.String() }
+
+// Success reports whether the VM exited with code 0.
+func (e Exit) Success() bool { return e.Code == 0 && e.Signal == "" && e.Err == nil }
+
+func (e Exit) String() string {
+	var s string
+	switch {
+	case e.Err != nil:
+		s = "wait failed: " + e.Err.Error()
+	case e.Signal != "":
+		s = "killed by signal " + e.Signal
+	default:
+		s = fmt.Sprintf("exit code %d", e.Code)
+	}
+	s += " after " + e.Ran.Round(time.Millisecond).String()
+	switch e.Stage {
+	case StageShutdown:
+		s += " (stopped by /vm.VM/Shutdown)"
+	case StageTerm:
+		s += " (stopped by SIGTERM)"
+	case StageKill:
+		s += " (SIGKILL after the graceful timeout)"
+	}
+	return s
+}
+
+// exitOf reads an exit from the result of cmd.Wait.
+func exitOf(state *os.ProcessState, err error, ran time.Duration, stage Stage) Exit {
+	e := Exit{Code: -1, Ran: ran, Stage: stage}
+	if state == nil {
+		e.Err = err
+		return e
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		e.Err = err
+	}
+	e.Code = state.ExitCode()
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		e.Signal = ws.Signal().String()
+	}
+	return e
+}

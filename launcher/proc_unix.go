@@ -1,0 +1,36 @@
+//go:build unix
+
+package launcher
+
+import (
+	"errors"
+	"os/exec"
+	"syscall"
+)
+
+// prepare puts the VM in a process group of its own, so that a stop signal
+// reaches every process it started.
+func prepare(cmd *exec.Cmd, s *settings) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pgid = 0
+	setParentDeathSignal(cmd.SysProcAttr, s)
+}
+
+// signalGroup sends sig to the VM's process group. A group that is already
+// gone is not an error.
+func signalGroup(pid int, sig syscall.Signal) error {
+	err := syscall.Kill(-pid, sig)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+func terminate(pid int) error { return signalGroup(pid, syscall.SIGTERM) }
+func kill(pid int) error      { return signalGroup(pid, syscall.SIGKILL) }
+
+// canTerminate reports whether a graceful stop exists on this system.
+const canTerminate = true

@@ -1,0 +1,26 @@
+//go:build !unix
+
+package launcher
+
+import (
+	"os"
+	"os/exec"
+)
+
+// prepare does nothing: there are no process groups to set up.
+func prepare(*exec.Cmd, *settings) {}
+
+// terminate kills at once: there is no SIGTERM.
+func terminate(pid int) error { return kill(pid) }
+
+func kill(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil
+	}
+	return p.Kill()
+}
+
+func waitExited(int) {}
+
+const canTerminate = false

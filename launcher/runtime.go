@@ -1,0 +1,257 @@
+package launcher
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/vmre/vmre"
+)
+
+// drainTimeout bounds how long output is still read after the VM is reaped:
+// a process outside the VM's group may hold the pipes open, and the host
+// must not wait on it.
+const drainTimeout = 200 * time.Millisecond
+
+// Runtime is one running VM. Its methods are safe for concurrent use.
+type Runtime struct {
+	name    string
+	cmd     *exec.Cmd
+	s       *settings
+	log     *slog.Logger // carries vm and pid
+	started time.Time
+	tail    tail
+
+	// Set once by the launch, before the Runtime is shared.
+	status    vmre.Status
+	version   uint
+	handshake time.Duration
+	shutdown  func(ctx context.Context) error // the legacy /vm.VM/Shutdown call, or nil
+	onStop    func()                          // ends the launch in the engine
+
+	exited     context.Context // done once the VM is reaped and its pipes closed
+	markExited context.CancelFunc
+	stopOnce   sync.Once
+	stopWG     sync.WaitGroup // the legacy shutdown call, when one runs
+
+	mu     sync.Mutex
+	reaped bool
+	stage  Stage
+	exit   Exit
+	done   bool
+}
+
+// start execs the VM with its output piped into the host's logger, and
+// starts the one goroutine that waits for it and the two that read it.
+func (r *Runtime) start(cmd *exec.Cmd) error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	prepare(cmd, r.s)
+
+	err = startLocked(cmd)
+	// The child has its own copies of the write ends; closing ours now means
+	// the readers see EOF as soon as the VM's processes close theirs.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return err
+	}
+	r.started = time.Now()
+	r.cmd = cmd
+	r.status.Pid = cmd.Process.Pid
+	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
+	r.exited, r.markExited = context.WithCancel(context.Background())
+
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() {
+		defer readers.Done()
+		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout}).run(outR)
+	}()
+	go func() {
+		defer readers.Done()
+		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail}).run(errR)
+	}()
+	go r.wait(outR, errR, &readers)
+	return nil
+}
+
+// startLocked starts cmd from a goroutine locked to its OS thread: on Linux
+// the parent-death signal follows the thread that forked, so that thread
+// must not be one that a locked goroutine could end.
+func startLocked(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Start()
+}
+
+// wait reaps the VM, kills what is left of its process group, drains and
+// closes its pipes, and marks it exited.
+func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
+	waitExited(r.status.Pid)
+	kill(r.status.Pid) // grandchildren left in the group go with the VM
+	err := r.cmd.Wait()
+	ran := time.Since(r.started)
+
+	deadline := time.Now().Add(drainTimeout)
+	outR.SetReadDeadline(deadline)
+	errR.SetReadDeadline(deadline)
+	readers.Wait()
+	outR.Close()
+	errR.Close()
+	r.mu.Lock()
+	r.reaped = true // no new stop goroutine from here on
+	r.mu.Unlock()
+	r.stopWG.Wait()
+
+	r.mu.Lock()
+	r.exit = exitOf(r.cmd.ProcessState, err, ran, r.stage)
+	r.done = true
+	exit := r.exit
+	r.mu.Unlock()
+	if r.onStop != nil {
+		r.onStop()
+	}
+	level := slog.LevelInfo
+	if !exit.Success() && exit.Stage == StageNone || exit.Killed() {
+		level = slog.LevelWarn
+	}
+	r.log.LogAttrs(context.Background(), level, "vm exited", slog.String("exit", exit.String()))
+	r.markExited()
+}
+
+// Status returns the VM's pid and RPC address.
+func (r *Runtime) Status() vmre.Status { return r.status }
+
+// Name is the VM's name in logs.
+func (r *Runtime) Name() string { return r.name }
+
+// ProtocolVersion is the version agreed in the handshake.
+func (r *Runtime) ProtocolVersion() uint { return r.version }
+
+// Started is when the VM was started.
+func (r *Runtime) Started() time.Time { return r.started }
+
+// HandshakeDuration is the time from exec to the VM's Initialize.
+func (r *Runtime) HandshakeDuration() time.Duration { return r.handshake }
+
+// Done is closed once the VM has been reaped and its pipes closed.
+func (r *Runtime) Done() <-chan struct{} { return r.exited.Done() }
+
+// AfterExit arranges for f to run in its own goroutine once the VM is
+// done, like context.AfterFunc; stop cancels that if it has not run yet.
+func (r *Runtime) AfterExit(f func()) (stop func() bool) { return context.AfterFunc(r.exited, f) }
+
+// Exit returns how the VM ended, and false while it is still running.
+func (r *Runtime) Exit() (Exit, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exit, r.done
+}
+
+// Wait blocks until the VM is done or ctx ends, and returns how it ended.
+func (r *Runtime) Wait(ctx context.Context) (Exit, error) {
+	select {
+	case <-r.Done():
+		e, _ := r.Exit()
+		return e, nil
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+}
+
+// LastStderr returns the last lines the VM wrote to stderr, oldest first.
+func (r *Runtime) LastStderr() []string { return r.tail.lines() }
+
+// Stop starts the stop sequence and returns at once: SIGTERM to the VM's
+// process group (after /vm.VM/Shutdown with LegacyShutdown), then SIGKILL
+// when the graceful timeout passes or ctx ends, whichever is first. Stop is
+// idempotent; wait on Done for the end. On systems without SIGTERM it kills
+// at once.
+func (r *Runtime) Stop(ctx context.Context) {
+	r.stopOnce.Do(func() { r.stop(ctx) })
+}
+
+func (r *Runtime) stop(ctx context.Context) {
+	if r.exited.Err() != nil {
+		return
+	}
+	if r.onStop != nil {
+		r.onStop() // ends the VM's lease: a VM on client.Serve starts shutting down
+	}
+	r.log.Debug("stopping vm", "graceful_timeout", r.s.GracefulTimeout)
+	if !canTerminate {
+		r.signal(StageKill)
+		return
+	}
+	timer := time.AfterFunc(r.s.GracefulTimeout, func() { r.signal(StageKill) })
+	stopCtx := context.AfterFunc(ctx, func() { r.signal(StageKill) })
+	context.AfterFunc(r.exited, func() {
+		timer.Stop()
+		stopCtx()
+	})
+	if r.shutdown == nil {
+		r.signal(StageTerm)
+		return
+	}
+	r.mu.Lock()
+	if r.reaped || r.stage >= StageShutdown {
+		r.mu.Unlock()
+		return
+	}
+	r.stage = StageShutdown
+	r.stopWG.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.stopWG.Done()
+		callCtx, cancel := context.WithTimeout(ctx, r.s.GracefulTimeout)
+		defer cancel()
+		if err := r.shutdown(callCtx); err != nil {
+			r.log.Warn("legacy shutdown call failed; sending SIGTERM", "error", err)
+		}
+		r.signal(StageTerm)
+	}()
+}
+
+func (r *Runtime) setStage(s Stage) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done || r.stage >= s {
+		return false
+	}
+	r.stage = s
+	return true
+}
+
+// signal moves the stop sequence on to stage s, unless it is already there
+// or further, or the VM is gone.
+func (r *Runtime) signal(s Stage) {
+	if !r.setStage(s) {
+		return
+	}
+	var err error
+	if s == StageKill {
+		r.log.Warn("vm did not stop in time; sending SIGKILL", "graceful_timeout", r.s.GracefulTimeout)
+		err = kill(r.status.Pid)
+	} else {
+		err = terminate(r.status.Pid)
+	}
+	if err != nil {
+		r.log.Warn("signal failed", "stage", s.String(), "error", err)
+	}
+}
