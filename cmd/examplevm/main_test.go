@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
+)
+
+// asPluginEnv makes the test binary run as examplevm (see startPlugin).
+const asPluginEnv = "EXAMPLEVM_TEST_AS_PLUGIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asPluginEnv) == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		var out bytes.Buffer
+		if code := run(t.Context(), []string{arg}, &out); code != 0 {
+			t.Errorf("%s: exit %d, want 0", arg, code)
+		}
+		for _, want := range []string{"vmre run", "--protocol-version version", "--log-level level",
+			"--no-handshake", "never call the host back", vmre.EngineAddressKey, "-h, --help"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s: help lacks %q:\n%s", arg, want, out.String())
+			}
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--log-level", "loud"}, `invalid value "loud" for flag -log-level`},
+		{[]string{"--protocol-version", "-1"}, "invalid value"},
+		{[]string{"--protocol-version", "4294967296"}, "out of range"},
+		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		if code := run(t.Context(), tt.args, &out); code != 2 {
+			t.Errorf("%q: exit %d, want 2", tt.args, code)
+		}
+		if s := out.String(); !strings.Contains(s, tt.want) || !strings.Contains(s, usageHint) {
+			t.Errorf("%q: output %q lacks %q and the hint", tt.args, s, tt.want)
+		}
+	}
+}
+
+// TestNotPlugin runs examplevm by hand, without the host's variables.
+func TestNotPlugin(t *testing.T) {
+	tests := []struct {
+		name, addr, token, want string
+	}{
+		{"neither", "", "", client.ErrNotPlugin.Error() + "\n"},
+		{"no token", "127.0.0.1:1", "", client.ErrNotPlugin.Error() + " (" + vmre.EngineTokenKey + " is not set)\n"},
+		{"no address", "", "t", client.ErrNotPlugin.Error() + " (" + vmre.EngineAddressKey + " is not set)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(vmre.EngineAddressKey, tt.addr)
+			t.Setenv(vmre.EngineTokenKey, tt.token)
+			for _, args := range [][]string{nil, {"--no-handshake"}} {
+				var out bytes.Buffer
+				if code := run(t.Context(), args, &out); code != 2 {
+					t.Errorf("%q: exit %d, want 2", args, code)
+				}
+				if out.String() != tt.want {
+					t.Errorf("%q: stderr = %q, want %q", args, out.String(), tt.want)
+				}
+			}
+		})
+	}
+}
+
+// parseRecords parses JSON log lines.
+func parseRecords(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for line := range strings.Lines(s) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
