@@ -69,7 +69,12 @@ func newEngineClient(o *options) (*engineClient, error) {
 	ec := &engineClient{o: o}
 	httpClient := o.httpClient
 	if httpClient == nil {
-		c := h2c.NewClient()
+		// gRPC needs HTTP/2; Connect and gRPC-Web use HTTP/1.1, which costs
+		// the host fewer goroutines for the lease a VM holds all its life.
+		c := h2c.NewHTTP1Client()
+		if o.protocol == ProtocolGRPC {
+			c = h2c.NewClient()
+		}
 		httpClient, ec.closer = c, c
 	}
 	var protocolOpt []connect.ClientOption

@@ -77,8 +77,8 @@ func WithProtocolVersion(v uint) Option {
 	return optionFunc(func(o *options) { o.protocolVersion = v })
 }
 
-// WithHTTPClient sets the HTTP client used to call the engine (default: a
-// client speaking HTTP/2 without TLS to the engine).
+// WithHTTPClient sets the HTTP client used to call the engine (default:
+// HTTP/1.1 for Connect and gRPC-Web, HTTP/2 without TLS for gRPC).
 func WithHTTPClient(c connect.HTTPClient) Option {
 	return optionFunc(func(o *options) { o.httpClient = c })
 }

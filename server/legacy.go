@@ -95,14 +95,19 @@ func (l *LegacyListener) Result() (addr string, protocolVersion uint) {
 	return l.addr, l.version
 }
 
-// Close stops the server, closing its connections, and waits for it. It is
-// idempotent.
+// Close stops the server and waits for it. A call in flight, such as the
+// answer to the winning Initialize, gets up to ShutdownTimeout to finish.
+// Close is idempotent.
 func (l *LegacyListener) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.done = true
 		l.mu.Unlock()
-		l.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		if l.srv.Shutdown(ctx) != nil {
+			l.srv.Close()
+		}
 	})
 	<-l.served
 	return nil

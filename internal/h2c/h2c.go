@@ -38,11 +38,23 @@ func NewServer(h http.Handler) *http.Server {
 func NewClient() *http.Client {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
+	return newClient(&protocols)
+}
+
+// NewHTTP1Client returns an HTTP/1.1 client without proxies. An idle
+// HTTP/1.1 connection costs its server one goroutine, and a call in flight
+// two, where HTTP/2 needs three: the VM's long-lived lease uses it.
+func NewHTTP1Client() *http.Client {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	return newClient(&protocols)
+}
+
+func newClient(protocols *http.Protocols) *http.Client {
 	return &http.Client{Transport: &http.Transport{
-		Protocols:   &protocols,
+		Protocols:   protocols,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		// One connection per peer carries every call: the handshake, the
-		// lease, the VM's own RPCs.
+		// One connection per peer carries the calls of one launch.
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     IdleTimeout,
 	}}
