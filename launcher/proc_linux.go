@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"os/exec"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -16,15 +17,20 @@ func setParentDeathSignal(attr *syscall.SysProcAttr, s *settings) {
 	}
 }
 
-// waitExited blocks until the process has exited, without reaping it: while
-// it is a zombie its pid, and so its process group id, cannot be reused, so
-// the group can still be signalled safely.
-func waitExited(pid int) {
+// reap waits for the VM to exit without reaping it (waitid WNOWAIT): while
+// it is a zombie its pid, and so its process group id, cannot be reused.
+// That is when the group is killed, so grandchildren go with the VM, and
+// then the VM is reaped.
+func reap(cmd *exec.Cmd, markGone func()) error {
+	pid := cmd.Process.Pid
 	var info unix.Siginfo
 	for {
 		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
 		if err != unix.EINTR {
-			return
+			break
 		}
 	}
+	markGone()
+	kill(pid)
+	return cmd.Wait()
 }

@@ -21,6 +21,11 @@ func kill(pid int) error {
 	return p.Kill()
 }
 
-func waitExited(int) {}
+// reap reaps the VM.
+func reap(cmd *exec.Cmd, markGone func()) error {
+	err := cmd.Wait()
+	markGone()
+	return err
+}
 
 const canTerminate = false

@@ -38,11 +38,11 @@ type Runtime struct {
 	stopOnce   sync.Once
 	stopWG     sync.WaitGroup // the legacy shutdown call, when one runs
 
-	mu     sync.Mutex
-	reaped bool
-	stage  Stage
-	exit   Exit
-	done   bool
+	mu    sync.Mutex
+	gone  bool // the VM has exited: no more signals, no new stop goroutine
+	stage Stage
+	exit  Exit
+	done  bool
 }
 
 // start execs the VM with its output piped into the host's logger, and
@@ -103,9 +103,7 @@ func startLocked(cmd *exec.Cmd) error {
 // wait reaps the VM, kills what is left of its process group, drains and
 // closes its pipes, and marks it exited.
 func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
-	waitExited(r.status.Pid)
-	kill(r.status.Pid) // grandchildren left in the group go with the VM
-	err := r.cmd.Wait()
+	err := reap(r.cmd, r.markGone)
 	ran := time.Since(r.started)
 
 	deadline := time.Now().Add(drainTimeout)
@@ -114,9 +112,6 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	readers.Wait()
 	outR.Close()
 	errR.Close()
-	r.mu.Lock()
-	r.reaped = true // no new stop goroutine from here on
-	r.mu.Unlock()
 	r.stopWG.Wait()
 
 	r.mu.Lock()
@@ -210,7 +205,7 @@ func (r *Runtime) stop(ctx context.Context) {
 		return
 	}
 	r.mu.Lock()
-	if r.reaped || r.stage >= StageShutdown {
+	if r.gone || r.stage >= StageShutdown {
 		r.mu.Unlock()
 		return
 	}
@@ -228,10 +223,18 @@ func (r *Runtime) stop(ctx context.Context) {
 	}()
 }
 
+// markGone records that the VM has exited, before it is reaped: from then on
+// its pid may be reused, so it must not be signalled.
+func (r *Runtime) markGone() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gone = true
+}
+
 func (r *Runtime) setStage(s Stage) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.done || r.stage >= s {
+	if r.gone || r.stage >= s {
 		return false
 	}
 	r.stage = s
