@@ -38,11 +38,14 @@ type Runtime struct {
 	stopOnce   sync.Once
 	stopWG     sync.WaitGroup // the legacy shutdown call, when one runs
 
-	mu    sync.Mutex
-	gone  bool // the VM has exited: no more signals, no new stop goroutine
-	stage Stage
-	exit  Exit
-	done  bool
+	mu   sync.Mutex
+	gone bool // the VM has exited: no more signals, no new stop goroutine
+	// Callbacks of AfterExit, run by the wait goroutine before Done closes.
+	afterExit map[int]func()
+	nextAfter int
+	stage     Stage
+	exit      Exit
+	done      bool
 }
 
 // start execs the VM with its output piped into the host's logger, and
@@ -127,6 +130,13 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 		level = slog.LevelWarn
 	}
 	r.log.LogAttrs(context.Background(), level, "vm exited", slog.String("exit", exit.String()))
+	r.mu.Lock()
+	afterExit := r.afterExit
+	r.afterExit = nil
+	r.mu.Unlock()
+	for _, f := range afterExit {
+		f()
+	}
 	r.markExited()
 }
 
@@ -148,9 +158,30 @@ func (r *Runtime) HandshakeDuration() time.Duration { return r.handshake }
 // Done is closed once the VM has been reaped and its pipes closed.
 func (r *Runtime) Done() <-chan struct{} { return r.exited.Done() }
 
-// AfterExit arranges for f to run in its own goroutine once the VM is
-// done, like context.AfterFunc; stop cancels that if it has not run yet.
-func (r *Runtime) AfterExit(f func()) (stop func() bool) { return context.AfterFunc(r.exited, f) }
+// AfterExit arranges for f to run once the VM has ended, before Done is
+// closed; for a VM already done, f runs at once in a goroutine of its own.
+// stop cancels f if it has not run yet and reports whether it did so.
+func (r *Runtime) AfterExit(f func()) (stop func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		go f()
+		return func() bool { return false }
+	}
+	id := r.nextAfter
+	r.nextAfter++
+	if r.afterExit == nil {
+		r.afterExit = make(map[int]func())
+	}
+	r.afterExit[id] = f
+	return func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, pending := r.afterExit[id]
+		delete(r.afterExit, id)
+		return pending
+	}
+}
 
 // Exit returns how the VM ended, and false while it is still running.
 func (r *Runtime) Exit() (Exit, bool) {
