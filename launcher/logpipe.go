@@ -25,18 +25,15 @@ func (p *logPipe) run(r io.Reader) {
 	br := bufio.NewReaderSize(r, MaxLineBytes)
 	for {
 		line, err := br.ReadSlice('\n')
-		truncated := false
 		if err == bufio.ErrBufferFull {
-			truncated = true
 			p.line(line, true)
-			line, err = skipLine(br)
-			if err != nil {
+			if _, err = skipLine(br); err != nil {
 				return
 			}
 			continue
 		}
 		if len(line) > 0 {
-			p.line(line, truncated)
+			p.line(line, false)
 		}
 		if err != nil {
 			return
