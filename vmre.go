@@ -38,7 +38,9 @@ const (
 
 // Initializer completes the handshake of one launch. The engine calls it
 // once the VM's token and address are valid; an error that wraps
-// ErrProtocolVersionMismatch rejects the VM's version.
+// ErrProtocolVersionMismatch rejects the VM's version. It may be called
+// more than once for a launch (a retry, or a second VM call that the engine
+// then refuses), concurrently, and must not block.
 type Initializer interface {
 	Initialize(ctx context.Context, protocolVersion uint, vmAddr string) error
 }

@@ -4,55 +4,96 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/h2c"
 )
 
 const vmAddr = "127.0.0.1:40000"
 
-// transports are the engine clients a VM may use: every protocol over h2c
-// (the default), and the two that also work over HTTP/1.1.
+// transport is one way for a VM to call the engine.
+type transport int
+
+const (
+	defaultTransport transport = iota // no WithHTTPClient: Initialize picks
+	h2cTransport
+	http1Transport
+)
+
+// transports are the engine clients a VM may use: each protocol with the
+// default HTTP client, and over each HTTP version it works with (gRPC
+// needs HTTP/2). wantHTTP is the HTTP version the engine must see.
 var transports = []struct {
-	name     string
-	protocol client.Protocol
-	http1    bool
+	name      string
+	protocol  client.Protocol
+	transport transport
+	wantHTTP  string
 }{
-	{"connect/h2c", client.ProtocolConnect, false},
-	{"connect/http1.1", client.ProtocolConnect, true},
-	{"grpc/h2c", client.ProtocolGRPC, false},
-	{"grpcweb/h2c", client.ProtocolGRPCWeb, false},
-	{"grpcweb/http1.1", client.ProtocolGRPCWeb, true},
+	{"connect/default", client.ProtocolConnect, defaultTransport, "HTTP/1.1"},
+	{"connect/h2c", client.ProtocolConnect, h2cTransport, "HTTP/2.0"},
+	{"connect/http1.1", client.ProtocolConnect, http1Transport, "HTTP/1.1"},
+	{"grpc/default", client.ProtocolGRPC, defaultTransport, "HTTP/2.0"},
+	{"grpc/h2c", client.ProtocolGRPC, h2cTransport, "HTTP/2.0"},
+	{"grpcweb/default", client.ProtocolGRPCWeb, defaultTransport, "HTTP/1.1"},
+	{"grpcweb/h2c", client.ProtocolGRPCWeb, h2cTransport, "HTTP/2.0"},
+	{"grpcweb/http1.1", client.ProtocolGRPCWeb, http1Transport, "HTTP/1.1"},
 }
 
-// transportOptions returns the options selecting a transport. The HTTP
-// client, if any, is closed with the test.
-func transportOptions(t *testing.T, protocol client.Protocol, http1 bool) []client.Option {
+// transportOptions returns the options selecting a protocol and transport.
+// The HTTP client, if any, is closed with the test.
+func transportOptions(t *testing.T, protocol client.Protocol, tr transport) []client.Option {
 	opts := []client.Option{client.WithProtocol(protocol)}
-	if http1 {
-		var protocols http.Protocols
-		protocols.SetHTTP1(true)
-		hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-		t.Cleanup(hc.CloseIdleConnections)
-		opts = append(opts, client.WithHTTPClient(hc))
+	var hc *http.Client
+	switch tr {
+	case h2cTransport:
+		hc = h2c.NewClient()
+	case http1Transport:
+		hc = h2c.NewHTTP1Client()
+	default:
+		return opts
 	}
-	return opts
+	t.Cleanup(hc.CloseIdleConnections)
+	return append(opts, client.WithHTTPClient(hc))
+}
+
+// protoLog records the HTTP version of each engine request, by the bearer
+// token it carried.
+type protoLog struct{ m sync.Map }
+
+func (pl *protoLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pl.m.Store(r.Header.Get("Authorization"), r.Proto)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// of returns the HTTP version of the last request with token.
+func (pl *protoLog) of(token string) string {
+	v, _ := pl.m.Load("Bearer " + token)
+	s, _ := v.(string)
+	return s
 }
 
 func TestInitialize(t *testing.T) {
 	t.Parallel()
-	e, engineAddr := startEngine(t, nil)
+	var protos protoLog
+	e, engineAddr := startEngine(t, protos.wrap)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
 			l := newLaunch(t, e, 1)
-			opts := append(transportOptions(t, tr.protocol, tr.http1), client.WithEngine(engineAddr, l.Token()))
+			opts := append(transportOptions(t, tr.protocol, tr.transport), client.WithEngine(engineAddr, l.Token()))
 			host, err := client.Initialize(t.Context(), vmAddr, opts...)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got := protos.of(l.Token()); got != tr.wantHTTP {
+				t.Errorf("the engine got the call over %s; want %s", got, tr.wantHTTP)
 			}
 			if *host != (client.Host{Name: "vmre", ProtocolVersion: 1}) {
 				t.Errorf("host %+v; want vmre, version 1", *host)
@@ -75,7 +116,7 @@ func TestInitializeVersionMismatch(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
 			l := newLaunch(t, e, 1)
-			opts := append(transportOptions(t, tr.protocol, tr.http1),
+			opts := append(transportOptions(t, tr.protocol, tr.transport),
 				client.WithEngine(engineAddr, l.Token()), client.WithProtocolVersion(2))
 			_, err := client.Initialize(t.Context(), vmAddr, opts...)
 			if !errors.Is(err, vmre.ErrProtocolVersionMismatch) || !errors.Is(err, vmre.ErrHandshakeFailed) {

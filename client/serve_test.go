@@ -25,21 +25,29 @@ func vmHandler() http.Handler {
 
 // vm is client.Serve running in this process.
 type vm struct {
+	ln        *net.TCPListener
 	addr      string        // its listener's host:port
 	handshake chan struct{} // closed when Serve logs "handshake succeeded"
 	done      chan error    // Serve's result
+	exited    chan struct{} // closed once Serve has returned
 }
 
 // serveVM runs client.Serve in this process on a fresh loopback listener.
-// The test must end Serve (through ctx, the lease or a refusal) before it
-// ends.
+// A test ends Serve through ctx, the lease or a refusal; should it fail
+// first, cleanup cancels Serve and waits for it.
 func serveVM(t *testing.T, ctx context.Context, opts ...client.Option) *vm {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &vm{addr: ln.Addr().String(), handshake: make(chan struct{}), done: make(chan error, 1)}
+	v := &vm{
+		ln:        ln.(*net.TCPListener),
+		addr:      ln.Addr().String(),
+		handshake: make(chan struct{}),
+		done:      make(chan error, 1),
+		exited:    make(chan struct{}),
+	}
 	logger := slog.New(&watchHandler{
 		Handler: slog.NewTextHandler(t.Output(), nil),
 		message: "handshake succeeded",
@@ -47,7 +55,15 @@ func serveVM(t *testing.T, ctx context.Context, opts ...client.Option) *vm {
 		once:    new(sync.Once),
 	})
 	opts = append([]client.Option{client.WithListener(ln), client.WithLogger(logger)}, opts...)
-	go func() { v.done <- client.Serve(ctx, vmHandler(), opts...) }()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(v.exited)
+		v.done <- client.Serve(ctx, vmHandler(), opts...)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-v.exited
+	})
 	return v
 }
 
@@ -105,12 +121,13 @@ func getHello(t *testing.T, addr string) {
 	}
 }
 
-// wantClosed fails the test if something still accepts connections at addr.
-func wantClosed(t *testing.T, addr string) {
+// wantClosed fails the test unless Serve closed the VM's listener. It asks
+// the listener itself rather than dialing its port, which another test's
+// listener may have taken over since.
+func (v *vm) wantClosed(t *testing.T) {
 	t.Helper()
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Errorf("%s still accepts connections after Serve returned", addr)
+	if err := v.ln.SetDeadline(time.Now()); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("the VM's listener %s is still open after Serve returned (SetDeadline: %v)", v.addr, err)
 	}
 }
 
@@ -129,7 +146,7 @@ func TestServeUntilContextEnds(t *testing.T) {
 	if err := serveResult(t, v.done); err != nil {
 		t.Errorf("Serve = %v after its context ended; want nil", err)
 	}
-	wantClosed(t, v.addr)
+	v.wantClosed(t)
 }
 
 func TestServeUntilLeaseEnds(t *testing.T) {
@@ -144,7 +161,7 @@ func TestServeUntilLeaseEnds(t *testing.T) {
 	if err := serveResult(t, v.done); err != nil {
 		t.Errorf("Serve = %v after the host ended the lease; want nil", err)
 	}
-	wantClosed(t, v.addr)
+	v.wantClosed(t)
 }
 
 // TestServeEngineWithoutLease: an engine that does not offer the lease
@@ -218,7 +235,7 @@ func TestServeHandshakeRefused(t *testing.T) {
 	if !errors.Is(err, vmre.ErrHandshakeFailed) || !errors.As(err, &mismatch) || mismatch.VMVersion != 7 {
 		t.Errorf("Serve = %v; want a handshake failure with a version mismatch (vm 7)", err)
 	}
-	wantClosed(t, v.addr)
+	v.wantClosed(t)
 }
 
 // TestServeNotPlugin: Serve without the host's variables returns
@@ -231,5 +248,5 @@ func TestServeNotPlugin(t *testing.T) {
 	if err := serveResult(t, v.done); !errors.Is(err, client.ErrNotPlugin) {
 		t.Errorf("Serve = %v; want ErrNotPlugin", err)
 	}
-	wantClosed(t, v.addr)
+	v.wantClosed(t)
 }

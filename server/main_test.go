@@ -1,0 +1,156 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/goleak"
+
+	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
+	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/server"
+)
+
+// TestMain fails the package when a test leaves a goroutine behind: every
+// server, client and stream a test opens is closed in its t.Cleanup.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitTimeout bounds every wait on a channel in these tests. It is far
+// longer than anything takes on a loaded machine; it only turns a hang into
+// a failure.
+const waitTimeout = 10 * time.Second
+
+// vmAddr is the address the tests' VMs announce. Nothing listens there: the
+// engine only checks its form.
+const vmAddr = "127.0.0.1:40000"
+
+// startEngine serves a new Engine on 127.0.0.1 (HTTP/1.1 and h2c) and
+// returns it with its host:port. Cleanup closes the engine, then the server.
+func startEngine(t *testing.T, cfg server.Config) (*server.Engine, string) {
+	t.Helper()
+	e := server.New(cfg)
+	addr := serve(t, e.Handler())
+	t.Cleanup(e.Close) // runs before serve's cleanup: leases end first
+	return e, addr
+}
+
+// serve serves h with server.Serve on a fresh loopback listener until the
+// test ends, and checks that Serve then returns nil.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- server.Serve(ctx, ln, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Serve returned %v after its context ended; want nil", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// newLaunch registers a launch that accepts version; it ends with the test.
+func newLaunch(t *testing.T, e *server.Engine, version uint) *server.Launch {
+	t.Helper()
+	l, err := e.NewLaunch(acceptVersion(version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.End)
+	return l
+}
+
+// h2cClient returns an HTTP client that speaks HTTP/2 without TLS.
+func h2cClient(t *testing.T) *http.Client {
+	c := h2c.NewClient()
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// http1Client returns an HTTP client that speaks HTTP/1.1 only.
+func http1Client(t *testing.T) *http.Client {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	c := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// runtimeClient is a Connect-protocol RuntimeService client over h2c.
+func runtimeClient(t *testing.T, addr string, opts ...connect.ClientOption) runtimev1connect.RuntimeServiceClient {
+	return runtimev1connect.NewRuntimeServiceClient(h2cClient(t), "http://"+addr, opts...)
+}
+
+// callInitialize calls Initialize with token as the bearer token (no
+// Authorization header when token is empty).
+func callInitialize(ctx context.Context, c runtimev1connect.RuntimeServiceClient, token string, version uint32, addr string) (*connect.Response[runtimev1.InitializeResponse], error) {
+	req := connect.NewRequest(&runtimev1.InitializeRequest{ProtocolVersion: version, Addr: addr})
+	if token != "" {
+		req.Header().Set("Authorization", "Bearer "+token)
+	}
+	return c.Initialize(ctx, req)
+}
+
+// wantCode fails the test unless err is a Connect error with code want.
+func wantCode(t *testing.T, err error, want connect.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("call succeeded; want %v", want)
+	}
+	if got := connect.CodeOf(err); got != want {
+		t.Fatalf("code = %v (%v); want %v", got, err, want)
+	}
+}
+
+// mismatchDetail returns the ProtocolVersionMismatch detail of err.
+func mismatchDetail(t *testing.T, err error) *runtimev1.ProtocolVersionMismatch {
+	t.Helper()
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v is not a *connect.Error", err)
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if derr != nil {
+			t.Fatalf("detail %s: %v", d.Type(), derr)
+		}
+		if m, ok := v.(*runtimev1.ProtocolVersionMismatch); ok {
+			return m
+		}
+	}
+	t.Fatalf("error %v has no ProtocolVersionMismatch detail", err)
+	return nil
+}
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitClosed fails the test unless ch closes within waitTimeout.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s did not happen within %v", what, waitTimeout)
+	}
+}
