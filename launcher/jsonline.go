@@ -3,6 +3,7 @@ package launcher
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 )
@@ -61,6 +62,10 @@ func parseJSONLine(line []byte) (jsonRecord, bool) {
 		}
 	}
 	if _, err := dec.Token(); err != nil || !haveLevel || !haveMsg {
+		return jsonRecord{}, false
+	}
+	// The object must be the whole line: anything after it would be lost.
+	if _, err := dec.Token(); err != io.EOF {
 		return jsonRecord{}, false
 	}
 	return rec, true

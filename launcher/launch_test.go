@@ -225,8 +225,13 @@ func TestGrandchildrenStopWithTheVM(t *testing.T) {
 	rt.Stop(context.Background())
 	waitDone(t, rt, 10*time.Second)
 	pw.Close()
-	if !processGone(rt.Status().Pid) || !processGone(grandchild) {
-		t.Fatalf("after Stop: VM gone %v, grandchild gone %v", processGone(rt.Status().Pid), processGone(grandchild))
+	if !processGone(rt.Status().Pid) {
+		t.Fatal("VM still runs after Done")
+	}
+	// The group's SIGKILL is sent before the VM is reaped, but the kernel
+	// takes a moment to end the grandchild.
+	if !eventually(5*time.Second, func() bool { return processGone(grandchild) }) {
+		t.Fatalf("grandchild %d outlived Stop", grandchild)
 	}
 }
 

@@ -82,6 +82,36 @@ func runTestVM(mode string) int {
 		return legacyVM(false)
 	case "legacy-stubborn":
 		return legacyVM(true)
+	// Faults (fault_test.go).
+	case "crash-before":
+		return crashBeforeHandshakeVM()
+	case "crash-after":
+		return crashAfterHandshakeVM()
+	case "killself":
+		return killSelfVM()
+	case "frozen":
+		return frozenVM()
+	case "escapee":
+		return escapeeVM(ctx, logger)
+	case "grandchild-exit":
+		return grandchildExitVM()
+	case "closestdout":
+		return closeStdoutVM(ctx, logger)
+	case "hugeline":
+		return hugeLineVM(ctx, logger)
+	case "flood":
+		return floodVM(ctx, logger)
+	case "twice":
+		return twiceVM(ctx)
+	case "late":
+		return lateVM()
+	// Hosts and their VMs (hostdeath_test.go).
+	case "host":
+		return hostProcess()
+	case "host-lease":
+		return leaseHostProcess()
+	case "nolease":
+		return serve(ctx, logger, client.WithoutLease())
 	}
 	fmt.Fprintf(os.Stderr, "unknown test VM mode %q\n", mode)
 	return 2
