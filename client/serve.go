@@ -11,8 +11,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"connectrpc.com/connect"
-
 	"github.com/vmre/vmre/internal/h2c"
 )
 
@@ -22,11 +20,17 @@ import (
 // or the end of the lease (the host stopped the VM, or died). It then shuts
 // the server down gracefully and returns nil.
 //
+// When the host has died (the lease broke, or the VM was handed to another
+// parent) and the VM leads its process group, as launched VMs do, Serve
+// kills that group after the graceful shutdown, itself included, so that no
+// child of the VM outlives the host.
+//
 // It returns ErrNotPlugin when the host's environment variables are
 // missing, and an error wrapping vmre.ErrHandshakeFailed when the engine
 // refuses the handshake.
 func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	o := newOptions(opts)
+	hostPid := os.Getppid()
 	ec, err := newEngineClient(o)
 	if err != nil {
 		if o.listener != nil {
@@ -42,6 +46,12 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	// shutdown right after the handshake.
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stopSignals()
+	// When the host dies, the VM's stdout and stderr are pipes to nobody. A
+	// Go program dies of SIGPIPE on its next log line then, before it could
+	// shut down or end its children; caught, the write just fails.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 
 	ln := o.listener
 	if ln == nil {
@@ -56,53 +66,30 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	host, err := ec.initialize(ctx, ln.Addr().String())
-	ctx = sigCtx
 	if err != nil {
 		srv.Close()
 		<-serveErr
+		if !engineAnswered(err) && hostGoneWithin(hostPid, hostCheckDelay) {
+			killOrphanedGroup() // the host died during the handshake
+		}
 		return err
 	}
 	o.logger.LogAttrs(ctx, slog.LevelInfo, "handshake succeeded", slog.String("addr", ln.Addr().String()),
 		slog.String("host", host.Name), slog.Uint64("protocol_version", uint64(host.ProtocolVersion)))
 
-	leaseCtx, cancelLease := context.WithCancel(ctx)
-	defer cancelLease()
-	leaseEnd := make(chan error, 1)
+	var l *lease
 	if o.lease {
-		go func() { leaseEnd <- ec.lease(leaseCtx) }()
-	} else {
-		leaseEnd = nil // a nil channel never delivers
+		// Not under the signal context: a signal must not end the lease
+		// before the VM learns from it whether its host is alive.
+		l = startLease(context.WithoutCancel(ctx), ec)
 	}
+	hostDead, serveFailed := awaitStop(sigCtx, l, serveErr, o.logger)
+	l.stop()
 
 	var result error
-	for running := true; running; {
-		select {
-		case <-ctx.Done():
-			o.logger.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", context.Cause(ctx).Error()))
-			running = false
-		case err := <-leaseEnd:
-			leaseEnd = nil
-			switch {
-			case err == nil:
-				o.logger.Info("shutting down", "reason", "the host ended the lease")
-				running = false
-			case connect.CodeOf(err) == connect.CodeUnimplemented:
-				o.logger.Warn("the host does not offer a lease; serving until stopped by a signal")
-			default:
-				o.logger.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
-				running = false
-			}
-		case err := <-serveErr:
-			serveErr = nil
-			result = fmt.Errorf("VM server stopped: %w", err)
-			running = false
-		}
-	}
-	cancelLease()
-	if leaseEnd != nil {
-		<-leaseEnd
-	}
-	if serveErr != nil {
+	if serveFailed != nil {
+		result = fmt.Errorf("VM server stopped: %w", serveFailed)
+	} else {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -112,6 +99,10 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 			result = fmt.Errorf("VM server stopped: %w", err)
 		}
+	}
+	if hostDead || hostGone(hostPid) {
+		o.logger.Warn("the host is gone; ending the VM's process group so that no child outlives it")
+		killOrphanedGroup()
 	}
 	return result
 }

@@ -253,19 +253,12 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// knownLimitsKey runs the tests of known limits, which fail today.
-const knownLimitsKey = "VMRE_TEST_KNOWN_LIMITS"
-
-// TestGrandchildDiesWithKilledHost is a known limit, documented in
-// docs/RELIABILITY.md: when the host is killed with SIGKILL, the
-// parent-death signal and the lease end the VM, but nothing signals the
-// VM's process group, so a child of the VM that ignores SIGTERM survives.
-// (Stop, and a VM's own exit while its host lives, kill the whole group.)
-// It runs only with VMRE_TEST_KNOWN_LIMITS=1.
+// TestGrandchildDiesWithKilledHost: when the host is killed with SIGKILL,
+// nothing on the host's side can signal the VM's process group any more.
+// The VM, on client.Serve, learns of its host's death (the lease breaks, it
+// is handed to another parent) and kills its own group, so a child of the
+// VM that ignores SIGTERM goes too.
 func TestGrandchildDiesWithKilledHost(t *testing.T) {
-	if os.Getenv(knownLimitsKey) == "" {
-		t.Skip("known limit: a VM's children outlive a host killed by SIGKILL; set " + knownLimitsKey + "=1 to run")
-	}
 	t.Parallel()
 	host, vmPid, out := startHost(t, "host", hostVMModeKey+"=grandchild")
 	grandchild, err := strconv.Atoi(out.await(t, "grandchild=", 10*time.Second))

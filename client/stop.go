@@ -1,0 +1,123 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// hostCheckDelay bounds how long a VM stopped by a signal waits for its
+// lease to say whether the host is alive. A host that stops its VM ends the
+// lease at once; a dying host's parent-death signal can come a moment
+// before its sockets close and the lease breaks.
+const hostCheckDelay = 250 * time.Millisecond
+
+// lease is the VM's side of its lease, held by one goroutine.
+type lease struct {
+	end    chan error // the lease's result; nil once received
+	cancel context.CancelFunc
+}
+
+func startLease(ctx context.Context, ec *engineClient) *lease {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &lease{end: make(chan error, 1), cancel: cancel}
+	go func() { l.end <- ec.lease(ctx) }()
+	return l
+}
+
+// ended returns the channel of the lease's result, or nil (which never
+// delivers) when there is no lease or its result was already taken.
+func (l *lease) ended() <-chan error {
+	if l == nil {
+		return nil
+	}
+	return l.end
+}
+
+// stop ends the lease and waits for its goroutine.
+func (l *lease) stop() {
+	if l == nil {
+		return
+	}
+	l.cancel()
+	if l.end != nil {
+		<-l.end
+		l.end = nil
+	}
+}
+
+// brokenWithin waits up to d for the lease to end, and reports whether it
+// broke, which means the host is gone. A lease the host ended cleanly, or
+// one still held after d, means it is alive.
+func (l *lease) brokenWithin(d time.Duration) bool {
+	if l == nil || l.end == nil {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-l.end:
+		l.end = nil
+		return err != nil && connect.CodeOf(err) != connect.CodeUnimplemented && !engineAnswered(err)
+	case <-t.C:
+		return false
+	}
+}
+
+// awaitStop serves until a signal or ctx, the end of the lease, or a
+// failure of the VM's server. It reports whether the host is gone, and the
+// server's error when the server failed.
+func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) (hostDead bool, serveFailed error) {
+	for {
+		select {
+		case <-ctx.Done():
+			log.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", context.Cause(ctx).Error()))
+			return l.brokenWithin(hostCheckDelay), nil
+		case err := <-l.ended():
+			l.end = nil
+			switch {
+			case err == nil:
+				log.Info("shutting down", "reason", "the host ended the lease")
+				return false, nil
+			case engineAnswered(err):
+				// The host refused the lease: it ended the launch before the
+				// lease was asked for, stopping the VM.
+				log.Info("shutting down", "reason", "the host ended the launch", "error", err)
+				return false, nil
+			case connect.CodeOf(err) == connect.CodeUnimplemented:
+				log.Warn("the host does not offer a lease; serving until stopped by a signal")
+			default:
+				log.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
+				return true, nil
+			}
+		case err := <-serveErr:
+			return false, err
+		}
+	}
+}
+
+// engineAnswered reports whether err is an answer of the engine rather than
+// a failure to reach it.
+func engineAnswered(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnauthenticated, connect.CodeInvalidArgument, connect.CodeFailedPrecondition,
+		connect.CodeAlreadyExists, connect.CodeNotFound, connect.CodeResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// hostGoneWithin waits up to d for the VM to be handed to another parent,
+// which happens as its host's exit completes.
+func hostGoneWithin(hostPid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !hostGone(hostPid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
