@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/launcher"
+)
+
+const doctorHead = `Usage: vmre doctor [flags] PLUGIN [ARGS...]
+
+doctor launches the VM plugin PLUGIN once, with ARGS, and reports each phase
+of the launch with its time:
+
+  file       the file exists and is executable (and what kind of program it is)
+  exec       the process starts
+  dial-back  the VM calls the engine back (Initialize)
+  version    the VM's protocol version is the host's
+  server     the address the VM announced accepts connections
+  health     grpc.health.v1 Check says serving (or, without a health
+             service, the server answers HTTP)
+  stop       the VM stops on SIGTERM within --graceful-timeout
+
+For a failure it says the likely cause and the fix. The report goes to
+stdout; the launcher's and the VM's logs go to stderr (warnings and errors
+only, unless --log-level says otherwise). The exit code is 0 for a healthy
+VM, else the one ` + "`vmre run`" + ` would give for the same failure.
+
+Flags come before PLUGIN; everything after PLUGIN goes to the plugin as is.
+
+Examples:
+  vmre doctor ./bin/examplevm
+  vmre doctor ./bin/examplevm --protocol-version 9     # a VM of another version
+  vmre doctor --handshake-timeout 2s ./my-plugin
+  vmre doctor --legacy ./plugins/my-rpcchainvm-plugin
+
+`
+
+// Phase names, in order.
+const (
+	phaseFile     = "file"
+	phaseExec     = "exec"
+	phaseDialBack = "dial-back"
+	phaseVersion  = "version"
+	phaseServer   = "server"
+	phaseHealth   = "health"
+	phaseStop     = "stop"
+)
+
+// serverDialTimeout bounds the check that the VM's server accepts connections.
+const serverDialTimeout = 2 * time.Second
+
+func doctorCommand(ctx context.Context, args []string, e env) int {
+	var f launchFlags
+	fs := newFlagSet("doctor")
+	f.register(fs, slog.LevelWarn)
+	if err := parseFlags(fs, doctorHead, exitCodesHelp, args, e); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() == 0 {
+		return usagef(fs, e, "missing PLUGIN, the VM plugin to diagnose")
+	}
+	if code := f.validate(fs, e); code != exitOK {
+		return code
+	}
+	sig := catchSignals(ctx)
+	defer sig.stop()
+	d := &doctor{flags: &f, log: f.log.logger(e), plugin: fs.Arg(0), args: fs.Args()[1:]}
+	r := d.run(sig)
+	r.print(e.stdout)
+	return r.code
+}
+
+// doctor diagnoses one plugin.
+type doctor struct {
+	flags  *launchFlags
+	log    *slog.Logger
+	plugin string
+	args   []string
+	info   pluginInfo
+	report report
+}
+
+func (d *doctor) run(sig *signals) *report {
+	d.report.command = strings.Join(append([]string{d.plugin}, d.args...), " ")
+	if !d.checkFile() {
+		return &d.report
+	}
+	trace := newLaunchTrace(d.log.Handler())
+	stderr := &lineTail{}
+	cfg := d.flags.config(slog.New(trace))
+	cfg.Stderr = stderr
+	l, err := launcher.New(cfg)
+	if err != nil {
+		d.report.failed(phase{name: phaseExec, detail: err.Error()}, exitCode(err), "the launcher could not start",
+			phaseDialBack, phaseVersion, phaseServer, phaseHealth, phaseStop)
+		return &d.report
+	}
+	defer l.Close()
+
+	begin := time.Now()
+	rt, err := l.Launch(sig.first, exec.Command(d.info.path, d.args...))
+	started, initialize := trace.snapshot()
+	if !d.checkExec(err, begin, started) {
+		return &d.report
+	}
+	if !d.checkHandshake(sig, rt, err, started, initialize, stderr) {
+		return &d.report
+	}
+	defer func() {
+		rt.Stop(context.Background()) // a no-op once stopped; kills at the graceful timeout
+		<-rt.Done()
+	}()
+	if d.checkServer(sig, rt) {
+		d.checkStop(sig, rt)
+	}
+	return &d.report
+}
+
+func (d *doctor) checkFile() bool {
+	start := time.Now()
+	info, err := inspectPlugin(d.plugin)
+	d.info = info
+	p := phase{name: phaseFile, elapsed: time.Since(start)}
+	var problem *fileProblem
+	if errors.As(err, &problem) {
+		p.detail, p.fix = problem.reason, problem.fix
+		d.report.failed(p, exitFailure, "the plugin file cannot run",
+			phaseExec, phaseDialBack, phaseVersion, phaseServer, phaseHealth, phaseStop)
+		return false
+	}
+	p.outcome, p.detail = phaseOK, info.describe()
+	d.report.add(p)
+	return true
+}
+
+// checkExec reports the exec phase: a launch error from exec, or the
+// start the launcher logged.
+func (d *doctor) checkExec(err error, begin time.Time, started *traceEvent) bool {
+	var herr *launcher.HandshakeError
+	if errors.As(err, &herr) && strings.HasPrefix(herr.Reason, "exec ") {
+		p := phase{name: phaseExec, elapsed: time.Since(begin), detail: herr.Reason}
+		p.cause, p.fix = execFailure(herr.Reason, &d.info)
+		d.report.failed(p, exitCode(err), "the plugin could not be started",
+			phaseDialBack, phaseVersion, phaseServer, phaseHealth, phaseStop)
+		return false
+	}
+	p := phase{name: phaseExec, outcome: phaseOK, detail: "started"}
+	if started != nil {
+		p.elapsed = started.attrs["exec"].Duration()
+		if pid := started.str("pid"); pid != "" {
+			p.detail = "started as pid " + pid
+		}
+	}
+	d.report.add(p)
+	return true
+}
+
+// checkHandshake reports the dial-back and version phases.
+func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, started, initialize *traceEvent, stderr *lineTail) bool {
+	rest := []string{phaseVersion, phaseServer, phaseHealth, phaseStop}
+	dial := phase{name: phaseDialBack}
+	if initialize != nil && started != nil {
+		dial.elapsed = initialize.time.Sub(started.time)
+	}
+	var herr *launcher.HandshakeError
+	errors.As(err, &herr)
+	switch {
+	case err == nil:
+		dial.outcome, dial.detail = phaseOK, d.calledBack(initialize)
+		if dial.elapsed == 0 {
+			dial.elapsed = rt.HandshakeDuration()
+		}
+		d.report.add(dial)
+		d.report.add(phase{name: phaseVersion, outcome: phaseOK,
+			detail: fmt.Sprintf("protocol version %d, as the host", rt.ProtocolVersion())})
+		return true
+
+	case sig.first.Err() != nil:
+		dial.detail = "interrupted: " + context.Cause(sig.first).Error()
+		d.report.failed(dial, exitFailure, "interrupted", rest...)
+
+	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
+		var mismatch *vmre.VersionMismatchError
+		errors.As(err, &mismatch)
+		dial.outcome, dial.detail = phaseOK, d.calledBack(initialize)
+		d.report.add(dial)
+		v := phase{name: phaseVersion, detail: mismatch.Error(),
+			cause: fmt.Sprintf("the VM speaks protocol version %d, the host version %d", mismatch.VMVersion, mismatch.HostVersion),
+			fix:   mismatch.Hint()}
+		d.report.failed(v, exitVersionMismatch, "protocol version mismatch", rest[1:]...)
+
+	case initialize != nil && initialize.rejected():
+		dial.detail = fmt.Sprintf("the VM called back, but the engine refused it: %s: %s",
+			initialize.str("code"), initialize.str("error"))
+		dial.cause = "the VM's Initialize request is not valid (see the engine's message); then: " + herr.Reason
+		dial.fix = "announce the VM's own listener as a loopback host:port and send the token of " + vmre.EngineTokenKey +
+			" (client.Serve does both)"
+		dial.lines = stderr.get()
+		d.report.failed(dial, exitCode(err), "the engine refused the VM's handshake", rest...)
+
+	case errors.Is(err, vmre.ErrHandshakeTimeout):
+		dial.elapsed = d.flags.handshakeTimeout
+		dial.detail = herr.Reason
+		dial.cause, dial.fix = d.neverCalledBack()
+		dial.lines = stderr.get()
+		d.report.failed(dial, exitHandshakeTimeout, "the VM never called back", rest...)
+
+	case errors.Is(err, vmre.ErrProcessNotFound):
+		if herr.Exit != nil {
+			dial.elapsed = herr.Exit.Ran
+		}
+		dial.detail = herr.Reason
+		dial.cause = "the VM crashed or refused to start before it called back; its last stderr lines say why"
+		dial.fix = "run it by hand with an engine: start `vmre serve`, export the lines it prints, run " +
+			d.report.command + " and read its errors"
+		dial.lines = herr.Stderr
+		if len(dial.lines) == 0 {
+			dial.lines = stderr.get()
+		}
+		if len(dial.lines) == 0 {
+			dial.cause = "the VM exited before it called back, and wrote nothing on stderr"
+		}
+		d.report.failed(dial, exitVMExited, "the VM exited before its handshake", rest...)
+
+	default:
+		dial.detail = err.Error()
+		d.report.failed(dial, exitCode(err), "the launch failed", rest...)
+	}
+	return false
+}
+
+// checkServer reports the server and health phases.
+func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
+	addr := rt.Status().Addr
+	start := time.Now()
+	conn, err := (&net.Dialer{Timeout: serverDialTimeout}).DialContext(sig.first, "tcp", addr)
+	p := phase{name: phaseServer, elapsed: time.Since(start)}
+	if err != nil {
+		p.detail = "the VM announced " + addr + ", which does not accept connections: " + err.Error()
+		p.cause = "the VM called back before it listened, or announced another address than its listener's"
+		p.fix = "listen first, then call Initialize with the listener's own address (client.Serve does both)"
+		d.report.failed(p, exitFailure, "the VM's server is not reachable", phaseHealth, phaseStop)
+		return false
+	}
+	conn.Close()
+	p.outcome, p.detail = phaseOK, addr+" accepts connections"
+	d.report.add(p)
+
+	res, err := probeVM(sig.first, addr)
+	h := phase{name: phaseHealth, elapsed: res.elapsed}
+	if err != nil {
+		h.detail = err.Error()
+		h.cause = "the VM's server does not answer grpc.health.v1 Check with serving"
+		h.fix = "serve grpc.health.v1 (connectrpc.com/grpchealth) and report the VM serving once it is ready"
+		d.report.failed(h, exitFailure, "the VM is not healthy", phaseStop)
+		return false
+	}
+	h.outcome = phaseOK
+	h.detail = res.method + " Check: " + res.status
+	if res.method == probeHTTP {
+		h.detail = res.status
+	}
+	d.report.add(h)
+	return true
+}
+
+// checkStop stops the VM and reports how it ended.
+func (d *doctor) checkStop(sig *signals, rt *launcher.Runtime) {
+	start := time.Now()
+	exit := stopAndWait(sig, rt)
+	p := phase{name: phaseStop, elapsed: time.Since(start), detail: exit.String()}
+	if exit.Killed() {
+		p.cause = "the VM ignored SIGTERM for --graceful-timeout " + d.flags.gracefulTimeout.String()
+		p.fix = "shut down on SIGTERM (client.Serve does); an rpcchainvm plugin needs --legacy, which calls /vm.VM/Shutdown first"
+		d.report.failed(p, exitFailure, "the VM does not stop gracefully")
+		return
+	}
+	p.outcome = phaseOK
+	d.report.add(p)
+	d.report.code = exitOK
+	d.report.verdict = "healthy: the VM starts, calls back, speaks the host's protocol version, serves, and stops gracefully"
+}

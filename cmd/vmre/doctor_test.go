@@ -1,0 +1,78 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDoctor(t *testing.T) {
+	t.Parallel()
+	sleeper := writeScript(t, "sleeper", "exec sleep 30\n")
+	crash := writeScript(t, "crash", "echo 'cannot open /etc/myvm.toml' >&2\nexit 3\n")
+	noexec := filepath.Join(t.TempDir(), "noexec")
+	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		ok   []string // phases reported ok
+		fail string   // the phase that fails
+		want []string // in the report
+	}{
+		{"healthy", []string{exampleVM}, exitOK,
+			[]string{"file", "exec", "dial-back", "version", "server", "health", "stop"}, "",
+			[]string{"built with github.com/vmre/vmre", "grpc.health.v1 Check: serving", "stopped by SIGTERM", "verdict: healthy"}},
+		{"wrong version", []string{exampleVM, "--protocol-version", "9"}, exitVersionMismatch,
+			[]string{"file", "exec", "dial-back"}, "version",
+			[]string{"protocol version mismatch vmre: 1 vm: 9", "fix:   the VM is newer than the host: upgrade the host",
+				"verdict: protocol version mismatch (exit code 3)"}},
+		{"not a VM", []string{"--handshake-timeout", "1s", sleeper}, exitHandshakeTimeout,
+			[]string{"file", "exec"}, "dial-back",
+			[]string{"a script (#!/bin/sh)", "did not call back within 1s", "does not read VMRE_RUNTIME_ENGINE_ADDR",
+				"not a VM plugin at all", "client.Serve", "verdict: the VM never called back (exit code 4)"}},
+		{"never calls back", []string{"--handshake-timeout", "1s", exampleVM, "--no-handshake"}, exitHandshakeTimeout,
+			[]string{"file", "exec"}, "dial-back",
+			[]string{"last stderr lines of the VM:", "not calling the host back"}},
+		{"exits at once", []string{crash}, exitVMExited,
+			[]string{"file", "exec"}, "dial-back",
+			[]string{"exited before its handshake: exit code 3", "| cannot open /etc/myvm.toml", "vmre serve"}},
+		{"missing file", []string{filepath.Join(t.TempDir(), "missing")}, exitFailure,
+			nil, "file", []string{"no such file", "fix:   check the path", "verdict: the plugin file cannot run (exit code 1)"}},
+		{"not executable", []string{noexec}, exitFailure,
+			nil, "file", []string{"is not executable", "fix:   chmod +x " + noexec}},
+		{"not in PATH", []string{"no-such-vmre-plugin"}, exitFailure,
+			nil, "file", []string{`"no-such-vmre-plugin" is not in PATH`, "./no-such-vmre-plugin"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runVMRE(t, 30*time.Second, append([]string{"doctor"}, tc.args...)...)
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			for _, name := range tc.ok {
+				if !regexp.MustCompile(`(?m)^  ok +` + regexp.QuoteMeta(name) + ` `).MatchString(r.stdout) {
+					t.Errorf("phase %s is not ok:\n%s", name, r.stdout)
+				}
+			}
+			if tc.fail != "" && !regexp.MustCompile(`(?m)^  FAIL +`+regexp.QuoteMeta(tc.fail)+` `).MatchString(r.stdout) {
+				t.Errorf("phase %s does not fail:\n%s", tc.fail, r.stdout)
+			}
+			if tc.fail != "" && !strings.Contains(r.stdout, "  skip  stop") && tc.fail != "stop" {
+				t.Errorf("the phases after the failure are not skipped:\n%s", r.stdout)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("report lacks %q:\n%s", want, r.stdout)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,87 @@
+// Command vmre is the VM Runtime Engine's command line: it launches a VM
+// plugin and serves the node mux (`vmre run`), runs a bare engine for a VM
+// started by hand or in a debugger (`vmre serve`), diagnoses a plugin's
+// launch phase by phase (`vmre doctor`), and prints its versions
+// (`vmre version`). Run `vmre --help` for the commands and their exit codes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+)
+
+// env is what a command reads from and writes to besides its arguments.
+type env struct {
+	stdout io.Writer // results only: serve's variables, doctor's report, version
+	stderr io.Writer // logs, usage errors
+	getenv func(string) string
+}
+
+// A command runs with its arguments and returns the exit code.
+type command struct {
+	name    string
+	usage   string // the synopsis after "vmre "
+	summary string
+	run     func(ctx context.Context, args []string, e env) int
+}
+
+var commands = []command{
+	{"run", "run [flags] PLUGIN [ARGS...]", "launch a VM plugin and serve the node mux until interrupted", runCommand},
+	{"serve", "serve [flags]", "run a bare engine for a VM started by hand or in a debugger", serveCommand},
+	{"doctor", "doctor [flags] PLUGIN [ARGS...]", "launch a plugin once and diagnose each phase of its launch", doctorCommand},
+	{"version", "version", "print vmre's version, protocol version and Go version", versionCommand},
+}
+
+func main() {
+	os.Exit(vmreMain(context.Background(), os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+}
+
+// vmreMain dispatches to a command and returns the exit code.
+func vmreMain(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		printMainUsage(e.stderr)
+		return exitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		printMainUsage(e.stdout)
+		return exitOK
+	case "help":
+		if len(rest) == 0 {
+			printMainUsage(e.stdout)
+			return exitOK
+		}
+		name, rest = rest[0], []string{"--help"}
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(ctx, rest, e)
+		}
+	}
+	fmt.Fprintf(e.stderr, "vmre: unknown command %q\nRun 'vmre --help' for the commands.\n", name)
+	return exitUsage
+}
+
+func printMainUsage(w io.Writer) {
+	fmt.Fprint(w, `vmre is a VM Runtime Engine: it launches VM plugins as subprocesses, completes
+their handshake, pipes their logs and stops them cleanly.
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  vmre %s\n      %s\n", c.usage, c.summary)
+	}
+	fmt.Fprint(w, `
+Examples:
+  vmre run ./bin/examplevm                 launch the example VM; Ctrl-C stops it
+  vmre run --check ./bin/examplevm         handshake, health probe, stop: a smoke test
+  vmre doctor ./bin/examplevm              why does my plugin not start?
+  vmre serve                               print an engine address and token for a debugger
+
+Run 'vmre COMMAND --help' (or 'vmre help COMMAND') for a command's flags.
+
+`+exitCodesHelp)
+}

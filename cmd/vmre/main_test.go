@@ -1,0 +1,301 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// The binaries under test, built once by TestMain.
+var (
+	binDir    string
+	vmreBin   string
+	exampleVM string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vmre-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir, vmreBin, exampleVM = dir, filepath.Join(dir, "vmre"), filepath.Join(dir, "examplevm")
+	if err := build(vmreBin, "github.com/vmre/vmre/cmd/vmre", raceEnabled); err == nil {
+		err = build(exampleVM, "github.com/vmre/vmre/cmd/examplevm", false)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
+
+// build builds pkg into out, with the race detector when race is set, so
+// that the CLI's own goroutines are checked as the tests drive it.
+func build(out, pkg string, race bool) error {
+	args := []string{"build", "-o", out}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// testEnv is the environment of the processes under test: plain text
+// logs, and no race-detector pause at exit (a -race binary otherwise waits
+// a second before exiting 0).
+func testEnv() []string { return append(os.Environ(), "NO_COLOR=1", "GORACE=atexit_sleep_ms=0") }
+
+// result is how a finished vmre ran.
+type result struct {
+	code           int
+	stdout, stderr string
+	elapsed        time.Duration
+}
+
+// runVMRE runs vmre with args to its end, or kills it after timeout.
+func runVMRE(t *testing.T, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vmreBin, args...)
+	cmd.Env = testEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var exitErr *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("vmre %s: still running after %s\nstderr:\n%s", strings.Join(args, " "), timeout, r.stderr)
+	case errors.As(err, &exitErr):
+		r.code = exitErr.ExitCode()
+	case err != nil:
+		t.Fatalf("vmre %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// proc is a long-running process under test, with its output collected
+// line by line as it comes.
+type proc struct {
+	cmd    *exec.Cmd
+	stdout *lines
+	stderr *lines
+	done   chan struct{} // closed once the process is reaped
+	code   int           // valid after done
+}
+
+// startProc starts a process; the test's cleanup kills it if it still runs.
+func startProc(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stdout: newLines(), stderr: newLines(), done: make(chan struct{})}
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); p.stdout.readFrom(outPipe) }()
+	go func() { defer readers.Done(); p.stderr.readFrom(errPipe) }()
+	go func() {
+		defer close(p.done)
+		readers.Wait() // Wait closes the pipes: read them to their end first
+		cmd.Wait()
+		p.code = cmd.ProcessState.ExitCode()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func startVMRE(t *testing.T, args ...string) *proc {
+	t.Helper()
+	return startProc(t, testEnv(), vmreBin, args...)
+}
+
+// signal sends sig and waits for the process to exit, failing after timeout.
+func (p *proc) signal(t *testing.T, sig syscall.Signal, timeout time.Duration) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+	return p.wait(t, timeout)
+}
+
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s\nstderr:\n%s", p.cmd.Path, timeout, p.stderr.String())
+		return -1
+	}
+}
+
+// lines collects the lines of a stream and lets a test wait for one.
+type lines struct {
+	mu      sync.Mutex
+	all     []string
+	eof     bool
+	changed chan struct{} // closed and replaced on every new line and at EOF
+}
+
+func newLines() *lines { return &lines{changed: make(chan struct{})} }
+
+func (l *lines) readFrom(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l.mu.Lock()
+		l.all = append(l.all, sc.Text())
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+	}
+	io.Copy(io.Discard, r)
+	l.mu.Lock()
+	l.eof = true
+	close(l.changed)
+	l.mu.Unlock()
+}
+
+// waitFor returns the first line for which match is true, waiting for it
+// until the stream ends or timeout passes.
+func (l *lines) waitFor(t *testing.T, what string, timeout time.Duration, match func(string) bool) string {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for next := 0; ; {
+		l.mu.Lock()
+		for ; next < len(l.all); next++ {
+			if match(l.all[next]) {
+				line := l.all[next]
+				l.mu.Unlock()
+				return line
+			}
+		}
+		eof, changed := l.eof, l.changed
+		l.mu.Unlock()
+		if eof {
+			t.Fatalf("the stream ended without %s; it had:\n%s", what, l.String())
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("no %s within %s; the stream had:\n%s", what, timeout, l.String())
+		}
+	}
+}
+
+func (l *lines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.all, "\n")
+}
+
+func (l *lines) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.all...)
+}
+
+// record is one JSON log record.
+type record map[string]any
+
+// parseRecord parses a JSON log line, or returns nil.
+func parseRecord(line string) record {
+	var r record
+	if json.Unmarshal([]byte(line), &r) != nil {
+		return nil
+	}
+	return r
+}
+
+// hostRecord matches vmre's own records (not the VM's lines) with msg.
+func hostRecord(msg string) func(string) bool {
+	return func(line string) bool {
+		r := parseRecord(line)
+		_, fromVM := r["stream"]
+		return r != nil && r["msg"] == msg && !fromVM
+	}
+}
+
+// findRecord returns the first of vmre's own records with msg in a whole
+// JSON log.
+func findRecord(t *testing.T, log, msg string) record {
+	t.Helper()
+	match := hostRecord(msg)
+	for line := range strings.Lines(log) {
+		if match(line) {
+			return parseRecord(line)
+		}
+	}
+	t.Fatalf("no record %q in:\n%s", msg, log)
+	return nil
+}
+
+// writeScript writes an executable shell script into a test's temp dir.
+func writeScript(t *testing.T, name, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// needCurl returns the path of curl, or skips the test.
+func needCurl(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	return path
+}
+
+// pidGone reports whether no process has the pid any more.
+func pidGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}

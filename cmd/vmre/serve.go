@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/server"
+)
+
+const serveHead = `Usage: vmre serve [flags]
+
+serve runs a bare engine for a VM started by hand or in a debugger. On stdout
+it prints the variables that such a VM needs, and nothing else:
+
+  ` + vmre.EngineAddressKey + `=127.0.0.1:PORT
+  ` + vmre.EngineTokenKey + `=TOKEN
+
+(with --legacy, the single line ` + launcher.AvalancheEngineAddressKey + `=127.0.0.1:PORT).
+Export them and start the VM: serve logs every Initialize attempt with its
+outcome on stderr, then the VM's address, and keeps serving, so that the VM
+keeps its lease, until SIGINT or SIGTERM. The token is good for one
+successful handshake; restart serve for the next one.
+
+Examples:
+  vmre serve > engine.env                      # terminal 1; Ctrl-C stops it
+  set -a; . ./engine.env; set +a; ./bin/examplevm   # terminal 2, or a debugger
+
+  # the handshake by hand, with the two variables exported:
+  curl -s -X POST -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer $` + vmre.EngineTokenKey + `" \
+    -d '{"protocolVersion":1,"addr":"127.0.0.1:9"}' \
+    http://$` + vmre.EngineAddressKey + `/vmre.runtime.v1.RuntimeService/Initialize
+
+`
+
+// serveFlags are serve's flags.
+type serveFlags struct {
+	listen          string
+	protocolVersion uint
+	hostName        string
+	legacy          bool
+	engineKey       string
+	log             logFlags
+}
+
+func serveCommand(ctx context.Context, args []string, e env) int {
+	var f serveFlags
+	fs := newFlagSet("serve")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the engine (port 0 picks a free port)")
+	fs.UintVar(&f.protocolVersion, "protocol-version", vmre.ProtocolVersion, "the protocol `version` the engine accepts")
+	fs.StringVar(&f.hostName, "host-name", vmre.DefaultHostName, "the host's `name` in handshake answers and messages")
+	fs.BoolVar(&f.legacy, "legacy", false, "serve the rpcchainvm handshake (/vm.runtime.Runtime/Initialize over gRPC, no token)")
+	fs.StringVar(&f.engineKey, "engine-key", "", "the `variable` name printed for the engine address (default "+
+		vmre.EngineAddressKey+", or "+launcher.AvalancheEngineAddressKey+" with --legacy)")
+	f.log.register(fs, slog.LevelInfo)
+	if err := parseFlags(fs, serveHead, "", args, e); err != nil {
+		return flagExit(err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usagef(fs, e, "unexpected argument %q: serve takes flags only", fs.Arg(0))
+	case f.protocolVersion == 0 || f.protocolVersion > math.MaxUint32:
+		return usagef(fs, e, "--protocol-version %d is out of range (1 to %d)", f.protocolVersion, uint32(math.MaxUint32))
+	}
+	if f.engineKey == "" {
+		f.engineKey = vmre.EngineAddressKey
+		if f.legacy {
+			f.engineKey = launcher.AvalancheEngineAddressKey
+		}
+	}
+
+	log := f.log.logger(e)
+	// Every Initialize attempt is logged at info or warn: keep them visible
+	// whatever --log-level says.
+	engineLog := f.log.loggerAtLeast(e, slog.LevelInfo).With(slog.String("component", "engine"))
+	sig := catchSignals(ctx)
+	defer sig.stop()
+
+	ln, addr, err := listen(f.listen)
+	if err != nil {
+		return fail(log, "vmre serve failed", err)
+	}
+	accept := &acceptVersion{hostName: f.hostName, version: f.protocolVersion, log: engineLog}
+	if f.legacy {
+		return f.serveLegacy(sig, e, log, engineLog, ln, addr, accept)
+	}
+	return f.serveNative(sig, e, log, engineLog, ln, addr, accept)
+}
+
+func (f *serveFlags) serveNative(sig *signals, e env, log, engineLog *slog.Logger, ln net.Listener, addr string, accept *acceptVersion) int {
+	engine := server.New(server.Config{HostName: f.hostName, Logger: engineLog})
+	defer engine.Close()
+	launch, err := engine.NewLaunch(accept)
+	if err != nil {
+		ln.Close()
+		return fail(log, "vmre serve failed", err)
+	}
+	defer launch.End()
+	fmt.Fprintf(e.stdout, "%s=%s\n%s=%s\n", f.engineKey, addr, vmre.EngineTokenKey, launch.Token())
+	log.Info("engine listening: export the two lines printed on stdout, then start the VM",
+		"addr", addr, "protocol_version", f.protocolVersion, "host_name", f.hostName)
+	log.Info("handshake by hand: curl -s -X POST -H 'Content-Type: application/json' -H \"Authorization: Bearer $" +
+		vmre.EngineTokenKey + "\" -d '{\"protocolVersion\":" + fmt.Sprint(f.protocolVersion) + ",\"addr\":\"127.0.0.1:9\"}' http://" +
+		addr + "/vmre.runtime.v1.RuntimeService/Initialize")
+	return serveUntilInterrupted(sig, log, ln, engine.Handler(), launch, func() {
+		launch.End()   // the VM's lease ends: it shuts down by itself
+		engine.Close() // before the HTTP server waits for open streams
+	})
+}
+
+func (f *serveFlags) serveLegacy(sig *signals, e env, log, engineLog *slog.Logger, ln net.Listener, addr string, accept *acceptVersion) int {
+	// A LegacyListener serves on a loopback port of its own; its handler is
+	// also mounted on the --listen listener, which is the one printed.
+	ll, err := server.ListenLegacy(accept, server.LegacyConfig{Logger: engineLog})
+	if err != nil {
+		ln.Close()
+		return fail(log, "vmre serve failed", err)
+	}
+	defer ll.Close()
+	mux := http.NewServeMux()
+	mux.Handle(runtimepbconnect.NewRuntimeHandler(ll, connect.WithReadMaxBytes(server.DefaultMaxBodyBytes)))
+	fmt.Fprintf(e.stdout, "%s=%s\n", f.engineKey, addr)
+	log.Info("legacy engine listening: export the line printed on stdout, then start the plugin",
+		"addr", addr, "protocol_version", f.protocolVersion)
+	return serveUntilInterrupted(sig, log, ln, mux, ll, func() {})
+}
+
+// initializer is a pending handshake: a server.Launch or a
+// server.LegacyListener.
+type initializer interface {
+	Initialized() <-chan struct{}
+	Result() (addr string, protocolVersion uint)
+}
+
+// serveUntilInterrupted serves h on ln until a signal, logging the VM's
+// address once it has completed its handshake. It calls release before it
+// shuts the server down.
+func serveUntilInterrupted(sig *signals, log *slog.Logger, ln net.Listener, h http.Handler, hs initializer, release func()) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ctx, ln, h) }()
+
+	initialized := hs.Initialized()
+	for {
+		select {
+		case <-initialized:
+			initialized = nil
+			addr, version := hs.Result()
+			log.Info("vm initialized; the engine keeps serving until interrupted",
+				"addr", addr, "protocol_version", version)
+		case <-sig.first.Done():
+			log.Info("engine stopping", "reason", context.Cause(sig.first).Error())
+			release()
+			cancel()
+			if err := <-served; err != nil {
+				log.Warn("engine stopped with an error", "error", err.Error())
+			}
+			return exitOK
+		case err := <-served:
+			release()
+			return fail(log, "engine stopped", fmt.Errorf("serve: %w", err))
+		}
+	}
+}
+
+// acceptVersion accepts one protocol version; serve's launch uses it.
+type acceptVersion struct {
+	hostName string
+	version  uint
+	log      *slog.Logger
+}
+
+func (a *acceptVersion) Initialize(ctx context.Context, version uint, _ string) error {
+	if version == a.version {
+		return nil
+	}
+	err := &vmre.VersionMismatchError{HostName: a.hostName, HostVersion: a.version, VMVersion: version}
+	a.log.LogAttrs(ctx, slog.LevelWarn, "protocol version mismatch", slog.Uint64("host", uint64(a.version)),
+		slog.Uint64("vm", uint64(version)), slog.String("hint", err.Hint()))
+	return err
+}
