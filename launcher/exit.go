@@ -74,7 +74,7 @@ func (e Exit) String() string {
 	case StageTerm:
 		s += " (stopped by SIGTERM)"
 	case StageKill:
-		s += " (SIGKILL after the graceful timeout)"
+		s += " (stopped by SIGKILL)"
 	}
 	return s
 }

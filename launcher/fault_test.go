@@ -423,7 +423,7 @@ func testFrozen(t *testing.T) {
 	if !exit.Killed() || exit.Stage != launcher.StageKill {
 		t.Fatalf("exit = %v; want SIGKILL after the graceful timeout", exit)
 	}
-	log.await(t, "vm did not stop in time; sending SIGKILL", time.Second)
+	log.await(t, "sending SIGKILL", time.Second)
 }
 
 // testEscapee: a grandchild in a process group of its own is out of reach

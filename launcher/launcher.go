@@ -119,11 +119,11 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd) (*Runtime, error) 
 	if l.s.Legacy && l.s.LegacyShutdown {
 		r.shutdown = legacyShutdown(r.status.Addr)
 	}
+	if l.s.Manager != nil {
+		l.s.Manager.TrackRuntime(r) // before the log line, which callers take as "ready"
+	}
 	r.log.LogAttrs(ctx, slog.LevelInfo, "handshake succeeded", slog.String("addr", r.status.Addr),
 		slog.Uint64("protocol_version", uint64(r.version)), slog.Duration("elapsed", r.handshake))
-	if l.s.Manager != nil {
-		l.s.Manager.TrackRuntime(r)
-	}
 	return r, nil
 }
 
@@ -223,26 +223,31 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs handshake,
 			sentinels: []error{vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound},
 		}
 	case <-r.Done():
+		select {
+		case <-hs.initialized():
+			return nil // it completed its handshake, then exited: the caller sees it in Done
+		default:
+		}
 		exit, _ := r.Exit()
-		return &HandshakeError{
+		herr := &HandshakeError{
 			Reason:    "the VM exited before its handshake: " + exit.String(),
-			Hint:      "its last stderr lines below say why",
+			Hint:      "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does",
 			Exit:      &exit,
 			Stderr:    r.LastStderr(),
 			sentinels: []error{vmre.ErrProcessNotFound},
 		}
+		if len(herr.Stderr) > 0 {
+			herr.Hint = "its last stderr lines below say why"
+		}
+		return herr
 	case <-ctx.Done():
 		herr = &HandshakeError{Reason: "cancelled while waiting for the VM to call back: " + context.Cause(ctx).Error(), err: context.Cause(ctx)}
 	}
-	stopCtx := ctx
 	if ctx.Err() == nil && !errors.Is(herr, vmre.ErrHandshakeTimeout) {
-		stopCtx = context.Background() // a VM that refused the version may stop gracefully
+		r.Stop(context.Background()) // a VM that refused the version may stop gracefully
 	} else {
-		var cancel context.CancelFunc
-		stopCtx, cancel = context.WithCancel(context.Background())
-		cancel() // kill at once
+		r.kill("handshake abandoned") // a VM that never called back gets no grace
 	}
-	r.Stop(stopCtx)
 	<-r.Done()
 	return herr
 }

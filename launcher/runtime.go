@@ -222,17 +222,17 @@ func (r *Runtime) stop(ctx context.Context) {
 	}
 	r.log.Debug("stopping vm", "graceful_timeout", r.s.GracefulTimeout)
 	if !canTerminate {
-		r.signal(StageKill)
+		r.signal(StageKill, "this system has no SIGTERM")
 		return
 	}
-	timer := time.AfterFunc(r.s.GracefulTimeout, func() { r.signal(StageKill) })
-	stopCtx := context.AfterFunc(ctx, func() { r.signal(StageKill) })
+	timer := time.AfterFunc(r.s.GracefulTimeout, func() { r.signal(StageKill, "the graceful timeout passed") })
+	stopCtx := context.AfterFunc(ctx, func() { r.signal(StageKill, "the stop's context ended") })
 	context.AfterFunc(r.exited, func() {
 		timer.Stop()
 		stopCtx()
 	})
 	if r.shutdown == nil {
-		r.signal(StageTerm)
+		r.signal(StageTerm, "")
 		return
 	}
 	r.mu.Lock()
@@ -250,7 +250,7 @@ func (r *Runtime) stop(ctx context.Context) {
 		if err := r.shutdown(callCtx); err != nil {
 			r.log.Warn("legacy shutdown call failed; sending SIGTERM", "error", err)
 		}
-		r.signal(StageTerm)
+		r.signal(StageTerm, "")
 	}()
 }
 
@@ -272,15 +272,25 @@ func (r *Runtime) setStage(s Stage) bool {
 	return true
 }
 
+// kill sends SIGKILL at once, for a VM that gets no graceful stop.
+func (r *Runtime) kill(reason string) {
+	r.stopOnce.Do(func() {
+		if r.onStop != nil {
+			r.onStop()
+		}
+		r.signal(StageKill, reason)
+	})
+}
+
 // signal moves the stop sequence on to stage s, unless it is already there
-// or further, or the VM is gone.
-func (r *Runtime) signal(s Stage) {
+// or further, or the VM is gone. reason says why a SIGKILL is sent.
+func (r *Runtime) signal(s Stage, reason string) {
 	if !r.setStage(s) {
 		return
 	}
 	var err error
 	if s == StageKill {
-		r.log.Warn("vm did not stop in time; sending SIGKILL", "graceful_timeout", r.s.GracefulTimeout)
+		r.log.Warn("sending SIGKILL", "reason", reason, "graceful_timeout", r.s.GracefulTimeout)
 		err = kill(r.status.Pid)
 	} else {
 		err = terminate(r.status.Pid)
