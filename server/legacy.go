@@ -15,6 +15,7 @@ import (
 	"github.com/vmre/vmre"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	"github.com/vmre/vmre/internal/h2c"
 )
 
 // LegacyConfig configures a LegacyListener. The zero value is ready to use.
@@ -52,7 +53,7 @@ func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, err
 	if init == nil {
 		return nil, fmt.Errorf("%w: ListenLegacy needs an Initializer", vmre.ErrInvalidConfig)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := h2c.ListenLoopback(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("listen for the legacy handshake: %w", err)
 	}
@@ -72,7 +73,7 @@ func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, err
 		maxBody = DefaultMaxBodyBytes
 	}
 	mux := http.NewServeMux()
-	mux.Handle(runtimepbconnect.NewRuntimeHandler(l, connect.WithReadMaxBytes(maxBody)))
+	mux.Handle(runtimepbconnect.NewRuntimeHandler(l, connect.WithReadMaxBytes(maxBody), connect.WithCompressMinBytes(compressMinBytes)))
 	l.srv = NewHTTPServer(mux)
 	go func() {
 		defer close(l.served)
