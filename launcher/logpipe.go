@@ -1,16 +1,26 @@
 package launcher
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"sync"
+	"time"
 )
 
 // MaxLineBytes caps one line of a VM's output. The rest of a longer line is
 // read and dropped, so a VM cannot make the host buffer without bound.
 const MaxLineBytes = 64 << 10
+
+// quietReadBytes is the read buffer of a quiet pipe: all that the pipe of an
+// idle VM holds on the host. A pipe whose reads fill their buffer, or whose
+// line does not fit, borrows a buffer of MaxLineBytes from busyBuffers
+// until a read drains it again.
+const quietReadBytes = 4 << 10
+
+// busyBuffers are the large read buffers, shared by the pipes of all VMs.
+var busyBuffers = sync.Pool{New: func() any { return new([MaxLineBytes]byte) }}
 
 // logPipe turns one stream of a VM's output into slog records.
 type logPipe struct {
@@ -18,43 +28,84 @@ type logPipe struct {
 	raw      io.Writer    // optional copy of each line
 	tail     *tail        // last lines, for error reports; nil for stdout
 	panicked bool         // a "panic:" or "fatal error:" line was seen
+
+	handler slog.Handler // log's, called directly: see emit
+	read    time.Time    // when the last read returned: the time of its lines' records
+	rawLine []byte       // a line and its '\n', for raw
 }
 
 // run reads r to its end. It owns no goroutine; its caller runs it in one.
 func (p *logPipe) run(r io.Reader) {
-	br := bufio.NewReaderSize(r, MaxLineBytes)
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			p.line(line, true)
-			if _, err = skipLine(br); err != nil {
-				return
-			}
-			continue
+	p.handler = p.log.Handler()
+	quiet := make([]byte, quietReadBytes)
+	var busy *[MaxLineBytes]byte // borrowed from busyBuffers, or nil
+	defer func() {
+		if busy != nil {
+			busyBuffers.Put(busy)
 		}
-		if len(line) > 0 {
-			p.line(line, false)
+	}()
+	buf := quiet
+	start, end := 0, 0 // buf[start:end] has been read and not yet logged
+	skipping := false  // the rest of a capped line is dropped
+	for {
+		n, err := r.Read(buf[end:])
+		filled := n == len(buf)-end // the pipe may hold more
+		if n > 0 {
+			p.read = time.Now()
+		}
+		end += n
+		for {
+			i := bytes.IndexByte(buf[start:end], '\n')
+			if i < 0 {
+				break
+			}
+			if !skipping {
+				p.line(buf[start:start+i+1], false)
+			}
+			start, skipping = start+i+1, false
+		}
+		if skipping {
+			start = end
+		}
+		if end-start == MaxLineBytes {
+			p.line(buf[start:end], true)
+			start, skipping = end, true
 		}
 		if err != nil {
+			if start < end {
+				p.line(buf[start:end], false) // the last line has no '\n'
+			}
 			return
 		}
-	}
-}
 
-// skipLine drops the rest of an overlong line.
-func skipLine(br *bufio.Reader) ([]byte, error) {
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != bufio.ErrBufferFull {
-			return line, err
+		// Before the next read: keep the unlogged part of a line, in the
+		// large buffer when the pipe is busy or the line does not fit in
+		// the small one, else in the small one.
+		rest := end - start
+		switch {
+		case busy == nil && (filled || rest == len(quiet)):
+			busy = busyBuffers.Get().(*[MaxLineBytes]byte)
+			copy(busy[:], buf[start:end])
+			buf = busy[:]
+		case busy != nil && !filled && rest < len(quiet):
+			copy(quiet, buf[start:end])
+			busyBuffers.Put(busy)
+			busy, buf = nil, quiet
+			p.rawLine = nil // hold no more than the small buffer while idle
+		default:
+			copy(buf, buf[start:end])
 		}
+		start, end = 0, rest
 	}
 }
 
 func (p *logPipe) line(line []byte, truncated bool) {
-	line = bytes.TrimRight(line, "\r\n")
+	for n := len(line); n > 0 && (line[n-1] == '\n' || line[n-1] == '\r'); n-- {
+		line = line[:n-1]
+	}
 	if p.raw != nil {
-		p.raw.Write(append(line[:len(line):len(line)], '\n'))
+		p.rawLine = append(append(p.rawLine[:0], line...), '\n')
+		p.raw.Write(p.rawLine)
 	}
 	if p.tail != nil {
 		p.tail.add(line)
@@ -72,6 +123,9 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	if p.panicked {
 		level = slog.LevelError // the trace that follows a panic belongs to it
 	}
+	if !p.handler.Enabled(context.Background(), level) {
+		return // before the line is copied into a string
+	}
 	if truncated {
 		p.emit(level, string(line), slog.Bool("truncated", true))
 		return
@@ -79,10 +133,16 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	p.emit(level, string(line))
 }
 
+// emit hands a record to the handler as slog.Logger.LogAttrs does, but
+// stamped with the time its line was read and without the caller's program
+// counter: the source of a VM's line is the VM, not this file, and
+// runtime.Callers would cost more than all the rest of the line.
 func (p *logPipe) emit(level slog.Level, msg string, attrs ...slog.Attr) {
 	ctx := context.Background()
-	if !p.log.Enabled(ctx, level) {
+	if !p.handler.Enabled(ctx, level) {
 		return
 	}
-	p.log.LogAttrs(ctx, level, msg, attrs...)
+	r := slog.NewRecord(p.read, level, msg, 0)
+	r.AddAttrs(attrs...)
+	p.handler.Handle(ctx, r) // errors are dropped, as slog.Logger drops them
 }
