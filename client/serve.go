@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -55,7 +54,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 
 	ln := o.listener
 	if ln == nil {
-		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		if ln, err = h2c.ListenLoopback(ctx); err != nil {
 			return fmt.Errorf("listen for the VM's server: %w", err)
 		}
 	}
@@ -83,8 +82,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		// before the VM learns from it whether its host is alive.
 		l = startLease(context.WithoutCancel(ctx), ec)
 	}
-	hostDead, serveFailed := awaitStop(sigCtx, l, serveErr, o.logger)
-	l.stop()
+	hostDead, askLease, serveFailed := awaitStop(sigCtx, l, serveErr, o.logger)
 
 	var result error
 	if serveFailed != nil {
@@ -100,6 +98,12 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 			result = fmt.Errorf("VM server stopped: %w", err)
 		}
 	}
+	if askLease {
+		// Asked after the server's shutdown, which need not wait for it: a
+		// host that stops its VM ends the lease at once.
+		hostDead = l.brokenWithin(hostCheckDelay)
+	}
+	l.stop()
 	if hostDead || hostGone(hostPid) {
 		o.logger.Warn("the host is gone; ending the VM's process group so that no child outlives it")
 		killOrphanedGroup()

@@ -3,6 +3,9 @@ package client
 import (
 	"context"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -67,35 +70,48 @@ func (l *lease) brokenWithin(d time.Duration) bool {
 }
 
 // awaitStop serves until a signal or ctx, the end of the lease, or a
-// failure of the VM's server. It reports whether the host is gone, and the
-// server's error when the server failed.
-func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) (hostDead bool, serveFailed error) {
+// failure of the VM's server. It reports whether the host is gone or, after
+// a signal or the end of ctx, that the lease has yet to tell (askLease), and
+// the server's error when the server failed.
+func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) (hostDead, askLease bool, serveFailed error) {
 	for {
 		select {
 		case <-ctx.Done():
 			log.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", context.Cause(ctx).Error()))
-			return l.brokenWithin(hostCheckDelay), nil
+			return false, true, nil
 		case err := <-l.ended():
 			l.end = nil
 			switch {
 			case err == nil:
 				log.Info("shutting down", "reason", "the host ended the lease")
-				return false, nil
+				keepCatchingSIGTERM()
+				return false, false, nil
 			case engineAnswered(err):
 				// The host refused the lease: it ended the launch before the
 				// lease was asked for, stopping the VM.
 				log.Info("shutting down", "reason", "the host ended the launch", "error", err)
-				return false, nil
+				keepCatchingSIGTERM()
+				return false, false, nil
 			case connect.CodeOf(err) == connect.CodeUnimplemented:
 				log.Warn("the host does not offer a lease; serving until stopped by a signal")
 			default:
 				log.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
-				return true, nil
+				return true, false, nil
 			}
 		case err := <-serveErr:
-			return false, err
+			return false, false, err
 		}
 	}
+}
+
+// keepCatchingSIGTERM makes SIGTERM harmless until the process exits. A host
+// that stops its VM ends the lease and sends SIGTERM, which can come after
+// Serve has stopped catching it; Go's default would then kill the VM in the
+// middle of its exit. A channel of its own, never stopped, keeps the signal
+// caught without the window that signal.Stop and signal.Ignore leave while
+// they change its handling.
+func keepCatchingSIGTERM() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM)
 }
 
 // engineAnswered reports whether err is an answer of the engine rather than

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/server"
 )
 
@@ -40,7 +40,7 @@ func New(cfg Config) (*Launcher, error) {
 	if l.engine != nil || s.Legacy {
 		return l, nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := h2c.ListenLoopback(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("listen for the engine: %w", err)
 	}

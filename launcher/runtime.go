@@ -217,11 +217,9 @@ func (r *Runtime) stop(ctx context.Context) {
 	if r.exited.Err() != nil {
 		return
 	}
-	if r.onStop != nil {
-		r.onStop() // ends the VM's lease: a VM on client.Serve starts shutting down
-	}
 	r.log.Debug("stopping vm", "graceful_timeout", r.s.GracefulTimeout)
 	if !canTerminate {
+		r.endLease()
 		r.signal(StageKill, "this system has no SIGTERM")
 		return
 	}
@@ -232,9 +230,15 @@ func (r *Runtime) stop(ctx context.Context) {
 		stopCtx()
 	})
 	if r.shutdown == nil {
+		// SIGTERM before the end of the lease: a VM that saw its lease end
+		// first could exit before the signal came, and seem to have ended
+		// on its own, or return from client.Serve, stop catching SIGTERM,
+		// and die of it.
 		r.signal(StageTerm, "")
+		r.endLease()
 		return
 	}
+	r.endLease()
 	r.mu.Lock()
 	if r.gone || r.stage >= StageShutdown {
 		r.mu.Unlock()
@@ -270,6 +274,14 @@ func (r *Runtime) setStage(s Stage) bool {
 	}
 	r.stage = s
 	return true
+}
+
+// endLease ends the VM's launch in the engine, and so its lease: a VM on
+// client.Serve starts shutting down.
+func (r *Runtime) endLease() {
+	if r.onStop != nil {
+		r.onStop()
+	}
 }
 
 // kill sends SIGKILL at once, for a VM that gets no graceful stop.
