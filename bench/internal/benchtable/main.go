@@ -1,0 +1,165 @@
+// Command benchtable reads the output of `make bench` and prints the table
+// of docs/PERFORMANCE.md: the median of each benchmark over its counts, the
+// ratios to the floor taken in that same run, and the targets.
+//
+//	make bench | tee bench.txt
+//	go run ./bench/internal/benchtable bench.txt
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// procSuffix is the -GOMAXPROCS suffix of a benchmark's name.
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// results holds each benchmark's values per unit, over its counts.
+type results map[string]map[string][]float64
+
+func main() {
+	in := io.Reader(os.Stdin)
+	if len(os.Args) > 1 {
+		f, err := os.Open(os.Args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		in = f
+	}
+	r, err := parse(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	printTable(os.Stdout, r)
+}
+
+func parse(in io.Reader) (results, error) {
+	r := results{}
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := procSuffix.ReplaceAllString(strings.TrimPrefix(f[0], "Benchmark"), "")
+		if r[name] == nil {
+			r[name] = map[string][]float64{}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: value %q: %w", name, f[i], err)
+			}
+			r[name][f[i+1]] = append(r[name][f[i+1]], v)
+		}
+	}
+	return r, sc.Err()
+}
+
+// median returns the median of a benchmark's values in unit, and how many
+// there are.
+func (r results) median(name, unit string) (float64, int) {
+	v := slices.Clone(r[name][unit])
+	if len(v) == 0 {
+		return 0, 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2], len(v)
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2, len(v)
+}
+
+// row is one line of the table: a benchmark, optionally against a reference
+// benchmark of the same run with a target for the ratio.
+type row struct {
+	name, unit string
+	ref        string  // the benchmark the ratio is taken to, or ""
+	target     float64 // the target for the ratio or, without ref, the value
+	atMost     bool    // the ratio (value) must be at most target, else at least
+}
+
+var rows = []row{
+	{name: "Launch/floor", unit: "ns/op"},
+	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 1.3, atMost: true},
+	{name: "LaunchConcurrent/floor", unit: "ns/op"},
+	{name: "LaunchConcurrent/vmre", unit: "ns/op", ref: "LaunchConcurrent/floor", target: 1.3, atMost: true},
+	{name: "Stop/floor", unit: "ns/op"},
+	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
+	{name: "Initialize/connect-json", unit: "ns/op"},
+	{name: "Initialize/connect-proto", unit: "ns/op"},
+	{name: "Initialize/grpc", unit: "ns/op"},
+	{name: "Initialize/grpcweb", unit: "ns/op"},
+	{name: "LogPipe/copy", unit: "MB/s"},
+	{name: "LogPipe/plain", unit: "MB/s", ref: "LogPipe/copy", target: 0.5},
+	{name: "LogPipe/json", unit: "MB/s", ref: "LogPipe/copy"},
+	{name: "IdleVM", unit: "goroutines/VM", target: 5, atMost: true},
+	{name: "IdleVM", unit: "heap-B/VM", target: 64 << 10, atMost: true},
+	{name: "IdleVM", unit: "stack-B/VM"},
+	{name: "IdleVM", unit: "threads/VM"},
+}
+
+func printTable(w io.Writer, r results) {
+	fmt.Fprintln(w, "| benchmark | median | n | ratio | target | met |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|")
+	for _, row := range rows {
+		v, n := r.median(row.name, row.unit)
+		if n == 0 {
+			fmt.Fprintf(w, "| %s %s | (no result) | 0 | | | |\n", row.name, row.unit)
+			continue
+		}
+		label := row.name
+		if !strings.HasSuffix(row.unit, "/op") && !strings.HasSuffix(row.unit, "/s") {
+			label += " " + row.unit
+		}
+		ratio, target, met := "", "", ""
+		got := v
+		if row.ref != "" {
+			ref, m := r.median(row.ref, row.unit)
+			if m == 0 || ref == 0 {
+				continue
+			}
+			got = v / ref
+			ratio = fmt.Sprintf("%.2f×", got)
+		}
+		if row.target != 0 {
+			op := "≥"
+			ok := got >= row.target
+			if row.atMost {
+				op, ok = "≤", got <= row.target
+			}
+			if row.ref != "" {
+				target = op + " " + strconv.FormatFloat(row.target, 'g', -1, 64) + "×"
+			} else {
+				target = op + " " + format(row.target, row.unit)
+			}
+			met = map[bool]string{true: "yes", false: "**no**"}[ok]
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s |\n", label, format(v, row.unit), n, ratio, target, met)
+	}
+}
+
+// format prints a value in a unit people read: times in µs or ms.
+func format(v float64, unit string) string {
+	switch unit {
+	case "ns/op":
+		if v >= 1e6 {
+			return fmt.Sprintf("%.2f ms", v/1e6)
+		}
+		return fmt.Sprintf("%.0f µs", v/1e3)
+	case "MB/s":
+		return fmt.Sprintf("%.0f MB/s", v)
+	case "heap-B/VM", "stack-B/VM":
+		return fmt.Sprintf("%.1f KiB", v/1024)
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}

@@ -1,0 +1,283 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/launcher"
+)
+
+// concurrency is how many VMs BenchmarkLaunchConcurrent starts at once.
+const concurrency = 16
+
+// BenchmarkLaunch is exec to a VM whose server has answered a first call,
+// one VM at a time. The floor is plain os/exec of a plugin that dials the
+// host and writes a line, up to the host reading that line; vmre is
+// Launcher.Launch of a minimal VM on client.Serve, up to a GET of its
+// /ping handler. Stopping the VM is outside the timed part in both.
+func BenchmarkLaunch(b *testing.B) {
+	b.Run("floor", func(b *testing.B) {
+		f := newFloor(b)
+		for b.Loop() {
+			cmd, err := f.start()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := f.stop(cmd); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("vmre", func(b *testing.B) {
+		h := newVMRE(b, launcher.Config{})
+		for b.Loop() {
+			rt, err := h.launch(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := h.stop(rt); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+}
+
+// BenchmarkLaunchConcurrent starts 16 VMs at once, each from a goroutine of
+// its own, until all have answered their first call.
+func BenchmarkLaunchConcurrent(b *testing.B) {
+	b.Run("floor", func(b *testing.B) {
+		f := newFloor(b)
+		for b.Loop() {
+			cmds, err := all(concurrency, func(int) (*exec.Cmd, error) { return f.start() })
+			b.StopTimer()
+			for _, cmd := range cmds {
+				if err := f.stop(cmd); err != nil {
+					b.Error(err)
+				}
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("vmre", func(b *testing.B) {
+		h := newVMRE(b, launcher.Config{})
+		for b.Loop() {
+			rts, err := all(concurrency, func(int) (*launcher.Runtime, error) { return h.launch(context.Background()) })
+			b.StopTimer()
+			for _, rt := range rts {
+				rt.Stop(context.Background())
+			}
+			for _, rt := range rts {
+				if err := h.stop(rt); err != nil {
+					b.Error(err)
+				}
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+}
+
+// BenchmarkStop is a cooperative VM's stop, from SIGTERM (Runtime.Stop for
+// vmre) to the VM reaped (Done). The VM is launched, and settled, outside
+// the timed part.
+func BenchmarkStop(b *testing.B) {
+	b.Run("floor", func(b *testing.B) {
+		f := newFloor(b)
+		for b.Loop() {
+			b.StopTimer()
+			cmd, err := f.start()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := f.stop(cmd); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("vmre", func(b *testing.B) {
+		e := serveEngine(b)
+		h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
+		for b.Loop() {
+			b.StopTimer()
+			rt, err := h.l.Launch(context.Background(), exec.Command(h.path))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.awaitLeases(b, 1)
+			b.StartTimer()
+			if err := h.stop(rt); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// all runs f n times at once and waits for all of them. It returns every
+// result that has no error, and the errors joined.
+func all[T any](n int, f func(i int) (T, error)) ([]T, error) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		out  []T
+		errs []error
+	)
+	for i := range n {
+		wg.Go(func() {
+			v, err := f(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			out = append(out, v)
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// floor launches the floor plugin with plain os/exec code.
+type floor struct {
+	path string
+	ln   *net.TCPListener
+}
+
+func newFloor(b *testing.B) *floor {
+	return &floor{path: plugins(b).floor, ln: listen(b).(*net.TCPListener)}
+}
+
+// start execs a floor plugin and returns once a plugin has dialled back and
+// its line has been read. Under concurrency that line may be another
+// plugin's: once all starts have returned, all plugins are up.
+func (f *floor) start() (*exec.Cmd, error) {
+	cmd := exec.Command(f.path, f.ln.Addr().String())
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := f.readLine(); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, err
+	}
+	return cmd, nil
+}
+
+func (f *floor) readLine() error {
+	deadline := time.Now().Add(10 * time.Second)
+	f.ln.SetDeadline(deadline)
+	conn, err := f.ln.Accept()
+	if err != nil {
+		return fmt.Errorf("floor plugin did not dial back: %w", err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(deadline)
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		return fmt.Errorf("floor plugin wrote no line: %w", err)
+	}
+	return nil
+}
+
+// stop sends SIGTERM and reaps the plugin.
+func (f *floor) stop(cmd *exec.Cmd) error {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("floor plugin: %w", err)
+	}
+	return nil
+}
+
+// vmreHost launches the minimal VM with a Launcher.
+type vmreHost struct {
+	b    *testing.B
+	l    *launcher.Launcher
+	path string
+	http *http.Client
+}
+
+func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
+	l, err := launcher.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	// A new VM is a new peer: connections are never reused.
+	transport := &http.Transport{DisableKeepAlives: true}
+	b.Cleanup(transport.CloseIdleConnections)
+	return &vmreHost{b: b, l: l, path: plugins(b).minimal, http: &http.Client{Transport: transport}}
+}
+
+// launch launches the minimal VM and calls its /ping.
+func (h *vmreHost) launch(ctx context.Context) (*launcher.Runtime, error) {
+	rt, err := h.l.Launch(ctx, exec.Command(h.path))
+	if err != nil {
+		return nil, err
+	}
+	if err := h.ping(ctx, rt.Status().Addr); err != nil {
+		h.stop(rt)
+		return nil, err
+	}
+	return rt, nil
+}
+
+func (h *vmreHost) ping(ctx context.Context, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/ping", nil)
+	if err != nil {
+		return err
+	}
+	res, err := h.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if _, err := io.Copy(io.Discard, res.Body); err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /ping: %s", res.Status)
+	}
+	return nil
+}
+
+// stop stops the VM and waits until it is reaped. A VM that did not exit 0
+// before SIGKILL is an error, except one killed by the SIGTERM, which is
+// logged: the launcher ends the lease before it sends SIGTERM, so a VM that
+// has already returned from client.Serve when the signal comes dies of it,
+// and one that has exited by then was never signalled (see
+// docs/PERFORMANCE.md).
+func (h *vmreHost) stop(rt *launcher.Runtime) error {
+	rt.Stop(context.Background())
+	<-rt.Done()
+	exit, _ := rt.Exit()
+	switch {
+	case exit.Stage == launcher.StageKill:
+	case exit.Success():
+		return nil
+	case exit.Stage == launcher.StageTerm && exit.Signal == syscall.SIGTERM.String():
+		h.b.Logf("VM %d: %s: SIGTERM came after client.Serve had returned", rt.Status().Pid, exit)
+		return nil
+	}
+	return fmt.Errorf("VM %d: %s", rt.Status().Pid, exit)
+}
