@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -410,5 +411,42 @@ func TestLegacyWithoutShutdownWaitsForSIGTERM(t *testing.T) {
 	rt.Stop(context.Background())
 	if exit := waitDone(t, rt, 10*time.Second); !exit.Success() || exit.Stage != launcher.StageTerm {
 		t.Fatalf("exit = %v, want code 0 after SIGTERM", exit)
+	}
+}
+
+func TestLaunchAfterClose(t *testing.T) {
+	t.Parallel()
+	l := newLauncher(t, launcher.Config{})
+	l.Close()
+	if _, err := l.Launch(t.Context(), vmCommand("ok")); err == nil || !errors.Is(err, vmre.ErrHandshakeFailed) {
+		t.Fatalf("Launch after Close: %v", err)
+	}
+}
+
+// TestVMSurvivesThreadExits: on Linux the parent-death signal follows the
+// thread that forked the VM. Goroutines that lock their thread and return
+// without unlocking end their threads; the VM must not take that for its
+// host's death.
+func TestVMSurvivesThreadExits(t *testing.T) {
+	t.Parallel()
+	l := newLauncher(t, launcher.Config{})
+	rt, err := l.Launch(t.Context(), vmCommand("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		})
+	}
+	wg.Wait()
+	ping(t, rt.Status().Addr)
+	if _, ended := rt.Exit(); ended {
+		t.Fatal("the VM ended when host threads did")
+	}
+	rt.Stop(context.Background())
+	if exit := waitDone(t, rt, 10*time.Second); !exit.Success() {
+		t.Fatalf("exit = %v", exit)
 	}
 }

@@ -21,6 +21,7 @@ type Launcher struct {
 	s          settings
 	engine     *server.Engine
 	engineAddr string
+	starter    *starter
 
 	// Set when the Launcher serves an engine of its own.
 	cancelServe context.CancelFunc
@@ -38,12 +39,14 @@ func New(cfg Config) (*Launcher, error) {
 	}
 	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr}
 	if l.engine != nil || s.Legacy {
+		l.starter = newStarter()
 		return l, nil
 	}
 	ln, err := h2c.ListenLoopback(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("listen for the engine: %w", err)
 	}
+	l.starter = newStarter()
 	l.engine = server.New(server.Config{
 		HostName:    s.HostName,
 		AllowRemote: s.AllowRemote,
@@ -60,11 +63,13 @@ func New(cfg Config) (*Launcher, error) {
 func (l *Launcher) EngineAddr() string { return l.engineAddr }
 
 // Close stops the Launcher's own engine, ending the leases of its VMs (which
-// makes VMs on client.Serve shut down). It does not stop VMs otherwise: stop
-// them, or their Manager, first. Close is idempotent.
+// makes VMs on client.Serve shut down), and the goroutine that starts VMs;
+// Launch fails from then on. It does not stop VMs otherwise: stop them, or
+// their Manager, first. Close is idempotent.
 func (l *Launcher) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.starter.close()
 		if l.cancelServe == nil {
 			return
 		}
@@ -98,7 +103,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd) (*Runtime, error) 
 	cmd.Env = childEnv(&l.s, cmd.Env, engineEnv)
 
 	r := &Runtime{name: name, s: &l.s, onStop: hs.end}
-	if err := r.start(cmd); err != nil {
+	if err := r.start(cmd, l.starter); err != nil {
 		hs.end()
 		hs.close()
 		return nil, phaseError("exec "+cmd.Path, err)
@@ -220,12 +225,15 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs handshake,
 			Reason: fmt.Sprintf("timeout: the VM did not call back within %s", l.s.HandshakeTimeout),
 			Hint: fmt.Sprintf("check that it is a VM plugin, that it reads %s (set --engine-key if it reads another variable), "+
 				"and that it starts within the handshake timeout (raise it with --handshake-timeout)", l.s.EngineAddressKey),
+			Stderr:    r.LastStderr(),
 			sentinels: []error{vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound},
 		}
 	case <-r.Done():
 		select {
 		case <-hs.initialized():
 			return nil // it completed its handshake, then exited: the caller sees it in Done
+		case mismatch := <-check.mismatch:
+			return &HandshakeError{Reason: mismatch.Error(), Hint: mismatch.Hint(), err: mismatch}
 		default:
 		}
 		exit, _ := r.Exit()
@@ -244,7 +252,7 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs handshake,
 		herr = &HandshakeError{Reason: "cancelled while waiting for the VM to call back: " + context.Cause(ctx).Error(), err: context.Cause(ctx)}
 	}
 	if ctx.Err() == nil && !errors.Is(herr, vmre.ErrHandshakeTimeout) {
-		r.Stop(context.Background()) // a VM that refused the version may stop gracefully
+		r.Stop(ctx) // a VM that refused the version may stop gracefully, unless ctx ends
 	} else {
 		r.kill("handshake abandoned") // a VM that never called back gets no grace
 	}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"time"
 
@@ -50,7 +49,7 @@ type Runtime struct {
 
 // start execs the VM with its output piped into the host's logger, and
 // starts the one goroutine that waits for it and the two that read it.
-func (r *Runtime) start(cmd *exec.Cmd) error {
+func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -64,7 +63,7 @@ func (r *Runtime) start(cmd *exec.Cmd) error {
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepare(cmd, r.s)
 
-	err = startLocked(cmd)
+	err = st.start(cmd)
 	// The child has its own copies of the write ends; closing ours now means
 	// the readers see EOF as soon as the VM's processes close theirs.
 	outW.Close()
@@ -92,15 +91,6 @@ func (r *Runtime) start(cmd *exec.Cmd) error {
 	}()
 	go r.wait(outR, errR, &readers)
 	return nil
-}
-
-// startLocked starts cmd from a goroutine locked to its OS thread: on Linux
-// the parent-death signal follows the thread that forked, so that thread
-// must not be one that a locked goroutine could end.
-func startLocked(cmd *exec.Cmd) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return cmd.Start()
 }
 
 // wait reaps the VM, kills what is left of its process group, drains and
@@ -209,6 +199,10 @@ func (r *Runtime) LastStderr() []string { return r.tail.lines() }
 // when the graceful timeout passes or ctx ends, whichever is first. Stop is
 // idempotent; wait on Done for the end. On systems without SIGTERM it kills
 // at once.
+//
+// Stop keeps watching ctx after it returns: a ctx that ends before the VM
+// does (a deferred cancel, a request's context) cuts the grace short.
+// Pass a context that lives until Done, such as context.Background().
 func (r *Runtime) Stop(ctx context.Context) {
 	r.stopOnce.Do(func() { r.stop(ctx) })
 }
@@ -266,16 +260,6 @@ func (r *Runtime) markGone() {
 	r.gone = true
 }
 
-func (r *Runtime) setStage(s Stage) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.gone || r.stage >= s {
-		return false
-	}
-	r.stage = s
-	return true
-}
-
 // endLease ends the VM's launch in the engine, and so its lease: a VM on
 // client.Serve starts shutting down.
 func (r *Runtime) endLease() {
@@ -295,11 +279,16 @@ func (r *Runtime) kill(reason string) {
 }
 
 // signal moves the stop sequence on to stage s, unless it is already there
-// or further, or the VM is gone. reason says why a SIGKILL is sent.
+// or further, or the VM is gone. reason says why a SIGKILL is sent. The
+// signal is sent under the lock that markGone takes, so it cannot reach a
+// process that has taken the pid of a reaped VM.
 func (r *Runtime) signal(s Stage, reason string) {
-	if !r.setStage(s) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gone || r.stage >= s {
 		return
 	}
+	r.stage = s
 	var err error
 	if s == StageKill {
 		r.log.Warn("sending SIGKILL", "reason", reason, "graceful_timeout", r.s.GracefulTimeout)
