@@ -19,7 +19,8 @@ type manager struct {
 	runtimes map[Stopper]func() bool // runtime -> cancels its AfterExit
 }
 
-// NewManager returns a Manager. A tracked runtime that has a Done channel
+// NewManager returns a Manager. Runtimes are tracked by identity, so a
+// Stopper must be comparable: use a pointer (as *launcher.Runtime is). A tracked runtime that has a Done channel
 // leaves the manager by itself when it ends; Stop stops all runtimes in
 // parallel and waits for each one that has a Done channel.
 func NewManager() Manager {

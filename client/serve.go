@@ -24,6 +24,10 @@ import (
 // kills that group after the graceful shutdown, itself included, so that no
 // child of the VM outlives the host.
 //
+// Once the host has ended the VM's lease, SIGTERM stays caught until the
+// process exits: the host's SIGTERM may arrive after Serve has returned,
+// and must not kill the VM in the middle of its exit.
+//
 // It returns ErrNotPlugin when the host's environment variables are
 // missing, and an error wrapping vmre.ErrHandshakeFailed when the engine
 // refuses the handshake.
@@ -86,6 +90,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 
 	var result error
 	if serveFailed != nil {
+		srv.Close() // the connections it had accepted
 		result = fmt.Errorf("VM server stopped: %w", serveFailed)
 	} else {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 )
 
@@ -44,19 +45,19 @@ func parseJSONLine(line []byte) (jsonRecord, bool) {
 			return jsonRecord{}, false
 		}
 		switch {
-		case !haveLevel && contains(levelKeys, key):
+		case !haveLevel && slices.Contains(levelKeys, key):
 			s, ok := v.(string)
 			if !ok {
 				return jsonRecord{}, false
 			}
 			rec.level, haveLevel = parseLevel(s), true
-		case !haveMsg && contains(msgKeys, key):
+		case !haveMsg && slices.Contains(msgKeys, key):
 			s, ok := v.(string)
 			if !ok {
 				return jsonRecord{}, false
 			}
 			rec.msg, haveMsg = s, true
-		case contains(timeKeys, key):
+		case slices.Contains(timeKeys, key):
 		default:
 			rec.attrs = append(rec.attrs, slog.Any(key, v))
 		}
@@ -69,15 +70,6 @@ func parseJSONLine(line []byte) (jsonRecord, bool) {
 		return jsonRecord{}, false
 	}
 	return rec, true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parseLevel maps the level names of slog ("WARN", "ERROR+2"), zap

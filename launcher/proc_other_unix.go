@@ -11,8 +11,10 @@ import (
 // signal; the lease ends such VMs when their host dies.
 func setParentDeathSignal(*syscall.SysProcAttr, *settings) {}
 
-// reap reaps the VM, then kills what is left of its process group: a
-// group that still has members keeps its id, so this cannot hit another.
+// reap reaps the VM, then kills what is left of its process group. A group
+// that still has members keeps its id; an empty one's id could in principle
+// be taken by a new process between the reap and the kill (Linux closes
+// that window with waitid WNOWAIT; kqueue could here).
 func reap(cmd *exec.Cmd, markGone func()) error {
 	err := cmd.Wait()
 	markGone()

@@ -43,7 +43,8 @@ type LegacyListener struct {
 	closeOnce   sync.Once
 
 	mu      sync.Mutex
-	done    bool
+	done    bool // a VM completed the handshake
+	closed  bool // Close was called
 	addr    string
 	version uint
 }
@@ -102,7 +103,7 @@ func (l *LegacyListener) Result() (addr string, protocolVersion uint) {
 func (l *LegacyListener) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
-		l.done = true
+		l.closed = true
 		l.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
@@ -139,6 +140,9 @@ func (l *LegacyListener) initialize(ctx context.Context, addr string, version ui
 	defer l.mu.Unlock()
 	if l.done {
 		return connect.NewError(connect.CodeAlreadyExists, errors.New("this launch already completed its handshake"))
+	}
+	if l.closed {
+		return connect.NewError(connect.CodeNotFound, errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
 	l.done = true
 	l.addr, l.version = addr, version

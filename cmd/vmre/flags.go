@@ -71,8 +71,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet, head, tail string) {
 // checkTimeouts rejects negative durations, which the flag package accepts.
 func checkTimeouts(fs *flag.FlagSet, e env, timeouts map[string]time.Duration) int {
 	for name, d := range timeouts {
-		if d < 0 {
-			return usagef(fs, e, "--%s %s: a timeout must not be negative", name, d)
+		if d <= 0 {
+			return usagef(fs, e, "--%s %s: a timeout must be positive, such as 500ms or 5s (0 would mean the default)", name, d)
 		}
 	}
 	return exitOK

@@ -105,7 +105,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad log format", []string{"--log-format", "xml", exampleVM}, exitUsage, []string{`"xml" is not a log format`}, 0},
 		{"bad log level", []string{"--log-level", "loud", exampleVM}, exitUsage, []string{"log-level"}, 0},
 		{"version 0", []string{"--protocol-version", "0", exampleVM}, exitUsage, []string{"--protocol-version 0"}, 0},
-		{"negative timeout", []string{"--handshake-timeout", "-1s", exampleVM}, exitUsage, []string{"must not be negative"}, 0},
+		{"negative timeout", []string{"--handshake-timeout", "-1s", exampleVM}, exitUsage, []string{"must be positive"}, 0},
+		{"zero timeout", []string{"--graceful-timeout", "0", exampleVM}, exitUsage, []string{"must be positive"}, 0},
 		{"bad duration", []string{"--graceful-timeout", "soon", exampleVM}, exitUsage, []string{"graceful-timeout"}, 0},
 		{"bad listen", []string{"--listen", "nonsense", exampleVM}, exitUsage, []string{"not a host:port"}, 0},
 	} {
