@@ -26,6 +26,9 @@ type LegacyConfig struct {
 	MaxBodyBytes int
 	// Logger receives one record per Initialize attempt (default: discard).
 	Logger *slog.Logger
+	// Listener, when set, is served instead of a new listener on
+	// 127.0.0.1; the LegacyListener closes it.
+	Listener net.Listener
 }
 
 // LegacyListener serves the rpcchainvm handshake, /vm.runtime.Runtime/Initialize,
@@ -49,14 +52,18 @@ type LegacyListener struct {
 	version uint
 }
 
-// ListenLegacy starts a LegacyListener on 127.0.0.1, on a free port.
+// ListenLegacy starts a LegacyListener on 127.0.0.1, on a free port, or on
+// cfg.Listener.
 func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, error) {
 	if init == nil {
 		return nil, fmt.Errorf("%w: ListenLegacy needs an Initializer", vmre.ErrInvalidConfig)
 	}
-	ln, err := h2c.ListenLoopback(context.Background())
-	if err != nil {
-		return nil, fmt.Errorf("listen for the legacy handshake: %w", err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = h2c.ListenLoopback(context.Background()); err != nil {
+			return nil, fmt.Errorf("listen for the legacy handshake: %w", err)
+		}
 	}
 	l := &LegacyListener{
 		init:        init,

@@ -8,10 +8,7 @@ import (
 	"net"
 	"net/http"
 
-	"connectrpc.com/connect"
-
 	"github.com/vmre/vmre"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/server"
 )
@@ -118,20 +115,25 @@ func (f *serveFlags) serveNative(sig *signals, e env, log, engineLog *slog.Logge
 }
 
 func (f *serveFlags) serveLegacy(sig *signals, e env, log, engineLog *slog.Logger, ln net.Listener, addr string, accept *acceptVersion) int {
-	// A LegacyListener serves on a loopback port of its own; its handler is
-	// also mounted on the --listen listener, which is the one printed.
-	ll, err := server.ListenLegacy(accept, server.LegacyConfig{Logger: engineLog})
+	ll, err := server.ListenLegacy(accept, server.LegacyConfig{Logger: engineLog, Listener: ln})
 	if err != nil {
 		ln.Close()
 		return fail(log, "vmre serve failed", err)
 	}
 	defer ll.Close()
-	mux := http.NewServeMux()
-	mux.Handle(runtimepbconnect.NewRuntimeHandler(ll, connect.WithReadMaxBytes(server.DefaultMaxBodyBytes)))
 	fmt.Fprintf(e.stdout, "%s=%s\n", f.engineKey, addr)
 	log.Info("legacy engine listening: export the line printed on stdout, then start the plugin",
 		"addr", addr, "protocol_version", f.protocolVersion)
-	return serveUntilInterrupted(sig, log, ln, mux, ll, func() {})
+	select {
+	case <-ll.Initialized():
+		vmAddr, version := ll.Result()
+		log.Info("vm initialized; the legacy listener is closed (the first valid call wins), serving until interrupted",
+			"addr", vmAddr, "protocol_version", version)
+		<-sig.first.Done()
+	case <-sig.first.Done():
+	}
+	log.Info("engine stopping", "reason", context.Cause(sig.first).Error())
+	return exitOK
 }
 
 // initializer is a pending handshake: a server.Launch or a
