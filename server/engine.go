@@ -45,7 +45,8 @@ type Config struct {
 	// Larger requests get resource_exhausted.
 	MaxBodyBytes int
 	// Logger receives one record per Initialize and Lease attempt with its
-	// outcome (default: discard).
+	// outcome (default: discard). Refusals are logged at most 10 a second;
+	// the next record says how many were dropped.
 	Logger *slog.Logger
 }
 
@@ -57,6 +58,7 @@ type Engine struct {
 	maxBodyBytes  int
 	maxTombstones int
 	log           *slog.Logger
+	rejects       rejectLog
 	health        *grpchealth.StaticChecker
 
 	closing   chan struct{} // closed by Close; ends every lease
@@ -146,7 +148,7 @@ func (e *Engine) authenticate(h http.Header) (*Launch, error) {
 func (e *Engine) Initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
 	res, err := e.initialize(ctx, req)
 	if err != nil {
-		e.log.LogAttrs(ctx, slog.LevelWarn, "initialize rejected",
+		e.rejects.log(ctx, e.log, "initialize rejected",
 			slog.String("peer", req.Peer().Addr), slog.String("protocol", req.Peer().Protocol),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return nil, err
@@ -221,7 +223,7 @@ func (e *Engine) Lease(ctx context.Context, req *connect.Request[runtimev1.Lease
 		err = e.takeLease(l)
 	}
 	if err != nil {
-		e.log.LogAttrs(ctx, slog.LevelWarn, "lease rejected", slog.String("peer", req.Peer().Addr),
+		e.rejects.log(ctx, e.log, "lease rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}

@@ -39,6 +39,7 @@ type LegacyListener struct {
 	init        vmre.Initializer
 	allowRemote bool
 	log         *slog.Logger
+	rejects     rejectLog
 	ln          net.Listener
 	srv         *http.Server
 	served      chan struct{} // closed when the serving goroutine returns
@@ -127,7 +128,7 @@ func (l *LegacyListener) Initialize(ctx context.Context, req *connect.Request[ru
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
 	err := l.initialize(ctx, addr, version)
 	if err != nil {
-		l.log.LogAttrs(ctx, slog.LevelWarn, "legacy initialize rejected", slog.String("peer", req.Peer().Addr),
+		l.rejects.log(ctx, l.log, "legacy initialize rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return nil, err
 	}
