@@ -377,10 +377,7 @@ func testHangIgnoringSIGTERM(t *testing.T) {
 func testCrashAfterHandshake(t *testing.T) {
 	log := newWatchedLog()
 	l := newLauncher(t, launcher.Config{Logger: log.logger()})
-	rt, err := l.Launch(t.Context(), vmCommand("crash-after"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "crash-after")
 	exit := waitDone(t, rt, 10*time.Second)
 	if exit.Code != 2 || exit.Stage != launcher.StageNone || exit.Success() {
 		t.Fatalf("exit = %v; want code 2, on its own", exit)
@@ -406,10 +403,7 @@ func testFrozen(t *testing.T) {
 	const grace = 300 * time.Millisecond
 	log := newWatchedLog()
 	l := newLauncher(t, launcher.Config{Logger: log.logger(), GracefulTimeout: grace})
-	rt, err := l.Launch(t.Context(), vmCommand("frozen"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "frozen")
 	pid := rt.Status().Pid
 	if !eventually(10*time.Second, func() bool { return processState(pid) == 'T' }) {
 		t.Fatalf("VM %d did not stop itself (state %q)", pid, processState(pid))
@@ -432,10 +426,7 @@ func testFrozen(t *testing.T) {
 func testEscapee(t *testing.T) {
 	out := new(lineLog)
 	l := newLauncher(t, launcher.Config{Stdout: out})
-	rt, err := l.Launch(t.Context(), vmCommand("escapee"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "escapee")
 	escapee, err := strconv.Atoi(out.await(t, "escapee=", 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -460,19 +451,8 @@ func testEscapee(t *testing.T) {
 func testGrandchildOfExitedVM(t *testing.T) {
 	out := new(lineLog)
 	l := newLauncher(t, launcher.Config{Stdout: out})
-	rt, err := l.Launch(t.Context(), vmCommand("grandchild-exit"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	grandchild, err := strconv.Atoi(out.await(t, "grandchild=", 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !processGone(grandchild) {
-			syscall.Kill(grandchild, syscall.SIGKILL)
-		}
-	})
+	rt := mustLaunch(t, l, "grandchild-exit")
+	grandchild := awaitGrandchild(t, out)
 	exit := waitDone(t, rt, 10*time.Second)
 	if exit.Code != 1 || exit.Stage != launcher.StageNone {
 		t.Errorf("exit = %v; want code 1 on its own", exit)
@@ -485,10 +465,7 @@ func testGrandchildOfExitedVM(t *testing.T) {
 func testStdoutClosed(t *testing.T) {
 	log := newWatchedLog()
 	l := newLauncher(t, launcher.Config{Logger: log.logger()})
-	rt, err := l.Launch(t.Context(), vmCommand("closestdout"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "closestdout")
 	log.await(t, "stdout closed", 10*time.Second)
 	ping(t, rt.Status().Addr)
 	rt.Stop(context.Background())
@@ -505,10 +482,7 @@ func testStdoutClosed(t *testing.T) {
 func testInitializeTwice(t *testing.T) {
 	log := newWatchedLog()
 	l := newLauncher(t, launcher.Config{Logger: log.logger()})
-	rt, err := l.Launch(t.Context(), vmCommand("twice"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "twice")
 	log.await(t, "second initialize: already_exists", 10*time.Second)
 	ping(t, rt.Status().Addr) // the first address stands
 	rt.Stop(context.Background())
@@ -534,13 +508,10 @@ func testTokenAfterTimeout(t *testing.T) {
 func testTokenAfterEnd(t *testing.T) {
 	out := new(lineLog)
 	l := newLauncher(t, launcher.Config{Stdout: out})
-	rt, err := l.Launch(t.Context(), vmCommand("env"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "env")
 	token := out.await(t, "env: "+vmre.EngineTokenKey+"=", 10*time.Second)
 	stolen := client.WithEngine(l.EngineAddr(), token)
-	_, err = client.Initialize(t.Context(), "127.0.0.1:40000", stolen)
+	_, err := client.Initialize(t.Context(), "127.0.0.1:40000", stolen)
 	if connect.CodeOf(err) != connect.CodeAlreadyExists {
 		t.Errorf("Initialize with the token of a running VM: %v; want already_exists", err)
 	}
@@ -692,6 +663,22 @@ func (w *lineLog) await(t *testing.T, prefix string, d time.Duration) string {
 			t.Fatalf("no line %q... within %s", prefix, d)
 		}
 	}
+}
+
+// awaitGrandchild returns the pid of the grandchild a "grandchild" VM
+// announces on stdout, and kills it when the test ends if it still runs.
+func awaitGrandchild(t *testing.T, out *lineLog) int {
+	t.Helper()
+	pid, err := strconv.Atoi(out.await(t, "grandchild=", 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !processGone(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return pid
 }
 
 // countingWriter counts what is written to it.

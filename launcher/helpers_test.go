@@ -42,6 +42,17 @@ func newLauncher(t *testing.T, cfg launcher.Config) *launcher.Launcher {
 	return l
 }
 
+// mustLaunch launches the test binary as a VM in mode, failing the test if
+// the launch fails.
+func mustLaunch(t *testing.T, l *launcher.Launcher, mode string) *launcher.Runtime {
+	t.Helper()
+	rt, err := l.Launch(t.Context(), vmCommand(mode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
 type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) {

@@ -261,15 +261,7 @@ func (b *syncBuffer) String() string {
 func TestGrandchildDiesWithKilledHost(t *testing.T) {
 	t.Parallel()
 	host, vmPid, out := startHost(t, "host", hostVMModeKey+"=grandchild")
-	grandchild, err := strconv.Atoi(out.await(t, "grandchild=", 10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !processGone(grandchild) {
-			syscall.Kill(grandchild, syscall.SIGKILL)
-		}
-	})
+	grandchild := awaitGrandchild(t, out)
 	host.Process.Signal(syscall.SIGKILL)
 	host.Wait()
 	if !eventually(10*time.Second, func() bool { return processGone(vmPid) }) {

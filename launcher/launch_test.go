@@ -1,10 +1,8 @@
 package launcher_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -36,14 +34,8 @@ func ping(t *testing.T, addr string) {
 func TestLaunch(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{})
-	first, err := l.Launch(t.Context(), vmCommand("ok"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := l.Launch(t.Context(), vmCommand("ok"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustLaunch(t, l, "ok")
+	second := mustLaunch(t, l, "ok")
 	a, b := first.Status(), second.Status()
 	if a.Pid == 0 || b.Pid == 0 || a.Pid == b.Pid || a.Addr == "" || a.Addr == b.Addr {
 		t.Fatalf("statuses = %+v and %+v, want two distinct VMs", a, b)
@@ -177,10 +169,7 @@ func TestContextCancelledDuringHandshake(t *testing.T) {
 func TestStubbornVMIsKilled(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{GracefulTimeout: 300 * time.Millisecond})
-	rt, err := l.Launch(t.Context(), vmCommand("stubborn"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "stubborn")
 	rt.Stop(context.Background())
 	exit := waitDone(t, rt, 10*time.Second)
 	if !exit.Killed() || exit.Stage != launcher.StageKill {
@@ -191,10 +180,7 @@ func TestStubbornVMIsKilled(t *testing.T) {
 func TestStopContextCutsGraceShort(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{GracefulTimeout: time.Minute})
-	rt, err := l.Launch(t.Context(), vmCommand("stubborn"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "stubborn")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	rt.Stop(ctx)
@@ -205,27 +191,15 @@ func TestStopContextCutsGraceShort(t *testing.T) {
 
 func TestGrandchildrenStopWithTheVM(t *testing.T) {
 	t.Parallel()
-	pr, pw := io.Pipe()
-	l := newLauncher(t, launcher.Config{Stdout: pw})
-	rt, err := l.Launch(t.Context(), vmCommand("grandchild"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, pr) // the VM may write more; the pipe ends when the VM does
-	var grandchild int
-	if _, err := fmt.Sscanf(line, "grandchild=%d", &grandchild); err != nil {
-		t.Fatalf("line %q: %v", line, err)
-	}
+	out := new(lineLog)
+	l := newLauncher(t, launcher.Config{Stdout: out})
+	rt := mustLaunch(t, l, "grandchild")
+	grandchild := awaitGrandchild(t, out)
 	if processGone(grandchild) {
 		t.Fatal("grandchild not running before Stop")
 	}
 	rt.Stop(context.Background())
 	waitDone(t, rt, 10*time.Second)
-	pw.Close()
 	if !processGone(rt.Status().Pid) {
 		t.Fatal("VM still runs after Done")
 	}
@@ -239,10 +213,7 @@ func TestGrandchildrenStopWithTheVM(t *testing.T) {
 func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{})
-	rt, err := l.Launch(t.Context(), vmCommand("ok"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "ok")
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() { rt.Stop(context.Background()) })
@@ -258,10 +229,7 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 func TestStopAfterExit(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{})
-	rt, err := l.Launch(t.Context(), vmCommand("quick"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "quick")
 	exit := waitDone(t, rt, 10*time.Second)
 	if !exit.Success() || exit.Stage != launcher.StageNone {
 		t.Fatalf("exit = %v, want code 0 on its own", exit)
@@ -303,10 +271,7 @@ func TestManagerForgetsExitedRuntimes(t *testing.T) {
 	t.Parallel()
 	m := vmre.NewManager()
 	l := newLauncher(t, launcher.Config{Manager: m})
-	rt, err := l.Launch(t.Context(), vmCommand("quick"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "quick")
 	waitDone(t, rt, 10*time.Second)
 	// AfterExit callbacks run before Done closes.
 	if n := m.(interface{ Len() int }).Len(); n != 0 {
@@ -318,10 +283,7 @@ func TestLogLevels(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
 	l := newLauncher(t, launcher.Config{Logger: slog.New(rec), Name: "logvm"})
-	rt, err := l.Launch(t.Context(), vmCommand("logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "logs")
 	rt.Stop(context.Background())
 	waitDone(t, rt, 10*time.Second)
 	for _, c := range []struct {
@@ -359,10 +321,7 @@ func TestLongLineIsCapped(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
 	l := newLauncher(t, launcher.Config{Logger: slog.New(rec)})
-	rt, err := l.Launch(t.Context(), vmCommand("bigline"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "bigline")
 	rt.Stop(context.Background())
 	waitDone(t, rt, 10*time.Second)
 	rec.mu.Lock()
@@ -386,10 +345,7 @@ func TestLegacyShutdown(t *testing.T) {
 	t.Parallel()
 	const grace = 20 * time.Second
 	l := newLauncher(t, launcher.Config{Legacy: true, LegacyShutdown: true, GracefulTimeout: grace})
-	rt, err := l.Launch(t.Context(), vmCommand("legacy-stubborn"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "legacy-stubborn")
 	start := time.Now()
 	rt.Stop(context.Background())
 	exit := waitDone(t, rt, 2*grace)
@@ -404,10 +360,7 @@ func TestLegacyShutdown(t *testing.T) {
 func TestLegacyWithoutShutdownWaitsForSIGTERM(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{Legacy: true})
-	rt, err := l.Launch(t.Context(), vmCommand("legacy"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "legacy")
 	rt.Stop(context.Background())
 	if exit := waitDone(t, rt, 10*time.Second); !exit.Success() || exit.Stage != launcher.StageTerm {
 		t.Fatalf("exit = %v, want code 0 after SIGTERM", exit)
@@ -430,10 +383,7 @@ func TestLaunchAfterClose(t *testing.T) {
 func TestVMSurvivesThreadExits(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{})
-	rt, err := l.Launch(t.Context(), vmCommand("ok"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := mustLaunch(t, l, "ok")
 	var wg sync.WaitGroup
 	for range 64 {
 		wg.Go(func() {
