@@ -3,6 +3,7 @@
 
 GO       ?= go
 BUF      := $(GO) tool -modfile=tools/go.mod buf
+STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 BIN      := bin
 PKGS     := ./...
 BENCHTIME ?= 20x
@@ -17,13 +18,14 @@ all: build
 generate:
 	$(BUF) generate
 
-## lint: buf lint, buf format, gofmt and go vet
+## lint: buf lint, buf format, gofmt, go vet and staticcheck
 lint:
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
 
 ## check-generated: fail when gen/ differs from what proto/ generates
 check-generated: generate
