@@ -10,6 +10,7 @@ import (
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/server"
 )
 
 // BenchmarkInitialize is the handshake RPC alone, in process: an engine on
@@ -46,7 +47,7 @@ func BenchmarkInitialize(b *testing.B) {
 }
 
 func initialize(b *testing.B, e *engine, rpc runtimev1connect.RuntimeServiceClient) {
-	launch, err := e.NewLaunch(acceptAll{})
+	launch, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", vmre.ProtocolVersion)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,8 +61,3 @@ func initialize(b *testing.B, e *engine, rpc runtimev1connect.RuntimeServiceClie
 		b.Fatal(err)
 	}
 }
-
-// acceptAll accepts every protocol version.
-type acceptAll struct{}
-
-func (acceptAll) Initialize(context.Context, uint, string) error { return nil }

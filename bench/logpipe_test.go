@@ -11,6 +11,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/bench/internal/loglines"
 	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/server"
 )
 
 // logBlocks is how many blocks of lines (see package loglines) the VM of
@@ -53,7 +54,7 @@ func BenchmarkLogPipe(b *testing.B) {
 		size := int64(blocks * len(loglines.Block(loglines.Plain)))
 		b.SetBytes(size)
 		for b.Loop() {
-			launch, err := e.NewLaunch(acceptAll{})
+			launch, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", vmre.ProtocolVersion)})
 			if err != nil {
 				b.Fatal(err)
 			}

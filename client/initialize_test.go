@@ -12,6 +12,8 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmretest"
+	"github.com/vmre/vmre/server"
 )
 
 const vmAddr = "127.0.0.1:40000"
@@ -82,11 +84,11 @@ func (pl *protoLog) of(token string) string {
 func TestInitialize(t *testing.T) {
 	t.Parallel()
 	var protos protoLog
-	e, engineAddr := startEngine(t, protos.wrap)
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, protos.wrap)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
-			l := newLaunch(t, e, 1)
+			l := vmretest.NewLaunch(t, e, 1, nil)
 			opts := append(transportOptions(t, tr.protocol, tr.transport), client.WithEngine(engineAddr, l.Token()))
 			host, err := client.Initialize(t.Context(), vmAddr, opts...)
 			if err != nil {
@@ -111,11 +113,11 @@ func TestInitialize(t *testing.T) {
 // becomes a *vmre.VersionMismatchError.
 func TestInitializeVersionMismatch(t *testing.T) {
 	t.Parallel()
-	e, engineAddr := startEngine(t, nil)
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
-			l := newLaunch(t, e, 1)
+			l := vmretest.NewLaunch(t, e, 1, nil)
 			opts := append(transportOptions(t, tr.protocol, tr.transport),
 				client.WithEngine(engineAddr, l.Token()), client.WithProtocolVersion(2))
 			_, err := client.Initialize(t.Context(), vmAddr, opts...)
@@ -143,8 +145,8 @@ func TestInitializeVersionMismatch(t *testing.T) {
 // reachable through the wrapping, and do not claim a version mismatch.
 func TestInitializeRefused(t *testing.T) {
 	t.Parallel()
-	e, engineAddr := startEngine(t, nil)
-	l := newLaunch(t, e, 1)
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	cases := []struct {
 		name  string
 		token string

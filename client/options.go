@@ -44,6 +44,7 @@ type options struct {
 	listener        net.Listener
 	shutdownTimeout time.Duration
 	lease           bool
+	onReady         func(Ready)
 }
 
 func newOptions(opts []Option) *options {
@@ -106,3 +107,18 @@ func WithShutdownTimeout(d time.Duration) Option {
 // WithoutLease makes Serve skip the lease: the VM then does not notice
 // when its host dies (on Linux the parent-death signal still ends it).
 func WithoutLease() Option { return optionFunc(func(o *options) { o.lease = false }) }
+
+// Ready is what Serve knows once the VM is ready: its server serves, and the
+// host accepted its handshake.
+type Ready struct {
+	// Addr is the VM server's address, as the VM announced it.
+	Addr string
+	// Host is what the engine said of the host.
+	Host Host
+}
+
+// WithOnReady makes Serve call f, on its own goroutine, once the VM's
+// server serves and the host has accepted the handshake: the moment the
+// host may call the VM. f must not block: Serve goes on to hold the lease
+// and wait for a stop only when it returns.
+func WithOnReady(f func(Ready)) Option { return optionFunc(func(o *options) { o.onReady = f }) }

@@ -77,8 +77,11 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		}
 		return err
 	}
-	o.logger.LogAttrs(ctx, slog.LevelInfo, "handshake succeeded", slog.String("addr", ln.Addr().String()),
+	o.logger.LogAttrs(ctx, slog.LevelInfo, "handshake accepted", slog.String("addr", ln.Addr().String()),
 		slog.String("host", host.Name), slog.Uint64("protocol_version", uint64(host.ProtocolVersion)))
+	if o.onReady != nil {
+		o.onReady(Ready{Addr: ln.Addr().String(), Host: *host})
+	}
 
 	var l *lease
 	if o.lease {

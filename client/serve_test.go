@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/vmretest"
+	"github.com/vmre/vmre/server"
 )
 
 // vmHandler answers helloPath with "hello".
@@ -27,7 +27,7 @@ func vmHandler() http.Handler {
 type vm struct {
 	ln        *net.TCPListener
 	addr      string        // its listener's host:port
-	handshake chan struct{} // closed when Serve logs "handshake succeeded"
+	handshake chan struct{} // closed when Serve is ready (WithOnReady)
 	done      chan error    // Serve's result
 	exited    chan struct{} // closed once Serve has returned
 }
@@ -48,13 +48,8 @@ func serveVM(t *testing.T, ctx context.Context, opts ...client.Option) *vm {
 		done:      make(chan error, 1),
 		exited:    make(chan struct{}),
 	}
-	logger := slog.New(&watchHandler{
-		Handler: slog.NewTextHandler(t.Output(), nil),
-		message: "handshake succeeded",
-		seen:    v.handshake,
-		once:    new(sync.Once),
-	})
-	opts = append([]client.Option{client.WithListener(ln), client.WithLogger(logger)}, opts...)
+	ready := func(client.Ready) { close(v.handshake) }
+	opts = append([]client.Option{client.WithListener(ln), client.WithLogger(vmretest.Logger(t)), client.WithOnReady(ready)}, opts...)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(v.exited)
@@ -65,32 +60,6 @@ func serveVM(t *testing.T, ctx context.Context, opts ...client.Option) *vm {
 		<-v.exited
 	})
 	return v
-}
-
-// watchHandler closes seen when a record with message is logged. Serve's
-// "handshake succeeded" is how a test knows the VM side of the handshake
-// is over: the host's Launch.Initialized closes a little earlier, before
-// the response has reached the VM.
-type watchHandler struct {
-	slog.Handler
-	message string
-	seen    chan struct{}
-	once    *sync.Once
-}
-
-func (h *watchHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == h.message {
-		h.once.Do(func() { close(h.seen) })
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *watchHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &watchHandler{h.Handler.WithAttrs(attrs), h.message, h.seen, h.once}
-}
-
-func (h *watchHandler) WithGroup(name string) slog.Handler {
-	return &watchHandler{h.Handler.WithGroup(name), h.message, h.seen, h.once}
 }
 
 // serveResult waits for Serve's result.
@@ -133,8 +102,8 @@ func (v *vm) wantClosed(t *testing.T) {
 
 func TestServeUntilContextEnds(t *testing.T) {
 	t.Parallel()
-	e, engineAddr := startEngine(t, nil)
-	l := newLaunch(t, e, 1)
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()))
 	waitFor(t, v.handshake, "the handshake")
@@ -151,9 +120,9 @@ func TestServeUntilContextEnds(t *testing.T) {
 
 func TestServeUntilLeaseEnds(t *testing.T) {
 	t.Parallel()
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
 	lw := newLeaseWatch()
-	e, engineAddr := startEngine(t, lw.wrap)
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, lw.onCall)
 	v := serveVM(t, t.Context(), client.WithEngine(engineAddr, l.Token()))
 	waitFor(t, lw.granted, "the lease")
 	getHello(t, v.addr)
@@ -170,7 +139,7 @@ func TestServeEngineWithoutLease(t *testing.T) {
 	t.Parallel()
 	asked := make(chan struct{})
 	var once atomic.Bool
-	e, engineAddr := startEngine(t, func(h http.Handler) http.Handler {
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, func(h http.Handler) http.Handler {
 		h = withoutLease(h)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h.ServeHTTP(w, r)
@@ -179,7 +148,7 @@ func TestServeEngineWithoutLease(t *testing.T) {
 			}
 		})
 	})
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()))
 	waitFor(t, asked, "the lease request")
@@ -199,7 +168,7 @@ func TestServeEngineWithoutLease(t *testing.T) {
 func TestServeWithoutLease(t *testing.T) {
 	t.Parallel()
 	var leases atomic.Int32
-	e, engineAddr := startEngine(t, func(h http.Handler) http.Handler {
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/vmre.runtime.v1.RuntimeService/Lease" {
 				leases.Add(1)
@@ -207,7 +176,7 @@ func TestServeWithoutLease(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()), client.WithoutLease())
 	waitFor(t, v.handshake, "the handshake")
@@ -227,8 +196,8 @@ func TestServeWithoutLease(t *testing.T) {
 // closes its listener.
 func TestServeHandshakeRefused(t *testing.T) {
 	t.Parallel()
-	e, engineAddr := startEngine(t, nil)
-	l := newLaunch(t, e, 1)
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	v := serveVM(t, t.Context(), client.WithEngine(engineAddr, l.Token()), client.WithProtocolVersion(7))
 	err := serveResult(t, v.done)
 	var mismatch *vmre.VersionMismatchError

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -36,16 +37,7 @@ type vmProcess struct {
 func startVM(t *testing.T, version uint, env ...string) *vmProcess {
 	t.Helper()
 	vm := &vmProcess{exited: make(chan struct{})}
-	vm.cmd = exec.Command(os.Args[0])
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, vmre.EngineAddressKey+"=") && !strings.HasPrefix(kv, vmre.EngineTokenKey+"=") && !strings.HasPrefix(kv, "GORACE=") {
-			vm.cmd.Env = append(vm.cmd.Env, kv)
-		}
-	}
-	// Under -race a process sleeps 1 s at exit by default. The VM need not:
-	// a race it finds still makes it exit 66, which fails the test.
-	vm.cmd.Env = append(vm.cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	vm.cmd.Env = append(vm.cmd.Env, fmt.Sprintf("%s=%d", helperEnv, version))
+	vm.cmd = vmretest.Command("vm", strconv.FormatUint(uint64(version), 10))
 	vm.cmd.Env = append(vm.cmd.Env, env...)
 	vm.cmd.Stderr = &vm.stderr
 	if err := vm.cmd.Start(); err != nil {
@@ -121,9 +113,9 @@ func (vm *vmProcess) exitCode(t *testing.T) int {
 // handshake, a call to the server the VM reported, SIGTERM, exit 0.
 func TestSubprocessServe(t *testing.T) {
 	t.Parallel()
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
 	lw := newLeaseWatch()
-	e, engineAddr := startEngine(t, lw.wrap)
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, lw.onCall)
 	vm := launchVM(t, engineAddr, l, 1)
 	vm.waitHandshake(t, l)
 	// The VM asks for its lease once the handshake's response has reached
@@ -172,7 +164,7 @@ func TestSubprocessServe(t *testing.T) {
 	if code := vm.exitCode(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; want 0; stderr:\n%s", code, vm.stderr.String())
 	}
-	for _, want := range []string{"handshake succeeded", "shutting down"} {
+	for _, want := range []string{"handshake accepted", "shutting down"} {
 		if !strings.Contains(vm.stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, vm.stderr.String())
 		}
@@ -193,9 +185,9 @@ func TestSubprocessLeaseEnds(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
 			lw := newLeaseWatch()
-			e, engineAddr := startEngine(t, lw.wrap)
-			l := newLaunch(t, e, 1)
+			l := vmretest.NewLaunch(t, e, 1, lw.onCall)
 			vm := launchVM(t, engineAddr, l, 1)
 			vm.waitHandshake(t, l)
 			vm.waitLease(t, lw)
@@ -229,8 +221,8 @@ func TestSubprocessNotPlugin(t *testing.T) {
 // exit 1 with the mismatch on stderr, and the launch stays pending.
 func TestSubprocessVersionMismatch(t *testing.T) {
 	t.Parallel()
-	e, engineAddr := startEngine(t, nil)
-	l := newLaunch(t, e, 1)
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	vm := launchVM(t, engineAddr, l, 2)
 	if code := vm.exitCode(t); code != 1 {
 		t.Errorf("exit code %d; want 1", code)

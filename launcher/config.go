@@ -17,12 +17,16 @@ const (
 	OdysseyEngineAddressKey   = "ODYSSEY_VM_RUNTIME_ENGINE_ADDR"
 )
 
-// DefaultEnvAllowlist lists the variables of the host's environment that a
-// VM inherits by default. A name ending in '*' is a prefix.
-var DefaultEnvAllowlist = []string{
+// defaultEnvAllowlist is DefaultEnvAllowlist's list.
+var defaultEnvAllowlist = []string{
 	"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TZ", "LANG", "LC_*",
 	"GODEBUG", "GORACE", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK", "GOCOVERDIR", "GRPC_*", "NO_COLOR",
 }
+
+// DefaultEnvAllowlist returns the variables of the host's environment that
+// a VM inherits by default. A name ending in '*' is a prefix. The slice is
+// the caller's own: extend it and set Config.EnvAllowlist.
+func DefaultEnvAllowlist() []string { return slices.Clone(defaultEnvAllowlist) }
 
 // Config configures a Launcher. Every zero value means the documented
 // default; New never writes defaults back into it.
@@ -57,9 +61,13 @@ type Config struct {
 	GracefulTimeout time.Duration
 
 	// Logger receives the launcher's progress and one record per line of
-	// the VM's output (default: discard).
+	// the VM's output (default: discard). Its records are for people; code
+	// that needs to know what happened uses Hooks.
 	Logger *slog.Logger
-	// Name names the VM in logs (default: the base name of the command).
+	// Hooks, when set, are told of the events of every launch.
+	Hooks *Hooks
+	// Name names the VM in logs and events (default: the base name of the
+	// command; WithName sets it for one launch).
 	Name string
 	// Stdout and Stderr, when set, also get the VM's raw output, line by line.
 	Stdout, Stderr io.Writer
@@ -70,7 +78,7 @@ type Config struct {
 	// gets only the variables named in EnvAllowlist, plus Env and the
 	// engine's variables. A command whose Env is set keeps that Env.
 	InheritEnv bool
-	// EnvAllowlist replaces DefaultEnvAllowlist.
+	// EnvAllowlist replaces DefaultEnvAllowlist().
 	EnvAllowlist []string
 
 	// Engine is an engine the node already serves, for example mounted in
@@ -122,7 +130,7 @@ func (c Config) settings() (settings, error) {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	if s.EnvAllowlist == nil {
-		s.EnvAllowlist = DefaultEnvAllowlist
+		s.EnvAllowlist = defaultEnvAllowlist
 	}
 	if s.Engine != nil && s.EngineAddr == "" {
 		return s, fmt.Errorf("%w: Config.Engine needs Config.EngineAddr, the address VMs dial to reach it", vmre.ErrInvalidConfig)

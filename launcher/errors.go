@@ -2,68 +2,142 @@ package launcher
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vmre/vmre"
 )
 
-// HandshakeError is the error of a failed launch. Its text starts
-// "handshake failed: "; errors.Is matches vmre.ErrHandshakeFailed and the
-// sentinels of its case (see DESIGN.md's table).
-type HandshakeError struct {
-	// Reason says what failed.
-	Reason string
-	// Hint says what to do about it, when there is something to say.
-	Hint string
-	// Pid is the VM's process id, or 0 when it was never started. The
-	// process is gone by the time Launch returns the error.
-	Pid int
-	// Exit is how the VM ended, when it ended before its handshake.
-	Exit *Exit
-	// Stderr holds the VM's last stderr lines, when it ended first.
-	Stderr []string
+// Phase is the part of a launch, or of a stop, that failed.
+type Phase int
 
-	err       error   // the cause, for errors.As and errors.Is
-	sentinels []error // further sentinels the error matches
+const (
+	// PhaseConfig: the Launcher's configuration or the command is not
+	// valid. The error matches vmre.ErrInvalidConfig.
+	PhaseConfig Phase = iota + 1
+	// PhaseListen: the engine could not take the launch: a legacy
+	// listener could not listen, or the engine is closed or full.
+	PhaseListen
+	// PhaseExec: the process did not start. The error unwraps to the
+	// system's (fs.ErrNotExist, fs.ErrPermission, syscall.ENOEXEC).
+	PhaseExec
+	// PhaseHandshakeWait: the VM started but did not complete its
+	// handshake: it exited first (Exit is set; matches
+	// vmre.ErrProcessNotFound), did not call back in time (matches
+	// vmre.ErrHandshakeTimeout and vmre.ErrProcessNotFound), or the
+	// launch's context ended (unwraps to its cause).
+	PhaseHandshakeWait
+	// PhaseVersion: the VM speaks a protocol version the host does not.
+	// The error unwraps to a *vmre.VersionMismatchError.
+	PhaseVersion
+	// PhaseStop: a stop did not end gracefully (Runtime.Shutdown).
+	PhaseStop
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseConfig:
+		return "config"
+	case PhaseListen:
+		return "listen"
+	case PhaseExec:
+		return "exec"
+	case PhaseHandshakeWait:
+		return "handshake wait"
+	case PhaseVersion:
+		return "version"
+	case PhaseStop:
+		return "stop"
+	}
+	return fmt.Sprintf("Phase(%d)", int(p))
 }
 
-func (e *HandshakeError) Error() string {
+// LaunchError is the error of a failed launch, or of a stop that was not
+// graceful, in the manner of *fs.PathError: Phase says which part failed,
+// Err is the cause. Every launch error matches vmre.ErrHandshakeFailed and
+// its text starts "handshake failed: "; PhaseStop errors start "stop: ".
+// errors.Is and errors.As see through it to the cause and the root
+// package's sentinels.
+type LaunchError struct {
+	// Phase is the part that failed.
+	Phase Phase
+	// VM is the VM's name; Path the command's path.
+	VM, Path string
+	// Pid is the VM's process id, or 0 when it never started. The process
+	// is gone by the time Launch returns the error.
+	Pid int
+	// Timeout is the handshake timeout that passed, or for PhaseStop the
+	// graceful timeout; zero otherwise.
+	Timeout time.Duration
+	// Exit is how the VM ended, when it ended before its handshake (or,
+	// for PhaseStop, how the stop ended it).
+	Exit *Exit
+	// Stderr holds the VM's last stderr lines (Runtime.LastStderr), when
+	// it ran.
+	Stderr []string
+	// Err is the cause.
+	Err error
+}
+
+func (e *LaunchError) Error() string {
 	var b strings.Builder
-	b.WriteString("handshake failed: ")
-	b.WriteString(e.Reason)
-	if e.Hint != "" {
-		b.WriteString("; ")
-		b.WriteString(e.Hint)
+	if e.Phase == PhaseStop {
+		b.WriteString("stop: ")
+	} else {
+		b.WriteString("handshake failed: ")
 	}
-	if len(e.Stderr) > 0 {
+	switch {
+	case e.Phase == PhaseConfig:
+		b.WriteString("invalid launch: ")
+		b.WriteString(e.Err.Error())
+	case e.Phase == PhaseListen:
+		b.WriteString("engine: ")
+		b.WriteString(e.Err.Error())
+	case e.Phase == PhaseExec:
+		fmt.Fprintf(&b, "exec %s: %v", e.Path, e.Err)
+	case e.Phase == PhaseVersion:
+		b.WriteString(e.Err.Error())
+		var mismatch *vmre.VersionMismatchError
+		if errors.As(e.Err, &mismatch) {
+			b.WriteString("; ")
+			b.WriteString(mismatch.Hint())
+		}
+	case e.Exit != nil && e.Phase == PhaseHandshakeWait:
+		b.WriteString("the VM exited before its handshake: ")
+		b.WriteString(e.Exit.String())
+	case errors.Is(e.Err, vmre.ErrHandshakeTimeout):
+		fmt.Fprintf(&b, "timeout: the VM did not call back within %s; a VM plugin reads the engine's "+
+			"address from its environment and calls back within the handshake timeout", e.Timeout)
+	case e.Phase == PhaseHandshakeWait:
+		b.WriteString("cancelled while waiting for the VM to call back: ")
+		b.WriteString(e.Err.Error())
+	default:
+		b.WriteString(e.Err.Error())
+	}
+	if len(e.Stderr) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait) {
 		b.WriteString("\nlast stderr lines of the VM:\n\t")
 		b.WriteString(strings.Join(e.Stderr, "\n\t"))
 	}
 	return b.String()
 }
 
-// Is matches vmre.ErrHandshakeFailed and the sentinels of the case.
-func (e *HandshakeError) Is(target error) bool {
-	if target == vmre.ErrHandshakeFailed {
-		return true
+// Unwrap returns the cause and the root package's sentinels of the case,
+// for errors.Is and errors.As.
+func (e *LaunchError) Unwrap() []error {
+	errs := []error{e.Err}
+	if e.Phase != PhaseStop {
+		errs = append(errs, vmre.ErrHandshakeFailed)
 	}
-	for _, s := range e.sentinels {
-		if target == s {
-			return true
-		}
+	switch {
+	case e.Phase == PhaseConfig:
+		errs = append(errs, vmre.ErrInvalidConfig)
+	case e.Phase == PhaseHandshakeWait && (e.Exit != nil || errors.Is(e.Err, vmre.ErrHandshakeTimeout)):
+		errs = append(errs, vmre.ErrProcessNotFound)
 	}
-	return false
+	return errs
 }
 
-// Unwrap returns the cause.
-func (e *HandshakeError) Unwrap() error { return e.err }
-
-// phaseError is a failure of a phase of the launch other than the VM's own
-// answer (exec, listen): it still counts as a handshake failure.
-func phaseError(phase string, err error) *HandshakeError {
-	e := &HandshakeError{Reason: phase + ": " + err.Error(), err: err}
-	if errors.Is(err, vmre.ErrInvalidConfig) {
-		e.sentinels = append(e.sentinels, vmre.ErrInvalidConfig)
-	}
-	return e
-}
+// errKilled is the cause of a PhaseStop error: the VM did not exit on its
+// own within the graceful timeout.
+var errKilled = errors.New("the VM did not exit within the graceful timeout and was killed")

@@ -35,6 +35,44 @@ func (s Stage) String() string {
 	return "none"
 }
 
+// StopReason says why a stop stage was entered.
+type StopReason int
+
+const (
+	// ReasonStop: the host called Stop.
+	ReasonStop StopReason = iota + 1
+	// ReasonHandshakeRefused: the engine refused the VM's protocol
+	// version, and Launch stops it.
+	ReasonHandshakeRefused
+	// ReasonGraceExpired: the graceful timeout passed after SIGTERM.
+	ReasonGraceExpired
+	// ReasonContextEnded: the context given to Stop ended first.
+	ReasonContextEnded
+	// ReasonHandshakeAbandoned: the handshake timed out or Launch's
+	// context ended: the VM gets no grace.
+	ReasonHandshakeAbandoned
+	// ReasonNoSIGTERM: the system has no graceful stop signal.
+	ReasonNoSIGTERM
+)
+
+func (r StopReason) String() string {
+	switch r {
+	case ReasonStop:
+		return "stop requested"
+	case ReasonHandshakeRefused:
+		return "the handshake was refused"
+	case ReasonGraceExpired:
+		return "the graceful timeout passed"
+	case ReasonContextEnded:
+		return "the stop's context ended"
+	case ReasonHandshakeAbandoned:
+		return "the handshake was abandoned"
+	case ReasonNoSIGTERM:
+		return "this system has no SIGTERM"
+	}
+	return fmt.Sprintf("StopReason(%d)", int(r))
+}
+
 // Exit is how a VM ended.
 type Exit struct {
 	// Code is the exit code, or -1 when a signal ended the VM.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -67,8 +68,7 @@ func frozenVM() int {
 // escapeeVM starts a child in a session (and so a process group) of its
 // own, which ignores SIGTERM and holds the VM's stdout and stderr open.
 func escapeeVM(ctx context.Context, logger *slog.Logger) int {
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), vmModeKey+"=orphan")
+	child := vmretest.Command("orphan")
 	child.Stdout, child.Stderr = os.Stdout, os.Stderr
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
@@ -82,8 +82,7 @@ func escapeeVM(ctx context.Context, logger *slog.Logger) int {
 // grandchildExitVM starts a child that ignores SIGTERM, handshakes, and
 // exits 1 on its own, leaving the child behind in its process group.
 func grandchildExitVM() int {
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), vmModeKey+"=orphan")
+	child := vmretest.Command("orphan")
 	if err := child.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -216,7 +215,7 @@ func testHugeLine(t *testing.T) {
 	raw := new(countingWriter)
 	l := newLauncher(t, launcher.Config{Logger: log.logger(), Stdout: raw})
 	heap := watchHeap()
-	rt, err := l.Launch(t.Context(), vmCommand("hugeline"))
+	rt, err := l.Launch(t.Context(), vmretest.Command("hugeline"))
 	if err != nil {
 		heap.end()
 		t.Fatal(err)
@@ -234,18 +233,16 @@ func testHugeLine(t *testing.T) {
 		t.Errorf("the host's heap grew %d KiB and it allocated %d KiB for one %d MiB line: it buffers lines",
 			growth>>10, allocated>>10, hugeLineBytes>>20)
 	}
-	log.rec.mu.Lock()
-	defer log.rec.mu.Unlock()
 	var capped int
-	for _, r := range log.rec.list {
-		if len(r.msg) > launcher.MaxLineBytes {
-			t.Fatalf("a record of %d bytes passed the cap of %d", len(r.msg), launcher.MaxLineBytes)
+	for _, r := range log.rec.Records() {
+		if len(r.Message) > launcher.MaxLineBytes {
+			t.Fatalf("a vmretest.Record of %d bytes passed the cap of %d", len(r.Message), launcher.MaxLineBytes)
 		}
-		if strings.HasPrefix(r.msg, "yyyy") {
+		if strings.HasPrefix(r.Message, "yyyy") {
 			capped++
-			if len(r.msg) != launcher.MaxLineBytes || r.attrs["truncated"] != true || r.attrs["stream"] != "stdout" {
+			if len(r.Message) != launcher.MaxLineBytes || r.Attrs["truncated"] != true || r.Attrs["stream"] != "stdout" {
 				t.Errorf("capped record: %d bytes, attrs %v; want %d bytes, truncated, stdout",
-					len(r.msg), r.attrs, launcher.MaxLineBytes)
+					len(r.Message), r.Attrs, launcher.MaxLineBytes)
 			}
 		}
 	}
@@ -263,7 +260,7 @@ func testLogFlood(t *testing.T) {
 	counter := &floodCounter{}
 	l := newLauncher(t, launcher.Config{Logger: slog.New(counter), GracefulTimeout: 5 * time.Second})
 	heap := watchHeap()
-	rt, err := l.Launch(t.Context(), vmCommand("flood"))
+	rt, err := l.Launch(t.Context(), vmretest.Command("flood"))
 	if err != nil {
 		heap.end()
 		t.Fatal(err)
@@ -307,7 +304,7 @@ func testExecFails(t *testing.T) {
 	if !strings.HasPrefix(err.Error(), "handshake failed: exec /nonexistent/vm: ") {
 		t.Errorf("error %q does not name the exec phase and the path", err)
 	}
-	var herr *launcher.HandshakeError
+	var herr *launcher.LaunchError
 	if !errors.As(err, &herr) || herr.Pid != 0 {
 		t.Errorf("HandshakeError = %+v; want Pid 0 for a VM that never started", herr)
 	}
@@ -317,14 +314,14 @@ func testCrashBeforeHandshake(t *testing.T) {
 	log := newWatchedLog()
 	l := newLauncher(t, launcher.Config{Logger: log.logger(), HandshakeTimeout: 30 * time.Second})
 	start := time.Now()
-	_, err := l.Launch(t.Context(), vmCommand("crash-before"))
+	_, err := l.Launch(t.Context(), vmretest.Command("crash-before"))
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
 		t.Errorf("Launch took %s: a crash must be reported at once", elapsed)
 	}
 	if !errors.Is(err, vmre.ErrProcessNotFound) || errors.Is(err, vmre.ErrHandshakeTimeout) {
 		t.Fatalf("err = %v; want ErrProcessNotFound and no timeout", err)
 	}
-	var herr *launcher.HandshakeError
+	var herr *launcher.LaunchError
 	if !errors.As(err, &herr) || herr.Exit == nil || herr.Exit.Code != 2 || herr.Exit.Stage != launcher.StageNone {
 		t.Fatalf("err = %#v; want exit code 2, the code of a Go panic", err)
 	}
@@ -333,18 +330,18 @@ func testCrashBeforeHandshake(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if r := log.await(t, "panic: boom before the handshake", 10*time.Second); r.level != slog.LevelError {
-		t.Errorf("the panic was logged at %v; want ERROR", r.level)
+	if r := log.await(t, "panic: boom before the handshake", 10*time.Second); r.Level != slog.LevelError {
+		t.Errorf("the panic was logged at %v; want ERROR", r.Level)
 	}
-	if !processGone(herr.Pid) {
+	if !vmretest.ProcessGone(herr.Pid) {
 		t.Errorf("pid %d still runs", herr.Pid)
 	}
 }
 
 func testKilledBeforeHandshake(t *testing.T) {
 	l := newLauncher(t, launcher.Config{HandshakeTimeout: 30 * time.Second})
-	_, err := l.Launch(t.Context(), vmCommand("killself"))
-	var herr *launcher.HandshakeError
+	_, err := l.Launch(t.Context(), vmretest.Command("killself"))
+	var herr *launcher.LaunchError
 	if !errors.As(err, &herr) || herr.Exit == nil || !herr.Exit.Killed() || herr.Exit.Code != -1 {
 		t.Fatalf("err = %v; want a VM killed by SIGKILL", err)
 	}
@@ -360,7 +357,7 @@ func testKilledBeforeHandshake(t *testing.T) {
 func testHangIgnoringSIGTERM(t *testing.T) {
 	l := newLauncher(t, launcher.Config{HandshakeTimeout: 300 * time.Millisecond, GracefulTimeout: time.Minute})
 	start := time.Now()
-	_, err := l.Launch(t.Context(), vmCommand("orphan")) // ignores SIGTERM, never calls back
+	_, err := l.Launch(t.Context(), vmretest.Command("orphan")) // ignores SIGTERM, never calls back
 	elapsed := time.Since(start)
 	if !errors.Is(err, vmre.ErrHandshakeTimeout) {
 		t.Fatalf("err = %v; want a handshake timeout", err)
@@ -368,8 +365,8 @@ func testHangIgnoringSIGTERM(t *testing.T) {
 	if elapsed > 10*time.Second {
 		t.Errorf("Launch took %s: the VM got a graceful timeout after its handshake timeout", elapsed)
 	}
-	var herr *launcher.HandshakeError
-	if !errors.As(err, &herr) || !processGone(herr.Pid) {
+	var herr *launcher.LaunchError
+	if !errors.As(err, &herr) || !vmretest.ProcessGone(herr.Pid) {
 		t.Errorf("VM %d outlived its failed launch", herr.Pid)
 	}
 }
@@ -385,11 +382,11 @@ func testCrashAfterHandshake(t *testing.T) {
 	if tail := strings.Join(rt.LastStderr(), "\n"); !strings.Contains(tail, "panic: boom after the handshake") {
 		t.Errorf("LastStderr lacks the panic:\n%s", tail)
 	}
-	if r := log.await(t, "panic: boom after the handshake", time.Second); r.level != slog.LevelError {
-		t.Errorf("the panic was logged at %v; want ERROR", r.level)
+	if r := log.await(t, "panic: boom after the handshake", time.Second); r.Level != slog.LevelError {
+		t.Errorf("the panic was logged at %v; want ERROR", r.Level)
 	}
-	if r := log.await(t, "vm exited", time.Second); r.level != slog.LevelWarn || !strings.Contains(fmt.Sprint(r.attrs["exit"]), "exit code 2") {
-		t.Errorf("vm exited record: %v %v; want WARN with exit code 2", r.level, r.attrs)
+	if r := log.await(t, "vm exited", time.Second); r.Level != slog.LevelWarn || !strings.Contains(fmt.Sprint(r.Attrs["exit"]), "exit code 2") {
+		t.Errorf("vm exited record: %v %v; want WARN with exit code 2", r.Level, r.Attrs)
 	}
 	rt.Stop(context.Background()) // a no-op once it has ended
 	if again, _ := rt.Exit(); again != exit {
@@ -441,7 +438,7 @@ func testEscapee(t *testing.T) {
 	if !exit.Success() || exit.Stage != launcher.StageTerm {
 		t.Errorf("exit = %v; want code 0 after SIGTERM", exit)
 	}
-	if processGone(escapee) {
+	if vmretest.ProcessGone(escapee) {
 		t.Log("the escaped grandchild is gone too")
 	} else {
 		t.Logf("the escaped grandchild %d still runs, as documented: setsid puts it out of the stop's reach", escapee)
@@ -457,7 +454,7 @@ func testGrandchildOfExitedVM(t *testing.T) {
 	if exit.Code != 1 || exit.Stage != launcher.StageNone {
 		t.Errorf("exit = %v; want code 1 on its own", exit)
 	}
-	if !eventually(5*time.Second, func() bool { return processGone(grandchild) }) {
+	if !eventually(5*time.Second, func() bool { return vmretest.ProcessGone(grandchild) }) {
 		t.Errorf("grandchild %d outlived the VM that exited on its own", grandchild)
 	}
 }
@@ -474,8 +471,8 @@ func testStdoutClosed(t *testing.T) {
 		t.Fatalf("exit = %v; want code 0 after SIGTERM", exit)
 	}
 	// The VM's last words come through stderr after stdout ended.
-	if r := log.await(t, "shutting down", time.Second); r.attrs["stream"] != "stderr" {
-		t.Errorf("shutting down record: %v", r.attrs)
+	if r := log.await(t, "shutting down", time.Second); r.Attrs["stream"] != "stderr" {
+		t.Errorf("shutting down record: %v", r.Attrs)
 	}
 }
 
@@ -494,7 +491,7 @@ func testInitializeTwice(t *testing.T) {
 func testTokenAfterTimeout(t *testing.T) {
 	out := new(lineLog)
 	l := newLauncher(t, launcher.Config{Stdout: out, HandshakeTimeout: 500 * time.Millisecond})
-	_, err := l.Launch(t.Context(), vmCommand("late"))
+	_, err := l.Launch(t.Context(), vmretest.Command("late"))
 	if !errors.Is(err, vmre.ErrHandshakeTimeout) {
 		t.Fatalf("err = %v; want a handshake timeout", err)
 	}
@@ -577,34 +574,34 @@ func (b *bell) wait() <-chan struct{} {
 
 // watchedLog is a recorder whose records can be awaited.
 type watchedLog struct {
-	rec  *recorder
+	rec  *vmretest.Recorder
 	bell *bell
 }
 
-func newWatchedLog() *watchedLog { return &watchedLog{rec: newRecorder(), bell: new(bell)} }
+func newWatchedLog() *watchedLog { return &watchedLog{rec: vmretest.NewRecorder(), bell: new(bell)} }
 
 func (w *watchedLog) logger() *slog.Logger { return slog.New(ringingHandler{w.rec, w.bell}) }
 
-// await returns the first record whose message is msg, failing the test if
+// await returns the first vmretest.Record whose message is msg, failing the test if
 // none comes within d.
-func (w *watchedLog) await(t *testing.T, msg string, d time.Duration) record {
+func (w *watchedLog) await(t *testing.T, msg string, d time.Duration) vmretest.Record {
 	t.Helper()
 	timeout := time.NewTimer(d)
 	defer timeout.Stop()
 	for {
 		next := w.bell.wait()
-		if r, ok := w.rec.find(msg); ok {
+		if r, ok := w.rec.Find(msg); ok {
 			return r
 		}
 		select {
 		case <-next:
 		case <-timeout.C:
-			t.Fatalf("no record %q within %s", msg, d)
+			t.Fatalf("no vmretest.Record %q within %s", msg, d)
 		}
 	}
 }
 
-// ringingHandler rings a bell after each record it passes on.
+// ringingHandler rings a bell after each vmretest.Record it passes on.
 type ringingHandler struct {
 	slog.Handler
 	bell *bell
@@ -633,9 +630,7 @@ type lineLog struct {
 
 func (w *lineLog) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	for _, line := range strings.Split(strings.TrimSuffix(string(p), "\n"), "\n") {
-		w.lines = append(w.lines, line)
-	}
+	w.lines = append(w.lines, strings.Split(strings.TrimSuffix(string(p), "\n"), "\n")...)
 	w.mu.Unlock()
 	w.bell.ring()
 	return len(p), nil
@@ -674,7 +669,7 @@ func awaitGrandchild(t *testing.T, out *lineLog) int {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if !processGone(pid) {
+		if !vmretest.ProcessGone(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})

@@ -7,18 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/server"
 )
@@ -45,7 +45,7 @@ func hostProcess() int {
 		return 1
 	}
 	defer l.Close()
-	rt, err := l.Launch(context.Background(), vmCommand(os.Getenv(hostVMModeKey)))
+	rt, err := l.Launch(context.Background(), vmretest.Command(os.Getenv(hostVMModeKey)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -72,14 +72,22 @@ func leaseHostProcess() int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	leased := make(chan struct{})
-	go func() { served <- server.Serve(ctx, ln, onLeaseGranted(e.Handler(), leased)) }()
+	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
 	defer func() {
 		e.Close()
 		cancel()
 		<-served
 	}()
-	launch, err := e.NewLaunch(anyVersion{})
+	leased := make(chan struct{})
+	var once sync.Once
+	launch, err := e.NewLaunch(server.LaunchConfig{
+		Initializer: server.AcceptVersions("", vmre.ProtocolVersion),
+		OnCall: func(c server.Call) {
+			if c.Procedure == runtimev1connect.RuntimeServiceLeaseProcedure && c.Accepted() {
+				once.Do(func() { close(leased) })
+			}
+		},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -90,15 +98,15 @@ func leaseHostProcess() int {
 		return 1
 	}
 	defer vmLog.Close()
-	vm := vmCommand("ok")
+	vm := vmretest.Command("ok")
 	vm.Env = append(vm.Env, vmre.EngineAddressKey+"="+ln.Addr().String(), vmre.EngineTokenKey+"="+launch.Token())
 	vm.Stderr = vmLog
 	if err := vm.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// The engine grants the lease only after the handshake's answer has
-	// reached the VM.
+	// The VM asks for its lease only after the handshake's answer has
+	// reached it.
 	select {
 	case <-leased:
 	case <-time.After(10 * time.Second):
@@ -113,38 +121,6 @@ func leaseHostProcess() int {
 	vm.Wait()
 	return 0
 }
-
-// onLeaseGranted closes granted the first time the engine writes to a Lease
-// response, which it does once it has granted the lease.
-func onLeaseGranted(h http.Handler, granted chan struct{}) http.Handler {
-	var once sync.Once
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/Lease") {
-			w = &leaseWriter{ResponseWriter: w, wrote: func() { once.Do(func() { close(granted) }) }}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// leaseWriter calls wrote after each Write.
-type leaseWriter struct {
-	http.ResponseWriter
-	wrote func()
-}
-
-func (w *leaseWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.wrote()
-	return n, err
-}
-
-func (w *leaseWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
-
-func (w *leaseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-type anyVersion struct{}
-
-func (anyVersion) Initialize(context.Context, uint, string) error { return nil }
 
 // TestVMDiesWithItsHost kills a real host process with SIGKILL, which it
 // cannot catch, and checks that its VM does not outlive it.
@@ -171,7 +147,7 @@ func TestVMDiesWithItsHost(t *testing.T) {
 			t.Parallel()
 			vmLog := t.TempDir() + "/vm.log"
 			host, vmPid, _ := startHost(t, tc.host, hostVMModeKey+"="+tc.vm, vmLogKey+"="+vmLog)
-			if processGone(vmPid) {
+			if vmretest.ProcessGone(vmPid) {
 				t.Fatalf("VM %d is not running before its host dies", vmPid)
 			}
 
@@ -180,7 +156,7 @@ func TestVMDiesWithItsHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			host.Wait()
-			if !eventually(tc.within, func() bool { return processGone(vmPid) }) {
+			if !eventually(tc.within, func() bool { return vmretest.ProcessGone(vmPid) }) {
 				t.Fatalf("VM %d still runs %s after its host was killed", vmPid, tc.within)
 			}
 			t.Logf("the VM was gone %s after its host's SIGKILL", time.Since(start).Round(time.Millisecond))
@@ -203,9 +179,9 @@ func TestVMDiesWithItsHost(t *testing.T) {
 // copies its VM's stdout). Cleanup kills both if the test left them running.
 func startHost(t *testing.T, mode string, env ...string) (*exec.Cmd, int, *lineLog) {
 	t.Helper()
-	host := vmCommand(mode)
+	host := vmretest.Command(mode)
 	host.Env = append(host.Env, env...)
-	stderr := new(syncBuffer)
+	stderr := new(vmretest.SyncBuffer)
 	host.Stderr = stderr
 	stdout, err := host.StdoutPipe()
 	if err != nil {
@@ -218,7 +194,7 @@ func startHost(t *testing.T, mode string, env ...string) (*exec.Cmd, int, *lineL
 	t.Cleanup(func() {
 		host.Process.Kill()
 		host.Wait()
-		if vmPid != 0 && !processGone(vmPid) {
+		if vmPid != 0 && !vmretest.ProcessGone(vmPid) {
 			syscall.Kill(vmPid, syscall.SIGKILL)
 		}
 		if t.Failed() {
@@ -235,24 +211,6 @@ func startHost(t *testing.T, mode string, env ...string) (*exec.Cmd, int, *lineL
 	return host, pid, out
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestGrandchildDiesWithKilledHost: when the host is killed with SIGKILL,
 // nothing on the host's side can signal the VM's process group any more.
 // The VM, on client.Serve, learns of its host's death (the lease breaks, it
@@ -264,10 +222,10 @@ func TestGrandchildDiesWithKilledHost(t *testing.T) {
 	grandchild := awaitGrandchild(t, out)
 	host.Process.Signal(syscall.SIGKILL)
 	host.Wait()
-	if !eventually(10*time.Second, func() bool { return processGone(vmPid) }) {
+	if !eventually(10*time.Second, func() bool { return vmretest.ProcessGone(vmPid) }) {
 		t.Fatalf("VM %d outlived its host", vmPid)
 	}
-	if !eventually(2*time.Second, func() bool { return processGone(grandchild) }) {
+	if !eventually(2*time.Second, func() bool { return vmretest.ProcessGone(grandchild) }) {
 		t.Errorf("grandchild %d outlived the VM's host", grandchild)
 	}
 }

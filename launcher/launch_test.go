@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -59,7 +60,7 @@ func TestLaunch(t *testing.T) {
 		if !exit.Success() || exit.Stage != launcher.StageTerm {
 			t.Errorf("exit = %v, want code 0 after SIGTERM", exit)
 		}
-		if !processGone(rt.Status().Pid) {
+		if !vmretest.ProcessGone(rt.Status().Pid) {
 			t.Errorf("pid %d still runs", rt.Status().Pid)
 		}
 	}
@@ -69,7 +70,7 @@ func TestVersionMismatch(t *testing.T) {
 	t.Parallel()
 	for _, host := range []string{"", "odysseygo"} {
 		l := newLauncher(t, launcher.Config{HostName: host})
-		_, err := l.Launch(t.Context(), vmCommand("mismatch"))
+		_, err := l.Launch(t.Context(), vmretest.Command("mismatch"))
 		name := host
 		if name == "" {
 			name = "vmre"
@@ -88,8 +89,8 @@ func TestVersionMismatch(t *testing.T) {
 		if !strings.Contains(err.Error(), "upgrade the host") {
 			t.Errorf("no hint of which side to upgrade in %q", err)
 		}
-		var herr *launcher.HandshakeError
-		if !errors.As(err, &herr) || herr.Pid == 0 || !processGone(herr.Pid) {
+		var herr *launcher.LaunchError
+		if !errors.As(err, &herr) || herr.Pid == 0 || !vmretest.ProcessGone(herr.Pid) {
 			t.Errorf("VM of a failed launch still runs: %+v", herr)
 		}
 	}
@@ -98,7 +99,7 @@ func TestVersionMismatch(t *testing.T) {
 func TestAcceptVersions(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{AcceptVersions: []uint{2}})
-	rt, err := l.Launch(t.Context(), vmCommand("mismatch")) // sends version 2
+	rt, err := l.Launch(t.Context(), vmretest.Command("mismatch")) // sends version 2
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestExitBeforeHandshake(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{HandshakeTimeout: 30 * time.Second})
 	start := time.Now()
-	_, err := l.Launch(t.Context(), vmCommand("exit3"))
+	_, err := l.Launch(t.Context(), vmretest.Command("exit3"))
 	elapsed := time.Since(start)
 	if err == nil {
 		t.Fatal("launch succeeded")
@@ -124,7 +125,7 @@ func TestExitBeforeHandshake(t *testing.T) {
 	if !errors.Is(err, vmre.ErrProcessNotFound) || errors.Is(err, vmre.ErrHandshakeTimeout) {
 		t.Errorf("sentinels wrong for %v", err)
 	}
-	var herr *launcher.HandshakeError
+	var herr *launcher.LaunchError
 	if !errors.As(err, &herr) || herr.Exit == nil || herr.Exit.Code != 3 {
 		t.Fatalf("err = %#v, want exit code 3", err)
 	}
@@ -138,15 +139,15 @@ func TestExitBeforeHandshake(t *testing.T) {
 func TestHandshakeTimeout(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{HandshakeTimeout: 300 * time.Millisecond})
-	_, err := l.Launch(t.Context(), vmCommand("never"))
+	_, err := l.Launch(t.Context(), vmretest.Command("never"))
 	if !errors.Is(err, vmre.ErrHandshakeTimeout) || !errors.Is(err, vmre.ErrProcessNotFound) || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("err = %v, want a handshake timeout", err)
 	}
 	if !strings.Contains(err.Error(), "timeout") || !strings.Contains(err.Error(), "300ms") {
 		t.Errorf("error %q does not name the timeout used", err)
 	}
-	var herr *launcher.HandshakeError
-	if !errors.As(err, &herr) || !processGone(herr.Pid) {
+	var herr *launcher.LaunchError
+	if !errors.As(err, &herr) || !vmretest.ProcessGone(herr.Pid) {
 		t.Errorf("VM %d outlived its failed launch", herr.Pid)
 	}
 }
@@ -156,12 +157,12 @@ func TestContextCancelledDuringHandshake(t *testing.T) {
 	l := newLauncher(t, launcher.Config{HandshakeTimeout: 30 * time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	_, err := l.Launch(ctx, vmCommand("never"))
+	_, err := l.Launch(ctx, vmretest.Command("never"))
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("err = %v, want the context's error", err)
 	}
-	var herr *launcher.HandshakeError
-	if !errors.As(err, &herr) || !processGone(herr.Pid) {
+	var herr *launcher.LaunchError
+	if !errors.As(err, &herr) || !vmretest.ProcessGone(herr.Pid) {
 		t.Errorf("VM %d outlived its cancelled launch", herr.Pid)
 	}
 }
@@ -195,17 +196,17 @@ func TestGrandchildrenStopWithTheVM(t *testing.T) {
 	l := newLauncher(t, launcher.Config{Stdout: out})
 	rt := mustLaunch(t, l, "grandchild")
 	grandchild := awaitGrandchild(t, out)
-	if processGone(grandchild) {
+	if vmretest.ProcessGone(grandchild) {
 		t.Fatal("grandchild not running before Stop")
 	}
 	rt.Stop(context.Background())
 	waitDone(t, rt, 10*time.Second)
-	if !processGone(rt.Status().Pid) {
+	if !vmretest.ProcessGone(rt.Status().Pid) {
 		t.Fatal("VM still runs after Done")
 	}
 	// The group's SIGKILL is sent before the VM is reaped, but the kernel
 	// takes a moment to end the grandchild.
-	if !eventually(5*time.Second, func() bool { return processGone(grandchild) }) {
+	if !eventually(5*time.Second, func() bool { return vmretest.ProcessGone(grandchild) }) {
 		t.Fatalf("grandchild %d outlived Stop", grandchild)
 	}
 }
@@ -247,7 +248,7 @@ func TestManagerStopsInParallel(t *testing.T) {
 	l := newLauncher(t, launcher.Config{GracefulTimeout: grace, Manager: m})
 	var rts []*launcher.Runtime
 	for range n {
-		rt, err := l.Launch(t.Context(), vmCommand("stubborn"))
+		rt, err := l.Launch(t.Context(), vmretest.Command("stubborn"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +282,7 @@ func TestManagerForgetsExitedRuntimes(t *testing.T) {
 
 func TestLogLevels(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
+	rec := vmretest.NewRecorder()
 	l := newLauncher(t, launcher.Config{Logger: slog.New(rec), Name: "logvm"})
 	rt := mustLaunch(t, l, "logs")
 	rt.Stop(context.Background())
@@ -298,19 +299,19 @@ func TestLogLevels(t *testing.T) {
 		{"hclog style", slog.LevelError, "stdout", ""},
 		{"plain line", slog.LevelInfo, "stdout", ""},
 	} {
-		r, ok := rec.find(c.msg)
+		r, ok := rec.Find(c.msg)
 		if !ok {
 			t.Errorf("no record %q", c.msg)
 			continue
 		}
-		if r.level != c.level || r.attrs["stream"] != c.stream || r.attrs["vm"] != "logvm" || r.attrs["pid"] != int64(rt.Status().Pid) {
-			t.Errorf("record %q: level %v, attrs %v", c.msg, r.level, r.attrs)
+		if r.Level != c.level || r.Attrs["stream"] != c.stream || r.Attrs["vm"] != "logvm" || r.Attrs["pid"] != int64(rt.Status().Pid) {
+			t.Errorf("record %q: level %v, attrs %v", c.msg, r.Level, r.Attrs)
 		}
-		if c.attr != "" && r.attrs[c.attr] == nil {
-			t.Errorf("record %q lost its field %q: %v", c.msg, c.attr, r.attrs)
+		if c.attr != "" && r.Attrs[c.attr] == nil {
+			t.Errorf("record %q lost its field %q: %v", c.msg, c.attr, r.Attrs)
 		}
 		for _, k := range []string{"time", "ts", "@timestamp", "level", "msg"} {
-			if _, ok := r.attrs[k]; ok {
+			if _, ok := r.Attrs[k]; ok {
 				t.Errorf("record %q keeps the VM's %q field", c.msg, k)
 			}
 		}
@@ -319,22 +320,20 @@ func TestLogLevels(t *testing.T) {
 
 func TestLongLineIsCapped(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
+	rec := vmretest.NewRecorder()
 	l := newLauncher(t, launcher.Config{Logger: slog.New(rec)})
 	rt := mustLaunch(t, l, "bigline")
 	rt.Stop(context.Background())
 	waitDone(t, rt, 10*time.Second)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
 	var capped, after bool
-	for _, r := range rec.list {
-		if len(r.msg) > launcher.MaxLineBytes {
-			t.Fatalf("a record of %d bytes passed the cap", len(r.msg))
+	for _, r := range rec.Records() {
+		if len(r.Message) > launcher.MaxLineBytes {
+			t.Fatalf("a record of %d bytes passed the cap", len(r.Message))
 		}
-		if strings.HasPrefix(r.msg, "xxxx") {
-			capped = r.attrs["truncated"] == true && len(r.msg) == launcher.MaxLineBytes
+		if strings.HasPrefix(r.Message, "xxxx") {
+			capped = r.Attrs["truncated"] == true && len(r.Message) == launcher.MaxLineBytes
 		}
-		after = after || r.msg == "after the big line"
+		after = after || r.Message == "after the big line"
 	}
 	if !capped || !after {
 		t.Fatalf("capped record %v, next line %v", capped, after)
@@ -371,7 +370,7 @@ func TestLaunchAfterClose(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{})
 	l.Close()
-	if _, err := l.Launch(t.Context(), vmCommand("ok")); err == nil || !errors.Is(err, vmre.ErrHandshakeFailed) {
+	if _, err := l.Launch(t.Context(), vmretest.Command("ok")); err == nil || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("Launch after Close: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 // Launcher launches VMs under one engine. It is safe for concurrent use.
 type Launcher struct {
 	s          settings
+	hooks      hookList // the log's, then Config.Hooks
 	engine     *server.Engine
 	engineAddr string
 	starter    *starter
@@ -38,6 +39,10 @@ func New(cfg Config) (*Launcher, error) {
 		return nil, err
 	}
 	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr}
+	l.hooks = hookList{logHooks(s.Logger, s.GracefulTimeout)}
+	if s.Hooks != nil {
+		l.hooks = append(l.hooks, s.Hooks)
+	}
 	if l.engine != nil || s.Legacy {
 		l.starter = newStarter()
 		return l, nil
@@ -84,178 +89,147 @@ func (l *Launcher) Close() error {
 // Launch owns cmd from then on: its Stdout and Stderr must be nil (set
 // Config.Stdout and Config.Stderr for raw copies), and it sets its Env and
 // SysProcAttr. On any failure the VM has been stopped and reaped when Launch
-// returns, and the error is a *HandshakeError.
-func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd) (*Runtime, error) {
+// returns, and the error is a *LaunchError whose Phase says what failed.
+func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOption) (*Runtime, error) {
 	begin := time.Now()
+	var o launchOptions
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	r := &Runtime{name: o.name, s: &l.s, hooks: l.hooks}
+	if o.hooks != nil {
+		r.hooks = append(slices.Clip(l.hooks), o.hooks)
+	}
 	if cmd == nil || cmd.Process != nil || cmd.Stdout != nil || cmd.Stderr != nil {
-		return nil, phaseError("config", fmt.Errorf("%w: Launch needs an unstarted *exec.Cmd with nil Stdout and Stderr", vmre.ErrInvalidConfig))
+		return r.failed(&LaunchError{Phase: PhaseConfig,
+			Err: fmt.Errorf("%w: Launch needs an unstarted *exec.Cmd with nil Stdout and Stderr", vmre.ErrInvalidConfig)})
 	}
-	name := l.s.Name
-	if name == "" {
-		name = filepath.Base(cmd.Path)
+	r.path = cmd.Path
+	if r.name == "" {
+		r.name = l.s.Name
 	}
-	check := &versionCheck{hostName: l.s.HostName, versions: l.s.versions, mismatch: make(chan *vmre.VersionMismatchError, 1)}
+	if r.name == "" {
+		r.name = filepath.Base(cmd.Path)
+	}
 
-	hs, engineEnv, err := l.register(check)
-	if err != nil {
-		return nil, err
+	wait := &handshakeWait{mismatch: make(chan *vmre.VersionMismatchError, 1)}
+	hs, engineEnv, lerr := l.register(r, wait)
+	if lerr != nil {
+		return r.failed(lerr)
 	}
+	r.onStop = hs.End
 	cmd.Env = childEnv(&l.s, cmd.Env, engineEnv)
 
-	r := &Runtime{name: name, s: &l.s, onStop: hs.end}
 	if err := r.start(cmd, l.starter); err != nil {
-		hs.end()
-		hs.close()
-		return nil, phaseError("exec "+cmd.Path, err)
+		hs.End()
+		phase := PhaseExec
+		if errors.Is(err, errClosed) {
+			phase = PhaseConfig
+		}
+		return r.failed(&LaunchError{Phase: phase, Err: err})
 	}
-	r.log.LogAttrs(ctx, slog.LevelDebug, "vm started", slog.String("path", cmd.Path),
-		slog.Duration("exec", time.Since(begin)))
+	r.hooks.started(StartedInfo{VM: r.name, Pid: r.status.Pid, Path: r.path, Exec: time.Since(begin)})
 
-	if err := l.awaitHandshake(ctx, r, hs, check); err != nil {
-		hs.close()
-		err.Pid = r.status.Pid
-		r.log.LogAttrs(ctx, slog.LevelError, "handshake failed", slog.String("error", err.Reason),
-			slog.Duration("elapsed", time.Since(begin)))
-		return nil, err
+	if lerr := l.awaitHandshake(ctx, r, hs, wait); lerr != nil {
+		lerr.Stderr = r.LastStderr()
+		return r.failed(lerr)
 	}
-	hs.close()
-	r.status.Addr, r.version = hs.result()
+	if l.s.Legacy {
+		hs.End() // the first valid call won: the launch's listener closes
+	}
+	r.status.Addr, r.version = hs.Result()
 	r.handshake = time.Since(begin)
+	r.hooks.handshake(HandshakeInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
+		ProtocolVersion: r.version, Elapsed: r.handshake})
 	if l.s.Legacy && l.s.LegacyShutdown {
 		r.shutdown = legacyShutdown(r.status.Addr)
 	}
 	if l.s.Manager != nil {
-		l.s.Manager.TrackRuntime(r) // before the log line, which callers take as "ready"
+		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
 	}
-	r.log.LogAttrs(ctx, slog.LevelInfo, "handshake succeeded", slog.String("addr", r.status.Addr),
-		slog.Uint64("protocol_version", uint64(r.version)), slog.Duration("elapsed", r.handshake))
+	r.hooks.ready(ReadyInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
+		ProtocolVersion: r.version, Elapsed: time.Since(begin)})
 	return r, nil
 }
 
-// Launch starts one VM under a Launcher of its own, whose engine lives as
-// long as the VM.
-func Launch(ctx context.Context, cmd *exec.Cmd, cfg Config) (*Runtime, error) {
-	l, err := New(cfg)
-	if err != nil {
-		return nil, phaseError("config", err)
-	}
-	r, err := l.Launch(ctx, cmd)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	r.AfterExit(func() { l.Close() })
-	return r, nil
+// failed completes err with what the launch knows, reports it and returns it.
+func (r *Runtime) failed(err *LaunchError) (*Runtime, error) {
+	err.VM, err.Path, err.Pid = r.name, r.path, r.status.Pid
+	r.hooks.launchFailed(err)
+	return nil, err
 }
 
-// handshake is one launch's side of the engine: native or legacy.
-type handshake interface {
-	initialized() <-chan struct{}
-	result() (addr string, version uint)
-	end()   // the token stops working and the lease ends
-	close() // the legacy listener closes; no-op for native
+// handshakeWait is what a launch's engine hook tells the waiting Launch.
+type handshakeWait struct {
+	mismatch chan *vmre.VersionMismatchError // the first mismatch
 }
 
-func (l *Launcher) register(check *versionCheck) (handshake, []string, error) {
+// register takes the launch into the engine, or a legacy listener of its
+// own, and returns the variables that tell the VM where to call back.
+func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, []string, *LaunchError) {
+	init := server.AcceptVersions(l.s.HostName, l.s.versions...)
+	onCall := func(c server.Call) {
+		var mismatch *vmre.VersionMismatchError
+		if errors.As(c.Err, &mismatch) {
+			select {
+			case wait.mismatch <- mismatch:
+			default:
+			}
+		}
+		r.hooks.engineCall(EngineCallInfo{VM: r.name, Pid: int(r.pid.Load()), Call: c})
+	}
 	if l.s.Legacy {
-		ll, err := server.ListenLegacy(check, server.LegacyConfig{
+		ll, err := server.ListenLegacy(server.LegacyConfig{
+			Initializer: init,
 			AllowRemote: l.s.AllowRemote,
 			Logger:      l.s.Logger.With(slog.String("component", "engine")),
+			Hooks:       &server.Hooks{Call: onCall},
 		})
 		if err != nil {
-			return nil, nil, phaseError("listen", err)
+			return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 		}
-		return legacyHandshake{ll}, []string{l.s.EngineAddressKey + "=" + ll.Addr()}, nil
+		return ll, []string{l.s.EngineAddressKey + "=" + ll.Addr()}, nil
 	}
-	launch, err := l.engine.NewLaunch(check)
+	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall})
 	if err != nil {
-		return nil, nil, phaseError("register launch", err)
+		return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 	}
 	env := []string{l.s.EngineAddressKey + "=" + l.engineAddr, vmre.EngineTokenKey + "=" + launch.Token()}
-	return nativeHandshake{launch}, env, nil
-}
-
-type nativeHandshake struct{ *server.Launch }
-
-func (h nativeHandshake) initialized() <-chan struct{} { return h.Initialized() }
-func (h nativeHandshake) result() (string, uint)       { return h.Result() }
-func (h nativeHandshake) end()                         { h.End() }
-func (h nativeHandshake) close()                       {}
-
-type legacyHandshake struct{ *server.LegacyListener }
-
-func (h legacyHandshake) initialized() <-chan struct{} { return h.Initialized() }
-func (h legacyHandshake) result() (string, uint)       { return h.Result() }
-func (h legacyHandshake) end()                         {}
-func (h legacyHandshake) close()                       { h.Close() }
-
-// versionCheck is the Initializer of one launch.
-type versionCheck struct {
-	hostName string
-	versions []uint
-	mismatch chan *vmre.VersionMismatchError // the first mismatch, for the waiting Launch
-}
-
-func (c *versionCheck) Initialize(_ context.Context, version uint, _ string) error {
-	if slices.Contains(c.versions, version) {
-		return nil
-	}
-	err := &vmre.VersionMismatchError{HostName: c.hostName, HostVersion: c.versions[0], VMVersion: version}
-	select {
-	case c.mismatch <- err:
-	default:
-	}
-	return err
+	return launch, env, nil
 }
 
 // awaitHandshake waits for the first of: the VM's Initialize, a version
 // mismatch, the timeout, the VM's exit, ctx. On failure it stops the VM and
 // waits until it is reaped.
-func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs handshake, check *versionCheck) *HandshakeError {
+func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Handshake, wait *handshakeWait) *LaunchError {
 	timer := time.NewTimer(l.s.HandshakeTimeout)
 	defer timer.Stop()
-	var herr *HandshakeError
+	var lerr *LaunchError
 	select {
-	case <-hs.initialized():
+	case <-hs.Initialized():
 		return nil
-	case mismatch := <-check.mismatch:
-		herr = &HandshakeError{Reason: mismatch.Error(), Hint: mismatch.Hint(), err: mismatch}
+	case mismatch := <-wait.mismatch:
+		lerr = &LaunchError{Phase: PhaseVersion, Err: mismatch}
 	case <-timer.C:
-		herr = &HandshakeError{
-			Reason: fmt.Sprintf("timeout: the VM did not call back within %s", l.s.HandshakeTimeout),
-			Hint: fmt.Sprintf("check that it is a VM plugin, that it reads %s (set --engine-key if it reads another variable), "+
-				"and that it starts within the handshake timeout (raise it with --handshake-timeout)", l.s.EngineAddressKey),
-			Stderr:    r.LastStderr(),
-			sentinels: []error{vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound},
-		}
+		lerr = &LaunchError{Phase: PhaseHandshakeWait, Timeout: l.s.HandshakeTimeout, Err: vmre.ErrHandshakeTimeout}
 	case <-r.Done():
 		select {
-		case <-hs.initialized():
+		case <-hs.Initialized():
 			return nil // it completed its handshake, then exited: the caller sees it in Done
-		case mismatch := <-check.mismatch:
-			return &HandshakeError{Reason: mismatch.Error(), Hint: mismatch.Hint(), err: mismatch}
+		case mismatch := <-wait.mismatch:
+			return &LaunchError{Phase: PhaseVersion, Err: mismatch}
 		default:
 		}
 		exit, _ := r.Exit()
-		herr := &HandshakeError{
-			Reason:    "the VM exited before its handshake: " + exit.String(),
-			Hint:      "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does",
-			Exit:      &exit,
-			Stderr:    r.LastStderr(),
-			sentinels: []error{vmre.ErrProcessNotFound},
-		}
-		if len(herr.Stderr) > 0 {
-			herr.Hint = "its last stderr lines below say why"
-		}
-		return herr
+		return &LaunchError{Phase: PhaseHandshakeWait, Exit: &exit, Err: fmt.Errorf("the VM exited: %s", exit.String())}
 	case <-ctx.Done():
-		herr = &HandshakeError{Reason: "cancelled while waiting for the VM to call back: " + context.Cause(ctx).Error(), err: context.Cause(ctx)}
+		lerr = &LaunchError{Phase: PhaseHandshakeWait, Err: context.Cause(ctx)}
 	}
-	if ctx.Err() == nil && !errors.Is(herr, vmre.ErrHandshakeTimeout) {
-		r.Stop(ctx) // a VM that refused the version may stop gracefully, unless ctx ends
+	if lerr.Phase == PhaseVersion && ctx.Err() == nil {
+		r.stopFor(ctx, ReasonHandshakeRefused) // a VM that refused the version may stop gracefully
 	} else {
-		r.kill("handshake abandoned") // a VM that never called back gets no grace
+		r.kill(ReasonHandshakeAbandoned) // a VM that never called back gets no grace
 	}
 	<-r.Done()
-	return herr
+	return lerr
 }

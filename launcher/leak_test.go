@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -19,8 +20,8 @@ import (
 func TestEnvironment(t *testing.T) {
 	t.Setenv("VMRE_TEST_SECRET", "hunter2")
 	pr, pw := io.Pipe()
-	l := newLauncher(t, launcher.Config{Stdout: pw, Env: []string{vmModeKey + "=env", noRaceExitDelay}})
-	cmd := vmCommand("env")
+	l := newLauncher(t, launcher.Config{Stdout: pw, Env: []string{vmretest.ModeKey + "=env", "GORACE=atexit_sleep_ms=0"}})
+	cmd := vmretest.Command("env")
 	cmd.Env = nil // take the launcher's environment
 	rt, err := l.Launch(t.Context(), cmd)
 	if err != nil {
@@ -42,7 +43,7 @@ func TestEnvironment(t *testing.T) {
 	waitDone(t, rt, 10*time.Second)
 	pw.Close()
 	<-lines
-	for _, name := range []string{"PATH", "VMRE_RUNTIME_ENGINE_ADDR", "VMRE_RUNTIME_ENGINE_TOKEN", vmModeKey} {
+	for _, name := range []string{"PATH", "VMRE_RUNTIME_ENGINE_ADDR", "VMRE_RUNTIME_ENGINE_TOKEN", vmretest.ModeKey} {
 		if !env[name] {
 			t.Errorf("VM lacks %s", name)
 		}
@@ -81,7 +82,7 @@ func TestNoLeaks(t *testing.T) {
 				if i%10 == 9 {
 					mode = "exit3" // a failed launch must not leak either
 				}
-				rt, err := l.Launch(context.Background(), vmCommand(mode))
+				rt, err := l.Launch(context.Background(), vmretest.Command(mode))
 				if mode == "exit3" {
 					if err == nil {
 						errs <- io.ErrUnexpectedEOF

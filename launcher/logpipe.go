@@ -3,8 +3,10 @@ package launcher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 )
@@ -24,10 +26,11 @@ var busyBuffers = sync.Pool{New: func() any { return new([MaxLineBytes]byte) }}
 
 // logPipe turns one stream of a VM's output into slog records.
 type logPipe struct {
-	log      *slog.Logger // carries vm, pid, stream
-	raw      io.Writer    // optional copy of each line
-	tail     *tail        // last lines, for error reports; nil for stdout
-	panicked bool         // a "panic:" or "fatal error:" line was seen
+	log      *slog.Logger                     // carries vm, pid, stream
+	raw      io.Writer                        // optional copy of each line
+	tail     *tail                            // last lines, for error reports; nil for stdout
+	drop     func(truncated int, unread bool) // told of lost output; may be nil
+	panicked bool                             // a "panic:" or "fatal error:" line was seen
 
 	handler slog.Handler // log's, called directly: see emit
 	read    time.Time    // when the last read returned: the time of its lines' records
@@ -70,10 +73,16 @@ func (p *logPipe) run(r io.Reader) {
 		if end-start == MaxLineBytes {
 			p.line(buf[start:end], true)
 			start, skipping = end, true
+			if p.drop != nil {
+				p.drop(1, false)
+			}
 		}
 		if err != nil {
 			if start < end {
 				p.line(buf[start:end], false) // the last line has no '\n'
+			}
+			if p.drop != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				p.drop(0, true) // the drain time after the VM's exit ended
 			}
 			return
 		}

@@ -1,19 +1,12 @@
 package launcher_test
 
 import (
-	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
-// vmModeKey selects the behaviour of the test binary when it is re-run as a
-// VM, as os/exec's own tests do.
-const vmModeKey = "VMRE_TEST_VM_MODE"
-
-func TestMain(m *testing.M) {
-	if mode := os.Getenv(vmModeKey); mode != "" {
-		os.Exit(runTestVM(mode))
-	}
-	goleak.VerifyTestMain(m)
-}
+// TestMain runs the test binary as one of the VMs of vms when
+// vmretest.Command started it, and the tests otherwise, failing the package
+// when a test leaves a goroutine behind.
+func TestMain(m *testing.M) { vmretest.Main(m, vms) }

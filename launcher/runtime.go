@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmre/vmre"
@@ -19,11 +20,14 @@ const drainTimeout = 200 * time.Millisecond
 // Runtime is one running VM. Its methods are safe for concurrent use.
 type Runtime struct {
 	name    string
+	path    string
 	cmd     *exec.Cmd
 	s       *settings
-	log     *slog.Logger // carries vm and pid
+	hooks   hookList
+	log     *slog.Logger // carries vm and pid: the VM's output goes there
 	started time.Time
 	tail    tail
+	pid     atomic.Int64 // status.Pid, for the engine's goroutines
 
 	// Set once by the launch, before the Runtime is shared.
 	status    vmre.Status
@@ -36,6 +40,10 @@ type Runtime struct {
 	markExited context.CancelFunc
 	stopOnce   sync.Once
 	stopWG     sync.WaitGroup // the legacy shutdown call, when one runs
+
+	// emitMu keeps the StopStage events in the order of their stages: it is
+	// taken under mu, which orders the stages, and held while they are told.
+	emitMu sync.Mutex
 
 	mu   sync.Mutex
 	gone bool // the VM has exited: no more signals, no new stop goroutine
@@ -76,6 +84,7 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 	r.started = time.Now()
 	r.cmd = cmd
 	r.status.Pid = cmd.Process.Pid
+	r.pid.Store(int64(r.status.Pid))
 	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
 	r.exited, r.markExited = context.WithCancel(context.Background())
 
@@ -83,11 +92,11 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 	readers.Add(2)
 	go func() {
 		defer readers.Done()
-		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout}).run(outR)
+		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, drop: r.dropped("stdout")}).run(outR)
 	}()
 	go func() {
 		defer readers.Done()
-		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail}).run(errR)
+		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr")}).run(errR)
 	}()
 	go r.wait(outR, errR, &readers)
 	return nil
@@ -115,11 +124,7 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	if r.onStop != nil {
 		r.onStop()
 	}
-	level := slog.LevelInfo
-	if !exit.Success() && exit.Stage == StageNone || exit.Killed() {
-		level = slog.LevelWarn
-	}
-	r.log.LogAttrs(context.Background(), level, "vm exited", slog.String("exit", exit.String()))
+	r.hooks.exited(ExitInfo{VM: r.name, Pid: r.status.Pid, Exit: exit})
 	r.mu.Lock()
 	afterExit := r.afterExit
 	r.afterExit = nil
@@ -128,6 +133,13 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 		f()
 	}
 	r.markExited()
+}
+
+// dropped returns what the pipe of one stream calls when output is lost.
+func (r *Runtime) dropped(stream string) func(truncated int, unread bool) {
+	return func(truncated int, unread bool) {
+		r.hooks.outputDropped(OutputDropInfo{VM: r.name, Pid: r.status.Pid, Stream: stream, Truncated: truncated, Unread: unread})
+	}
 }
 
 // Status returns the VM's pid and RPC address.
@@ -203,22 +215,38 @@ func (r *Runtime) LastStderr() []string { return r.tail.lines() }
 // Stop keeps watching ctx after it returns: a ctx that ends before the VM
 // does (a deferred cancel, a request's context) cuts the grace short.
 // Pass a context that lives until Done, such as context.Background().
-func (r *Runtime) Stop(ctx context.Context) {
-	r.stopOnce.Do(func() { r.stop(ctx) })
+func (r *Runtime) Stop(ctx context.Context) { r.stopFor(ctx, ReasonStop) }
+
+// Shutdown stops the VM as Stop does and waits until it is reaped. It
+// returns nil when the VM exited within the graceful timeout, and a
+// *LaunchError with PhaseStop when it had to be killed; when ctx ends first
+// the VM is killed, and Shutdown waits for the reap all the same.
+func (r *Runtime) Shutdown(ctx context.Context) error {
+	r.Stop(ctx)
+	<-r.Done()
+	exit, _ := r.Exit()
+	if exit.Stage != StageKill {
+		return nil
+	}
+	return &LaunchError{Phase: PhaseStop, VM: r.name, Path: r.path, Pid: r.status.Pid,
+		Timeout: r.s.GracefulTimeout, Exit: &exit, Stderr: r.LastStderr(), Err: errKilled}
 }
 
-func (r *Runtime) stop(ctx context.Context) {
+func (r *Runtime) stopFor(ctx context.Context, reason StopReason) {
+	r.stopOnce.Do(func() { r.stop(ctx, reason) })
+}
+
+func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 	if r.exited.Err() != nil {
 		return
 	}
-	r.log.Debug("stopping vm", "graceful_timeout", r.s.GracefulTimeout)
 	if !canTerminate {
 		r.endLease()
-		r.signal(StageKill, "this system has no SIGTERM")
+		r.signal(StageKill, ReasonNoSIGTERM, nil)
 		return
 	}
-	timer := time.AfterFunc(r.s.GracefulTimeout, func() { r.signal(StageKill, "the graceful timeout passed") })
-	stopCtx := context.AfterFunc(ctx, func() { r.signal(StageKill, "the stop's context ended") })
+	timer := time.AfterFunc(r.s.GracefulTimeout, func() { r.signal(StageKill, ReasonGraceExpired, nil) })
+	stopCtx := context.AfterFunc(ctx, func() { r.signal(StageKill, ReasonContextEnded, nil) })
 	context.AfterFunc(r.exited, func() {
 		timer.Stop()
 		stopCtx()
@@ -228,7 +256,7 @@ func (r *Runtime) stop(ctx context.Context) {
 		// first could exit before the signal came, and seem to have ended
 		// on its own, or return from client.Serve, stop catching SIGTERM,
 		// and die of it.
-		r.signal(StageTerm, "")
+		r.signal(StageTerm, reason, nil)
 		r.endLease()
 		return
 	}
@@ -240,15 +268,16 @@ func (r *Runtime) stop(ctx context.Context) {
 	}
 	r.stage = StageShutdown
 	r.stopWG.Add(1)
+	r.emitMu.Lock()
 	r.mu.Unlock()
+	r.hooks.stopStage(StopStageInfo{VM: r.name, Pid: r.status.Pid, Stage: StageShutdown, Reason: reason})
+	r.emitMu.Unlock()
 	go func() {
 		defer r.stopWG.Done()
 		callCtx, cancel := context.WithTimeout(ctx, r.s.GracefulTimeout)
 		defer cancel()
-		if err := r.shutdown(callCtx); err != nil {
-			r.log.Warn("legacy shutdown call failed; sending SIGTERM", "error", err)
-		}
-		r.signal(StageTerm, "")
+		err := r.shutdown(callCtx)
+		r.signal(StageTerm, reason, err)
 	}()
 }
 
@@ -269,34 +298,36 @@ func (r *Runtime) endLease() {
 }
 
 // kill sends SIGKILL at once, for a VM that gets no graceful stop.
-func (r *Runtime) kill(reason string) {
+func (r *Runtime) kill(reason StopReason) {
 	r.stopOnce.Do(func() {
-		if r.onStop != nil {
-			r.onStop()
-		}
-		r.signal(StageKill, reason)
+		r.endLease()
+		r.signal(StageKill, reason, nil)
 	})
 }
 
 // signal moves the stop sequence on to stage s, unless it is already there
-// or further, or the VM is gone. reason says why a SIGKILL is sent. The
-// signal is sent under the lock that markGone takes, so it cannot reach a
-// process that has taken the pid of a reaped VM.
-func (r *Runtime) signal(s Stage, reason string) {
+// or further, or the VM is gone, and tells the hooks. cause is the error of
+// what led to it (a failed Shutdown call). The signal is sent under the lock
+// that markGone takes, so it cannot reach a process that has taken the pid
+// of a reaped VM.
+func (r *Runtime) signal(s Stage, reason StopReason, cause error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.gone || r.stage >= s {
+		r.mu.Unlock()
 		return
 	}
 	r.stage = s
 	var err error
 	if s == StageKill {
-		r.log.Warn("sending SIGKILL", "reason", reason, "graceful_timeout", r.s.GracefulTimeout)
 		err = kill(r.status.Pid)
 	} else {
 		err = terminate(r.status.Pid)
 	}
-	if err != nil {
-		r.log.Warn("signal failed", "stage", s.String(), "error", err)
+	r.emitMu.Lock()
+	r.mu.Unlock()
+	defer r.emitMu.Unlock()
+	if err == nil {
+		err = cause
 	}
+	r.hooks.stopStage(StopStageInfo{VM: r.name, Pid: r.status.Pid, Stage: s, Reason: reason, Err: err})
 }

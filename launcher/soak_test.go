@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -77,7 +78,7 @@ func TestSoak(t *testing.T) {
 				}
 				mode := map[string]string{"cooperative": "ok", "stubborn": "stubborn", "crash": "exit3"}[kind]
 				begin := time.Now()
-				rt, err := l.Launch(context.Background(), vmCommand(mode))
+				rt, err := l.Launch(context.Background(), vmretest.Command(mode))
 				launched := time.Since(begin)
 				if kind == "crash" {
 					if !errors.Is(err, vmre.ErrProcessNotFound) {

@@ -1,14 +1,16 @@
 package launcher
 
 import (
-	"errors"
+	"fmt"
 	"os/exec"
 	"runtime"
 	"sync"
+
+	"github.com/vmre/vmre"
 )
 
 // errClosed is the error of a launch on a closed Launcher.
-var errClosed = errors.New("the launcher is closed")
+var errClosed = fmt.Errorf("%w: the launcher is closed", vmre.ErrInvalidConfig)
 
 // starter runs every cmd.Start of a Launcher on one goroutine locked to its
 // OS thread for the Launcher's life. On Linux a VM's parent-death signal

@@ -7,115 +7,138 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
-// runTestVM is the test binary's life as a VM. Each mode is one kind of VM
-// the launcher must handle.
-func runTestVM(mode string) int {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ctx := context.Background()
-	switch mode {
-	case "ok":
-		return serve(ctx, logger)
-	case "mismatch":
-		return serve(ctx, logger, client.WithProtocolVersion(2))
-	case "exit3":
+// vms are the test binary's lives as a VM, by mode (vmretest.Command). Each
+// is one kind of VM the launcher must handle.
+var vms = map[string]vmretest.Helper{
+	"ok": func([]string) int {
+		return serve(context.Background(), logger)
+	},
+	"mismatch": func([]string) int {
+		return serve(context.Background(), logger, client.WithProtocolVersion(2))
+	},
+	"exit3": func([]string) int {
 		fmt.Fprintln(os.Stderr, "starting")
 		fmt.Fprintln(os.Stderr, "fatal: the database is locked")
 		return 3
-	case "never":
+	},
+	"never": func([]string) int {
 		// Never calls back; exits on SIGTERM.
 		waitSignal(syscall.SIGTERM)
 		return 0
-	case "stubborn":
+	},
+	"stubborn": func([]string) int {
 		// Handshakes, then ignores SIGTERM and its lease.
 		signal.Ignore(syscall.SIGTERM)
-		if _, err := client.Initialize(ctx, "127.0.0.1:1"); err != nil {
+		if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		select {}
-	case "grandchild":
-		child := exec.Command(os.Args[0], "-test.run=^$")
-		child.Env = append(os.Environ(), vmModeKey+"=orphan")
+	},
+	"grandchild": func([]string) int {
+		child := vmretest.Command("orphan")
 		if err := child.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		fmt.Printf("grandchild=%d\n", child.Process.Pid)
-		return serve(ctx, logger)
-	case "orphan":
+		return serve(context.Background(), logger)
+	},
+	"orphan": func([]string) int {
 		signal.Ignore(syscall.SIGTERM)
 		select {}
-	case "logs":
+	},
+	"logs": func([]string) int {
 		logger.Warn("disk almost full", "free_mb", 12)
 		logger.Error("peer dropped", "peer", "n1")
 		fmt.Println(`{"level":"warn","ts":1700000000.1,"msg":"zap style","k":"v"}`)
 		fmt.Println(`{"@level":"error","@message":"hclog style","@timestamp":"2024-01-01T00:00:00Z"}`)
 		fmt.Println("plain line")
-		return serve(ctx, logger)
-	case "bigline":
+		return serve(context.Background(), logger)
+	},
+	"bigline": func([]string) int {
 		os.Stdout.Write([]byte(strings.Repeat("x", 1<<20)))
 		fmt.Println()
 		fmt.Println("after the big line")
-		return serve(ctx, logger)
-	case "quick":
+		return serve(context.Background(), logger)
+	},
+	"quick": func([]string) int {
 		// Handshakes, then exits on its own.
-		if _, err := client.Initialize(ctx, "127.0.0.1:1"); err != nil {
+		if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		return 0
-	case "env":
+	},
+	"env": func([]string) int {
 		for _, kv := range os.Environ() {
 			fmt.Println("env:", kv)
 		}
-		return serve(ctx, logger)
-	case "legacy":
+		return serve(context.Background(), logger)
+	},
+	"legacy": func([]string) int {
 		return legacyVM(false)
-	case "legacy-stubborn":
+	},
+	"legacy-stubborn": func([]string) int {
 		return legacyVM(true)
+	},
 	// Faults (fault_test.go).
-	case "crash-before":
+	"crash-before": func([]string) int {
 		return crashBeforeHandshakeVM()
-	case "crash-after":
+	},
+	"crash-after": func([]string) int {
 		return crashAfterHandshakeVM()
-	case "killself":
+	},
+	"killself": func([]string) int {
 		return killSelfVM()
-	case "frozen":
+	},
+	"frozen": func([]string) int {
 		return frozenVM()
-	case "escapee":
-		return escapeeVM(ctx, logger)
-	case "grandchild-exit":
+	},
+	"escapee": func([]string) int {
+		return escapeeVM(context.Background(), logger)
+	},
+	"grandchild-exit": func([]string) int {
 		return grandchildExitVM()
-	case "closestdout":
-		return closeStdoutVM(ctx, logger)
-	case "hugeline":
-		return hugeLineVM(ctx, logger)
-	case "flood":
-		return floodVM(ctx, logger)
-	case "twice":
-		return twiceVM(ctx)
-	case "late":
+	},
+	"closestdout": func([]string) int {
+		return closeStdoutVM(context.Background(), logger)
+	},
+	"hugeline": func([]string) int {
+		return hugeLineVM(context.Background(), logger)
+	},
+	"flood": func([]string) int {
+		return floodVM(context.Background(), logger)
+	},
+	"twice": func([]string) int {
+		return twiceVM(context.Background())
+	},
+	"late": func([]string) int {
 		return lateVM()
+	},
 	// Hosts and their VMs (hostdeath_test.go).
-	case "host":
+	"host": func([]string) int {
 		return hostProcess()
-	case "host-lease":
+	},
+	"host-lease": func([]string) int {
 		return leaseHostProcess()
-	case "nolease":
-		return serve(ctx, logger, client.WithoutLease())
-	}
-	fmt.Fprintf(os.Stderr, "unknown test VM mode %q\n", mode)
-	return 2
+	},
+	"nolease": func([]string) int {
+		return serve(context.Background(), logger, client.WithoutLease())
+	},
 }
+
+// logger is the JSON logger of the test VMs.
+var logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
 func serve(ctx context.Context, logger *slog.Logger, opts ...client.Option) int {
 	mux := http.NewServeMux()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmre/vmre"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -73,7 +74,7 @@ type connectError struct {
 
 func TestCurl(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 
 	transports := []struct {
 		name        string
@@ -99,7 +100,7 @@ func TestCurl(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				l := newLaunch(t, e, 1)
+				l := vmretest.NewLaunch(t, e, 1, nil)
 				body := `{"protocolVersion":` + strconv.Itoa(int(tc.version)) + `,"addr":"` + vmAddr + `"}`
 				res := runCurl(t, t.Context(), addr, tr.flag, tc.auth(l.Token()), body)
 				if res.httpVersion != tr.httpVersion {

@@ -11,6 +11,12 @@
 // served by a LegacyListener: one loopback listener per launch that lives
 // only until the handshake.
 //
+// Both kinds of launch are a Handshake: the host waits on Initialized,
+// reads Result, and calls End. AcceptVersions is the usual version check.
+// Hooks tell the host of every call, accepted or refused, as typed values;
+// the engine's log is for people, not for code.
+//
 // The package knows HTTP and tokens, not processes: package launcher starts
-// the VM and waits on the launch.
+// the VM and waits on the launch. docs/PROTOCOL.md is the wire
+// specification.
 package server

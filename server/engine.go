@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -21,6 +22,9 @@ import (
 const (
 	DefaultMaxPending   = 1024
 	DefaultMaxBodyBytes = 16 << 10
+	// DefaultLeaseKeepAlive is well under the idle timeouts of common HTTP
+	// clients (Node's fetch ends a body idle for 300 s).
+	DefaultLeaseKeepAlive = 30 * time.Second
 	// defaultMaxTombstones is how many ended launches the engine remembers
 	// so that their tokens get not_found rather than unauthenticated.
 	defaultMaxTombstones = 4096
@@ -46,8 +50,15 @@ type Config struct {
 	MaxBodyBytes int
 	// Logger receives one record per Initialize and Lease attempt with its
 	// outcome (default: discard). Refusals are logged at most 10 a second;
-	// the next record says how many were dropped.
+	// the next record says how many were dropped. Hooks see every call.
 	Logger *slog.Logger
+	// Hooks, when set, are told of every call, accepted or refused.
+	Hooks *Hooks
+	// LeaseKeepAlive is the interval at which the engine sends a lease's
+	// holder an empty LeaseResponse, so that no idle timeout of the VM's
+	// HTTP client or of a proxy ends a quiet lease (default
+	// DefaultLeaseKeepAlive).
+	LeaseKeepAlive time.Duration
 }
 
 // Engine is the host's handshake service. It is safe for concurrent use.
@@ -58,6 +69,8 @@ type Engine struct {
 	maxBodyBytes  int
 	maxTombstones int
 	log           *slog.Logger
+	hooks         *Hooks
+	keepAlive     time.Duration
 	rejects       rejectLog
 	health        *grpchealth.StaticChecker
 
@@ -80,6 +93,8 @@ func New(cfg Config) *Engine {
 		maxBodyBytes:  cfg.MaxBodyBytes,
 		maxTombstones: defaultMaxTombstones,
 		log:           cfg.Logger,
+		hooks:         cfg.Hooks,
+		keepAlive:     cfg.LeaseKeepAlive,
 		health:        grpchealth.NewStaticChecker(runtimev1connect.RuntimeServiceName),
 		closing:       make(chan struct{}),
 		launches:      make(map[tokenKey]*Launch),
@@ -96,11 +111,11 @@ func New(cfg Config) *Engine {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	if e.keepAlive <= 0 {
+		e.keepAlive = DefaultLeaseKeepAlive
+	}
 	return e
 }
-
-// HostName is the name the engine gives in responses.
-func (e *Engine) HostName() string { return e.hostName }
 
 // Handler serves RuntimeService, grpc.health.v1 and server reflection (v1
 // and v1alpha) on their gRPC paths, so it can be mounted at "/" of any mux,
@@ -108,7 +123,7 @@ func (e *Engine) HostName() string { return e.hostName }
 func (e *Engine) Handler() http.Handler {
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(e.maxBodyBytes), connect.WithCompressMinBytes(compressMinBytes))
 	mux := http.NewServeMux()
-	mux.Handle(runtimev1connect.NewRuntimeServiceHandler(e, opts))
+	mux.Handle(runtimev1connect.NewRuntimeServiceHandler(runtimeHandler{e}, opts))
 	mux.Handle(grpchealth.NewHandler(e.health, opts))
 	reflector := grpcreflect.NewStaticReflector(runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
@@ -144,49 +159,67 @@ func (e *Engine) authenticate(h http.Header) (*Launch, error) {
 	return l, nil
 }
 
-// Initialize implements runtimev1connect.RuntimeServiceHandler.
-func (e *Engine) Initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
-	res, err := e.initialize(ctx, req)
+// runtimeHandler serves RuntimeService for an Engine. It is a type of its
+// own so that the handlers are not methods of Engine: a host reaches them
+// only over HTTP.
+type runtimeHandler struct{ e *Engine }
+
+func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
+	e := h.e
+	begin := time.Now()
+	l, res, err := e.initialize(ctx, req)
+	call := Call{
+		Procedure:       runtimev1connect.RuntimeServiceInitializeProcedure,
+		Protocol:        req.Peer().Protocol,
+		Peer:            req.Peer().Addr,
+		Addr:            req.Msg.GetAddr(),
+		ProtocolVersion: uint(req.Msg.GetProtocolVersion()),
+		Err:             err,
+		Elapsed:         time.Since(begin),
+	}
+	e.hooks.call(call, l.onCall())
 	if err != nil {
 		e.rejects.log(ctx, e.log, "initialize rejected",
-			slog.String("peer", req.Peer().Addr), slog.String("protocol", req.Peer().Protocol),
-			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
+			slog.String("peer", call.Peer), slog.String("protocol", call.Protocol),
+			slog.String("code", call.Result()), slog.String("error", errorMessage(err)))
 		return nil, err
 	}
 	e.log.LogAttrs(ctx, slog.LevelInfo, "initialize accepted",
-		slog.String("peer", req.Peer().Addr), slog.String("protocol", req.Peer().Protocol),
-		slog.String("addr", req.Msg.GetAddr()), slog.Uint64("protocol_version", uint64(req.Msg.GetProtocolVersion())))
+		slog.String("peer", call.Peer), slog.String("protocol", call.Protocol),
+		slog.String("addr", call.Addr), slog.Uint64("protocol_version", uint64(call.ProtocolVersion)))
 	return res, nil
 }
 
-func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
+// initialize checks and completes an Initialize. It returns the launch of
+// the call's token once the token is known, even when it refuses the call.
+func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*Launch, *connect.Response[runtimev1.InitializeResponse], error) {
 	l, err := e.authenticate(req.Header())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
 	if err := checkAddr(addr, e.allowRemote); err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
-		return nil, initializerError(err)
+		return l, nil, initializerError(err)
 	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch l.state {
 	case stateInitialized:
-		return nil, connect.NewError(connect.CodeAlreadyExists,
+		return l, nil, connect.NewError(connect.CodeAlreadyExists,
 			errors.New("this launch already completed its handshake; Initialize is called once per launch"))
 	case stateEnded:
-		return nil, connect.NewError(connect.CodeNotFound,
+		return l, nil, connect.NewError(connect.CodeNotFound,
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
 	l.state = stateInitialized
 	l.addr, l.version = addr, version
 	e.pending--
 	close(l.initialized)
-	return connect.NewResponse(&runtimev1.InitializeResponse{
+	return l, connect.NewResponse(&runtimev1.InitializeResponse{
 		HostName:        e.hostName,
 		ProtocolVersion: uint32(version),
 	}), nil
@@ -215,27 +248,47 @@ func initializerError(err error) error {
 	return connect.NewError(connect.CodeFailedPrecondition, err)
 }
 
-// Lease implements runtimev1connect.RuntimeServiceHandler. It holds the
-// stream open until the launch ends, the engine closes or the VM goes away.
-func (e *Engine) Lease(ctx context.Context, req *connect.Request[runtimev1.LeaseRequest], stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
+// Lease holds the stream open until the launch ends, the engine closes or
+// the VM goes away, sending a keep-alive message at every interval.
+func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev1.LeaseRequest], stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
+	e := h.e
+	begin := time.Now()
 	l, err := e.authenticate(req.Header())
 	if err == nil {
 		err = e.takeLease(l)
 	}
+	e.hooks.call(Call{
+		Procedure: runtimev1connect.RuntimeServiceLeaseProcedure,
+		Protocol:  req.Peer().Protocol,
+		Peer:      req.Peer().Addr,
+		Err:       err,
+		Elapsed:   time.Since(begin),
+	}, l.onCall())
 	if err != nil {
 		e.rejects.log(ctx, e.log, "lease rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}
-	if err := stream.Send(&runtimev1.LeaseResponse{}); err != nil {
+	msg := &runtimev1.LeaseResponse{}
+	if err := stream.Send(msg); err != nil {
 		return err
 	}
-	select {
-	case <-l.ended:
-	case <-e.closing:
-	case <-ctx.Done():
+	keepAlive := time.NewTicker(e.keepAlive)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-keepAlive.C:
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		case <-l.ended:
+			return nil
+		case <-e.closing:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	return nil
 }
 
 func (e *Engine) takeLease(l *Launch) error {

@@ -12,18 +12,6 @@ import (
 	"github.com/vmre/vmre/server"
 )
 
-// acceptVersion is an Initializer that accepts one protocol version and
-// rejects any other with a *vmre.VersionMismatchError, which the engine
-// turns into failed_precondition with a ProtocolVersionMismatch detail.
-type acceptVersion uint
-
-func (v acceptVersion) Initialize(_ context.Context, protocolVersion uint, _ string) error {
-	if protocolVersion != uint(v) {
-		return &vmre.VersionMismatchError{HostName: vmre.DefaultHostName, HostVersion: uint(v), VMVersion: protocolVersion}
-	}
-	return nil
-}
-
 // The host mounts the engine in its own mux, registers one launch per VM and
 // waits for the VM to call back. Here the VM's side is client.Initialize,
 // called in-process; a real VM runs it (or client.Serve) after being
@@ -44,7 +32,10 @@ func ExampleEngine() {
 	go func() { served <- server.Serve(ctx, ln, mux) }()
 	defer func() { cancel(); <-served }()
 
-	launch, err := engine.NewLaunch(acceptVersion(vmre.ProtocolVersion))
+	// The launch accepts the VM only if it speaks this release's version.
+	launch, err := engine.NewLaunch(server.LaunchConfig{
+		Initializer: server.AcceptVersions(vmre.DefaultHostName, vmre.ProtocolVersion),
+	})
 	if err != nil {
 		panic(err)
 	}

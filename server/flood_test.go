@@ -23,6 +23,7 @@ import (
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -34,13 +35,13 @@ import (
 func TestTokenFlood(t *testing.T) {
 	t.Parallel()
 	const requests, workers = 2000, 8
-	e, addr := startEngine(t, server.Config{})
-	l := newLaunch(t, e, 1)
-	bystander := newLaunch(t, e, 1) // another pending launch, which the flood must not touch
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
+	l := vmretest.NewLaunch(t, e, 1, nil)
+	bystander := vmretest.NewLaunch(t, e, 1, nil) // another pending launch, which the flood must not touch
 
 	clients := []runtimev1connect.RuntimeServiceClient{
 		runtimeClient(t, addr),
-		runtimev1connect.NewRuntimeServiceClient(http1Client(t), "http://"+addr),
+		runtimev1connect.NewRuntimeServiceClient(vmretest.HTTP1Client(t), "http://"+addr),
 		runtimeClient(t, addr, connect.WithGRPC()),
 		runtimeClient(t, addr, connect.WithGRPCWeb()),
 	}
@@ -153,11 +154,11 @@ func wrongTokens(t *testing.T, token string, n int) []string {
 func TestEndedTokensAreRemembered(t *testing.T) {
 	t.Parallel()
 	const remembered = 4096 // the engine's tombstones
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	c := runtimeClient(t, addr)
 	var tokens []string
 	for range remembered + 1 {
-		l, err := e.NewLaunch(acceptVersion(1))
+		l, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,12 +179,12 @@ func TestEndedTokensAreRemembered(t *testing.T) {
 func TestLegacyFlood(t *testing.T) {
 	t.Parallel()
 	const requests, workers = 400, 4
-	ll, err := server.ListenLegacy(acceptVersion(1), server.LegacyConfig{})
+	ll, err := server.ListenLegacy(server.LegacyConfig{Initializer: server.AcceptVersions("", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ll.Close() })
-	c := runtimepbconnect.NewRuntimeClient(h2cClient(t), "http://"+ll.Addr(), connect.WithGRPC())
+	t.Cleanup(ll.End)
+	c := runtimepbconnect.NewRuntimeClient(vmretest.H2CClient(t), "http://"+ll.Addr(), connect.WithGRPC())
 	call := func(version uint32, addr string) error {
 		_, err := c.Initialize(t.Context(), connect.NewRequest(&runtimepb.InitializeRequest{ProtocolVersion: version, Addr: addr}))
 		return err
@@ -244,7 +245,7 @@ func TestLegacyFlood(t *testing.T) {
 // refusal, and the launch is untouched.
 func TestMalformedRequests(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	url := "http://" + addr + runtimev1connect.RuntimeServiceInitializeProcedure
 	validJSON := `{"protocolVersion":1,"addr":"` + vmAddr + `"}`
 
@@ -281,11 +282,11 @@ func TestMalformedRequests(t *testing.T) {
 	for _, hc := range []struct {
 		name string
 		c    *http.Client
-	}{{"http1.1", http1Client(t)}, {"h2c", h2cClient(t)}} {
+	}{{"http1.1", vmretest.HTTP1Client(t)}, {"h2c", vmretest.H2CClient(t)}} {
 		for _, tc := range cases {
 			t.Run(hc.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				l := newLaunch(t, e, 1)
+				l := vmretest.NewLaunch(t, e, 1, nil)
 				req, err := http.NewRequestWithContext(t.Context(), tc.method, url, bytes.NewReader(tc.body))
 				if err != nil {
 					t.Fatal(err)
@@ -334,11 +335,11 @@ func TestMalformedRequests(t *testing.T) {
 // never finishes its headers is closed after the 5 s header timeout.
 func TestHeaderLimits(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 
 	t.Run("oversized headers", func(t *testing.T) {
 		t.Parallel()
-		l := newLaunch(t, e, 1)
+		l := vmretest.NewLaunch(t, e, 1, nil)
 		req, err := http.NewRequestWithContext(t.Context(), "POST",
 			"http://"+addr+runtimev1connect.RuntimeServiceInitializeProcedure, strings.NewReader(`{"protocolVersion":1,"addr":"`+vmAddr+`"}`))
 		if err != nil {
@@ -347,7 +348,7 @@ func TestHeaderLimits(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+l.Token())
 		req.Header.Set("X-Padding", strings.Repeat("p", h2c.MaxHeaderBytes+4096))
-		res, err := http1Client(t).Do(req)
+		res, err := vmretest.HTTP1Client(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

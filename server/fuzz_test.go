@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vmre/vmre"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 )
@@ -37,16 +35,6 @@ var fuzzContentTypes = []string{
 // tokenPlaceholder in a fuzzed Authorization header stands for the
 // launch's real token, so that the fuzzer can vary what surrounds it.
 const tokenPlaceholder = "TOKEN"
-
-// fuzzVersion is the only protocol version the fuzzed launches accept.
-type fuzzVersion struct{}
-
-func (fuzzVersion) Initialize(_ context.Context, v uint, _ string) error {
-	if v != 1 {
-		return &vmre.VersionMismatchError{HostName: vmre.DefaultHostName, HostVersion: 1, VMVersion: v}
-	}
-	return nil
-}
 
 // FuzzInitialize sends arbitrary Initialize requests through the engine's
 // handler. It must never panic, must answer with a Connect success or a
@@ -70,7 +58,7 @@ func FuzzInitialize(f *testing.F) {
 	e := New(Config{})
 	h := e.Handler()
 	f.Fuzz(func(t *testing.T, body []byte, kind uint8, authorization string) {
-		l, err := e.NewLaunch(fuzzVersion{})
+		l, err := e.NewLaunch(LaunchConfig{Initializer: AcceptVersions("", 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +247,7 @@ func FuzzBearerToken(f *testing.F) {
 		f.Add(seed)
 	}
 	e := New(Config{})
-	l, err := e.NewLaunch(fuzzVersion{})
+	l, err := e.NewLaunch(LaunchConfig{Initializer: AcceptVersions("", 1)})
 	if err != nil {
 		f.Fatal(err)
 	}

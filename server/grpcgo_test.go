@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -36,7 +37,7 @@ func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
 // token in the "authorization" metadata as a gRPC VM would send it.
 func TestGRPCGoNative(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	conn := grpcConn(t, addr)
 
 	invoke := func(token string, version uint32) (*runtimev1.InitializeResponse, error) {
@@ -51,7 +52,7 @@ func TestGRPCGoNative(t *testing.T) {
 
 	t.Run("success", func(t *testing.T) {
 		t.Parallel()
-		l := newLaunch(t, e, 1)
+		l := vmretest.NewLaunch(t, e, 1, nil)
 		res, err := invoke(l.Token(), 1)
 		if err != nil {
 			t.Fatal(err)
@@ -68,7 +69,7 @@ func TestGRPCGoNative(t *testing.T) {
 
 	t.Run("no token", func(t *testing.T) {
 		t.Parallel()
-		newLaunch(t, e, 1)
+		vmretest.NewLaunch(t, e, 1, nil)
 		_, err := invoke("", 1)
 		if got := status.Code(err); got != codes.Unauthenticated {
 			t.Errorf("%v; want Unauthenticated", err)
@@ -77,7 +78,7 @@ func TestGRPCGoNative(t *testing.T) {
 
 	t.Run("version mismatch", func(t *testing.T) {
 		t.Parallel()
-		l := newLaunch(t, e, 1)
+		l := vmretest.NewLaunch(t, e, 1, nil)
 		_, err := invoke(l.Token(), 2)
 		st := status.Convert(err)
 		if st.Code() != codes.FailedPrecondition || st.Message() != "protocol version mismatch vmre: 1 vm: 2" {
@@ -97,7 +98,7 @@ func TestGRPCGoNative(t *testing.T) {
 
 func TestGRPCHealth(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	health := healthpb.NewHealthClient(grpcConn(t, addr))
 
 	check := func(service string) healthpb.HealthCheckResponse_ServingStatus {
@@ -126,7 +127,7 @@ func TestGRPCHealth(t *testing.T) {
 
 func TestGRPCReflection(t *testing.T) {
 	t.Parallel()
-	_, addr := startEngine(t, server.Config{})
+	_, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	stream, err := reflectionpb.NewServerReflectionClient(grpcConn(t, addr)).ServerReflectionInfo(t.Context())
 	if err != nil {
 		t.Fatal(err)

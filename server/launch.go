@@ -19,6 +19,17 @@ const (
 	stateEnded
 )
 
+// LaunchConfig configures one launch of an Engine.
+type LaunchConfig struct {
+	// Initializer decides whether the VM's protocol version is acceptable
+	// (required; see AcceptVersions).
+	Initializer vmre.Initializer
+	// OnCall, when set, is told of every call made with this launch's token,
+	// accepted or refused, on the goroutine that serves it, before the
+	// answer is written. It must be fast and must not block.
+	OnCall func(Call)
+}
+
 // Launch is one VM's pending handshake in an Engine. The host gives the VM
 // Token in the environment, waits on Initialized, and calls End when the VM
 // is gone (or the handshake was abandoned) so that the token stops working.
@@ -27,6 +38,7 @@ type Launch struct {
 	token  string
 	key    tokenKey
 	init   vmre.Initializer
+	hook   func(Call)
 
 	initialized chan struct{} // closed on a successful Initialize
 	ended       chan struct{} // closed by End
@@ -76,18 +88,26 @@ func (l *Launch) End() {
 	}
 }
 
-// NewLaunch registers a pending launch under a fresh 256-bit token. init
-// decides whether the VM's protocol version is acceptable.
-func (e *Engine) NewLaunch(init vmre.Initializer) (*Launch, error) {
-	if init == nil {
-		return nil, fmt.Errorf("%w: NewLaunch needs an Initializer", vmre.ErrInvalidConfig)
+// onCall is the launch's hook, or nil for a call that matched no launch.
+func (l *Launch) onCall() func(Call) {
+	if l == nil {
+		return nil
+	}
+	return l.hook
+}
+
+// NewLaunch registers a pending launch under a fresh 256-bit token.
+func (e *Engine) NewLaunch(cfg LaunchConfig) (*Launch, error) {
+	if cfg.Initializer == nil {
+		return nil, fmt.Errorf("%w: NewLaunch needs an Initializer (see AcceptVersions)", vmre.ErrInvalidConfig)
 	}
 	token := newToken()
 	l := &Launch{
 		engine:      e,
 		token:       token,
 		key:         keyOf(token),
-		init:        init,
+		init:        cfg.Initializer,
+		hook:        cfg.OnCall,
 		initialized: make(chan struct{}),
 		ended:       make(chan struct{}),
 	}

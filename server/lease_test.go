@@ -9,12 +9,14 @@ import (
 
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
 // lease is an open Lease stream, drained in the background.
 type lease struct {
 	first chan struct{} // closed when the first message arrives
+	each  chan struct{} // a value per message, while it has room
 	done  chan struct{} // closed when the stream ends
 	msgs  int           // messages received; valid once done is closed
 	err   error         // the stream's error; valid once done is closed
@@ -30,12 +32,16 @@ func openLease(t *testing.T, ctx context.Context, c runtimev1connect.RuntimeServ
 	if err != nil {
 		return nil, err
 	}
-	ls := &lease{first: make(chan struct{}), done: make(chan struct{})}
+	ls := &lease{first: make(chan struct{}), each: make(chan struct{}, 64), done: make(chan struct{})}
 	go func() {
 		defer close(ls.done)
 		for stream.Receive() {
 			if ls.msgs++; ls.msgs == 1 {
 				close(ls.first)
+			}
+			select {
+			case ls.each <- struct{}{}:
+			default:
 			}
 		}
 		ls.err = stream.Err()
@@ -65,7 +71,7 @@ func openLeaseErr(t *testing.T, c runtimev1connect.RuntimeServiceClient, token s
 // initialized returns a launch that has completed its handshake.
 func initialized(t *testing.T, e *server.Engine, c runtimev1connect.RuntimeServiceClient) *server.Launch {
 	t.Helper()
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	if _, err := callInitialize(t.Context(), c, l.Token(), 1, vmAddr); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +89,7 @@ func waitLeaseEnd(t *testing.T, ls *lease) {
 
 func TestLease(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	protocols := []struct {
 		name string
 		opts []connect.ClientOption
@@ -99,7 +105,7 @@ func TestLease(t *testing.T) {
 
 			t.Run("before Initialize", func(t *testing.T) {
 				t.Parallel()
-				l := newLaunch(t, e, 1)
+				l := vmretest.NewLaunch(t, e, 1, nil)
 				wantCode(t, openLeaseErr(t, c, l.Token()), connect.CodeFailedPrecondition)
 				// The launch can still complete its handshake and lease.
 				if _, err := callInitialize(t.Context(), c, l.Token(), 1, vmAddr); err != nil {
@@ -160,7 +166,7 @@ func TestLease(t *testing.T) {
 // the engine's grpc health to NOT_SERVING (see TestGRPCHealth).
 func TestCloseEndsLeases(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	c := runtimeClient(t, addr)
 	var leases []*lease
 	for range 3 {

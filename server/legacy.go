@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -18,14 +19,20 @@ import (
 	"github.com/vmre/vmre/internal/h2c"
 )
 
-// LegacyConfig configures a LegacyListener. The zero value is ready to use.
+// LegacyConfig configures a LegacyListener.
 type LegacyConfig struct {
+	// Initializer decides whether the VM's protocol version is acceptable
+	// (required; see AcceptVersions).
+	Initializer vmre.Initializer
 	// AllowRemote accepts VM addresses that are not loopback.
 	AllowRemote bool
 	// MaxBodyBytes caps a request body (default DefaultMaxBodyBytes).
 	MaxBodyBytes int
-	// Logger receives one record per Initialize attempt (default: discard).
+	// Logger receives one record per Initialize attempt (default: discard);
+	// refusals at most 10 a second.
 	Logger *slog.Logger
+	// Hooks, when set, are told of every call, accepted or refused.
+	Hooks *Hooks
 	// Listener, when set, is served instead of a new listener on
 	// 127.0.0.1; the LegacyListener closes it.
 	Listener net.Listener
@@ -34,11 +41,12 @@ type LegacyConfig struct {
 // LegacyListener serves the rpcchainvm handshake, /vm.runtime.Runtime/Initialize,
 // for a single launch on its own loopback listener. There is no token: the
 // first valid call wins, the listener stops accepting connections right
-// after it, and Close ends the server.
+// after it, and End ends the server.
 type LegacyListener struct {
 	init        vmre.Initializer
 	allowRemote bool
 	log         *slog.Logger
+	hooks       *Hooks
 	rejects     rejectLog
 	ln          net.Listener
 	srv         *http.Server
@@ -55,9 +63,12 @@ type LegacyListener struct {
 
 // ListenLegacy starts a LegacyListener on 127.0.0.1, on a free port, or on
 // cfg.Listener.
-func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, error) {
-	if init == nil {
-		return nil, fmt.Errorf("%w: ListenLegacy needs an Initializer", vmre.ErrInvalidConfig)
+func ListenLegacy(cfg LegacyConfig) (*LegacyListener, error) {
+	if cfg.Initializer == nil {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
+		return nil, fmt.Errorf("%w: ListenLegacy needs an Initializer (see AcceptVersions)", vmre.ErrInvalidConfig)
 	}
 	ln := cfg.Listener
 	if ln == nil {
@@ -67,9 +78,10 @@ func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, err
 		}
 	}
 	l := &LegacyListener{
-		init:        init,
+		init:        cfg.Initializer,
 		allowRemote: cfg.AllowRemote,
 		log:         cfg.Logger,
+		hooks:       cfg.Hooks,
 		ln:          ln,
 		served:      make(chan struct{}),
 		initialized: make(chan struct{}),
@@ -82,7 +94,7 @@ func ListenLegacy(init vmre.Initializer, cfg LegacyConfig) (*LegacyListener, err
 		maxBody = DefaultMaxBodyBytes
 	}
 	mux := http.NewServeMux()
-	mux.Handle(runtimepbconnect.NewRuntimeHandler(l, connect.WithReadMaxBytes(maxBody), connect.WithCompressMinBytes(compressMinBytes)))
+	mux.Handle(runtimepbconnect.NewRuntimeHandler(legacyHandler{l}, connect.WithReadMaxBytes(maxBody), connect.WithCompressMinBytes(compressMinBytes)))
 	l.srv = NewHTTPServer(mux)
 	go func() {
 		defer close(l.served)
@@ -105,10 +117,11 @@ func (l *LegacyListener) Result() (addr string, protocolVersion uint) {
 	return l.addr, l.version
 }
 
-// Close stops the server and waits for it. A call in flight, such as the
-// answer to the winning Initialize, gets up to ShutdownTimeout to finish.
-// Close is idempotent.
-func (l *LegacyListener) Close() error {
+// End stops the server and waits for it: later calls are refused, because
+// nothing listens any more. A call in flight, such as the answer to the
+// winning Initialize, gets up to ShutdownTimeout to finish. End is
+// idempotent.
+func (l *LegacyListener) End() {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
@@ -120,13 +133,26 @@ func (l *LegacyListener) Close() error {
 		}
 	})
 	<-l.served
-	return nil
 }
 
-// Initialize implements runtimepbconnect.RuntimeHandler.
-func (l *LegacyListener) Initialize(ctx context.Context, req *connect.Request[runtimepb.InitializeRequest]) (*connect.Response[emptypb.Empty], error) {
+// legacyHandler serves vm.runtime.Runtime for a LegacyListener; a host
+// reaches it only over HTTP.
+type legacyHandler struct{ l *LegacyListener }
+
+func (h legacyHandler) Initialize(ctx context.Context, req *connect.Request[runtimepb.InitializeRequest]) (*connect.Response[emptypb.Empty], error) {
+	l := h.l
+	begin := time.Now()
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
 	err := l.initialize(ctx, addr, version)
+	l.hooks.call(Call{
+		Procedure:       runtimepbconnect.RuntimeInitializeProcedure,
+		Protocol:        req.Peer().Protocol,
+		Peer:            req.Peer().Addr,
+		Addr:            addr,
+		ProtocolVersion: version,
+		Err:             err,
+		Elapsed:         time.Since(begin),
+	}, nil)
 	if err != nil {
 		l.rejects.log(ctx, l.log, "legacy initialize rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))

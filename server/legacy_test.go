@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/vmre/vmre"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
 	"github.com/vmre/vmre/server"
 )
@@ -20,11 +22,12 @@ const legacyMethod = "/vm.runtime.Runtime/Initialize"
 // the test.
 func listenLegacy(t *testing.T, version uint, cfg server.LegacyConfig) *server.LegacyListener {
 	t.Helper()
-	l, err := server.ListenLegacy(acceptVersion(version), cfg)
+	cfg.Initializer = server.AcceptVersions("", version)
+	l, err := server.ListenLegacy(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(l.End)
 	return l
 }
 
@@ -124,10 +127,8 @@ func TestLegacy(t *testing.T) {
 		t.Parallel()
 		l := listenLegacy(t, 42, server.LegacyConfig{})
 		addr := l.Addr()
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-		l.Close() // idempotent
+		l.End()
+		l.End() // idempotent
 		if isClosed(l.Initialized()) {
 			t.Error("Close completed the handshake")
 		}
@@ -136,8 +137,8 @@ func TestLegacy(t *testing.T) {
 
 	t.Run("nil initializer", func(t *testing.T) {
 		t.Parallel()
-		if _, err := server.ListenLegacy(nil, server.LegacyConfig{}); err == nil {
-			t.Error("ListenLegacy(nil) succeeded; want an error")
+		if _, err := server.ListenLegacy(server.LegacyConfig{}); !errors.Is(err, vmre.ErrInvalidConfig) {
+			t.Errorf("ListenLegacy without an Initializer = %v; want an error wrapping vmre.ErrInvalidConfig", err)
 		}
 	})
 }

@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -13,8 +11,7 @@ import (
 
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
-	"github.com/vmre/vmre/internal/h2c"
-	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // TestMain fails the package when a test leaves a goroutine behind: every
@@ -32,66 +29,9 @@ const waitTimeout = 10 * time.Second
 // engine only checks its form.
 const vmAddr = "127.0.0.1:40000"
 
-// startEngine serves a new Engine on 127.0.0.1 (HTTP/1.1 and h2c) and
-// returns it with its host:port. Cleanup closes the engine, then the server.
-func startEngine(t *testing.T, cfg server.Config) (*server.Engine, string) {
-	t.Helper()
-	e := server.New(cfg)
-	addr := serve(t, e.Handler())
-	t.Cleanup(e.Close) // runs before serve's cleanup: leases end first
-	return e, addr
-}
-
-// serve serves h with server.Serve on a fresh loopback listener until the
-// test ends, and checks that Serve then returns nil.
-func serve(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- server.Serve(ctx, ln, h) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Serve returned %v after its context ended; want nil", err)
-		}
-	})
-	return ln.Addr().String()
-}
-
-// newLaunch registers a launch that accepts version; it ends with the test.
-func newLaunch(t *testing.T, e *server.Engine, version uint) *server.Launch {
-	t.Helper()
-	l, err := e.NewLaunch(acceptVersion(version))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.End)
-	return l
-}
-
-// h2cClient returns an HTTP client that speaks HTTP/2 without TLS.
-func h2cClient(t *testing.T) *http.Client {
-	c := h2c.NewClient()
-	t.Cleanup(c.CloseIdleConnections)
-	return c
-}
-
-// http1Client returns an HTTP client that speaks HTTP/1.1 only.
-func http1Client(t *testing.T) *http.Client {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	c := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-	t.Cleanup(c.CloseIdleConnections)
-	return c
-}
-
 // runtimeClient is a Connect-protocol RuntimeService client over h2c.
 func runtimeClient(t *testing.T, addr string, opts ...connect.ClientOption) runtimev1connect.RuntimeServiceClient {
-	return runtimev1connect.NewRuntimeServiceClient(h2cClient(t), "http://"+addr, opts...)
+	return runtimev1connect.NewRuntimeServiceClient(vmretest.H2CClient(t), "http://"+addr, opts...)
 }
 
 // callInitialize calls Initialize with token as the bearer token (no

@@ -9,6 +9,7 @@ import (
 
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -29,7 +30,7 @@ func recordProto(h http.Handler) http.Handler {
 func TestConnectGoClients(t *testing.T) {
 	t.Parallel()
 	e := server.New(server.Config{})
-	addr := serve(t, recordProto(e.Handler()))
+	addr := vmretest.Serve(t, recordProto(e.Handler()))
 	t.Cleanup(e.Close)
 
 	cases := []struct {
@@ -47,12 +48,12 @@ func TestConnectGoClients(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			hc := h2cClient(t)
+			hc := vmretest.H2CClient(t)
 			if tc.http1 {
-				hc = http1Client(t)
+				hc = vmretest.HTTP1Client(t)
 			}
 			c := runtimev1connect.NewRuntimeServiceClient(hc, "http://"+addr, tc.opts...)
-			l := newLaunch(t, e, 1)
+			l := vmretest.NewLaunch(t, e, 1, nil)
 			ctx := t.Context()
 
 			_, err := callInitialize(ctx, c, "", 1, vmAddr)

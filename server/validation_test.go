@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -18,9 +19,9 @@ import (
 // is untouched: the right call still completes it.
 func TestRejectionsChangeNothing(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	c := runtimeClient(t, addr)
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	unknown := strings.Repeat("0", 64)
 
 	rejections := []struct {
@@ -103,9 +104,9 @@ func TestRejectionsChangeNothing(t *testing.T) {
 
 func TestInitializeAfterEnd(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	c := runtimeClient(t, addr)
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	l.End()
 	l.End() // idempotent
 
@@ -130,14 +131,14 @@ func TestAcceptedAddrs(t *testing.T) {
 		{"vm.example.com:9650", true},
 		{"[2001:db8::1]:9650", true},
 	}
-	local, localAddr := startEngine(t, server.Config{})
-	remote, remoteAddr := startEngine(t, server.Config{AllowRemote: true})
+	local, localAddr := vmretest.StartEngine(t, server.Config{}, nil)
+	remote, remoteAddr := vmretest.StartEngine(t, server.Config{AllowRemote: true}, nil)
 	for _, tc := range cases {
 		t.Run(tc.addr, func(t *testing.T) {
 			t.Parallel()
 			if tc.remote {
 				// A local-only engine refuses it...
-				l := newLaunch(t, local, 1)
+				l := vmretest.NewLaunch(t, local, 1, nil)
 				_, err := callInitialize(t.Context(), runtimeClient(t, localAddr), l.Token(), 1, tc.addr)
 				wantCode(t, err, connect.CodeInvalidArgument)
 			}
@@ -147,7 +148,7 @@ func TestAcceptedAddrs(t *testing.T) {
 			if tc.remote {
 				e, addr = remote, remoteAddr
 			}
-			l := newLaunch(t, e, 1)
+			l := vmretest.NewLaunch(t, e, 1, nil)
 			if _, err := callInitialize(t.Context(), runtimeClient(t, addr), l.Token(), 1, tc.addr); err != nil {
 				t.Fatal(err)
 			}
@@ -162,9 +163,9 @@ func TestAcceptedAddrs(t *testing.T) {
 // rule: the address must still be a host:port with a valid port.
 func TestAllowRemoteStillChecksForm(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{AllowRemote: true})
+	e, addr := vmretest.StartEngine(t, server.Config{AllowRemote: true}, nil)
 	c := runtimeClient(t, addr)
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 	for _, bad := range []string{"10.1.2.3", "10.1.2.3:0", ":80", ""} {
 		_, err := callInitialize(t.Context(), c, l.Token(), 1, bad)
 		if connect.CodeOf(err) != connect.CodeInvalidArgument {
@@ -192,11 +193,11 @@ func TestOversizedBody(t *testing.T) {
 		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}},
 	}
 	for _, tc := range cases {
-		e, addr := startEngine(t, tc.cfg)
+		e, addr := vmretest.StartEngine(t, tc.cfg, nil)
 		for _, p := range protocols {
 			t.Run(tc.name+"/"+p.name, func(t *testing.T) {
 				t.Parallel()
-				l := newLaunch(t, e, 1)
+				l := vmretest.NewLaunch(t, e, 1, nil)
 				c := runtimeClient(t, addr, p.opts...)
 				_, err := callInitialize(t.Context(), c, l.Token(), 1, strings.Repeat("a", tc.addrLen))
 				wantCode(t, err, connect.CodeResourceExhausted)
@@ -213,9 +214,9 @@ func TestOversizedBody(t *testing.T) {
 // wins, the others get already_exists, and Result is the winner's address.
 func TestConcurrentInitialize(t *testing.T) {
 	t.Parallel()
-	e, addr := startEngine(t, server.Config{})
+	e, addr := vmretest.StartEngine(t, server.Config{}, nil)
 	c := runtimeClient(t, addr)
-	l := newLaunch(t, e, 1)
+	l := vmretest.NewLaunch(t, e, 1, nil)
 
 	const callers = 50
 	type result struct {
@@ -264,7 +265,7 @@ func TestNewLaunch(t *testing.T) {
 		e := server.New(server.Config{})
 		seen := make(map[string]bool)
 		for range 100 {
-			l := newLaunch(t, e, 1)
+			l := vmretest.NewLaunch(t, e, 1, nil)
 			tok := l.Token()
 			if len(tok) != 64 || strings.Trim(tok, "0123456789abcdef") != "" {
 				t.Fatalf("token %q; want 64 lower-case hex digits (256 bits)", tok)
@@ -278,7 +279,7 @@ func TestNewLaunch(t *testing.T) {
 
 	t.Run("nil initializer", func(t *testing.T) {
 		t.Parallel()
-		_, err := server.New(server.Config{}).NewLaunch(nil)
+		_, err := server.New(server.Config{}).NewLaunch(server.LaunchConfig{})
 		if !errors.Is(err, vmre.ErrInvalidConfig) {
 			t.Errorf("NewLaunch(nil) = %v; want an error wrapping vmre.ErrInvalidConfig", err)
 		}
@@ -287,23 +288,23 @@ func TestNewLaunch(t *testing.T) {
 	t.Run("pending limit", func(t *testing.T) {
 		t.Parallel()
 		e := server.New(server.Config{MaxPending: 2})
-		first := newLaunch(t, e, 1)
-		newLaunch(t, e, 1)
-		if _, err := e.NewLaunch(acceptVersion(1)); err == nil {
+		first := vmretest.NewLaunch(t, e, 1, nil)
+		vmretest.NewLaunch(t, e, 1, nil)
+		if _, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", 1)}); err == nil {
 			t.Fatal("a third pending launch was accepted; want the limit of 2 to refuse it")
 		}
 		first.End() // frees a slot
-		newLaunch(t, e, 1)
+		vmretest.NewLaunch(t, e, 1, nil)
 	})
 
 	t.Run("initialized launches leave the pending count", func(t *testing.T) {
 		t.Parallel()
-		e, addr := startEngine(t, server.Config{MaxPending: 1})
-		l := newLaunch(t, e, 1)
+		e, addr := vmretest.StartEngine(t, server.Config{MaxPending: 1}, nil)
+		l := vmretest.NewLaunch(t, e, 1, nil)
 		if _, err := callInitialize(t.Context(), runtimeClient(t, addr), l.Token(), 1, vmAddr); err != nil {
 			t.Fatal(err)
 		}
-		newLaunch(t, e, 1)
+		vmretest.NewLaunch(t, e, 1, nil)
 	})
 
 	t.Run("after Close", func(t *testing.T) {
@@ -311,7 +312,7 @@ func TestNewLaunch(t *testing.T) {
 		e := server.New(server.Config{})
 		e.Close()
 		e.Close() // idempotent
-		if _, err := e.NewLaunch(acceptVersion(1)); !errors.Is(err, server.ErrEngineClosed) {
+		if _, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", 1)}); !errors.Is(err, server.ErrEngineClosed) {
 			t.Errorf("NewLaunch after Close = %v; want server.ErrEngineClosed", err)
 		}
 	})

@@ -1,23 +1,32 @@
 package main
 
 // What a failed phase of a launch likely means, and what to do about it.
+// These hints name the CLI's flags and commands; the library's errors say
+// what happened in its own terms.
 
 import (
-	"strings"
+	"errors"
+	"fmt"
+	"io/fs"
+	"syscall"
+
+	"connectrpc.com/connect"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
 )
 
-// execFailure explains an exec error.
-func execFailure(reason string, info *pluginInfo) (cause, fix string) {
+// execFailure explains a launch that failed before the VM ran.
+func execFailure(err *launcher.LaunchError, info *pluginInfo) (cause, fix string) {
 	switch {
-	case strings.Contains(reason, "exec format error"):
+	case err.Phase != launcher.PhaseExec:
+		return "the launcher could not take the launch (" + err.Phase.String() + ")", "see the error above"
+	case errors.Is(err, syscall.ENOEXEC):
 		return "the file is not a program for this system (another OS or architecture), or a script without a #! line",
 			"build the plugin for this machine (GOOS/GOARCH), or start the script with a #! line"
-	case strings.Contains(reason, "permission denied"):
+	case errors.Is(err, fs.ErrPermission):
 		return "the file or a directory on its path is not executable by this user", "chmod +x " + info.path
-	case strings.Contains(reason, "no such file"):
+	case errors.Is(err, fs.ErrNotExist):
 		return "the file, or the interpreter named by its #! line, does not exist", "check the path and the #! line"
 	}
 	return "the system refused to start the plugin", "run it by hand to see the error"
@@ -25,29 +34,54 @@ func execFailure(reason string, info *pluginInfo) (cause, fix string) {
 
 // calledBack describes the VM's Initialize call: from where, over which
 // protocol.
-func (d *doctor) calledBack(initialize *traceEvent) string {
+func calledBack(call *traceCall) string {
 	s := "the VM called back"
-	if initialize == nil {
+	if call == nil {
 		return s
 	}
-	if peer := initialize.str("peer"); peer != "" {
-		s += " from " + peer
+	if call.Peer != "" {
+		s += " from " + call.Peer
 	}
-	if proto := initialize.str("protocol"); proto != "" {
-		s += " over " + proto
+	if call.Protocol != "" {
+		s += " over " + call.Protocol
 	}
 	return s
 }
 
+// connectMessage is the message of an engine's refusal, without its code.
+func connectMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return fmt.Sprint(err)
+}
+
+// launchOutcome says how a launch that the engine refused ended.
+func launchOutcome(err *launcher.LaunchError) string {
+	switch {
+	case err.Exit != nil:
+		return "the VM exited: " + err.Exit.String()
+	case errors.Is(err, vmre.ErrHandshakeTimeout):
+		return fmt.Sprintf("no valid call came within %s", err.Timeout)
+	}
+	return err.Error()
+}
+
+// engineKey is the variable that carries the engine's address to the VM.
+func (f *launchFlags) engineKeyName() string {
+	switch {
+	case f.engineKey != "":
+		return f.engineKey
+	case f.legacy:
+		return launcher.AvalancheEngineAddressKey
+	}
+	return vmre.EngineAddressKey
+}
+
 // neverCalledBack explains a handshake timeout from what the file is.
 func (d *doctor) neverCalledBack() (cause, fix string) {
-	key := d.flags.engineKey
-	if key == "" {
-		key = vmre.EngineAddressKey
-		if d.flags.legacy {
-			key = launcher.AvalancheEngineAddressKey
-		}
-	}
+	key := d.flags.engineKeyName()
 	switch {
 	case d.info.avalanche && !d.flags.legacy:
 		return "the plugin is built with " + avalancheGoModule + ": an rpcchainvm plugin reads " +
@@ -60,6 +94,29 @@ func (d *doctor) neverCalledBack() (cause, fix string) {
 	}
 	return "the VM never called the engine back: it does not read " + key + " (the engine address), " +
 			"or it is not a VM plugin at all, or it needs longer than --handshake-timeout " + d.flags.handshakeTimeout.String() + " to start",
-		"make the VM call client.Serve (" + vmreModule + "/client) at startup; for a plugin that reads another variable set --engine-key, " +
-			"for an rpcchainvm plugin use --legacy; for a slow start raise --handshake-timeout"
+		"make the VM call the engine back at startup (client.Serve in Go; docs/VM-AUTHORS.md in any language); " +
+			"for a plugin that reads another variable set --engine-key, for an rpcchainvm plugin use --legacy; for a slow start raise --handshake-timeout"
+}
+
+// launchHint is what the CLI adds to a failed launch's error: advice that
+// names its own flags and commands.
+func (f *launchFlags) launchHint(err error) string {
+	var lerr *launcher.LaunchError
+	if !errors.As(err, &lerr) {
+		return ""
+	}
+	switch {
+	case lerr.Phase == launcher.PhaseHandshakeWait && errors.Is(err, vmre.ErrHandshakeTimeout):
+		return "check that the plugin is a VM plugin and reads " + f.engineKeyName() +
+			" (set --engine-key if it reads another variable, --legacy for an rpcchainvm plugin), " +
+			"and that it starts within --handshake-timeout (raise it for a slow start); `vmre doctor PLUGIN` tells more"
+	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil && len(lerr.Stderr) == 0:
+		return "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does, or `vmre doctor PLUGIN`"
+	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil:
+		return "its last stderr lines say why; `vmre doctor PLUGIN` tells more"
+	case lerr.Phase == launcher.PhaseExec:
+		cause, fix := execFailure(lerr, &pluginInfo{path: lerr.Path})
+		return cause + ": " + fix
+	}
+	return ""
 }

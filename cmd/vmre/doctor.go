@@ -93,10 +93,7 @@ func (d *doctor) run(sig *signals) *report {
 	if !d.checkFile() {
 		return &d.report
 	}
-	trace := newLaunchTrace(d.log.Handler())
-	stderr := &lineTail{}
-	cfg := d.flags.config(slog.New(trace))
-	cfg.Stderr = stderr
+	cfg := d.flags.config(d.log)
 	l, err := launcher.New(cfg)
 	if err != nil {
 		d.report.failed(phase{name: phaseExec, detail: err.Error()}, exitCode(err), "the launcher could not start",
@@ -105,13 +102,12 @@ func (d *doctor) run(sig *signals) *report {
 	}
 	defer l.Close()
 
-	begin := time.Now()
-	rt, err := l.Launch(sig.first, exec.Command(d.info.path, d.args...))
-	started, initialize := trace.snapshot()
-	if !d.checkExec(err, begin, started) {
+	trace := &launchTrace{}
+	rt, err := l.Launch(sig.first, exec.Command(d.info.path, d.args...), d.flags.launchOptions(launcher.WithHooks(trace.hooks()))...)
+	if !d.checkExec(err, trace) {
 		return &d.report
 	}
-	if !d.checkHandshake(sig, rt, err, started, initialize, stderr) {
+	if !d.checkHandshake(sig, rt, err, trace) {
 		return &d.report
 	}
 	defer func() {
@@ -141,40 +137,39 @@ func (d *doctor) checkFile() bool {
 	return true
 }
 
-// checkExec reports the exec phase: a launch error from exec, or the
-// start the launcher logged.
-func (d *doctor) checkExec(err error, begin time.Time, started *traceEvent) bool {
-	var herr *launcher.HandshakeError
-	if errors.As(err, &herr) && strings.HasPrefix(herr.Reason, "exec ") {
-		p := phase{name: phaseExec, elapsed: time.Since(begin), detail: herr.Reason}
-		p.cause, p.fix = execFailure(herr.Reason, &d.info)
+// checkExec reports the exec phase: a launch that failed before the VM
+// ran, or the start the launcher's hook told of.
+func (d *doctor) checkExec(err error, trace *launchTrace) bool {
+	var lerr *launcher.LaunchError
+	if errors.As(err, &lerr) && (lerr.Phase == launcher.PhaseExec || lerr.Phase == launcher.PhaseConfig || lerr.Phase == launcher.PhaseListen) {
+		p := phase{name: phaseExec, detail: lerr.Error()}
+		p.cause, p.fix = execFailure(lerr, &d.info)
 		d.report.failed(p, exitCode(err), "the plugin could not be started",
 			phaseDialBack, phaseVersion, phaseServer, phaseHealth, phaseStop)
 		return false
 	}
 	p := phase{name: phaseExec, outcome: phaseOK, detail: "started"}
-	if started != nil {
-		p.elapsed = started.attrs["exec"].Duration()
-		if pid := started.str("pid"); pid != "" {
-			p.detail = "started as pid " + pid
-		}
+	if started, _ := trace.get(); started != nil {
+		p.elapsed = started.Exec
+		p.detail = fmt.Sprintf("started as pid %d", started.Pid)
 	}
 	d.report.add(p)
 	return true
 }
 
 // checkHandshake reports the dial-back and version phases.
-func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, started, initialize *traceEvent, stderr *lineTail) bool {
+func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, trace *launchTrace) bool {
 	rest := []string{phaseVersion, phaseServer, phaseHealth, phaseStop}
 	dial := phase{name: phaseDialBack}
-	if initialize != nil && started != nil {
-		dial.elapsed = initialize.time.Sub(started.time)
+	_, call := trace.get()
+	if call != nil {
+		dial.elapsed = call.sinceStart
 	}
-	var herr *launcher.HandshakeError
-	errors.As(err, &herr)
+	var lerr *launcher.LaunchError
+	errors.As(err, &lerr)
 	switch {
 	case err == nil:
-		dial.outcome, dial.detail = phaseOK, d.calledBack(initialize)
+		dial.outcome, dial.detail = phaseOK, calledBack(call)
 		if dial.elapsed == 0 {
 			dial.elapsed = rt.HandshakeDuration()
 		}
@@ -187,44 +182,38 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, s
 		dial.detail = "interrupted: " + context.Cause(sig.first).Error()
 		d.report.failed(dial, exitFailure, "interrupted", rest...)
 
-	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
+	case lerr.Phase == launcher.PhaseVersion:
 		var mismatch *vmre.VersionMismatchError
 		errors.As(err, &mismatch)
-		dial.outcome, dial.detail = phaseOK, d.calledBack(initialize)
+		dial.outcome, dial.detail = phaseOK, calledBack(call)
 		d.report.add(dial)
 		v := phase{name: phaseVersion, detail: mismatch.Error(),
 			cause: fmt.Sprintf("the VM speaks protocol version %d, the host version %d", mismatch.VMVersion, mismatch.HostVersion),
 			fix:   mismatch.Hint()}
 		d.report.failed(v, exitVersionMismatch, "protocol version mismatch", rest[1:]...)
 
-	case initialize != nil && initialize.rejected():
-		dial.detail = fmt.Sprintf("the VM called back, but the engine refused it: %s: %s",
-			initialize.str("code"), initialize.str("error"))
-		dial.cause = "the VM's Initialize request is not valid (see the engine's message); then: " + herr.Reason
+	case call != nil && !call.Accepted():
+		dial.detail = fmt.Sprintf("the VM called back, but the engine refused it: %s: %s", call.Result(), connectMessage(call.Err))
+		dial.cause = "the VM's Initialize request is not valid (see the engine's message); then: " + launchOutcome(lerr)
 		dial.fix = "announce the VM's own listener as a loopback host:port and send the token of " + vmre.EngineTokenKey +
-			" (client.Serve does both)"
-		dial.lines = stderr.get()
+			" as Authorization: Bearer (docs/VM-AUTHORS.md)"
+		dial.lines = lerr.Stderr
 		d.report.failed(dial, exitCode(err), "the engine refused the VM's handshake", rest...)
 
 	case errors.Is(err, vmre.ErrHandshakeTimeout):
-		dial.elapsed = d.flags.handshakeTimeout
-		dial.detail = herr.Reason
+		dial.elapsed = lerr.Timeout
+		dial.detail = fmt.Sprintf("the VM did not call back within %s", lerr.Timeout)
 		dial.cause, dial.fix = d.neverCalledBack()
-		dial.lines = stderr.get()
+		dial.lines = lerr.Stderr
 		d.report.failed(dial, exitHandshakeTimeout, "the VM never called back", rest...)
 
-	case errors.Is(err, vmre.ErrProcessNotFound):
-		if herr.Exit != nil {
-			dial.elapsed = herr.Exit.Ran
-		}
-		dial.detail = herr.Reason
+	case lerr.Exit != nil:
+		dial.elapsed = lerr.Exit.Ran
+		dial.detail = "the VM exited before its handshake: " + lerr.Exit.String()
 		dial.cause = "the VM crashed or refused to start before it called back; its last stderr lines say why"
 		dial.fix = "run it by hand with an engine: start `vmre serve`, export the lines it prints, run " +
 			d.report.command + " and read its errors"
-		dial.lines = herr.Stderr
-		if len(dial.lines) == 0 {
-			dial.lines = stderr.get()
-		}
+		dial.lines = lerr.Stderr
 		if len(dial.lines) == 0 {
 			dial.cause = "the VM exited before it called back, and wrote nothing on stderr"
 		}
@@ -275,11 +264,12 @@ func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
 // checkStop stops the VM and reports how it ended.
 func (d *doctor) checkStop(sig *signals, rt *launcher.Runtime) {
 	start := time.Now()
-	exit := stopAndWait(sig, rt)
+	err := rt.Shutdown(sig.second) // a second Ctrl-C kills at once
+	exit, _ := rt.Exit()
 	p := phase{name: phaseStop, elapsed: time.Since(start), detail: exit.String()}
-	if exit.Killed() {
+	if err != nil {
 		p.cause = "the VM ignored SIGTERM for --graceful-timeout " + d.flags.gracefulTimeout.String()
-		p.fix = "shut down on SIGTERM (client.Serve does); an rpcchainvm plugin needs --legacy, which calls /vm.VM/Shutdown first"
+		p.fix = "exit on SIGTERM (client.Serve does); an rpcchainvm plugin needs --legacy, which calls /vm.VM/Shutdown first"
 		d.report.failed(p, exitFailure, "the VM does not stop gracefully")
 		return
 	}

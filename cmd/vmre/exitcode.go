@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/launcher"
 )
 
 // Exit codes of vmre; DESIGN.md's table and docs/DEBUGGING.md list them.
@@ -25,20 +26,27 @@ const exitCodesHelp = `Exit codes:
   5  the VM exited before its handshake
 `
 
-// exitCode maps an error to vmre's exit code. A handshake timeout also
-// matches vmre.ErrProcessNotFound, so it is tested first.
+// exitCode maps an error to vmre's exit code: a launch's error by its
+// phase, any other by the root package's sentinels.
 func exitCode(err error) int {
+	var lerr *launcher.LaunchError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &lerr):
+		switch {
+		case lerr.Phase == launcher.PhaseConfig:
+			return exitUsage
+		case lerr.Phase == launcher.PhaseVersion:
+			return exitVersionMismatch
+		case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil:
+			return exitVMExited
+		case lerr.Phase == launcher.PhaseHandshakeWait && errors.Is(lerr.Err, vmre.ErrHandshakeTimeout):
+			return exitHandshakeTimeout
+		}
+		return exitFailure
 	case errors.Is(err, vmre.ErrInvalidConfig):
 		return exitUsage
-	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
-		return exitVersionMismatch
-	case errors.Is(err, vmre.ErrHandshakeTimeout):
-		return exitHandshakeTimeout
-	case errors.Is(err, vmre.ErrProcessNotFound):
-		return exitVMExited
 	}
 	return exitFailure
 }

@@ -12,6 +12,7 @@ import (
 
 // launchFlags are the flags of run and doctor that configure the launch.
 type launchFlags struct {
+	name             string
 	protocolVersion  uint
 	hostName         string
 	engineKey        string
@@ -22,6 +23,9 @@ type launchFlags struct {
 }
 
 func (f *launchFlags) register(fs *flag.FlagSet, defaultLogLevel slog.Level) {
+	fs.StringVar(&f.name, "name", "",
+		"the VM's `name` in logs, events and /v1/vms (default: the plugin's file name; set it for an interpreted "+
+			"plugin such as `node vm.js`, which would be named after its interpreter)")
 	fs.UintVar(&f.protocolVersion, "protocol-version", vmre.ProtocolVersion,
 		"the protocol `version` the host speaks; a VM that sends another fails its handshake (exit 3)")
 	fs.StringVar(&f.hostName, "host-name", vmre.DefaultHostName,
@@ -51,6 +55,14 @@ func (f *launchFlags) validate(fs *flag.FlagSet, e env) int {
 		"handshake-timeout": f.handshakeTimeout,
 		"graceful-timeout":  f.gracefulTimeout,
 	})
+}
+
+// launchOptions are the options of one launch: --name, and extra.
+func (f *launchFlags) launchOptions(extra ...launcher.LaunchOption) []launcher.LaunchOption {
+	if f.name != "" {
+		extra = append(extra, launcher.WithName(f.name))
+	}
+	return extra
 }
 
 // config is the launcher configuration of the flags. With --legacy the

@@ -36,7 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir, vmreBin, exampleVM = dir, filepath.Join(dir, "vmre"), filepath.Join(dir, "examplevm")
-	if err := build(vmreBin, "github.com/vmre/vmre/cmd/vmre", raceEnabled); err == nil {
+	err = build(vmreBin, "github.com/vmre/vmre/cmd/vmre", raceEnabled)
+	if err == nil {
 		err = build(exampleVM, "github.com/vmre/vmre/cmd/examplevm", false)
 	}
 	if err != nil {
@@ -285,14 +286,64 @@ func writeScript(t *testing.T, name, body string) string {
 	return path
 }
 
-// needCurl returns the path of curl, or skips the test.
+// needCurl returns the path of curl. Its absence fails the test, as in
+// package server: a machine without curl must not pass by skipping.
 func needCurl(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("curl is not installed")
+		t.Fatal("curl is not installed; the README asks for it: apt-get install -y curl")
 	}
 	return path
+}
+
+// eventsFIFO makes a named pipe for --events and collects the events that
+// vmre writes to it, line by line. The test holds the pipe open for
+// writing too, so that vmre's open never blocks and the reader never sees
+// an end of file: it waits for events, and cleanup stops it.
+func eventsFIFO(t *testing.T) (string, *lines) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "events")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLines()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.readFrom(f)
+	}()
+	t.Cleanup(func() {
+		f.Close()
+		<-done
+	})
+	return path, l
+}
+
+// isEvent matches the --events line of event name for which cond (when
+// not nil) holds.
+func isEvent(name string, cond func(record) bool) func(string) bool {
+	return func(line string) bool {
+		r := parseRecord(line)
+		return r != nil && r["event"] == name && (cond == nil || cond(r))
+	}
+}
+
+// findEvent returns the first event name in a whole --events stream.
+func findEvent(t *testing.T, stream, name string) record {
+	t.Helper()
+	match := isEvent(name, nil)
+	for line := range strings.Lines(stream) {
+		if match(line) {
+			return parseRecord(line)
+		}
+	}
+	t.Fatalf("no event %q in:\n%s", name, stream)
+	return nil
 }
 
 // pidGone reports whether no process has the pid any more.

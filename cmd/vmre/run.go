@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os/exec"
+	"strings"
 
 	"github.com/vmre/vmre/launcher"
 )
@@ -32,6 +33,8 @@ Examples:
   vmre run --listen 127.0.0.1:8080 --log-format json ./bin/examplevm --log-level debug
   vmre run --check --handshake-timeout 10s ./bin/examplevm
   vmre run --legacy --host-name odysseygo ./plugins/my-rpcchainvm-plugin
+  vmre run --events - ./bin/examplevm | jq -c 'select(.event == "ready")'
+  vmre run --name myvm node ./vm.js
 
 `
 
@@ -40,6 +43,7 @@ type runFlags struct {
 	launchFlags
 	listen string
 	check  bool
+	events string
 }
 
 func runCommand(ctx context.Context, args []string, e env) int {
@@ -49,6 +53,9 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.BoolVar(&f.check, "check", false,
 		"exit 0 right after a successful handshake and a health probe of the VM, stopping the VM (a smoke test)")
+	fs.StringVar(&f.events, "events", "",
+		"write what happens to the VM as JSON lines to `file` (- for stdout): listening, started, engine_call, "+
+			"handshake, ready, launch_failed, stop_stage, exited, output_dropped; for scripts, instead of reading the logs")
 	if err := parseFlags(fs, runHead, exitCodesHelp, args, e); err != nil {
 		return flagExit(err)
 	}
@@ -59,13 +66,18 @@ func runCommand(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	log := f.log.logger(e)
+	events, err := openEventLog(f.events, e.stdout)
+	if err != nil {
+		return usagef(fs, e, "%v", err)
+	}
+	defer events.close()
 	sig := catchSignals(ctx)
 	defer sig.stop()
-	return f.run(sig, log, fs.Arg(0), fs.Args()[1:])
+	return f.run(sig, log, events, fs.Arg(0), fs.Args()[1:])
 }
 
 // run serves the node mux, launches the VM, and serves or checks it.
-func (f *runFlags) run(sig *signals, log *slog.Logger, plugin string, args []string) int {
+func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, plugin string, args []string) int {
 	ln, addr, err := listen(f.listen)
 	if err != nil {
 		return fail(log, "vmre run failed", err)
@@ -77,11 +89,13 @@ func (f *runFlags) run(sig *signals, log *slog.Logger, plugin string, args []str
 		}
 	}()
 	log.Info("node mux listening", "addr", n.addr, "url", "http://"+n.addr)
+	events.write(event{Event: "listening", Addr: n.addr})
 	if !isLoopback(n.addr) {
 		log.Warn("the node mux listens beyond loopback: anyone who can reach it can read /v1/vms", "listen", f.listen)
 	}
 
 	cfg := f.config(log)
+	cfg.Hooks = events.hooks()
 	cfg.Manager = n.vms // lists the VM in GET /v1/vms
 	// The VM calls back the engine in the mux; a legacy launch handshakes on
 	// a listener of its own instead.
@@ -93,14 +107,14 @@ func (f *runFlags) run(sig *signals, log *slog.Logger, plugin string, args []str
 		return fail(log, "vmre run failed", err)
 	}
 	defer l.Close()
-	rt, err := l.Launch(sig.first, exec.Command(plugin, args...))
+	rt, err := l.Launch(sig.first, exec.Command(plugin, args...), f.launchOptions()...)
 	if err != nil {
 		if sig.first.Err() != nil {
 			err = context.Cause(sig.first)
 			log.Warn("interrupted before the VM's handshake completed", "reason", err.Error())
 			return exitFailure
 		}
-		return fail(log, "vmre run failed", err)
+		return failHint(log, "vmre run failed", err, f.launchHint(err))
 	}
 	logHints(log, n.addr, rt, f.legacy)
 
@@ -132,26 +146,27 @@ func (f *runFlags) serveVM(sig *signals, log *slog.Logger, rt *launcher.Runtime,
 	}
 }
 
-// checkVM probes the VM's health, then stops it.
+// checkVM probes the VM's health, then stops it, and ends on a verdict.
 func (f *runFlags) checkVM(sig *signals, log *slog.Logger, rt *launcher.Runtime) int {
-	code := exitOK
+	var failed []string
 	res, err := probeVM(sig.first, rt.Status().Addr)
 	if err != nil {
 		log.Error("health probe failed", "probe", res.method, "error", err.Error(), "elapsed", res.elapsed)
-		code = exitFailure
+		failed = append(failed, "the health probe failed")
 	} else {
 		log.Info("health probe passed", "probe", res.method, "status", res.status, "elapsed", res.elapsed)
 	}
 	log.Info("stopping the VM (--check)", "graceful_timeout", f.gracefulTimeout)
-	exit := stopAndWait(sig, rt)
-	if exit.Killed() {
-		log.Error("the VM did not stop gracefully within --graceful-timeout", "exit", exit.String())
-		code = exitFailure
+	if err := rt.Shutdown(sig.second); err != nil {
+		log.Error("the VM did not stop gracefully within --graceful-timeout", "error", err.Error())
+		failed = append(failed, "the VM did not stop gracefully")
 	}
-	if code == exitOK {
-		log.Info("check passed")
+	if len(failed) > 0 {
+		log.Error("check failed: "+strings.Join(failed, "; "), "exit_code", exitFailure)
+		return exitFailure
 	}
-	return code
+	log.Info("check passed")
+	return exitOK
 }
 
 // stopAndWait stops the VM (a second signal kills it at once) and waits
@@ -165,9 +180,16 @@ func stopAndWait(sig *signals, rt *launcher.Runtime) launcher.Exit {
 
 // fail logs err, which says what failed and what to do, and returns its
 // exit code.
-func fail(log *slog.Logger, msg string, err error) int {
+func fail(log *slog.Logger, msg string, err error) int { return failHint(log, msg, err, "") }
+
+// failHint is fail with the CLI's hint, when it has one.
+func failHint(log *slog.Logger, msg string, err error, hint string) int {
 	code := exitCode(err)
-	log.Error(msg, "error", err.Error(), "exit_code", code)
+	attrs := []any{"error", err.Error()}
+	if hint != "" {
+		attrs = append(attrs, "hint", hint)
+	}
+	log.Error(msg, append(attrs, "exit_code", code)...)
 	return code
 }
 

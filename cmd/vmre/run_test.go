@@ -142,13 +142,13 @@ func TestRunVMExitsOnItsOwn(t *testing.T) {
 			// the very moment its handshake completed could be reported
 			// either way by the launcher, which sees both at once.
 			vm := curlHandshakeScript(t, curl, "127.0.0.1:9", "sleep 0.2\nexit "+strconv.Itoa(tc.vmExit))
-			r := runVMRE(t, 30*time.Second, "run", "--log-format", "json", vm)
+			r := runVMRE(t, 30*time.Second, "run", "--events", "-", vm)
 			if r.code != tc.code {
 				t.Fatalf("exit %d, want %d\nstderr:\n%s", r.code, tc.code, r.stderr)
 			}
-			rec := findRecord(t, r.stderr, "the VM exited on its own")
-			if exit, _ := rec["exit"].(string); !strings.HasPrefix(exit, "exit code "+strconv.Itoa(tc.vmExit)) {
-				t.Errorf("exit = %q", rec["exit"])
+			exit, _ := findEvent(t, r.stdout, "exited")["exit"].(map[string]any)
+			if exit["code"] != float64(tc.vmExit) || exit["stage"] != "none" {
+				t.Errorf("exited: %v; want code %d on its own", exit, tc.vmExit)
 			}
 		})
 	}
@@ -182,19 +182,15 @@ func getVMs(t *testing.T, muxAddr string) []vmsEntry {
 	return vms
 }
 
-// startRun starts `vmre run` and waits for its handshake; it returns the
-// process, the mux address and the handshake record.
+// startRun starts `vmre run --events -` and waits until the VM is ready;
+// it returns the process (whose stdout carries the events), the mux
+// address and the ready event.
 func startRun(t *testing.T, args ...string) (*proc, string, record) {
 	t.Helper()
-	p := startVMRE(t, append([]string{"run", "--log-format", "json"}, args...)...)
-	mux := parseRecord(p.stderr.waitFor(t, "node mux listening", 20*time.Second, hostRecord("node mux listening")))
-	hs := parseRecord(p.stderr.waitFor(t, "handshake succeeded", 20*time.Second, hostRecord("handshake succeeded")))
-	// The launcher logs the handshake just before it hands the VM over;
-	// the hints come once the VM is in GET /v1/vms.
-	p.stderr.waitFor(t, "the curl hints", 20*time.Second, func(line string) bool {
-		return strings.HasPrefix(msgOf(parseRecord(line)), "list the VMs: curl")
-	})
-	return p, mux["addr"].(string), hs
+	p := startVMRE(t, append([]string{"run", "--log-format", "json", "--events", "-"}, args...)...)
+	mux := parseRecord(p.stdout.waitFor(t, "the listening event", 20*time.Second, isEvent("listening", nil)))
+	ready := parseRecord(p.stdout.waitFor(t, "the ready event", 20*time.Second, isEvent("ready", nil)))
+	return p, mux["addr"].(string), ready
 }
 
 func TestRunServesNodeMux(t *testing.T) {
@@ -251,9 +247,9 @@ func TestRunServesNodeMux(t *testing.T) {
 	if !pidGone(pid) {
 		t.Errorf("the VM (pid %d) still exists after vmre exited", pid)
 	}
-	exited := parseRecord(p.stderr.waitFor(t, "vm exited", time.Second, hostRecord("vm exited")))
-	if exit, _ := exited["exit"].(string); !strings.Contains(exit, "stopped by SIGTERM") {
-		t.Errorf("vm exited: %q, want a stop by SIGTERM", exit)
+	exit, _ := parseRecord(p.stdout.waitFor(t, "the exited event", time.Second, isEvent("exited", nil)))["exit"].(map[string]any)
+	if exit["code"] != 0.0 || exit["stage"] != "sigterm" {
+		t.Errorf("exited: %v; want code 0 after SIGTERM", exit)
 	}
 }
 
@@ -271,7 +267,7 @@ exec sleep 30
 	p, muxAddr, hs := startRun(t, "--legacy", "--graceful-timeout", "10s", vm)
 	pid := int(hs["pid"].(float64))
 	if hs["addr"] != "127.0.0.1:9" {
-		t.Errorf("handshake succeeded: addr %v", hs["addr"])
+		t.Errorf("ready: addr %v", hs["addr"])
 	}
 	vms := getVMs(t, muxAddr)
 	if len(vms) != 1 || vms[0].Pid != pid || vms[0].Addr != "127.0.0.1:9" || vms[0].State != "running" {
@@ -302,10 +298,15 @@ func legacyInitializeFrame(t *testing.T, version byte, addr string) string {
 // curl, announcing vmAddr, then runs then.
 func curlHandshakeScript(t *testing.T, curl, vmAddr, then string) string {
 	t.Helper()
-	return writeScript(t, "vm", curl+` -sS -o /dev/null -X POST -H 'Content-Type: application/json' \
-  -H "Authorization: Bearer $VMRE_RUNTIME_ENGINE_TOKEN" -d '{"protocolVersion":1,"addr":"`+vmAddr+`"}' \
+	return writeScript(t, "vm", curlHandshake(curl, vmAddr)+then+"\n")
+}
+
+// curlHandshake is the shell line of a native handshake with curl.
+func curlHandshake(curl, vmAddr string) string {
+	return curl + ` -sS -o /dev/null -X POST -H 'Content-Type: application/json' \
+  -H "Authorization: Bearer $VMRE_RUNTIME_ENGINE_TOKEN" -d '{"protocolVersion":1,"addr":"` + vmAddr + `"}' \
   "http://$VMRE_RUNTIME_ENGINE_ADDR/vmre.runtime.v1.RuntimeService/Initialize" >&2 || exit 9
-`+then+"\n")
+`
 }
 
 // A VM without grpc.health.v1 gets a plain HTTP probe in --check.
@@ -345,14 +346,16 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 func TestRunSecondSignalKills(t *testing.T) {
 	t.Parallel()
 	curl := needCurl(t)
-	vm := curlHandshakeScript(t, curl, "127.0.0.1:9", "trap '' TERM\nwhile :; do sleep 1; done")
+	// The VM ignores SIGTERM from its first line, before its handshake:
+	// the first signal must not end it.
+	vm := writeScript(t, "stubborn", "trap '' TERM\n"+curlHandshake(curl, "127.0.0.1:9")+"while :; do sleep 1; done\n")
 	p, _, hs := startRun(t, "--graceful-timeout", "60s", vm)
 	pid := int(hs["pid"].(float64))
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	p.stderr.waitFor(t, "the graceful stop", 10*time.Second, hostRecord("stopping the VM"))
+	p.stdout.waitFor(t, "SIGTERM to the VM", 10*time.Second, isEvent("stop_stage", func(r record) bool { return r["stage"] == "sigterm" }))
 	if code := p.signal(t, syscall.SIGINT, 20*time.Second); code != exitOK {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", code, p.stderr)
 	}
@@ -362,8 +365,12 @@ func TestRunSecondSignalKills(t *testing.T) {
 	if !pidGone(pid) {
 		t.Errorf("the VM (pid %d) still exists", pid)
 	}
-	exited := parseRecord(p.stderr.waitFor(t, "vm exited", time.Second, hostRecord("vm exited")))
-	if exit, _ := exited["exit"].(string); !strings.Contains(exit, "killed") {
-		t.Errorf("vm exited: %q, want killed", exit)
+	kill := parseRecord(p.stdout.waitFor(t, "SIGKILL to the VM", time.Second, isEvent("stop_stage", func(r record) bool { return r["stage"] == "sigkill" })))
+	if kill["reason"] != "the stop's context ended" {
+		t.Errorf("SIGKILL for %q; want the second signal, which ends the stop's context", kill["reason"])
+	}
+	exit, _ := parseRecord(p.stdout.waitFor(t, "the exited event", time.Second, isEvent("exited", nil)))["exit"].(map[string]any)
+	if exit["signal"] != "killed" || exit["stage"] != "sigkill" {
+		t.Errorf("exited: %v; want killed by SIGKILL", exit)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -46,6 +47,7 @@ type serveFlags struct {
 	hostName        string
 	legacy          bool
 	engineKey       string
+	events          string
 	log             logFlags
 }
 
@@ -58,6 +60,8 @@ func serveCommand(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&f.legacy, "legacy", false, "serve the rpcchainvm handshake (/vm.runtime.Runtime/Initialize over gRPC, no token)")
 	fs.StringVar(&f.engineKey, "engine-key", "", "the `variable` name printed for the engine address (default "+
 		vmre.EngineAddressKey+", or "+launcher.AvalancheEngineAddressKey+" with --legacy)")
+	fs.StringVar(&f.events, "events", "", "write every call to the engine as a JSON line (event engine_call) to `file`, "+
+		"after a first line with event listening; stdout keeps only the variables")
 	f.log.register(fs, slog.LevelInfo)
 	if err := parseFlags(fs, serveHead, "", args, e); err != nil {
 		return flagExit(err)
@@ -76,9 +80,17 @@ func serveCommand(ctx context.Context, args []string, e env) int {
 	}
 
 	log := f.log.logger(e)
-	// Every Initialize attempt is logged at info or warn: keep them visible
-	// whatever --log-level says.
-	engineLog := f.log.loggerAtLeast(e, slog.LevelInfo).With(slog.String("component", "engine"))
+	if f.events == "-" {
+		return usagef(fs, e, "--events -: stdout carries the variables only; give a file")
+	}
+	events, err := openEventLog(f.events, e.stdout)
+	if err != nil {
+		return usagef(fs, e, "%v", err)
+	}
+	defer events.close()
+	// Every call is logged at info or warn: keep them visible whatever
+	// --log-level says.
+	calls := logCalls(f.log.loggerAtLeast(e, slog.LevelInfo).With(slog.String("component", "engine")), events)
 	sig := catchSignals(ctx)
 	defer sig.stop()
 
@@ -86,17 +98,43 @@ func serveCommand(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return fail(log, "vmre serve failed", err)
 	}
-	accept := &acceptVersion{hostName: f.hostName, version: f.protocolVersion, log: engineLog}
+	events.write(event{Event: "listening", Addr: addr})
+	accept := server.AcceptVersions(f.hostName, f.protocolVersion)
 	if f.legacy {
-		return f.serveLegacy(sig, e, log, engineLog, ln, addr, accept)
+		return f.serveLegacy(sig, e, log, calls, ln, addr, accept)
 	}
-	return f.serveNative(sig, e, log, engineLog, ln, addr, accept)
+	return f.serveNative(sig, e, log, calls, ln, addr, accept)
 }
 
-func (f *serveFlags) serveNative(sig *signals, e env, log, engineLog *slog.Logger, ln net.Listener, addr string, accept *acceptVersion) int {
-	engine := server.New(server.Config{HostName: f.hostName, Logger: engineLog})
+// logCalls logs every call to the engine with its outcome, and for a
+// version mismatch which side to upgrade. Unlike the engine's own log,
+// which keeps 10 refusals a second, it misses none: serve is for watching
+// one VM's attempts.
+func logCalls(log *slog.Logger, events *eventLog) *server.Hooks {
+	return &server.Hooks{Call: func(c server.Call) {
+		events.write(event{Event: "engine_call", Procedure: c.Procedure, Protocol: c.Protocol, Peer: c.Peer,
+			Addr: c.Addr, ProtocolVersion: c.ProtocolVersion, Result: c.Result(), Error: errText(c.Err)})
+		attrs := []slog.Attr{slog.String("procedure", c.Procedure), slog.String("peer", c.Peer), slog.String("protocol", c.Protocol)}
+		if c.Addr != "" || c.ProtocolVersion != 0 {
+			attrs = append(attrs, slog.String("addr", c.Addr), slog.Uint64("protocol_version", uint64(c.ProtocolVersion)))
+		}
+		if c.Accepted() {
+			log.LogAttrs(context.Background(), slog.LevelInfo, "call accepted", attrs...)
+			return
+		}
+		attrs = append(attrs, slog.String("code", c.Result()), slog.String("error", connectMessage(c.Err)))
+		var mismatch *vmre.VersionMismatchError
+		if errors.As(c.Err, &mismatch) {
+			attrs = append(attrs, slog.String("hint", mismatch.Hint()))
+		}
+		log.LogAttrs(context.Background(), slog.LevelWarn, "call refused", attrs...)
+	}}
+}
+
+func (f *serveFlags) serveNative(sig *signals, e env, log *slog.Logger, calls *server.Hooks, ln net.Listener, addr string, accept vmre.Initializer) int {
+	engine := server.New(server.Config{HostName: f.hostName, Hooks: calls})
 	defer engine.Close()
-	launch, err := engine.NewLaunch(accept)
+	launch, err := engine.NewLaunch(server.LaunchConfig{Initializer: accept})
 	if err != nil {
 		ln.Close()
 		return fail(log, "vmre serve failed", err)
@@ -114,13 +152,12 @@ func (f *serveFlags) serveNative(sig *signals, e env, log, engineLog *slog.Logge
 	})
 }
 
-func (f *serveFlags) serveLegacy(sig *signals, e env, log, engineLog *slog.Logger, ln net.Listener, addr string, accept *acceptVersion) int {
-	ll, err := server.ListenLegacy(accept, server.LegacyConfig{Logger: engineLog, Listener: ln})
+func (f *serveFlags) serveLegacy(sig *signals, e env, log *slog.Logger, calls *server.Hooks, ln net.Listener, addr string, accept vmre.Initializer) int {
+	ll, err := server.ListenLegacy(server.LegacyConfig{Initializer: accept, Hooks: calls, Listener: ln})
 	if err != nil {
-		ln.Close()
 		return fail(log, "vmre serve failed", err)
 	}
-	defer ll.Close()
+	defer ll.End()
 	fmt.Fprintf(e.stdout, "%s=%s\n", f.engineKey, addr)
 	log.Info("legacy engine listening: export the line printed on stdout, then start the plugin",
 		"addr", addr, "protocol_version", f.protocolVersion)
@@ -136,17 +173,10 @@ func (f *serveFlags) serveLegacy(sig *signals, e env, log, engineLog *slog.Logge
 	return exitOK
 }
 
-// initializer is a pending handshake: a server.Launch or a
-// server.LegacyListener.
-type initializer interface {
-	Initialized() <-chan struct{}
-	Result() (addr string, protocolVersion uint)
-}
-
 // serveUntilInterrupted serves h on ln until a signal, logging the VM's
 // address once it has completed its handshake. It calls release before it
 // shuts the server down.
-func serveUntilInterrupted(sig *signals, log *slog.Logger, ln net.Listener, h http.Handler, hs initializer, release func()) int {
+func serveUntilInterrupted(sig *signals, log *slog.Logger, ln net.Listener, h http.Handler, hs server.Handshake, release func()) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
@@ -173,21 +203,4 @@ func serveUntilInterrupted(sig *signals, log *slog.Logger, ln net.Listener, h ht
 			return fail(log, "engine stopped", fmt.Errorf("serve: %w", err))
 		}
 	}
-}
-
-// acceptVersion accepts one protocol version; serve's launch uses it.
-type acceptVersion struct {
-	hostName string
-	version  uint
-	log      *slog.Logger
-}
-
-func (a *acceptVersion) Initialize(ctx context.Context, version uint, _ string) error {
-	if version == a.version {
-		return nil
-	}
-	err := &vmre.VersionMismatchError{HostName: a.hostName, HostVersion: a.version, VMVersion: version}
-	a.log.LogAttrs(ctx, slog.LevelWarn, "protocol version mismatch", slog.Uint64("host", uint64(a.version)),
-		slog.Uint64("vm", uint64(version)), slog.String("hint", err.Hint()))
-	return err
 }

@@ -15,11 +15,12 @@ import (
 	"github.com/vmre/vmre/launcher"
 )
 
-// startServe starts `vmre serve` and returns it with the variables it
-// printed, once it has printed want lines.
-func startServe(t *testing.T, want int, args ...string) (*proc, map[string]string) {
+// startServe starts `vmre serve --events` and returns it with the
+// variables it printed, once it has printed want lines, and its events.
+func startServe(t *testing.T, want int, args ...string) (*proc, map[string]string, *lines) {
 	t.Helper()
-	p := startVMRE(t, append([]string{"serve", "--log-format", "json"}, args...)...)
+	path, events := eventsFIFO(t)
+	p := startVMRE(t, append([]string{"serve", "--log-format", "json", "--events", path}, args...)...)
 	n := 0
 	p.stdout.waitFor(t, "the engine's variables", 20*time.Second, func(string) bool { n++; return n == want })
 	vars := make(map[string]string)
@@ -30,7 +31,7 @@ func startServe(t *testing.T, want int, args ...string) (*proc, map[string]strin
 		}
 		vars[k] = v
 	}
-	return p, vars
+	return p, vars, events
 }
 
 // stopServe interrupts serve and checks that it exits 0 and printed
@@ -63,56 +64,59 @@ func curlInitialize(t *testing.T, curl, addr, token string, version int) string 
 func TestServeCurlHandshake(t *testing.T) {
 	t.Parallel()
 	curl := needCurl(t)
-	p, vars := startServe(t, 2)
+	p, vars, events := startServe(t, 2)
 	addr, token := vars[vmre.EngineAddressKey], vars[vmre.EngineTokenKey]
 	if !strings.HasPrefix(addr, "127.0.0.1:") || len(token) != 64 {
 		t.Fatalf("stdout: %v", vars)
+	}
+	if listening := parseRecord(events.waitFor(t, "the listening event", 10*time.Second, isEvent("listening", nil))); listening["addr"] != addr {
+		t.Errorf("listening at %v; stdout says %s", listening["addr"], addr)
+	}
+	call := func(result string) func(string) bool {
+		return isEvent("engine_call", func(r record) bool { return r["result"] == result })
 	}
 
 	if out := curlInitialize(t, curl, addr, "", 1); !strings.Contains(out, `"code":"unauthenticated"`) {
 		t.Errorf("without the token: %s, want unauthenticated", out)
 	}
-	p.stderr.waitFor(t, "the refusal logged", 10*time.Second, func(line string) bool {
-		r := parseRecord(line)
-		return r["msg"] == "initialize rejected" && r["code"] == "unauthenticated"
-	})
+	events.waitFor(t, "the refused call", 10*time.Second, call("unauthenticated"))
 	if out := curlInitialize(t, curl, addr, token, 2); !strings.Contains(out, "protocol version mismatch vmre: 1 vm: 2") {
 		t.Errorf("another version: %s, want a mismatch", out)
 	}
+	events.waitFor(t, "the refused version", 10*time.Second, call("failed_precondition"))
 	if out := curlInitialize(t, curl, addr, token, 1); !strings.Contains(out, `"hostName":"vmre"`) {
 		t.Errorf("with the token: %s, want the host's answer", out)
 	}
-	p.stderr.waitFor(t, "the handshake logged", 10*time.Second, func(line string) bool {
-		r := parseRecord(line)
-		return r["msg"] == "initialize accepted" && r["addr"] == "127.0.0.1:9"
-	})
-	p.stderr.waitFor(t, "the VM's address logged", 10*time.Second, func(line string) bool {
-		r := parseRecord(line)
-		return strings.HasPrefix(msgOf(r), "vm initialized") && r["addr"] == "127.0.0.1:9"
-	})
+	if ok := parseRecord(events.waitFor(t, "the handshake", 10*time.Second, call("ok"))); ok["addr"] != "127.0.0.1:9" || ok["protocol_version"] != 1.0 {
+		t.Errorf("accepted call %v; want addr 127.0.0.1:9, version 1", ok)
+	}
 	// The token is spent: a second handshake is refused.
 	if out := curlInitialize(t, curl, addr, token, 1); !strings.Contains(out, `"code":"already_exists"`) {
 		t.Errorf("second handshake: %s, want already_exists", out)
 	}
 	stopServe(t, p, 2)
-}
 
-func msgOf(r record) string {
-	s, _ := r["msg"].(string)
-	return s
+	// serve logs every attempt with its outcome, the mismatch with a hint.
+	log := p.stderr.String()
+	for _, want := range []string{`"msg":"call refused"`, `"code":"unauthenticated"`, `"code":"failed_precondition"`,
+		`"hint":"the VM is newer than the host`, `"msg":"call accepted"`, `"code":"already_exists"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("serve's log lacks %s:\n%s", want, log)
+		}
+	}
 }
 
 // A VM started by hand with serve's two variables handshakes, keeps its
 // lease while serve runs, and shuts down when serve stops.
 func TestServeHandStartedVM(t *testing.T) {
 	t.Parallel()
-	p, vars := startServe(t, 2)
+	p, vars, events := startServe(t, 2)
 	env := append(os.Environ(),
 		vmre.EngineAddressKey+"="+vars[vmre.EngineAddressKey], vmre.EngineTokenKey+"="+vars[vmre.EngineTokenKey])
 	vm := startProc(t, env, exampleVM)
-	p.stderr.waitFor(t, "the VM's handshake", 20*time.Second, func(line string) bool {
-		return strings.HasPrefix(msgOf(parseRecord(line)), "vm initialized")
-	})
+	events.waitFor(t, "the VM's lease", 20*time.Second, isEvent("engine_call", func(r record) bool {
+		return r["procedure"] == "/vmre.runtime.v1.RuntimeService/Lease" && r["result"] == "ok"
+	}))
 	select {
 	case <-vm.done:
 		t.Fatalf("the VM exited while serve runs:\n%s", vm.stderr)
@@ -127,7 +131,7 @@ func TestServeHandStartedVM(t *testing.T) {
 func TestServeLegacy(t *testing.T) {
 	t.Parallel()
 	curl := needCurl(t)
-	p, vars := startServe(t, 1, "--legacy")
+	p, vars, events := startServe(t, 1, "--legacy")
 	addr, ok := vars[launcher.AvalancheEngineAddressKey]
 	if !ok || len(vars) != 1 || !strings.HasPrefix(addr, "127.0.0.1:") {
 		t.Fatalf("stdout: %v, want the single line %s=ADDR", vars, launcher.AvalancheEngineAddressKey)
@@ -139,10 +143,9 @@ func TestServeLegacy(t *testing.T) {
 	if err != nil || string(out) != "200" {
 		t.Fatalf("curl: %s %v", out, err)
 	}
-	p.stderr.waitFor(t, "the legacy handshake", 10*time.Second, func(line string) bool {
-		r := parseRecord(line)
-		return r["msg"] == "legacy initialize accepted" && r["addr"] == "127.0.0.1:9"
-	})
+	events.waitFor(t, "the legacy handshake", 10*time.Second, isEvent("engine_call", func(r record) bool {
+		return r["procedure"] == "/vm.runtime.Runtime/Initialize" && r["result"] == "ok" && r["addr"] == "127.0.0.1:9"
+	}))
 	stopServe(t, p, 1)
 }
 

@@ -61,6 +61,10 @@ type exitJSON struct {
 	Summary string  `json:"summary"` // e.g. "exit code 0 after 1.2s (stopped by SIGTERM)"
 }
 
+func newExitJSON(exit launcher.Exit) *exitJSON {
+	return &exitJSON{Code: exit.Code, Signal: exit.Signal, Stage: exit.Stage.String(), RanMS: ms(exit.Ran), Summary: exit.String()}
+}
+
 func (v *vmRegistry) list() []vmJSON {
 	v.mu.Lock()
 	runtimes := append([]vm(nil), v.vms...)
@@ -78,8 +82,7 @@ func (v *vmRegistry) list() []vmJSON {
 		}
 		if exit, ok := r.Exit(); ok {
 			vm.State = "exited"
-			vm.Exit = &exitJSON{Code: exit.Code, Signal: exit.Signal, Stage: exit.Stage.String(),
-				RanMS: ms(exit.Ran), Summary: exit.String()}
+			vm.Exit = newExitJSON(exit)
 		}
 		out = append(out, vm)
 	}

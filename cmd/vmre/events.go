@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vmre/vmre/launcher"
+)
+
+// eventLog writes what happens to the VMs as JSON lines, one per event:
+// the machine-readable output of --events, for scripts and tests that must
+// not read log text. Its records come from the launcher's hooks.
+type eventLog struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+	c   io.Closer // the file --events opened, or nil
+}
+
+// event is one line of the event log. Fields that do not apply are left out.
+type event struct {
+	Time            time.Time `json:"time"`
+	Event           string    `json:"event"`
+	VM              string    `json:"vm,omitempty"`
+	Pid             int       `json:"pid,omitempty"`
+	Addr            string    `json:"addr,omitempty"`
+	Path            string    `json:"path,omitempty"`
+	ProtocolVersion uint      `json:"protocol_version,omitempty"`
+	ElapsedMS       float64   `json:"elapsed_ms,omitempty"`
+	Procedure       string    `json:"procedure,omitempty"`
+	Protocol        string    `json:"protocol,omitempty"`
+	Peer            string    `json:"peer,omitempty"`
+	Result          string    `json:"result,omitempty"`
+	Phase           string    `json:"phase,omitempty"`
+	Stage           string    `json:"stage,omitempty"`
+	Reason          string    `json:"reason,omitempty"`
+	Stream          string    `json:"stream,omitempty"`
+	Truncated       int       `json:"truncated,omitempty"`
+	Unread          bool      `json:"unread,omitempty"`
+	Exit            *exitJSON `json:"exit,omitempty"`
+	Error           string    `json:"error,omitempty"`
+}
+
+// openEventLog opens --events: "" for none, "-" for stdout, else a file
+// that is created or truncated.
+func openEventLog(path string, stdout io.Writer) (*eventLog, error) {
+	switch path {
+	case "":
+		return nil, nil
+	case "-":
+		return &eventLog{enc: json.NewEncoder(stdout)}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--events: %w", err)
+	}
+	return &eventLog{enc: json.NewEncoder(f), c: f}, nil
+}
+
+// close closes the file of --events.
+func (l *eventLog) close() {
+	if l != nil && l.c != nil {
+		l.c.Close()
+	}
+}
+
+// write stamps and writes ev; a nil log writes nothing.
+func (l *eventLog) write(ev event) {
+	if l == nil {
+		return
+	}
+	ev.Time = time.Now().UTC()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.enc.Encode(ev) // a reader that went away must not stop the host
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// hooks returns the launcher hooks that write the event log, or nil.
+func (l *eventLog) hooks() *launcher.Hooks {
+	if l == nil {
+		return nil
+	}
+	return &launcher.Hooks{
+		Started: func(i launcher.StartedInfo) {
+			l.write(event{Event: "started", VM: i.VM, Pid: i.Pid, Path: i.Path, ElapsedMS: ms(i.Exec)})
+		},
+		EngineCall: func(i launcher.EngineCallInfo) {
+			l.write(event{Event: "engine_call", VM: i.VM, Pid: i.Pid, Procedure: i.Procedure, Protocol: i.Protocol,
+				Peer: i.Peer, Addr: i.Addr, ProtocolVersion: i.ProtocolVersion, Result: i.Result(), Error: errText(i.Err)})
+		},
+		Handshake: func(i launcher.HandshakeInfo) {
+			l.write(event{Event: "handshake", VM: i.VM, Pid: i.Pid, Addr: i.Addr, ProtocolVersion: i.ProtocolVersion, ElapsedMS: ms(i.Elapsed)})
+		},
+		Ready: func(i launcher.ReadyInfo) {
+			l.write(event{Event: "ready", VM: i.VM, Pid: i.Pid, Addr: i.Addr, ProtocolVersion: i.ProtocolVersion, ElapsedMS: ms(i.Elapsed)})
+		},
+		LaunchFailed: func(err *launcher.LaunchError) {
+			l.write(event{Event: "launch_failed", VM: err.VM, Pid: err.Pid, Path: err.Path, Phase: err.Phase.String(), Error: err.Error()})
+		},
+		StopStage: func(i launcher.StopStageInfo) {
+			l.write(event{Event: "stop_stage", VM: i.VM, Pid: i.Pid, Stage: i.Stage.String(), Reason: i.Reason.String(), Error: errText(i.Err)})
+		},
+		Exited: func(i launcher.ExitInfo) {
+			l.write(event{Event: "exited", VM: i.VM, Pid: i.Pid, Exit: newExitJSON(i.Exit)})
+		},
+		OutputDropped: func(i launcher.OutputDropInfo) {
+			l.write(event{Event: "output_dropped", VM: i.VM, Pid: i.Pid, Stream: i.Stream, Truncated: i.Truncated, Unread: i.Unread})
+		},
+	}
+}

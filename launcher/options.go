@@ -1,0 +1,25 @@
+package launcher
+
+// A LaunchOption configures one launch.
+type LaunchOption interface{ apply(*launchOptions) }
+
+type launchOptions struct {
+	name  string
+	hooks *Hooks
+}
+
+type optionFunc func(*launchOptions)
+
+func (f optionFunc) apply(o *launchOptions) { f(o) }
+
+// WithName names the VM of this launch in logs and events, instead of
+// Config.Name or the command's base name.
+func WithName(name string) LaunchOption {
+	return optionFunc(func(o *launchOptions) { o.name = name })
+}
+
+// WithHooks adds hooks that see the events of this launch only; they are
+// called after those of Config.Hooks.
+func WithHooks(h *Hooks) LaunchOption {
+	return optionFunc(func(o *launchOptions) { o.hooks = h })
+}
