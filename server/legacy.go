@@ -95,7 +95,7 @@ func ListenLegacy(cfg LegacyConfig) (*LegacyListener, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(runtimepbconnect.NewRuntimeHandler(legacyHandler{l}, connect.WithReadMaxBytes(maxBody), connect.WithCompressMinBytes(compressMinBytes)))
-	l.srv = NewHTTPServer(mux)
+	l.srv = h2c.NewServer(mux)
 	go func() {
 		defer close(l.served)
 		l.srv.Serve(ln) // returns ErrServerClosed after Close, or the listener's error once it closes

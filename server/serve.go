@@ -13,17 +13,12 @@ import (
 // ShutdownTimeout bounds the graceful part of Serve's shutdown.
 const ShutdownTimeout = 2 * time.Second
 
-// NewHTTPServer returns an http.Server for h that speaks HTTP/1.1 and
-// HTTP/2 without TLS (h2c, prior knowledge) on the same listener, with
-// header-read and idle timeouts and a cap on header size.
-func NewHTTPServer(h http.Handler) *http.Server { return h2c.NewServer(h) }
-
 // Serve serves h on l (HTTP/1.1 and h2c) until ctx is done, then shuts the
 // server down: gracefully for up to ShutdownTimeout, then by closing every
 // connection. It returns nil after a shutdown caused by ctx, or the error
 // that stopped the server. It closes l.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := NewHTTPServer(h)
+	srv := h2c.NewServer(h)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
