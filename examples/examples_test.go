@@ -149,9 +149,9 @@ func TestRunCheck(t *testing.T) {
 	for _, ex := range examples {
 		t.Run(ex.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 			defer cancel()
-			args := append([]string{"run", "--check", "--log-format", "json", "--graceful-timeout", "20s"}, ex.command...)
+			args := append([]string{"run", "--check", "--log-format", "json", "--handshake-timeout", "60s", "--graceful-timeout", "20s"}, ex.command...)
 			cmd := exec.CommandContext(ctx, vmreBin, args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -192,7 +192,7 @@ func launch(t *testing.T, ex example, args ...string) (*launcher.Runtime, error)
 	l, err := launcher.New(launcher.Config{
 		Name:             ex.name,
 		Logger:           slog.New(slog.NewTextHandler(t.Output(), nil)),
-		HandshakeTimeout: 30 * time.Second,
+		HandshakeTimeout: 60 * time.Second,
 		GracefulTimeout:  20 * time.Second,
 	})
 	if err != nil {

@@ -55,7 +55,7 @@ def log(level, msg, **fields):
     """Writes one JSON log line on stderr with the keys of Go's log/slog."""
     record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(), "level": level, "msg": msg}
     record.update(fields)
-    sys.stderr.write(json.dumps(record) + "\n")
+    sys.stderr.write(json.dumps(record, separators=(",", ":")) + "\n")
     sys.stderr.flush()
 
 
@@ -248,7 +248,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return req
 
     def reply(self, status, obj):
-        body = json.dumps(obj).encode()
+        body = json.dumps(obj, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
