@@ -24,8 +24,9 @@ of the launch with its time:
   dial-back  the VM calls the engine back (Initialize)
   version    the VM's protocol version is the host's
   server     the address the VM announced accepts connections
-  health     grpc.health.v1 Check says serving (or, without a health
-             service, the server answers HTTP)
+  health     grpc.health.v1 Check says serving, asked over gRPC with h2c or,
+             when the VM's server does not speak HTTP/2, over Connect with
+             HTTP/1.1 (without a health service: the server answers HTTP)
   stop       the VM stops on SIGTERM within --graceful-timeout
 
 For a failure it says the likely cause and the fix. The report goes to
