@@ -229,6 +229,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(e.http_status, {"code": e.code, "message": e.message})
 
     def read_json(self):
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ConnectError("unimplemented", "chunked request bodies are not supported: send Content-Length")
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
