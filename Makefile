@@ -9,14 +9,18 @@ PKGS     := ./...
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
+# The TypeScript example VM: its packages come from npm with its lockfile.
+TSVM     := examples/typescript-vm
+TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
 
-.PHONY: all generate lint check-generated test build run bench fuzz soak clean
+.PHONY: all generate lint check-generated examples test build run bench fuzz soak clean
 
 all: build
 
-## generate: rewrite gen/ from proto/ with buf
-generate:
+## generate: rewrite gen/ and the TypeScript example's src/gen/ from the protos with buf
+generate: $(TSVM_DEPS)
 	$(BUF) generate
+	$(BUF) generate --template $(TSVM)/buf.gen.yaml
 
 ## lint: buf lint, buf format, gofmt, go vet and staticcheck
 lint:
@@ -27,14 +31,26 @@ lint:
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
-## check-generated: fail when gen/ differs from what proto/ generates
+## check-generated: fail when generated code differs from what the protos generate
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
-	  git status --short -- gen/; git diff --stat -- gen/; \
-	  echo "gen/ is stale: run 'make generate' and commit gen/"; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- gen/ $(TSVM)/src/gen/)" ]; then \
+	  git status --short -- gen/ $(TSVM)/src/gen/; git diff --stat -- gen/ $(TSVM)/src/gen/; \
+	  echo "generated code is stale: run 'make generate' and commit gen/ and $(TSVM)/src/gen/"; exit 1; fi
 
-## test: lint, check gen/ is fresh, run every test with the race detector
-test: lint check-generated
+## examples: install the TypeScript example's packages (npm ci, which also
+## compiles it to dist/) and recompile it when its sources change
+examples: $(TSVM)/dist/main.js
+
+$(TSVM_DEPS): $(TSVM)/package.json $(TSVM)/package-lock.json
+	cd $(TSVM) && npm ci --no-audit --no-fund
+
+$(TSVM)/dist/main.js: $(TSVM_DEPS) $(TSVM)/tsconfig.json $(shell find $(TSVM)/src -name '*.ts' 2>/dev/null)
+	cd $(TSVM) && npm run --silent build
+	@touch $@
+
+## test: lint, check generated code is fresh, build the examples, run every
+## test with the race detector
+test: lint check-generated examples
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 ## build: build the vmre CLI and the example VM into bin/
@@ -62,4 +78,4 @@ soak:
 	VMRE_SOAK=1000 $(GO) test -run '^TestSoak$$' -count=1 -timeout 30m -v ./launcher/
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(TSVM)/node_modules $(TSVM)/dist

@@ -151,10 +151,10 @@ func (f *runFlags) checkVM(sig *signals, log *slog.Logger, rt *launcher.Runtime)
 	var failed []string
 	res, err := probeVM(sig.first, rt.Status().Addr)
 	if err != nil {
-		log.Error("health probe failed", "probe", res.method, "error", err.Error(), "elapsed", res.elapsed)
+		log.Error("health probe failed", "probe", res.method, "protocol", res.protocol, "error", err.Error(), "elapsed", res.elapsed)
 		failed = append(failed, "the health probe failed")
 	} else {
-		log.Info("health probe passed", "probe", res.method, "status", res.status, "elapsed", res.elapsed)
+		log.Info("health probe passed", "probe", res.method, "protocol", res.protocol, "status", res.status, "elapsed", res.elapsed)
 	}
 	log.Info("stopping the VM (--check)", "graceful_timeout", f.gracefulTimeout)
 	if err := rt.Shutdown(sig.second); err != nil {
