@@ -97,7 +97,7 @@ func parsePinLine(line string) (name string, d Digest, err error) {
 	if escaped {
 		name = unescapeName(name)
 	}
-	if name = filepath.Base(name); name == "." || name == string(filepath.Separator) {
+	if name = filepath.Base(name); name == "." || name == ".." || name == string(filepath.Separator) {
 		return "", d, fmt.Errorf("no file name after the digest")
 	}
 	return name, d, nil
