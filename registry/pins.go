@@ -64,7 +64,7 @@ func parsePins(data []byte, source string) (pinSet, []*Problem) {
 		if first, ok := set.byName[name]; ok {
 			if first.digest != d {
 				problems = append(problems, &Problem{Entry: entry, Kind: KindMalformed,
-					Err: fmt.Errorf("%w: %s is pinned on line %d already, to another digest; line %d holds: remove one of the two lines",
+					Err: fmt.Errorf("%w: %s is pinned on line %d already, to another digest; the pin of line %d holds: remove one of the two lines",
 						vmre.ErrInvalidConfig, name, first.line, first.line)})
 			}
 			continue

@@ -224,7 +224,7 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 			}
 			for _, c := range files {
 				problems = append(problems, &Problem{Entry: c.file, ID: id, Kind: KindNameCollision,
-					Err: fmt.Errorf("%w: files %s all name VM %s; none of them loads: keep one", vmre.ErrInvalidConfig, strings.Join(names, ", "), id)})
+					Err: fmt.Errorf("%w: files %s name the same VM %s; none of them loads: keep one", vmre.ErrInvalidConfig, strings.Join(names, ", "), id)})
 			}
 			continue
 		}
