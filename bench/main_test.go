@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 // pluginsKey names a directory that already holds the plugins, for running
 // a compiled benchmark binary outside the module (under strace or perf):
 //
-//	CGO_ENABLED=0 go build -o /tmp/p/ ./bench/internal/... && go test -c -o /tmp/p/bench.test ./bench
+//	CGO_ENABLED=0 go build -o /tmp/p/ ./bench/internal/... ./cmd/examplevm && go test -c -o /tmp/p/bench.test ./bench
 //	VMRE_BENCH_PLUGINS=/tmp/p /tmp/p/bench.test -test.run '^$' -test.bench Launch/vmre
 const pluginsKey = "VMRE_BENCH_PLUGINS"
 
@@ -55,6 +55,7 @@ type pluginSet struct {
 	floor   string // bench/internal/floorvm
 	minimal string // bench/internal/minvm
 	logs    string // bench/internal/logvm
+	example string // cmd/examplevm
 }
 
 // plugins builds the plugins, without the race detector whatever flags the
@@ -72,7 +73,7 @@ func plugins(b *testing.B) pluginSet {
 		builtDir = binDir
 		const pkg = "github.com/vmre/vmre/bench/internal/"
 		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
-			pkg+"floorvm", pkg+"minvm", pkg+"logvm")
+			pkg+"floorvm", pkg+"minvm", pkg+"logvm", "github.com/vmre/vmre/cmd/examplevm")
 		cmd.Env = append(os.Environ(), "GOFLAGS=", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build the benchmark's plugins: %w\n%s", err, out)
@@ -85,6 +86,7 @@ func plugins(b *testing.B) pluginSet {
 		floor:   filepath.Join(binDir, "floorvm"),
 		minimal: filepath.Join(binDir, "minvm"),
 		logs:    filepath.Join(binDir, "logvm"),
+		example: filepath.Join(binDir, "examplevm"),
 	}
 }
 

@@ -84,6 +84,7 @@ func (r results) median(name, unit string) (float64, int) {
 type row struct {
 	name, unit string
 	ref        string  // the benchmark the ratio is taken to, or ""
+	refUnit    string  // the unit of ref to take the ratio to, when not unit
 	target     float64 // the target for the ratio or, without ref, the value
 	atMost     bool    // the ratio (value) must be at most target, else at least
 }
@@ -93,6 +94,10 @@ var rows = []row{
 	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 1.3, atMost: true},
 	{name: "LaunchConcurrent/floor", unit: "ns/op"},
 	{name: "LaunchConcurrent/vmre", unit: "ns/op", ref: "LaunchConcurrent/floor", target: 1.3, atMost: true},
+	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
+	{name: "LaunchPinned", unit: "pinned-ns/launch", ref: "LaunchPinned", refUnit: "unpinned-ns/launch"},
+	{name: "RegistryLoad", unit: "hash-ns/load"},
+	{name: "RegistryLoad", unit: "seal-ns/load", ref: "RegistryLoad", refUnit: "hash-ns/load"},
 	{name: "Stop/floor", unit: "ns/op"},
 	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
 	{name: "Initialize/connect-json", unit: "ns/op"},
@@ -124,7 +129,11 @@ func printTable(w io.Writer, r results) {
 		ratio, target, met := "", "", ""
 		got := v
 		if row.ref != "" {
-			ref, m := r.median(row.ref, row.unit)
+			refUnit := row.unit
+			if row.refUnit != "" {
+				refUnit = row.refUnit
+			}
+			ref, m := r.median(row.ref, refUnit)
 			if m == 0 || ref == 0 {
 				continue
 			}
@@ -151,7 +160,7 @@ func printTable(w io.Writer, r results) {
 // format prints a value in a unit people read: times in µs or ms.
 func format(v float64, unit string) string {
 	switch unit {
-	case "ns/op":
+	case "ns/op", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}
