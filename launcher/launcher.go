@@ -20,6 +20,7 @@ import (
 type Launcher struct {
 	s          settings
 	hooks      hookList // the log's, then Config.Hooks
+	outputs    outputs  // lines by VM name, stream and level
 	engine     *server.Engine
 	engineAddr string
 	starter    *starter
@@ -96,7 +97,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	r := &Runtime{name: o.name, s: &l.s, hooks: l.hooks}
+	r := &Runtime{name: o.name, s: &l.s, hooks: l.hooks, outputs: &l.outputs}
 	if o.hooks != nil {
 		r.hooks = append(slices.Clip(l.hooks), o.hooks)
 	}

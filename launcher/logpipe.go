@@ -30,6 +30,7 @@ type logPipe struct {
 	raw      io.Writer                        // optional copy of each line
 	tail     *tail                            // last lines, for error reports; nil for stdout
 	drop     func(truncated int, unread bool) // told of lost output; may be nil
+	counts   *levelCounts                     // lines by level; may be nil
 	panicked bool                             // a "panic:" or "fatal error:" line was seen
 
 	handler slog.Handler // log's, called directly: see emit
@@ -121,6 +122,7 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	}
 	if len(line) > 0 && line[0] == '{' && !truncated {
 		if rec, ok := parseJSONLine(line); ok {
+			p.count(rec.level)
 			p.emit(rec.level, rec.msg, rec.attrs...)
 			return
 		}
@@ -132,6 +134,7 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	if p.panicked {
 		level = slog.LevelError // the trace that follows a panic belongs to it
 	}
+	p.count(level)
 	if !p.handler.Enabled(context.Background(), level) {
 		return // before the line is copied into a string
 	}
@@ -140,6 +143,13 @@ func (p *logPipe) line(line []byte, truncated bool) {
 		return
 	}
 	p.emit(level, string(line))
+}
+
+// count counts a line at level.
+func (p *logPipe) count(level slog.Level) {
+	if p.counts != nil {
+		p.counts.add(level)
+	}
 }
 
 // emit hands a record to the handler as slog.Logger.LogAttrs does, but

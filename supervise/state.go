@@ -67,8 +67,10 @@ type VM struct {
 	Addr string
 	// ProtocolVersion is the version agreed in its last handshake.
 	ProtocolVersion uint
-	// Started is when its current (or last) run started.
-	Started time.Time
+	// Started is when its current (or last) run started, and Handshake the
+	// time from exec to its completed handshake.
+	Started   time.Time
+	Handshake time.Duration
 	// Launches counts its launches; Restarts those made by the policy.
 	Launches, Restarts int
 	// Attempt counts the failures since the VM last ran long enough to
@@ -77,8 +79,10 @@ type VM struct {
 	Attempt     int
 	Delay       time.Duration
 	NextAttempt time.Time
-	// LastExit is how its last run ended, or nil.
+	// LastExit is how its last run ended, or nil; Stderr holds the last
+	// lines that run wrote to stderr.
 	LastExit *launcher.Exit
+	Stderr   []string
 	// Err is the error of its last failed launch, or why it cannot run.
 	Err error
 }

@@ -344,3 +344,39 @@ func TestParsePolicy(t *testing.T) {
 		t.Error("ParsePolicy(sometimes) succeeded")
 	}
 }
+
+// TestReplaceServesTheNextLaunch: a replaced Spec leaves the running VM
+// alone, and the next launch runs the new command.
+func TestReplaceServesTheNextLaunch(t *testing.T) {
+	t.Parallel()
+	s, rec := newSupervisor(t, supervise.Backoff{})
+	if err := s.Add(supervise.Spec{Name: "vm", Command: helper("serve")}); err != nil {
+		t.Fatal(err)
+	}
+	first := rec.wait(t, 1, "the first run", is(supervise.StateRunning))
+	replaced := false
+	var mu sync.Mutex
+	newer := func() (*exec.Cmd, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		replaced = true
+		return vmretest.Command("serve"), nil
+	}
+	if err := s.Replace(supervise.Spec{Name: "vm", Command: newer}); err != nil {
+		t.Fatal(err)
+	}
+	if vm, _ := s.Get("vm"); vm.Pid != first.Pid || vm.State != supervise.StateRunning {
+		t.Fatalf("Replace touched the running VM: %+v", vm)
+	}
+	if err := s.Restart(t.Context(), "vm"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !replaced {
+		t.Error("the restart did not run the new command")
+	}
+	if err := s.Replace(supervise.Spec{Name: "nope", Command: newer}); !errors.Is(err, supervise.ErrUnknownVM) {
+		t.Errorf("Replace of an unknown VM: %v", err)
+	}
+}

@@ -112,6 +112,24 @@ func (s *Supervisor) Add(spec Spec) error {
 	return nil
 }
 
+// Replace gives the VM spec.Name a new Spec: its command, policy and hooks
+// serve every launch from then on, the run in progress carries on. It is
+// how a node moves a VM to a new version of its file: the next restart, or
+// an operator's Restart, runs it.
+func (s *Supervisor) Replace(spec Spec) error {
+	if spec.Command == nil {
+		return fmt.Errorf("%w: a Spec needs a Command", vmre.ErrInvalidConfig)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.vms[spec.Name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownVM, spec.Name)
+	}
+	v.spec = spec
+	return nil
+}
+
 // List returns a snapshot of every VM, in the order they were added.
 func (s *Supervisor) List() []VM {
 	s.mu.Lock()

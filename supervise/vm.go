@@ -10,11 +10,11 @@ import (
 
 // vm is one supervised VM: its goroutine, run, owns its runtime.
 type vm struct {
-	spec Spec
 	cmds chan command  // operator commands, to run
 	done chan struct{} // closed when run returns
 
 	// Guarded by the Supervisor's mu.
+	spec          Spec
 	state         VM
 	cancelAttempt context.CancelFunc // ends the launch in progress, if any
 }
@@ -75,7 +75,7 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 		case interrupted:
 			s.update(v, "launch abandoned by an operator", func(st *VM) { st.State, st.Err = StateStopped, err })
 			return step{next: idle, interrupted: true}
-		case Permanent(err) || v.spec.Policy == Never:
+		case Permanent(err) || s.spec(v).Policy == Never:
 			s.update(v, "launch failed; not retried", func(st *VM) { st.State, st.Err = StateFailed, err })
 			return step{next: idle}
 		}
@@ -111,16 +111,24 @@ func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, 
 			st.LastExit = prev.exit
 		}
 	})
-	cmd, err := v.spec.Command()
+	spec := s.spec(v)
+	cmd, err := spec.Command()
 	if err != nil {
 		return nil, err, false
 	}
-	opts := []launcher.LaunchOption{launcher.WithName(v.spec.Name)}
-	if v.spec.Hooks != nil {
-		opts = append(opts, launcher.WithHooks(v.spec.Hooks))
+	opts := []launcher.LaunchOption{launcher.WithName(spec.Name)}
+	if spec.Hooks != nil {
+		opts = append(opts, launcher.WithHooks(spec.Hooks))
 	}
 	rt, err = s.launcher.Launch(ctx, cmd, opts...)
 	return rt, err, err != nil && ctx.Err() != nil
+}
+
+// spec returns the VM's current Spec.
+func (s *Supervisor) spec(v *vm) Spec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return v.spec
 }
 
 // interrupt cancels the VM's launch in progress, if any.
@@ -137,16 +145,18 @@ func (v *vm) interrupt(s *Supervisor) {
 func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 	st := rt.Status()
 	s.update(v, "running", func(vs *VM) {
-		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Started, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), rt.Started(), nil
+		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
+		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
 	})
 	for {
 		select {
 		case <-rt.Done():
 			exit, _ := rt.Exit()
+			s.keepStderr(v, rt)
 			if exit.Ran >= s.backoff.ResetAfter {
 				attempt = 0 // it ran long enough: the next failure starts over
 			}
-			if !v.spec.Policy.restarts(exit) {
+			if !s.spec(v).Policy.restarts(exit) {
 				s.update(v, "exited; the policy does not restart it", func(vs *VM) { vs.State, vs.LastExit = StateExited, &exit })
 				return step{next: idle}
 			}
@@ -158,11 +168,13 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 				continue
 			case cmdStop:
 				exit := stopRuntime(c.ctx, rt)
+				s.keepStderr(v, rt)
 				s.update(v, "stopped by an operator", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 				c.reply <- result{changed: true}
 				return step{next: idle}
 			case cmdRestart:
 				exit := stopRuntime(c.ctx, rt)
+				s.keepStderr(v, rt)
 				return step{next: launchNow, waiting: &c, exit: &exit}
 			}
 		case <-s.ctx.Done():
@@ -170,10 +182,20 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 			stopCtx := s.stopCtx
 			s.mu.Unlock()
 			exit := stopRuntime(stopCtx, rt)
+			s.keepStderr(v, rt)
 			s.update(v, "stopped: the supervisor closed", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 			return step{next: quit}
 		}
 	}
+}
+
+// keepStderr keeps the last stderr lines of the VM's ended run, without
+// telling of a change: the change that follows does.
+func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
+	lines := rt.LastStderr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v.state.Stderr = lines
 }
 
 // stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
