@@ -16,6 +16,7 @@ import (
 	"github.com/vmre/vmre"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/ratelog"
 )
 
 // Defaults of Config's zero values.
@@ -54,6 +55,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks, when set, are told of every call, accepted or refused.
 	Hooks *Hooks
+	// Services are further services served on the same mux as Handler
+	// (the node's admin service), listed by its reflection and reported
+	// serving by its grpc.health.v1 while the engine is.
+	Services []string
 	// LeaseKeepAlive is the interval at which the engine sends a lease's
 	// holder an empty LeaseResponse, so that no idle timeout of the VM's
 	// HTTP client or of a proxy ends a quiet lease (default
@@ -71,8 +76,9 @@ type Engine struct {
 	log           *slog.Logger
 	hooks         *Hooks
 	keepAlive     time.Duration
-	rejects       rejectLog
+	rejects       ratelog.Limiter
 	health        *grpchealth.StaticChecker
+	services      []string // every service for reflection: the engine's, health, Config.Services
 
 	closing   chan struct{} // closed by Close; ends every lease
 	closeOnce sync.Once
@@ -95,7 +101,8 @@ func New(cfg Config) *Engine {
 		log:           cfg.Logger,
 		hooks:         cfg.Hooks,
 		keepAlive:     cfg.LeaseKeepAlive,
-		health:        grpchealth.NewStaticChecker(runtimev1connect.RuntimeServiceName),
+		health:        grpchealth.NewStaticChecker(append([]string{runtimev1connect.RuntimeServiceName}, cfg.Services...)...),
+		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
 		launches:      make(map[tokenKey]*Launch),
 	}
@@ -125,7 +132,7 @@ func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(runtimev1connect.NewRuntimeServiceHandler(runtimeHandler{e}, opts))
 	mux.Handle(grpchealth.NewHandler(e.health, opts))
-	reflector := grpcreflect.NewStaticReflector(runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(e.services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts))
 	return mux
@@ -139,7 +146,11 @@ func (e *Engine) Close() {
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
-		e.health.SetStatus(runtimev1connect.RuntimeServiceName, grpchealth.StatusNotServing)
+		for _, service := range e.services {
+			if service != grpchealth.HealthV1ServiceName {
+				e.health.SetStatus(service, grpchealth.StatusNotServing)
+			}
+		}
 		close(e.closing)
 	})
 }
@@ -179,7 +190,7 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 	}
 	e.hooks.call(call, l.onCall())
 	if err != nil {
-		e.rejects.log(ctx, e.log, "initialize rejected",
+		e.rejects.Log(ctx, e.log, "initialize rejected",
 			slog.String("peer", call.Peer), slog.String("protocol", call.Protocol),
 			slog.String("code", call.Result()), slog.String("error", errorMessage(err)))
 		return nil, err
@@ -265,7 +276,7 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 		Elapsed:   time.Since(begin),
 	}, l.onCall())
 	if err != nil {
-		e.rejects.log(ctx, e.log, "lease rejected", slog.String("peer", req.Peer().Addr),
+		e.rejects.Log(ctx, e.log, "lease rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}

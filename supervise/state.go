@@ -17,8 +17,8 @@ const (
 	// StateBackoff: the VM ended or failed to launch, and waits for its
 	// next attempt (VM.NextAttempt).
 	StateBackoff
-	// StateCrashLoop: as StateBackoff, with the delay at its cap: the VM
-	// keeps failing.
+	// StateCrashLoop: as StateBackoff, after failures in a row that took
+	// the delay to its cap: the VM keeps failing.
 	StateCrashLoop
 	// StateStopped: an operator stopped the VM, or the Supervisor closed.
 	StateStopped

@@ -214,8 +214,8 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 	delay, capped := s.backoff.delay(attempt)
 	at := time.Now().Add(delay)
 	state := StateBackoff
-	if capped {
-		state = StateCrashLoop
+	if capped && attempt > 1 {
+		state = StateCrashLoop // it failed again and again, up to the cap
 	}
 	s.update(v, "waiting to restart", func(vs *VM) {
 		vs.State, vs.Attempt, vs.Delay, vs.NextAttempt = state, attempt, delay, at

@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
+	"connectrpc.com/connect"
+	"github.com/go-chi/chi/v5"
+	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
+	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
@@ -17,41 +22,51 @@ import (
 // engine, one launcher, a supervisor of the VMs, and the node's metrics.
 // `run` is a host of one VM.
 type host struct {
-	log      *slog.Logger
-	events   *eventLog
-	node     *node
-	launcher *launcher.Launcher
-	sup      *supervise.Supervisor
-	metrics  *metrics.Metrics
-	changed  chan struct{}           // holds a value after any change of a VM's state
-	extra    func(name string) vmExt // what the registry knows of a VM; nil for run
-}
-
-// vmExt is what GET /v1/vms shows of a VM beyond its state.
-type vmExt struct {
-	aliases []string
-	digest  string
-	pinned  bool
+	log        *slog.Logger
+	events     *eventLog
+	node       *node
+	launcher   *launcher.Launcher
+	sup        *supervise.Supervisor
+	metrics    *metrics.Metrics
+	admin      *admin.Service
+	logs       *admin.Logs
+	changed    chan struct{} // holds a value after any change of a VM's state
+	describe   func(name string) admin.Description
+	unannounce func() // removes the node's file for the CLI
+	start      func() // serves the node mux: see serve
 }
 
 // hostConfig configures a host.
 type hostConfig struct {
 	launch  *launchFlags
+	admin   *adminFlags
 	listen  string
 	backoff supervise.Backoff
 	events  *eventLog
 	log     *slog.Logger
+	getenv  func(string) string
+	// For vmre node: names by alias, what the registry knows of a VM, and
+	// a reload of the plugin directory.
+	resolve  func(nameOrAlias string) (string, bool)
+	describe func(name string) admin.Description
+	reload   func() (registry.Report, error)
 }
 
-// startHost listens, and serves the node mux with a supervisor of no VMs
-// yet: add them with sup.Add.
+// startHost builds a node of no VMs yet, listening on cfg.listen; serve
+// starts serving it, and must be called once. A listen address beyond loopback without an admin
+// token is refused before anything binds.
 func startHost(cfg hostConfig) (*host, error) {
+	token, err := cfg.admin.token(cfg.listen)
+	if err != nil {
+		return nil, err
+	}
 	ln, addr, err := listen(cfg.listen)
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.log
-	h := &host{log: log, events: cfg.events, changed: make(chan struct{}, 1)}
+	logs := admin.NewLogs(0)
+	log := slog.New(logs.Handler(cfg.log.Handler())) // keeps each VM's recent records for TailLogs
+	h := &host{log: log, events: cfg.events, logs: logs, changed: make(chan struct{}, 1), describe: cfg.describe}
 	h.metrics = metrics.New(metrics.Source{
 		VMs:    func() []supervise.VM { return h.sup.List() },
 		Output: func() []launcher.OutputStat { return h.launcher.OutputStats() },
@@ -60,6 +75,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		HostName: cfg.launch.hostName,
 		Logger:   log.With(slog.String("component", "engine")),
 		Hooks:    h.metrics.EngineHooks(),
+		Services: []string{admin.ServiceName},
 	})
 	lcfg := cfg.launch.config(log)
 	lcfg.Hooks = launcher.JoinHooks(cfg.events.hooks(), h.metrics.LauncherHooks())
@@ -83,14 +99,59 @@ func startHost(cfg hostConfig) (*host, error) {
 		ln.Close()
 		return nil, err
 	}
-	h.node = startNode(ln, addr, engine, muxRoutes{vms: http.HandlerFunc(h.serveVMs), metrics: h.metrics.Handler()})
-	log.Info("node mux listening", "addr", addr, "url", "http://"+addr)
-	cfg.events.write(event{Event: "listening", Addr: addr})
-	if !isLoopback(addr) {
-		log.Warn("the node mux listens beyond loopback: anyone who can reach it can read /v1/vms", "listen", cfg.listen)
+	h.admin, err = admin.New(admin.Config{
+		Supervisor: h.sup,
+		Resolve:    cfg.resolve,
+		Describe:   cfg.describe,
+		Reload:     cfg.reload,
+		Logs:       logs,
+		Token:      token,
+		Logger:     log.With(slog.String("component", "admin")),
+		OnCall: func(procedure string, err error) {
+			result := "ok"
+			if err != nil {
+				result = connect.CodeOf(err).String()
+			}
+			h.metrics.AdminCall(procedure, result)
+		},
+	})
+	if err != nil {
+		h.launcher.Close()
+		ln.Close()
+		return nil, err
+	}
+	adminPath, adminHandler := h.admin.Handler()
+	metricsHandler := h.metrics.Handler()
+	if cfg.admin.metricsToken {
+		metricsHandler = requireToken(token, metricsHandler)
+	}
+	h.unannounce = func() {}
+	h.start = func() {
+		h.node = startNode(ln, addr, engine, muxRoutes{
+			vms:     http.HandlerFunc(h.serveVMs),
+			metrics: metricsHandler,
+			admin:   func(r chi.Router) { r.Handle(adminPath+"*", adminHandler) },
+		})
+		log.Info("node mux listening", "addr", addr, "url", "http://"+addr, "admin_token", token != "")
+		cfg.events.write(event{Event: "listening", Addr: addr})
+		if !isLoopback(addr) {
+			log.Warn("the node mux listens beyond loopback: the admin service takes only the token of --admin-token-file; "+
+				"GET /v1/vms, /healthz and the engine are open", "listen", cfg.listen, "metrics_token", cfg.admin.metricsToken)
+		}
+		remove, err := announceNode(cfg.getenv, nodeFile{URL: "http://" + addr, Pid: os.Getpid(), TokenFile: cfg.admin.tokenFileAbs()})
+		if err != nil {
+			log.Warn("cannot leave the node's address for vmre ps and the other clients; give them --node",
+				"url", "http://"+addr, "error", err.Error())
+			return
+		}
+		h.unannounce = remove
 	}
 	return h, nil
 }
+
+// serve starts serving the node mux and leaves the node's address for the
+// CLI's clients.
+func (h *host) serve() { h.start() }
 
 // stateChanged tells --events and the host's waiters of a VM's change.
 func (h *host) stateChanged(vm supervise.VM) {
@@ -99,6 +160,7 @@ func (h *host) stateChanged(vm supervise.VM) {
 		ev.Attempt, ev.DelayMS = vm.Attempt, ms(vm.Delay)
 	}
 	h.events.write(ev)
+	h.admin.StateChanged(vm)
 	select {
 	case h.changed <- struct{}{}:
 	default:
@@ -108,6 +170,7 @@ func (h *host) stateChanged(vm supervise.VM) {
 // close stops every VM in parallel (ctx ends their grace early: a second
 // Ctrl-C), waits until all are reaped, and stops serving.
 func (h *host) close(ctx context.Context) {
+	h.unannounce()
 	h.sup.Close(ctx)
 	h.sup.Close(context.Background()) // after ctx, the VMs were killed: wait for their reaping
 	h.launcher.Close()
@@ -164,9 +227,9 @@ func (h *host) vmView(vm supervise.VM) vmJSON {
 	if vm.LastExit != nil {
 		j.Exit = newExitJSON(*vm.LastExit)
 	}
-	if h.extra != nil {
-		x := h.extra(vm.Name)
-		j.Aliases, j.Digest, j.Pinned = x.aliases, x.digest, x.pinned
+	if h.describe != nil {
+		d := h.describe(vm.Name)
+		j.Aliases, j.Digest, j.Pinned = d.Aliases, d.Digest, d.Pinned
 	}
 	return j
 }

@@ -32,6 +32,11 @@ var commands = []command{
 	{"node", "node --plugin-dir DIR [flags]", "run every VM of a plugin directory under supervision and serve the node mux", nodeCommand},
 	{"serve", "serve [flags]", "run a bare engine for a VM started by hand or in a debugger", serveCommand},
 	{"doctor", "doctor [flags] PLUGIN [ARGS...]", "launch a plugin once and diagnose each phase of its launch", doctorCommand},
+	{"ps", "ps [--json] [--node URL]", "list the VMs of a running node", psCommand},
+	{"stop", "stop [--node URL] NAME", "stop a VM of a running node", stopCommand},
+	{"start", "start [--node URL] NAME", "start a stopped VM of a running node", startCommand},
+	{"restart", "restart [--node URL] NAME", "restart a VM of a running node", restartCommand},
+	{"logs", "logs [-f] [--since D] [--node URL] NAME", "print, and follow, the log records of a VM of a running node", logsCommand},
 	{"version", "version", "print vmre's version, protocol version and Go version", versionCommand},
 }
 

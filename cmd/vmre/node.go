@@ -7,8 +7,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
 
+	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
 )
@@ -62,6 +64,7 @@ Examples:
 type nodeFlags struct {
 	launchFlags
 	superviseFlags
+	adminFlags
 	pluginDir, aliases, pins string
 	requirePins              bool
 	listen                   string
@@ -77,6 +80,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&f.requirePins, "require-pins", false, "refuse every VM file that has no pin (needs --pins)")
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
+	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.StringVar(&f.events, "events", "",
 		"write what happens to the VMs as JSON lines to `file` (- for stdout): the events of run, and reload")
@@ -107,12 +111,12 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	defer events.close()
 	sig := catchSignals(ctx)
 	defer sig.stop()
-	return f.run(sig, log, events)
+	return f.run(sig, log, events, e.getenv)
 }
 
 // run loads the directory, serves the node and supervises its VMs until a
 // signal.
-func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog) int {
+func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv func(string) string) int {
 	reg, report, err := registry.Load(registry.Config{
 		Dir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins,
 		Logger: log.With(slog.String("component", "registry")),
@@ -121,18 +125,30 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog) int {
 		return fail(log, "vmre node failed", err)
 	}
 	defer reg.Close()
-	h, err := startHost(hostConfig{launch: &f.launchFlags, listen: f.listen, backoff: f.backoff(), events: events, log: log})
+	n := &nodeRegistry{reg: reg, policy: f.policy, events: events}
+	h, err := startHost(hostConfig{
+		launch: &f.launchFlags, admin: &f.adminFlags, listen: f.listen, backoff: f.backoff(), events: events, log: log, getenv: getenv,
+		resolve: func(name string) (string, bool) {
+			vm, ok := reg.Lookup(name)
+			if !ok {
+				return "", false
+			}
+			return vm.ID(), true
+		},
+		describe: func(name string) admin.Description {
+			vm, ok := reg.Lookup(name)
+			if !ok {
+				return admin.Description{}
+			}
+			return admin.Description{Aliases: vm.Aliases(), Digest: vm.Digest().String(), Pinned: vm.Pinned()}
+		},
+		reload: n.reload,
+	})
 	if err != nil {
 		return fail(log, "vmre node failed", err)
 	}
-	h.extra = func(name string) vmExt {
-		vm, ok := reg.Lookup(name)
-		if !ok {
-			return vmExt{}
-		}
-		return vmExt{aliases: vm.Aliases(), digest: vm.Digest().String(), pinned: vm.Pinned()}
-	}
-	n := &nodeRegistry{reg: reg, host: h, policy: f.policy, log: log, events: events}
+	n.host, n.log = h, h.log
+	h.serve()
 	n.apply(report)
 	log.Info("node serving", "plugin_dir", reg.Dir(), "vms", len(reg.VMs()), "refused", len(report.Failed))
 
@@ -142,12 +158,9 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog) int {
 	for {
 		select {
 		case <-hup:
-			report, err := reg.Reload()
-			if err != nil {
+			if _, err := n.reload(); err != nil {
 				log.Error("reload failed; the VMs run on as they were", "error", err.Error())
-				continue
 			}
-			n.apply(report)
 		case <-h.changed:
 		case <-sig.first.Done():
 			log.Info("stopping the VMs", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
@@ -163,11 +176,24 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog) int {
 
 // nodeRegistry puts what the registry loads under supervision.
 type nodeRegistry struct {
+	mu     sync.Mutex // one reload at a time: SIGHUP and the admin API
 	reg    *registry.Registry
 	host   *host
 	policy supervise.Policy
 	log    *slog.Logger
 	events *eventLog
+}
+
+// reload reads the plugin directory again and acts on its report.
+func (n *nodeRegistry) reload() (registry.Report, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	report, err := n.reg.Reload()
+	if err != nil {
+		return report, err
+	}
+	n.apply(report)
+	return report, nil
 }
 
 // spec is the supervision of a registry VM. Its command fails at once when

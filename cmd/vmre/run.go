@@ -44,6 +44,7 @@ Examples:
 type runFlags struct {
 	launchFlags
 	superviseFlags
+	adminFlags
 	listen string
 	check  bool
 	events string
@@ -54,6 +55,7 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("run")
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
+	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.BoolVar(&f.check, "check", false,
 		"exit 0 right after a successful handshake and a health probe of the VM, stopping the VM (a smoke test)")
@@ -83,16 +85,18 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	defer events.close()
 	sig := catchSignals(ctx)
 	defer sig.stop()
-	return f.run(sig, log, events, fs.Arg(0), fs.Args()[1:])
+	return f.run(sig, log, events, e.getenv, fs.Arg(0), fs.Args()[1:])
 }
 
 // run serves the node mux, launches the VM under supervision, and serves
 // or checks it.
-func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, plugin string, args []string) int {
-	h, err := startHost(hostConfig{launch: &f.launchFlags, listen: f.listen, backoff: f.backoff(), events: events, log: log})
+func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv func(string) string, plugin string, args []string) int {
+	h, err := startHost(hostConfig{launch: &f.launchFlags, admin: &f.adminFlags, listen: f.listen, backoff: f.backoff(),
+		events: events, log: log, getenv: getenv})
 	if err != nil {
 		return fail(log, "vmre run failed", err)
 	}
+	h.serve()
 	name := f.name
 	if name == "" {
 		name = filepath.Base(plugin)
