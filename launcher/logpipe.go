@@ -32,6 +32,7 @@ type logPipe struct {
 	handler slog.Handler // log's, called directly: see emit
 	read    time.Time    // when the last read returned: the time of its lines' records
 	rawLine []byte       // a line and its '\n', for raw
+	json    jsonParser   // takes JSON lines apart; its slices are reused
 }
 
 // run reads r to its end. It owns no goroutine; its caller runs it in one.
@@ -110,11 +111,9 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	if p.tail != nil {
 		p.tail.add(line)
 	}
-	if len(line) > 0 && line[0] == '{' && !truncated {
-		if rec, ok := parseJSONLine(line); ok {
-			p.emit(rec.level, rec.msg, rec.attrs...)
-			return
-		}
+	if len(line) > 0 && line[0] == '{' && !truncated && p.json.parse(line) {
+		p.jsonLine(line)
+		return
 	}
 	level := slog.LevelInfo
 	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
@@ -131,6 +130,18 @@ func (p *logPipe) line(line []byte, truncated bool) {
 		return
 	}
 	p.emit(level, string(line))
+}
+
+// jsonLine logs a line that p.json has parsed. Its record's strings are
+// slices of one copy of the line, made once the level is known to be
+// enabled.
+func (p *logPipe) jsonLine(line []byte) {
+	if !p.handler.Enabled(context.Background(), p.json.level) {
+		return
+	}
+	var buf [8]slog.Attr // on the stack: no write barriers, nothing held
+	msg, attrs := p.json.record(string(line), buf[:0])
+	p.emit(p.json.level, msg, attrs...)
 }
 
 // emit hands a record to the handler as slog.Logger.LogAttrs does, but
