@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -15,8 +16,9 @@ import (
 	"github.com/vmre/vmre/launcher"
 )
 
-// logBytes is about how much a VM of BenchmarkLogPipe writes: enough that
-// its start is a few percent of the time.
+// logBytes is about how much a VM of BenchmarkLogPipe writes per op: tens
+// of milliseconds of lines, against which the signal that starts them and
+// the VM's exit are small.
 const logBytes = 8 << 20
 
 // logBlocks is how many blocks of lines of format f (see package loglines)
@@ -36,10 +38,12 @@ var logHandlers = []struct {
 // BenchmarkLogPipe is the throughput of a VM's output into the host's
 // logger, against what the same records cost the handler alone.
 //
-// LogPipe/FORMAT/HANDLER: a VM completes its handshake, writes about 8 MiB
-// of lines of FORMAT (see package loglines) to stdout as fast as it can,
-// and exits; the timed part runs from launch to Done, with a logger on
-// HANDLER (slog's TextHandler or JSONHandler, writing to io.Discard).
+// LogPipe/FORMAT/HANDLER: a VM completes its handshake, waits for the
+// word to start, writes about 8 MiB of lines of FORMAT (see package
+// loglines) to stdout as fast as it can, and exits; the timed part runs
+// from that word to Done, with a logger on HANDLER (slog's TextHandler or
+// JSONHandler, writing to io.Discard). The launch is not timed, as the
+// floor has none: BenchmarkLaunch measures it.
 //
 // LogPipe/handler-floor/FORMAT/HANDLER: the records the host makes of the
 // same lines, built in process and handed to the same handler (bound to
@@ -48,7 +52,8 @@ var logHandlers = []struct {
 // parsing. Each runs as many records and bytes per op as the VM writes.
 //
 // LogPipe/copy: the same VM's plain lines read by plain os/exec code with
-// io.Copy into io.Discard, through a handshake with the same engine.
+// io.Copy into io.Discard, through a handshake with the same engine, timed
+// in the same way.
 //
 // Each reports allocs/line, the host's allocations over the lines.
 func BenchmarkLogPipe(b *testing.B) {
@@ -66,10 +71,13 @@ func BenchmarkLogPipe(b *testing.B) {
 					b.SetBytes(int64(blocks * len(loglines.Block(format))))
 					defer countAllocs(b, blocks*loglines.BlockLines)()
 					for b.Loop() {
+						b.StopTimer()
 						rt, err := l.Launch(context.Background(), exec.Command(path, string(format), strconv.Itoa(blocks)))
 						if err != nil {
 							b.Fatal(err)
 						}
+						b.StartTimer()
+						startWriting(b, rt.Status().Pid)
 						<-rt.Done()
 						if exit, _ := rt.Exit(); !exit.Success() {
 							b.Fatalf("log VM: %s", exit)
@@ -104,9 +112,13 @@ func BenchmarkLogPipe(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			b.StopTimer()
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
+			<-launch.Initialized()
+			b.StartTimer()
+			startWriting(b, cmd.Process.Pid)
 			n, err := io.Copy(io.Discard, out)
 			if err := cmd.Wait(); err != nil {
 				b.Fatalf("log VM: %v", err)
@@ -117,6 +129,18 @@ func BenchmarkLogPipe(b *testing.B) {
 			}
 		}
 	})
+}
+
+// startWriting tells the log VM pid, which has completed its handshake, to
+// write its lines.
+func startWriting(b *testing.B, pid int) {
+	p, err := os.FindProcess(pid)
+	if err == nil {
+		err = p.Signal(os.Interrupt)
+	}
+	if err != nil {
+		b.Fatalf("start the log VM: %v", err)
+	}
 }
 
 // handlerFloor hands h, per op, the records of as many lines of format as

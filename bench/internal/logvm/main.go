@@ -1,6 +1,7 @@
 // Command logvm is the VM of the log-path benchmark: it completes its
-// handshake, writes BLOCKS blocks of log lines (see package loglines) to
-// stdout as fast as the pipe takes them, and exits 0.
+// handshake, waits for os.Interrupt (SIGINT), the host's word that it
+// times from now on, writes BLOCKS blocks of log lines (see package
+// loglines) to stdout as fast as the pipe takes them, and exits 0.
 //
 //	logvm plain|json|zap|hclog BLOCKS
 package main
@@ -9,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 
@@ -36,10 +38,13 @@ func run(args []string) error {
 		return fmt.Errorf("logvm: unknown format %q", args[0])
 	}
 	block := loglines.Block(format)
+	start := make(chan os.Signal, 1)
+	signal.Notify(start, os.Interrupt)
 	// The VM never serves: the address only has to be a loopback host:port.
 	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
 		return err
 	}
+	<-start
 	for range blocks {
 		if _, err := os.Stdout.Write(block); err != nil {
 			return err
