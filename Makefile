@@ -5,6 +5,7 @@ GO       ?= go
 BUF      := $(GO) tool -modfile=tools/go.mod buf
 BIN      := bin
 PKGS     := ./...
+BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
@@ -46,7 +47,7 @@ run: build
 
 ## bench: the benchmarks of docs/PERFORMANCE.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:

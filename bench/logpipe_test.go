@@ -38,18 +38,19 @@ var logHandlers = []struct {
 // BenchmarkLogPipe is the throughput of a VM's output into the host's
 // logger, against what the same records cost the handler alone.
 //
-// LogPipe/FORMAT/HANDLER: a VM completes its handshake, waits for the
-// word to start, writes about 8 MiB of lines of FORMAT (see package
+// LogPipe/FORMAT/HANDLER/vmre: a VM completes its handshake, waits for
+// the word to start, writes about 8 MiB of lines of FORMAT (see package
 // loglines) to stdout as fast as it can, and exits; the timed part runs
 // from that word to Done, with a logger on HANDLER (slog's TextHandler or
 // JSONHandler, writing to io.Discard). The launch is not timed, as the
 // floor has none: BenchmarkLaunch measures it.
 //
-// LogPipe/handler-floor/FORMAT/HANDLER: the records the host makes of the
+// LogPipe/FORMAT/HANDLER/handler-floor: the records the host makes of the
 // same lines, built in process and handed to the same handler (bound to
 // vm, pid and stream as the launcher binds it), stamped once per 512 lines
 // as the launcher stamps them once per read: no process, no pipe, no
-// parsing. Each runs as many records and bytes per op as the VM writes.
+// parsing. It runs as many records and bytes per op as the VM writes, right
+// after vmre, so that the two see the same machine.
 //
 // LogPipe/copy: the same VM's plain lines read by plain os/exec code with
 // io.Copy into io.Discard, through a handshake with the same engine, timed
@@ -62,40 +63,12 @@ func BenchmarkLogPipe(b *testing.B) {
 		b.Run(string(format), func(b *testing.B) {
 			for _, h := range logHandlers {
 				b.Run(h.name, func(b *testing.B) {
-					l, err := launcher.New(launcher.Config{Logger: slog.New(h.new())})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer l.Close()
-					blocks := logBlocks(format)
-					b.SetBytes(int64(blocks * len(loglines.Block(format))))
-					defer countAllocs(b, blocks*loglines.BlockLines)()
-					for b.Loop() {
-						b.StopTimer()
-						rt, err := l.Launch(context.Background(), exec.Command(path, string(format), strconv.Itoa(blocks)))
-						if err != nil {
-							b.Fatal(err)
-						}
-						b.StartTimer()
-						startWriting(b, rt.Status().Pid)
-						<-rt.Done()
-						if exit, _ := rt.Exit(); !exit.Success() {
-							b.Fatalf("log VM: %s", exit)
-						}
-					}
+					b.Run("vmre", func(b *testing.B) { logPipeVMRE(b, path, format, h.new()) })
+					b.Run("handler-floor", func(b *testing.B) { handlerFloor(b, format, h.new()) })
 				})
 			}
 		})
 	}
-	b.Run("handler-floor", func(b *testing.B) {
-		for _, format := range loglines.Formats {
-			b.Run(string(format), func(b *testing.B) {
-				for _, h := range logHandlers {
-					b.Run(h.name, func(b *testing.B) { handlerFloor(b, format, h.new()) })
-				}
-			})
-		}
-	})
 	b.Run("copy", func(b *testing.B) {
 		e := serveEngine(b)
 		blocks := logBlocks(loglines.Plain)
@@ -140,6 +113,32 @@ func startWriting(b *testing.B, pid int) {
 	}
 	if err != nil {
 		b.Fatalf("start the log VM: %v", err)
+	}
+}
+
+// logPipeVMRE runs, per op, a log VM that writes lines of format into a
+// launcher whose logger's handler is h.
+func logPipeVMRE(b *testing.B, path string, format loglines.Format, h slog.Handler) {
+	l, err := launcher.New(launcher.Config{Logger: slog.New(h)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	blocks := logBlocks(format)
+	b.SetBytes(int64(blocks * len(loglines.Block(format))))
+	defer countAllocs(b, blocks*loglines.BlockLines)()
+	for b.Loop() {
+		b.StopTimer()
+		rt, err := l.Launch(context.Background(), exec.Command(path, string(format), strconv.Itoa(blocks)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		startWriting(b, rt.Status().Pid)
+		<-rt.Done()
+		if exit, _ := rt.Exit(); !exit.Success() {
+			b.Fatalf("log VM: %s", exit)
+		}
 	}
 }
 

@@ -113,8 +113,8 @@ func logRows() []row {
 	var rows []row
 	for _, handler := range []string{"TextHandler", "JSONHandler"} {
 		for _, format := range []string{"plain", "json", "zap", "hclog"} {
-			floor := "LogPipe/handler-floor/" + format + "/" + handler
-			name := "LogPipe/" + format + "/" + handler
+			floor := "LogPipe/" + format + "/" + handler + "/handler-floor"
+			name := "LogPipe/" + format + "/" + handler + "/vmre"
 			target := 0.6
 			if format == "plain" {
 				target = 0.8
