@@ -147,13 +147,10 @@ func (p *logPipe) jsonLine(line []byte) {
 // emit hands a record to the handler as slog.Logger.LogAttrs does, but
 // stamped with the time its line was read and without the caller's program
 // counter: the source of a VM's line is the VM, not this file, and
-// runtime.Callers would cost more than all the rest of the line.
+// runtime.Callers would cost more than all the rest of the line. Its
+// caller has asked the handler whether level is enabled.
 func (p *logPipe) emit(level slog.Level, msg string, attrs ...slog.Attr) {
-	ctx := context.Background()
-	if !p.handler.Enabled(ctx, level) {
-		return
-	}
 	r := slog.NewRecord(p.read, level, msg, 0)
 	r.AddAttrs(attrs...)
-	p.handler.Handle(ctx, r) // errors are dropped, as slog.Logger drops them
+	p.handler.Handle(context.Background(), r) // errors are dropped, as slog.Logger drops them
 }
