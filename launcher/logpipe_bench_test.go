@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -52,6 +53,24 @@ func BenchmarkLogPipeLines(b *testing.B) {
 			runtime.ReadMemStats(&ms)
 			b.ReportMetric(float64(ms.Mallocs-mallocs)/float64(b.N*lines), "allocs/line")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
+		})
+	}
+}
+
+// BenchmarkParseJSONLine is jsonParser.parse alone, on one line of each
+// JSON format: checking the whole line and finding its fields, before any
+// string is made.
+func BenchmarkParseJSONLine(b *testing.B) {
+	for _, format := range []string{"json", "zap", "hclog"} {
+		b.Run(format, func(b *testing.B) {
+			line := []byte(strings.TrimSuffix(benchLines[format](7), "\n"))
+			b.SetBytes(int64(len(line)))
+			var p jsonParser
+			for b.Loop() {
+				if !p.parse(line) {
+					b.Fatalf("not parsed: %s", line)
+				}
+			}
 		})
 	}
 }
