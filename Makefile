@@ -6,6 +6,7 @@ BUF      := $(GO) tool -modfile=tools/go.mod buf
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 BIN      := bin
 PKGS     := ./...
+BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
@@ -64,7 +65,7 @@ run: build
 
 ## bench: the benchmarks of docs/PERFORMANCE.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -167,15 +166,6 @@ func (w *leaseWriter) Flush() {
 }
 
 func (w *leaseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// enabledDiscard is a slog.Handler that is enabled at every level, so that
-// every record is built, and then drops it.
-type enabledDiscard struct{}
-
-func (enabledDiscard) Enabled(context.Context, slog.Level) bool  { return true }
-func (enabledDiscard) Handle(context.Context, slog.Record) error { return nil }
-func (h enabledDiscard) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h enabledDiscard) WithGroup(string) slog.Handler           { return h }
 
 // snapshot is the host's goroutines, live heap and goroutine stacks after a
 // full GC, and its goroutines in a system call, each of which holds an OS

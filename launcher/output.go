@@ -16,12 +16,12 @@ type OutputStat struct {
 	Lines  uint64
 }
 
-// levelNames are the buckets of OutputStat.Level: below info, below warn,
+// outputLevels are the buckets of OutputStat.Level: below info, below warn,
 // below error, error and above.
-var levelNames = [...]string{"debug", "info", "warn", "error"}
+var outputLevels = [...]string{"debug", "info", "warn", "error"}
 
 // levelCounts counts the lines of one stream by level bucket.
-type levelCounts [len(levelNames)]atomic.Uint64
+type levelCounts [len(outputLevels)]atomic.Uint64
 
 func (c *levelCounts) add(l slog.Level) {
 	i := 3
@@ -75,13 +75,13 @@ func (l *Launcher) OutputStats() []OutputStat {
 		counts[i] = l.outputs.byName[name]
 	}
 	l.outputs.mu.Unlock()
-	out := make([]OutputStat, 0, len(names)*2*len(levelNames))
+	out := make([]OutputStat, 0, len(names)*2*len(outputLevels))
 	for i, name := range names {
 		for _, s := range []struct {
 			name string
 			c    *levelCounts
 		}{{"stdout", &counts[i].stdout}, {"stderr", &counts[i].stderr}} {
-			for j, level := range levelNames {
+			for j, level := range outputLevels {
 				out = append(out, OutputStat{VM: name, Stream: s.name, Level: level, Lines: s.c[j].Load()})
 			}
 		}

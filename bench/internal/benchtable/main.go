@@ -89,7 +89,7 @@ type row struct {
 	atMost     bool    // the ratio (value) must be at most target, else at least
 }
 
-var rows = []row{
+var rows = slices.Concat([]row{
 	{name: "Launch/floor", unit: "ns/op"},
 	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 1.3, atMost: true},
 	{name: "LaunchConcurrent/floor", unit: "ns/op"},
@@ -105,12 +105,32 @@ var rows = []row{
 	{name: "Initialize/grpc", unit: "ns/op"},
 	{name: "Initialize/grpcweb", unit: "ns/op"},
 	{name: "LogPipe/copy", unit: "MB/s"},
-	{name: "LogPipe/plain", unit: "MB/s", ref: "LogPipe/copy", target: 0.5},
-	{name: "LogPipe/json", unit: "MB/s", ref: "LogPipe/copy"},
 	{name: "IdleVM", unit: "goroutines/VM", target: 5, atMost: true},
 	{name: "IdleVM", unit: "heap-B/VM", target: 64 << 10, atMost: true},
 	{name: "IdleVM", unit: "stack-B/VM"},
 	{name: "IdleVM", unit: "threads/VM"},
+}, logRows())
+
+// logRows are the rows of BenchmarkLogPipe: per handler, each format's
+// floor, then its throughput as a ratio to that floor and the host's
+// allocations per line.
+func logRows() []row {
+	var rows []row
+	for _, handler := range []string{"TextHandler", "JSONHandler"} {
+		for _, format := range []string{"plain", "json", "zap", "hclog"} {
+			floor := "LogPipe/" + format + "/" + handler + "/handler-floor"
+			name := "LogPipe/" + format + "/" + handler + "/vmre"
+			target := 0.6
+			if format == "plain" {
+				target = 0.8
+			}
+			rows = append(rows,
+				row{name: floor, unit: "MB/s"},
+				row{name: name, unit: "MB/s", ref: floor, target: target},
+				row{name: name, unit: "allocs/line", target: 3, atMost: true})
+		}
+	}
+	return rows
 }
 
 func printTable(w io.Writer, r results) {
@@ -167,6 +187,8 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.0f µs", v/1e3)
 	case "MB/s":
 		return fmt.Sprintf("%.0f MB/s", v)
+	case "allocs/line":
+		return fmt.Sprintf("%.2f", v)
 	case "heap-B/VM", "stack-B/VM":
 		return fmt.Sprintf("%.1f KiB", v/1024)
 	}
