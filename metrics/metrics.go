@@ -154,7 +154,7 @@ func splitProcedure(p string) (service, method string) {
 type stateCollector struct {
 	src Source
 
-	vms, restarts, backoff          *prometheus.Desc
+	vms, restarts, backoff        *prometheus.Desc
 	cpu, rss, fds, started, lines *prometheus.Desc
 }
 

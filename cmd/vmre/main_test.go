@@ -22,11 +22,14 @@ import (
 	"go.uber.org/goleak"
 )
 
-// The binaries under test, built once by TestMain.
+// The binaries under test, built once by TestMain, and the directory the
+// nodes under test leave their address in.
 var (
 	binDir    string
 	vmreBin   string
 	exampleVM string
+	grpcurl   string
+	runDir    string
 )
 
 func TestMain(m *testing.M) {
@@ -36,9 +39,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir, vmreBin, exampleVM = dir, filepath.Join(dir, "vmre"), filepath.Join(dir, "examplevm")
+	grpcurl, runDir = filepath.Join(dir, "grpcurl"), filepath.Join(dir, "run")
 	err = build(vmreBin, "github.com/vmre/vmre/cmd/vmre", raceEnabled)
 	if err == nil {
 		err = build(exampleVM, "github.com/vmre/vmre/cmd/examplevm", false)
+	}
+	if err == nil {
+		err = buildTool(grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -65,10 +72,27 @@ func build(out, pkg string, race bool) error {
 	return nil
 }
 
+// buildTool builds a tool of tools/go.mod into out.
+func buildTool(out, pkg string) error {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-modfile="+filepath.Join(root, "tools", "go.mod"), "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
 // testEnv is the environment of the processes under test: plain text
-// logs, and no race-detector pause at exit (a -race binary otherwise waits
-// a second before exiting 0).
-func testEnv() []string { return append(os.Environ(), "NO_COLOR=1", "GORACE=atexit_sleep_ms=0") }
+// logs, no race-detector pause at exit (a -race binary otherwise waits a
+// second before exiting 0), and an XDG_RUNTIME_DIR of the tests' own, where
+// the nodes under test leave their address for the clients.
+func testEnv() []string {
+	return append(os.Environ(), "NO_COLOR=1", "GORACE=atexit_sleep_ms=0", "XDG_RUNTIME_DIR="+runDir)
+}
 
 // result is how a finished vmre ran.
 type result struct {
@@ -80,10 +104,17 @@ type result struct {
 // runVMRE runs vmre with args to its end, or kills it after timeout.
 func runVMRE(t *testing.T, timeout time.Duration, args ...string) result {
 	t.Helper()
+	return runVMREEnv(t, testEnv(), timeout, args...)
+}
+
+// runVMREEnv runs vmre with args in env to its end, or kills it after
+// timeout.
+func runVMREEnv(t *testing.T, env []string, timeout time.Duration, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vmreBin, args...)
-	cmd.Env = testEnv()
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
