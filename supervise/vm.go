@@ -10,8 +10,9 @@ import (
 
 // vm is one supervised VM: its goroutine, run, owns its runtime.
 type vm struct {
-	cmds chan command  // operator commands, to run
-	done chan struct{} // closed when run returns
+	cmds   chan command  // operator commands, to run
+	done   chan struct{} // closed when run returns
+	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
 
 	// Guarded by the Supervisor's mu.
 	spec          Spec
@@ -198,6 +199,13 @@ func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
 	v.state.Stderr = lines
 }
 
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
 // stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
 // short.
 func stopRuntime(ctx context.Context, rt *launcher.Runtime) launcher.Exit {
@@ -289,8 +297,15 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 	case StateFailed:
 		attrs = append(attrs, slog.String("error", snap.Err.Error()))
 		level = slog.LevelError
+	case StateLost:
+		attrs = append(attrs, slog.String("error", errString(snap.Err)))
+		level = slog.LevelWarn
 	case StateRunning:
-		attrs = append(attrs, slog.Int("pid", snap.Pid), slog.String("addr", snap.Addr))
+		if snap.Remote {
+			attrs = append(attrs, slog.String("addr", snap.Addr), slog.String("peer", snap.Peer))
+		} else {
+			attrs = append(attrs, slog.Int("pid", snap.Pid), slog.String("addr", snap.Addr))
+		}
 	}
 	s.log.LogAttrs(context.Background(), level, what, attrs...)
 	if s.hooks != nil && s.hooks.State != nil {
