@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -117,7 +118,9 @@ func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, 
 	if err != nil {
 		return nil, err, false
 	}
-	opts := []launcher.LaunchOption{launcher.WithName(spec.Name)}
+	// The VM is running in its state before the launcher tells anyone it
+	// is ready: ready means listed.
+	opts := []launcher.LaunchOption{launcher.WithName(spec.Name), launcher.WithTracker(running{s, v})}
 	if spec.Hooks != nil {
 		opts = append(opts, launcher.WithHooks(spec.Hooks))
 	}
@@ -144,11 +147,6 @@ func (v *vm) interrupt(s *Supervisor) {
 // watch waits for the running VM to end, or for an operator's command, or
 // for Close.
 func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
-	st := rt.Status()
-	s.update(v, "running", func(vs *VM) {
-		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
-		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
-	})
 	for {
 		select {
 		case <-rt.Done():
@@ -204,6 +202,24 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// running is the Tracker of a VM's launch: it records the VM running.
+type running struct {
+	s *Supervisor
+	v *vm
+}
+
+func (r running) TrackRuntime(stopper vmre.Stopper) {
+	rt, ok := stopper.(*launcher.Runtime)
+	if !ok {
+		return
+	}
+	st := rt.Status()
+	r.s.update(r.v, "running", func(vs *VM) {
+		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
+		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
+	})
 }
 
 // stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
