@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -289,8 +290,9 @@ func TestTailLogsBacklogThenFollow(t *testing.T) {
 		t.Fatalf("backlog ticks %v (%v); want 0 to 5 at least", ticks, backlog.Err())
 	}
 	// The follower goes on with the records after the backlog's.
+	last, _ := strconv.Atoi(ticks[len(ticks)-1])
 	for follow.Receive() {
-		if n := lastTick(follow.Msg().GetRecord()); n != "" && n > ticks[len(ticks)-1] {
+		if n, err := strconv.Atoi(lastTick(follow.Msg().GetRecord())); err == nil && n > last {
 			break
 		}
 	}
