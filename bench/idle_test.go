@@ -20,9 +20,10 @@ const goroutinesKey = "VMRE_BENCH_GOROUTINES"
 // BenchmarkIdleVM is the host's cost of one idle running VM: it launches 16
 // minimal VMs, waits until each has taken its lease (from then on nothing
 // more is set up for it), and reports the host's goroutines, live heap and
-// goroutine stack per VM, after a full GC, and the OS threads that its
-// goroutines blocked in system calls hold, against the same measures taken
-// before the launches. The time per op is that of launching 16 VMs,
+// goroutine stack per VM, after a full GC, the OS threads that its
+// goroutines blocked in system calls hold, and its open file descriptors
+// (sockets among them), against the same measures taken before the
+// launches. The time per op is that of launching 16 VMs,
 // settling and stopping them.
 //
 // With VMRE_BENCH_GOROUTINES=FILE it writes the host's goroutines with the
@@ -30,7 +31,7 @@ const goroutinesKey = "VMRE_BENCH_GOROUTINES"
 func BenchmarkIdleVM(b *testing.B) {
 	e := serveEngine(b)
 	h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
-	var goroutines, heap, stack, threads float64
+	var goroutines, heap, stack, threads, fds, sockets float64
 	n := 0
 	for b.Loop() {
 		before := takeSnapshot()
@@ -61,12 +62,16 @@ func BenchmarkIdleVM(b *testing.B) {
 		heap += (float64(after.heap) - float64(before.heap)) / idleVMs
 		stack += (float64(after.stack) - float64(before.stack)) / idleVMs
 		threads += (float64(after.inSyscall) - float64(before.inSyscall)) / idleVMs
+		fds += float64(after.fds-before.fds) / idleVMs
+		sockets += float64(after.sockets-before.sockets) / idleVMs
 		n++
 	}
 	b.ReportMetric(goroutines/float64(n), "goroutines/VM")
 	b.ReportMetric(heap/float64(n), "heap-B/VM")
 	b.ReportMetric(stack/float64(n), "stack-B/VM")
 	b.ReportMetric(threads/float64(n), "threads/VM")
+	b.ReportMetric(fds/float64(n), "fds/VM")
+	b.ReportMetric(sockets/float64(n), "sockets/VM")
 }
 
 func goroutineProfile() []byte {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,13 +169,16 @@ func (w *leaseWriter) Flush() {
 func (w *leaseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // snapshot is the host's goroutines, live heap and goroutine stacks after a
-// full GC, and its goroutines in a system call, each of which holds an OS
-// thread.
+// full GC, its goroutines in a system call, each of which holds an OS
+// thread, and its open file descriptors (on Linux; 0 elsewhere), of which
+// sockets.
 type snapshot struct {
 	goroutines int
 	heap       uint64
 	stack      uint64
 	inSyscall  uint64
+	fds        int
+	sockets    int
 }
 
 func takeSnapshot() snapshot {
@@ -184,10 +188,38 @@ func takeSnapshot() snapshot {
 	runtime.ReadMemStats(&ms)
 	notInGo := []metrics.Sample{{Name: "/sched/goroutines/not-in-go:goroutines"}}
 	metrics.Read(notInGo)
+	fds, sockets := openFDs()
 	return snapshot{
 		goroutines: runtime.NumGoroutine(),
 		heap:       ms.HeapAlloc,
 		stack:      ms.StackInuse,
 		inSyscall:  notInGo[0].Value.Uint64(),
+		fds:        fds,
+		sockets:    sockets,
 	}
+}
+
+// openFDs counts the process's open file descriptors, and those of them
+// that are sockets, from /proc/self/fd (0 and 0 where there is none).
+func openFDs() (fds, sockets int) {
+	dir, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0, 0
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return 0, 0
+	}
+	for _, name := range names {
+		target, err := os.Readlink("/proc/self/fd/" + name)
+		if err != nil {
+			continue // the directory's own fd, closed by now
+		}
+		fds++
+		if strings.HasPrefix(target, "socket:") {
+			sockets++
+		}
+	}
+	return fds, sockets
 }

@@ -1,0 +1,70 @@
+package bench
+
+import (
+	"context"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/vmre/vmre/launcher"
+)
+
+// BenchmarkStopConcurrent stops 16 VMs at once, from the first SIGTERM
+// (Runtime.Stop for vmre) until all are reaped (Done). The VMs are launched,
+// and settled, outside the timed part. The floor signals its plugins one
+// after the other and then waits for each; vmre calls Stop on each runtime
+// (which returns at once) and then waits on each Done.
+func BenchmarkStopConcurrent(b *testing.B) {
+	b.Run("floor", func(b *testing.B) {
+		f := newFloor(b)
+		for b.Loop() {
+			b.StopTimer()
+			cmds, err := all(concurrency, func(int) (*exec.Cmd, error) { return f.start() })
+			if err != nil {
+				for _, cmd := range cmds {
+					f.stop(cmd)
+				}
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			for _, cmd := range cmds {
+				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, cmd := range cmds {
+				if err := cmd.Wait(); err != nil {
+					b.Fatalf("floor plugin: %v", err)
+				}
+			}
+		}
+	})
+	b.Run("vmre", func(b *testing.B) {
+		e := serveEngine(b)
+		h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
+		for b.Loop() {
+			b.StopTimer()
+			rts, err := all(concurrency, func(int) (*launcher.Runtime, error) {
+				return h.l.Launch(context.Background(), exec.Command(h.path))
+			})
+			if err == nil {
+				e.awaitLeases(b, len(rts))
+			}
+			if err != nil {
+				for _, rt := range rts {
+					h.stop(rt)
+				}
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			for _, rt := range rts {
+				rt.Stop(context.Background())
+			}
+			for _, rt := range rts {
+				if err := h.stop(rt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
