@@ -42,6 +42,9 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		return err
 	}
 	defer ec.close()
+	// A VM that its host launched holds its lease on a pipe; one reached
+	// over the network, through the engine.
+	pipe := leasePipe(o.getenv)
 
 	// Signals are caught from the start, but they do not cut the handshake
 	// short: the host may stop the VM the moment the engine has accepted the
@@ -59,17 +62,25 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	ln := o.listener
 	if ln == nil {
 		if ln, err = h2c.ListenLoopback(ctx); err != nil {
+			if pipe != nil {
+				pipe.Close()
+			}
 			return fmt.Errorf("listen for the VM's server: %w", err)
 		}
 	}
 	// Serve before the handshake: the host may call the VM the moment the
 	// handshake returns, and connections made earlier wait in the backlog.
 	srv := h2c.NewServer(h)
+	tracked := newConns()
+	srv.ConnState = tracked.track
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	host, err := ec.initialize(ctx, ln.Addr().String())
 	if err != nil {
+		if pipe != nil {
+			pipe.Close()
+		}
 		srv.Close()
 		<-serveErr
 		if !engineAnswered(err) && hostGoneWithin(hostPid, hostCheckDelay) {
@@ -84,7 +95,12 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 
 	var l *lease
-	if o.lease {
+	switch {
+	case pipe != nil && o.lease:
+		l = startPipeLease(pipe)
+	case pipe != nil:
+		pipe.Close()
+	case o.lease:
 		// Not under the signal context: a signal must not end the lease
 		// before the VM learns from it whether its host is alive.
 		l = startLease(context.WithoutCancel(ctx), ec)
@@ -98,6 +114,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	} else {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 		defer cancel()
+		tracked.closeIdle(shutdownCtx)
 		if err := srv.Shutdown(shutdownCtx); err != nil {
 			o.logger.Warn("graceful shutdown cut short", "error", err)
 			srv.Close()

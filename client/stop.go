@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,16 +19,45 @@ import (
 // before its sockets close and the lease breaks.
 const hostCheckDelay = 250 * time.Millisecond
 
-// lease is the VM's side of its lease, held by one goroutine.
+// lease is the VM's side of its lease, held by one goroutine: a stream from
+// the engine, or the pipe the host gave the VM.
 type lease struct {
 	end    chan error // the lease's result; nil once received
-	cancel context.CancelFunc
+	cancel func()     // ends the lease's goroutine
 }
 
+// startLease holds the lease over the network: a stream of the engine.
 func startLease(ctx context.Context, ec *engineClient) *lease {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &lease{end: make(chan error, 1), cancel: cancel}
 	go func() { l.end <- ec.lease(ctx) }()
+	return l
+}
+
+// errHostGone is the end of a lease pipe without the host's byte: the
+// kernel closed the host's end, as it does when the host dies.
+var errHostGone = errors.New("the lease pipe closed without the host ending it")
+
+// errLeaseStopped is the end of a lease pipe that the VM closed itself.
+var errLeaseStopped = errors.New("the VM stopped holding its lease")
+
+// startPipeLease holds the lease on pipe, the VM's end of the host's pipe:
+// the host writes a byte to end the lease, and its end closes with it.
+func startPipeLease(pipe *os.File) *lease {
+	l := &lease{end: make(chan error, 1), cancel: func() { pipe.Close() }}
+	go func() {
+		var b [1]byte
+		n, err := pipe.Read(b[:])
+		switch {
+		case n > 0:
+			err = nil // the host ended the lease
+		case errors.Is(err, os.ErrClosed):
+			err = errLeaseStopped
+		case err == io.EOF:
+			err = errHostGone
+		}
+		l.end <- err
+	}()
 	return l
 }
 

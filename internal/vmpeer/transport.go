@@ -1,0 +1,286 @@
+package vmpeer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/vmre/vmre/internal/h2c"
+)
+
+// dialTimeout bounds a dial of the VM's server.
+const dialTimeout = 5 * time.Second
+
+// ErrClosed is the error of a request on a closed Transport, unless Close
+// named another.
+var ErrClosed = errors.New("the client of the VM's server is closed")
+
+// Transport is an http.RoundTripper to one VM's server. It speaks HTTP/2
+// without TLS (h2c) when the server does, else HTTP/1.1, and decides which
+// on its first connection: it opens it with the HTTP/2 client preface, and
+// an HTTP/2 server answers with a SETTINGS frame, where an HTTP/1-only server
+// answers an error in HTTP/1 or closes the connection. The first requests
+// over h2c go on that connection; more connections are dialled as needed.
+//
+// It is safe for concurrent use. Close it when the VM is gone.
+type Transport struct {
+	addr string
+	h2   *http.Transport // h2c only
+	h1   *http.Transport // HTTP/1.1 only
+
+	decided    chan struct{} // closed once the server's first bytes have said which
+	decideOnce sync.Once
+	http2      bool // valid once decided is closed
+
+	closing  chan struct{} // closed by Close
+	closeErr error         // valid once closing is closed
+
+	mu        sync.Mutex
+	next      net.Conn         // handed to the next dial of h2: the first connection
+	first     *http.ClientConn // the first connection, once it is open
+	opened    bool             // the first connection is open
+	opening   chan struct{}    // closed when an attempt to open it ends; nil when none runs
+	closeOnce sync.Once
+}
+
+// NewTransport returns a Transport for the server at addr (host:port). conn,
+// when not nil, is a connection to addr already made, which becomes the
+// first: NewTransport sends the HTTP/2 client preface on it at once, so that
+// the server has answered by the first request. Without conn, the first
+// request dials it.
+func NewTransport(addr string, conn net.Conn) *Transport {
+	t := &Transport{
+		addr:    addr,
+		decided: make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+	t.h2 = h2c.NewClient().Transport.(*http.Transport)
+	t.h2.DialContext = t.dial
+	t.h1 = h2c.NewHTTP1Client().Transport.(*http.Transport)
+	if conn != nil {
+		t.opened = true
+		t.open(context.Background(), conn)
+	}
+	return t
+}
+
+// dial is the h2c transport's dial: the first connection when it is due,
+// else a new one.
+func (t *Transport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	t.mu.Lock()
+	c := t.next
+	t.next = nil
+	t.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	return (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+}
+
+// open makes conn (or, when it is nil, a new connection) the first
+// connection and sends the HTTP/2 client preface on it. It returns the
+// dial's error.
+func (t *Transport) open(ctx context.Context, conn net.Conn) error {
+	if conn == nil {
+		var err error
+		if conn, err = (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, "tcp", t.addr); err != nil {
+			return err
+		}
+	}
+	t.mu.Lock()
+	t.next = &sniffConn{Conn: conn, decide: t.decide}
+	t.mu.Unlock()
+	cc, err := t.h2.NewClientConn(ctx, "http", t.addr)
+	if err != nil {
+		t.decide(false) // the preface could not be written: no answer
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-t.closing:
+		cc.Close()
+	default:
+		t.first = cc
+	}
+	return nil
+}
+
+// decide records what the server's first bytes said. The first decision
+// stands.
+func (t *Transport) decide(http2 bool) {
+	decided := false
+	t.decideOnce.Do(func() {
+		t.http2, decided = http2, true
+		close(t.decided)
+	})
+	if decided && !http2 {
+		t.mu.Lock()
+		cc := t.first
+		t.first = nil
+		t.mu.Unlock()
+		if cc != nil {
+			cc.Close() // an HTTP/1 server has answered the preface, or closed
+		}
+	}
+}
+
+// HTTP2 waits until the Transport knows whether the server speaks h2c, and
+// reports it. It returns an error when ctx ends first, the Transport is
+// closed, or the first connection cannot be dialled (the next call dials
+// again).
+func (t *Transport) HTTP2(ctx context.Context) (bool, error) {
+	for {
+		select {
+		case <-t.decided:
+			return t.http2, nil
+		default:
+		}
+		t.mu.Lock()
+		attempt := t.opening
+		if attempt == nil && !t.opened {
+			attempt = make(chan struct{})
+			t.opening = attempt
+			t.mu.Unlock()
+			err := t.open(ctx, nil)
+			t.mu.Lock()
+			t.opening, t.opened = nil, err == nil
+			close(attempt)
+			t.mu.Unlock()
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		t.mu.Unlock()
+		// attempt is nil once the first connection is open: wait for its
+		// answer; else for the attempt of another caller to end.
+		select {
+		case <-t.decided:
+			return t.http2, nil
+		case <-attempt:
+		case <-t.closing:
+			return false, t.closeErr
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// RoundTrip sends req over h2c, on the first connection while it can take
+// it, when the server speaks h2c, else over HTTP/1.1.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	http2, err := t.HTTP2(req.Context())
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	select {
+	case <-t.closing:
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, t.closeErr
+	default:
+	}
+	if !http2 {
+		return t.h1.RoundTrip(req)
+	}
+	t.mu.Lock()
+	cc := t.first
+	t.mu.Unlock()
+	if cc != nil && cc.Reserve() == nil {
+		return cc.RoundTrip(req)
+	}
+	return t.h2.RoundTrip(req)
+}
+
+// CloseIdle closes the connections that carry no request, the first one
+// included: a server shutting down need not wait for them.
+func (t *Transport) CloseIdle() {
+	t.mu.Lock()
+	cc := t.first
+	if cc != nil && cc.InFlight() == 0 {
+		t.first = nil
+	} else {
+		cc = nil
+	}
+	t.mu.Unlock()
+	if cc != nil {
+		cc.Close()
+	}
+	t.h2.CloseIdleConnections()
+	t.h1.CloseIdleConnections()
+}
+
+// Close closes the Transport's idle connections and the first one, and
+// fails its later requests with cause (ErrClosed when nil). Requests in
+// flight on other connections end with them. Close is idempotent.
+func (t *Transport) Close(cause error) {
+	t.closeOnce.Do(func() {
+		if cause == nil {
+			cause = ErrClosed
+		}
+		t.mu.Lock()
+		t.closeErr = cause
+		close(t.closing)
+		cc, next := t.first, t.next
+		t.first, t.next = nil, nil
+		t.mu.Unlock()
+		if cc != nil {
+			cc.Close()
+		}
+		if next != nil {
+			next.Close()
+		}
+		t.h2.CloseIdleConnections()
+		t.h1.CloseIdleConnections()
+	})
+}
+
+// frameHeaderLen is the size of an HTTP/2 frame header: a 3-byte length, a
+// type, flags and a 4-byte stream id.
+const frameHeaderLen = 9
+
+// isServerPreface reports whether h, a frame header, starts an HTTP/2
+// server's preface: a SETTINGS frame (type 4) that is not an
+// acknowledgment (flag 1), on stream 0.
+func isServerPreface(h []byte) bool {
+	return h[3] == 0x4 && h[4]&0x1 == 0 && h[5]&0x7f == 0 && h[6] == 0 && h[7] == 0 && h[8] == 0
+}
+
+// sniffConn tells, from the first bytes a server sends on it, whether the
+// server speaks HTTP/2. It changes nothing it reads.
+type sniffConn struct {
+	net.Conn
+	decide func(http2 bool)
+	seen   []byte // the first bytes, until decided
+	done   bool
+}
+
+// Read is called by one goroutine at a time: the HTTP/2 client's reader.
+func (c *sniffConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.done {
+		return n, err
+	}
+	c.seen = append(c.seen, p[:min(n, frameHeaderLen-len(c.seen))]...)
+	switch {
+	case len(c.seen) == frameHeaderLen:
+		c.finish(isServerPreface(c.seen))
+	case err != nil || bytes.HasPrefix(c.seen, []byte("HTTP/")):
+		c.finish(false)
+	}
+	return n, err
+}
+
+func (c *sniffConn) finish(http2 bool) {
+	c.done, c.seen = true, nil
+	c.decide(http2)
+}
