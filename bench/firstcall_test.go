@@ -32,30 +32,46 @@ var firstCallProtocols = []struct {
 //
 // FirstCall/PROTOCOL/fresh makes the call with a new client: gRPC over h2c,
 // Connect over HTTP/1.1, each dialling its connection.
+// FirstCall/PROTOCOL/runtime makes it with the Runtime's client, whose
+// first connection Launch made.
 func BenchmarkFirstCall(b *testing.B) {
 	for _, p := range firstCallProtocols {
 		b.Run(p.name+"/fresh", func(b *testing.B) {
-			h := newVMRE(b, launcher.Config{})
-			for b.Loop() {
-				b.StopTimer()
-				rt, err := h.l.Launch(context.Background(), exec.Command(h.path))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
+			firstCall(b, p.opts, func(*launcher.Runtime) (*http.Client, func()) {
 				c := p.fresh()
-				err = check(c, rt.Status().Addr, p.opts)
-				b.StopTimer()
-				c.CloseIdleConnections()
-				if serr := h.stop(rt); serr != nil {
-					b.Fatal(serr)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-			}
+				return c, c.CloseIdleConnections
+			})
 		})
+		b.Run(p.name+"/runtime", func(b *testing.B) {
+			firstCall(b, p.opts, func(rt *launcher.Runtime) (*http.Client, func()) {
+				return rt.HTTPClient(), func() {}
+			})
+		})
+	}
+}
+
+// firstCall times, per op, a health check with the client that client
+// returns for a VM just launched, and the function that closes it.
+func firstCall(b *testing.B, opts []connect.ClientOption, client func(*launcher.Runtime) (*http.Client, func())) {
+	h := newVMRE(b, launcher.Config{})
+	for b.Loop() {
+		b.StopTimer()
+		rt, err := h.l.Launch(context.Background(), exec.Command(h.path))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		c, done := client(rt)
+		err = check(c, rt.Status().Addr, opts)
+		b.StopTimer()
+		done()
+		if serr := h.stop(rt); serr != nil {
+			b.Fatal(serr)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }
 

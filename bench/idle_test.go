@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"testing"
 
@@ -18,8 +17,8 @@ const idleVMs = 16
 const goroutinesKey = "VMRE_BENCH_GOROUTINES"
 
 // BenchmarkIdleVM is the host's cost of one idle running VM: it launches 16
-// minimal VMs, waits until each has taken its lease (from then on nothing
-// more is set up for it), and reports the host's goroutines, live heap and
+// minimal VMs, waits until each has answered a call on its runtime's client
+// (from then on nothing more is set up for it), and reports the host's goroutines, live heap and
 // goroutine stack per VM, after a full GC, the OS threads that its
 // goroutines blocked in system calls hold, and its open file descriptors
 // (sockets among them), against the same measures taken before the
@@ -29,18 +28,12 @@ const goroutinesKey = "VMRE_BENCH_GOROUTINES"
 // With VMRE_BENCH_GOROUTINES=FILE it writes the host's goroutines with the
 // 16 VMs idle to FILE, in the text form of the goroutine profile.
 func BenchmarkIdleVM(b *testing.B) {
-	e := serveEngine(b)
-	h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
+	h := newVMRE(b, launcher.Config{})
 	var goroutines, heap, stack, threads, fds, sockets float64
 	n := 0
 	for b.Loop() {
 		before := takeSnapshot()
-		rts, err := all(idleVMs, func(int) (*launcher.Runtime, error) {
-			return h.l.Launch(context.Background(), exec.Command(h.path))
-		})
-		if err == nil {
-			e.awaitLeases(b, idleVMs)
-		}
+		rts, err := h.launchSettled(idleVMs)
 		after := takeSnapshot()
 		if path := os.Getenv(goroutinesKey); path != "" && n == 0 {
 			if err := os.WriteFile(path, goroutineProfile(), 0o644); err != nil {

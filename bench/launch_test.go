@@ -26,7 +26,8 @@ const concurrency = 16
 // host and writes a line, up to the host reading that line; init-only is the
 // same for the minimal VM's own binary told to do just that (its start-up,
 // imports and package init, without client.Serve); vmre is Launcher.Launch
-// of the minimal VM on client.Serve, up to a GET of its /ping handler.
+// of the minimal VM on client.Serve, up to a GET of its /ping handler with
+// the runtime's client.
 // vmre minus init-only is what the engine adds to the VM's own start-up.
 // Stopping the VM is outside the timed part in all three. vmre also reports
 // the median time the engine spent on the VM's Initialize call
@@ -113,8 +114,8 @@ func BenchmarkLaunchConcurrent(b *testing.B) {
 }
 
 // BenchmarkStop is a cooperative VM's stop, from SIGTERM (Runtime.Stop for
-// vmre) to the VM reaped (Done). The VM is launched, and settled, outside
-// the timed part.
+// vmre) to the VM reaped (Done). The VM is launched, and settled (it has
+// answered a call), outside the timed part.
 func BenchmarkStop(b *testing.B) {
 	b.Run("floor", func(b *testing.B) {
 		f := newFloor(b)
@@ -131,15 +132,13 @@ func BenchmarkStop(b *testing.B) {
 		}
 	})
 	b.Run("vmre", func(b *testing.B) {
-		e := serveEngine(b)
-		h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
+		h := newVMRE(b, launcher.Config{})
 		for b.Loop() {
 			b.StopTimer()
-			rt, err := h.l.Launch(context.Background(), exec.Command(h.path))
+			rt, err := h.launch(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}
-			e.awaitLeases(b, 1)
 			b.StartTimer()
 			if err := h.stop(rt); err != nil {
 				b.Fatal(err)
@@ -236,7 +235,6 @@ type vmreHost struct {
 	b    *testing.B
 	l    *launcher.Launcher
 	path string
-	http *http.Client
 }
 
 func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
@@ -245,10 +243,7 @@ func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close() })
-	// A new VM is a new peer: connections are never reused.
-	transport := &http.Transport{DisableKeepAlives: true}
-	b.Cleanup(transport.CloseIdleConnections)
-	return &vmreHost{b: b, l: l, path: plugins(b).minimal, http: &http.Client{Transport: transport}}
+	return &vmreHost{b: b, l: l, path: plugins(b).minimal}
 }
 
 // launch launches the minimal VM and calls its /ping.
@@ -262,19 +257,22 @@ func (h *vmreHost) launchCmd(ctx context.Context, cmd *exec.Cmd) (*launcher.Runt
 	if err != nil {
 		return nil, err
 	}
-	if err := h.ping(ctx, rt.Status().Addr); err != nil {
+	if err := ping(ctx, rt); err != nil {
 		h.stop(rt)
 		return nil, err
 	}
 	return rt, nil
 }
 
-func (h *vmreHost) ping(ctx context.Context, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/ping", nil)
+// ping calls the VM's /ping with the runtime's client, as a node would: a
+// VM that has answered a call is settled, with all it holds on the host in
+// place.
+func ping(ctx context.Context, rt *launcher.Runtime) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rt.Status().Addr+"/ping", nil)
 	if err != nil {
 		return err
 	}
-	res, err := h.http.Do(req)
+	res, err := rt.HTTPClient().Do(req)
 	if err != nil {
 		return err
 	}
@@ -286,6 +284,12 @@ func (h *vmreHost) ping(ctx context.Context, addr string) error {
 		return fmt.Errorf("GET /ping: %s", res.Status)
 	}
 	return nil
+}
+
+// launchSettled launches n minimal VMs at once and waits until each has
+// answered a call.
+func (h *vmreHost) launchSettled(n int) ([]*launcher.Runtime, error) {
+	return all(n, func(int) (*launcher.Runtime, error) { return h.launch(context.Background()) })
 }
 
 // stop stops the VM and waits until it is reaped. A VM that did not exit 0

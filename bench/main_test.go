@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,11 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/server"
 )
 
@@ -101,29 +98,19 @@ func listen(b *testing.B) net.Listener {
 	return ln
 }
 
-// engine is a server.Engine served on 127.0.0.1 that also tells when a VM
-// has taken its lease: from then on the VM is settled, with everything it
-// holds on the host in place.
+// engine is a server.Engine served on 127.0.0.1.
 type engine struct {
 	*server.Engine
-	addr   string
-	leases chan struct{} // one value per lease taken
+	addr string
 }
 
 func serveEngine(b *testing.B) *engine {
 	b.Helper()
 	ln := listen(b)
-	e := &engine{Engine: server.New(server.Config{}), addr: ln.Addr().String(), leases: make(chan struct{}, 1024)}
-	h := e.Handler()
-	observed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == runtimev1connect.RuntimeServiceLeaseProcedure {
-			w = &leaseWriter{ResponseWriter: w, leases: e.leases}
-		}
-		h.ServeHTTP(w, r)
-	})
+	e := &engine{Engine: server.New(server.Config{}), addr: ln.Addr().String()}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, observed) }()
+	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
 	b.Cleanup(func() {
 		e.Close()
 		cancel()
@@ -133,40 +120,6 @@ func serveEngine(b *testing.B) *engine {
 	})
 	return e
 }
-
-// awaitLeases waits for n leases to be taken.
-func (e *engine) awaitLeases(b *testing.B, n int) {
-	b.Helper()
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for range n {
-		select {
-		case <-e.leases:
-		case <-timeout.C:
-			b.Fatalf("VMs did not take their leases within 10s")
-		}
-	}
-}
-
-// leaseWriter reports the first flush of a lease stream: the engine has
-// accepted the lease and sent its first message.
-type leaseWriter struct {
-	http.ResponseWriter
-	once   sync.Once
-	leases chan<- struct{}
-}
-
-func (w *leaseWriter) Flush() {
-	w.ResponseWriter.(http.Flusher).Flush()
-	w.once.Do(func() {
-		select {
-		case w.leases <- struct{}{}:
-		default:
-		}
-	})
-}
-
-func (w *leaseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // snapshot is the host's goroutines, live heap and goroutine stacks after a
 // full GC, its goroutines in a system call, each of which holds an OS

@@ -11,7 +11,7 @@ import (
 
 // BenchmarkStopConcurrent stops 16 VMs at once, from the first SIGTERM
 // (Runtime.Stop for vmre) until all are reaped (Done). The VMs are launched,
-// and settled, outside the timed part. The floor signals its plugins one
+// and settled (each has answered a call), outside the timed part. The floor signals its plugins one
 // after the other and then waits for each; vmre calls Stop on each runtime
 // (which returns at once) and then waits on each Done.
 func BenchmarkStopConcurrent(b *testing.B) {
@@ -40,16 +40,10 @@ func BenchmarkStopConcurrent(b *testing.B) {
 		}
 	})
 	b.Run("vmre", func(b *testing.B) {
-		e := serveEngine(b)
-		h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
+		h := newVMRE(b, launcher.Config{})
 		for b.Loop() {
 			b.StopTimer()
-			rts, err := all(concurrency, func(int) (*launcher.Runtime, error) {
-				return h.l.Launch(context.Background(), exec.Command(h.path))
-			})
-			if err == nil {
-				e.awaitLeases(b, len(rts))
-			}
+			rts, err := h.launchSettled(concurrency)
 			if err != nil {
 				for _, rt := range rts {
 					h.stop(rt)

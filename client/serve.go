@@ -94,6 +94,11 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		o.onReady(Ready{Addr: ln.Addr().String(), Host: *host})
 	}
 
+	if pipe != nil || !o.lease {
+		// The VM is done with the engine: an idle connection would cost
+		// the host a socket and a goroutine for the VM's whole life.
+		ec.close()
+	}
 	var l *lease
 	switch {
 	case pipe != nil && o.lease:

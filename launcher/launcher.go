@@ -30,6 +30,8 @@ type Launcher struct {
 	served      chan error
 	closeOnce   sync.Once
 
+	exits exitWatch // learns when its VMs exit
+
 	mu   sync.Mutex
 	live map[*Runtime]struct{} // started and not yet exited
 }
@@ -94,10 +96,13 @@ func (l *Launcher) Close() error {
 	return err
 }
 
-// Launch starts cmd as a VM and returns once its handshake has completed.
-// Launch owns cmd from then on: its Stdout and Stderr must be nil (set
-// Config.Stdout and Config.Stderr for raw copies), and it sets its Env and
-// SysProcAttr. On any failure the VM has been stopped and reaped when Launch
+// Launch starts cmd as a VM and returns once its handshake has completed
+// and the host has connected to the address the VM announced (the first
+// connection of Runtime.HTTPClient). Launch owns cmd from then on: its
+// Stdout and Stderr must be nil (set Config.Stdout and Config.Stderr for raw
+// copies), it sets its Env, SysProcAttr and ExtraFiles (the VM's lease pipe
+// is added to them), and the Runtime, not the command's Context
+// (exec.CommandContext), stops the VM: Launch clears Cancel and WaitDelay. On any failure the VM has been stopped and reaped when Launch
 // returns, and the error is a *LaunchError whose Phase says what failed.
 func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOption) (*Runtime, error) {
 	begin := time.Now()

@@ -45,7 +45,8 @@ type Runtime struct {
 	lease      *os.File
 	leaseOnce  sync.Once
 
-	forget func() // takes the VM off its Launcher's list once it has exited
+	forget func()     // takes the VM off its Launcher's list once it has exited
+	exits  *exitWatch // the Launcher's
 
 	exited     context.Context // done once the VM is reaped and its pipes closed
 	markExited context.CancelFunc
@@ -104,10 +105,12 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 	}
 	l.remember(r)
 	r.forget = func() { l.forget(r) }
+	r.exits = &l.exits
 	r.started = time.Now()
 	r.cmd = cmd
 	r.status.Pid = cmd.Process.Pid
 	r.pid.Store(int64(r.status.Pid))
+	detach(cmd)
 	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
 	r.exited, r.markExited = context.WithCancel(context.Background())
 
@@ -129,7 +132,7 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 // wait reaps the VM, kills what is left of its process group, drains and
 // closes its pipes, and marks it exited.
 func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
-	err := reap(r.cmd, r.markGone)
+	ws, err := reap(r.cmd, r.status.Pid, r.markGone, r.exits)
 	ran := time.Since(r.started)
 
 	deadline := time.Now().Add(drainTimeout)
@@ -151,7 +154,7 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	}
 
 	r.mu.Lock()
-	r.exit = exitOf(r.cmd.ProcessState, err, ran, r.stage)
+	r.exit = exitOf(ws, err, ran, r.stage)
 	r.done = true
 	exit := r.exit
 	r.mu.Unlock()

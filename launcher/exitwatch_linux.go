@@ -1,0 +1,80 @@
+package launcher
+
+import (
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// exitWatch learns of the exits of a Launcher's VMs from SIGCHLD, for all of
+// them at once: a running VM costs it neither a file descriptor (as a pidfd
+// in the runtime's poller would) nor an OS thread (as a goroutine blocked in
+// waitid would). On each SIGCHLD it asks, without reaping, which of the VMs
+// it waits for have exited. Its goroutine runs while it waits for a VM.
+type exitWatch struct {
+	mu      sync.Mutex
+	waiting map[int]chan struct{} // by pid; closed once the VM has exited
+	wake    chan os.Signal        // the running goroutine's; nil when none runs
+}
+
+// await returns a channel that is closed once the process pid, a child of
+// this one, has exited; it is left for the caller to reap.
+func (w *exitWatch) await(pid int) <-chan struct{} {
+	exited := make(chan struct{})
+	w.mu.Lock()
+	if w.waiting == nil {
+		w.waiting = make(map[int]chan struct{})
+	}
+	w.waiting[pid] = exited
+	wake := w.wake
+	if wake == nil {
+		wake = make(chan os.Signal, 1)
+		signal.Notify(wake, syscall.SIGCHLD)
+		w.wake = wake
+		go w.run(wake)
+	}
+	w.mu.Unlock()
+	// Look at once: the VM may have exited before it was waited for.
+	select {
+	case wake <- syscall.SIGCHLD:
+	default:
+	}
+	return exited
+}
+
+// run answers each SIGCHLD until it waits for no VM.
+func (w *exitWatch) run(wake chan os.Signal) {
+	for range wake {
+		w.mu.Lock()
+		for pid, exited := range w.waiting {
+			if hasExited(pid) {
+				close(exited)
+				delete(w.waiting, pid)
+			}
+		}
+		if len(w.waiting) == 0 {
+			signal.Stop(wake)
+			w.wake = nil
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
+}
+
+// hasExited reports whether the child pid has exited, without reaping it.
+// A pid that is no child of this process (reaped by someone else) counts as
+// exited: there is nothing left to wait for.
+func hasExited(pid int) bool {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		return err != nil || info.Signo != 0 // Signo is 0 while it runs
+	}
+}

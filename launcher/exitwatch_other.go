@@ -1,0 +1,6 @@
+//go:build !linux
+
+package launcher
+
+// exitWatch is not needed where the launcher reaps with cmd.Wait.
+type exitWatch struct{}
