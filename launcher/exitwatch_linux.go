@@ -13,20 +13,21 @@ import (
 // them at once: a running VM costs it neither a file descriptor (as a pidfd
 // in the runtime's poller would) nor an OS thread (as a goroutine blocked in
 // waitid would). On each SIGCHLD it asks, without reaping, which of the VMs
-// it waits for have exited. Its goroutine runs while it waits for a VM.
+// it waits for have exited. Its goroutine runs while it waits for a VM: a
+// running VM costs the host no goroutine of its own until it exits.
 type exitWatch struct {
 	mu      sync.Mutex
-	waiting map[int]chan struct{} // by pid; closed once the VM has exited
-	wake    chan os.Signal        // the running goroutine's; nil when none runs
+	waiting map[int]func() // by pid: what to do once the VM has exited
+	wake    chan os.Signal // the running goroutine's; nil when none runs
 }
 
-// await returns a channel that is closed once the process pid, a child of
-// this one, has exited; it is left for the caller to reap.
-func (w *exitWatch) await(pid int) <-chan struct{} {
-	exited := make(chan struct{})
+// notify arranges for exited to be called, on the watch's goroutine, once
+// the process pid, a child of this one, has exited; it is left for exited
+// to reap. exited must not block.
+func (w *exitWatch) notify(pid int, exited func()) {
 	w.mu.Lock()
 	if w.waiting == nil {
-		w.waiting = make(map[int]chan struct{})
+		w.waiting = make(map[int]func())
 	}
 	w.waiting[pid] = exited
 	wake := w.wake
@@ -42,7 +43,6 @@ func (w *exitWatch) await(pid int) <-chan struct{} {
 	case wake <- syscall.SIGCHLD:
 	default:
 	}
-	return exited
 }
 
 // run answers each SIGCHLD until it waits for no VM.
@@ -51,7 +51,7 @@ func (w *exitWatch) run(wake chan os.Signal) {
 		w.mu.Lock()
 		for pid, exited := range w.waiting {
 			if hasExited(pid) {
-				close(exited)
+				exited()
 				delete(w.waiting, pid)
 			}
 		}

@@ -20,12 +20,16 @@ func setParentDeathSignal(attr *syscall.SysProcAttr, s *settings) {
 // waits for its VMs itself (exitWatch, reap), with no descriptor per VM.
 func detach(cmd *exec.Cmd) { cmd.Process.Release() }
 
-// reap waits for the VM pid to exit without reaping it (w tells, from
-// SIGCHLD): while it is a zombie its pid, and so its process group id,
-// cannot be reused. That is when the group is killed, so grandchildren go
-// with the VM, and then the VM is reaped.
-func reap(_ *exec.Cmd, pid int, markGone func(), w *exitWatch) (syscall.WaitStatus, error) {
-	<-w.await(pid)
+// afterExit runs wait on a goroutine of its own once the VM has exited
+// (w tells, from SIGCHLD). Until then the VM costs no goroutine.
+func afterExit(pid int, w *exitWatch, wait func()) {
+	w.notify(pid, func() { go wait() })
+}
+
+// reap reaps the VM pid, which has exited: it is a zombie, so its pid, and
+// so its process group id, cannot have been reused. It kills the group
+// first, so that grandchildren go with the VM.
+func reap(_ *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
 	markGone()
 	kill(pid)
 	var ws syscall.WaitStatus

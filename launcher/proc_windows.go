@@ -22,11 +22,15 @@ func kill(pid int) error {
 	return p.Kill()
 }
 
+// afterExit runs wait at once, on a goroutine of its own: reap waits for
+// the VM's exit.
+func afterExit(_ int, _ *exitWatch, wait func()) { go wait() }
+
 // detach keeps os/exec's hold on the VM: reap waits with it.
 func detach(*exec.Cmd) {}
 
 // reap reaps the VM.
-func reap(cmd *exec.Cmd, _ int, markGone func(), _ *exitWatch) (syscall.WaitStatus, error) {
+func reap(cmd *exec.Cmd, _ int, markGone func()) (syscall.WaitStatus, error) {
 	ws, err := waitCmd(cmd)
 	markGone()
 	return ws, err

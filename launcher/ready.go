@@ -110,8 +110,8 @@ var errExited = fmt.Errorf("%w: the VM has exited", vmre.ErrProcessNotFound)
 //
 // The client is the Runtime's: once the VM has ended, its connections are
 // closed and its calls fail with an error that matches
-// vmre.ErrProcessNotFound. Do not call CloseIdleConnections on it to end
-// it; the Runtime does.
+// vmre.ErrProcessNotFound. CloseIdleConnections closes its idle
+// connections, the first one included; later calls dial new ones.
 func (r *Runtime) HTTPClient() *http.Client {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -125,14 +125,15 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 		defer readers.Done()
 		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr"), counts: &counts.stderr}).run(errR)
 	}()
-	go r.wait(outR, errR, &readers)
+	afterExit(r.status.Pid, r.exits, func() { r.wait(outR, errR, &readers) })
 	return nil
 }
 
 // wait reaps the VM, kills what is left of its process group, drains and
-// closes its pipes, and marks it exited.
+// closes its pipes, and marks it exited. It runs once the VM has exited
+// (on Linux; elsewhere it waits for the exit itself).
 func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
-	ws, err := reap(r.cmd, r.status.Pid, r.markGone, r.exits)
+	ws, err := reap(r.cmd, r.status.Pid, r.markGone)
 	ran := time.Since(r.started)
 
 	deadline := time.Now().Add(drainTimeout)
@@ -328,7 +329,7 @@ func (r *Runtime) closeIdle() {
 	transport := r.transport
 	r.mu.Unlock()
 	if transport != nil {
-		transport.CloseIdle()
+		transport.CloseIdleConnections()
 	}
 }
 

@@ -221,9 +221,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.h2.RoundTrip(req)
 }
 
-// CloseIdle closes the connections that carry no request, the first one
-// included: a server shutting down need not wait for them.
-func (t *Transport) CloseIdle() {
+// CloseIdleConnections closes the connections that carry no request, the
+// first one included (http.Client.CloseIdleConnections calls it): a server
+// shutting down need not wait for them. Later requests dial again.
+func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	cc := t.first
 	if cc != nil && cc.InFlight() == 0 {
