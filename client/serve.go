@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vmre/vmre/internal/h2c"
 )
@@ -76,7 +77,16 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	// The first timestamp of the VM's log loads the local time zone: done
+	// while the VM waits for the engine's answer, rather than after it,
+	// when the host may call the VM.
+	zoneLoaded := make(chan struct{})
+	go func() {
+		defer close(zoneLoaded)
+		_ = time.Local.String()
+	}()
 	host, err := ec.initialize(ctx, ln.Addr().String())
+	<-zoneLoaded
 	if err != nil {
 		if pipe != nil {
 			pipe.Close()

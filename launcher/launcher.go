@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmpeer"
 	"github.com/vmre/vmre/server"
 )
 
@@ -30,7 +31,8 @@ type Launcher struct {
 	served      chan error
 	closeOnce   sync.Once
 
-	exits exitWatch // learns when its VMs exit
+	exits   exitWatch    // learns when its VMs exit
+	clients *vmpeer.Pool // the HTTP transports of its runtimes' clients
 
 	mu   sync.Mutex
 	live map[*Runtime]struct{} // started and not yet exited
@@ -44,7 +46,7 @@ func New(cfg Config) (*Launcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr}
+	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr, clients: vmpeer.NewPool()}
 	l.hooks = hookList{logHooks(s.Logger, s.GracefulTimeout)}
 	if s.Hooks != nil {
 		l.hooks = append(l.hooks, s.Hooks)
@@ -81,6 +83,7 @@ func (l *Launcher) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.starter.close()
+		l.clients.CloseIdleConnections()
 		if l.cancelServe == nil {
 			return
 		}
@@ -166,7 +169,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		hs.End() // the first valid call won: the launch's listener closes
 	}
 	r.status.Addr, r.version = hs.Result()
-	r.openClient(r.status.Addr, wait.reach.take(r.status.Addr))
+	r.openClient(l.clients, r.status.Addr, wait.reach.take(r.status.Addr))
 	r.handshake = time.Since(begin)
 	r.hooks.handshake(HandshakeInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
 		ProtocolVersion: r.version, Elapsed: r.handshake})

@@ -18,9 +18,10 @@ import (
 // reach is a launch's Initializer: the host's check of the VM's protocol
 // version, then a connection to the address the VM announced, made before
 // the engine answers. A VM that announces an address where nothing answers
-// is refused (failed_precondition), and its launch fails with PhaseReady;
-// the connection made is the first of the host's client of the VM
-// (Runtime.HTTPClient).
+// is refused (failed_precondition), and its launch fails with PhaseReady.
+// The connection made becomes the first of the host's client of the VM
+// (Runtime.HTTPClient); the HTTP/2 preface goes on it once the handshake
+// has completed, off the VM's path.
 type reach struct {
 	vmre.Initializer
 	timeout time.Duration
@@ -128,10 +129,11 @@ func (r *Runtime) HTTP2(ctx context.Context) (bool, error) {
 	return t.HTTP2(ctx)
 }
 
-// openClient makes the host's client of the VM's server, at addr, on conn.
-// A VM that has ended already gets it closed.
-func (r *Runtime) openClient(addr string, conn net.Conn) {
-	t := vmpeer.NewTransport(addr, conn)
+// openClient makes the host's client of the VM's server, at addr, from
+// pool, with conn as its first connection. A VM that has ended already gets
+// it closed.
+func (r *Runtime) openClient(pool *vmpeer.Pool, addr string, conn net.Conn) {
+	t := pool.Transport(addr, conn)
 	r.mu.Lock()
 	r.transport, r.client = t, &http.Client{Transport: t}
 	closed := r.clientClosed

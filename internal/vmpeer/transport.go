@@ -19,18 +19,57 @@ const dialTimeout = 5 * time.Second
 // named another.
 var ErrClosed = errors.New("the client of the VM's server is closed")
 
+// Pool holds the HTTP transports, and their pools of connections, that the
+// Transports of many VMs share: a VM's Transport costs its first connection
+// and little more. It is safe for concurrent use.
+type Pool struct {
+	h2 *http.Transport // h2c only
+	h1 *http.Transport // HTTP/1.1 only
+}
+
+// NewPool returns a Pool. Close its idle connections when done with it.
+func NewPool() *Pool {
+	p := &Pool{
+		h2: h2c.NewClient().Transport.(*http.Transport),
+		h1: h2c.NewHTTP1Client().Transport.(*http.Transport),
+	}
+	p.h2.DialContext = dial
+	p.h2.DisableCompression, p.h1.DisableCompression = true, true
+	return p
+}
+
+// CloseIdleConnections closes the idle connections of every Transport's
+// pools; not their first connections.
+func (p *Pool) CloseIdleConnections() {
+	p.h2.CloseIdleConnections()
+	p.h1.CloseIdleConnections()
+}
+
+// firstConn is the context key of a connection made already, which dial
+// hands to the Transport that opens its first connection.
+type firstConn struct{}
+
+// dial is the h2c transport's dial: the connection in ctx when there is
+// one, else a new one.
+func dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c, ok := ctx.Value(firstConn{}).(net.Conn); ok {
+		return c, nil
+	}
+	return (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+}
+
 // Transport is an http.RoundTripper to one VM's server. It speaks HTTP/2
 // without TLS (h2c) when the server does, else HTTP/1.1, and decides which
 // on its first connection: it opens it with the HTTP/2 client preface, and
 // an HTTP/2 server answers with a SETTINGS frame, where an HTTP/1-only server
 // answers an error in HTTP/1 or closes the connection. The first requests
-// over h2c go on that connection; more connections are dialled as needed.
+// over h2c go on that connection; more connections, from its Pool, as needed.
 //
 // It is safe for concurrent use. Close it when the VM is gone.
 type Transport struct {
 	addr string
-	h2   *http.Transport // h2c only
-	h1   *http.Transport // HTTP/1.1 only
+	pool *Pool
+	own  bool // Close closes the pool's idle connections: the pool is its own
 
 	decided    chan struct{} // closed once the server's first bytes have said which
 	decideOnce sync.Once
@@ -40,28 +79,20 @@ type Transport struct {
 	closeErr error         // valid once closing is closed
 
 	mu        sync.Mutex
-	next      net.Conn         // handed to the next dial of h2: the first connection
 	first     *http.ClientConn // the first connection, once it is open
 	opened    bool             // the first connection is open
 	opening   chan struct{}    // closed when an attempt to open it ends; nil when none runs
 	closeOnce sync.Once
 }
 
-// NewTransport returns a Transport for the server at addr (host:port). conn,
-// when not nil, is a connection to addr already made, which becomes the
-// first: NewTransport sends the HTTP/2 client preface on it at once, so that
-// the server has answered by the first request. Without conn, the first
-// request dials it.
+// NewTransport returns a Transport for the server at addr (host:port), with
+// a Pool of its own. conn, when not nil, is a connection to addr already
+// made, which becomes the first: NewTransport sends the HTTP/2 client
+// preface on it at once, so that the server has answered by the first
+// request. Without conn, the first request dials it.
 func NewTransport(addr string, conn net.Conn) *Transport {
-	t := &Transport{
-		addr:    addr,
-		decided: make(chan struct{}),
-		closing: make(chan struct{}),
-	}
-	t.h2 = h2c.NewClient().Transport.(*http.Transport)
-	t.h2.DialContext = t.dial
-	t.h1 = h2c.NewHTTP1Client().Transport.(*http.Transport)
-	t.h2.DisableCompression, t.h1.DisableCompression = true, true
+	t := NewPool().Transport(addr, nil)
+	t.own = true
 	if conn != nil {
 		t.opened = true
 		t.open(context.Background(), conn)
@@ -69,17 +100,20 @@ func NewTransport(addr string, conn net.Conn) *Transport {
 	return t
 }
 
-// dial is the h2c transport's dial: the first connection when it is due,
-// else a new one.
-func (t *Transport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	t.mu.Lock()
-	c := t.next
-	t.next = nil
-	t.mu.Unlock()
-	if c != nil {
-		return c, nil
+// Transport returns a Transport for the server at addr whose further
+// connections come from p; conn is as for NewTransport.
+func (p *Pool) Transport(addr string, conn net.Conn) *Transport {
+	t := &Transport{
+		addr:    addr,
+		pool:    p,
+		decided: make(chan struct{}),
+		closing: make(chan struct{}),
 	}
-	return (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+	if conn != nil {
+		t.opened = true
+		t.open(context.Background(), conn)
+	}
+	return t
 }
 
 // open makes conn (or, when it is nil, a new connection) the first
@@ -92,10 +126,8 @@ func (t *Transport) open(ctx context.Context, conn net.Conn) error {
 			return err
 		}
 	}
-	t.mu.Lock()
-	t.next = &sniffConn{Conn: conn, decide: t.decide}
-	t.mu.Unlock()
-	cc, err := t.h2.NewClientConn(ctx, "http", t.addr)
+	first := &sniffConn{Conn: conn, decide: t.decide}
+	cc, err := t.pool.h2.NewClientConn(context.WithValue(ctx, firstConn{}, net.Conn(first)), "http", t.addr)
 	if err != nil {
 		t.decide(false) // the preface could not be written: no answer
 		return nil
@@ -210,7 +242,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	default:
 	}
 	if !http2 {
-		return t.h1.RoundTrip(req)
+		return t.pool.h1.RoundTrip(req)
 	}
 	t.mu.Lock()
 	cc := t.first
@@ -218,12 +250,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if cc != nil && cc.Reserve() == nil {
 		return cc.RoundTrip(req)
 	}
-	return t.h2.RoundTrip(req)
+	return t.pool.h2.RoundTrip(req)
 }
 
-// CloseIdleConnections closes the connections that carry no request, the
-// first one included (http.Client.CloseIdleConnections calls it): a server
-// shutting down need not wait for them. Later requests dial again.
+// CloseIdleConnections closes the first connection when it carries no
+// request (http.Client.CloseIdleConnections calls it), and, when the Pool
+// is the Transport's own, the pool's idle connections: a server shutting
+// down need not wait for them. Later requests dial again.
 func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	cc := t.first
@@ -236,13 +269,15 @@ func (t *Transport) CloseIdleConnections() {
 	if cc != nil {
 		cc.Close()
 	}
-	t.h2.CloseIdleConnections()
-	t.h1.CloseIdleConnections()
+	if t.own {
+		t.pool.CloseIdleConnections()
+	}
 }
 
-// Close closes the Transport's idle connections and the first one, and
-// fails its later requests with cause (ErrClosed when nil). Requests in
-// flight on other connections end with them. Close is idempotent.
+// Close closes the first connection, and the pool's idle connections when
+// the Pool is the Transport's own, and fails its later requests with cause
+// (ErrClosed when nil). Requests in flight on other connections end with
+// them. Close is idempotent.
 func (t *Transport) Close(cause error) {
 	t.closeOnce.Do(func() {
 		if cause == nil {
@@ -251,17 +286,15 @@ func (t *Transport) Close(cause error) {
 		t.mu.Lock()
 		t.closeErr = cause
 		close(t.closing)
-		cc, next := t.first, t.next
-		t.first, t.next = nil, nil
+		cc := t.first
+		t.first = nil
 		t.mu.Unlock()
 		if cc != nil {
 			cc.Close()
 		}
-		if next != nil {
-			next.Close()
+		if t.own {
+			t.pool.CloseIdleConnections()
 		}
-		t.h2.CloseIdleConnections()
-		t.h1.CloseIdleConnections()
 	})
 }
 
