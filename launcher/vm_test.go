@@ -141,6 +141,16 @@ var vms = map[string]vmretest.Helper{
 	"ok-ready": func([]string) int {
 		return readyLineVM()
 	},
+	// The host's client of the VM (ready_test.go).
+	"whoami": func([]string) int {
+		return whoamiVM()
+	},
+	"http1": func([]string) int {
+		return http1VM()
+	},
+	"unreachable": func([]string) int {
+		return unreachableVM()
+	},
 	"nolease": func([]string) int {
 		return serve(context.Background(), logger, client.WithoutLease())
 	},

@@ -105,6 +105,7 @@ var rows = slices.Concat([]row{
 	{name: "Stop/floor", unit: "ns/op"},
 	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
 	{name: "StopConcurrent/floor", unit: "ns/op"},
+	{name: "StopConcurrent/init-only", unit: "ns/op", ref: "StopConcurrent/floor"},
 	{name: "StopConcurrent/vmre", unit: "ns/op", ref: "StopConcurrent/floor", target: 2, atMost: true},
 	{name: "FirstCall/grpc/fresh", unit: "ns/op"},
 	{name: "FirstCall/grpc/runtime", unit: "ns/op", target: 0.3e6, atMost: true},
@@ -121,6 +122,9 @@ var rows = slices.Concat([]row{
 	{name: "IdleVM", unit: "stack-B/VM"},
 	{name: "IdleVM", unit: "threads/VM"},
 	{name: "IdleVM", unit: "sockets/VM"},
+	{name: "IdleVM", unit: "client-goroutines/VM"},
+	{name: "IdleVM", unit: "client-fds/VM"},
+	{name: "IdleVM", unit: "client-heap-B/VM"},
 }, logRows())
 
 // logRows are the rows of BenchmarkLogPipe: per handler, each format's
@@ -207,7 +211,7 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.0f MB/s", v)
 	case "allocs/line":
 		return fmt.Sprintf("%.2f", v)
-	case "heap-B/VM", "stack-B/VM":
+	case "heap-B/VM", "stack-B/VM", "client-heap-B/VM":
 		return fmt.Sprintf("%.1f KiB", v/1024)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
