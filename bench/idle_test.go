@@ -37,6 +37,9 @@ const goroutinesKey = "VMRE_BENCH_GOROUTINES"
 // 16 VMs idle to FILE, in the text form of the goroutine profile.
 func BenchmarkIdleVM(b *testing.B) {
 	h := newVMRE(b, launcher.Config{})
+	// The extra clients share one pool of transports, as the runtimes' do.
+	pool := vmpeer.NewPool()
+	defer pool.CloseIdleConnections()
 	var own, client perVM
 	n := 0
 	for b.Loop() {
@@ -50,7 +53,7 @@ func BenchmarkIdleVM(b *testing.B) {
 		}
 		var extra []*vmpeer.Transport
 		for _, rt := range rts {
-			t := vmpeer.NewTransport(rt.Status().Addr, nil)
+			t := pool.Transport(rt.Status().Addr, nil)
 			extra = append(extra, t)
 			if err == nil {
 				err = get(&http.Client{Transport: t}, "http://"+rt.Status().Addr+"/ping")

@@ -120,12 +120,13 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		// before the VM learns from it whether its host is alive.
 		l = startLease(context.WithoutCancel(ctx), ec)
 	}
-	hostDead, askLease, serveFailed := awaitStop(sigCtx, l, serveErr, o.logger)
+	stop := awaitStop(sigCtx, l, serveErr, o.logger)
+	hostDead := stop.hostDead
 
 	var result error
-	if serveFailed != nil {
+	if stop.serveFailed != nil {
 		srv.Close() // the connections it had accepted
-		result = fmt.Errorf("VM server stopped: %w", serveFailed)
+		result = fmt.Errorf("VM server stopped: %w", stop.serveFailed)
 	} else {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 		defer cancel()
@@ -138,10 +139,13 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 			result = fmt.Errorf("VM server stopped: %w", err)
 		}
 	}
-	if askLease {
+	if stop.askLease {
 		// Asked after the server's shutdown, which need not wait for it: a
 		// host that stops its VM ends the lease at once.
 		hostDead = l.brokenWithin(hostCheckDelay)
+	}
+	if stop.hostEnded {
+		awaitSIGTERM(sigCtx, hostCheckDelay)
 	}
 	l.stop()
 	if hostDead || hostGone(hostPid) {

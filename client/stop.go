@@ -100,38 +100,59 @@ func (l *lease) brokenWithin(d time.Duration) bool {
 	}
 }
 
+// stopCause is why awaitStop returned.
+type stopCause struct {
+	hostDead    bool  // the lease broke: the host is gone
+	askLease    bool  // a signal or ctx: the lease has yet to tell whether the host is alive
+	hostEnded   bool  // the host ended the lease: it is stopping the VM
+	serveFailed error // the VM's server failed
+}
+
 // awaitStop serves until a signal or ctx, the end of the lease, or a
-// failure of the VM's server. It reports whether the host is gone or, after
-// a signal or the end of ctx, that the lease has yet to tell (askLease), and
-// the server's error when the server failed.
-func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) (hostDead, askLease bool, serveFailed error) {
+// failure of the VM's server, and says which.
+func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) stopCause {
 	for {
 		select {
 		case <-ctx.Done():
 			log.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", context.Cause(ctx).Error()))
-			return false, true, nil
+			return stopCause{askLease: true}
 		case err := <-l.ended():
 			l.end = nil
 			switch {
 			case err == nil:
 				log.Info("shutting down", "reason", "the host ended the lease")
 				keepCatchingSIGTERM()
-				return false, false, nil
+				return stopCause{hostEnded: true}
 			case engineAnswered(err):
 				// The host refused the lease: it ended the launch before the
 				// lease was asked for, stopping the VM.
 				log.Info("shutting down", "reason", "the host ended the launch", "error", err)
 				keepCatchingSIGTERM()
-				return false, false, nil
+				return stopCause{hostEnded: true}
 			case connect.CodeOf(err) == connect.CodeUnimplemented:
 				log.Warn("the host does not offer a lease; serving until stopped by a signal")
 			default:
 				log.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
-				return true, false, nil
+				return stopCause{hostDead: true}
 			}
 		case err := <-serveErr:
-			return false, false, err
+			return stopCause{serveFailed: err}
 		}
+	}
+}
+
+// awaitSIGTERM waits, asleep, up to d for the SIGTERM that a host sends
+// before it ends the lease, which may still be on its way to sigCtx: the
+// lease pipe can be faster. Serve's deferred signal.Stop would otherwise
+// wait for that delivery in a loop of runtime.Gosched, which keeps the
+// thread busy, and on a busy host spends milliseconds of CPU before the
+// runtime's signal goroutine runs.
+func awaitSIGTERM(sigCtx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-sigCtx.Done():
+	case <-t.C:
 	}
 }
 
