@@ -76,13 +76,15 @@ func New(cfg Config) (*Launcher, error) {
 func (l *Launcher) EngineAddr() string { return l.engineAddr }
 
 // Close stops the Launcher's own engine, ending the leases of its VMs (which
-// makes VMs on client.Serve shut down), and the goroutine that starts VMs;
-// Launch fails from then on. It does not stop VMs otherwise: stop them, or
-// their Manager, first. Close is idempotent.
+// makes VMs on client.Serve shut down), the goroutine that starts VMs, and
+// the one that watches for their exits once the last has exited; Launch
+// fails from then on. It does not stop VMs otherwise: stop them, or their
+// Manager, first. Close is idempotent.
 func (l *Launcher) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.starter.close()
+		l.exits.close()
 		l.clients.CloseIdleConnections()
 		if l.cancelServe == nil {
 			return
