@@ -10,6 +10,9 @@ BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
+# The release the protos must stay wire-compatible with (buf breaking): the
+# first landing of vmre.
+BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
 # The TypeScript example VM: its packages come from npm with its lockfile.
 TSVM     := examples/typescript-vm
 TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
@@ -23,10 +26,11 @@ generate: $(TSVM_DEPS)
 	$(BUF) generate
 	$(BUF) generate --template $(TSVM)/buf.gen.yaml
 
-## lint: buf lint, buf format, gofmt, go vet and staticcheck
+## lint: buf lint, buf format, buf breaking, gofmt, go vet and staticcheck
 lint:
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	$(BUF) breaking --against '.git#ref=$(BREAKING_AGAINST)'
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)

@@ -21,6 +21,11 @@ const (
 	// EngineTokenKey is the environment variable holding the launch's
 	// bearer token (256 random bits, hex-encoded).
 	EngineTokenKey = "VMRE_RUNTIME_ENGINE_TOKEN"
+	// EngineCertKey is the environment variable holding the SHA-256 (hex) of
+	// the engine's TLS certificate, for a VM on another host: the VM then
+	// reaches the engine over TLS and trusts exactly that certificate
+	// (docs/REMOTE.md). Unset for a VM that the host started.
+	EngineCertKey = "VMRE_RUNTIME_ENGINE_CERT_SHA256"
 	// LeaseFDKey is the environment variable naming the file descriptor of
 	// the VM's end of its lease pipe, when the host gives it one: the read
 	// end of a pipe whose write end only the host holds. The host writes a

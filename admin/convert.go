@@ -16,6 +16,8 @@ var states = map[supervise.State]adminv1.VMState{
 	supervise.StateStopped:   adminv1.VMState_VM_STATE_STOPPED,
 	supervise.StateExited:    adminv1.VMState_VM_STATE_EXITED,
 	supervise.StateFailed:    adminv1.VMState_VM_STATE_FAILED,
+	supervise.StateWaiting:   adminv1.VMState_VM_STATE_WAITING,
+	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
 }
 
 // vmProto is the admin API's view of a VM.
@@ -30,6 +32,7 @@ func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
 	if vm.Err != nil {
 		p.Error = vm.Err.Error()
 	}
+	p.Remote, p.Peer, p.CertSha256 = vm.Remote, vm.Peer, vm.CertSHA256
 	if vm.State == supervise.StateRunning {
 		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,8 +36,8 @@ type Logs struct {
 }
 
 // NewLogs returns a Logs that keeps maxBytes of each VM's records
-// (DefaultBacklogBytes when 0 or less), counted as their message and
-// attributes' text.
+// (DefaultBacklogBytes when 0 or less), counted as their text and the
+// memory of the record that holds it.
 func NewLogs(maxBytes int) *Logs {
 	if maxBytes <= 0 {
 		maxBytes = DefaultBacklogBytes
@@ -113,10 +114,14 @@ func (t *tap) WithGroup(name string) slog.Handler {
 	return &c
 }
 
+// entryOverhead is what a kept record costs beyond its text: the record
+// itself with its inline attributes, and the entry around it.
+var entryOverhead = int(unsafe.Sizeof(entry{}))
+
 // add keeps e in the VM's backlog, dropping the oldest records past the
 // limit, and hands it to the VM's followers without waiting for them.
 func (l *Logs) add(vm string, e entry) {
-	e.size = len(e.rec.Message) + 32
+	e.size = len(e.rec.Message) + entryOverhead
 	e.rec.Attrs(func(a slog.Attr) bool {
 		e.size += len(a.Key) + len(a.Value.String())
 		return true

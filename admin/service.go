@@ -57,6 +57,9 @@ type Config struct {
 	Reload func() (registry.Report, error)
 	// Logs, when set, serves TailLogs from its backlog.
 	Logs *Logs
+	// Enrollments, when set, are the node's remote VMs (GetEnrollment,
+	// RotateEnrollment).
+	Enrollments Enrollments
 	// Token, when set, is required as "Authorization: Bearer TOKEN".
 	Token string
 	// Logger receives the refused calls, at most 10 a second.
@@ -69,16 +72,17 @@ type Config struct {
 // Service serves AdminService. Tell it of every change of a VM's state
 // with StateChanged, for WatchVMs.
 type Service struct {
-	sup      Supervisor
-	resolve  func(string) (string, bool)
-	describe func(string) Description
-	reload   func() (registry.Report, error)
-	logs     *Logs
-	token    [sha256.Size]byte
-	hasToken bool
-	log      *slog.Logger
-	rejects  ratelog.Limiter
-	onCall   func(string, error)
+	sup         Supervisor
+	resolve     func(string) (string, bool)
+	describe    func(string) Description
+	reload      func() (registry.Report, error)
+	logs        *Logs
+	enrollments Enrollments
+	token       [sha256.Size]byte
+	hasToken    bool
+	log         *slog.Logger
+	rejects     ratelog.Limiter
+	onCall      func(string, error)
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
@@ -90,14 +94,15 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("%w: admin.Config needs a Supervisor", vmre.ErrInvalidConfig)
 	}
 	s := &Service{
-		sup:      cfg.Supervisor,
-		resolve:  cfg.Resolve,
-		describe: cfg.Describe,
-		reload:   cfg.Reload,
-		logs:     cfg.Logs,
-		log:      cfg.Logger,
-		onCall:   cfg.OnCall,
-		watchers: make(map[*watcher]struct{}),
+		sup:         cfg.Supervisor,
+		resolve:     cfg.Resolve,
+		describe:    cfg.Describe,
+		reload:      cfg.Reload,
+		logs:        cfg.Logs,
+		enrollments: cfg.Enrollments,
+		log:         cfg.Logger,
+		onCall:      cfg.OnCall,
+		watchers:    make(map[*watcher]struct{}),
 	}
 	if cfg.Token != "" {
 		s.token, s.hasToken = sha256.Sum256([]byte(cfg.Token)), true

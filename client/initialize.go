@@ -14,6 +14,7 @@ import (
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/tlspin"
 )
 
 // ErrNotPlugin is returned when the program was not started by a vmre host:
@@ -79,7 +80,17 @@ func (ec *engineClient) client() runtimev1connect.RuntimeServiceClient {
 	if ec.rpc == nil {
 		o := ec.o
 		httpClient := o.httpClient
-		if httpClient == nil {
+		scheme := "http://"
+		switch {
+		case o.engineCert != "":
+			// An engine on another host: TLS, trusting its certificate's
+			// fingerprint alone, over HTTP/2 whose pings notice a cut link.
+			scheme = "https://"
+			if httpClient == nil {
+				c := tlspin.NewClient(o.engineCert, tlspin.DefaultPings)
+				httpClient, ec.closer = c, c
+			}
+		case httpClient == nil:
 			// gRPC needs HTTP/2; Connect and gRPC-Web use HTTP/1.1, which
 			// costs the host fewer goroutines for a lease held over it.
 			c := h2c.NewHTTP1Client()
@@ -95,7 +106,7 @@ func (ec *engineClient) client() runtimev1connect.RuntimeServiceClient {
 		case ProtocolGRPCWeb:
 			protocolOpt = append(protocolOpt, connect.WithGRPCWeb())
 		}
-		ec.rpc = runtimev1connect.NewRuntimeServiceClient(httpClient, "http://"+o.engineAddr, protocolOpt...)
+		ec.rpc = runtimev1connect.NewRuntimeServiceClient(httpClient, scheme+o.engineAddr, protocolOpt...)
 	}
 	return ec.rpc
 }
@@ -113,12 +124,19 @@ func (ec *engineClient) close() {
 func (ec *engineClient) authorize(h http.Header) { h.Set("Authorization", "Bearer "+ec.o.token) }
 
 func (ec *engineClient) initialize(ctx context.Context, vmAddr string) (*Host, error) {
-	if ec.o.protocol == ProtocolConnect && ec.o.httpClient == nil {
+	return ec.initializeTLS(ctx, vmAddr, "")
+}
+
+// initializeTLS is initialize for a VM whose server speaks TLS with the
+// certificate of fingerprint certSum ("" for plain HTTP).
+func (ec *engineClient) initializeTLS(ctx context.Context, vmAddr, certSum string) (*Host, error) {
+	if certSum == "" && ec.o.engineCert == "" && ec.o.protocol == ProtocolConnect && ec.o.httpClient == nil {
 		return ec.initializeUnary(ctx, vmAddr)
 	}
 	req := connect.NewRequest(&runtimev1.InitializeRequest{
 		ProtocolVersion: uint32(ec.o.protocolVersion),
 		Addr:            vmAddr,
+		CertSha256:      certSum,
 	})
 	ec.authorize(req.Header())
 	res, err := ec.client().Initialize(ctx, req)
@@ -153,6 +171,10 @@ func mismatchOf(err error) *vmre.VersionMismatchError {
 func (ec *engineClient) handshakeError(err error, mismatch *vmre.VersionMismatchError) error {
 	if mismatch != nil {
 		return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, mismatch)
+	}
+	var certMismatch *tlspin.MismatchError
+	if errors.As(err, &certMismatch) {
+		return fmt.Errorf("%w: the engine at %s is not the one %s names: %w", vmre.ErrHandshakeFailed, ec.o.engineAddr, vmre.EngineCertKey, certMismatch)
 	}
 	return fmt.Errorf("%w: initialize with the engine at %s: %w", vmre.ErrHandshakeFailed, ec.o.engineAddr, err)
 }

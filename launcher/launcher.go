@@ -181,6 +181,9 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	if l.s.Manager != nil {
 		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
 	}
+	if o.tracker != nil {
+		o.tracker.TrackRuntime(r)
+	}
 	r.hooks.ready(ReadyInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
 		ProtocolVersion: r.version, Elapsed: time.Since(begin)})
 	return r, nil

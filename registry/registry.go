@@ -198,6 +198,20 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 		claimed[c.id] = true
 		byIDFiles[c.id] = append(byIDFiles[c.id], c)
 	}
+	var remotes []Remote
+	for _, c := range l.remotes {
+		if files, ok := byIDFiles[c.id]; ok {
+			problems = append(problems, &Problem{Entry: c.file, ID: c.id, Kind: KindNameCollision,
+				Err: fmt.Errorf("%w: %s declares a remote VM %s, and %s is a VM of this directory: rename one", vmre.ErrInvalidConfig, c.file, c.id, files[0].file)})
+			continue
+		}
+		rem, p := readRemote(c)
+		if p != nil {
+			problems = append(problems, p)
+			continue
+		}
+		remotes = append(remotes, rem)
+	}
 	for _, id := range slices.Sorted(maps.Keys(aliases.listed)) {
 		if !claimed[id] {
 			problems = append(problems, &Problem{Entry: id, ID: id, Kind: KindUnknownVM,
@@ -259,6 +273,7 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 		return int(a.Kind - b.Kind)
 	})
 	report.Failed = problems
+	report.Remotes = remotes
 	return byID, report, nil
 }
 

@@ -29,6 +29,9 @@ type Report struct {
 	// stopped, and a pinned one can still be launched from its sealed copy
 	// until it is closed. Sorted by ID.
 	Removed []*VM
+	// Remotes are the remote VMs the directory declares (NAME.remote),
+	// all of them, sorted by ID: the node enrolls those it does not know.
+	Remotes []Remote
 }
 
 // Change is a loaded VM replaced by a new version.

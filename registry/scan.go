@@ -20,6 +20,7 @@ type candidate struct {
 // listing is what a scan of the directory found.
 type listing struct {
 	candidates []candidate
+	remotes    []candidate     // NAME.remote declarations
 	names      map[string]bool // every entry's name, skipped or not
 	problems   []*Problem
 }
@@ -50,6 +51,10 @@ func scanDir(dir string, aliases aliasTable, log *slog.Logger) (listing, error) 
 		}
 		if info.IsDir() {
 			log.Debug("skipped a directory of the plugin directory", slog.String("file", name))
+			continue
+		}
+		if filepath.Ext(name) == RemoteExt && info.Mode().IsRegular() {
+			l.remotes = append(l.remotes, candidate{file: name, path: path, id: strings.TrimSuffix(name, RemoteExt)})
 			continue
 		}
 		if p := checkMode(name, id, info); p != nil {

@@ -83,11 +83,12 @@ type Engine struct {
 	closing   chan struct{} // closed by Close; ends every lease
 	closeOnce sync.Once
 
-	mu         sync.Mutex
-	closed     bool
-	launches   map[tokenKey]*Launch
-	pending    int
-	tombstones []tokenKey // ended launches, oldest first
+	mu          sync.Mutex
+	closed      bool
+	launches    map[tokenKey]*Launch
+	enrollments map[tokenKey]*Enrollment
+	pending     int
+	tombstones  []tokenKey // ended launches, oldest first
 }
 
 // New returns an Engine.
@@ -105,6 +106,7 @@ func New(cfg Config) *Engine {
 		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
 		launches:      make(map[tokenKey]*Launch),
+		enrollments:   make(map[tokenKey]*Enrollment),
 	}
 	if e.hostName == "" {
 		e.hostName = vmre.DefaultHostName
@@ -170,6 +172,16 @@ func (e *Engine) authenticate(h http.Header) (*Launch, error) {
 	return l, nil
 }
 
+// authenticateInitialize finds the launch an Initialize is for: the
+// launch of its token, or, for an Enrollment, a new session of it.
+func (e *Engine) authenticateInitialize(h http.Header) (*Launch, error) {
+	token := bearerToken(h.Get("Authorization"))
+	if en := e.lookupEnrollment(token); en != nil {
+		return en.newSession()
+	}
+	return e.authenticate(h)
+}
+
 // runtimeHandler serves RuntimeService for an Engine. It is a type of its
 // own so that the handlers are not methods of Engine: a host reaches them
 // only over HTTP.
@@ -204,12 +216,16 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 // initialize checks and completes an Initialize. It returns the launch of
 // the call's token once the token is known, even when it refuses the call.
 func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*Launch, *connect.Response[runtimev1.InitializeResponse], error) {
-	l, err := e.authenticate(req.Header())
+	l, err := e.authenticateInitialize(req.Header())
 	if err != nil {
-		return nil, nil, err
+		return l, nil, err
 	}
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
-	if err := checkAddr(addr, e.allowRemote); err != nil {
+	if err := checkAddr(addr, e.allowRemote || l.enrollment != nil); err != nil {
+		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	certSum := req.Msg.GetCertSha256()
+	if err := checkFingerprint(certSum); err != nil {
 		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
@@ -227,8 +243,10 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
 	l.state = stateInitialized
-	l.addr, l.version = addr, version
-	e.pending--
+	l.addr, l.version, l.certSum = addr, version, certSum
+	if l.enrollment == nil {
+		e.pending--
+	}
 	close(l.initialized)
 	return l, connect.NewResponse(&runtimev1.InitializeResponse{
 		HostName:        e.hostName,
@@ -264,7 +282,7 @@ func initializerError(err error) error {
 func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev1.LeaseRequest], stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
 	e := h.e
 	begin := time.Now()
-	l, err := e.authenticate(req.Header())
+	l, err := e.authenticateLease(req.Header())
 	if err == nil {
 		err = e.takeLease(l)
 	}
@@ -280,6 +298,20 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}
+	if l.enrollment != nil {
+		l.enrollment.leased(l, req.Peer().Addr)
+	}
+	err = e.holdLease(ctx, l, stream)
+	if l.enrollment != nil {
+		l.enrollment.leaseEnded(l, err, ctx)
+	}
+	return nil
+}
+
+// holdLease sends the lease's first message and its keep-alives until the
+// launch ends, the engine closes, or the VM goes away; it returns why the
+// lease ended when the VM went away or a send failed.
+func (e *Engine) holdLease(ctx context.Context, l *Launch, stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
 	msg := &runtimev1.LeaseResponse{}
 	if err := stream.Send(msg); err != nil {
 		return err
@@ -297,9 +329,19 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 		case <-e.closing:
 			return nil
 		case <-ctx.Done():
-			return nil
+			return context.Cause(ctx)
 		}
 	}
+}
+
+// authenticateLease finds the launch a Lease is for: the launch of its
+// token, or an Enrollment's current session.
+func (e *Engine) authenticateLease(h http.Header) (*Launch, error) {
+	token := bearerToken(h.Get("Authorization"))
+	if en := e.lookupEnrollment(token); en != nil {
+		return en.currentSession()
+	}
+	return e.authenticate(h)
 }
 
 func (e *Engine) takeLease(l *Launch) error {

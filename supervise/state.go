@@ -27,6 +27,11 @@ const (
 	// StateFailed: the VM cannot run: its launch failed in a way no retry
 	// would change (VM.Err says why), or failed under the policy never.
 	StateFailed
+	// StateWaiting: a remote VM that has not called back yet.
+	StateWaiting
+	// StateLost: a remote VM whose lease broke (VM.Err says how); it
+	// runs again when it handshakes anew.
+	StateLost
 )
 
 func (s State) String() string {
@@ -45,20 +50,24 @@ func (s State) String() string {
 		return "exited"
 	case StateFailed:
 		return "failed"
+	case StateWaiting:
+		return "waiting"
+	case StateLost:
+		return "lost"
 	}
 	return "unknown"
 }
 
-// Active reports whether the VM runs or will run again without an
-// operator: starting, running or waiting in a backoff.
-func (s State) Active() bool {
-	return s == StateStarting || s == StateRunning || s == StateBackoff || s == StateCrashLoop
-}
-
 // VM is a snapshot of one supervised VM.
 type VM struct {
-	// Name is the VM's name, as given to Add.
+	// Name is the VM's name, as given to Add or AddRemote.
 	Name string
+	// Remote is set for a VM on another host (AddRemote): it has no pid,
+	// Peer is where its lease comes from, and CertSHA256 the fingerprint
+	// of its server's certificate when that speaks TLS.
+	Remote     bool
+	Peer       string
+	CertSHA256 string
 	// State is where it is; Since is when it got there.
 	State State
 	Since time.Time

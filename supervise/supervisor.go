@@ -223,6 +223,9 @@ func (s *Supervisor) do(ctx context.Context, name string, kind commandKind) (res
 	if !ok {
 		return result{}, fmt.Errorf("%w %q", ErrUnknownVM, name)
 	}
+	if v.remote != nil {
+		return s.doRemote(ctx, v, kind), nil
+	}
 	if kind != cmdStart {
 		v.interrupt(s) // a launch in progress is abandoned
 	}

@@ -5,13 +5,15 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
 )
 
 // vm is one supervised VM: its goroutine, run, owns its runtime.
 type vm struct {
-	cmds chan command  // operator commands, to run
-	done chan struct{} // closed when run returns
+	cmds   chan command  // operator commands, to run
+	done   chan struct{} // closed when run returns
+	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
 
 	// Guarded by the Supervisor's mu.
 	spec          Spec
@@ -116,7 +118,9 @@ func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, 
 	if err != nil {
 		return nil, err, false
 	}
-	opts := []launcher.LaunchOption{launcher.WithName(spec.Name)}
+	// The VM is running in its state before the launcher tells anyone it
+	// is ready: ready means listed.
+	opts := []launcher.LaunchOption{launcher.WithName(spec.Name), launcher.WithTracker(running{s, v})}
 	if spec.Hooks != nil {
 		opts = append(opts, launcher.WithHooks(spec.Hooks))
 	}
@@ -143,11 +147,6 @@ func (v *vm) interrupt(s *Supervisor) {
 // watch waits for the running VM to end, or for an operator's command, or
 // for Close.
 func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
-	st := rt.Status()
-	s.update(v, "running", func(vs *VM) {
-		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
-		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
-	})
 	for {
 		select {
 		case <-rt.Done():
@@ -196,6 +195,31 @@ func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v.state.Stderr = lines
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// running is the Tracker of a VM's launch: it records the VM running.
+type running struct {
+	s *Supervisor
+	v *vm
+}
+
+func (r running) TrackRuntime(stopper vmre.Stopper) {
+	rt, ok := stopper.(*launcher.Runtime)
+	if !ok {
+		return
+	}
+	st := rt.Status()
+	r.s.update(r.v, "running", func(vs *VM) {
+		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
+		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
+	})
 }
 
 // stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
@@ -289,8 +313,15 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 	case StateFailed:
 		attrs = append(attrs, slog.String("error", snap.Err.Error()))
 		level = slog.LevelError
+	case StateLost:
+		attrs = append(attrs, slog.String("error", errString(snap.Err)))
+		level = slog.LevelWarn
 	case StateRunning:
-		attrs = append(attrs, slog.Int("pid", snap.Pid), slog.String("addr", snap.Addr))
+		if snap.Remote {
+			attrs = append(attrs, slog.String("addr", snap.Addr), slog.String("peer", snap.Peer))
+		} else {
+			attrs = append(attrs, slog.Int("pid", snap.Pid), slog.String("addr", snap.Addr))
+		}
 	}
 	s.log.LogAttrs(context.Background(), level, what, attrs...)
 	if s.hooks != nil && s.hooks.State != nil {

@@ -148,8 +148,16 @@ func psCommand(ctx context.Context, args []string, e env) int {
 	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tADDR\tUPTIME\tRESTARTS\tLAST EXIT")
 	for _, vm := range res.Msg.GetVms() {
 		pid, addr, uptime := "-", "-", "-"
+		if vm.GetRemote() {
+			pid = "remote"
+		}
 		if vm.GetPid() != 0 {
-			pid, addr = fmt.Sprint(vm.GetPid()), vm.GetAddr()
+			pid = fmt.Sprint(vm.GetPid())
+		}
+		if vm.GetAddr() != "" {
+			addr = vm.GetAddr()
+		}
+		if vm.GetStartedAt() != nil {
 			uptime = time.Since(vm.GetStartedAt().AsTime()).Round(time.Second).String()
 		}
 		state := strings.ToLower(strings.TrimPrefix(vm.GetState().String(), "VM_STATE_"))

@@ -42,6 +42,7 @@ type event struct {
 	Unread          bool      `json:"unread,omitempty"`
 	Exit            *exitJSON `json:"exit,omitempty"`
 	State           string    `json:"state,omitempty"`
+	CertSHA256      string    `json:"cert_sha256,omitempty"`
 	Attempt         int       `json:"attempt,omitempty"`
 	DelayMS         float64   `json:"delay_ms,omitempty"`
 	Error           string    `json:"error,omitempty"`

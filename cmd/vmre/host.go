@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/go-chi/chi/v5"
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
+	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
 	"github.com/vmre/vmre/registry"
@@ -34,6 +39,18 @@ type host struct {
 	describe   func(name string) admin.Description
 	unannounce func() // removes the node's file for the CLI
 	start      func() // serves the node mux: see serve
+
+	engine    *server.Engine
+	tlsAddr   string        // where remote VMs reach the engine over TLS, or ""
+	stopTLS   func()        // ends the TLS engine's serving
+	tlsServed chan struct{} // closed when it has stopped
+}
+
+// engineTLS is the engine's TLS listener for VMs on other hosts.
+type engineTLS struct {
+	listen, advertise string
+	cert              tls.Certificate
+	pings             tlspin.Pings
 }
 
 // hostConfig configures a host.
@@ -45,11 +62,14 @@ type hostConfig struct {
 	events  *eventLog
 	log     *slog.Logger
 	getenv  func(string) string
-	// For vmre node: names by alias, what the registry knows of a VM, and
-	// a reload of the plugin directory.
-	resolve  func(nameOrAlias string) (string, bool)
-	describe func(name string) admin.Description
-	reload   func() (registry.Report, error)
+	// For vmre node: names by alias, what the registry knows of a VM, a
+	// reload of the plugin directory, the engine's TLS listener and the
+	// remote VMs enrolled in it.
+	resolve     func(nameOrAlias string) (string, bool)
+	describe    func(name string) admin.Description
+	reload      func() (registry.Report, error)
+	engineTLS   *engineTLS
+	enrollments admin.Enrollments
 }
 
 // startHost builds a node of no VMs yet, listening on cfg.listen; serve
@@ -64,9 +84,17 @@ func startHost(cfg hostConfig) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tlsLn net.Listener
+	var tlsAddr string
+	if t := cfg.engineTLS; t != nil {
+		if tlsLn, tlsAddr, err = listenEngineTLS(t); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	logs := admin.NewLogs(0)
 	log := slog.New(logs.Handler(cfg.log.Handler())) // keeps each VM's recent records for TailLogs
-	h := &host{log: log, events: cfg.events, logs: logs, changed: make(chan struct{}, 1), describe: cfg.describe}
+	h := &host{log: log, events: cfg.events, logs: logs, changed: make(chan struct{}, 1), describe: cfg.describe, tlsAddr: tlsAddr}
 	h.metrics = metrics.New(metrics.Source{
 		VMs:    func() []supervise.VM { return h.sup.List() },
 		Output: func() []launcher.OutputStat { return h.launcher.OutputStats() },
@@ -77,6 +105,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		Hooks:    h.metrics.EngineHooks(),
 		Services: []string{admin.ServiceName},
 	})
+	h.engine = engine
 	lcfg := cfg.launch.config(log)
 	lcfg.Hooks = launcher.JoinHooks(cfg.events.hooks(), h.metrics.LauncherHooks())
 	// The VMs call back the engine in the mux; a legacy launch handshakes on
@@ -100,13 +129,14 @@ func startHost(cfg hostConfig) (*host, error) {
 		return nil, err
 	}
 	h.admin, err = admin.New(admin.Config{
-		Supervisor: h.sup,
-		Resolve:    cfg.resolve,
-		Describe:   cfg.describe,
-		Reload:     cfg.reload,
-		Logs:       logs,
-		Token:      token,
-		Logger:     log.With(slog.String("component", "admin")),
+		Supervisor:  h.sup,
+		Resolve:     cfg.resolve,
+		Describe:    cfg.describe,
+		Reload:      cfg.reload,
+		Logs:        logs,
+		Enrollments: cfg.enrollments,
+		Token:       token,
+		Logger:      log.With(slog.String("component", "admin")),
 		OnCall: func(procedure string, err error) {
 			result := "ok"
 			if err != nil {
@@ -125,8 +155,23 @@ func startHost(cfg hostConfig) (*host, error) {
 	if cfg.admin.metricsToken {
 		metricsHandler = requireToken(token, metricsHandler)
 	}
-	h.unannounce = func() {}
+	h.unannounce, h.stopTLS = func() {}, func() {}
 	h.start = func() {
+		if tlsLn != nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			h.tlsServed = make(chan struct{})
+			h.stopTLS = func() { cancel(); <-h.tlsServed }
+			go func() {
+				defer close(h.tlsServed)
+				err := server.ServeTLS(ctx, tlsLn, engine.Handler(), server.TLS{Certificate: cfg.engineTLS.cert, Pings: cfg.engineTLS.pings})
+				if err != nil {
+					log.Error("the engine's TLS listener stopped", "error", err.Error())
+				}
+			}()
+			sum := tlspin.Fingerprint(cfg.engineTLS.cert.Certificate[0])
+			log.Info("engine listening for remote VMs over TLS", "addr", tlsAddr, "cert_sha256", sum)
+			cfg.events.write(event{Event: "engine_listening", Addr: tlsAddr, CertSHA256: sum})
+		}
 		h.node = startNode(ln, addr, engine, muxRoutes{
 			vms:     http.HandlerFunc(h.serveVMs),
 			metrics: metricsHandler,
@@ -149,13 +194,33 @@ func startHost(cfg hostConfig) (*host, error) {
 	return h, nil
 }
 
+// listenEngineTLS listens for remote VMs, and returns the address they
+// dial: --engine-advertise, or the listener's own when it names a host.
+func listenEngineTLS(t *engineTLS) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", t.listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("--engine-listen %s: %w", t.listen, err)
+	}
+	addr := ln.Addr().String()
+	if t.advertise != "" {
+		return ln, t.advertise, nil
+	}
+	if ln.Addr().(*net.TCPAddr).IP.IsUnspecified() {
+		ln.Close()
+		return nil, "", fmt.Errorf("%w: --engine-listen %s binds every interface: give --engine-advertise HOST:PORT, the address remote VMs dial",
+			vmre.ErrInvalidConfig, t.listen)
+	}
+	return ln, addr, nil
+}
+
 // serve starts serving the node mux and leaves the node's address for the
 // CLI's clients.
 func (h *host) serve() { h.start() }
 
 // stateChanged tells --events and the host's waiters of a VM's change.
 func (h *host) stateChanged(vm supervise.VM) {
-	ev := event{Event: "state", VM: vm.Name, State: vm.State.String(), Pid: vm.Pid, Addr: vm.Addr, Error: errText(vm.Err)}
+	ev := event{Event: "state", VM: vm.Name, State: vm.State.String(), Pid: vm.Pid, Addr: vm.Addr, Peer: vm.Peer,
+		CertSHA256: vm.CertSHA256, Error: errText(vm.Err)}
 	if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
 		ev.Attempt, ev.DelayMS = vm.Attempt, ms(vm.Delay)
 	}
@@ -171,6 +236,7 @@ func (h *host) stateChanged(vm supervise.VM) {
 // Ctrl-C), waits until all are reaped, and stops serving.
 func (h *host) close(ctx context.Context) {
 	h.unannounce()
+	h.stopTLS()
 	h.sup.Close(ctx)
 	h.sup.Close(context.Background()) // after ctx, the VMs were killed: wait for their reaping
 	h.launcher.Close()
@@ -198,6 +264,9 @@ type vmJSON struct {
 	Error           string     `json:"error,omitempty"`        // why its last launch failed, or why it cannot run
 	Digest          string     `json:"digest,omitempty"`       // SHA-256 of its file (vmre node)
 	Pinned          bool       `json:"pinned,omitempty"`       // the digest matched a pin
+	Remote          bool       `json:"remote,omitempty"`       // a VM on another host: no pid
+	Peer            string     `json:"peer,omitempty"`         // where a remote VM's lease comes from
+	CertSHA256      string     `json:"cert_sha256,omitempty"`  // its server's TLS certificate
 }
 
 // exitJSON is how a VM ended.
@@ -215,7 +284,8 @@ func newExitJSON(exit launcher.Exit) *exitJSON {
 
 // vmView is what the node's APIs show of a VM.
 func (h *host) vmView(vm supervise.VM) vmJSON {
-	j := vmJSON{Name: vm.Name, State: vm.State.String(), Launches: vm.Launches, Restarts: vm.Restarts, Error: errText(vm.Err)}
+	j := vmJSON{Name: vm.Name, State: vm.State.String(), Launches: vm.Launches, Restarts: vm.Restarts, Error: errText(vm.Err),
+		Remote: vm.Remote, Peer: vm.Peer, CertSHA256: vm.CertSHA256}
 	if vm.State == supervise.StateRunning {
 		started := vm.Started.UTC()
 		j.Pid, j.Addr, j.ProtocolVersion, j.StartedAt, j.HandshakeMS = vm.Pid, vm.Addr, vm.ProtocolVersion, &started, ms(vm.Handshake)

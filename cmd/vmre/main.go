@@ -37,6 +37,7 @@ var commands = []command{
 	{"start", "start [--node URL] NAME", "start a stopped VM of a running node", startCommand},
 	{"restart", "restart [--node URL] NAME", "restart a VM of a running node", restartCommand},
 	{"logs", "logs [-f] [--since D] [--node URL] NAME", "print, and follow, the log records of a VM of a running node", logsCommand},
+	{"remote", "remote env|systemd|k8s|rotate [flags] NAME", "hand a remote VM what it needs to reach a running node (docs/REMOTE.md)", remoteCommand},
 	{"version", "version", "print vmre's version, protocol version and Go version", versionCommand},
 }
 

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/internal/vmretest"
 	"go.uber.org/goleak"
 )
 
@@ -32,7 +33,13 @@ var (
 	runDir    string
 )
 
+// helpers are the test binary's lives as a helper process, by mode.
+var helpers = map[string]vmretest.Helper{}
+
 func TestMain(m *testing.M) {
+	if os.Getenv(vmretest.ModeKey) != "" {
+		vmretest.Main(m, helpers) // the test binary as a helper process: it exits
+	}
 	dir, err := os.MkdirTemp("", "vmre-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,7 +59,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+	vmretest.Main(m, nil, goleak.Cleanup(func(code int) {
 		os.RemoveAll(dir)
 		os.Exit(code)
 	}))

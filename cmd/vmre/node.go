@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
+	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
 )
@@ -69,6 +76,10 @@ type nodeFlags struct {
 	requirePins              bool
 	listen                   string
 	events                   string
+	// Remote VMs (docs/REMOTE.md).
+	engineListen, engineAdvertise string
+	tlsCert, tlsKey, dataDir      string
+	remotePing                    time.Duration
 }
 
 func nodeCommand(ctx context.Context, args []string, e env) int {
@@ -83,7 +94,15 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.StringVar(&f.events, "events", "",
-		"write what happens to the VMs as JSON lines to `file` (- for stdout): the events of run, and reload")
+		"write what happens to the VMs as JSON lines to `file` (- for stdout): the events of run, reload and engine_listening")
+	fs.StringVar(&f.engineListen, "engine-listen", "",
+		"serve the engine over TLS on `address` too, for remote VMs declared by NAME.remote files (docs/REMOTE.md)")
+	fs.StringVar(&f.engineAdvertise, "engine-advertise", "", "the `host:port` remote VMs dial (default: --engine-listen's address)")
+	fs.StringVar(&f.tlsCert, "engine-tls-cert", "", "the engine's TLS certificate `file` (PEM; default: a self-signed one kept in --data-dir)")
+	fs.StringVar(&f.tlsKey, "engine-tls-key", "", "the key `file` of --engine-tls-cert")
+	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate and the remote VMs' tokens (default $XDG_STATE_HOME/vmre, or ~/.local/state/vmre)")
+	fs.DurationVar(&f.remotePing, "remote-ping", tlspin.DefaultPings.Interval,
+		"ping a remote VM's silent connection after this long, and call it lost when the ping goes unanswered as long again")
 	if err := parseFlags(fs, nodeHead, exitCodesHelp, args, e); err != nil {
 		return flagExit(err)
 	}
@@ -96,6 +115,10 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return usagef(fs, e, "--require-pins needs --pins FILE")
 	case f.name != "":
 		return usagef(fs, e, "--name names one VM: node names each VM by its file and its aliases")
+	case (f.tlsCert == "") != (f.tlsKey == ""):
+		return usagef(fs, e, "--engine-tls-cert and --engine-tls-key go together")
+	case f.remotePing <= 0:
+		return usagef(fs, e, "--remote-ping %s: give a positive duration, such as 5s", f.remotePing)
 	}
 	if code := f.launchFlags.validate(fs, e); code != exitOK {
 		return code
@@ -126,8 +149,17 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 	}
 	defer reg.Close()
 	n := &nodeRegistry{reg: reg, policy: f.policy, events: events}
+	etls, rem, err := f.remoteVMs(getenv, log)
+	if err != nil {
+		return fail(log, "vmre node failed", err)
+	}
+	var enrollments admin.Enrollments
+	if rem != nil {
+		enrollments, n.remotes = rem, rem
+	}
 	h, err := startHost(hostConfig{
 		launch: &f.launchFlags, admin: &f.adminFlags, listen: f.listen, backoff: f.backoff(), events: events, log: log, getenv: getenv,
+		engineTLS: etls, enrollments: enrollments,
 		resolve: func(name string) (string, bool) {
 			vm, ok := reg.Lookup(name)
 			if !ok {
@@ -148,6 +180,9 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 		return fail(log, "vmre node failed", err)
 	}
 	n.host, n.log = h, h.log
+	if rem != nil {
+		rem.engine, rem.sup, rem.addr, rem.log = h.engine, h.sup, h.tlsAddr, h.log
+	}
 	h.serve()
 	n.apply(report)
 	log.Info("node serving", "plugin_dir", reg.Dir(), "vms", len(reg.VMs()), "refused", len(report.Failed))
@@ -174,14 +209,62 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 	}
 }
 
+// remoteVMs prepares the engine's TLS listener and the enrollments of
+// remote VMs, with --engine-listen; nil, nil without.
+func (f *nodeFlags) remoteVMs(getenv func(string) string, log *slog.Logger) (*engineTLS, *remotes, error) {
+	if f.engineListen == "" {
+		return nil, nil, nil
+	}
+	dataDir := f.dataDir
+	if dataDir == "" {
+		dataDir = defaultDataDir(getenv)
+	}
+	var cert tls.Certificate
+	var err error
+	if f.tlsCert != "" {
+		cert, err = tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	} else {
+		hosts := []string{hostOfAddr(f.engineAdvertise), hostOfAddr(f.engineListen)}
+		cert, err = tlspin.LoadOrCreate(filepath.Join(dataDir, "engine.crt"), filepath.Join(dataDir, "engine.key"), hosts)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: the engine's TLS certificate: %w", vmre.ErrInvalidConfig, err)
+	}
+	etls := &engineTLS{listen: f.engineListen, advertise: f.engineAdvertise, cert: cert,
+		pings: tlspin.Pings{Interval: f.remotePing, Timeout: f.remotePing}}
+	rem := &remotes{dataDir: dataDir, certSum: tlspin.Fingerprint(cert.Certificate[0]), hostName: f.hostName, log: log}
+	return etls, rem, nil
+}
+
+// defaultDataDir is $XDG_STATE_HOME/vmre, or ~/.local/state/vmre.
+func defaultDataDir(getenv func(string) string) string {
+	if d := getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "vmre")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "vmre")
+	}
+	return filepath.Join(os.TempDir(), "vmre-state")
+}
+
+// hostOfAddr is the host of a host:port, or "".
+func hostOfAddr(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
 // nodeRegistry puts what the registry loads under supervision.
 type nodeRegistry struct {
-	mu     sync.Mutex // one reload at a time: SIGHUP and the admin API
-	reg    *registry.Registry
-	host   *host
-	policy supervise.Policy
-	log    *slog.Logger
-	events *eventLog
+	mu      sync.Mutex // one reload at a time: SIGHUP and the admin API
+	remotes *remotes   // nil without --engine-listen
+	reg     *registry.Registry
+	host    *host
+	policy  supervise.Policy
+	log     *slog.Logger
+	events  *eventLog
 }
 
 // reload reads the plugin directory again and acts on its report.
@@ -244,6 +327,12 @@ func (n *nodeRegistry) apply(report registry.Report) {
 	}
 	for _, vm := range report.Removed {
 		n.log.Warn("the VM's file left the plugin directory; it runs on until stopped", "vm", vm.ID())
+	}
+	switch {
+	case n.remotes != nil:
+		n.remotes.apply(report.Remotes)
+	case len(report.Remotes) > 0:
+		n.log.Warn("the plugin directory declares remote VMs, which only a node with --engine-listen enrolls", "remotes", len(report.Remotes))
 	}
 	var unchanged, removed, failed, changedIDs []string
 	for _, vm := range report.Unchanged {

@@ -137,14 +137,13 @@ func (f *runFlags) serveVM(sig *signals, log *slog.Logger, h *host, name string)
 				return vmEnded(log, vm)
 			}
 		case <-sig.first.Done():
-			vm, _ := h.sup.Get(name)
-			if !ready && vm.State == supervise.StateStarting {
-				log.Warn("interrupted before the VM's handshake completed", "reason", context.Cause(sig.first).Error())
-				h.close(sig.second)
-				return exitFailure
-			}
 			log.Info("stopping the VM", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
 			h.close(sig.second)
+			// A launch that the signal abandoned left an error and no exit.
+			if vm, _ := h.sup.Get(name); vm.LastExit == nil && vm.Err != nil {
+				log.Warn("interrupted before the VM's handshake completed", "reason", context.Cause(sig.first).Error())
+				return exitFailure
+			}
 			return exitOK
 		case <-h.node.Done():
 			log.Error("the node mux stopped; stopping the VM", "error", errorText(h.node.err))

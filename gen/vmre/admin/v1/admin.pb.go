@@ -42,6 +42,10 @@ const (
 	VMState_VM_STATE_EXITED VMState = 6
 	// The VM cannot run; error says why.
 	VMState_VM_STATE_FAILED VMState = 7
+	// A remote VM that has not called back yet.
+	VMState_VM_STATE_WAITING VMState = 8
+	// A remote VM whose lease broke; error says how.
+	VMState_VM_STATE_LOST VMState = 9
 )
 
 // Enum value maps for VMState.
@@ -55,6 +59,8 @@ var (
 		5: "VM_STATE_STOPPED",
 		6: "VM_STATE_EXITED",
 		7: "VM_STATE_FAILED",
+		8: "VM_STATE_WAITING",
+		9: "VM_STATE_LOST",
 	}
 	VMState_value = map[string]int32{
 		"VM_STATE_UNSPECIFIED": 0,
@@ -65,6 +71,8 @@ var (
 		"VM_STATE_STOPPED":     5,
 		"VM_STATE_EXITED":      6,
 		"VM_STATE_FAILED":      7,
+		"VM_STATE_WAITING":     8,
+		"VM_STATE_LOST":        9,
 	}
 )
 
@@ -126,8 +134,13 @@ type VM struct {
 	// Why its last launch failed, or why it cannot run.
 	Error string `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"`
 	// The SHA-256 of its file, and whether it matched a pin.
-	Digest        string `protobuf:"bytes,17,opt,name=digest,proto3" json:"digest,omitempty"`
-	Pinned        bool   `protobuf:"varint,18,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Digest string `protobuf:"bytes,17,opt,name=digest,proto3" json:"digest,omitempty"`
+	Pinned bool   `protobuf:"varint,18,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	// A VM on another host: no pid; peer is where its lease comes from.
+	Remote bool   `protobuf:"varint,19,opt,name=remote,proto3" json:"remote,omitempty"`
+	Peer   string `protobuf:"bytes,20,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The fingerprint of its server's TLS certificate, when it speaks TLS.
+	CertSha256    string `protobuf:"bytes,21,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,6 +299,27 @@ func (x *VM) GetPinned() bool {
 		return x.Pinned
 	}
 	return false
+}
+
+func (x *VM) GetRemote() bool {
+	if x != nil {
+		return x.Remote
+	}
+	return false
+}
+
+func (x *VM) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *VM) GetCertSha256() string {
+	if x != nil {
+		return x.CertSha256
+	}
+	return ""
 }
 
 // Exit is how a VM process ended.
@@ -1391,11 +1425,273 @@ func (x *LogAttr) GetValue() string {
 	return ""
 }
 
+// GetEnrollmentRequest names a remote VM.
+type GetEnrollmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnrollmentRequest) Reset() {
+	*x = GetEnrollmentRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnrollmentRequest) ProtoMessage() {}
+
+func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetEnrollmentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Enrollment is what a remote VM needs to reach its node.
+type Enrollment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The VM's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The engine's TLS address (VMRE_RUNTIME_ENGINE_ADDR).
+	EngineAddr string `protobuf:"bytes,2,opt,name=engine_addr,json=engineAddr,proto3" json:"engine_addr,omitempty"`
+	// The VM's token (VMRE_RUNTIME_ENGINE_TOKEN).
+	Token string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// The SHA-256 of the engine's certificate (VMRE_RUNTIME_ENGINE_CERT_SHA256).
+	EngineCertSha256 string `protobuf:"bytes,4,opt,name=engine_cert_sha256,json=engineCertSha256,proto3" json:"engine_cert_sha256,omitempty"`
+	// The protocol version the node expects of it.
+	ProtocolVersion uint32 `protobuf:"varint,5,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Enrollment) Reset() {
+	*x = Enrollment{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Enrollment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Enrollment) ProtoMessage() {}
+
+func (x *Enrollment) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
+func (*Enrollment) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Enrollment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Enrollment) GetEngineAddr() string {
+	if x != nil {
+		return x.EngineAddr
+	}
+	return ""
+}
+
+func (x *Enrollment) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *Enrollment) GetEngineCertSha256() string {
+	if x != nil {
+		return x.EngineCertSha256
+	}
+	return ""
+}
+
+func (x *Enrollment) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+// GetEnrollmentResponse holds the enrollment.
+type GetEnrollmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enrollment    *Enrollment            `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnrollmentResponse) Reset() {
+	*x = GetEnrollmentResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnrollmentResponse) ProtoMessage() {}
+
+func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*GetEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetEnrollmentResponse) GetEnrollment() *Enrollment {
+	if x != nil {
+		return x.Enrollment
+	}
+	return nil
+}
+
+// RotateEnrollmentRequest names a remote VM.
+type RotateEnrollmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateEnrollmentRequest) Reset() {
+	*x = RotateEnrollmentRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateEnrollmentRequest) ProtoMessage() {}
+
+func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*RotateEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RotateEnrollmentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RotateEnrollmentResponse holds the enrollment with its new token.
+type RotateEnrollmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enrollment    *Enrollment            `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateEnrollmentResponse) Reset() {
+	*x = RotateEnrollmentResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateEnrollmentResponse) ProtoMessage() {}
+
+func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*RotateEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
+	if x != nil {
+		return x.Enrollment
+	}
+	return nil
+}
+
 var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x05\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x05\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -1416,7 +1712,11 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\tlast_exit\x18\x0f \x01(\v2\x13.vmre.admin.v1.ExitR\blastExit\x12\x14\n" +
 	"\x05error\x18\x10 \x01(\tR\x05error\x12\x16\n" +
 	"\x06digest\x18\x11 \x01(\tR\x06digest\x12\x16\n" +
-	"\x06pinned\x18\x12 \x01(\bR\x06pinned\"\x8f\x01\n" +
+	"\x06pinned\x18\x12 \x01(\bR\x06pinned\x12\x16\n" +
+	"\x06remote\x18\x13 \x01(\bR\x06remote\x12\x12\n" +
+	"\x04peer\x18\x14 \x01(\tR\x04peer\x12\x1f\n" +
+	"\vcert_sha256\x18\x15 \x01(\tR\n" +
+	"certSha256\"\x8f\x01\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x14\n" +
@@ -1478,7 +1778,27 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x05attrs\x18\x06 \x03(\v2\x16.vmre.admin.v1.LogAttrR\x05attrs\"1\n" +
 	"\aLogAttr\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value*\xbe\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"*\n" +
+	"\x14GetEnrollmentRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xb0\x01\n" +
+	"\n" +
+	"Enrollment\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vengine_addr\x18\x02 \x01(\tR\n" +
+	"engineAddr\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x12,\n" +
+	"\x12engine_cert_sha256\x18\x04 \x01(\tR\x10engineCertSha256\x12)\n" +
+	"\x10protocol_version\x18\x05 \x01(\rR\x0fprotocolVersion\"R\n" +
+	"\x15GetEnrollmentResponse\x129\n" +
+	"\n" +
+	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
+	"enrollment\"-\n" +
+	"\x17RotateEnrollmentRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"U\n" +
+	"\x18RotateEnrollmentResponse\x129\n" +
+	"\n" +
+	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
+	"enrollment*\xe7\x01\n" +
 	"\aVMState\x12\x18\n" +
 	"\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VM_STATE_STARTING\x10\x01\x12\x14\n" +
@@ -1487,7 +1807,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x12VM_STATE_CRASHLOOP\x10\x04\x12\x14\n" +
 	"\x10VM_STATE_STOPPED\x10\x05\x12\x13\n" +
 	"\x0fVM_STATE_EXITED\x10\x06\x12\x13\n" +
-	"\x0fVM_STATE_FAILED\x10\a2\xe2\x04\n" +
+	"\x0fVM_STATE_FAILED\x10\a\x12\x14\n" +
+	"\x10VM_STATE_WAITING\x10\b\x12\x11\n" +
+	"\rVM_STATE_LOST\x10\t2\xa3\x06\n" +
 	"\fAdminService\x12H\n" +
 	"\aListVMs\x12\x1d.vmre.admin.v1.ListVMsRequest\x1a\x1e.vmre.admin.v1.ListVMsResponse\x12B\n" +
 	"\x05GetVM\x12\x1b.vmre.admin.v1.GetVMRequest\x1a\x1c.vmre.admin.v1.GetVMResponse\x12E\n" +
@@ -1496,7 +1818,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\tRestartVM\x12\x1f.vmre.admin.v1.RestartVMRequest\x1a .vmre.admin.v1.RestartVMResponse\x12E\n" +
 	"\x06Reload\x12\x1c.vmre.admin.v1.ReloadRequest\x1a\x1d.vmre.admin.v1.ReloadResponse\x12M\n" +
 	"\bWatchVMs\x12\x1e.vmre.admin.v1.WatchVMsRequest\x1a\x1f.vmre.admin.v1.WatchVMsResponse0\x01\x12M\n" +
-	"\bTailLogs\x12\x1e.vmre.admin.v1.TailLogsRequest\x1a\x1f.vmre.admin.v1.TailLogsResponse0\x01B0Z.github.com/vmre/vmre/gen/vmre/admin/v1;adminv1b\x06proto3"
+	"\bTailLogs\x12\x1e.vmre.admin.v1.TailLogsRequest\x1a\x1f.vmre.admin.v1.TailLogsResponse0\x01\x12Z\n" +
+	"\rGetEnrollment\x12#.vmre.admin.v1.GetEnrollmentRequest\x1a$.vmre.admin.v1.GetEnrollmentResponse\x12c\n" +
+	"\x10RotateEnrollment\x12&.vmre.admin.v1.RotateEnrollmentRequest\x1a'.vmre.admin.v1.RotateEnrollmentResponseB0Z.github.com/vmre/vmre/gen/vmre/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_vmre_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1511,42 +1835,47 @@ func file_vmre_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_vmre_admin_v1_admin_proto_goTypes = []any{
-	(VMState)(0),                  // 0: vmre.admin.v1.VMState
-	(*VM)(nil),                    // 1: vmre.admin.v1.VM
-	(*Exit)(nil),                  // 2: vmre.admin.v1.Exit
-	(*ListVMsRequest)(nil),        // 3: vmre.admin.v1.ListVMsRequest
-	(*ListVMsResponse)(nil),       // 4: vmre.admin.v1.ListVMsResponse
-	(*GetVMRequest)(nil),          // 5: vmre.admin.v1.GetVMRequest
-	(*GetVMResponse)(nil),         // 6: vmre.admin.v1.GetVMResponse
-	(*StopVMRequest)(nil),         // 7: vmre.admin.v1.StopVMRequest
-	(*StopVMResponse)(nil),        // 8: vmre.admin.v1.StopVMResponse
-	(*StartVMRequest)(nil),        // 9: vmre.admin.v1.StartVMRequest
-	(*StartVMResponse)(nil),       // 10: vmre.admin.v1.StartVMResponse
-	(*RestartVMRequest)(nil),      // 11: vmre.admin.v1.RestartVMRequest
-	(*RestartVMResponse)(nil),     // 12: vmre.admin.v1.RestartVMResponse
-	(*ReloadRequest)(nil),         // 13: vmre.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),        // 14: vmre.admin.v1.ReloadResponse
-	(*ReloadFailure)(nil),         // 15: vmre.admin.v1.ReloadFailure
-	(*WatchVMsRequest)(nil),       // 16: vmre.admin.v1.WatchVMsRequest
-	(*WatchVMsResponse)(nil),      // 17: vmre.admin.v1.WatchVMsResponse
-	(*TailLogsRequest)(nil),       // 18: vmre.admin.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),      // 19: vmre.admin.v1.TailLogsResponse
-	(*LogRecord)(nil),             // 20: vmre.admin.v1.LogRecord
-	(*LogAttr)(nil),               // 21: vmre.admin.v1.LogAttr
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(VMState)(0),                     // 0: vmre.admin.v1.VMState
+	(*VM)(nil),                       // 1: vmre.admin.v1.VM
+	(*Exit)(nil),                     // 2: vmre.admin.v1.Exit
+	(*ListVMsRequest)(nil),           // 3: vmre.admin.v1.ListVMsRequest
+	(*ListVMsResponse)(nil),          // 4: vmre.admin.v1.ListVMsResponse
+	(*GetVMRequest)(nil),             // 5: vmre.admin.v1.GetVMRequest
+	(*GetVMResponse)(nil),            // 6: vmre.admin.v1.GetVMResponse
+	(*StopVMRequest)(nil),            // 7: vmre.admin.v1.StopVMRequest
+	(*StopVMResponse)(nil),           // 8: vmre.admin.v1.StopVMResponse
+	(*StartVMRequest)(nil),           // 9: vmre.admin.v1.StartVMRequest
+	(*StartVMResponse)(nil),          // 10: vmre.admin.v1.StartVMResponse
+	(*RestartVMRequest)(nil),         // 11: vmre.admin.v1.RestartVMRequest
+	(*RestartVMResponse)(nil),        // 12: vmre.admin.v1.RestartVMResponse
+	(*ReloadRequest)(nil),            // 13: vmre.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),           // 14: vmre.admin.v1.ReloadResponse
+	(*ReloadFailure)(nil),            // 15: vmre.admin.v1.ReloadFailure
+	(*WatchVMsRequest)(nil),          // 16: vmre.admin.v1.WatchVMsRequest
+	(*WatchVMsResponse)(nil),         // 17: vmre.admin.v1.WatchVMsResponse
+	(*TailLogsRequest)(nil),          // 18: vmre.admin.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),         // 19: vmre.admin.v1.TailLogsResponse
+	(*LogRecord)(nil),                // 20: vmre.admin.v1.LogRecord
+	(*LogAttr)(nil),                  // 21: vmre.admin.v1.LogAttr
+	(*GetEnrollmentRequest)(nil),     // 22: vmre.admin.v1.GetEnrollmentRequest
+	(*Enrollment)(nil),               // 23: vmre.admin.v1.Enrollment
+	(*GetEnrollmentResponse)(nil),    // 24: vmre.admin.v1.GetEnrollmentResponse
+	(*RotateEnrollmentRequest)(nil),  // 25: vmre.admin.v1.RotateEnrollmentRequest
+	(*RotateEnrollmentResponse)(nil), // 26: vmre.admin.v1.RotateEnrollmentResponse
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
 }
 var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: vmre.admin.v1.VM.state:type_name -> vmre.admin.v1.VMState
-	22, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
-	22, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
-	23, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
-	23, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
-	22, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
+	27, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
+	27, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
+	28, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
+	28, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
+	27, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
 	2,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
-	23, // 7: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
+	28, // 7: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
 	1,  // 8: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
 	1,  // 9: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
 	1,  // 10: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
@@ -1554,31 +1883,37 @@ var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	1,  // 12: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
 	15, // 13: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
 	1,  // 14: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	23, // 15: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	28, // 15: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
 	20, // 16: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	22, // 17: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	27, // 17: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
 	21, // 18: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	3,  // 19: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	5,  // 20: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	7,  // 21: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	9,  // 22: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	11, // 23: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	13, // 24: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	16, // 25: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	18, // 26: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	4,  // 27: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	6,  // 28: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	8,  // 29: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	10, // 30: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	12, // 31: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	14, // 32: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	17, // 33: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	19, // 34: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	23, // 19: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	23, // 20: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	3,  // 21: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	5,  // 22: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	7,  // 23: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	9,  // 24: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	11, // 25: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	13, // 26: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	16, // 27: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	18, // 28: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	22, // 29: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	25, // 30: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	4,  // 31: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	6,  // 32: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	8,  // 33: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	10, // 34: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	12, // 35: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	14, // 36: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	17, // 37: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	19, // 38: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	24, // 39: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	26, // 40: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -1592,7 +1927,7 @@ func file_vmre_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_admin_v1_admin_proto_rawDesc), len(file_vmre_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,6 +49,12 @@ const (
 	AdminServiceWatchVMsProcedure = "/vmre.admin.v1.AdminService/WatchVMs"
 	// AdminServiceTailLogsProcedure is the fully-qualified name of the AdminService's TailLogs RPC.
 	AdminServiceTailLogsProcedure = "/vmre.admin.v1.AdminService/TailLogs"
+	// AdminServiceGetEnrollmentProcedure is the fully-qualified name of the AdminService's
+	// GetEnrollment RPC.
+	AdminServiceGetEnrollmentProcedure = "/vmre.admin.v1.AdminService/GetEnrollment"
+	// AdminServiceRotateEnrollmentProcedure is the fully-qualified name of the AdminService's
+	// RotateEnrollment RPC.
+	AdminServiceRotateEnrollmentProcedure = "/vmre.admin.v1.AdminService/RotateEnrollment"
 )
 
 // AdminServiceClient is a client for the vmre.admin.v1.AdminService service.
@@ -81,6 +87,13 @@ type AdminServiceClient interface {
 	// misses records rather than slowing the VM: the next record it gets
 	// says how many it missed.
 	TailLogs(context.Context, *connect.Request[v1.TailLogsRequest]) (*connect.ServerStreamForClient[v1.TailLogsResponse], error)
+	// GetEnrollment returns what a remote VM needs to reach the node: the
+	// engine's TLS address, its certificate's fingerprint and the VM's
+	// token. A name that is not a remote VM is not_found.
+	GetEnrollment(context.Context, *connect.Request[v1.GetEnrollmentRequest]) (*connect.Response[v1.GetEnrollmentResponse], error)
+	// RotateEnrollment gives a remote VM a new token: the old one is refused
+	// from then on, and the session it opened ends.
+	RotateEnrollment(context.Context, *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vmre.admin.v1.AdminService service. By default,
@@ -142,19 +155,33 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("TailLogs")),
 			connect.WithClientOptions(opts...),
 		),
+		getEnrollment: connect.NewClient[v1.GetEnrollmentRequest, v1.GetEnrollmentResponse](
+			httpClient,
+			baseURL+AdminServiceGetEnrollmentProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetEnrollment")),
+			connect.WithClientOptions(opts...),
+		),
+		rotateEnrollment: connect.NewClient[v1.RotateEnrollmentRequest, v1.RotateEnrollmentResponse](
+			httpClient,
+			baseURL+AdminServiceRotateEnrollmentProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RotateEnrollment")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	listVMs   *connect.Client[v1.ListVMsRequest, v1.ListVMsResponse]
-	getVM     *connect.Client[v1.GetVMRequest, v1.GetVMResponse]
-	stopVM    *connect.Client[v1.StopVMRequest, v1.StopVMResponse]
-	startVM   *connect.Client[v1.StartVMRequest, v1.StartVMResponse]
-	restartVM *connect.Client[v1.RestartVMRequest, v1.RestartVMResponse]
-	reload    *connect.Client[v1.ReloadRequest, v1.ReloadResponse]
-	watchVMs  *connect.Client[v1.WatchVMsRequest, v1.WatchVMsResponse]
-	tailLogs  *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
+	listVMs          *connect.Client[v1.ListVMsRequest, v1.ListVMsResponse]
+	getVM            *connect.Client[v1.GetVMRequest, v1.GetVMResponse]
+	stopVM           *connect.Client[v1.StopVMRequest, v1.StopVMResponse]
+	startVM          *connect.Client[v1.StartVMRequest, v1.StartVMResponse]
+	restartVM        *connect.Client[v1.RestartVMRequest, v1.RestartVMResponse]
+	reload           *connect.Client[v1.ReloadRequest, v1.ReloadResponse]
+	watchVMs         *connect.Client[v1.WatchVMsRequest, v1.WatchVMsResponse]
+	tailLogs         *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
+	getEnrollment    *connect.Client[v1.GetEnrollmentRequest, v1.GetEnrollmentResponse]
+	rotateEnrollment *connect.Client[v1.RotateEnrollmentRequest, v1.RotateEnrollmentResponse]
 }
 
 // ListVMs calls vmre.admin.v1.AdminService.ListVMs.
@@ -197,6 +224,16 @@ func (c *adminServiceClient) TailLogs(ctx context.Context, req *connect.Request[
 	return c.tailLogs.CallServerStream(ctx, req)
 }
 
+// GetEnrollment calls vmre.admin.v1.AdminService.GetEnrollment.
+func (c *adminServiceClient) GetEnrollment(ctx context.Context, req *connect.Request[v1.GetEnrollmentRequest]) (*connect.Response[v1.GetEnrollmentResponse], error) {
+	return c.getEnrollment.CallUnary(ctx, req)
+}
+
+// RotateEnrollment calls vmre.admin.v1.AdminService.RotateEnrollment.
+func (c *adminServiceClient) RotateEnrollment(ctx context.Context, req *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error) {
+	return c.rotateEnrollment.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vmre.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// ListVMs returns every VM of the node, in the order they were added.
@@ -227,6 +264,13 @@ type AdminServiceHandler interface {
 	// misses records rather than slowing the VM: the next record it gets
 	// says how many it missed.
 	TailLogs(context.Context, *connect.Request[v1.TailLogsRequest], *connect.ServerStream[v1.TailLogsResponse]) error
+	// GetEnrollment returns what a remote VM needs to reach the node: the
+	// engine's TLS address, its certificate's fingerprint and the VM's
+	// token. A name that is not a remote VM is not_found.
+	GetEnrollment(context.Context, *connect.Request[v1.GetEnrollmentRequest]) (*connect.Response[v1.GetEnrollmentResponse], error)
+	// RotateEnrollment gives a remote VM a new token: the old one is refused
+	// from then on, and the session it opened ends.
+	RotateEnrollment(context.Context, *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -284,6 +328,18 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("TailLogs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceGetEnrollmentHandler := connect.NewUnaryHandler(
+		AdminServiceGetEnrollmentProcedure,
+		svc.GetEnrollment,
+		connect.WithSchema(adminServiceMethods.ByName("GetEnrollment")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceRotateEnrollmentHandler := connect.NewUnaryHandler(
+		AdminServiceRotateEnrollmentProcedure,
+		svc.RotateEnrollment,
+		connect.WithSchema(adminServiceMethods.ByName("RotateEnrollment")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vmre.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceListVMsProcedure:
@@ -302,6 +358,10 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceWatchVMsHandler.ServeHTTP(w, r)
 		case AdminServiceTailLogsProcedure:
 			adminServiceTailLogsHandler.ServeHTTP(w, r)
+		case AdminServiceGetEnrollmentProcedure:
+			adminServiceGetEnrollmentHandler.ServeHTTP(w, r)
+		case AdminServiceRotateEnrollmentProcedure:
+			adminServiceRotateEnrollmentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -341,4 +401,12 @@ func (UnimplementedAdminServiceHandler) WatchVMs(context.Context, *connect.Reque
 
 func (UnimplementedAdminServiceHandler) TailLogs(context.Context, *connect.Request[v1.TailLogsRequest], *connect.ServerStream[v1.TailLogsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.TailLogs is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetEnrollment(context.Context, *connect.Request[v1.GetEnrollmentRequest]) (*connect.Response[v1.GetEnrollmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.GetEnrollment is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) RotateEnrollment(context.Context, *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.RotateEnrollment is not implemented"))
 }

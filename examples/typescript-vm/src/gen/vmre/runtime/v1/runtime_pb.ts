@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vmre/runtime/v1/runtime.proto.
  */
 export const file_vmre_runtime_v1_runtime: GenFile = /*@__PURE__*/
-  fileDesc("Ch12bXJlL3J1bnRpbWUvdjEvcnVudGltZS5wcm90bxIPdm1yZS5ydW50aW1lLnYxIjsKEUluaXRpYWxpemVSZXF1ZXN0EhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDAoEYWRkchgCIAEoCSJBChJJbml0aWFsaXplUmVzcG9uc2USEQoJaG9zdF9uYW1lGAEgASgJEhgKEHByb3RvY29sX3ZlcnNpb24YAiABKA0iaAoXUHJvdG9jb2xWZXJzaW9uTWlzbWF0Y2gSEQoJaG9zdF9uYW1lGAEgASgJEh0KFWhvc3RfcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIbChN2bV9wcm90b2NvbF92ZXJzaW9uGAMgASgNIg4KDExlYXNlUmVxdWVzdCIPCg1MZWFzZVJlc3BvbnNlMrEBCg5SdW50aW1lU2VydmljZRJVCgpJbml0aWFsaXplEiIudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXF1ZXN0GiMudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXNwb25zZRJICgVMZWFzZRIdLnZtcmUucnVudGltZS52MS5MZWFzZVJlcXVlc3QaHi52bXJlLnJ1bnRpbWUudjEuTGVhc2VSZXNwb25zZTABQjRaMmdpdGh1Yi5jb20vdm1yZS92bXJlL2dlbi92bXJlL3J1bnRpbWUvdjE7cnVudGltZXYxYgZwcm90bzM");
+  fileDesc("Ch12bXJlL3J1bnRpbWUvdjEvcnVudGltZS5wcm90bxIPdm1yZS5ydW50aW1lLnYxIlAKEUluaXRpYWxpemVSZXF1ZXN0EhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDAoEYWRkchgCIAEoCRITCgtjZXJ0X3NoYTI1NhgDIAEoCSJBChJJbml0aWFsaXplUmVzcG9uc2USEQoJaG9zdF9uYW1lGAEgASgJEhgKEHByb3RvY29sX3ZlcnNpb24YAiABKA0iaAoXUHJvdG9jb2xWZXJzaW9uTWlzbWF0Y2gSEQoJaG9zdF9uYW1lGAEgASgJEh0KFWhvc3RfcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIbChN2bV9wcm90b2NvbF92ZXJzaW9uGAMgASgNIg4KDExlYXNlUmVxdWVzdCIPCg1MZWFzZVJlc3BvbnNlMrEBCg5SdW50aW1lU2VydmljZRJVCgpJbml0aWFsaXplEiIudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXF1ZXN0GiMudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXNwb25zZRJICgVMZWFzZRIdLnZtcmUucnVudGltZS52MS5MZWFzZVJlcXVlc3QaHi52bXJlLnJ1bnRpbWUudjEuTGVhc2VSZXNwb25zZTABQjRaMmdpdGh1Yi5jb20vdm1yZS92bXJlL2dlbi92bXJlL3J1bnRpbWUvdjE7cnVudGltZXYxYgZwcm90bzM");
 
 /**
  * InitializeRequest is the VM's side of the handshake.
@@ -31,6 +31,16 @@ export type InitializeRequest = Message<"vmre.runtime.v1.InitializeRequest"> & {
    * @generated from field: string addr = 2;
    */
   addr: string;
+
+  /**
+   * The SHA-256 of the DER certificate of the VM's server, in lowercase
+   * hex, when that server speaks TLS: the host dials it over TLS and checks
+   * that fingerprint, with no PKI. Empty (the default, and what VMs of
+   * earlier releases send) when it speaks plain HTTP.
+   *
+   * @generated from field: string cert_sha256 = 3;
+   */
+  certSha256: string;
 };
 
 /**
