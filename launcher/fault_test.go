@@ -41,7 +41,7 @@ func crashBeforeHandshakeVM() int {
 }
 
 func crashAfterHandshakeVM() int {
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -57,7 +57,7 @@ func killSelfVM() int {
 // frozenVM handshakes, then stops itself with SIGSTOP: it can no longer act
 // on SIGTERM, as a VM stuck in the kernel or in a debugger.
 func frozenVM() int {
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -88,7 +88,7 @@ func grandchildExitVM() int {
 		return 1
 	}
 	fmt.Printf("grandchild=%d\n", child.Process.Pid)
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -141,6 +141,9 @@ func TestVMDiesWithItsHost(t *testing.T) {
 		// A VM started by plain os/exec: the lease alone. Its stream breaks
 		// when the host's sockets close with it.
 		{name: "lease alone", host: "host-lease", vm: "ok", within: 5 * time.Second, vmLogHas: "lost the lease"},
+		// The same with the lease on a pipe, as the launcher gives it: the
+		// kernel closes the host's end with it.
+		{name: "lease pipe alone", host: "host-pipe", vm: "ok", within: 5 * time.Second, vmLogHas: "lost the lease"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,8 +23,13 @@ import (
 // without a token, serves /vm.VM/Shutdown and, when stubborn, ignores
 // SIGTERM until Shutdown has been called, as such plugins do.
 func legacyVM(stubborn bool) int {
+	sigs := make(chan os.Signal, 1)
 	if stubborn {
 		signal.Ignore(syscall.SIGTERM)
+	} else {
+		// From the start: the host may stop the VM as soon as its
+		// handshake is accepted.
+		signal.Notify(sigs, syscall.SIGTERM)
 	}
 	engineAddr := os.Getenv(launcher.AvalancheEngineAddressKey)
 	if engineAddr == "" {
@@ -57,10 +62,6 @@ func legacyVM(stubborn bool) int {
 		return 1
 	}
 
-	sigs := make(chan os.Signal, 1)
-	if !stubborn {
-		signal.Notify(sigs, syscall.SIGTERM)
-	}
 	select {
 	case <-vm.stopped:
 	case <-sigs:

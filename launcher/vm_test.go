@@ -38,7 +38,7 @@ var vms = map[string]vmretest.Helper{
 	"stubborn": func([]string) int {
 		// Handshakes, then ignores SIGTERM and its lease.
 		signal.Ignore(syscall.SIGTERM)
-		if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+		if _, err := initializeListening(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -76,7 +76,7 @@ var vms = map[string]vmretest.Helper{
 	},
 	"quick": func([]string) int {
 		// Handshakes, then exits on its own.
-		if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+		if _, err := initializeListening(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -134,6 +134,22 @@ var vms = map[string]vmretest.Helper{
 	},
 	"host-lease": func([]string) int {
 		return leaseHostProcess()
+	},
+	"host-pipe": func([]string) int {
+		return pipeHostProcess()
+	},
+	"ok-ready": func([]string) int {
+		return readyLineVM()
+	},
+	// The host's client of the VM (ready_test.go).
+	"whoami": func([]string) int {
+		return whoamiVM()
+	},
+	"http1": func([]string) int {
+		return http1VM()
+	},
+	"unreachable": func([]string) int {
+		return unreachableVM()
 	},
 	"nolease": func([]string) int {
 		return serve(context.Background(), logger, client.WithoutLease())
