@@ -43,13 +43,16 @@ func (c *conns) track(conn net.Conn, state http.ConnState) {
 	}
 }
 
-// closeIdle closes the idle connections and waits until the server has let
-// go of them, or ctx ends.
+// closeIdle closes the idle connections, and the new ones on which nothing
+// was received yet (the host opens one to a VM the moment its handshake is
+// accepted, and http.Server.Shutdown waits five seconds before it counts
+// such a connection idle), and waits until the server has let go of them,
+// or ctx ends.
 func (c *conns) closeIdle(ctx context.Context) {
 	c.mu.Lock()
 	var idle []net.Conn
 	for conn, state := range c.state {
-		if state == http.StateIdle {
+		if state == http.StateIdle || state == http.StateNew {
 			idle = append(idle, conn)
 		}
 	}
