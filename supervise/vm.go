@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -197,6 +198,17 @@ func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
 	v.state.Stderr = lines
 }
 
+// errAttr is a failed launch's error in the Supervisor's record of the
+// state it led to. The Launcher has logged a *launcher.LaunchError in full
+// the moment before ("launch failed"), so the record names only its phase
+// rather than repeat the text.
+func errAttr(err error) slog.Attr {
+	if le, ok := errors.AsType[*launcher.LaunchError](err); ok {
+		return slog.String("phase", le.Phase.String())
+	}
+	return slog.String("error", err.Error())
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -305,13 +317,13 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 	case StateBackoff, StateCrashLoop:
 		attrs = append(attrs, slog.Int("attempt", snap.Attempt), slog.Duration("delay", snap.Delay.Round(time.Millisecond)))
 		if snap.Err != nil {
-			attrs = append(attrs, slog.String("error", snap.Err.Error()))
+			attrs = append(attrs, errAttr(snap.Err))
 		} else if snap.LastExit != nil {
 			attrs = append(attrs, slog.String("exit", snap.LastExit.String()))
 		}
 		level = slog.LevelWarn
 	case StateFailed:
-		attrs = append(attrs, slog.String("error", snap.Err.Error()))
+		attrs = append(attrs, errAttr(snap.Err))
 		level = slog.LevelError
 	case StateLost:
 		attrs = append(attrs, slog.String("error", errString(snap.Err)))
