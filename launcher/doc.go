@@ -9,7 +9,7 @@
 //	rt, err := l.Launch(ctx, exec.Command("./myvm"))
 //	var lerr *launcher.LaunchError
 //	if errors.As(err, &lerr) { ... } // lerr.Phase says what failed
-//	conn := myv1connect.NewMyServiceClient(httpClient, "http://"+rt.Status().Addr)
+//	conn := myv1connect.NewMyServiceClient(rt.HTTPClient(), "http://"+rt.Status().Addr, connect.WithGRPC())
 //	...
 //	rt.Stop(ctx)
 //	<-rt.Done()

@@ -10,9 +10,9 @@
 //	if err != nil { ... }            // no directory to read, or a bad Config
 //	defer reg.Close()
 //	for _, p := range report.Failed { ... } // refused entries; the others loaded
+//	l, _ := launcher.New(launcher.Config{Logger: logger})
 //	for _, vm := range reg.VMs() {
-//		l, _ := launcher.New(launcher.Config{Name: vm.ID()})
-//		rt, err := l.Launch(ctx, vm.Command())
+//		rt, err := l.Launch(ctx, vm.Command(), launcher.WithName(vm.ID()))
 //		...
 //	}
 //
