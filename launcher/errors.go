@@ -3,6 +3,8 @@ package launcher
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -102,7 +104,7 @@ func (e *LaunchError) Error() string {
 		b.WriteString("engine: ")
 		b.WriteString(e.Err.Error())
 	case e.Phase == PhaseExec:
-		fmt.Fprintf(&b, "exec %s: %v", e.Path, e.Err)
+		fmt.Fprintf(&b, "exec %s: %v", e.Path, execCause(e.Err))
 	case e.Phase == PhaseReady:
 		b.WriteString(e.Err.Error())
 		b.WriteString("; a VM listens on the address it announces before it calls Initialize")
@@ -130,6 +132,19 @@ func (e *LaunchError) Error() string {
 		b.WriteString(strings.Join(e.Stderr, "\n\t"))
 	}
 	return b.String()
+}
+
+// execCause is the cause of a failed exec without the path and operation
+// that LaunchError's text already names: os/exec reports "fork/exec PATH:
+// CAUSE" or `exec: "NAME": CAUSE`.
+func execCause(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	if ee, ok := errors.AsType[*exec.Error](err); ok {
+		return ee.Err
+	}
+	return err
 }
 
 // Unwrap returns the cause and the root package's sentinels of the case,

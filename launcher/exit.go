@@ -98,11 +98,11 @@ func (e Exit) String() string {
 	case e.Err != nil:
 		s = "wait failed: " + e.Err.Error()
 	case e.Signal != "":
-		s = "killed by signal " + e.Signal
+		s = "signal: " + e.Signal
 	default:
 		s = fmt.Sprintf("exit code %d", e.Code)
 	}
-	s += " after " + e.Ran.Round(time.Millisecond).String()
+	s += " after " + roundRan(e.Ran).String()
 	switch e.Stage {
 	case StageShutdown:
 		s += " (stopped by /vm.VM/Shutdown)"
@@ -112,6 +112,16 @@ func (e Exit) String() string {
 		s += " (stopped by SIGKILL)"
 	}
 	return s
+}
+
+// roundRan rounds how long a VM ran for people: to the millisecond, or to
+// the microsecond below one, so that a VM that fails at once does not read
+// as having run for "0s".
+func roundRan(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // exitOf reads an exit from a wait's result.

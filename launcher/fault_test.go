@@ -345,7 +345,7 @@ func testKilledBeforeHandshake(t *testing.T) {
 	if !errors.As(err, &herr) || herr.Exit == nil || !herr.Exit.Killed() || herr.Exit.Code != -1 {
 		t.Fatalf("err = %v; want a VM killed by SIGKILL", err)
 	}
-	for _, want := range []string{"killed by signal killed", "about to be killed"} {
+	for _, want := range []string{"signal: killed", "about to be killed"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

@@ -46,7 +46,10 @@ func logHooks(log *slog.Logger, graceful time.Duration) *Hooks {
 				}
 				log.LogAttrs(ctx, level, "sending SIGTERM", append(attrs, slog.Duration("graceful_timeout", graceful))...)
 			case StageKill:
-				log.LogAttrs(ctx, slog.LevelWarn, "sending SIGKILL", append(attrs, slog.Duration("graceful_timeout", graceful))...)
+				if i.Reason == ReasonGraceExpired {
+					attrs = append(attrs, slog.Duration("graceful_timeout", graceful))
+				}
+				log.LogAttrs(ctx, slog.LevelWarn, "sending SIGKILL", attrs...)
 			}
 		},
 		Exited: func(i ExitInfo) {
