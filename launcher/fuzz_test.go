@@ -176,3 +176,23 @@ func TestSplitLinesModel(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashIsAnError: a Go crash's report, from its first line to the end of
+// the output, is logged at ERROR; the lines before it keep their level.
+func TestCrashIsAnError(t *testing.T) {
+	for _, header := range []string{"panic: boom", "fatal error: all goroutines are asleep - deadlock!",
+		"SIGSEGV: segmentation violation", "SIGQUIT: quit"} {
+		h := &pipeCapture{}
+		p := &logPipe{log: slog.New(h), raw: io.Discard}
+		p.run(strings.NewReader("starting\nSIGNAL: not a crash\n" + header + "\nPC=0x46e1a1 m=0 sigcode=0\n\ngoroutine 1 [running]:\n"))
+		want := []slog.Level{slog.LevelInfo, slog.LevelInfo, slog.LevelError, slog.LevelError, slog.LevelError, slog.LevelError}
+		if len(h.records) != len(want) {
+			t.Fatalf("%q: %d records, want %d", header, len(h.records), len(want))
+		}
+		for i, r := range h.records {
+			if r.level != want[i] {
+				t.Errorf("%q: record %d (%q) at %v, want %v", header, i, r.msg, r.level, want[i])
+			}
+		}
+	}
+}

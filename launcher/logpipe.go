@@ -37,7 +37,7 @@ type logPipe struct {
 	tail     *tail                            // last lines, for error reports; nil for stdout
 	drop     func(truncated int, unread bool) // told of lost output; may be nil
 	counts   *levelCounts                     // lines by level; may be nil
-	panicked bool                             // a "panic:" or "fatal error:" line was seen
+	panicked bool                             // a Go crash's first line was seen (crashHeader)
 
 	handler slog.Handler // log's, called directly: see emit
 	read    time.Time    // when the last read returned: the time of its lines' records
@@ -148,7 +148,7 @@ func (p *logPipe) line(line []byte, truncated bool) {
 		return
 	}
 	level := slog.LevelInfo
-	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
+	if !p.panicked && crashHeader(line) {
 		p.panicked = true
 	}
 	if p.panicked {
@@ -194,3 +194,30 @@ func (p *logPipe) emit(level slog.Level, msg string, attrs ...slog.Attr) {
 	r.AddAttrs(attrs...)
 	p.handler.Handle(context.Background(), r) // errors are dropped, as slog.Logger drops them
 }
+
+// crashHeader reports whether line opens a Go program's crash report: a
+// panic, a fatal error, or a signal the runtime does not handle
+// ("SIGSEGV: segmentation violation", "SIGQUIT: quit"). The lines that
+// follow, the goroutine dump, belong to it.
+func crashHeader(line []byte) bool {
+	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
+		return true
+	}
+	if !bytes.HasPrefix(line, []byte("SIG")) {
+		return false
+	}
+	name, _, ok := bytes.Cut(line, []byte(": "))
+	if !ok {
+		return false
+	}
+	for _, sig := range crashSignals {
+		if string(name) == sig { // no copy: the compiler compares in place
+			return true
+		}
+	}
+	return false
+}
+
+// crashSignals are the signals on which the Go runtime crashes, printing
+// the signal's name first.
+var crashSignals = []string{"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGQUIT", "SIGABRT", "SIGTRAP", "SIGSYS", "SIGSTKFLT", "SIGEMT"}
