@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"connectrpc.com/connect"
@@ -21,6 +23,9 @@ func execFailure(err *launcher.LaunchError, info *pluginInfo) (cause, fix string
 	switch {
 	case err.Phase != launcher.PhaseExec:
 		return "the launcher could not take the launch (" + err.Phase.String() + ")", "see the error above"
+	case errors.Is(err, exec.ErrNotFound):
+		return "a plugin named without a slash is looked up in PATH, and it is not there",
+			"give the plugin's path, for example ./" + filepath.Base(err.Path)
 	case errors.Is(err, syscall.ENOEXEC):
 		return "the file is not a program for this system (another OS or architecture), or a script without a #! line",
 			"build the plugin for this machine (GOOS/GOARCH), or start the script with a #! line"

@@ -3,9 +3,11 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,15 @@ func TestDoctor(t *testing.T) {
 	t.Parallel()
 	sleeper := writeScript(t, "sleeper", "exec sleep 30\n")
 	crash := writeScript(t, "crash", "echo 'cannot open /etc/myvm.toml' >&2\nexit 3\n")
+	executable := func(name, body string) string {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	nointerp := executable("nointerp", "#!/nonexistent/vmre-test-sh\n")
+	noenvinterp := executable("noenvinterp", "#!/usr/bin/env no-such-vmre-interpreter\n")
 	noexec := filepath.Join(t.TempDir(), "noexec")
 	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -48,6 +59,10 @@ func TestDoctor(t *testing.T) {
 			nil, "file", []string{"no such file", "fix:   check the path", "verdict: the plugin file cannot run (exit code 1)"}},
 		{"not executable", []string{noexec}, exitFailure,
 			nil, "file", []string{"is not executable", "fix:   chmod +x " + noexec}},
+		{"interpreter missing", []string{nointerp}, exitFailure,
+			nil, "file", []string{"its #! line names /nonexistent/vmre-test-sh, which does not exist", "fix:   install the interpreter"}},
+		{"interpreter not in PATH", []string{noenvinterp}, exitFailure,
+			nil, "file", []string{"its #! line runs no-such-vmre-interpreter, which is not in PATH"}},
 		{"not in PATH", []string{"no-such-vmre-plugin"}, exitFailure,
 			nil, "file", []string{`"no-such-vmre-plugin" is not in PATH`, "./no-such-vmre-plugin"}},
 	} {
@@ -74,5 +89,25 @@ func TestDoctor(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRunsHere(t *testing.T) {
+	here := runtime.GOOS + "/" + runtime.GOARCH
+	if !runsHere(here) {
+		t.Errorf("runsHere(%q) = false for this machine's own platform", here)
+	}
+	for _, other := range []string{"plan9/" + runtime.GOARCH, runtime.GOOS + "/s390x", runtime.GOOS + "/wasm"} {
+		if other == here {
+			continue
+		}
+		if runsHere(other) {
+			t.Errorf("runsHere(%q) = true on %s", other, here)
+		}
+		p := pluginInfo{path: "vm", platform: other}
+		var problem *fileProblem
+		if err := p.runnable(); !errors.As(err, &problem) || !strings.Contains(problem.fix, "GOARCH="+runtime.GOARCH) {
+			t.Errorf("runnable() of a program built for %s = %v; want a problem whose fix names this machine's GOARCH", other, err)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 )
 
 // Module paths that tell what kind of plugin a Go program is.
@@ -25,6 +27,7 @@ type pluginInfo struct {
 	vmre      bool   // a Go program built with github.com/vmre/vmre
 	avalanche bool   // a Go program built with avalanchego: an rpcchainvm plugin
 	script    string // the #! line of a script
+	platform  string // GOOS/GOARCH a Go program was built for, when its build info says
 }
 
 // fileProblem is why a plugin file cannot run, with the likely fix.
@@ -70,7 +73,50 @@ func inspectPlugin(name string) (pluginInfo, error) {
 	}
 	info.size = st.Size()
 	info.read()
-	return info, nil
+	return info, info.runnable()
+}
+
+// runnable finds what would make the kernel refuse a file that is
+// executable: a Go program built for another platform, or a script whose
+// interpreter is missing. exec would fail with "exec format error" or "no
+// such file or directory", which name neither.
+func (p *pluginInfo) runnable() error {
+	if p.platform != "" && !runsHere(p.platform) {
+		return &fileProblem{
+			reason: fmt.Sprintf("%s is a Go program built for %s; this machine is %s/%s", p.path, p.platform, runtime.GOOS, runtime.GOARCH),
+			fix:    fmt.Sprintf("build it for this machine: GOOS=%s GOARCH=%s go build", runtime.GOOS, runtime.GOARCH),
+		}
+	}
+	interp := strings.Fields(strings.TrimPrefix(p.script, "#!"))
+	if len(interp) == 0 {
+		return nil
+	}
+	name := interp[0]
+	if filepath.Base(name) == "env" && len(interp) > 1 && !strings.HasPrefix(interp[1], "-") {
+		if _, err := exec.LookPath(interp[1]); err != nil {
+			return &fileProblem{reason: fmt.Sprintf("%s: its #! line runs %s, which is not in PATH", p.path, interp[1]),
+				fix: "install " + interp[1] + ", or correct the #! line"}
+		}
+		return nil
+	}
+	if _, err := os.Stat(name); err != nil {
+		return &fileProblem{reason: fmt.Sprintf("%s: its #! line names %s, which does not exist", p.path, name),
+			fix: "install the interpreter, or correct the #! line"}
+	}
+	return nil
+}
+
+// runsHere reports whether a Go program built for platform ("GOOS/GOARCH")
+// runs on this machine: the same platform, or 32-bit x86 or ARM on their
+// 64-bit kin.
+func runsHere(platform string) bool {
+	goos, goarch, _ := strings.Cut(platform, "/")
+	if goos != runtime.GOOS {
+		return false
+	}
+	return goarch == runtime.GOARCH ||
+		runtime.GOARCH == "amd64" && goarch == "386" ||
+		runtime.GOARCH == "arm64" && goarch == "arm"
 }
 
 // read learns what kind of program the file is: a Go program (and with
@@ -78,6 +124,18 @@ func inspectPlugin(name string) (pluginInfo, error) {
 func (p *pluginInfo) read() {
 	if bi, err := buildinfo.ReadFile(p.path); err == nil {
 		p.goVersion = bi.GoVersion
+		var goos, goarch string
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "GOOS":
+				goos = kv.Value
+			case "GOARCH":
+				goarch = kv.Value
+			}
+		}
+		if goos != "" && goarch != "" {
+			p.platform = goos + "/" + goarch
+		}
 		p.vmre = bi.Main.Path == vmreModule
 		for _, dep := range bi.Deps {
 			p.vmre = p.vmre || dep.Path == vmreModule

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -163,7 +164,7 @@ func vmEnded(log *slog.Logger, vm supervise.VM) int {
 		log.Info("the VM exited on its own", "exit", vm.LastExit.String())
 		return exitOK
 	}
-	log.Error("the VM exited on its own", "exit", vm.LastExit.String(), "last_stderr", vm.Stderr)
+	log.Error("the VM exited on its own", "exit", vm.LastExit.String()) // its last lines are records above
 	return exitFailure
 }
 
@@ -200,7 +201,13 @@ func fail(log *slog.Logger, msg string, err error) int { return failHint(log, ms
 // failHint is fail with the CLI's hint, when it has one.
 func failHint(log *slog.Logger, msg string, err error, hint string) int {
 	code := exitCode(err)
-	attrs := []any{"error", err.Error()}
+	text := err.Error()
+	if _, ok := errors.AsType[*launcher.LaunchError](err); ok {
+		// The launcher's "launch failed" record has the whole error, the
+		// VM's last stderr lines included; this summary keeps its first line.
+		text, _, _ = strings.Cut(text, "\n")
+	}
+	attrs := []any{"error", text}
 	if hint != "" {
 		attrs = append(attrs, "hint", hint)
 	}

@@ -82,6 +82,7 @@ func TestRunExitCodes(t *testing.T) {
 	t.Parallel()
 	crash := writeScript(t, "crash", "echo 'cannot open /etc/myvm.toml' >&2\nexit 3\n")
 	sleeper := writeScript(t, "sleeper", "exec sleep 30\n")
+	missing := filepath.Join(t.TempDir(), "missing")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -99,7 +100,10 @@ func TestRunExitCodes(t *testing.T) {
 			[]string{"the VM exited before its handshake: exit code 1"}, 10 * time.Second},
 		{"crashes", []string{"--handshake-timeout", "30s", crash}, exitVMExited,
 			[]string{"exit code 3", "cannot open /etc/myvm.toml"}, 10 * time.Second},
-		{"missing plugin", []string{filepath.Join(t.TempDir(), "missing")}, exitFailure, []string{"no such file"}, 0},
+		{"missing plugin", []string{missing}, exitFailure,
+			[]string{"handshake failed: exec " + missing + ": no such file or directory", "check the path"}, 0},
+		{"not in PATH", []string{"no-such-vmre-plugin"}, exitFailure,
+			[]string{"executable file not found in $PATH", "give the plugin's path, for example ./no-such-vmre-plugin"}, 0},
 		{"unknown flag", []string{"--nope", exampleVM}, exitUsage, []string{"flag provided but not defined: -nope", "vmre run --help"}, 0},
 		{"no plugin", nil, exitUsage, []string{"missing PLUGIN"}, 0},
 		{"bad log format", []string{"--log-format", "xml", exampleVM}, exitUsage, []string{`"xml" is not a log format`}, 0},
