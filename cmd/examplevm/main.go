@@ -24,6 +24,10 @@ import (
 // version is the VM's version; set it with -ldflags "-X main.version=v1.2.3".
 var version string
 
+// handshakeAnswerGrace is how long a signal that comes during the handshake
+// lets the host's answer come, well within a host's graceful timeout.
+const handshakeAnswerGrace = time.Second
+
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
 }
@@ -50,22 +54,38 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	started := time.Now()
 	c := newChain(nil)
 	log.LogAttrs(ctx, slog.LevelInfo, "examplevm starting", slog.String("version", vmVersion()),
-		slog.Uint64("protocol_version", uint64(cfg.protocolVersion)), slog.Int("pid", os.Getpid()),
+		slog.Uint64("protocol_version", uint64(cfg.protocolVersion)),
 		slog.String("genesis_id", c.LastAccepted().ID), slog.Bool("no_handshake", cfg.noHandshake))
 
 	h := newHandler(c, log)
 	if cfg.noHandshake {
 		err = serveWithoutHandshake(ctx, h, log)
 	} else {
-		err = client.Serve(ctx, h, client.WithLogger(log), client.WithProtocolVersion(cfg.protocolVersion))
+		// A signal does not cut the handshake short at once: the host stops
+		// a VM whose handshake it refused a moment after its answer, and the
+		// VM should read that answer and log why. A signal caught above
+		// stops the VM once its handshake is accepted, or cuts the call
+		// short when no answer has come within handshakeAnswerGrace.
+		serveCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		defer cancel(nil)
+		ready := make(chan struct{})
+		defer context.AfterFunc(ctx, func() {
+			select {
+			case <-ready:
+			case <-serveCtx.Done():
+			case <-time.After(handshakeAnswerGrace):
+			}
+			cancel(context.Cause(ctx))
+		})()
+		err = client.Serve(serveCtx, h, client.WithLogger(log), client.WithProtocolVersion(cfg.protocolVersion),
+			client.WithOnReady(func(client.Ready) { close(ready) }))
 	}
 
 	attrs := []slog.Attr{slog.Uint64("last_height", c.LastAccepted().Height),
 		slog.String("uptime", time.Since(started).Round(time.Millisecond).String())}
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		// A signal cut the handshake short (client.Serve reports that as a
-		// failed handshake): the host asked the VM to stop, so it stops
-		// cleanly.
+		// A signal cut short a handshake that got no answer: the host
+		// asked the VM to stop, so it stops cleanly.
 		attrs = append(attrs, slog.String("reason", context.Cause(ctx).Error()+" during the handshake"))
 		err = nil
 	}

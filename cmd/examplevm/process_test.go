@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,7 +37,8 @@ const (
 type fakeEngine struct {
 	runtimev1connect.UnimplementedRuntimeServiceHandler
 	reject error
-	hold   bool // Initialize answers only when the VM gives up the call
+	hold   bool          // Initialize answers only when the VM gives up the call
+	gate   chan struct{} // when set, Initialize answers once it is closed
 	calls  chan *runtimev1.InitializeRequest
 }
 
@@ -53,6 +55,9 @@ func (e *fakeEngine) Initialize(ctx context.Context, req *connect.Request[runtim
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("bad token"))
 	}
 	e.calls <- req.Msg
+	if e.gate != nil {
+		<-e.gate
+	}
 	if e.hold {
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -223,33 +228,50 @@ func TestPluginLifecycle(t *testing.T) {
 	}
 }
 
+// TestPluginVersionMismatch: a refused handshake is logged with its hint,
+// and the VM exits 1, also when the host's SIGTERM, which follows a refusal
+// at once, reaches the VM before the answer does.
 func TestPluginVersionMismatch(t *testing.T) {
 	t.Parallel()
-	mismatch := &vmre.VersionMismatchError{HostName: "fake", HostVersion: vmre.ProtocolVersion, VMVersion: 7}
-	reject := connect.NewError(connect.CodeFailedPrecondition, mismatch)
-	detail, err := connect.NewErrorDetail(&runtimev1.ProtocolVersionMismatch{
-		HostName: "fake", HostProtocolVersion: uint32(vmre.ProtocolVersion), VmProtocolVersion: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reject.AddDetail(detail)
-	engine := &fakeEngine{reject: reject}
-	engineAddr := startEngine(t, engine)
+	for _, signalFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SIGTERM before the answer=%v", signalFirst), func(t *testing.T) {
+			t.Parallel()
+			mismatch := &vmre.VersionMismatchError{HostName: "fake", HostVersion: vmre.ProtocolVersion, VMVersion: 7}
+			reject := connect.NewError(connect.CodeFailedPrecondition, mismatch)
+			detail, err := connect.NewErrorDetail(&runtimev1.ProtocolVersionMismatch{
+				HostName: "fake", HostProtocolVersion: uint32(vmre.ProtocolVersion), VmProtocolVersion: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reject.AddDetail(detail)
+			engine := &fakeEngine{reject: reject}
+			if signalFirst {
+				engine.gate = make(chan struct{})
+			}
+			engineAddr := startEngine(t, engine)
 
-	p := startPlugin(t, engineAddr, "--protocol-version", "7")
-	if code := p.wait(t); code != 1 {
-		t.Fatalf("exit %d, want 1; records: %v", code, p.records)
-	}
-	if call := <-engine.calls; call.GetProtocolVersion() != 7 {
-		t.Errorf("the VM announced version %d, want 7", call.GetProtocolVersion())
-	}
-	stop := p.last()
-	msg, _ := stop["error"].(string)
-	hint, _ := stop["hint"].(string)
-	if stop["msg"] != "examplevm stopped" || stop["level"] != "ERROR" ||
-		!strings.Contains(msg, "handshake failed: protocol version mismatch fake: 1 vm: 7") ||
-		!strings.Contains(hint, "the VM is newer than the host") {
-		t.Errorf("last record = %v, want the ERROR shutdown record with the mismatch and a hint", stop)
+			p := startPlugin(t, engineAddr, "--protocol-version", "7")
+			if call := <-engine.calls; call.GetProtocolVersion() != 7 {
+				t.Errorf("the VM announced version %d, want 7", call.GetProtocolVersion())
+			}
+			if signalFirst {
+				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				close(engine.gate)
+			}
+			if code := p.wait(t); code != 1 {
+				t.Fatalf("exit %d, want 1; records: %v", code, p.records)
+			}
+			stop := p.last()
+			msg, _ := stop["error"].(string)
+			hint, _ := stop["hint"].(string)
+			if stop["msg"] != "examplevm stopped" || stop["level"] != "ERROR" ||
+				!strings.Contains(msg, "handshake failed: protocol version mismatch fake: 1 vm: 7") ||
+				!strings.Contains(hint, "the VM is newer than the host") {
+				t.Errorf("last record = %v, want the ERROR shutdown record with the mismatch and a hint", stop)
+			}
+		})
 	}
 }
 
