@@ -40,7 +40,7 @@ func TestEnvironment(t *testing.T) {
 		}
 	}()
 	rt.Stop(context.Background())
-	waitDone(t, rt, 10*time.Second)
+	waitDone(t, rt)
 	pw.Close()
 	<-lines
 	for _, name := range []string{"PATH", "VMRE_RUNTIME_ENGINE_ADDR", "VMRE_RUNTIME_ENGINE_TOKEN", vmretest.ModeKey} {

@@ -61,3 +61,16 @@ func awaitExitPolled(pid int) bool {
 	})
 	return err == nil
 }
+
+// pipeEmpty reports whether nothing is left to read in the pipe f.
+func pipeEmpty(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return true
+	}
+	n, ierr := 0, error(nil)
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil || ierr != nil {
+		return true
+	}
+	return n == 0
+}

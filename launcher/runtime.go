@@ -12,10 +12,15 @@ import (
 	"github.com/vmre/vmre"
 )
 
-// drainTimeout bounds how long output is still read after the VM is reaped:
-// a process outside the VM's group may hold the pipes open, and the host
-// must not wait on it.
-const drainTimeout = 200 * time.Millisecond
+// After the VM is reaped, its pipes are read until they are empty, however
+// slow the host's handler: what the VM wrote before it exited is logged.
+// A pipe found empty after drainTimeout is held open by a process outside
+// the VM's group, and the host must not wait on it: its reading stops. One
+// that such a process still fills after maxDrain stops too.
+const (
+	drainTimeout = 200 * time.Millisecond
+	maxDrain     = 5 * time.Second
+)
 
 // Runtime is one running VM. Its methods are safe for concurrent use.
 type Runtime struct {
@@ -41,8 +46,9 @@ type Runtime struct {
 	stopOnce   sync.Once
 	stopWG     sync.WaitGroup // the legacy shutdown call, when one runs
 
-	// emitMu keeps the StopStage events in the order of their stages: it is
-	// taken under mu, which orders the stages, and held while they are told.
+	// emitMu keeps the StopStage events in the order of their stages, and
+	// before Exited: it is taken under mu, which orders the stages, and held
+	// while they are told.
 	emitMu sync.Mutex
 
 	mu   sync.Mutex
@@ -108,10 +114,7 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	err := reap(r.cmd, r.markGone)
 	ran := time.Since(r.started)
 
-	deadline := time.Now().Add(drainTimeout)
-	outR.SetReadDeadline(deadline)
-	errR.SetReadDeadline(deadline)
-	readers.Wait()
+	drain(readers, outR, errR)
 	outR.Close()
 	errR.Close()
 	r.stopWG.Wait()
@@ -124,7 +127,11 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	if r.onStop != nil {
 		r.onStop()
 	}
+	// After the StopStage event of the last signal sent, which the signal
+	// may have outrun: signal tells its stage under emitMu.
+	r.emitMu.Lock()
 	r.hooks.exited(ExitInfo{VM: r.name, Pid: r.status.Pid, Exit: exit})
+	r.emitMu.Unlock()
 	r.mu.Lock()
 	afterExit := r.afterExit
 	r.afterExit = nil
@@ -133,6 +140,33 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 		f()
 	}
 	r.markExited()
+}
+
+// drain waits for the readers of a VM's pipes, which the VM has closed by
+// exiting: each reader returns at the end of its pipe, or at a read
+// deadline drain sets once its pipe is empty after drainTimeout (or after
+// maxDrain, full or not).
+func drain(readers *sync.WaitGroup, pipes ...*os.File) {
+	done := make(chan struct{})
+	go func() {
+		readers.Wait()
+		close(done)
+	}()
+	tick := time.NewTicker(drainTimeout)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		for _, p := range pipes {
+			if time.Since(start) >= maxDrain || pipeEmpty(p) {
+				p.SetReadDeadline(time.Now())
+			}
+		}
+	}
 }
 
 // dropped returns what the pipe of one stream calls when output is lost.
