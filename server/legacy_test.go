@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmre/vmre"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -62,7 +63,7 @@ func TestLegacy(t *testing.T) {
 		if err := legacyInitialize(t, conn, 42, vmAddr); err != nil {
 			t.Fatal(err)
 		}
-		waitClosed(t, l.Initialized(), "the legacy handshake")
+		vmretest.WaitClosed(t, l.Initialized(), "the legacy handshake")
 		if got, v := l.Result(); got != vmAddr || v != 42 {
 			t.Errorf("Result() = %q, %d; want %q, 42", got, v, vmAddr)
 		}
@@ -100,7 +101,7 @@ func TestLegacy(t *testing.T) {
 		if err := legacyInitialize(t, conn, 42, vmAddr); err != nil {
 			t.Fatalf("the right call after the rejections: %v", err)
 		}
-		waitClosed(t, l.Initialized(), "the legacy handshake")
+		vmretest.WaitClosed(t, l.Initialized(), "the legacy handshake")
 	})
 
 	t.Run("allow remote", func(t *testing.T) {
