@@ -564,7 +564,14 @@ func testTokenAfterEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stolen := client.WithEngine(l.EngineAddr(), engineToken(t, cmd))
+	token := engineToken(t, cmd)
+	// The token is in the VM's environment, readable by its user only, not
+	// on its command line, which every user can read.
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(rt.Status().Pid) + "/cmdline")
+	if err != nil || bytes.Contains(cmdline, []byte(token)) {
+		t.Errorf("the VM's command line %q (%v) holds its token", cmdline, err)
+	}
+	stolen := client.WithEngine(l.EngineAddr(), token)
 	_, err = client.Initialize(t.Context(), "127.0.0.1:40000", stolen)
 	if connect.CodeOf(err) != connect.CodeAlreadyExists {
 		t.Errorf("Initialize with the token of a running VM: %v; want already_exists", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -50,6 +51,9 @@ func ping(t *testing.T, addr string) {
 func TestLaunch(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{})
+	if host, _, _ := net.SplitHostPort(l.EngineAddr()); host != "127.0.0.1" {
+		t.Errorf("the engine listens on %s; want 127.0.0.1 only", l.EngineAddr())
+	}
 	first := mustLaunch(t, l, "ok")
 	second := mustLaunch(t, l, "ok")
 	a, b := first.Status(), second.Status()

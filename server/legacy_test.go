@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -59,6 +60,9 @@ func TestLegacy(t *testing.T) {
 	t.Run("first valid call wins", func(t *testing.T) {
 		t.Parallel()
 		l := listenLegacy(t, 42, server.LegacyConfig{})
+		if host, _, _ := net.SplitHostPort(l.Addr()); host != "127.0.0.1" {
+			t.Errorf("the legacy listener listens on %s; want 127.0.0.1 only", l.Addr())
+		}
 		conn := grpcConn(t, l.Addr())
 		if err := legacyInitialize(t, conn, 42, vmAddr); err != nil {
 			t.Fatal(err)
