@@ -94,27 +94,34 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
 	r.exited, r.markExited = context.WithCancel(context.Background())
 
-	var readers sync.WaitGroup
-	readers.Add(2)
+	// The last reader to reach the end of its pipe closes readersDone.
+	readersDone := make(chan struct{})
+	var reading atomic.Int32
+	reading.Store(2)
+	readerDone := func() {
+		if reading.Add(-1) == 0 {
+			close(readersDone)
+		}
+	}
 	go func() {
-		defer readers.Done()
+		defer readerDone()
 		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, drop: r.dropped("stdout")}).run(outR)
 	}()
 	go func() {
-		defer readers.Done()
+		defer readerDone()
 		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr")}).run(errR)
 	}()
-	go r.wait(outR, errR, &readers)
+	go r.wait(outR, errR, readersDone)
 	return nil
 }
 
 // wait reaps the VM, kills what is left of its process group, drains and
 // closes its pipes, and marks it exited.
-func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
+func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
 	err := reap(r.cmd, r.markGone)
 	ran := time.Since(r.started)
 
-	drain(readers, outR, errR)
+	drain(readersDone, outR, errR)
 	outR.Close()
 	errR.Close()
 	r.stopWG.Wait()
@@ -142,16 +149,11 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	r.markExited()
 }
 
-// drain waits for the readers of a VM's pipes, which the VM has closed by
-// exiting: each reader returns at the end of its pipe, or at a read
-// deadline drain sets once its pipe is empty after drainTimeout (or after
-// maxDrain, full or not).
-func drain(readers *sync.WaitGroup, pipes ...*os.File) {
-	done := make(chan struct{})
-	go func() {
-		readers.Wait()
-		close(done)
-	}()
+// drain waits until the readers of a VM's pipes, which the VM has closed by
+// exiting, are done: each reader returns at the end of its pipe, or at a
+// read deadline drain sets once its pipe is empty after drainTimeout (or
+// after maxDrain, full or not).
+func drain(done <-chan struct{}, pipes ...*os.File) {
 	tick := time.NewTicker(drainTimeout)
 	defer tick.Stop()
 	start := time.Now()
