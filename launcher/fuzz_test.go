@@ -74,10 +74,10 @@ func FuzzLogPipe(f *testing.F) {
 	f.Add([]byte("panic: boom\n\ngoroutine 1 [running]:\n"), uint16(0), uint16(7), false)
 	f.Add([]byte(`{"level":"warn","msg":"json"}`+"\nplain\n"), uint16(1), uint16(0), false)
 	f.Add([]byte(`{"level":"info","msg":"a"} trailing`+"\n"), uint16(0), uint16(5), false) // logged whole, as two records on one line (testdata)
-	f.Add([]byte("0123456789abcdef"), uint16(4095), uint16(0), false)      // one 64 KiB line, exactly the cap, no newline
-	f.Add([]byte("0123456789abcdef"), uint16(4096), uint16(1000), true)    // just over the cap
-	f.Add([]byte("0123456789abcde\n"), uint16(8000), uint16(65535), false) // many short lines
-	f.Add([]byte("\r"), uint16(65535), uint16(0), false)                   // a line of carriage returns
+	f.Add([]byte("0123456789abcdef"), uint16(4095), uint16(0), false)                      // one 64 KiB line, exactly the cap, no newline
+	f.Add([]byte("0123456789abcdef"), uint16(4096), uint16(1000), true)                    // just over the cap
+	f.Add([]byte("0123456789abcde\n"), uint16(8000), uint16(65535), false)                 // many short lines
+	f.Add([]byte("\r"), uint16(65535), uint16(0), false)                                   // a line of carriage returns
 	f.Fuzz(func(t *testing.T, chunk []byte, repeat uint16, readSize uint16, failAtEnd bool) {
 		if len(chunk) == 0 {
 			return
