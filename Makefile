@@ -6,38 +6,59 @@ BUF      := $(GO) tool -modfile=tools/go.mod buf
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 BIN      := bin
 PKGS     := ./...
+BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
 STRESS_RUNS ?= 5
 STRESS_PKGS ?= $(PKGS)
 STRESS_LOAD ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+# The release the protos must stay wire-compatible with (buf breaking): the
+# first landing of vmre.
+BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
+# The TypeScript example VM: its packages come from npm with its lockfile.
+TSVM     := examples/typescript-vm
+TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
 
-.PHONY: all generate lint check-generated test build run bench fuzz soak stress clean
+.PHONY: all generate lint check-generated examples test build run bench fuzz soak stress clean
 
 all: build
 
-## generate: rewrite gen/ from proto/ with buf
-generate:
+## generate: rewrite gen/ and the TypeScript example's src/gen/ from the protos with buf
+generate: $(TSVM_DEPS)
 	$(BUF) generate
+	$(BUF) generate --template $(TSVM)/buf.gen.yaml
 
-## lint: buf lint, buf format, gofmt, go vet and staticcheck
+## lint: buf lint, buf format, buf breaking, gofmt, go vet and staticcheck
 lint:
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	$(BUF) breaking --against '.git#ref=$(BREAKING_AGAINST)'
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
-## check-generated: fail when gen/ differs from what proto/ generates
+## check-generated: fail when generated code differs from what the protos generate
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
-	  git status --short -- gen/; git diff --stat -- gen/; \
-	  echo "gen/ is stale: run 'make generate' and commit gen/"; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- gen/ $(TSVM)/src/gen/)" ]; then \
+	  git status --short -- gen/ $(TSVM)/src/gen/; git diff --stat -- gen/ $(TSVM)/src/gen/; \
+	  echo "generated code is stale: run 'make generate' and commit gen/ and $(TSVM)/src/gen/"; exit 1; fi
 
-## test: lint, check gen/ is fresh, run every test with the race detector
-test: lint check-generated
+## examples: install the TypeScript example's packages (npm ci, which also
+## compiles it to dist/) and recompile it when its sources change
+examples: $(TSVM)/dist/main.js
+
+$(TSVM_DEPS): $(TSVM)/package.json $(TSVM)/package-lock.json
+	cd $(TSVM) && npm ci --no-audit --no-fund
+
+$(TSVM)/dist/main.js: $(TSVM_DEPS) $(TSVM)/tsconfig.json $(shell find $(TSVM)/src -name '*.ts' 2>/dev/null)
+	cd $(TSVM) && npm run --silent build
+	@touch $@
+
+## test: lint, check generated code is fresh, build the examples, run every
+## test with the race detector
+test: lint check-generated examples
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 ## build: build the vmre CLI and the example VM into bin/
@@ -51,7 +72,7 @@ run: build
 
 ## bench: the benchmarks of docs/PERFORMANCE.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
@@ -68,7 +89,7 @@ soak:
 ## busy loops keep the CPUs busy; stops at the first failure. A developer's
 ## check before stopping, not run in CI. STRESS_PKGS=./launcher STRESS_RUNS=20
 ## runs one package's tests 20 times.
-stress:
+stress: examples
 	@set -e; pids=""; \
 	trap 'for p in $$pids; do kill $$p 2>/dev/null || true; done; wait' EXIT; \
 	trap 'exit 130' INT TERM; \
@@ -83,4 +104,4 @@ stress:
 	echo "== $(STRESS_RUNS) runs in a row passed in $$(( $$(date +%s) - begin ))s"
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(TSVM)/node_modules $(TSVM)/dist

@@ -21,6 +21,11 @@ const (
 	// EngineTokenKey is the environment variable holding the launch's
 	// bearer token (256 random bits, hex-encoded).
 	EngineTokenKey = "VMRE_RUNTIME_ENGINE_TOKEN"
+	// EngineCertKey is the environment variable holding the SHA-256 (hex) of
+	// the engine's TLS certificate, for a VM on another host: the VM then
+	// reaches the engine over TLS and trusts exactly that certificate
+	// (docs/REMOTE.md). Unset for a VM that the host started.
+	EngineCertKey = "VMRE_RUNTIME_ENGINE_CERT_SHA256"
 
 	// DefaultHandshakeTimeout is how long a host waits for a VM to call
 	// Initialize after it was started.

@@ -231,7 +231,12 @@ func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
 
 // launch launches the minimal VM and calls its /ping.
 func (h *vmreHost) launch(ctx context.Context) (*launcher.Runtime, error) {
-	rt, err := h.l.Launch(ctx, exec.Command(h.path))
+	return h.launchCmd(ctx, exec.Command(h.path))
+}
+
+// launchCmd launches cmd, a minimal VM, and calls its /ping.
+func (h *vmreHost) launchCmd(ctx context.Context, cmd *exec.Cmd) (*launcher.Runtime, error) {
+	rt, err := h.l.Launch(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}

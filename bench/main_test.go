@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -39,7 +38,7 @@ func TestMain(m *testing.M) {
 // pluginsKey names a directory that already holds the plugins, for running
 // a compiled benchmark binary outside the module (under strace or perf):
 //
-//	CGO_ENABLED=0 go build -o /tmp/p/ ./bench/internal/... && go test -c -o /tmp/p/bench.test ./bench
+//	CGO_ENABLED=0 go build -o /tmp/p/ ./bench/internal/... ./cmd/examplevm && go test -c -o /tmp/p/bench.test ./bench
 //	VMRE_BENCH_PLUGINS=/tmp/p /tmp/p/bench.test -test.run '^$' -test.bench Launch/vmre
 const pluginsKey = "VMRE_BENCH_PLUGINS"
 
@@ -55,6 +54,7 @@ type pluginSet struct {
 	floor   string // bench/internal/floorvm
 	minimal string // bench/internal/minvm
 	logs    string // bench/internal/logvm
+	example string // cmd/examplevm
 }
 
 // plugins builds the plugins, without the race detector whatever flags the
@@ -72,7 +72,7 @@ func plugins(b *testing.B) pluginSet {
 		builtDir = binDir
 		const pkg = "github.com/vmre/vmre/bench/internal/"
 		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
-			pkg+"floorvm", pkg+"minvm", pkg+"logvm")
+			pkg+"floorvm", pkg+"minvm", pkg+"logvm", "github.com/vmre/vmre/cmd/examplevm")
 		cmd.Env = append(os.Environ(), "GOFLAGS=", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build the benchmark's plugins: %w\n%s", err, out)
@@ -85,6 +85,7 @@ func plugins(b *testing.B) pluginSet {
 		floor:   filepath.Join(binDir, "floorvm"),
 		minimal: filepath.Join(binDir, "minvm"),
 		logs:    filepath.Join(binDir, "logvm"),
+		example: filepath.Join(binDir, "examplevm"),
 	}
 }
 
@@ -165,15 +166,6 @@ func (w *leaseWriter) Flush() {
 }
 
 func (w *leaseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// enabledDiscard is a slog.Handler that is enabled at every level, so that
-// every record is built, and then drops it.
-type enabledDiscard struct{}
-
-func (enabledDiscard) Enabled(context.Context, slog.Level) bool  { return true }
-func (enabledDiscard) Handle(context.Context, slog.Record) error { return nil }
-func (h enabledDiscard) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h enabledDiscard) WithGroup(string) slog.Handler           { return h }
 
 // snapshot is the host's goroutines, live heap and goroutine stacks after a
 // full GC, and its goroutines in a system call, each of which holds an OS

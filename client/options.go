@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -40,6 +41,7 @@ type options struct {
 	logger          *slog.Logger
 	engineAddr      string
 	token           string
+	engineCert      string // the engine's certificate fingerprint: a remote VM
 	getenv          func(string) string
 	listener        net.Listener
 	shutdownTimeout time.Duration
@@ -65,6 +67,9 @@ func newOptions(opts []Option) *options {
 	}
 	if o.token == "" {
 		o.token = o.getenv(vmre.EngineTokenKey)
+	}
+	if o.engineCert == "" {
+		o.engineCert = strings.ToLower(strings.TrimSpace(o.getenv(vmre.EngineCertKey)))
 	}
 	return o
 }
@@ -92,6 +97,14 @@ func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.
 // from the environment variables vmre.EngineAddressKey and vmre.EngineTokenKey.
 func WithEngine(addr, token string) Option {
 	return optionFunc(func(o *options) { o.engineAddr, o.token = addr, token })
+}
+
+// WithEngineCert makes the VM reach the engine over TLS, trusting exactly
+// the certificate whose SHA-256 (hex) is fingerprint, instead of reading it
+// from vmre.EngineCertKey: a VM on another host than its node
+// (docs/REMOTE.md).
+func WithEngineCert(fingerprint string) Option {
+	return optionFunc(func(o *options) { o.engineCert = strings.ToLower(fingerprint) })
 }
 
 // WithListener makes Serve serve on l instead of a new listener on

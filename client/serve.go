@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/tlspin"
 )
 
 // Serve runs the VM side of a launch: it listens on 127.0.0.1:0, serves h
@@ -56,31 +58,55 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	signal.Notify(sigpipe, syscall.SIGPIPE)
 	defer signal.Stop(sigpipe)
 
+	// A remote VM (docs/REMOTE.md) listens where its orchestrator says,
+	// serves TLS with a certificate of its own, and outlives no host of
+	// its own: its orchestrator owns its processes.
+	remote := o.engineCert != ""
 	ln := o.listener
 	if ln == nil {
-		if ln, err = h2c.ListenLoopback(ctx); err != nil {
-			return fmt.Errorf("listen for the VM's server: %w", err)
+		if ln, err = listenVM(ctx, o); err != nil {
+			return err
 		}
+	}
+	announce, err := announcedAddr(o, ln)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	// Serve before the handshake: the host may call the VM the moment the
 	// handshake returns, and connections made earlier wait in the backlog.
 	srv := h2c.NewServer(h)
+	serve := func() error { return srv.Serve(ln) }
+	var certSum string
+	if remote && o.getenv(PlaintextKey) != "1" {
+		cert, err := tlspin.SelfSigned([]string{hostOf(announce)}, 365*24*time.Hour)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("make the VM server's certificate: %w", err)
+		}
+		certSum = tlspin.Fingerprint(cert.Certificate[0])
+		var protocols http.Protocols
+		protocols.SetHTTP1(true)
+		protocols.SetHTTP2(true)
+		srv.Protocols, srv.TLSConfig = &protocols, tlspin.ServerConfig(cert)
+		serve = func() error { return srv.ServeTLS(ln, "", "") }
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- serve() }()
 
-	host, err := ec.initialize(ctx, ln.Addr().String())
+	host, err := ec.initializeTLS(ctx, announce, certSum)
 	if err != nil {
 		srv.Close()
 		<-serveErr
-		if !engineAnswered(err) && hostGoneWithin(hostPid, hostCheckDelay) {
+		if !remote && !engineAnswered(err) && hostGoneWithin(hostPid, hostCheckDelay) {
 			killOrphanedGroup() // the host died during the handshake
 		}
 		return err
 	}
-	o.logger.LogAttrs(ctx, slog.LevelInfo, "handshake accepted", slog.String("addr", ln.Addr().String()),
+	o.logger.LogAttrs(ctx, slog.LevelInfo, "handshake accepted", slog.String("addr", announce),
 		slog.String("host", host.Name), slog.Uint64("protocol_version", uint64(host.ProtocolVersion)))
 	if o.onReady != nil {
-		o.onReady(Ready{Addr: ln.Addr().String(), Host: *host})
+		o.onReady(Ready{Addr: announce, Host: *host})
 	}
 
 	var l *lease
@@ -112,6 +138,14 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		hostDead = l.brokenWithin(hostCheckDelay)
 	}
 	l.stop()
+	if remote {
+		if hostDead && result == nil {
+			// Exit non-zero: its orchestrator starts it again, and it
+			// handshakes anew once the node is reachable.
+			result = ErrNodeLost
+		}
+		return result
+	}
 	if hostDead || hostGone(hostPid) {
 		o.logger.Warn("the host is gone; ending the VM's process group so that no child outlives it")
 		killOrphanedGroup()

@@ -3,16 +3,23 @@
 // pipes its output into the host's logger, and stops it with SIGTERM, a
 // graceful timeout and SIGKILL to its whole process group.
 //
-//	l, err := launcher.New(launcher.Config{Logger: logger})
+//	l, err := launcher.New(launcher.Config{Logger: logger, Hooks: hooks})
 //	if err != nil { ... }
 //	defer l.Close()
 //	rt, err := l.Launch(ctx, exec.Command("./myvm"))
-//	if err != nil { ... } // errors.Is(err, vmre.ErrHandshakeFailed)
+//	var lerr *launcher.LaunchError
+//	if errors.As(err, &lerr) { ... } // lerr.Phase says what failed
 //	conn := myv1connect.NewMyServiceClient(httpClient, "http://"+rt.Status().Addr)
 //	...
 //	rt.Stop(ctx)
 //	<-rt.Done()
 //
-// The package knows processes, not proto fields: the handshake itself is
-// served by package server.
+// What happens to a VM is told as typed events through Hooks, in the style
+// of net/http/httptrace; a failed launch returns a *LaunchError whose Phase
+// and cause code can test. The log is for people.
+//
+// The handshake itself is served by package server; the launcher makes one
+// RPC of its own, the legacy /vm.VM/Shutdown of rpcchainvm plugins.
+// docs/ARCHITECTURE.md describes the launch, the stop and the order of the
+// events; docs/PROTOCOL.md the wire.
 package launcher

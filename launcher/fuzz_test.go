@@ -3,7 +3,6 @@ package launcher
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,56 +11,6 @@ import (
 	"sync"
 	"testing"
 )
-
-// FuzzParseJSONLine feeds arbitrary lines to the JSON log parser. It must
-// never panic, and it may only take a line apart when the line is one
-// whole JSON object with a string level and a string message: otherwise
-// the line is logged as it is, and nothing of it is lost.
-func FuzzParseJSONLine(f *testing.F) {
-	for _, seed := range []string{
-		`{"time":"2024-01-01T00:00:00Z","level":"WARN","msg":"disk almost full","free_mb":12}`,
-		`{"level":"warn","ts":1700000000.1,"msg":"zap style","k":"v"}`,
-		`{"@level":"error","@message":"hclog style","@timestamp":"2024-01-01T00:00:00Z"}`,
-		`{"level":"info","msg":"a"}{"level":"error","msg":"b"}`,
-		`{"level":"info","msg":"a"} trailing`,
-		`{"level":1,"msg":"a"}`,
-		`{"level":"ERROR+2","msg":"nested","a":{"b":[1,2,{"c":null}]}}`,
-		`{"msg":"no level"}`,
-		`{"level":"info","msg":"dup","level":"error","msg":"again"}`,
-		`["not","an","object"]`,
-		`{`,
-		``,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, line []byte) {
-		rec, ok := parseJSONLine(line)
-		if !ok {
-			return
-		}
-		if !json.Valid(line) {
-			t.Fatalf("parsed %q, which is not one JSON value: the rest of the line would be lost", line)
-		}
-		var fields map[string]any
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.UseNumber() // as parseJSONLine: 1e400 is a valid JSON number
-		if err := dec.Decode(&fields); err != nil {
-			t.Fatalf("parsed %q, which is not a JSON object: %v", line, err)
-		}
-		if !slices.ContainsFunc(levelKeys, func(k string) bool { _, ok := fields[k]; return ok }) ||
-			!slices.ContainsFunc(msgKeys, func(k string) bool { _, ok := fields[k]; return ok }) {
-			t.Fatalf("parsed %q, which lacks a level or a message", line)
-		}
-		for _, a := range rec.attrs {
-			if slices.Contains(timeKeys, a.Key) {
-				t.Fatalf("parsed %q into a record that keeps the VM's time field %q", line, a.Key)
-			}
-			if _, ok := fields[a.Key]; !ok {
-				t.Fatalf("parsed %q into a record with the field %q, which is not in the line", line, a.Key)
-			}
-		}
-	})
-}
 
 // FuzzLogPipe runs arbitrary output, cut into arbitrary reads, through a
 // logPipe. It must never panic nor emit a record longer than MaxLineBytes,

@@ -178,3 +178,54 @@ func (hs hookList) outputDropped(i OutputDropInfo) {
 		}
 	}
 }
+
+// JoinHooks returns hooks that call each of hooks in turn, skipping nil
+// ones; a field is nil when no hook sets it, so it still costs nothing.
+func JoinHooks(hooks ...*Hooks) *Hooks {
+	var hs hookList
+	for _, h := range hooks {
+		if h != nil {
+			hs = append(hs, h)
+		}
+	}
+	switch len(hs) {
+	case 0:
+		return nil
+	case 1:
+		return hs[0]
+	}
+	j := &Hooks{}
+	set := func(f func(*Hooks) bool) bool {
+		for _, h := range hs {
+			if f(h) {
+				return true
+			}
+		}
+		return false
+	}
+	if set(func(h *Hooks) bool { return h.Started != nil }) {
+		j.Started = hs.started
+	}
+	if set(func(h *Hooks) bool { return h.EngineCall != nil }) {
+		j.EngineCall = hs.engineCall
+	}
+	if set(func(h *Hooks) bool { return h.Handshake != nil }) {
+		j.Handshake = hs.handshake
+	}
+	if set(func(h *Hooks) bool { return h.Ready != nil }) {
+		j.Ready = hs.ready
+	}
+	if set(func(h *Hooks) bool { return h.LaunchFailed != nil }) {
+		j.LaunchFailed = hs.launchFailed
+	}
+	if set(func(h *Hooks) bool { return h.StopStage != nil }) {
+		j.StopStage = hs.stopStage
+	}
+	if set(func(h *Hooks) bool { return h.Exited != nil }) {
+		j.Exited = hs.exited
+	}
+	if set(func(h *Hooks) bool { return h.OutputDropped != nil }) {
+		j.OutputDropped = hs.outputDropped
+	}
+	return j
+}

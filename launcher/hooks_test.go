@@ -247,3 +247,27 @@ func TestHooksOutputTruncated(t *testing.T) {
 		t.Errorf("%d truncated lines reported; the VM wrote one line longer than MaxLineBytes", truncated)
 	}
 }
+
+func TestJoinHooks(t *testing.T) {
+	t.Parallel()
+	if launcher.JoinHooks(nil, nil) != nil {
+		t.Error("JoinHooks of nothing is not nil")
+	}
+	one := &launcher.Hooks{}
+	if launcher.JoinHooks(nil, one) != one {
+		t.Error("JoinHooks of one does not return it")
+	}
+	var calls []string
+	joined := launcher.JoinHooks(
+		&launcher.Hooks{Started: func(launcher.StartedInfo) { calls = append(calls, "first") }},
+		nil,
+		&launcher.Hooks{Started: func(launcher.StartedInfo) { calls = append(calls, "second") }},
+	)
+	if joined.Exited != nil || joined.Ready != nil {
+		t.Error("a field no hook sets is not nil")
+	}
+	joined.Started(launcher.StartedInfo{})
+	if !slices.Equal(calls, []string{"first", "second"}) {
+		t.Errorf("calls %v; want first, second", calls)
+	}
+}

@@ -453,3 +453,34 @@ func TestVMSurvivesThreadExits(t *testing.T) {
 		t.Fatalf("exit = %v; want code 0 after Stop's SIGTERM", exit)
 	}
 }
+
+func TestOutputStats(t *testing.T) {
+	t.Parallel()
+	l := newLauncher(t, launcher.Config{})
+	for range 2 { // the counts of one name go on across its runs
+		rt, err := l.Launch(t.Context(), vmretest.Command("logs"), launcher.WithName("logvm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.Stop(context.Background())
+		waitDone(t, rt)
+	}
+	got := map[string]uint64{}
+	for _, s := range l.OutputStats() {
+		if s.VM != "logvm" {
+			t.Fatalf("stats of VM %q; only logvm ran", s.VM)
+		}
+		got[s.Stream+"/"+s.Level] = s.Lines
+	}
+	// Each run: on stderr a warning and an error of its own, then Serve's
+	// records at info; on stdout a zap and a pino warning, an hclog error,
+	// an hclog and a pino trace (counted as debug), a plain line at info.
+	for key, min := range map[string]uint64{"stderr/warn": 2, "stderr/error": 2, "stderr/info": 2} {
+		if got[key] < min {
+			t.Errorf("%s: %d lines; want at least %d (%v)", key, got[key], min, got)
+		}
+	}
+	if got["stdout/warn"] != 4 || got["stdout/error"] != 2 || got["stdout/info"] != 2 || got["stdout/debug"] != 4 {
+		t.Errorf("stdout counts %v; want 4 warn, 2 error, 2 info, 4 debug", got)
+	}
+}

@@ -21,6 +21,7 @@ import (
 type Launcher struct {
 	s          settings
 	hooks      hookList // the log's, then Config.Hooks
+	outputs    outputs  // lines by VM name, stream and level
 	engine     *server.Engine
 	engineAddr string
 	starter    *starter
@@ -97,7 +98,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	r := &Runtime{name: o.name, s: &l.s, hooks: l.hooks}
+	r := &Runtime{name: o.name, s: &l.s, hooks: l.hooks, outputs: &l.outputs}
 	if o.hooks != nil {
 		r.hooks = append(slices.Clip(l.hooks), o.hooks)
 	}
@@ -147,6 +148,9 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	if l.s.Manager != nil {
 		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
+	}
+	if o.tracker != nil {
+		o.tracker.TrackRuntime(r)
 	}
 	r.hooks.ready(ReadyInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
 		ProtocolVersion: r.version, Elapsed: time.Since(begin)})

@@ -9,8 +9,8 @@ import (
 	"github.com/vmre/vmre/internal/h2c"
 )
 
-// LegacyShutdownProcedure is the rpcchainvm VM service's Shutdown method.
-const LegacyShutdownProcedure = "/vm.VM/Shutdown"
+// legacyShutdownProcedure is the rpcchainvm VM service's Shutdown method.
+const legacyShutdownProcedure = "/vm.VM/Shutdown"
 
 // legacyShutdown returns the call of an rpcchainvm plugin's
 // /vm.VM/Shutdown (google.protobuf.Empty in and out) over gRPC.
@@ -18,7 +18,7 @@ func legacyShutdown(addr string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		httpClient := h2c.NewClient()
 		defer httpClient.CloseIdleConnections()
-		c := connect.NewClient[emptypb.Empty, emptypb.Empty](httpClient, "http://"+addr+LegacyShutdownProcedure, connect.WithGRPC())
+		c := connect.NewClient[emptypb.Empty, emptypb.Empty](httpClient, "http://"+addr+legacyShutdownProcedure, connect.WithGRPC())
 		_, err := c.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
 		return err
 	}

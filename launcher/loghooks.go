@@ -38,7 +38,7 @@ func logHooks(log *slog.Logger, graceful time.Duration) *Hooks {
 			}
 			switch i.Stage {
 			case StageShutdown:
-				log.LogAttrs(ctx, slog.LevelDebug, "calling the VM's "+LegacyShutdownProcedure, attrs...)
+				log.LogAttrs(ctx, slog.LevelDebug, "calling the VM's "+legacyShutdownProcedure, attrs...)
 			case StageTerm:
 				level := slog.LevelDebug
 				if i.Err != nil {

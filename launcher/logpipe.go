@@ -30,11 +30,13 @@ type logPipe struct {
 	raw      io.Writer                        // optional copy of each line
 	tail     *tail                            // last lines, for error reports; nil for stdout
 	drop     func(truncated int, unread bool) // told of lost output; may be nil
+	counts   *levelCounts                     // lines by level; may be nil
 	panicked bool                             // a "panic:" or "fatal error:" line was seen
 
 	handler slog.Handler // log's, called directly: see emit
 	read    time.Time    // when the last read returned: the time of its lines' records
 	rawLine []byte       // a line and its '\n', for raw
+	json    jsonParser   // takes JSON lines apart; its slices are reused
 }
 
 // run reads r to its end. It owns no goroutine; its caller runs it in one.
@@ -119,11 +121,10 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	if p.tail != nil {
 		p.tail.add(line)
 	}
-	if len(line) > 0 && line[0] == '{' && !truncated {
-		if rec, ok := parseJSONLine(line); ok {
-			p.emit(rec.level, rec.msg, rec.attrs...)
-			return
-		}
+	if len(line) > 0 && line[0] == '{' && !truncated && p.json.parse(line) {
+		p.count(p.json.level)
+		p.jsonLine(line)
+		return
 	}
 	level := slog.LevelInfo
 	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
@@ -132,6 +133,7 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	if p.panicked {
 		level = slog.LevelError // the trace that follows a panic belongs to it
 	}
+	p.count(level)
 	if !p.handler.Enabled(context.Background(), level) {
 		return // before the line is copied into a string
 	}
@@ -142,16 +144,32 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	p.emit(level, string(line))
 }
 
+// count counts a line at level.
+func (p *logPipe) count(level slog.Level) {
+	if p.counts != nil {
+		p.counts.add(level)
+	}
+}
+
+// jsonLine logs a line that p.json has parsed. Its record's strings are
+// slices of one copy of the line, made once the level is known to be
+// enabled.
+func (p *logPipe) jsonLine(line []byte) {
+	if !p.handler.Enabled(context.Background(), p.json.level) {
+		return
+	}
+	var buf [8]slog.Attr // on the stack: no write barriers, nothing held
+	msg, attrs := p.json.record(string(line), buf[:0])
+	p.emit(p.json.level, msg, attrs...)
+}
+
 // emit hands a record to the handler as slog.Logger.LogAttrs does, but
 // stamped with the time its line was read and without the caller's program
 // counter: the source of a VM's line is the VM, not this file, and
-// runtime.Callers would cost more than all the rest of the line.
+// runtime.Callers would cost more than all the rest of the line. Its
+// caller has asked the handler whether level is enabled.
 func (p *logPipe) emit(level slog.Level, msg string, attrs ...slog.Attr) {
-	ctx := context.Background()
-	if !p.handler.Enabled(ctx, level) {
-		return
-	}
 	r := slog.NewRecord(p.read, level, msg, 0)
 	r.AddAttrs(attrs...)
-	p.handler.Handle(ctx, r) // errors are dropped, as slog.Logger drops them
+	p.handler.Handle(context.Background(), r) // errors are dropped, as slog.Logger drops them
 }

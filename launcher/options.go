@@ -1,11 +1,14 @@
 package launcher
 
+import "github.com/vmre/vmre"
+
 // A LaunchOption configures one launch.
 type LaunchOption interface{ apply(*launchOptions) }
 
 type launchOptions struct {
-	name  string
-	hooks *Hooks
+	name    string
+	hooks   *Hooks
+	tracker vmre.Tracker
 }
 
 type optionFunc func(*launchOptions)
@@ -22,4 +25,11 @@ func WithName(name string) LaunchOption {
 // called after those of Config.Hooks.
 func WithHooks(h *Hooks) LaunchOption {
 	return optionFunc(func(o *launchOptions) { o.hooks = h })
+}
+
+// WithTracker makes t track this launch's Runtime once its handshake has
+// completed, after Config.Manager and before the Ready hooks: whoever
+// learns of the VM from Ready finds it tracked.
+func WithTracker(t vmre.Tracker) LaunchOption {
+	return optionFunc(func(o *launchOptions) { o.tracker = t })
 }

@@ -29,6 +29,7 @@ type Runtime struct {
 	cmd     *exec.Cmd
 	s       *settings
 	hooks   hookList
+	outputs *outputs     // the Launcher's line counts
 	log     *slog.Logger // carries vm and pid: the VM's output goes there
 	started time.Time
 	tail    tail
@@ -94,6 +95,7 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
 	r.exited, r.markExited = context.WithCancel(context.Background())
 
+	counts := r.outputs.of(r.name)
 	// The last reader to reach the end of its pipe closes readersDone.
 	readersDone := make(chan struct{})
 	var reading atomic.Int32
@@ -105,11 +107,11 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 	}
 	go func() {
 		defer readerDone()
-		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, drop: r.dropped("stdout")}).run(outR)
+		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, drop: r.dropped("stdout"), counts: &counts.stdout}).run(outR)
 	}()
 	go func() {
 		defer readerDone()
-		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr")}).run(errR)
+		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr"), counts: &counts.stderr}).run(errR)
 	}()
 	go r.wait(outR, errR, readersDone)
 	return nil

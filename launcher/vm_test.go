@@ -77,6 +77,9 @@ var vms = map[string]vmretest.Helper{
 		logger.Error("peer dropped", "peer", "n1")
 		fmt.Println(`{"level":"warn","ts":1700000000.1,"msg":"zap style","k":"v"}`)
 		fmt.Println(`{"@level":"error","@message":"hclog style","@timestamp":"2024-01-01T00:00:00Z"}`)
+		fmt.Println(`{"@level":"trace","@message":"hclog trace"}`)
+		fmt.Println(`{"level":10,"time":1700000000000,"pid":7,"hostname":"h","msg":"pino trace"}`)
+		fmt.Println(`{"level":40,"time":1700000000000,"msg":"pino warn","ratio":1.5}`)
 		fmt.Println("plain line")
 		return serve(context.Background(), pingMux())
 	},

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // maxAddrLen bounds the VM address; a host:port is never longer.
@@ -35,6 +36,18 @@ func checkAddr(addr string, remote bool) error {
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !ip.IsLoopback() {
 		return fmt.Errorf("addr %q is not a loopback address; the VM must listen on 127.0.0.1 or ::1 (the host allows remote VMs only when configured to)", addr)
+	}
+	return nil
+}
+
+// checkFingerprint reports whether s is a SHA-256 fingerprint as the VM
+// announces it: empty, or 64 lowercase hex digits.
+func checkFingerprint(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) != 64 || strings.Trim(s, "0123456789abcdef") != "" {
+		return fmt.Errorf("cert_sha256 %q is not a SHA-256 fingerprint: want 64 lowercase hex digits, the SHA-256 of the DER certificate of the VM's server", s)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vmre/vmre"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/ratelog"
 )
 
 // Defaults of Config's zero values.
@@ -54,6 +55,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks, when set, are told of every call, accepted or refused.
 	Hooks *Hooks
+	// Services are further services served on the same mux as Handler
+	// (the node's admin service), listed by its reflection and reported
+	// serving by its grpc.health.v1 while the engine is.
+	Services []string
 	// LeaseKeepAlive is the interval at which the engine sends a lease's
 	// holder an empty LeaseResponse, so that no idle timeout of the VM's
 	// HTTP client or of a proxy ends a quiet lease (default
@@ -71,17 +76,19 @@ type Engine struct {
 	log           *slog.Logger
 	hooks         *Hooks
 	keepAlive     time.Duration
-	rejects       rejectLog
+	rejects       ratelog.Limiter
 	health        *grpchealth.StaticChecker
+	services      []string // every service for reflection: the engine's, health, Config.Services
 
 	closing   chan struct{} // closed by Close; ends every lease
 	closeOnce sync.Once
 
-	mu         sync.Mutex
-	closed     bool
-	launches   map[tokenKey]*Launch
-	pending    int
-	tombstones []tokenKey // ended launches, oldest first
+	mu          sync.Mutex
+	closed      bool
+	launches    map[tokenKey]*Launch
+	enrollments map[tokenKey]*Enrollment
+	pending     int
+	tombstones  []tokenKey // ended launches, oldest first
 }
 
 // New returns an Engine.
@@ -95,9 +102,11 @@ func New(cfg Config) *Engine {
 		log:           cfg.Logger,
 		hooks:         cfg.Hooks,
 		keepAlive:     cfg.LeaseKeepAlive,
-		health:        grpchealth.NewStaticChecker(runtimev1connect.RuntimeServiceName),
+		health:        grpchealth.NewStaticChecker(append([]string{runtimev1connect.RuntimeServiceName}, cfg.Services...)...),
+		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
 		launches:      make(map[tokenKey]*Launch),
+		enrollments:   make(map[tokenKey]*Enrollment),
 	}
 	if e.hostName == "" {
 		e.hostName = vmre.DefaultHostName
@@ -125,7 +134,7 @@ func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(runtimev1connect.NewRuntimeServiceHandler(runtimeHandler{e}, opts))
 	mux.Handle(grpchealth.NewHandler(e.health, opts))
-	reflector := grpcreflect.NewStaticReflector(runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(e.services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts))
 	return mux
@@ -139,7 +148,11 @@ func (e *Engine) Close() {
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
-		e.health.SetStatus(runtimev1connect.RuntimeServiceName, grpchealth.StatusNotServing)
+		for _, service := range e.services {
+			if service != grpchealth.HealthV1ServiceName {
+				e.health.SetStatus(service, grpchealth.StatusNotServing)
+			}
+		}
 		close(e.closing)
 	})
 }
@@ -157,6 +170,16 @@ func (e *Engine) authenticate(h http.Header) (*Launch, error) {
 			errors.New("unknown token: it was not issued by this engine; use the token the host put in "+vmre.EngineTokenKey))
 	}
 	return l, nil
+}
+
+// authenticateInitialize finds the launch an Initialize is for: the
+// launch of its token, or, for an Enrollment, a new session of it.
+func (e *Engine) authenticateInitialize(h http.Header) (*Launch, error) {
+	token := bearerToken(h.Get("Authorization"))
+	if en := e.lookupEnrollment(token); en != nil {
+		return en.newSession()
+	}
+	return e.authenticate(h)
 }
 
 // runtimeHandler serves RuntimeService for an Engine. It is a type of its
@@ -179,7 +202,7 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 	}
 	e.hooks.call(call, l.onCall())
 	if err != nil {
-		e.rejects.log(ctx, e.log, "initialize rejected",
+		e.rejects.Log(ctx, e.log, "initialize rejected",
 			slog.String("peer", call.Peer), slog.String("protocol", call.Protocol),
 			slog.String("code", call.Result()), slog.String("error", errorMessage(err)))
 		return nil, err
@@ -193,12 +216,16 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 // initialize checks and completes an Initialize. It returns the launch of
 // the call's token once the token is known, even when it refuses the call.
 func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*Launch, *connect.Response[runtimev1.InitializeResponse], error) {
-	l, err := e.authenticate(req.Header())
+	l, err := e.authenticateInitialize(req.Header())
 	if err != nil {
-		return nil, nil, err
+		return l, nil, err
 	}
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
-	if err := checkAddr(addr, e.allowRemote); err != nil {
+	if err := checkAddr(addr, e.allowRemote || l.enrollment != nil); err != nil {
+		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	certSum := req.Msg.GetCertSha256()
+	if err := checkFingerprint(certSum); err != nil {
 		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
@@ -216,8 +243,10 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
 	l.state = stateInitialized
-	l.addr, l.version = addr, version
-	e.pending--
+	l.addr, l.version, l.certSum = addr, version, certSum
+	if l.enrollment == nil {
+		e.pending--
+	}
 	close(l.initialized)
 	return l, connect.NewResponse(&runtimev1.InitializeResponse{
 		HostName:        e.hostName,
@@ -253,7 +282,7 @@ func initializerError(err error) error {
 func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev1.LeaseRequest], stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
 	e := h.e
 	begin := time.Now()
-	l, err := e.authenticate(req.Header())
+	l, err := e.authenticateLease(req.Header())
 	if err == nil {
 		err = e.takeLease(l)
 	}
@@ -265,10 +294,24 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 		Elapsed:   time.Since(begin),
 	}, l.onCall())
 	if err != nil {
-		e.rejects.log(ctx, e.log, "lease rejected", slog.String("peer", req.Peer().Addr),
+		e.rejects.Log(ctx, e.log, "lease rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}
+	if l.enrollment != nil {
+		l.enrollment.leased(l, req.Peer().Addr)
+	}
+	err = e.holdLease(ctx, l, stream)
+	if l.enrollment != nil {
+		l.enrollment.leaseEnded(l, err, ctx)
+	}
+	return nil
+}
+
+// holdLease sends the lease's first message and its keep-alives until the
+// launch ends, the engine closes, or the VM goes away; it returns why the
+// lease ended when the VM went away or a send failed.
+func (e *Engine) holdLease(ctx context.Context, l *Launch, stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
 	msg := &runtimev1.LeaseResponse{}
 	if err := stream.Send(msg); err != nil {
 		return err
@@ -286,9 +329,19 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 		case <-e.closing:
 			return nil
 		case <-ctx.Done():
-			return nil
+			return context.Cause(ctx)
 		}
 	}
+}
+
+// authenticateLease finds the launch a Lease is for: the launch of its
+// token, or an Enrollment's current session.
+func (e *Engine) authenticateLease(h http.Header) (*Launch, error) {
+	token := bearerToken(h.Get("Authorization"))
+	if en := e.lookupEnrollment(token); en != nil {
+		return en.currentSession()
+	}
+	return e.authenticate(h)
 }
 
 func (e *Engine) takeLease(l *Launch) error {

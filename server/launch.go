@@ -45,11 +45,16 @@ type Launch struct {
 	initialized chan struct{} // closed on a successful Initialize
 	ended       chan struct{} // closed by End
 
+	// Set for a session of an Enrollment: its calls may announce addresses
+	// beyond loopback, and it is not counted among the pending launches.
+	enrollment *Enrollment
+
 	// Guarded by engine.mu.
 	state   launchState
 	leased  bool
 	addr    string
 	version uint
+	certSum string // the VM server's certificate fingerprint, or ""
 }
 
 // Token is the launch's bearer token, for vmre.EngineTokenKey.
@@ -66,6 +71,15 @@ func (l *Launch) Result() (addr string, protocolVersion uint) {
 	return l.addr, l.version
 }
 
+// CertSHA256 is the fingerprint of the VM server's TLS certificate that the
+// VM announced (lowercase hex), or "" when it serves plain HTTP. It is
+// valid once Initialized is closed.
+func (l *Launch) CertSHA256() string {
+	l.engine.mu.Lock()
+	defer l.engine.mu.Unlock()
+	return l.certSum
+}
+
 // End retires the launch: later calls with its token get not_found, and the
 // VM's lease, if it holds one, ends so the VM shuts down. End is idempotent.
 func (l *Launch) End() {
@@ -73,6 +87,10 @@ func (l *Launch) End() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if l.state == stateEnded {
+		return
+	}
+	if l.enrollment != nil {
+		l.endSession()
 		return
 	}
 	if l.state == statePending {

@@ -17,6 +17,7 @@ import (
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/ratelog"
 )
 
 // LegacyConfig configures a LegacyListener.
@@ -47,7 +48,7 @@ type LegacyListener struct {
 	allowRemote bool
 	log         *slog.Logger
 	hooks       *Hooks
-	rejects     rejectLog
+	rejects     ratelog.Limiter
 	ln          net.Listener
 	srv         *http.Server
 	served      chan struct{} // closed when the serving goroutine returns
@@ -95,7 +96,7 @@ func ListenLegacy(cfg LegacyConfig) (*LegacyListener, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(runtimepbconnect.NewRuntimeHandler(legacyHandler{l}, connect.WithReadMaxBytes(maxBody), connect.WithCompressMinBytes(compressMinBytes)))
-	l.srv = NewHTTPServer(mux)
+	l.srv = h2c.NewServer(mux)
 	go func() {
 		defer close(l.served)
 		l.srv.Serve(ln) // returns ErrServerClosed after Close, or the listener's error once it closes
@@ -154,7 +155,7 @@ func (h legacyHandler) Initialize(ctx context.Context, req *connect.Request[runt
 		Elapsed:         time.Since(begin),
 	}, nil)
 	if err != nil {
-		l.rejects.log(ctx, l.log, "legacy initialize rejected", slog.String("peer", req.Peer().Addr),
+		l.rejects.Log(ctx, l.log, "legacy initialize rejected", slog.String("peer", req.Peer().Addr),
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return nil, err
 	}

@@ -78,3 +78,12 @@ func isClosed(ch <-chan struct{}) bool {
 		return false
 	}
 }
+
+// callInitializeTLS calls Initialize as a remote VM does, announcing the
+// fingerprint of its server's certificate.
+func callInitializeTLS(t *testing.T, c runtimev1connect.RuntimeServiceClient, token, addr, certSum string) (*connect.Response[runtimev1.InitializeResponse], error) {
+	t.Helper()
+	req := connect.NewRequest(&runtimev1.InitializeRequest{ProtocolVersion: 1, Addr: addr, CertSha256: certSum})
+	req.Header().Set("Authorization", "Bearer "+token)
+	return c.Initialize(t.Context(), req)
+}

@@ -15,7 +15,7 @@ import (
 )
 
 // TestRejectionsChangeNothing sends every call the engine must refuse, in
-// DESIGN.md's checking order, to one pending launch, then proves the launch
+// the checking order of docs/PROTOCOL.md, to one pending launch, then proves the launch
 // is untouched: the right call still completes it.
 func TestRejectionsChangeNothing(t *testing.T) {
 	t.Parallel()

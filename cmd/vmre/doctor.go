@@ -24,8 +24,9 @@ of the launch with its time:
   dial-back  the VM calls the engine back (Initialize)
   version    the VM's protocol version is the host's
   server     the address the VM announced accepts connections
-  health     grpc.health.v1 Check says serving (or, without a health
-             service, the server answers HTTP)
+  health     grpc.health.v1 Check says serving, asked over gRPC with h2c or,
+             when the VM's server does not speak HTTP/2, over Connect with
+             HTTP/1.1 (without a health service: the server answers HTTP)
   stop       the VM stops on SIGTERM within --graceful-timeout
 
 For a failure it says the likely cause and the fix. The report goes to
@@ -247,18 +248,34 @@ func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
 	h := phase{name: phaseHealth, elapsed: res.elapsed}
 	if err != nil {
 		h.detail = err.Error()
-		h.cause = "the VM's server does not answer grpc.health.v1 Check with serving"
-		h.fix = "serve grpc.health.v1 (connectrpc.com/grpchealth) and report the VM serving once it is ready"
+		h.cause, h.fix = healthFailure(res, d.info.goVersion != "")
 		d.report.failed(h, exitFailure, "the VM is not healthy", phaseStop)
 		return false
 	}
 	h.outcome = phaseOK
-	h.detail = res.method + " Check: " + res.status
+	h.detail = res.method + " Check: " + res.status + " (" + res.protocol + ")"
 	if res.method == probeHTTP {
 		h.detail = res.status
 	}
 	d.report.add(h)
 	return true
+}
+
+// healthFailure is the likely cause and fix of a failed health probe: in
+// terms of Go libraries for a Go program, of protocols for any other.
+func healthFailure(res probeResult, isGo bool) (cause, fix string) {
+	switch {
+	case res.protocol == "":
+		cause = "the VM's server answers neither gRPC over HTTP/2 without TLS (h2c) nor the Connect protocol over HTTP/1.1"
+		fix = "serve the VM's RPCs on the address it announced, over h2c (gRPC) or HTTP/1.1 (Connect, JSON bodies); see docs/VM-AUTHORS.md"
+	case isGo:
+		cause = "the VM's server, which speaks " + res.protocol + ", does not answer grpc.health.v1 Check with serving"
+		fix = "serve grpc.health.v1 (connectrpc.com/grpchealth) and report the VM serving once it is ready"
+	default:
+		cause = "the VM's server, which speaks " + res.protocol + ", does not answer grpc.health.v1.Health/Check with SERVING"
+		fix = `answer POST /grpc.health.v1.Health/Check (service "") with {"status":"SERVING"} once the VM is ready; see docs/VM-AUTHORS.md`
+	}
+	return cause, fix
 }
 
 // checkStop stops the VM and reports how it ended.

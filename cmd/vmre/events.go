@@ -41,7 +41,17 @@ type event struct {
 	Truncated       int       `json:"truncated,omitempty"`
 	Unread          bool      `json:"unread,omitempty"`
 	Exit            *exitJSON `json:"exit,omitempty"`
+	State           string    `json:"state,omitempty"`
+	CertSHA256      string    `json:"cert_sha256,omitempty"`
+	Attempt         int       `json:"attempt,omitempty"`
+	DelayMS         float64   `json:"delay_ms,omitempty"`
 	Error           string    `json:"error,omitempty"`
+	// A reload of vmre node's plugin directory.
+	Added     []string `json:"added,omitempty"`
+	Changed   []string `json:"changed,omitempty"`
+	Unchanged []string `json:"unchanged,omitempty"`
+	Removed   []string `json:"removed,omitempty"`
+	Failed    []string `json:"failed,omitempty"`
 }
 
 // openEventLog opens --events: "" for none, "-" for stdout, else a file

@@ -7,7 +7,7 @@ import (
 	"github.com/vmre/vmre/launcher"
 )
 
-// Exit codes of vmre; DESIGN.md's table and docs/DEBUGGING.md list them.
+// Exit codes of vmre; docs/DEBUGGING.md lists them.
 const (
 	exitOK               = 0
 	exitFailure          = 1 // anything else: exec, listen, health, the VM's own failure

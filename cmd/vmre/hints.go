@@ -4,8 +4,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-
-	"github.com/vmre/vmre/launcher"
 )
 
 // connectJSON is the start of a curl command that calls a Connect unary
@@ -14,14 +12,13 @@ const connectJSON = "curl -s -X POST -H 'Content-Type: application/json' -d "
 
 // logHints logs ready-to-paste curl commands for the node mux and the VM.
 // They hold no double quotes, which the text handler would escape.
-func logHints(log *slog.Logger, muxAddr string, rt *launcher.Runtime, legacy bool) {
-	vm := rt.Status().Addr
+func logHints(log *slog.Logger, muxAddr, name, vm string, legacy bool) {
 	log.Info("list the VMs: curl -s http://" + muxAddr + "/v1/vms")
 	log.Info("check the engine: " + connectJSON + "'{}' http://" + muxAddr + "/grpc.health.v1.Health/Check")
 	switch {
 	case legacy:
 		log.Info("the VM speaks gRPC (rpcchainvm); with reflection on: grpcurl -plaintext " + vm + " list")
-	case isExampleVM(rt.Name()):
+	case isExampleVM(name):
 		log.Info("call the VM: " + connectJSON + "'{}' http://" + vm + "/vmre.example.v1.ChainService/LastAccepted")
 	default:
 		log.Info("call the VM (Connect JSON; works when it serves connect-go): " + connectJSON + "'{}' http://" + vm + "/PACKAGE.SERVICE/METHOD")

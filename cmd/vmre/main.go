@@ -29,8 +29,15 @@ type command struct {
 
 var commands = []command{
 	{"run", "run [flags] PLUGIN [ARGS...]", "launch a VM plugin and serve the node mux until interrupted", runCommand},
+	{"node", "node --plugin-dir DIR [flags]", "run every VM of a plugin directory under supervision and serve the node mux", nodeCommand},
 	{"serve", "serve [flags]", "run a bare engine for a VM started by hand or in a debugger", serveCommand},
 	{"doctor", "doctor [flags] PLUGIN [ARGS...]", "launch a plugin once and diagnose each phase of its launch", doctorCommand},
+	{"ps", "ps [--json] [--node URL]", "list the VMs of a running node", psCommand},
+	{"stop", "stop [--node URL] NAME", "stop a VM of a running node", stopCommand},
+	{"start", "start [--node URL] NAME", "start a stopped VM of a running node", startCommand},
+	{"restart", "restart [--node URL] NAME", "restart a VM of a running node", restartCommand},
+	{"logs", "logs [-f] [--since D] [--node URL] NAME", "print, and follow, the log records of a VM of a running node", logsCommand},
+	{"remote", "remote env|systemd|k8s|rotate [flags] NAME", "hand a remote VM what it needs to reach a running node (docs/REMOTE.md)", remoteCommand},
 	{"version", "version", "print vmre's version, protocol version and Go version", versionCommand},
 }
 
@@ -78,6 +85,7 @@ Commands:
 Examples:
   vmre run ./bin/examplevm                 launch the example VM; Ctrl-C stops it
   vmre run --check ./bin/examplevm         handshake, health probe, stop: a smoke test
+  vmre node --plugin-dir ./plugins         run a directory of VMs, restarting them as --restart says
   vmre doctor ./bin/examplevm              why does my plugin not start?
   vmre serve                               print an engine address and token for a debugger
 

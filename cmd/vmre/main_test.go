@@ -19,33 +19,47 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/internal/vmretest"
 	"go.uber.org/goleak"
 )
 
-// The binaries under test, built once by TestMain.
+// The binaries under test, built once by TestMain, and the directory the
+// nodes under test leave their address in.
 var (
 	binDir    string
 	vmreBin   string
 	exampleVM string
+	grpcurl   string
+	runDir    string
 )
 
+// helpers are the test binary's lives as a helper process, by mode.
+var helpers = map[string]vmretest.Helper{}
+
 func TestMain(m *testing.M) {
+	if os.Getenv(vmretest.ModeKey) != "" {
+		vmretest.Main(m, helpers) // the test binary as a helper process: it exits
+	}
 	dir, err := os.MkdirTemp("", "vmre-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binDir, vmreBin, exampleVM = dir, filepath.Join(dir, "vmre"), filepath.Join(dir, "examplevm")
+	grpcurl, runDir = filepath.Join(dir, "grpcurl"), filepath.Join(dir, "run")
 	err = build(vmreBin, "github.com/vmre/vmre/cmd/vmre", raceEnabled)
 	if err == nil {
 		err = build(exampleVM, "github.com/vmre/vmre/cmd/examplevm", false)
+	}
+	if err == nil {
+		err = buildTool(grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+	vmretest.Main(m, nil, goleak.Cleanup(func(code int) {
 		os.RemoveAll(dir)
 		os.Exit(code)
 	}))
@@ -65,10 +79,27 @@ func build(out, pkg string, race bool) error {
 	return nil
 }
 
+// buildTool builds a tool of tools/go.mod into out.
+func buildTool(out, pkg string) error {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-modfile="+filepath.Join(root, "tools", "go.mod"), "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
 // testEnv is the environment of the processes under test: plain text
-// logs, and no race-detector pause at exit (a -race binary otherwise waits
-// a second before exiting 0).
-func testEnv() []string { return append(os.Environ(), "NO_COLOR=1", "GORACE=atexit_sleep_ms=0") }
+// logs, no race-detector pause at exit (a -race binary otherwise waits a
+// second before exiting 0), and an XDG_RUNTIME_DIR of the tests' own, where
+// the nodes under test leave their address for the clients.
+func testEnv() []string {
+	return append(os.Environ(), "NO_COLOR=1", "GORACE=atexit_sleep_ms=0", "XDG_RUNTIME_DIR="+runDir)
+}
 
 // result is how a finished vmre ran.
 type result struct {
@@ -80,10 +111,17 @@ type result struct {
 // runVMRE runs vmre with args to its end, or kills it after timeout.
 func runVMRE(t *testing.T, timeout time.Duration, args ...string) result {
 	t.Helper()
+	return runVMREEnv(t, testEnv(), timeout, args...)
+}
+
+// runVMREEnv runs vmre with args in env to its end, or kills it after
+// timeout.
+func runVMREEnv(t *testing.T, env []string, timeout time.Duration, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vmreBin, args...)
-	cmd.Env = testEnv()
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

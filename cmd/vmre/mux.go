@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 
@@ -11,16 +10,32 @@ import (
 	"github.com/vmre/vmre/server"
 )
 
-// newNodeMux returns the node's HTTP mux: GET /healthz, GET /v1/vms, and
-// the engine at "/" (RuntimeService, grpc.health.v1 and server reflection
-// on their gRPC paths).
-func newNodeMux(engine *server.Engine, vms *vmRegistry) http.Handler {
+// muxRoutes are what the node mux serves besides the engine.
+type muxRoutes struct {
+	vms     http.Handler // GET /v1/vms
+	metrics http.Handler // GET /metrics
+	admin   func(r chi.Router)
+}
+
+// newNodeMux returns the node's HTTP mux: GET /healthz, GET /v1/vms,
+// GET /metrics, the admin service, and the engine at "/"
+// (RuntimeService, grpc.health.v1 and server reflection on their gRPC
+// paths).
+func newNodeMux(engine *server.Engine, routes muxRoutes) http.Handler {
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	r.Method(http.MethodGet, "/v1/vms", vms)
+	if routes.vms != nil {
+		r.Method(http.MethodGet, "/v1/vms", routes.vms)
+	}
+	if routes.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", routes.metrics)
+	}
+	if routes.admin != nil {
+		routes.admin(r)
+	}
 	r.Mount("/", engine.Handler())
 	return r
 }
@@ -29,23 +44,17 @@ func newNodeMux(engine *server.Engine, vms *vmRegistry) http.Handler {
 type node struct {
 	engine *server.Engine
 	addr   string // where a VM on this machine reaches the mux
-	vms    *vmRegistry
 	cancel context.CancelFunc
 	done   chan struct{} // closed when serving has stopped
 	err    error         // why serving stopped; read after done
 }
 
-// startNode serves a new engine and the node mux on ln, HTTP/1.1 and h2c.
-func startNode(ln net.Listener, addr, hostName string, log *slog.Logger) *node {
-	n := &node{
-		engine: server.New(server.Config{HostName: hostName, Logger: log.With(slog.String("component", "engine"))}),
-		addr:   addr,
-		vms:    &vmRegistry{},
-		done:   make(chan struct{}),
-	}
+// startNode serves engine and the node mux on ln, HTTP/1.1 and h2c.
+func startNode(ln net.Listener, addr string, engine *server.Engine, routes muxRoutes) *node {
+	n := &node{engine: engine, addr: addr, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	h := newNodeMux(n.engine, n.vms)
+	h := newNodeMux(engine, routes)
 	go func() {
 		defer close(n.done)
 		n.err = server.Serve(ctx, ln, h)

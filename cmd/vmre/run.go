@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/supervise"
 )
 
 const runHead = `Usage: vmre run [flags] PLUGIN [ARGS...]
@@ -41,6 +43,8 @@ Examples:
 // runFlags are run's flags.
 type runFlags struct {
 	launchFlags
+	superviseFlags
+	adminFlags
 	listen string
 	check  bool
 	events string
@@ -50,20 +54,28 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	var f runFlags
 	fs := newFlagSet("run")
 	f.launchFlags.register(fs, slog.LevelInfo)
+	f.superviseFlags.register(fs)
+	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.BoolVar(&f.check, "check", false,
 		"exit 0 right after a successful handshake and a health probe of the VM, stopping the VM (a smoke test)")
 	fs.StringVar(&f.events, "events", "",
 		"write what happens to the VM as JSON lines to `file` (- for stdout): listening, started, engine_call, "+
-			"handshake, ready, launch_failed, stop_stage, exited, output_dropped; for scripts, instead of reading the logs")
+			"handshake, ready, launch_failed, stop_stage, exited, output_dropped, state; for scripts, instead of reading the logs")
 	if err := parseFlags(fs, runHead, exitCodesHelp, args, e); err != nil {
 		return flagExit(err)
 	}
 	if fs.NArg() == 0 {
 		return usagef(fs, e, "missing PLUGIN, the VM plugin to launch")
 	}
-	if code := f.validate(fs, e); code != exitOK {
+	if code := f.launchFlags.validate(fs, e); code != exitOK {
 		return code
+	}
+	if code := f.superviseFlags.validate(fs, e); code != exitOK {
+		return code
+	}
+	if f.check && f.policy != supervise.Never {
+		return usagef(fs, e, "--check stops the VM after its probe: it takes no --restart")
 	}
 	log := f.log.logger(e)
 	events, err := openEventLog(f.events, e.stdout)
@@ -73,92 +85,104 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	defer events.close()
 	sig := catchSignals(ctx)
 	defer sig.stop()
-	return f.run(sig, log, events, fs.Arg(0), fs.Args()[1:])
+	return f.run(sig, log, events, e.getenv, fs.Arg(0), fs.Args()[1:])
 }
 
-// run serves the node mux, launches the VM, and serves or checks it.
-func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, plugin string, args []string) int {
-	ln, addr, err := listen(f.listen)
+// run serves the node mux, launches the VM under supervision, and serves
+// or checks it.
+func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv func(string) string, plugin string, args []string) int {
+	h, err := startHost(hostConfig{launch: &f.launchFlags, admin: &f.adminFlags, listen: f.listen, backoff: f.backoff(),
+		events: events, log: log, getenv: getenv})
 	if err != nil {
 		return fail(log, "vmre run failed", err)
 	}
-	n := startNode(ln, addr, f.hostName, log)
-	defer func() {
-		if err := n.close(); err != nil {
-			log.Warn("node mux stopped with an error", "error", err)
-		}
-	}()
-	log.Info("node mux listening", "addr", n.addr, "url", "http://"+n.addr)
-	events.write(event{Event: "listening", Addr: n.addr})
-	if !isLoopback(n.addr) {
-		log.Warn("the node mux listens beyond loopback: anyone who can reach it can read /v1/vms", "listen", f.listen)
+	h.serve()
+	name := f.name
+	if name == "" {
+		name = filepath.Base(plugin)
 	}
+	command := func() (*exec.Cmd, error) { return exec.Command(plugin, args...), nil }
+	if err := h.sup.Add(supervise.Spec{Name: name, Command: command, Policy: f.policy}); err != nil {
+		h.close(context.Background())
+		return fail(log, "vmre run failed", err)
+	}
+	return f.serveVM(sig, log, h, name)
+}
 
-	cfg := f.config(log)
-	cfg.Hooks = events.hooks()
-	cfg.Manager = n.vms // lists the VM in GET /v1/vms
-	// The VM calls back the engine in the mux; a legacy launch handshakes on
-	// a listener of its own instead.
-	if !f.legacy {
-		cfg.Engine, cfg.EngineAddr = n.engine, n.addr
-	}
-	l, err := launcher.New(cfg)
-	if err != nil {
-		return fail(log, "vmre run failed", err)
-	}
-	defer l.Close()
-	rt, err := l.Launch(sig.first, exec.Command(plugin, args...), f.launchOptions()...)
-	if err != nil {
-		if sig.first.Err() != nil {
-			err = context.Cause(sig.first)
-			log.Warn("interrupted before the VM's handshake completed", "reason", err.Error())
+// serveVM follows the VM's states until it ends for good, a signal comes,
+// or the mux fails; with --check it probes the VM once it runs.
+func (f *runFlags) serveVM(sig *signals, log *slog.Logger, h *host, name string) int {
+	ready := false
+	for {
+		select {
+		case <-h.changed:
+			vm, _ := h.sup.Get(name)
+			switch vm.State {
+			case supervise.StateRunning:
+				if ready {
+					continue
+				}
+				ready = true
+				logHints(log, h.node.addr, name, vm.Addr, f.legacy)
+				if f.check {
+					code := f.checkVM(sig, log, h, vm)
+					h.close(sig.second)
+					return code
+				}
+			case supervise.StateFailed:
+				h.close(sig.second)
+				return failHint(log, "vmre run failed", vm.Err, f.launchHint(vm.Err))
+			case supervise.StateExited:
+				h.close(sig.second)
+				return vmEnded(log, vm)
+			}
+		case <-sig.first.Done():
+			log.Info("stopping the VM", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
+			h.close(sig.second)
+			// A launch that the signal abandoned left an error and no exit.
+			if vm, _ := h.sup.Get(name); vm.LastExit == nil && vm.Err != nil {
+				log.Warn("interrupted before the VM's handshake completed", "reason", context.Cause(sig.first).Error())
+				return exitFailure
+			}
+			return exitOK
+		case <-h.node.Done():
+			log.Error("the node mux stopped; stopping the VM", "error", errorText(h.node.err))
+			h.close(sig.second)
 			return exitFailure
 		}
-		return failHint(log, "vmre run failed", err, f.launchHint(err))
 	}
-	logHints(log, n.addr, rt, f.legacy)
-
-	if f.check {
-		return f.checkVM(sig, log, rt)
-	}
-	return f.serveVM(sig, log, rt, n)
 }
 
-// serveVM waits for a signal, the VM's own exit, or a failure of the mux.
-func (f *runFlags) serveVM(sig *signals, log *slog.Logger, rt *launcher.Runtime, n *node) int {
-	select {
-	case <-sig.first.Done():
-		log.Info("stopping the VM", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-		stopAndWait(sig, rt)
-		return exitOK
-	case <-rt.Done():
-		exit, _ := rt.Exit()
-		if exit.Success() {
-			log.Info("the VM exited on its own", "exit", exit.String())
-			return exitOK
-		}
-		log.Error("the VM exited on its own", "exit", exit.String(), "last_stderr", rt.LastStderr())
-		return exitFailure
-	case <-n.Done():
-		log.Error("the node mux stopped; stopping the VM", "error", errorText(n.err))
-		stopAndWait(sig, rt)
+// vmEnded logs how a VM that its policy does not restart ended, and
+// returns run's exit code: 0 when it exited 0.
+func vmEnded(log *slog.Logger, vm supervise.VM) int {
+	if vm.LastExit == nil {
 		return exitFailure
 	}
+	if vm.LastExit.Success() {
+		log.Info("the VM exited on its own", "exit", vm.LastExit.String())
+		return exitOK
+	}
+	log.Error("the VM exited on its own", "exit", vm.LastExit.String(), "last_stderr", vm.Stderr)
+	return exitFailure
 }
 
 // checkVM probes the VM's health, then stops it, and ends on a verdict.
-func (f *runFlags) checkVM(sig *signals, log *slog.Logger, rt *launcher.Runtime) int {
+func (f *runFlags) checkVM(sig *signals, log *slog.Logger, h *host, vm supervise.VM) int {
 	var failed []string
-	res, err := probeVM(sig.first, rt.Status().Addr)
+	res, err := probeVM(sig.first, vm.Addr)
 	if err != nil {
-		log.Error("health probe failed", "probe", res.method, "error", err.Error(), "elapsed", res.elapsed)
+		log.Error("health probe failed", "probe", res.method, "protocol", res.protocol, "error", err.Error(), "elapsed", res.elapsed)
 		failed = append(failed, "the health probe failed")
 	} else {
-		log.Info("health probe passed", "probe", res.method, "status", res.status, "elapsed", res.elapsed)
+		log.Info("health probe passed", "probe", res.method, "protocol", res.protocol, "status", res.status, "elapsed", res.elapsed)
 	}
 	log.Info("stopping the VM (--check)", "graceful_timeout", f.gracefulTimeout)
-	if err := rt.Shutdown(sig.second); err != nil {
-		log.Error("the VM did not stop gracefully within --graceful-timeout", "error", err.Error())
+	if _, err := h.sup.Stop(sig.second, vm.Name); err != nil {
+		log.Error("stopping the VM failed", "error", err.Error())
+		failed = append(failed, "the VM could not be stopped")
+	} else if stopped, _ := h.sup.Get(vm.Name); stopped.LastExit != nil && stopped.LastExit.Stage == launcher.StageKill {
+		log.Error("the VM did not stop gracefully within --graceful-timeout", "exit", stopped.LastExit.String())
 		failed = append(failed, "the VM did not stop gracefully")
 	}
 	if len(failed) > 0 {
@@ -167,15 +191,6 @@ func (f *runFlags) checkVM(sig *signals, log *slog.Logger, rt *launcher.Runtime)
 	}
 	log.Info("check passed")
 	return exitOK
-}
-
-// stopAndWait stops the VM (a second signal kills it at once) and waits
-// until it is reaped. The launcher logs how it ended.
-func stopAndWait(sig *signals, rt *launcher.Runtime) launcher.Exit {
-	rt.Stop(sig.second)
-	<-rt.Done()
-	exit, _ := rt.Exit()
-	return exit
 }
 
 // fail logs err, which says what failed and what to do, and returns its

@@ -84,15 +84,20 @@ func (r results) median(name, unit string) (float64, int) {
 type row struct {
 	name, unit string
 	ref        string  // the benchmark the ratio is taken to, or ""
+	refUnit    string  // the unit of ref to take the ratio to, when not unit
 	target     float64 // the target for the ratio or, without ref, the value
 	atMost     bool    // the ratio (value) must be at most target, else at least
 }
 
-var rows = []row{
+var rows = slices.Concat([]row{
 	{name: "Launch/floor", unit: "ns/op"},
 	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 1.3, atMost: true},
 	{name: "LaunchConcurrent/floor", unit: "ns/op"},
 	{name: "LaunchConcurrent/vmre", unit: "ns/op", ref: "LaunchConcurrent/floor", target: 1.3, atMost: true},
+	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
+	{name: "LaunchPinned", unit: "pinned-ns/launch", ref: "LaunchPinned", refUnit: "unpinned-ns/launch"},
+	{name: "RegistryLoad", unit: "hash-ns/load"},
+	{name: "RegistryLoad", unit: "seal-ns/load", ref: "RegistryLoad", refUnit: "hash-ns/load"},
 	{name: "Stop/floor", unit: "ns/op"},
 	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
 	{name: "Initialize/connect-json", unit: "ns/op"},
@@ -100,12 +105,32 @@ var rows = []row{
 	{name: "Initialize/grpc", unit: "ns/op"},
 	{name: "Initialize/grpcweb", unit: "ns/op"},
 	{name: "LogPipe/copy", unit: "MB/s"},
-	{name: "LogPipe/plain", unit: "MB/s", ref: "LogPipe/copy", target: 0.5},
-	{name: "LogPipe/json", unit: "MB/s", ref: "LogPipe/copy"},
 	{name: "IdleVM", unit: "goroutines/VM", target: 5, atMost: true},
 	{name: "IdleVM", unit: "heap-B/VM", target: 64 << 10, atMost: true},
 	{name: "IdleVM", unit: "stack-B/VM"},
 	{name: "IdleVM", unit: "threads/VM"},
+}, logRows())
+
+// logRows are the rows of BenchmarkLogPipe: per handler, each format's
+// floor, then its throughput as a ratio to that floor and the host's
+// allocations per line.
+func logRows() []row {
+	var rows []row
+	for _, handler := range []string{"TextHandler", "JSONHandler"} {
+		for _, format := range []string{"plain", "json", "zap", "hclog"} {
+			floor := "LogPipe/" + format + "/" + handler + "/handler-floor"
+			name := "LogPipe/" + format + "/" + handler + "/vmre"
+			target := 0.6
+			if format == "plain" {
+				target = 0.8
+			}
+			rows = append(rows,
+				row{name: floor, unit: "MB/s"},
+				row{name: name, unit: "MB/s", ref: floor, target: target},
+				row{name: name, unit: "allocs/line", target: 3, atMost: true})
+		}
+	}
+	return rows
 }
 
 func printTable(w io.Writer, r results) {
@@ -124,7 +149,11 @@ func printTable(w io.Writer, r results) {
 		ratio, target, met := "", "", ""
 		got := v
 		if row.ref != "" {
-			ref, m := r.median(row.ref, row.unit)
+			refUnit := row.unit
+			if row.refUnit != "" {
+				refUnit = row.refUnit
+			}
+			ref, m := r.median(row.ref, refUnit)
 			if m == 0 || ref == 0 {
 				continue
 			}
@@ -151,13 +180,15 @@ func printTable(w io.Writer, r results) {
 // format prints a value in a unit people read: times in µs or ms.
 func format(v float64, unit string) string {
 	switch unit {
-	case "ns/op":
+	case "ns/op", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}
 		return fmt.Sprintf("%.0f µs", v/1e3)
 	case "MB/s":
 		return fmt.Sprintf("%.0f MB/s", v)
+	case "allocs/line":
+		return fmt.Sprintf("%.2f", v)
 	case "heap-B/VM", "stack-B/VM":
 		return fmt.Sprintf("%.1f KiB", v/1024)
 	}

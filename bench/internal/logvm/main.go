@@ -1,14 +1,17 @@
 // Command logvm is the VM of the log-path benchmark: it completes its
-// handshake, writes BLOCKS blocks of log lines (see package loglines) to
-// stdout as fast as the pipe takes them, and exits 0.
+// handshake, waits for os.Interrupt (SIGINT), the host's word that it
+// times from now on, writes BLOCKS blocks of log lines (see package
+// loglines) to stdout as fast as the pipe takes them, and exits 0.
 //
-//	logvm plain|json BLOCKS
+//	logvm plain|json|zap|hclog BLOCKS
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"slices"
 	"strconv"
 
 	"github.com/vmre/vmre/bench/internal/loglines"
@@ -24,17 +27,24 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 2 {
-		return fmt.Errorf("usage: logvm plain|json BLOCKS")
+		return fmt.Errorf("usage: logvm plain|json|zap|hclog BLOCKS")
 	}
 	blocks, err := strconv.Atoi(args[1])
 	if err != nil {
 		return err
 	}
-	block := loglines.Block(loglines.Format(args[0]))
+	format := loglines.Format(args[0])
+	if !slices.Contains(loglines.Formats, format) {
+		return fmt.Errorf("logvm: unknown format %q", args[0])
+	}
+	block := loglines.Block(format)
+	start := make(chan os.Signal, 1)
+	signal.Notify(start, os.Interrupt)
 	// The VM never serves: the address only has to be a loopback host:port.
 	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
 		return err
 	}
+	<-start
 	for range blocks {
 		if _, err := os.Stdout.Write(block); err != nil {
 			return err

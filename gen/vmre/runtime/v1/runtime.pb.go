@@ -27,7 +27,12 @@ type InitializeRequest struct {
 	// The protocol version the VM was built for.
 	ProtocolVersion uint32 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	// The host:port of the VM's own RPC server, for example 127.0.0.1:41234.
-	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// The SHA-256 of the DER certificate of the VM's server, in lowercase
+	// hex, when that server speaks TLS: the host dials it over TLS and checks
+	// that fingerprint, with no PKI. Empty (the default, and what VMs of
+	// earlier releases send) when it speaks plain HTTP.
+	CertSha256    string `protobuf:"bytes,3,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -72,6 +77,13 @@ func (x *InitializeRequest) GetProtocolVersion() uint32 {
 func (x *InitializeRequest) GetAddr() string {
 	if x != nil {
 		return x.Addr
+	}
+	return ""
+}
+
+func (x *InitializeRequest) GetCertSha256() string {
+	if x != nil {
+		return x.CertSha256
 	}
 	return ""
 }
@@ -275,10 +287,12 @@ var File_vmre_runtime_v1_runtime_proto protoreflect.FileDescriptor
 
 const file_vmre_runtime_v1_runtime_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmre/runtime/v1/runtime.proto\x12\x0fvmre.runtime.v1\"R\n" +
+	"\x1dvmre/runtime/v1/runtime.proto\x12\x0fvmre.runtime.v1\"s\n" +
 	"\x11InitializeRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\\\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1f\n" +
+	"\vcert_sha256\x18\x03 \x01(\tR\n" +
+	"certSha256\"\\\n" +
 	"\x12InitializeResponse\x12\x1b\n" +
 	"\thost_name\x18\x01 \x01(\tR\bhostName\x12)\n" +
 	"\x10protocol_version\x18\x02 \x01(\rR\x0fprotocolVersion\"\x9a\x01\n" +

@@ -1,22 +1,22 @@
-package server
+package ratelog
 
 import (
 	"testing"
 	"time"
 )
 
-func TestRejectLogLimitsAndCounts(t *testing.T) {
+func TestLimiterLimitsAndCounts(t *testing.T) {
 	t.Parallel()
-	var r rejectLog
+	var r Limiter
 	start := time.Unix(1000, 0)
-	for i := range rejectLogBurst {
+	for i := range Burst {
 		if ok, dropped := r.allow(start.Add(time.Duration(i) * time.Millisecond)); !ok || dropped != 0 {
 			t.Fatalf("refusal %d: allowed %v, dropped %d", i, ok, dropped)
 		}
 	}
 	for i := range 25 {
 		if ok, _ := r.allow(start.Add(500 * time.Millisecond)); ok {
-			t.Fatalf("refusal %d past the burst was allowed", rejectLogBurst+i)
+			t.Fatalf("refusal %d past the burst was allowed", Burst+i)
 		}
 	}
 	ok, dropped := r.allow(start.Add(time.Second))

@@ -1,4 +1,7 @@
-package server
+// Package ratelog limits the records of refused calls: a flood of bad
+// calls must not flood the host's log. The engine, the legacy listener and
+// the admin service log their refusals through it.
+package ratelog
 
 import (
 	"context"
@@ -7,13 +10,13 @@ import (
 	"time"
 )
 
-// rejectLogBurst is how many refused calls an engine logs per second. A
-// flood of bad calls must not flood the host's log: the rest are counted,
-// and the count goes with the next record logged.
-const rejectLogBurst = 10
+// Burst is how many refused calls a Limiter logs per second: the rest
+// are counted, and the count goes with the next record logged, as
+// dropped_before.
+const Burst = 10
 
-// rejectLog limits the records of refused calls.
-type rejectLog struct {
+// Limiter limits the records of refused calls. The zero value is ready.
+type Limiter struct {
 	mu      sync.Mutex
 	window  time.Time // start of the current second
 	logged  int       // records logged in it
@@ -22,13 +25,13 @@ type rejectLog struct {
 
 // allow reports whether a refusal may be logged at now, and how many were
 // dropped before it.
-func (r *rejectLog) allow(now time.Time) (ok bool, dropped int) {
+func (r *Limiter) allow(now time.Time) (ok bool, dropped int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.window) >= time.Second {
 		r.window, r.logged = now, 0
 	}
-	if r.logged >= rejectLogBurst {
+	if r.logged >= Burst {
 		r.dropped++
 		return false, 0
 	}
@@ -37,8 +40,9 @@ func (r *rejectLog) allow(now time.Time) (ok bool, dropped int) {
 	return true, dropped
 }
 
-// log writes a refusal's record, unless too many came this second.
-func (r *rejectLog) log(ctx context.Context, l *slog.Logger, msg string, attrs ...slog.Attr) {
+// Log writes a refusal's record at warn, unless too many came this
+// second.
+func (r *Limiter) Log(ctx context.Context, l *slog.Logger, msg string, attrs ...slog.Attr) {
 	if !l.Enabled(ctx, slog.LevelWarn) {
 		return
 	}

@@ -1,0 +1,391 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/vmre/vmre/admin"
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
+	"github.com/vmre/vmre/internal/vmretest"
+	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/supervise"
+)
+
+// node is an admin service over a real supervisor and launcher, served on
+// loopback, with a connect-go client.
+type node struct {
+	sup    *supervise.Supervisor
+	launch *launcher.Launcher
+	svc    *admin.Service
+	logs   *admin.Logs
+	client adminv1connect.AdminServiceClient
+	url    string
+	calls  *calls
+}
+
+// calls records what the service tells OnCall.
+type calls struct {
+	mu   sync.Mutex
+	list []string // procedure + " " + result
+}
+
+func (c *calls) add(procedure string, err error) {
+	result := "ok"
+	if err != nil {
+		result = connect.CodeOf(err).String()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.list = append(c.list, procedure+" "+result)
+}
+
+func (c *calls) has(s string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, x := range c.list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+type nodeConfig struct {
+	quiet   bool // log nothing to the test's log (a flood would slow it down)
+	token   string
+	backoff supervise.Backoff
+	reload  func() (registry.Report, error)
+	backlog int
+}
+
+func newNode(t *testing.T, cfg nodeConfig) *node {
+	t.Helper()
+	n := &node{logs: admin.NewLogs(cfg.backlog), calls: &calls{}}
+	var next slog.Handler = vmretest.Logger(t).Handler()
+	if cfg.quiet {
+		next = vmretest.EnabledDiscard{}
+	}
+	log := slog.New(n.logs.Handler(next))
+	var err error
+	n.launch, err = launcher.New(launcher.Config{Logger: log, GracefulTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.launch.Close() })
+	var svc *admin.Service
+	n.sup, err = supervise.New(supervise.Config{Launcher: n.launch, Backoff: cfg.backoff,
+		Hooks: &supervise.Hooks{State: func(vm supervise.VM) { svc.StateChanged(vm) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.sup.Close(context.Background()) })
+	svc, err = admin.New(admin.Config{Supervisor: n.sup, Reload: cfg.reload, Logs: n.logs, Token: cfg.token,
+		Logger: log, OnCall: n.calls.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.svc = svc
+	mux := http.NewServeMux()
+	mux.Handle(svc.Handler())
+	n.url = "http://" + vmretest.Serve(t, mux)
+	n.client = adminv1connect.NewAdminServiceClient(vmretest.HTTP1Client(t), n.url)
+	return n
+}
+
+func (n *node) add(t *testing.T, name, mode string, policy supervise.Policy) {
+	t.Helper()
+	command := func() (*exec.Cmd, error) { return vmretest.Command(mode), nil }
+	if err := n.sup.Add(supervise.Spec{Name: name, Command: command, Policy: policy}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// running waits until the VM name runs with a pid other than not.
+func (n *node) running(t *testing.T, name string, not int32) *adminv1.VM {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), vmretest.WaitTimeout)
+	defer cancel()
+	stream, err := n.client.WatchVMs(ctx, connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		if vm := stream.Msg().GetVm(); vm.GetName() == name && vm.GetState() == adminv1.VMState_VM_STATE_RUNNING && vm.GetPid() != not {
+			return vm
+		}
+	}
+	t.Fatalf("%s never ran (pid other than %d): %v", name, not, stream.Err())
+	return nil
+}
+
+func wantCode(t *testing.T, err error, code connect.Code) {
+	t.Helper()
+	if connect.CodeOf(err) != code {
+		t.Fatalf("error %v; want %v", err, code)
+	}
+}
+
+func TestUnaryRPCs(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{})
+	n.add(t, "alpha", "serve", supervise.OnFailure)
+	first := n.running(t, "alpha", 0)
+	ctx := t.Context()
+
+	list, err := n.client.ListVMs(ctx, connect.NewRequest(&adminv1.ListVMsRequest{}))
+	if err != nil || len(list.Msg.GetVms()) != 1 || list.Msg.GetVms()[0].GetPid() != first.GetPid() {
+		t.Fatalf("ListVMs: %v, %v", list, err)
+	}
+	got, err := n.client.GetVM(ctx, connect.NewRequest(&adminv1.GetVMRequest{Name: "alpha"}))
+	if err != nil || got.Msg.GetVm().GetAddr() == "" || got.Msg.GetVm().GetLaunches() != 1 {
+		t.Fatalf("GetVM: %v, %v", got, err)
+	}
+	_, err = n.client.GetVM(ctx, connect.NewRequest(&adminv1.GetVMRequest{Name: "nope"}))
+	wantCode(t, err, connect.CodeNotFound)
+
+	stop, err := n.client.StopVM(ctx, connect.NewRequest(&adminv1.StopVMRequest{Name: "alpha"}))
+	if err != nil || !stop.Msg.GetChanged() || stop.Msg.GetVm().GetState() != adminv1.VMState_VM_STATE_STOPPED ||
+		stop.Msg.GetVm().GetLastExit().GetStage() != "sigterm" {
+		t.Fatalf("StopVM: %v, %v", stop, err)
+	}
+	if !vmretest.ProcessGone(int(first.GetPid())) {
+		t.Errorf("pid %d runs after StopVM", first.GetPid())
+	}
+	again, err := n.client.StopVM(ctx, connect.NewRequest(&adminv1.StopVMRequest{Name: "alpha"}))
+	if err != nil || again.Msg.GetChanged() || again.Msg.GetMessage() != "alpha was not running (stopped): nothing to stop" {
+		t.Fatalf("StopVM of a stopped VM: %v, %v; want a no-op that says so", again, err)
+	}
+	start, err := n.client.StartVM(ctx, connect.NewRequest(&adminv1.StartVMRequest{Name: "alpha"}))
+	if err != nil || !start.Msg.GetChanged() || start.Msg.GetVm().GetState() != adminv1.VMState_VM_STATE_RUNNING {
+		t.Fatalf("StartVM: %v, %v", start, err)
+	}
+	restart, err := n.client.RestartVM(ctx, connect.NewRequest(&adminv1.RestartVMRequest{Name: "alpha"}))
+	if err != nil || restart.Msg.GetVm().GetPid() == start.Msg.GetVm().GetPid() || restart.Msg.GetVm().GetLaunches() != 3 {
+		t.Fatalf("RestartVM: %v, %v; want a new pid, the third launch", restart, err)
+	}
+	_, err = n.client.Reload(ctx, connect.NewRequest(&adminv1.ReloadRequest{}))
+	wantCode(t, err, connect.CodeUnimplemented)
+	if !n.calls.has("/vmre.admin.v1.AdminService/GetVM not_found") || !n.calls.has("/vmre.admin.v1.AdminService/StopVM ok") {
+		t.Errorf("OnCall missed calls: %v", n.calls.list)
+	}
+}
+
+func TestRestartDuringBackoffRestartsNow(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{backoff: supervise.Backoff{Initial: time.Hour}})
+	n.add(t, "alpha", "serve", supervise.Always)
+	first := n.running(t, "alpha", 0)
+	syscall.Kill(int(first.GetPid()), syscall.SIGKILL)
+	ctx := t.Context()
+	// Wait for the hour-long backoff.
+	stream, err := n.client.WatchVMs(ctx, connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for stream.Receive() && stream.Msg().GetVm().GetState() != adminv1.VMState_VM_STATE_BACKOFF {
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	stream.Close()
+	res, err := n.client.RestartVM(ctx, connect.NewRequest(&adminv1.RestartVMRequest{Name: "alpha"}))
+	if err != nil || res.Msg.GetVm().GetState() != adminv1.VMState_VM_STATE_RUNNING {
+		t.Fatalf("RestartVM during the backoff: %v, %v; want it running now", res, err)
+	}
+}
+
+// TestWatchVMsSeesKillAndRestart: the current state first, then a kill
+// and the restart, in order.
+func TestWatchVMsSeesKillAndRestart(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{backoff: supervise.Backoff{Initial: 50 * time.Millisecond}})
+	n.add(t, "alpha", "serve", supervise.OnFailure)
+	first := n.running(t, "alpha", 0)
+	ctx, cancel := context.WithTimeout(t.Context(), vmretest.WaitTimeout)
+	defer cancel()
+	stream, err := n.client.WatchVMs(ctx, connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() || stream.Msg().GetVm().GetPid() != first.GetPid() {
+		t.Fatalf("first message %v, %v; want the current state", stream.Msg(), stream.Err())
+	}
+	if err := syscall.Kill(int(first.GetPid()), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var seen []adminv1.VMState
+	for stream.Receive() {
+		vm := stream.Msg().GetVm()
+		seen = append(seen, vm.GetState())
+		if vm.GetState() == adminv1.VMState_VM_STATE_RUNNING {
+			if vm.GetPid() == first.GetPid() || vm.GetRestarts() != 1 || vm.GetLastExit().GetSignal() != "killed" {
+				t.Errorf("after the restart: %v", vm)
+			}
+			break
+		}
+	}
+	want := []adminv1.VMState{adminv1.VMState_VM_STATE_BACKOFF, adminv1.VMState_VM_STATE_STARTING, adminv1.VMState_VM_STATE_RUNNING}
+	if len(seen) != len(want) {
+		t.Fatalf("states %v; want %v (%v)", seen, want, stream.Err())
+	}
+	for i := range want {
+		if seen[i] != want[i] {
+			t.Fatalf("states %v; want %v", seen, want)
+		}
+	}
+}
+
+// TestTailLogsBacklogThenFollow: the backlog first, then the new records.
+func TestTailLogsBacklogThenFollow(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{})
+	n.add(t, "chatty", "chatty", supervise.Never)
+	n.running(t, "chatty", 0)
+	ctx := t.Context()
+	// Let the backlog hold some ticks: follow until tick 5, then read the
+	// backlog without following.
+	follow, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "chatty", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastTick := func(r *adminv1.LogRecord) string {
+		for _, a := range r.GetAttrs() {
+			if a.GetKey() == "n" && r.GetMessage() == "tick" {
+				return a.GetValue()
+			}
+		}
+		return ""
+	}
+	for follow.Receive() && lastTick(follow.Msg().GetRecord()) != "5" {
+	}
+	backlog, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "chatty"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ticks []string
+	for backlog.Receive() {
+		r := backlog.Msg().GetRecord()
+		if r.GetStream() != "stderr" || r.GetPid() == 0 {
+			t.Fatalf("record %v; want the VM's stderr and pid", r)
+		}
+		if n := lastTick(r); n != "" {
+			ticks = append(ticks, n)
+		}
+	}
+	if backlog.Err() != nil || len(ticks) < 6 || ticks[0] != "0" {
+		t.Fatalf("backlog ticks %v (%v); want 0 to 5 at least", ticks, backlog.Err())
+	}
+	// The follower goes on with the records after the backlog's.
+	last, _ := strconv.Atoi(ticks[len(ticks)-1])
+	for follow.Receive() {
+		if n, err := strconv.Atoi(lastTick(follow.Msg().GetRecord())); err == nil && n > last {
+			break
+		}
+	}
+	if follow.Err() != nil {
+		t.Fatal(follow.Err())
+	}
+	follow.Close()
+	_, err = n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "nope"}))
+	if err == nil {
+		s, _ := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "nope"}))
+		for s.Receive() {
+		}
+		err = s.Err()
+	}
+	wantCode(t, err, connect.CodeNotFound)
+}
+
+// TestSlowFollowerDoesNotHoldTheVM: a follower that reads nothing neither
+// stops the VM's log pipe nor makes the backlog grow past its limit.
+// TestLogsNeverBlock (logs_internal_test.go) counts what it misses.
+func TestSlowFollowerDoesNotHoldTheVM(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	n := newNode(t, nodeConfig{backlog: limit, quiet: true})
+	n.add(t, "flood", "flood", supervise.Never)
+	n.running(t, "flood", 0)
+	stream, err := n.client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: "flood", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() { // the follower is registered; now it stops reading
+		t.Fatal(stream.Err())
+	}
+	// The VM goes on logging while the slow follower reads nothing: a
+	// second follower that reads sees far more records pass than the slow
+	// one's buffer and its stream could hold.
+	fast, err := n.client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: "flood", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	for seen := 0; seen < 1500; seen++ { // far more than the slow one's buffer of 256
+		if !fast.Receive() {
+			t.Fatalf("the fast follower ended after %d records: %v", seen, fast.Err())
+		}
+	}
+	if b := n.logs.Bytes()["flood"]; b > limit {
+		t.Errorf("backlog of %d bytes; the limit is %d", b, limit)
+	}
+}
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-admin-token-for-tests"
+	n := newNode(t, nodeConfig{token: token})
+	call := func(header string) error {
+		req := connect.NewRequest(&adminv1.ListVMsRequest{})
+		if header != "" {
+			req.Header().Set("Authorization", header)
+		}
+		_, err := n.client.ListVMs(t.Context(), req)
+		return err
+	}
+	wantCode(t, call(""), connect.CodeUnauthenticated)
+	wantCode(t, call("Bearer wrong"), connect.CodeUnauthenticated)
+	wantCode(t, call("Basic "+token), connect.CodeUnauthenticated)
+	if err := call("Bearer " + token); err != nil {
+		t.Fatalf("the right token: %v", err)
+	}
+	// Streams are guarded too.
+	s, err := n.client.WatchVMs(t.Context(), connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err == nil {
+		s.Receive()
+		err = s.Err()
+		s.Close()
+	}
+	wantCode(t, err, connect.CodeUnauthenticated)
+	if !n.calls.has("/vmre.admin.v1.AdminService/ListVMs unauthenticated") || !n.calls.has("/vmre.admin.v1.AdminService/WatchVMs unauthenticated") {
+		t.Errorf("refusals not told to OnCall: %v", n.calls.list)
+	}
+}
+
+func TestReload(t *testing.T) {
+	t.Parallel()
+	reloaded := false
+	n := newNode(t, nodeConfig{reload: func() (registry.Report, error) {
+		reloaded = true
+		return registry.Report{}, errors.New("the directory cannot be listed")
+	}})
+	_, err := n.client.Reload(t.Context(), connect.NewRequest(&adminv1.ReloadRequest{}))
+	wantCode(t, err, connect.CodeFailedPrecondition)
+	if !reloaded {
+		t.Error("Reload did not reload")
+	}
+}

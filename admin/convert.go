@@ -1,0 +1,52 @@
+package admin
+
+import (
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/supervise"
+)
+
+var states = map[supervise.State]adminv1.VMState{
+	supervise.StateStarting:  adminv1.VMState_VM_STATE_STARTING,
+	supervise.StateRunning:   adminv1.VMState_VM_STATE_RUNNING,
+	supervise.StateBackoff:   adminv1.VMState_VM_STATE_BACKOFF,
+	supervise.StateCrashLoop: adminv1.VMState_VM_STATE_CRASHLOOP,
+	supervise.StateStopped:   adminv1.VMState_VM_STATE_STOPPED,
+	supervise.StateExited:    adminv1.VMState_VM_STATE_EXITED,
+	supervise.StateFailed:    adminv1.VMState_VM_STATE_FAILED,
+	supervise.StateWaiting:   adminv1.VMState_VM_STATE_WAITING,
+	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
+}
+
+// vmProto is the admin API's view of a VM.
+func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
+	p := &adminv1.VM{
+		Name:     vm.Name,
+		State:    states[vm.State],
+		Since:    timestamppb.New(vm.Since),
+		Launches: int32(vm.Launches),
+		Restarts: int32(vm.Restarts),
+	}
+	if vm.Err != nil {
+		p.Error = vm.Err.Error()
+	}
+	p.Remote, p.Peer, p.CertSha256 = vm.Remote, vm.Peer, vm.CertSHA256
+	if vm.State == supervise.StateRunning {
+		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
+		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)
+	}
+	if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
+		p.Attempt, p.Backoff, p.NextAttempt = int32(vm.Attempt), durationpb.New(vm.Delay), timestamppb.New(vm.NextAttempt)
+	}
+	if e := vm.LastExit; e != nil {
+		p.LastExit = &adminv1.Exit{Code: int32(e.Code), Signal: e.Signal, Stage: e.Stage.String(),
+			Ran: durationpb.New(e.Ran), Summary: e.String()}
+	}
+	if s.describe != nil {
+		d := s.describe(vm.Name)
+		p.Aliases, p.Digest, p.Pinned = d.Aliases, d.Digest, d.Pinned
+	}
+	return p
+}

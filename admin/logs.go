@@ -1,0 +1,252 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+)
+
+// DefaultBacklogBytes is how much of each VM's recent log records Logs
+// keeps: a few thousand lines of a usual size.
+const DefaultBacklogBytes = 256 << 10
+
+// followerBuffer is how many records a TailLogs follower may fall behind
+// before it misses some.
+const followerBuffer = 256
+
+// Logs keeps a bounded backlog of each VM's log records, and hands new
+// ones to TailLogs followers. Its Handler is a slog.Handler to put in the
+// host's chain: records of a VM's output (those with the launcher's vm and
+// stream attributes) are kept as well as passed on.
+type Logs struct {
+	maxBytes int
+
+	mu  sync.Mutex
+	vms map[string]*backlog
+}
+
+// NewLogs returns a Logs that keeps maxBytes of each VM's records
+// (DefaultBacklogBytes when 0 or less), counted as their text and the
+// memory of the record that holds it.
+func NewLogs(maxBytes int) *Logs {
+	if maxBytes <= 0 {
+		maxBytes = DefaultBacklogBytes
+	}
+	return &Logs{maxBytes: maxBytes, vms: make(map[string]*backlog)}
+}
+
+// backlog is one VM's records, oldest first, and its followers.
+type backlog struct {
+	records   []entry
+	bytes     int
+	followers map[*follower]struct{}
+}
+
+// entry is one kept record.
+type entry struct {
+	rec    slog.Record // cloned: it owns its attributes
+	stream string
+	pid    int
+	size   int
+}
+
+// follower is one TailLogs stream that follows a VM.
+type follower struct {
+	records chan entry
+	dropped atomic.Int64 // records it missed since its last one
+}
+
+// Handler wraps next: every record passes on to next, and a record of a
+// VM's output is also kept.
+func (l *Logs) Handler(next slog.Handler) slog.Handler { return &tap{logs: l, next: next} }
+
+// tap is Logs's handler, bound to the attributes the launcher gives each
+// stream's logger: vm, pid and stream.
+type tap struct {
+	logs   *Logs
+	next   slog.Handler
+	vm     string
+	pid    int
+	stream string
+	group  bool // a group was opened: attributes are no longer the launcher's
+}
+
+func (t *tap) Enabled(ctx context.Context, level slog.Level) bool { return t.next.Enabled(ctx, level) }
+
+func (t *tap) Handle(ctx context.Context, r slog.Record) error {
+	if t.stream != "" && t.vm != "" {
+		t.logs.add(t.vm, entry{rec: r.Clone(), stream: t.stream, pid: t.pid})
+	}
+	return t.next.Handle(ctx, r)
+}
+
+func (t *tap) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *t
+	c.next = t.next.WithAttrs(attrs)
+	if !t.group {
+		for _, a := range attrs {
+			switch a.Key {
+			case "vm":
+				c.vm = a.Value.String()
+			case "pid":
+				c.pid = int(a.Value.Int64())
+			case "stream":
+				c.stream = a.Value.String()
+			}
+		}
+	}
+	return &c
+}
+
+func (t *tap) WithGroup(name string) slog.Handler {
+	c := *t
+	c.next, c.group = t.next.WithGroup(name), true
+	return &c
+}
+
+// entryOverhead is what a kept record costs beyond its text: the record
+// itself with its inline attributes, and the entry around it.
+var entryOverhead = int(unsafe.Sizeof(entry{}))
+
+// add keeps e in the VM's backlog, dropping the oldest records past the
+// limit, and hands it to the VM's followers without waiting for them.
+func (l *Logs) add(vm string, e entry) {
+	e.size = len(e.rec.Message) + entryOverhead
+	e.rec.Attrs(func(a slog.Attr) bool {
+		e.size += len(a.Key) + len(a.Value.String())
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.vms[vm]
+	if b == nil {
+		b = &backlog{followers: make(map[*follower]struct{})}
+		l.vms[vm] = b
+	}
+	b.records = append(b.records, e)
+	b.bytes += e.size
+	drop := 0
+	for b.bytes > l.maxBytes && drop < len(b.records)-1 {
+		b.bytes -= b.records[drop].size
+		drop++
+	}
+	if drop > 0 {
+		// Copy the rest to the front, so the slice's array does not grow
+		// with every record ever logged.
+		n := copy(b.records, b.records[drop:])
+		clear(b.records[n:])
+		b.records = b.records[:n]
+	}
+	for f := range b.followers {
+		select {
+		case f.records <- e:
+		default:
+			f.dropped.Add(1)
+		}
+	}
+}
+
+// Bytes reports how much of each VM's backlog Logs holds, by its count.
+func (l *Logs) Bytes() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]int, len(l.vms))
+	for vm, b := range l.vms {
+		out[vm] = b.bytes
+	}
+	return out
+}
+
+// tail returns the VM's kept records since the time since (all when it is
+// zero), and, when follow is set, a follower registered in the same step,
+// so that no record falls between the two.
+func (l *Logs) tail(vm string, since time.Time, follow bool) ([]entry, *follower) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.vms[vm]
+	if b == nil {
+		b = &backlog{followers: make(map[*follower]struct{})}
+		l.vms[vm] = b
+	}
+	var out []entry
+	for _, e := range b.records {
+		if since.IsZero() || !e.rec.Time.Before(since) {
+			out = append(out, e)
+		}
+	}
+	var f *follower
+	if follow {
+		f = &follower{records: make(chan entry, followerBuffer)}
+		b.followers[f] = struct{}{}
+	}
+	return slices.Clip(out), f
+}
+
+func (l *Logs) unfollow(vm string, f *follower) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.vms[vm]; b != nil {
+		delete(b.followers, f)
+	}
+}
+
+func (e entry) proto() *adminv1.LogRecord {
+	p := &adminv1.LogRecord{
+		Time:    timestamppb.New(e.rec.Time),
+		Level:   e.rec.Level.String(),
+		Message: e.rec.Message,
+		Stream:  e.stream,
+		Pid:     int32(e.pid),
+	}
+	e.rec.Attrs(func(a slog.Attr) bool {
+		p.Attrs = append(p.Attrs, &adminv1.LogAttr{Key: a.Key, Value: a.Value.Resolve().String()})
+		return true
+	})
+	return p
+}
+
+func (s *Service) TailLogs(ctx context.Context, req *connect.Request[adminv1.TailLogsRequest], stream *connect.ServerStream[adminv1.TailLogsResponse]) error {
+	vm, err := s.lookup(req.Msg.GetName())
+	if err != nil {
+		return err
+	}
+	if s.logs == nil {
+		return connect.NewError(connect.CodeUnimplemented, errors.New("this node keeps no log backlog"))
+	}
+	var since time.Time
+	if d := req.Msg.GetSince(); d != nil {
+		since = time.Now().Add(-d.AsDuration())
+	}
+	backlog, f := s.logs.tail(vm.Name, since, req.Msg.GetFollow())
+	if f != nil {
+		defer s.logs.unfollow(vm.Name, f)
+	}
+	for _, e := range backlog {
+		if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto()}); err != nil {
+			return err
+		}
+	}
+	if f == nil {
+		return nil
+	}
+	for {
+		select {
+		case e := <-f.records:
+			if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: f.dropped.Swap(0)}); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package metrics
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/supervise"
+)
+
+// HandshakeBuckets are the bounds of the handshake duration histogram, in
+// seconds: a handshake takes a few milliseconds, a slow VM a few hundred.
+var HandshakeBuckets = []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5}
+
+// Source is what the metrics read at scrape time.
+type Source struct {
+	// VMs lists the VMs and their states (a Supervisor's List).
+	VMs func() []supervise.VM
+	// Output counts the lines of the VMs' output (a Launcher's
+	// OutputStats); may be nil.
+	Output func() []launcher.OutputStat
+}
+
+// Metrics holds a node's collectors in a registry of its own.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	launches  *prometheus.CounterVec
+	handshake *prometheus.HistogramVec
+	exits     *prometheus.CounterVec
+	calls     *prometheus.CounterVec
+	admin     *prometheus.CounterVec
+	dropped   *prometheus.CounterVec
+}
+
+// New returns the metrics of a node whose VMs src tells of. The registry
+// also holds the Go and process collectors of the host itself.
+func New(src Source) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		launches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_launches_total",
+			Help: "Launches of VMs by result: ready, or the phase that failed (config, listen, exec, handshake_wait, version).",
+		}, []string{"vm", "result"}),
+		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vmre_handshake_duration_seconds",
+			Help:    "Time from the start of a launch to the VM's completed handshake.",
+			Buckets: HandshakeBuckets,
+		}, []string{"vm"}),
+		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_vm_exits_total",
+			Help: "VM process exits by how they ended: code_zero, code_nonzero, signal (a signal the stop did not send), stopped (after SIGTERM or the legacy Shutdown), killed (SIGKILL after the graceful timeout or a cancelled stop).",
+		}, []string{"vm", "how"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_engine_calls_total",
+			Help: "Calls to the handshake engine by service, method and result (ok or the Connect code of the refusal), refused calls with unknown tokens included.",
+		}, []string{"service", "method", "result"}),
+		admin: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_admin_calls_total",
+			Help: "Calls to the admin service by method and result (ok or the Connect code), refused ones included.",
+		}, []string{"method", "result"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_vm_output_lines_dropped_total",
+			Help: "Lines of VM output that did not become whole records: truncated at 64 KiB, or left unread in the pipe after the VM's exit.",
+		}, []string{"vm", "stream", "reason"}),
+	}
+	m.reg.MustRegister(m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped,
+		newStateCollector(src),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the registry of the node's collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// LauncherHooks count launches, handshakes, exits and dropped output.
+func (m *Metrics) LauncherHooks() *launcher.Hooks {
+	return &launcher.Hooks{
+		Ready: func(i launcher.ReadyInfo) {
+			m.launches.WithLabelValues(i.VM, "ready").Inc()
+		},
+		Handshake: func(i launcher.HandshakeInfo) {
+			m.handshake.WithLabelValues(i.VM).Observe(i.Elapsed.Seconds())
+		},
+		LaunchFailed: func(err *launcher.LaunchError) {
+			m.launches.WithLabelValues(err.VM, strings.ReplaceAll(err.Phase.String(), " ", "_")).Inc()
+		},
+		Exited: func(i launcher.ExitInfo) {
+			m.exits.WithLabelValues(i.VM, exitHow(i.Exit)).Inc()
+		},
+		OutputDropped: func(i launcher.OutputDropInfo) {
+			if i.Truncated > 0 {
+				m.dropped.WithLabelValues(i.VM, i.Stream, "truncated").Add(float64(i.Truncated))
+			}
+			if i.Unread {
+				m.dropped.WithLabelValues(i.VM, i.Stream, "unread").Inc()
+			}
+		},
+	}
+}
+
+// exitHow classes an exit for vmre_vm_exits_total.
+func exitHow(e launcher.Exit) string {
+	switch {
+	case e.Stage == launcher.StageKill:
+		return "killed"
+	case e.Stage != launcher.StageNone:
+		return "stopped"
+	case e.Signal != "":
+		return "signal"
+	case e.Code == 0 && e.Err == nil:
+		return "code_zero"
+	}
+	return "code_nonzero"
+}
+
+// EngineHooks count the engine's calls, accepted or refused.
+func (m *Metrics) EngineHooks() *server.Hooks {
+	return &server.Hooks{Call: func(c server.Call) {
+		service, method := splitProcedure(c.Procedure)
+		m.calls.WithLabelValues(service, method, c.Result()).Inc()
+	}}
+}
+
+// AdminCall counts a call to the admin service: its procedure and its
+// result, "ok" or the Connect code of its refusal.
+func (m *Metrics) AdminCall(procedure, result string) {
+	_, method := splitProcedure(procedure)
+	m.admin.WithLabelValues(method, result).Inc()
+}
+
+// splitProcedure splits "/pkg.Service/Method".
+func splitProcedure(p string) (service, method string) {
+	p = strings.TrimPrefix(p, "/")
+	service, method, _ = strings.Cut(p, "/")
+	return service, method
+}
+
+// stateCollector reads the VMs' states and processes at scrape time.
+type stateCollector struct {
+	src Source
+
+	vms, restarts, backoff        *prometheus.Desc
+	cpu, rss, fds, started, lines *prometheus.Desc
+}
+
+func newStateCollector(src Source) *stateCollector {
+	return &stateCollector{
+		src:      src,
+		vms:      prometheus.NewDesc("vmre_vms", "VMs by state: starting, running, backoff, crashloop, stopped, exited, failed, and for remote VMs waiting and lost.", []string{"state"}, nil),
+		restarts: prometheus.NewDesc("vmre_vm_restarts_total", "Launches a VM's restart policy made after it ended or failed.", []string{"vm"}, nil),
+		backoff:  prometheus.NewDesc("vmre_vm_backoff_seconds", "The delay before a VM's next attempt while it waits in a backoff, else 0.", []string{"vm"}, nil),
+		cpu:      prometheus.NewDesc("vmre_vm_cpu_seconds_total", "User and system CPU time of a running VM's process.", []string{"vm"}, nil),
+		rss:      prometheus.NewDesc("vmre_vm_resident_memory_bytes", "Resident memory of a running VM's process.", []string{"vm"}, nil),
+		fds:      prometheus.NewDesc("vmre_vm_open_fds", "Open file descriptors of a running VM's process.", []string{"vm"}, nil),
+		started:  prometheus.NewDesc("vmre_vm_start_time_seconds", "Start time of a running VM's process, in seconds since the Unix epoch.", []string{"vm"}, nil),
+		lines:    prometheus.NewDesc("vmre_vm_output_lines_total", "Lines of a VM's output by stream and level, across its runs.", []string{"vm", "stream", "level"}, nil),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.vms, c.restarts, c.backoff, c.cpu, c.rss, c.fds, c.started, c.lines} {
+		ch <- d
+	}
+}
+
+var allStates = []supervise.State{supervise.StateStarting, supervise.StateRunning, supervise.StateBackoff,
+	supervise.StateCrashLoop, supervise.StateStopped, supervise.StateExited, supervise.StateFailed,
+	supervise.StateWaiting, supervise.StateLost}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.src.VMs != nil {
+		byState := make(map[supervise.State]int, len(allStates))
+		for _, vm := range c.src.VMs() {
+			byState[vm.State]++
+			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), vm.Name)
+			delay := 0.0
+			if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
+				delay = vm.Delay.Seconds()
+			}
+			ch <- prometheus.MustNewConstMetric(c.backoff, prometheus.GaugeValue, delay, vm.Name)
+			if vm.State == supervise.StateRunning && vm.Pid > 0 {
+				c.collectProcess(ch, vm.Name, vm.Pid)
+			}
+		}
+		for _, s := range allStates {
+			ch <- prometheus.MustNewConstMetric(c.vms, prometheus.GaugeValue, float64(byState[s]), s.String())
+		}
+	}
+	if c.src.Output != nil {
+		for _, o := range c.src.Output() {
+			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(o.Lines), o.VM, o.Stream, o.Level)
+		}
+	}
+}
+
+// collectProcess reads a running VM's process figures. A process that
+// has just ended reports nothing.
+func (c *stateCollector) collectProcess(ch chan<- prometheus.Metric, name string, pid int) {
+	p, err := readProcess(pid)
+	if err != nil {
+		if !errors.Is(err, syscall.ESRCH) {
+			ch <- prometheus.NewInvalidMetric(c.cpu, err)
+		}
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, p.cpu.Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, float64(p.rss), name)
+	if p.fds >= 0 {
+		ch <- prometheus.MustNewConstMetric(c.fds, prometheus.GaugeValue, float64(p.fds), name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.started, prometheus.GaugeValue, float64(p.started.UnixNano())/1e9, name)
+}
+
+// process is what the metrics read of a VM's process.
+type process struct {
+	cpu     time.Duration
+	rss     int64
+	fds     int // -1 when unknown
+	started time.Time
+}

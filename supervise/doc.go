@@ -1,0 +1,19 @@
+// Package supervise keeps VMs running: each VM of a Supervisor is launched
+// through a launcher, and restarted by its policy (never, on failure,
+// always) after an exponential backoff with jitter, as containerd's restart
+// monitor and Kubernetes' CrashLoopBackOff do. A launch that cannot succeed
+// on retry (a protocol version mismatch, a missing or non-executable file,
+// an exec format error, a refused pin) is not retried: the VM's state says
+// why.
+//
+// Each VM has one goroutine of its own, owned by the Supervisor, which
+// launches, waits, decides and sleeps; an operator's Stop, Start and
+// Restart reach it through a channel, and Close stops every VM in parallel
+// and waits for all of them. The state of every VM is read with List and
+// Get, and each change is told, in order, through Hooks.
+//
+// The package knows restart policies and states, not files: the caller
+// gives each VM a function that returns the command to launch (package
+// registry's verified command, for example). docs/NODE.md shows it at work
+// under `vmre node`.
+package supervise

@@ -1,0 +1,105 @@
+package supervise
+
+import (
+	"time"
+
+	"github.com/vmre/vmre/launcher"
+)
+
+// State is where a VM is in its life under supervision.
+type State int
+
+const (
+	// StateStarting: a launch is in progress.
+	StateStarting State = iota + 1
+	// StateRunning: the VM completed its handshake and runs.
+	StateRunning
+	// StateBackoff: the VM ended or failed to launch, and waits for its
+	// next attempt (VM.NextAttempt).
+	StateBackoff
+	// StateCrashLoop: as StateBackoff, after failures in a row that took
+	// the delay to its cap: the VM keeps failing.
+	StateCrashLoop
+	// StateStopped: an operator stopped the VM, or the Supervisor closed.
+	StateStopped
+	// StateExited: the VM ended and its policy does not restart it.
+	StateExited
+	// StateFailed: the VM cannot run: its launch failed in a way no retry
+	// would change (VM.Err says why), or failed under the policy never.
+	StateFailed
+	// StateWaiting: a remote VM that has not called back yet.
+	StateWaiting
+	// StateLost: a remote VM whose lease broke (VM.Err says how); it
+	// runs again when it handshakes anew.
+	StateLost
+)
+
+func (s State) String() string {
+	switch s {
+	case StateStarting:
+		return "starting"
+	case StateRunning:
+		return "running"
+	case StateBackoff:
+		return "backoff"
+	case StateCrashLoop:
+		return "crashloop"
+	case StateStopped:
+		return "stopped"
+	case StateExited:
+		return "exited"
+	case StateFailed:
+		return "failed"
+	case StateWaiting:
+		return "waiting"
+	case StateLost:
+		return "lost"
+	}
+	return "unknown"
+}
+
+// VM is a snapshot of one supervised VM.
+type VM struct {
+	// Name is the VM's name, as given to Add or AddRemote.
+	Name string
+	// Remote is set for a VM on another host (AddRemote): it has no pid,
+	// Peer is where its lease comes from, and CertSHA256 the fingerprint
+	// of its server's certificate when that speaks TLS.
+	Remote     bool
+	Peer       string
+	CertSHA256 string
+	// State is where it is; Since is when it got there.
+	State State
+	Since time.Time
+	// Pid and Addr are the running VM's, or those of its last run.
+	Pid  int
+	Addr string
+	// ProtocolVersion is the version agreed in its last handshake.
+	ProtocolVersion uint
+	// Started is when its current (or last) run started, and Handshake the
+	// time from exec to its completed handshake.
+	Started   time.Time
+	Handshake time.Duration
+	// Launches counts its launches; Restarts those made by the policy.
+	Launches, Restarts int
+	// Attempt counts the failures since the VM last ran long enough to
+	// reset the backoff; Delay is the wait before the next attempt, and
+	// NextAttempt when it comes (in StateBackoff and StateCrashLoop).
+	Attempt     int
+	Delay       time.Duration
+	NextAttempt time.Time
+	// LastExit is how its last run ended, or nil; Stderr holds the last
+	// lines that run wrote to stderr.
+	LastExit *launcher.Exit
+	Stderr   []string
+	// Err is the error of its last failed launch, or why it cannot run.
+	Err error
+}
+
+// Hooks tell of the Supervisor's events. Each field is optional and is
+// called on the VM's own goroutine, in the order of the VM's changes; it
+// must be fast and must not block or call the Supervisor.
+type Hooks struct {
+	// State is called at every change of a VM's state.
+	State func(VM)
+}

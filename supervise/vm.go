@@ -1,0 +1,330 @@
+package supervise
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/launcher"
+)
+
+// vm is one supervised VM: its goroutine, run, owns its runtime.
+type vm struct {
+	cmds   chan command  // operator commands, to run
+	done   chan struct{} // closed when run returns
+	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
+
+	// Guarded by the Supervisor's mu.
+	spec          Spec
+	state         VM
+	cancelAttempt context.CancelFunc // ends the launch in progress, if any
+}
+
+// step is where a VM's goroutine goes after a phase.
+type step struct {
+	next        next
+	attempt     int            // failures since the VM last ran long enough to reset the backoff
+	interrupted bool           // an operator's command abandoned the launch
+	waiting     *command       // the Start or Restart that awaits the next launch
+	restart     bool           // the next launch is the policy's restart
+	err         error          // the failed launch that led here
+	exit        *launcher.Exit // how the run that led here ended
+}
+
+// next is what a VM's goroutine does after a phase.
+type next int
+
+const (
+	launchNow next = iota
+	backoffThenLaunch
+	idle // wait for an operator's Start or Restart
+	quit // the Supervisor closed
+)
+
+// run is the life of a VM under supervision: launch, watch, decide, wait,
+// until the Supervisor closes.
+func (s *Supervisor) run(v *vm) {
+	defer close(v.done)
+	st := step{next: launchNow}
+	for {
+		switch st.next {
+		case launchNow:
+			st = s.attempt(v, st)
+		case backoffThenLaunch:
+			st = s.backoffWait(v, st)
+		case idle:
+			st = s.idleWait(v, st.interrupted)
+		case quit:
+			return
+		}
+	}
+}
+
+// attempt launches the VM and, when it runs, watches it until it ends or an
+// operator or the Supervisor stops it.
+func (s *Supervisor) attempt(v *vm, prev step) step {
+	attempt := prev.attempt
+	rt, err, interrupted := s.launch(v, prev)
+	if prev.waiting != nil {
+		prev.waiting.reply <- result{changed: true, err: err}
+	}
+	if err != nil {
+		switch {
+		case s.ctx.Err() != nil:
+			s.update(v, "launch abandoned: the supervisor closed", func(st *VM) { st.State, st.Err = StateStopped, err })
+			return step{next: quit}
+		case interrupted:
+			s.update(v, "launch abandoned by an operator", func(st *VM) { st.State, st.Err = StateStopped, err })
+			return step{next: idle, interrupted: true}
+		case Permanent(err) || s.spec(v).Policy == Never:
+			s.update(v, "launch failed; not retried", func(st *VM) { st.State, st.Err = StateFailed, err })
+			return step{next: idle}
+		}
+		return step{next: backoffThenLaunch, attempt: attempt + 1, err: err}
+	}
+	return s.watch(v, rt, attempt)
+}
+
+// launch makes the VM's command and launches it, under a context that an
+// operator's Stop or Restart, or Close, cancels.
+func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, interrupted bool) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.mu.Lock()
+	v.cancelAttempt = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		v.cancelAttempt = nil
+		s.mu.Unlock()
+		cancel()
+	}()
+	what := "launching"
+	if prev.restart {
+		what = "restarting"
+	}
+	s.update(v, what, func(st *VM) {
+		st.State = StateStarting
+		st.Launches++
+		if prev.restart {
+			st.Restarts++
+		}
+		if prev.exit != nil {
+			st.LastExit = prev.exit
+		}
+	})
+	spec := s.spec(v)
+	cmd, err := spec.Command()
+	if err != nil {
+		return nil, err, false
+	}
+	// The VM is running in its state before the launcher tells anyone it
+	// is ready: ready means listed.
+	opts := []launcher.LaunchOption{launcher.WithName(spec.Name), launcher.WithTracker(running{s, v})}
+	if spec.Hooks != nil {
+		opts = append(opts, launcher.WithHooks(spec.Hooks))
+	}
+	rt, err = s.launcher.Launch(ctx, cmd, opts...)
+	return rt, err, err != nil && ctx.Err() != nil
+}
+
+// spec returns the VM's current Spec.
+func (s *Supervisor) spec(v *vm) Spec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return v.spec
+}
+
+// interrupt cancels the VM's launch in progress, if any.
+func (v *vm) interrupt(s *Supervisor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.cancelAttempt != nil {
+		v.cancelAttempt()
+	}
+}
+
+// watch waits for the running VM to end, or for an operator's command, or
+// for Close.
+func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
+	for {
+		select {
+		case <-rt.Done():
+			exit, _ := rt.Exit()
+			s.keepStderr(v, rt)
+			if exit.Ran >= s.backoff.ResetAfter {
+				attempt = 0 // it ran long enough: the next failure starts over
+			}
+			if !s.spec(v).Policy.restarts(exit) {
+				s.update(v, "exited; the policy does not restart it", func(vs *VM) { vs.State, vs.LastExit = StateExited, &exit })
+				return step{next: idle}
+			}
+			return step{next: backoffThenLaunch, attempt: attempt + 1, exit: &exit}
+		case c := <-v.cmds:
+			switch c.kind {
+			case cmdStart:
+				c.reply <- result{} // it runs already
+				continue
+			case cmdStop:
+				exit := stopRuntime(c.ctx, rt)
+				s.keepStderr(v, rt)
+				s.update(v, "stopped by an operator", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
+				c.reply <- result{changed: true}
+				return step{next: idle}
+			case cmdRestart:
+				exit := stopRuntime(c.ctx, rt)
+				s.keepStderr(v, rt)
+				return step{next: launchNow, waiting: &c, exit: &exit}
+			}
+		case <-s.ctx.Done():
+			s.mu.Lock()
+			stopCtx := s.stopCtx
+			s.mu.Unlock()
+			exit := stopRuntime(stopCtx, rt)
+			s.keepStderr(v, rt)
+			s.update(v, "stopped: the supervisor closed", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
+			return step{next: quit}
+		}
+	}
+}
+
+// keepStderr keeps the last stderr lines of the VM's ended run, without
+// telling of a change: the change that follows does.
+func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
+	lines := rt.LastStderr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v.state.Stderr = lines
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// running is the Tracker of a VM's launch: it records the VM running.
+type running struct {
+	s *Supervisor
+	v *vm
+}
+
+func (r running) TrackRuntime(stopper vmre.Stopper) {
+	rt, ok := stopper.(*launcher.Runtime)
+	if !ok {
+		return
+	}
+	st := rt.Status()
+	r.s.update(r.v, "running", func(vs *VM) {
+		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
+		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
+	})
+}
+
+// stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
+// short.
+func stopRuntime(ctx context.Context, rt *launcher.Runtime) launcher.Exit {
+	rt.Stop(ctx)
+	<-rt.Done()
+	exit, _ := rt.Exit()
+	return exit
+}
+
+// backoffWait waits out the delay before the next attempt, unless an
+// operator stops or restarts the VM first, or the Supervisor closes.
+func (s *Supervisor) backoffWait(v *vm, prev step) step {
+	attempt := prev.attempt
+	delay, capped := s.backoff.delay(attempt)
+	at := time.Now().Add(delay)
+	state := StateBackoff
+	if capped && attempt > 1 {
+		state = StateCrashLoop // it failed again and again, up to the cap
+	}
+	s.update(v, "waiting to restart", func(vs *VM) {
+		vs.State, vs.Attempt, vs.Delay, vs.NextAttempt = state, attempt, delay, at
+		vs.Err = prev.err
+		if prev.exit != nil {
+			vs.LastExit = prev.exit
+		}
+	})
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return step{next: launchNow, attempt: attempt, restart: true}
+		case c := <-v.cmds:
+			if c.kind == cmdStop {
+				s.update(v, "stopped by an operator; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
+				c.reply <- result{changed: true}
+				return step{next: idle}
+			}
+			return step{next: launchNow, attempt: attempt, waiting: &c} // Start and Restart: now
+		case <-s.ctx.Done():
+			s.update(v, "stopped: the supervisor closed; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
+			return step{next: quit}
+		}
+	}
+}
+
+// idleWait waits for an operator to start the VM again, or for Close.
+// interrupted says that the operator's Stop that comes next abandoned a
+// launch, and so changed something.
+func (s *Supervisor) idleWait(v *vm, interrupted bool) step {
+	for {
+		select {
+		case c := <-v.cmds:
+			if c.kind == cmdStop {
+				c.reply <- result{changed: interrupted}
+				interrupted = false
+				continue
+			}
+			return step{next: launchNow, waiting: &c}
+		case <-s.ctx.Done():
+			return step{next: quit}
+		}
+	}
+}
+
+// update changes the VM's state under the lock, then logs the change and
+// tells the hooks, on the VM's goroutine.
+func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
+	s.mu.Lock()
+	before := v.state.State
+	f(&v.state)
+	if v.state.State != before {
+		v.state.Since = time.Now()
+	}
+	snap := v.state
+	s.mu.Unlock()
+
+	attrs := []slog.Attr{slog.String("vm", snap.Name), slog.String("state", snap.State.String())}
+	level := slog.LevelInfo
+	switch snap.State {
+	case StateBackoff, StateCrashLoop:
+		attrs = append(attrs, slog.Int("attempt", snap.Attempt), slog.Duration("delay", snap.Delay.Round(time.Millisecond)))
+		if snap.Err != nil {
+			attrs = append(attrs, slog.String("error", snap.Err.Error()))
+		} else if snap.LastExit != nil {
+			attrs = append(attrs, slog.String("exit", snap.LastExit.String()))
+		}
+		level = slog.LevelWarn
+	case StateFailed:
+		attrs = append(attrs, slog.String("error", snap.Err.Error()))
+		level = slog.LevelError
+	case StateLost:
+		attrs = append(attrs, slog.String("error", errString(snap.Err)))
+		level = slog.LevelWarn
+	case StateRunning:
+		if snap.Remote {
+			attrs = append(attrs, slog.String("addr", snap.Addr), slog.String("peer", snap.Peer))
+		} else {
+			attrs = append(attrs, slog.Int("pid", snap.Pid), slog.String("addr", snap.Addr))
+		}
+	}
+	s.log.LogAttrs(context.Background(), level, what, attrs...)
+	if s.hooks != nil && s.hooks.State != nil {
+		s.hooks.State(snap)
+	}
+}
