@@ -14,24 +14,13 @@ import (
 	"sync"
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/registry"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain runs the tests, removes the VMs it built, and fails the package
+// when a test leaves a goroutine behind.
+func TestMain(m *testing.M) { vmretest.Main(m, nil, vmretest.RemoveDir(&builtDir)) }
 
 // hashvm, built once per run: a real executable that prints its arguments
 // and the digest of the bytes it runs from (testdata/hashvm).
