@@ -26,6 +26,12 @@ const (
 	// reaches the engine over TLS and trusts exactly that certificate
 	// (docs/REMOTE.md). Unset for a VM that the host started.
 	EngineCertKey = "VMRE_RUNTIME_ENGINE_CERT_SHA256"
+	// LeaseFDKey is the environment variable naming the file descriptor of
+	// the VM's end of its lease pipe, when the host gives it one: the read
+	// end of a pipe whose write end only the host holds. The host writes a
+	// byte and closes it to end the lease; an end of file without a byte
+	// means the host is gone (docs/PROTOCOL.md).
+	LeaseFDKey = "VMRE_RUNTIME_LEASE_FD"
 
 	// DefaultHandshakeTimeout is how long a host waits for a VM to call
 	// Initialize after it was started.

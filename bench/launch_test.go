@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -22,26 +23,27 @@ const concurrency = 16
 
 // BenchmarkLaunch is exec to a VM whose server has answered a first call,
 // one VM at a time. The floor is plain os/exec of a plugin that dials the
-// host and writes a line, up to the host reading that line; vmre is
-// Launcher.Launch of a minimal VM on client.Serve, up to a GET of its
-// /ping handler. Stopping the VM is outside the timed part in both.
+// host and writes a line, up to the host reading that line; init-only is the
+// same for the minimal VM's own binary told to do just that (its start-up,
+// imports and package init, without client.Serve); vmre is Launcher.Launch
+// of the minimal VM on client.Serve, up to a GET of its /ping handler with
+// the runtime's client.
+// vmre minus init-only is what the engine adds to the VM's own start-up.
+// Stopping the VM is outside the timed part in all three. vmre also reports
+// the median time the engine spent on the VM's Initialize call
+// (initialize-ns/launch, from the EngineCall event), the host's part of the
+// handshake.
 func BenchmarkLaunch(b *testing.B) {
-	b.Run("floor", func(b *testing.B) {
-		f := newFloor(b)
-		for b.Loop() {
-			cmd, err := f.start()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if err := f.stop(cmd); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
-	})
+	b.Run("floor", func(b *testing.B) { launchFloor(b, newFloor(b)) })
+	b.Run("init-only", func(b *testing.B) { launchFloor(b, newInitOnly(b)) })
 	b.Run("vmre", func(b *testing.B) {
-		h := newVMRE(b, launcher.Config{})
+		var initialize []time.Duration
+		h := newVMRE(b, launcher.Config{Hooks: &launcher.Hooks{EngineCall: func(i launcher.EngineCallInfo) {
+			if i.Procedure == runtimev1connect.RuntimeServiceInitializeProcedure {
+				initialize = append(initialize, i.Elapsed) // launches are one at a time
+			}
+		}}})
+		defer func() { b.ReportMetric(median(initialize), "initialize-ns/launch") }()
 		for b.Loop() {
 			rt, err := h.launch(context.Background())
 			if err != nil {
@@ -54,6 +56,21 @@ func BenchmarkLaunch(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// launchFloor times f's starts, one plugin at a time.
+func launchFloor(b *testing.B, f *floor) {
+	for b.Loop() {
+		cmd, err := f.start()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := f.stop(cmd); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
 
 // BenchmarkLaunchConcurrent starts 16 VMs at once, each from a goroutine of
@@ -97,8 +114,8 @@ func BenchmarkLaunchConcurrent(b *testing.B) {
 }
 
 // BenchmarkStop is a cooperative VM's stop, from SIGTERM (Runtime.Stop for
-// vmre) to the VM reaped (Done). The VM is launched, and settled, outside
-// the timed part.
+// vmre) to the VM reaped (Done). The VM is launched, and settled (it has
+// answered a call), outside the timed part.
 func BenchmarkStop(b *testing.B) {
 	b.Run("floor", func(b *testing.B) {
 		f := newFloor(b)
@@ -115,15 +132,13 @@ func BenchmarkStop(b *testing.B) {
 		}
 	})
 	b.Run("vmre", func(b *testing.B) {
-		e := serveEngine(b)
-		h := newVMRE(b, launcher.Config{Engine: e.Engine, EngineAddr: e.addr})
+		h := newVMRE(b, launcher.Config{})
 		for b.Loop() {
 			b.StopTimer()
-			rt, err := h.l.Launch(context.Background(), exec.Command(h.path))
+			rt, err := h.launch(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}
-			e.awaitLeases(b, 1)
 			b.StartTimer()
 			if err := h.stop(rt); err != nil {
 				b.Fatal(err)
@@ -160,6 +175,7 @@ func all[T any](n int, f func(i int) (T, error)) ([]T, error) {
 // floor launches the floor plugin with plain os/exec code.
 type floor struct {
 	path string
+	args []string // before the address
 	ln   *net.TCPListener
 }
 
@@ -167,11 +183,16 @@ func newFloor(b *testing.B) *floor {
 	return &floor{path: plugins(b).floor, ln: listen(b).(*net.TCPListener)}
 }
 
+// newInitOnly launches the minimal VM as a floor plugin.
+func newInitOnly(b *testing.B) *floor {
+	return &floor{path: plugins(b).minimal, args: []string{"-bench-init-only"}, ln: listen(b).(*net.TCPListener)}
+}
+
 // start execs a floor plugin and returns once a plugin has dialled back and
 // its line has been read. Under concurrency that line may be another
 // plugin's: once all starts have returned, all plugins are up.
 func (f *floor) start() (*exec.Cmd, error) {
-	cmd := exec.Command(f.path, f.ln.Addr().String())
+	cmd := exec.Command(f.path, append(f.args, f.ln.Addr().String())...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -214,7 +235,6 @@ type vmreHost struct {
 	b    *testing.B
 	l    *launcher.Launcher
 	path string
-	http *http.Client
 }
 
 func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
@@ -223,10 +243,7 @@ func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close() })
-	// A new VM is a new peer: connections are never reused.
-	transport := &http.Transport{DisableKeepAlives: true}
-	b.Cleanup(transport.CloseIdleConnections)
-	return &vmreHost{b: b, l: l, path: plugins(b).minimal, http: &http.Client{Transport: transport}}
+	return &vmreHost{b: b, l: l, path: plugins(b).minimal}
 }
 
 // launch launches the minimal VM and calls its /ping.
@@ -240,19 +257,22 @@ func (h *vmreHost) launchCmd(ctx context.Context, cmd *exec.Cmd) (*launcher.Runt
 	if err != nil {
 		return nil, err
 	}
-	if err := h.ping(ctx, rt.Status().Addr); err != nil {
+	if err := ping(ctx, rt); err != nil {
 		h.stop(rt)
 		return nil, err
 	}
 	return rt, nil
 }
 
-func (h *vmreHost) ping(ctx context.Context, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/ping", nil)
+// ping calls the VM's /ping with the runtime's client, as a node would: a
+// VM that has answered a call is settled, with all it holds on the host in
+// place.
+func ping(ctx context.Context, rt *launcher.Runtime) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rt.Status().Addr+"/ping", nil)
 	if err != nil {
 		return err
 	}
-	res, err := h.http.Do(req)
+	res, err := rt.HTTPClient().Do(req)
 	if err != nil {
 		return err
 	}
@@ -264,6 +284,12 @@ func (h *vmreHost) ping(ctx context.Context, addr string) error {
 		return fmt.Errorf("GET /ping: %s", res.Status)
 	}
 	return nil
+}
+
+// launchSettled launches n minimal VMs at once and waits until each has
+// answered a call.
+func (h *vmreHost) launchSettled(n int) ([]*launcher.Runtime, error) {
+	return all(n, func(int) (*launcher.Runtime, error) { return h.launch(context.Background()) })
 }
 
 // stop stops the VM and waits until it is reaped. A VM that did not exit 0

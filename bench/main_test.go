@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
@@ -89,29 +87,19 @@ func listen(b *testing.B) net.Listener {
 	return ln
 }
 
-// engine is a server.Engine served on 127.0.0.1 that also tells when a VM
-// has taken its lease: from then on the VM is settled, with everything it
-// holds on the host in place.
+// engine is a server.Engine served on 127.0.0.1.
 type engine struct {
 	*server.Engine
-	addr   string
-	leases chan struct{} // one value per lease taken
+	addr string
 }
 
 func serveEngine(b *testing.B) *engine {
 	b.Helper()
 	ln := listen(b)
-	e := &engine{Engine: server.New(server.Config{}), addr: ln.Addr().String(), leases: make(chan struct{}, 1024)}
-	h := e.Handler()
-	observed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == runtimev1connect.RuntimeServiceLeaseProcedure {
-			w = &leaseWriter{ResponseWriter: w, leases: e.leases}
-		}
-		h.ServeHTTP(w, r)
-	})
+	e := &engine{Engine: server.New(server.Config{}), addr: ln.Addr().String()}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, observed) }()
+	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
 	b.Cleanup(func() {
 		e.Close()
 		cancel()
@@ -122,48 +110,17 @@ func serveEngine(b *testing.B) *engine {
 	return e
 }
 
-// awaitLeases waits for n leases to be taken.
-func (e *engine) awaitLeases(b *testing.B, n int) {
-	b.Helper()
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for range n {
-		select {
-		case <-e.leases:
-		case <-timeout.C:
-			b.Fatalf("VMs did not take their leases within 10s")
-		}
-	}
-}
-
-// leaseWriter reports the first flush of a lease stream: the engine has
-// accepted the lease and sent its first message.
-type leaseWriter struct {
-	http.ResponseWriter
-	once   sync.Once
-	leases chan<- struct{}
-}
-
-func (w *leaseWriter) Flush() {
-	w.ResponseWriter.(http.Flusher).Flush()
-	w.once.Do(func() {
-		select {
-		case w.leases <- struct{}{}:
-		default:
-		}
-	})
-}
-
-func (w *leaseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // snapshot is the host's goroutines, live heap and goroutine stacks after a
-// full GC, and its goroutines in a system call, each of which holds an OS
-// thread.
+// full GC, its goroutines in a system call, each of which holds an OS
+// thread, and its open file descriptors (on Linux; 0 elsewhere), of which
+// sockets.
 type snapshot struct {
 	goroutines int
 	heap       uint64
 	stack      uint64
 	inSyscall  uint64
+	fds        int
+	sockets    int
 }
 
 func takeSnapshot() snapshot {
@@ -173,10 +130,38 @@ func takeSnapshot() snapshot {
 	runtime.ReadMemStats(&ms)
 	notInGo := []metrics.Sample{{Name: "/sched/goroutines/not-in-go:goroutines"}}
 	metrics.Read(notInGo)
+	fds, sockets := openFDs()
 	return snapshot{
 		goroutines: runtime.NumGoroutine(),
 		heap:       ms.HeapAlloc,
 		stack:      ms.StackInuse,
 		inSyscall:  notInGo[0].Value.Uint64(),
+		fds:        fds,
+		sockets:    sockets,
 	}
+}
+
+// openFDs counts the process's open file descriptors, and those of them
+// that are sockets, from /proc/self/fd (0 and 0 where there is none).
+func openFDs() (fds, sockets int) {
+	dir, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0, 0
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return 0, 0
+	}
+	for _, name := range names {
+		target, err := os.Readlink("/proc/self/fd/" + name)
+		if err != nil {
+			continue // the directory's own fd, closed by now
+		}
+		fds++
+		if strings.HasPrefix(target, "socket:") {
+			sockets++
+		}
+	}
+	return fds, sockets
 }

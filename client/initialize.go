@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"sync"
 
 	"connectrpc.com/connect"
 
@@ -50,7 +51,9 @@ func Initialize(ctx context.Context, vmAddr string, opts ...Option) (*Host, erro
 
 // engineClient calls one engine with one launch's token.
 type engineClient struct {
-	o      *options
+	o *options
+
+	mu     sync.Mutex // guards rpc and closer, made on first use
 	rpc    runtimev1connect.RuntimeServiceClient
 	closer interface{ CloseIdleConnections() }
 }
@@ -67,41 +70,54 @@ func newEngineClient(o *options) (*engineClient, error) {
 	if o.protocolVersion == 0 || o.protocolVersion > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: protocol version %d is out of range (1 to %d)", vmre.ErrInvalidConfig, o.protocolVersion, uint32(math.MaxUint32))
 	}
-	ec := &engineClient{o: o}
-	httpClient := o.httpClient
-	scheme := "http://"
-	switch {
-	case o.engineCert != "":
-		// An engine on another host: TLS, trusting its certificate's
-		// fingerprint alone, over HTTP/2 whose pings notice a cut link.
-		scheme = "https://"
-		if httpClient == nil {
-			c := tlspin.NewClient(o.engineCert, tlspin.DefaultPings)
-			httpClient, ec.closer = c, c
-		}
-	case httpClient == nil:
-		// gRPC needs HTTP/2; Connect and gRPC-Web use HTTP/1.1, which costs
-		// the host fewer goroutines for the lease a VM holds all its life.
-		c := h2c.NewHTTP1Client()
-		if o.protocol == ProtocolGRPC {
-			c = h2c.NewClient()
-		}
-		httpClient, ec.closer = c, c
-	}
-	var protocolOpt []connect.ClientOption
-	switch o.protocol {
-	case ProtocolGRPC:
-		protocolOpt = append(protocolOpt, connect.WithGRPC())
-	case ProtocolGRPCWeb:
-		protocolOpt = append(protocolOpt, connect.WithGRPCWeb())
-	}
-	ec.rpc = runtimev1connect.NewRuntimeServiceClient(httpClient, scheme+o.engineAddr, protocolOpt...)
-	return ec, nil
+	return &engineClient{o: o}, nil
 }
 
+// client returns the connect-go client of the engine, made on first use.
+func (ec *engineClient) client() runtimev1connect.RuntimeServiceClient {
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	if ec.rpc == nil {
+		o := ec.o
+		httpClient := o.httpClient
+		scheme := "http://"
+		switch {
+		case o.engineCert != "":
+			// An engine on another host: TLS, trusting its certificate's
+			// fingerprint alone, over HTTP/2 whose pings notice a cut link.
+			scheme = "https://"
+			if httpClient == nil {
+				c := tlspin.NewClient(o.engineCert, tlspin.DefaultPings)
+				httpClient, ec.closer = c, c
+			}
+		case httpClient == nil:
+			// gRPC needs HTTP/2; Connect and gRPC-Web use HTTP/1.1, which
+			// costs the host fewer goroutines for a lease held over it.
+			c := h2c.NewHTTP1Client()
+			if o.protocol == ProtocolGRPC {
+				c = h2c.NewClient()
+			}
+			httpClient, ec.closer = c, c
+		}
+		var protocolOpt []connect.ClientOption
+		switch o.protocol {
+		case ProtocolGRPC:
+			protocolOpt = append(protocolOpt, connect.WithGRPC())
+		case ProtocolGRPCWeb:
+			protocolOpt = append(protocolOpt, connect.WithGRPCWeb())
+		}
+		ec.rpc = runtimev1connect.NewRuntimeServiceClient(httpClient, scheme+o.engineAddr, protocolOpt...)
+	}
+	return ec.rpc
+}
+
+// close closes the idle connections of the connect-go client, if it was made.
 func (ec *engineClient) close() {
-	if ec.closer != nil {
-		ec.closer.CloseIdleConnections()
+	ec.mu.Lock()
+	closer := ec.closer
+	ec.mu.Unlock()
+	if closer != nil {
+		closer.CloseIdleConnections()
 	}
 }
 
@@ -114,36 +130,51 @@ func (ec *engineClient) initialize(ctx context.Context, vmAddr string) (*Host, e
 // initializeTLS is initialize for a VM whose server speaks TLS with the
 // certificate of fingerprint certSum ("" for plain HTTP).
 func (ec *engineClient) initializeTLS(ctx context.Context, vmAddr, certSum string) (*Host, error) {
+	if certSum == "" && ec.o.engineCert == "" && ec.o.protocol == ProtocolConnect && ec.o.httpClient == nil {
+		return ec.initializeUnary(ctx, vmAddr)
+	}
 	req := connect.NewRequest(&runtimev1.InitializeRequest{
 		ProtocolVersion: uint32(ec.o.protocolVersion),
 		Addr:            vmAddr,
 		CertSha256:      certSum,
 	})
 	ec.authorize(req.Header())
-	res, err := ec.rpc.Initialize(ctx, req)
+	res, err := ec.client().Initialize(ctx, req)
 	if err != nil {
-		return nil, ec.handshakeError(err)
+		return nil, ec.handshakeError(err, mismatchOf(err))
 	}
 	return &Host{Name: res.Msg.GetHostName(), ProtocolVersion: uint(res.Msg.GetProtocolVersion())}, nil
 }
 
-func (ec *engineClient) handshakeError(err error) error {
+// mismatchOf is the version mismatch that a refusal's detail carries, or nil.
+func mismatchOf(err error) *vmre.VersionMismatchError {
 	var ce *connect.Error
-	if errors.As(err, &ce) && ce.Code() == connect.CodeFailedPrecondition {
-		for _, d := range ce.Details() {
-			msg, derr := d.Value()
-			if m, ok := msg.(*runtimev1.ProtocolVersionMismatch); derr == nil && ok {
-				return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, &vmre.VersionMismatchError{
-					HostName:    m.GetHostName(),
-					HostVersion: uint(m.GetHostProtocolVersion()),
-					VMVersion:   uint(m.GetVmProtocolVersion()),
-				})
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition {
+		return nil
+	}
+	for _, d := range ce.Details() {
+		msg, derr := d.Value()
+		if m, ok := msg.(*runtimev1.ProtocolVersionMismatch); derr == nil && ok {
+			return &vmre.VersionMismatchError{
+				HostName:    m.GetHostName(),
+				HostVersion: uint(m.GetHostProtocolVersion()),
+				VMVersion:   uint(m.GetVmProtocolVersion()),
 			}
 		}
 	}
-	var mismatch *tlspin.MismatchError
-	if errors.As(err, &mismatch) {
-		return fmt.Errorf("%w: the engine at %s is not the one %s names: %w", vmre.ErrHandshakeFailed, ec.o.engineAddr, vmre.EngineCertKey, mismatch)
+	return nil
+}
+
+// handshakeError is the error of a failed Initialize: the version mismatch
+// when the engine refused the version, else err, the engine's refusal or
+// the failure to reach it.
+func (ec *engineClient) handshakeError(err error, mismatch *vmre.VersionMismatchError) error {
+	if mismatch != nil {
+		return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, mismatch)
+	}
+	var certMismatch *tlspin.MismatchError
+	if errors.As(err, &certMismatch) {
+		return fmt.Errorf("%w: the engine at %s is not the one %s names: %w", vmre.ErrHandshakeFailed, ec.o.engineAddr, vmre.EngineCertKey, certMismatch)
 	}
 	return fmt.Errorf("%w: initialize with the engine at %s: %w", vmre.ErrHandshakeFailed, ec.o.engineAddr, err)
 }
@@ -154,7 +185,7 @@ func (ec *engineClient) handshakeError(err error) error {
 func (ec *engineClient) lease(ctx context.Context) error {
 	req := connect.NewRequest(&runtimev1.LeaseRequest{})
 	ec.authorize(req.Header())
-	stream, err := ec.rpc.Lease(ctx, req)
+	stream, err := ec.client().Lease(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		return err
 	}
 	defer ec.close()
+	// A VM that its host launched holds its lease on a pipe; one reached
+	// over the network, through the engine.
+	pipe := leasePipe(o.getenv)
 
 	// Signals are caught from the start, but they do not cut the handshake
 	// short: the host may stop the VM the moment the engine has accepted the
@@ -65,17 +68,25 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	ln := o.listener
 	if ln == nil {
 		if ln, err = listenVM(ctx, o); err != nil {
+			if pipe != nil {
+				pipe.Close()
+			}
 			return err
 		}
 	}
 	announce, err := announcedAddr(o, ln)
 	if err != nil {
+		if pipe != nil {
+			pipe.Close()
+		}
 		ln.Close()
 		return err
 	}
 	// Serve before the handshake: the host may call the VM the moment the
 	// handshake returns, and connections made earlier wait in the backlog.
 	srv := h2c.NewServer(h)
+	tracked := newConns()
+	srv.ConnState = tracked.track
 	serve := func() error { return srv.Serve(ln) }
 	var certSum string
 	if remote && o.getenv(PlaintextKey) != "1" {
@@ -94,8 +105,20 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve() }()
 
+	// The first timestamp of the VM's log loads the local time zone: done
+	// while the VM waits for the engine's answer, rather than after it,
+	// when the host may call the VM.
+	zoneLoaded := make(chan struct{})
+	go func() {
+		defer close(zoneLoaded)
+		_ = time.Local.String()
+	}()
 	host, err := ec.initializeTLS(ctx, announce, certSum)
+	<-zoneLoaded
 	if err != nil {
+		if pipe != nil {
+			pipe.Close()
+		}
 		srv.Close()
 		<-serveErr
 		if !remote && !engineAnswered(err) && hostGoneWithin(hostPid, hostCheckDelay) {
@@ -109,21 +132,33 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		o.onReady(Ready{Addr: announce, Host: *host})
 	}
 
+	if pipe != nil || !o.lease {
+		// The VM is done with the engine: an idle connection would cost
+		// the host a socket and a goroutine for the VM's whole life.
+		ec.close()
+	}
 	var l *lease
-	if o.lease {
+	switch {
+	case pipe != nil && o.lease:
+		l = startPipeLease(pipe)
+	case pipe != nil:
+		pipe.Close()
+	case o.lease:
 		// Not under the signal context: a signal must not end the lease
 		// before the VM learns from it whether its host is alive.
 		l = startLease(context.WithoutCancel(ctx), ec)
 	}
-	hostDead, askLease, serveFailed := awaitStop(sigCtx, l, serveErr, o.logger)
+	stop := awaitStop(sigCtx, l, serveErr, o.logger)
+	hostDead := stop.hostDead
 
 	var result error
-	if serveFailed != nil {
+	if stop.serveFailed != nil {
 		srv.Close() // the connections it had accepted
-		result = fmt.Errorf("VM server stopped: %w", serveFailed)
+		result = fmt.Errorf("VM server stopped: %w", stop.serveFailed)
 	} else {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 		defer cancel()
+		tracked.closeIdle(shutdownCtx)
 		if err := srv.Shutdown(shutdownCtx); err != nil {
 			o.logger.Warn("graceful shutdown cut short", "error", err)
 			srv.Close()
@@ -132,10 +167,13 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 			result = fmt.Errorf("VM server stopped: %w", err)
 		}
 	}
-	if askLease {
+	if stop.askLease {
 		// Asked after the server's shutdown, which need not wait for it: a
 		// host that stops its VM ends the lease at once.
 		hostDead = l.brokenWithin(hostCheckDelay)
+	}
+	if stop.hostEnded && !remote { // a node on another host sends no SIGTERM
+		awaitSIGTERM(sigCtx, hostCheckDelay)
 	}
 	l.stop()
 	if remote {

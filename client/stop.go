@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,16 +19,45 @@ import (
 // before its sockets close and the lease breaks.
 const hostCheckDelay = 250 * time.Millisecond
 
-// lease is the VM's side of its lease, held by one goroutine.
+// lease is the VM's side of its lease, held by one goroutine: a stream from
+// the engine, or the pipe the host gave the VM.
 type lease struct {
 	end    chan error // the lease's result; nil once received
-	cancel context.CancelFunc
+	cancel func()     // ends the lease's goroutine
 }
 
+// startLease holds the lease over the network: a stream of the engine.
 func startLease(ctx context.Context, ec *engineClient) *lease {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &lease{end: make(chan error, 1), cancel: cancel}
 	go func() { l.end <- ec.lease(ctx) }()
+	return l
+}
+
+// errHostGone is the end of a lease pipe without the host's byte: the
+// kernel closed the host's end, as it does when the host dies.
+var errHostGone = errors.New("the lease pipe closed without the host ending it")
+
+// errLeaseStopped is the end of a lease pipe that the VM closed itself.
+var errLeaseStopped = errors.New("the VM stopped holding its lease")
+
+// startPipeLease holds the lease on pipe, the VM's end of the host's pipe:
+// the host writes a byte to end the lease, and its end closes with it.
+func startPipeLease(pipe *os.File) *lease {
+	l := &lease{end: make(chan error, 1), cancel: func() { pipe.Close() }}
+	go func() {
+		var b [1]byte
+		n, err := pipe.Read(b[:])
+		switch {
+		case n > 0:
+			err = nil // the host ended the lease
+		case errors.Is(err, os.ErrClosed):
+			err = errLeaseStopped
+		case err == io.EOF:
+			err = errHostGone
+		}
+		l.end <- err
+	}()
 	return l
 }
 
@@ -69,38 +100,59 @@ func (l *lease) brokenWithin(d time.Duration) bool {
 	}
 }
 
+// stopCause is why awaitStop returned.
+type stopCause struct {
+	hostDead    bool  // the lease broke: the host is gone
+	askLease    bool  // a signal or ctx: the lease has yet to tell whether the host is alive
+	hostEnded   bool  // the host ended the lease: it is stopping the VM
+	serveFailed error // the VM's server failed
+}
+
 // awaitStop serves until a signal or ctx, the end of the lease, or a
-// failure of the VM's server. It reports whether the host is gone or, after
-// a signal or the end of ctx, that the lease has yet to tell (askLease), and
-// the server's error when the server failed.
-func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) (hostDead, askLease bool, serveFailed error) {
+// failure of the VM's server, and says which.
+func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) stopCause {
 	for {
 		select {
 		case <-ctx.Done():
 			log.LogAttrs(ctx, slog.LevelInfo, "shutting down", slog.String("reason", context.Cause(ctx).Error()))
-			return false, true, nil
+			return stopCause{askLease: true}
 		case err := <-l.ended():
 			l.end = nil
 			switch {
 			case err == nil:
 				log.Info("shutting down", "reason", "the host ended the lease")
 				keepCatchingSIGTERM()
-				return false, false, nil
+				return stopCause{hostEnded: true}
 			case engineAnswered(err):
 				// The host refused the lease: it ended the launch before the
 				// lease was asked for, stopping the VM.
 				log.Info("shutting down", "reason", "the host ended the launch", "error", err)
 				keepCatchingSIGTERM()
-				return false, false, nil
+				return stopCause{hostEnded: true}
 			case connect.CodeOf(err) == connect.CodeUnimplemented:
 				log.Warn("the host does not offer a lease; serving until stopped by a signal")
 			default:
 				log.Warn("shutting down", "reason", "lost the lease to the host", "error", err)
-				return true, false, nil
+				return stopCause{hostDead: true}
 			}
 		case err := <-serveErr:
-			return false, false, err
+			return stopCause{serveFailed: err}
 		}
+	}
+}
+
+// awaitSIGTERM waits, asleep, up to d for the SIGTERM that a host sends
+// before it ends the lease, which may still be on its way to sigCtx: the
+// lease pipe can be faster. Serve's deferred signal.Stop would otherwise
+// wait for that delivery in a loop of runtime.Gosched, which keeps the
+// thread busy, and on a busy host spends milliseconds of CPU before the
+// runtime's signal goroutine runs.
+func awaitSIGTERM(sigCtx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-sigCtx.Done():
+	case <-t.C:
 	}
 }
 

@@ -33,6 +33,11 @@ const (
 	PhaseVersion
 	// PhaseStop: a stop did not end gracefully (Runtime.Shutdown).
 	PhaseStop
+	// PhaseReady: the VM called back with an address where the host could
+	// not connect: nothing listens there. The engine refused the call
+	// (failed_precondition), and the VM was stopped. The error unwraps to
+	// the dial's (syscall.ECONNREFUSED).
+	PhaseReady
 )
 
 func (p Phase) String() string {
@@ -49,6 +54,8 @@ func (p Phase) String() string {
 		return "version"
 	case PhaseStop:
 		return "stop"
+	case PhaseReady:
+		return "ready"
 	}
 	return fmt.Sprintf("Phase(%d)", int(p))
 }
@@ -96,6 +103,9 @@ func (e *LaunchError) Error() string {
 		b.WriteString(e.Err.Error())
 	case e.Phase == PhaseExec:
 		fmt.Fprintf(&b, "exec %s: %v", e.Path, e.Err)
+	case e.Phase == PhaseReady:
+		b.WriteString(e.Err.Error())
+		b.WriteString("; a VM listens on the address it announces before it calls Initialize")
 	case e.Phase == PhaseVersion:
 		b.WriteString(e.Err.Error())
 		var mismatch *vmre.VersionMismatchError
@@ -115,7 +125,7 @@ func (e *LaunchError) Error() string {
 	default:
 		b.WriteString(e.Err.Error())
 	}
-	if len(e.Stderr) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait) {
+	if len(e.Stderr) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait || e.Phase == PhaseReady) {
 		b.WriteString("\nlast stderr lines of the VM:\n\t")
 		b.WriteString(strings.Join(e.Stderr, "\n\t"))
 	}

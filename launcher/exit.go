@@ -1,10 +1,7 @@
 package launcher
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"syscall"
 	"time"
 )
@@ -117,20 +114,16 @@ func (e Exit) String() string {
 	return s
 }
 
-// exitOf reads an exit from the result of cmd.Wait.
-func exitOf(state *os.ProcessState, err error, ran time.Duration, stage Stage) Exit {
+// exitOf reads an exit from a wait's result.
+func exitOf(ws syscall.WaitStatus, err error, ran time.Duration, stage Stage) Exit {
 	e := Exit{Code: -1, Ran: ran, Stage: stage}
-	if state == nil {
+	switch {
+	case err != nil:
 		e.Err = err
-		return e
-	}
-	var exitErr *exec.ExitError
-	if err != nil && !errors.As(err, &exitErr) {
-		e.Err = err
-	}
-	e.Code = state.ExitCode()
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	case ws.Signaled():
 		e.Signal = ws.Signal().String()
+	default:
+		e.Code = ws.ExitStatus()
 	}
 	return e
 }

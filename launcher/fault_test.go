@@ -42,7 +42,7 @@ func crashBeforeHandshakeVM() int {
 }
 
 func crashAfterHandshakeVM() int {
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -59,7 +59,7 @@ func killSelfVM() int {
 // frozenVM handshakes, then stops itself with SIGSTOP: it can no longer act
 // on SIGTERM, as a VM stuck in the kernel or in a debugger.
 func frozenVM() int {
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -89,7 +89,7 @@ func grandchildExitVM() int {
 		return 1
 	}
 	fmt.Printf("grandchild=%d\n", child)
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -130,7 +130,7 @@ const lastWordsLines = 2000
 // lastWordsVM handshakes, then writes lastWordsLines numbered lines to
 // stdout and exits 0 at once.
 func lastWordsVM() int {
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -48,6 +48,9 @@ func TestVMDiesWithItsHost(t *testing.T) {
 		// when the host's sockets close with it; the VM, which does not
 		// lead a process group, shuts down and exits 0.
 		{name: "lease alone", host: "host-lease", want: []string{"exit=0"}},
+		// The same with the lease on a pipe, as the launcher gives it: the
+		// kernel closes the host's end with it.
+		{name: "lease pipe alone", host: "host-pipe", want: []string{"exit=0"}},
 		// An rpcchainvm plugin that ignores SIGTERM, with no lease: legacy
 		// VMs get SIGKILL as their parent-death signal.
 		{name: "legacy parent-death SIGKILL", host: "host", env: []string{hostVMModeKey + "=legacy-stubborn", hostLegacyKey + "=1"},

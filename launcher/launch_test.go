@@ -24,8 +24,9 @@ import (
 	"github.com/vmre/vmre/launcher"
 )
 
-// get returns the body of GET path from the VM at addr.
-func get(t *testing.T, addr, path string) string {
+// fetch returns the body of GET path from the VM at addr, with a client
+// of its own.
+func fetch(t *testing.T, addr, path string) string {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{}}
 	defer c.CloseIdleConnections()
@@ -43,7 +44,7 @@ func get(t *testing.T, addr, path string) string {
 
 func ping(t *testing.T, addr string) {
 	t.Helper()
-	if body := get(t, addr, "/ping"); body != "pong" {
+	if body := fetch(t, addr, "/ping"); body != "pong" {
 		t.Fatalf("GET /ping = %q, want pong", body)
 	}
 }
@@ -445,7 +446,7 @@ func TestVMSurvivesThreadExits(t *testing.T) {
 			t.Fatalf("thread %d still runs", tid)
 		}
 	}
-	if got := get(t, rt.Status().Addr, "/sigterms"); got != "0" {
+	if got := fetch(t, rt.Status().Addr, "/sigterms"); got != "0" {
 		t.Fatalf("the VM received %s SIGTERMs when host threads ended; want none", got)
 	}
 	rt.Stop(context.Background())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmpeer"
 	"github.com/vmre/vmre/server"
 )
 
@@ -30,6 +31,12 @@ type Launcher struct {
 	cancelServe context.CancelFunc
 	served      chan error
 	closeOnce   sync.Once
+
+	exits   exitWatch    // learns when its VMs exit
+	clients *vmpeer.Pool // the HTTP transports of its runtimes' clients
+
+	mu   sync.Mutex
+	live map[*Runtime]struct{} // started and not yet exited
 }
 
 // New returns a Launcher. Unless cfg.Engine is set (or cfg.Legacy, which
@@ -40,7 +47,7 @@ func New(cfg Config) (*Launcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr}
+	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr, clients: vmpeer.NewPool()}
 	l.hooks = hookList{logHooks(s.Logger, s.GracefulTimeout)}
 	if s.Hooks != nil {
 		l.hooks = append(l.hooks, s.Hooks)
@@ -70,16 +77,24 @@ func New(cfg Config) (*Launcher, error) {
 func (l *Launcher) EngineAddr() string { return l.engineAddr }
 
 // Close stops the Launcher's own engine, ending the leases of its VMs (which
-// makes VMs on client.Serve shut down), and the goroutine that starts VMs;
-// Launch fails from then on. It does not stop VMs otherwise: stop them, or
-// their Manager, first. Close is idempotent.
+// makes VMs on client.Serve shut down), the goroutine that starts VMs, and
+// the one that watches for their exits once the last has exited; Launch
+// fails from then on. It does not stop VMs otherwise: stop them, or their
+// Manager, first. Close is idempotent.
 func (l *Launcher) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.starter.close()
+		l.exits.close()
+		l.clients.CloseIdleConnections()
 		if l.cancelServe == nil {
 			return
 		}
+		l.mu.Lock()
+		for r := range l.live {
+			r.closeLease(true) // as the engine's close ends the leases held over HTTP
+		}
+		l.mu.Unlock()
 		l.engine.Close()
 		l.cancelServe()
 		err = <-l.served
@@ -87,10 +102,13 @@ func (l *Launcher) Close() error {
 	return err
 }
 
-// Launch starts cmd as a VM and returns once its handshake has completed.
-// Launch owns cmd from then on: its Stdout and Stderr must be nil (set
-// Config.Stdout and Config.Stderr for raw copies), and it sets its Env and
-// SysProcAttr. On any failure the VM has been stopped and reaped when Launch
+// Launch starts cmd as a VM and returns once its handshake has completed
+// and the host has connected to the address the VM announced (the first
+// connection of Runtime.HTTPClient). Launch owns cmd from then on: its
+// Stdout and Stderr must be nil (set Config.Stdout and Config.Stderr for raw
+// copies), it sets its Env, SysProcAttr and ExtraFiles (the VM's lease pipe
+// is added to them), and the Runtime, not the command's Context
+// (exec.CommandContext), stops the VM: Launch clears Cancel and WaitDelay. On any failure the VM has been stopped and reaped when Launch
 // returns, and the error is a *LaunchError whose Phase says what failed.
 func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOption) (*Runtime, error) {
 	begin := time.Now()
@@ -115,14 +133,27 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 
 	wait := &handshakeWait{mismatch: make(chan *vmre.VersionMismatchError, 1), accepted: make(chan struct{})}
+	wait.reach = newReach(server.AcceptVersions(l.s.HostName, l.s.versions...), l.s.HandshakeTimeout)
 	hs, engineEnv, lerr := l.register(r, wait)
 	if lerr != nil {
 		return r.failed(lerr)
 	}
+	wait.reach.setHandshake(hs)
 	r.onStop = hs.End
+	if !l.s.Legacy { // rpcchainvm plugins know no lease
+		leaseEnv, vmEnd, hostEnd, err := openLease(cmd)
+		if err != nil {
+			hs.End()
+			return r.failed(&LaunchError{Phase: PhaseExec, Err: fmt.Errorf("make the VM's lease pipe: %w", err)})
+		}
+		if vmEnd != nil {
+			engineEnv = append(engineEnv, leaseEnv)
+			r.leaseVMEnd, r.lease = vmEnd, hostEnd
+		}
+	}
 	cmd.Env = childEnv(&l.s, cmd.Env, engineEnv)
 
-	if err := r.start(cmd, l.starter); err != nil {
+	if err := r.start(cmd, l.starter, l); err != nil {
 		hs.End()
 		phase := PhaseExec
 		if errors.Is(err, errClosed) {
@@ -133,6 +164,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	r.hooks.started(StartedInfo{VM: r.name, Pid: r.status.Pid, Path: r.path, Exec: time.Since(begin)})
 
 	if lerr := l.awaitHandshake(ctx, r, hs, wait); lerr != nil {
+		wait.reach.take("") // closes what it dialled
 		lerr.Stderr = r.LastStderr()
 		return r.failed(lerr)
 	}
@@ -140,11 +172,12 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		hs.End() // the first valid call won: the launch's listener closes
 	}
 	r.status.Addr, r.version = hs.Result()
+	r.openClient(l.clients, r.status.Addr, wait.reach.take(r.status.Addr))
 	r.handshake = time.Since(begin)
 	r.hooks.handshake(HandshakeInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
 		ProtocolVersion: r.version, Elapsed: r.handshake})
 	if l.s.Legacy && l.s.LegacyShutdown {
-		r.shutdown = legacyShutdown(r.status.Addr)
+		r.shutdown = legacyShutdown(r.client, r.status.Addr)
 	}
 	if l.s.Manager != nil {
 		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
@@ -157,6 +190,23 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	return r, nil
 }
 
+// remember lists r among the VMs that run.
+func (l *Launcher) remember(r *Runtime) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.live == nil {
+		l.live = make(map[*Runtime]struct{})
+	}
+	l.live[r] = struct{}{}
+}
+
+// forget takes r, which has exited, off the list.
+func (l *Launcher) forget(r *Runtime) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.live, r)
+}
+
 // failed completes err with what the launch knows, reports it and returns it.
 func (r *Runtime) failed(err *LaunchError) (*Runtime, error) {
 	err.VM, err.Path, err.Pid = r.name, r.path, r.status.Pid
@@ -164,9 +214,11 @@ func (r *Runtime) failed(err *LaunchError) (*Runtime, error) {
 	return nil, err
 }
 
-// handshakeWait is what a launch's engine hook tells the waiting Launch.
+// handshakeWait is what a launch's engine hook and Initializer tell the
+// waiting Launch.
 type handshakeWait struct {
 	mismatch     chan *vmre.VersionMismatchError // the first mismatch
+	reach        *reach                          // the launch's Initializer
 	accepted     chan struct{}                   // closed once the accepted Initialize has been told
 	acceptedOnce sync.Once
 }
@@ -174,10 +226,9 @@ type handshakeWait struct {
 // register takes the launch into the engine, or a legacy listener of its
 // own, and returns the variables that tell the VM where to call back.
 func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, []string, *LaunchError) {
-	init := server.AcceptVersions(l.s.HostName, l.s.versions...)
+	init := wait.reach
 	onCall := func(c server.Call) {
-		// Told before Launch learns of a mismatch or of the handshake: the
-		// call comes before the events it causes.
+		// Told before Launch may act on the call: its events come first.
 		r.hooks.engineCall(EngineCallInfo{VM: r.name, Pid: int(r.pid.Load()), Call: c})
 		if c.Accepted() && strings.HasSuffix(c.Procedure, "/Initialize") {
 			wait.acceptedOnce.Do(func() { close(wait.accepted) })
@@ -211,10 +262,11 @@ func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, 
 }
 
 // awaitHandshake waits for the first of: the VM's Initialize, a version
-// mismatch, the timeout, the VM's exit, ctx. On failure it stops the VM and
-// waits until it is reaped. A completed handshake returns once the hooks
-// have been told of the call that completed it, which the engine does just
-// after it marks the launch initialized.
+// mismatch, an address where nothing answers, the timeout, the VM's exit,
+// ctx. On failure it stops the VM and waits until it is reaped. A completed
+// handshake returns once the hooks have been told of the call that
+// completed it, which the engine does just after it marks the launch
+// initialized.
 func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Handshake, wait *handshakeWait) *LaunchError {
 	timer := time.NewTimer(l.s.HandshakeTimeout)
 	defer timer.Stop()
@@ -225,6 +277,14 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 		return nil
 	case mismatch := <-wait.mismatch:
 		lerr = &LaunchError{Phase: PhaseVersion, Err: mismatch}
+	case err := <-wait.reach.unreachable:
+		select {
+		case <-hs.Initialized():
+			<-wait.accepted
+			return nil // another call of the VM completed the handshake
+		default:
+		}
+		lerr = &LaunchError{Phase: PhaseReady, Err: err}
 	case <-timer.C:
 		lerr = &LaunchError{Phase: PhaseHandshakeWait, Timeout: l.s.HandshakeTimeout, Err: vmre.ErrHandshakeTimeout}
 	case <-r.Done():
@@ -234,6 +294,8 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 			return nil // it completed its handshake, then exited: the caller sees it in Done
 		case mismatch := <-wait.mismatch:
 			return &LaunchError{Phase: PhaseVersion, Err: mismatch}
+		case err := <-wait.reach.unreachable:
+			return &LaunchError{Phase: PhaseReady, Err: err}
 		default:
 		}
 		exit, _ := r.Exit()
@@ -241,8 +303,8 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 	case <-ctx.Done():
 		lerr = &LaunchError{Phase: PhaseHandshakeWait, Err: context.Cause(ctx)}
 	}
-	if lerr.Phase == PhaseVersion && ctx.Err() == nil {
-		r.stopFor(ctx, ReasonHandshakeRefused) // a VM that refused the version may stop gracefully
+	if (lerr.Phase == PhaseVersion || lerr.Phase == PhaseReady) && ctx.Err() == nil {
+		r.stopFor(ctx, ReasonHandshakeRefused) // a VM whose call was refused may stop gracefully
 	} else {
 		r.kill(ReasonHandshakeAbandoned) // a VM that never called back gets no grace
 	}

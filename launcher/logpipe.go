@@ -15,14 +15,20 @@ import (
 // read and dropped, so a VM cannot make the host buffer without bound.
 const MaxLineBytes = 64 << 10
 
-// quietReadBytes is the read buffer of a quiet pipe: all that the pipe of an
-// idle VM holds on the host. A pipe whose reads fill their buffer, or whose
-// line does not fit, borrows a buffer of MaxLineBytes from busyBuffers
-// until a read drains it again.
+// quietReadBytes is the read buffer of a quiet pipe. A pipe whose reads
+// fill their buffer, or whose line does not fit, borrows a buffer of
+// MaxLineBytes from busyBuffers until a read drains it again. A pipe of the
+// VM's own (an *os.File) borrows even its quiet buffer from quietBuffers,
+// only once there is something to read: the pipes of an idle VM hold no
+// buffer on the host.
 const quietReadBytes = 4 << 10
 
-// busyBuffers are the large read buffers, shared by the pipes of all VMs.
-var busyBuffers = sync.Pool{New: func() any { return new([MaxLineBytes]byte) }}
+// busyBuffers and quietBuffers are the read buffers, shared by the pipes of
+// all VMs.
+var (
+	busyBuffers  = sync.Pool{New: func() any { return new([MaxLineBytes]byte) }}
+	quietBuffers = sync.Pool{New: func() any { return new([quietReadBytes]byte) }}
+)
 
 // logPipe turns one stream of a VM's output into slog records.
 type logPipe struct {
@@ -42,18 +48,30 @@ type logPipe struct {
 // run reads r to its end. It owns no goroutine; its caller runs it in one.
 func (p *logPipe) run(r io.Reader) {
 	p.handler = p.log.Handler()
-	quiet := make([]byte, quietReadBytes)
-	var busy *[MaxLineBytes]byte // borrowed from busyBuffers, or nil
+	raw := pipeConn(r)                                  // nil unless r is a pipe of the VM's own
+	quiet := quietBuffers.Get().(*[quietReadBytes]byte) // or nil, while idle
+	var busy *[MaxLineBytes]byte                        // borrowed from busyBuffers, or nil
 	defer func() {
+		if quiet != nil {
+			quietBuffers.Put(quiet)
+		}
 		if busy != nil {
 			busyBuffers.Put(busy)
 		}
 	}()
-	buf := quiet
+	buf := quiet[:]
 	start, end := 0, 0 // buf[start:end] has been read and not yet logged
 	skipping := false  // the rest of a capped line is dropped
 	for {
-		n, err := r.Read(buf[end:])
+		var n int
+		var err error
+		if raw != nil && end == 0 && busy == nil {
+			// Nothing is kept between reads: wait without a buffer.
+			n, err = readQuiet(raw, &quiet)
+			buf = quiet[:]
+		} else {
+			n, err = r.Read(buf[end:])
+		}
 		filled := n == len(buf)-end // the pipe may hold more
 		if n > 0 {
 			p.read = time.Now()
@@ -94,14 +112,17 @@ func (p *logPipe) run(r io.Reader) {
 		// the small one, else in the small one.
 		rest := end - start
 		switch {
-		case busy == nil && (filled || rest == len(quiet)):
+		case busy == nil && (filled || rest == quietReadBytes):
 			busy = busyBuffers.Get().(*[MaxLineBytes]byte)
 			copy(busy[:], buf[start:end])
 			buf = busy[:]
-		case busy != nil && !filled && rest < len(quiet):
-			copy(quiet, buf[start:end])
+		case busy != nil && !filled && rest < quietReadBytes:
+			if quiet == nil {
+				quiet = quietBuffers.Get().(*[quietReadBytes]byte)
+			}
+			copy(quiet[:], buf[start:end])
 			busyBuffers.Put(busy)
-			busy, buf = nil, quiet
+			busy, buf = nil, quiet[:]
 			p.rawLine = nil // hold no more than the small buffer while idle
 		default:
 			copy(buf, buf[start:end])

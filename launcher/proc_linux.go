@@ -18,48 +18,30 @@ func setParentDeathSignal(attr *syscall.SysProcAttr, s *settings) {
 	}
 }
 
-// reap waits for the VM to exit without reaping it (waitid WNOWAIT): while
-// it is a zombie its pid, and so its process group id, cannot be reused.
-// That is when the group is killed, so grandchildren go with the VM, and
-// then the VM is reaped.
-func reap(cmd *exec.Cmd, markGone func()) error {
-	pid := cmd.Process.Pid
-	if !awaitExitPolled(pid) {
-		var info unix.Siginfo
-		for {
-			err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-			if err != unix.EINTR {
-				break
-			}
-		}
-	}
-	markGone()
-	kill(pid)
-	return cmd.Wait()
+// detach releases os/exec's hold on the started VM: since Go 1.23 an
+// os.Process keeps a pidfd open until it is waited for, and the launcher
+// waits for its VMs itself (exitWatch, reap), with no descriptor per VM.
+func detach(cmd *exec.Cmd) { cmd.Process.Release() }
+
+// afterExit runs wait on a goroutine of its own once the VM has exited
+// (w tells, from SIGCHLD). Until then the VM costs no goroutine.
+func afterExit(pid int, w *exitWatch, wait func()) {
+	w.notify(pid, func() { go wait() })
 }
 
-// awaitExitPolled waits for the process to exit, without reaping it, through
-// a pidfd in the runtime's network poller: a goroutine blocked in waitid
-// holds an OS thread for the VM's whole life, and Go ends the program at
-// 10,000 threads. It returns false, at once, where pidfds cannot be polled
-// (Linux before 5.10).
-func awaitExitPolled(pid int) bool {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return false
+// reap reaps the VM pid, which has exited: it is a zombie, so its pid, and
+// so its process group id, cannot have been reused. It kills the group
+// first, so that grandchildren go with the VM.
+func reap(_ *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
+	markGone()
+	kill(pid)
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			return ws, err
+		}
 	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	err = rc.Read(func(fd uintptr) bool {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil)
-		return err != unix.EINTR && (err != nil || info.Signo != 0) // Signo is 0 while it runs
-	})
-	return err == nil
 }
 
 // pipeEmpty reports whether nothing is left to read in the pipe f.

@@ -9,8 +9,12 @@ import (
 )
 
 // prepare puts the VM in a process group of its own, so that a stop signal
-// reaches every process it started.
+// reaches every process it started. The Runtime stops the VM, not the
+// command's Context (exec.CommandContext): its Cancel and WaitDelay go, so
+// that os/exec starts no goroutine to watch it, which only cmd.Wait, which
+// the launcher does not call on Linux (detach), would end.
 func prepare(cmd *exec.Cmd, s *settings) {
+	cmd.Cancel, cmd.WaitDelay = nil, 0
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}

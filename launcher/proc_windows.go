@@ -5,6 +5,7 @@ package launcher
 import (
 	"os"
 	"os/exec"
+	"syscall"
 )
 
 // prepare does nothing: there are no process groups to set up.
@@ -21,11 +22,18 @@ func kill(pid int) error {
 	return p.Kill()
 }
 
+// afterExit runs wait at once, on a goroutine of its own: reap waits for
+// the VM's exit.
+func afterExit(_ int, _ *exitWatch, wait func()) { go wait() }
+
+// detach keeps os/exec's hold on the VM: reap waits with it.
+func detach(*exec.Cmd) {}
+
 // reap reaps the VM.
-func reap(cmd *exec.Cmd, markGone func()) error {
-	err := cmd.Wait()
+func reap(cmd *exec.Cmd, _ int, markGone func()) (syscall.WaitStatus, error) {
+	ws, err := waitCmd(cmd)
 	markGone()
-	return err
+	return ws, err
 }
 
 const canTerminate = false

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -231,6 +232,65 @@ func leaseHostProcess() int {
 	fmt.Printf("vm=%d\n", vm.Process.Pid)
 	<-term
 	launch.End() // ends the lease: the VM shuts down
+	vm.Wait()
+	return 0
+}
+
+// pipeHostProcess serves an engine and starts a VM on client.Serve with
+// plain os/exec and a lease pipe, as the launcher gives one: no
+// parent-death signal, no process group, nothing but the pipe ties the VM
+// to this process. It prints "vm=PID" once the VM's handshake has been
+// answered, and runs until SIGTERM.
+func pipeHostProcess() int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	e := server.New(server.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
+	defer func() {
+		e.Close()
+		cancel()
+		<-served
+	}()
+	launch, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", vmre.ProtocolVersion)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	vmEnd, lease, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	vm := vmretest.Command("ok")
+	vm.Env = append(vm.Env, vmre.EngineAddressKey+"="+ln.Addr().String(), vmre.EngineTokenKey+"="+launch.Token(),
+		vmre.LeaseFDKey+"=3", vmReadyKey+"=1")
+	vm.ExtraFiles = []*os.File{vmEnd}
+	vm.Stderr = os.Stderr
+	stdout, err := vm.StdoutPipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	err = vm.Start()
+	vmEnd.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "ready=") {
+	}
+	fmt.Printf("vm=%d\n", vm.Process.Pid)
+	<-term
+	lease.Write([]byte{'\n'}) // ends the lease: the VM shuts down
+	lease.Close()
 	vm.Wait()
 	return 0
 }

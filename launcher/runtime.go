@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/vmpeer"
 )
 
 // After the VM is reaped, its pipes are read until they are empty, however
@@ -42,6 +44,15 @@ type Runtime struct {
 	shutdown  func(ctx context.Context) error // the legacy /vm.VM/Shutdown call, or nil
 	onStop    func()                          // ends the launch in the engine
 
+	// The lease pipe: the VM's end until it has started, the host's end
+	// until the lease ends (endLease) or the VM has exited; nil without one.
+	leaseVMEnd *os.File
+	lease      *os.File
+	leaseOnce  sync.Once
+
+	forget func()     // takes the VM off its Launcher's list once it has exited
+	exits  *exitWatch // the Launcher's
+
 	exited     context.Context // done once the VM is reaped and its pipes closed
 	markExited context.CancelFunc
 	stopOnce   sync.Once
@@ -60,11 +71,16 @@ type Runtime struct {
 	stage     Stage
 	exit      Exit
 	done      bool
+	// The host's client of the VM's server, made once the handshake has
+	// completed, and closed once the VM has exited.
+	transport    *vmpeer.Transport
+	client       *http.Client
+	clientClosed bool
 }
 
 // start execs the VM with its output piped into the host's logger, and
 // starts the one goroutine that waits for it and the two that read it.
-func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
+func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -80,18 +96,27 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 
 	err = st.start(cmd)
 	// The child has its own copies of the write ends; closing ours now means
-	// the readers see EOF as soon as the VM's processes close theirs.
+	// the readers see EOF as soon as the VM's processes close theirs. The
+	// same for the VM's end of the lease: the VM's is the only one left.
 	outW.Close()
 	errW.Close()
+	if r.leaseVMEnd != nil {
+		r.leaseVMEnd.Close()
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
+		r.closeLease(false)
 		return err
 	}
+	l.remember(r)
+	r.forget = func() { l.forget(r) }
+	r.exits = &l.exits
 	r.started = time.Now()
 	r.cmd = cmd
 	r.status.Pid = cmd.Process.Pid
 	r.pid.Store(int64(r.status.Pid))
+	detach(cmd)
 	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
 	r.exited, r.markExited = context.WithCancel(context.Background())
 
@@ -113,23 +138,34 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter) error {
 		defer readerDone()
 		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr"), counts: &counts.stderr}).run(errR)
 	}()
-	go r.wait(outR, errR, readersDone)
+	afterExit(r.status.Pid, r.exits, func() { r.wait(outR, errR, readersDone) })
 	return nil
 }
 
 // wait reaps the VM, kills what is left of its process group, drains and
-// closes its pipes, and marks it exited.
+// closes its pipes, and marks it exited. It runs once the VM has exited
+// (on Linux; elsewhere it waits for the exit itself).
 func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
-	err := reap(r.cmd, r.markGone)
+	ws, err := reap(r.cmd, r.status.Pid, r.markGone)
 	ran := time.Since(r.started)
 
 	drain(readersDone, outR, errR)
 	outR.Close()
 	errR.Close()
 	r.stopWG.Wait()
+	r.closeLease(false)
+	r.forget()
 
 	r.mu.Lock()
-	r.exit = exitOf(r.cmd.ProcessState, err, ran, r.stage)
+	transport := r.transport
+	r.clientClosed = true
+	r.mu.Unlock()
+	if transport != nil {
+		transport.Close(errExited)
+	}
+
+	r.mu.Lock()
+	r.exit = exitOf(ws, err, ran, r.stage)
 	r.done = true
 	exit := r.exit
 	r.mu.Unlock()
@@ -296,6 +332,7 @@ func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 		// and die of it.
 		r.signal(StageTerm, reason, nil)
 		r.endLease()
+		r.closeIdle()
 		return
 	}
 	r.endLease()
@@ -316,7 +353,20 @@ func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 		defer cancel()
 		err := r.shutdown(callCtx)
 		r.signal(StageTerm, reason, err)
+		r.closeIdle()
 	}()
+}
+
+// closeIdle closes the host's idle connections to the VM's server once the
+// VM has been told to stop, so that its graceful shutdown need not wait for
+// them.
+func (r *Runtime) closeIdle() {
+	r.mu.Lock()
+	transport := r.transport
+	r.mu.Unlock()
+	if transport != nil {
+		transport.CloseIdleConnections()
+	}
 }
 
 // markGone records that the VM has exited, before it is reaped: from then on
@@ -327,12 +377,28 @@ func (r *Runtime) markGone() {
 	r.gone = true
 }
 
-// endLease ends the VM's launch in the engine, and so its lease: a VM on
-// client.Serve starts shutting down.
+// endLease ends the VM's lease, on its pipe and in the engine (which ends
+// the launch there): a VM on client.Serve starts shutting down.
 func (r *Runtime) endLease() {
+	r.closeLease(true)
 	if r.onStop != nil {
 		r.onStop()
 	}
+}
+
+// closeLease closes the host's end of the lease pipe, once: with a byte
+// first when the host ends the lease, which tells the VM that its host is
+// alive and stopping it; without one once the VM is gone.
+func (r *Runtime) closeLease(end bool) {
+	if r.lease == nil {
+		return
+	}
+	r.leaseOnce.Do(func() {
+		if end {
+			r.lease.Write([]byte{'\n'}) // a VM that has exited has no reader: EPIPE
+		}
+		r.lease.Close()
+	})
 }
 
 // kill sends SIGKILL at once, for a VM that gets no graceful stop.

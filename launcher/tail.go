@@ -8,12 +8,13 @@ const (
 	tailLineBytes = 512
 )
 
-// tail keeps the last lines of a stream in fixed storage: adding a line
-// never allocates.
+// tail keeps the last lines of a stream, each cut at tailLineBytes, in one
+// slot per line that grows to the longest line it has held: a VM that has
+// written a few short lines holds a few short slots, and a busy stream
+// stops allocating once its slots have grown.
 type tail struct {
 	mu    sync.Mutex
-	buf   [tailLines][tailLineBytes]byte
-	size  [tailLines]int
+	slot  [tailLines][]byte
 	next  int
 	count int
 }
@@ -21,7 +22,7 @@ type tail struct {
 func (t *tail) add(line []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.size[t.next] = copy(t.buf[t.next][:], line)
+	t.slot[t.next] = append(t.slot[t.next][:0], line[:min(len(line), tailLineBytes)]...)
 	t.next = (t.next + 1) % tailLines
 	t.count = min(t.count+1, tailLines)
 }
@@ -33,7 +34,7 @@ func (t *tail) lines() []string {
 	out := make([]string, 0, t.count)
 	for i := range t.count {
 		j := (t.next - t.count + i + tailLines) % tailLines
-		out = append(out, string(t.buf[j][:t.size[j]]))
+		out = append(out, string(t.slot[j]))
 	}
 	return out
 }

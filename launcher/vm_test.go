@@ -44,7 +44,7 @@ var vms = map[string]vmretest.Helper{
 	"stubborn": func([]string) int {
 		// Handshakes, then ignores SIGTERM and its lease.
 		signal.Ignore(syscall.SIGTERM)
-		if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+		if _, err := initializeListening(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -91,7 +91,7 @@ var vms = map[string]vmretest.Helper{
 	},
 	"quick": func([]string) int {
 		// Handshakes, then exits on its own.
-		if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+		if _, err := initializeListening(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -155,6 +155,19 @@ var vms = map[string]vmretest.Helper{
 	},
 	"host-lease": func([]string) int {
 		return leaseHostProcess()
+	},
+	"host-pipe": func([]string) int {
+		return pipeHostProcess()
+	},
+	// The host's client of the VM (ready_test.go).
+	"whoami": func([]string) int {
+		return whoamiVM()
+	},
+	"http1": func([]string) int {
+		return http1VM()
+	},
+	"unreachable": func([]string) int {
+		return unreachableVM()
 	},
 	"nolease": func([]string) int {
 		return serve(context.Background(), pingMux(), client.WithoutLease())
@@ -291,7 +304,7 @@ func sigCountVM() int {
 // host is dead, nothing but the broken pipe of its next line ends it.
 func tickerVM() int {
 	signal.Ignore(syscall.SIGTERM)
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	if _, err := initializeListening(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

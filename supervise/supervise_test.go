@@ -165,7 +165,10 @@ func TestCrashingVMRestartsWithGrowingDelays(t *testing.T) {
 // crashed is launched again after the initial delay.
 func TestLongRunResetsTheBackoff(t *testing.T) {
 	t.Parallel()
-	backoff := supervise.Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, ResetAfter: 500 * time.Millisecond}
+	// A VM that crashes at once runs a few hundred milliseconds (its start,
+	// its handshake, its shutdown), a second or so on a loaded machine: far
+	// less than ResetAfter, and the long run far more.
+	backoff := supervise.Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, ResetAfter: 3 * time.Second}
 	s, rec := newSupervisor(t, backoff)
 	var mu sync.Mutex
 	launches := 0
@@ -175,7 +178,7 @@ func TestLongRunResetsTheBackoff(t *testing.T) {
 		launches++
 		runFor := "0s" // the first two crash at once
 		if launches == 3 {
-			runFor = "1s" // the third runs past ResetAfter
+			runFor = "3500ms" // the third runs past ResetAfter
 		}
 		return vmretest.Command("crash", runFor), nil
 	}

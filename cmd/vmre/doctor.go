@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/vmpeer"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -23,7 +23,8 @@ of the launch with its time:
   exec       the process starts
   dial-back  the VM calls the engine back (Initialize)
   version    the VM's protocol version is the host's
-  server     the address the VM announced accepts connections
+  server     the address the VM announced accepts connections (the launch
+             connects to it before it answers the VM's Initialize)
   health     grpc.health.v1 Check says serving, asked over gRPC with h2c or,
              when the VM's server does not speak HTTP/2, over Connect with
              HTTP/1.1 (without a health service: the server answers HTTP)
@@ -54,9 +55,6 @@ const (
 	phaseHealth   = "health"
 	phaseStop     = "stop"
 )
-
-// serverDialTimeout bounds the check that the VM's server accepts connections.
-const serverDialTimeout = 2 * time.Second
 
 func doctorCommand(ctx context.Context, args []string, e env) int {
 	var f launchFlags
@@ -193,6 +191,20 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, t
 			fix:   mismatch.Hint()}
 		d.report.failed(v, exitVersionMismatch, "protocol version mismatch", rest[1:]...)
 
+	case lerr.Phase == launcher.PhaseReady:
+		dial.outcome, dial.detail = phaseOK, calledBack(call)
+		d.report.add(dial)
+		version := "the host's"
+		if call != nil {
+			version = fmt.Sprintf("%d, as the host", call.ProtocolVersion)
+		}
+		d.report.add(phase{name: phaseVersion, outcome: phaseOK, detail: "protocol version " + version})
+		p := phase{name: phaseServer, detail: lerr.Err.Error(),
+			cause: "the VM called back before it listened, or announced another address than its listener's",
+			fix:   "listen first, then call Initialize with the listener's own address (client.Serve does both)",
+			lines: lerr.Stderr}
+		d.report.failed(p, exitCode(err), "the VM's server is not reachable", phaseHealth, phaseStop)
+
 	case call != nil && !call.Accepted():
 		dial.detail = fmt.Sprintf("the VM called back, but the engine refused it: %s: %s", call.Result(), connectMessage(call.Err))
 		dial.cause = "the VM's Initialize request is not valid (see the engine's message); then: " + launchOutcome(lerr)
@@ -227,24 +239,14 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, t
 	return false
 }
 
-// checkServer reports the server and health phases.
+// checkServer reports the server and health phases. The launch has
+// connected to the VM's server already: it is reachable.
 func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
 	addr := rt.Status().Addr
-	start := time.Now()
-	conn, err := (&net.Dialer{Timeout: serverDialTimeout}).DialContext(sig.first, "tcp", addr)
-	p := phase{name: phaseServer, elapsed: time.Since(start)}
-	if err != nil {
-		p.detail = "the VM announced " + addr + ", which does not accept connections: " + err.Error()
-		p.cause = "the VM called back before it listened, or announced another address than its listener's"
-		p.fix = "listen first, then call Initialize with the listener's own address (client.Serve does both)"
-		d.report.failed(p, exitFailure, "the VM's server is not reachable", phaseHealth, phaseStop)
-		return false
-	}
-	conn.Close()
-	p.outcome, p.detail = phaseOK, addr+" accepts connections"
-	d.report.add(p)
+	d.report.add(phase{name: phaseServer, outcome: phaseOK, detail: addr + " accepts connections"})
 
-	res, err := probeVM(sig.first, addr)
+	peer := vmpeer.Over(addr, rt.HTTPClient(), rt.HTTP2)
+	res, err := probeVM(sig.first, peer)
 	h := phase{name: phaseHealth, elapsed: res.elapsed}
 	if err != nil {
 		h.detail = err.Error()

@@ -33,16 +33,21 @@ type probeResult struct {
 	elapsed  time.Duration
 }
 
-// probeVM checks a VM's health at addr: grpc.health.v1 Check of the whole
-// server (service ""), once, over gRPC with h2c when the VM's server speaks
-// it, else over the Connect protocol with HTTP/1.1 (docs/VM-AUTHORS.md).
-// A VM without a health service gets a plain HTTP request instead, over the
-// transport its server answered, which proves only that the server answers.
-func probeVM(ctx context.Context, addr string) (probeResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
+// probeAddr is probeVM of the VM's server at addr, with a client of its own.
+func probeAddr(ctx context.Context, addr string) (probeResult, error) {
 	peer := vmpeer.New(addr)
 	defer peer.Close()
+	return probeVM(ctx, peer)
+}
+
+// probeVM checks a VM's health: grpc.health.v1 Check of the whole server
+// (service ""), once, over gRPC with h2c when the VM's server speaks it,
+// else over the Connect protocol (docs/VM-AUTHORS.md). A VM without a
+// health service gets a plain HTTP request instead, over the transport its
+// server answered, which proves only that the server answers.
+func probeVM(ctx context.Context, peer *vmpeer.Peer) (probeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
 
 	start := time.Now()
 	var res *grpchealth.CheckResponse
@@ -52,8 +57,8 @@ func probeVM(ctx context.Context, addr string) (probeResult, error) {
 		return err
 	})
 	r := probeResult{method: probeGRPCHealth, elapsed: time.Since(start)}
-	if proto := peer.Protocol(); proto != vmpeer.Unknown {
-		r.protocol = proto.String()
+	if peer.Protocol() != vmpeer.Unknown {
+		r.protocol = peer.Describe()
 	}
 	switch {
 	case err == nil:
@@ -65,10 +70,10 @@ func probeVM(ctx context.Context, addr string) (probeResult, error) {
 	case errors.As(err, new(*vmpeer.NoProtocolError)):
 		return r, fmt.Errorf("grpc.health.v1 Check: %w", err)
 	case connect.CodeOf(err) != connect.CodeUnimplemented:
-		return r, fmt.Errorf("grpc.health.v1 Check at %s over %s: %w", addr, r.protocol, err)
+		return r, fmt.Errorf("grpc.health.v1 Check at %s over %s: %w", peer.URL(), r.protocol, err)
 	}
 
-	transport := peer.Protocol().Transport()
+	transport := peer.Transport()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peer.URL()+"/", nil)
 	if err != nil {
 		return r, err
@@ -77,7 +82,7 @@ func probeVM(ctx context.Context, addr string) (probeResult, error) {
 	resp, err := peer.HTTPClient().Do(req)
 	r.elapsed = time.Since(start)
 	if err != nil {
-		return r, fmt.Errorf("the VM has no grpc.health.v1 service, and its server at %s does not answer HTTP over %s: %w", addr, transport, err)
+		return r, fmt.Errorf("the VM has no grpc.health.v1 service, and its server at %s does not answer HTTP over %s: %w", peer.URL(), transport, err)
 	}
 	resp.Body.Close()
 	r.status = fmt.Sprintf("answers HTTP over %s (status %d); it has no grpc.health.v1 service", transport, resp.StatusCode)

@@ -74,7 +74,7 @@ func TestProbeHTTP1(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := probeVM(t.Context(), tc.addr)
+			res, err := probeAddr(t.Context(), tc.addr)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("error %v, want an error: %v", err, tc.wantErr)
 			}

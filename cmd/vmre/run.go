@@ -170,7 +170,7 @@ func vmEnded(log *slog.Logger, vm supervise.VM) int {
 // checkVM probes the VM's health, then stops it, and ends on a verdict.
 func (f *runFlags) checkVM(sig *signals, log *slog.Logger, h *host, vm supervise.VM) int {
 	var failed []string
-	res, err := probeVM(sig.first, vm.Addr)
+	res, err := probeAddr(sig.first, vm.Addr)
 	if err != nil {
 		log.Error("health probe failed", "probe", res.method, "protocol", res.protocol, "error", err.Error(), "elapsed", res.elapsed)
 		failed = append(failed, "the health probe failed")

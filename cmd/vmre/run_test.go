@@ -141,7 +141,7 @@ func TestRunVMExitsOnItsOwn(t *testing.T) {
 			// The VM lives a moment after its handshake: one that exited at
 			// the very moment its handshake completed could be reported
 			// either way by the launcher, which sees both at once.
-			vm := curlHandshakeScript(t, curl, "127.0.0.1:9", "sleep 0.2\nexit "+strconv.Itoa(tc.vmExit))
+			vm := curlHandshakeScript(t, curl, listening(t), "sleep 0.2\nexit "+strconv.Itoa(tc.vmExit))
 			r := runVMRE(t, 30*time.Second, "run", "--events", "-", vm)
 			if r.code != tc.code {
 				t.Fatalf("exit %d, want %d\nstderr:\n%s", r.code, tc.code, r.stderr)
@@ -259,18 +259,19 @@ func TestRunServesNodeMux(t *testing.T) {
 func TestRunLegacy(t *testing.T) {
 	t.Parallel()
 	curl := needCurl(t)
-	body := legacyInitializeFrame(t, 1, "127.0.0.1:9")
+	addr := listening(t)
+	body := legacyInitializeFrame(t, 1, addr)
 	vm := writeScript(t, "legacyvm", curl+` -sS --http2-prior-knowledge -o /dev/null -H 'Content-Type: application/grpc' \
   -H 'TE: trailers' --data-binary @`+body+` "http://$AVALANCHE_VM_RUNTIME_ENGINE_ADDR/vm.runtime.Runtime/Initialize" >&2 || exit 9
 exec sleep 30
 `)
 	p, muxAddr, hs := startRun(t, "--legacy", "--graceful-timeout", "10s", vm)
 	pid := int(hs["pid"].(float64))
-	if hs["addr"] != "127.0.0.1:9" {
-		t.Errorf("ready: addr %v", hs["addr"])
+	if hs["addr"] != addr {
+		t.Errorf("ready: addr %v; want %s", hs["addr"], addr)
 	}
 	vms := getVMs(t, muxAddr)
-	if len(vms) != 1 || vms[0].Pid != pid || vms[0].Addr != "127.0.0.1:9" || vms[0].State != "running" {
+	if len(vms) != 1 || vms[0].Pid != pid || vms[0].Addr != addr || vms[0].State != "running" {
 		t.Errorf("GET /v1/vms: %+v", vms)
 	}
 	if code := p.signal(t, syscall.SIGINT, 20*time.Second); code != exitOK {
@@ -292,6 +293,19 @@ func legacyInitializeFrame(t *testing.T, version byte, addr string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// listening returns the address of a loopback listener that is open until
+// the test ends and serves nothing, for a VM that only has to announce an
+// address the host can connect to.
+func listening(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
 }
 
 // curlHandshakeScript is a VM that completes the native handshake with
@@ -348,7 +362,7 @@ func TestRunSecondSignalKills(t *testing.T) {
 	curl := needCurl(t)
 	// The VM ignores SIGTERM from its first line, before its handshake:
 	// the first signal must not end it.
-	vm := writeScript(t, "stubborn", "trap '' TERM\n"+curlHandshake(curl, "127.0.0.1:9")+"while :; do sleep 1; done\n")
+	vm := writeScript(t, "stubborn", "trap '' TERM\n"+curlHandshake(curl, listening(t))+"while :; do sleep 1; done\n")
 	p, _, hs := startRun(t, "--graceful-timeout", "60s", vm)
 	pid := int(hs["pid"].(float64))
 	start := time.Now()

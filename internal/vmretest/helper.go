@@ -54,7 +54,7 @@ func Env() []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case vmre.EngineAddressKey, vmre.EngineTokenKey, ModeKey, "GORACE":
+		case vmre.EngineAddressKey, vmre.EngineTokenKey, vmre.LeaseFDKey, ModeKey, "GORACE":
 			continue
 		}
 		env = append(env, kv)

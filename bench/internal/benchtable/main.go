@@ -80,18 +80,22 @@ func (r results) median(name, unit string) (float64, int) {
 }
 
 // row is one line of the table: a benchmark, optionally against a reference
-// benchmark of the same run with a target for the ratio.
+// benchmark of the same run with a target for the ratio (or the difference).
 type row struct {
 	name, unit string
 	ref        string  // the benchmark the ratio is taken to, or ""
 	refUnit    string  // the unit of ref to take the ratio to, when not unit
+	minus      bool    // show the difference to ref, in unit, instead of the ratio
 	target     float64 // the target for the ratio or, without ref, the value
 	atMost     bool    // the ratio (value) must be at most target, else at least
 }
 
 var rows = slices.Concat([]row{
 	{name: "Launch/floor", unit: "ns/op"},
+	{name: "Launch/init-only", unit: "ns/op", ref: "Launch/floor"},
 	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 1.3, atMost: true},
+	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/init-only", minus: true, target: 0.5e6, atMost: true},
+	{name: "Launch/vmre", unit: "initialize-ns/launch"},
 	{name: "LaunchConcurrent/floor", unit: "ns/op"},
 	{name: "LaunchConcurrent/vmre", unit: "ns/op", ref: "LaunchConcurrent/floor", target: 1.3, atMost: true},
 	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
@@ -100,15 +104,27 @@ var rows = slices.Concat([]row{
 	{name: "RegistryLoad", unit: "seal-ns/load", ref: "RegistryLoad", refUnit: "hash-ns/load"},
 	{name: "Stop/floor", unit: "ns/op"},
 	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
+	{name: "StopConcurrent/floor", unit: "ns/op"},
+	{name: "StopConcurrent/init-only", unit: "ns/op", ref: "StopConcurrent/floor"},
+	{name: "StopConcurrent/vmre", unit: "ns/op", ref: "StopConcurrent/floor", target: 2, atMost: true},
+	{name: "FirstCall/grpc/fresh", unit: "ns/op"},
+	{name: "FirstCall/grpc/runtime", unit: "ns/op", target: 0.3e6, atMost: true},
+	{name: "FirstCall/connect/fresh", unit: "ns/op"},
+	{name: "FirstCall/connect/runtime", unit: "ns/op", target: 0.3e6, atMost: true},
 	{name: "Initialize/connect-json", unit: "ns/op"},
 	{name: "Initialize/connect-proto", unit: "ns/op"},
 	{name: "Initialize/grpc", unit: "ns/op"},
 	{name: "Initialize/grpcweb", unit: "ns/op"},
 	{name: "LogPipe/copy", unit: "MB/s"},
-	{name: "IdleVM", unit: "goroutines/VM", target: 5, atMost: true},
-	{name: "IdleVM", unit: "heap-B/VM", target: 64 << 10, atMost: true},
+	{name: "IdleVM", unit: "goroutines/VM", target: 3, atMost: true},
+	{name: "IdleVM", unit: "fds/VM", target: 3, atMost: true},
+	{name: "IdleVM", unit: "heap-B/VM", target: 24 << 10, atMost: true},
 	{name: "IdleVM", unit: "stack-B/VM"},
 	{name: "IdleVM", unit: "threads/VM"},
+	{name: "IdleVM", unit: "sockets/VM"},
+	{name: "IdleVM", unit: "client-goroutines/VM"},
+	{name: "IdleVM", unit: "client-fds/VM"},
+	{name: "IdleVM", unit: "client-heap-B/VM"},
 }, logRows())
 
 // logRows are the rows of BenchmarkLogPipe: per handler, each format's
@@ -146,6 +162,9 @@ func printTable(w io.Writer, r results) {
 		if !strings.HasSuffix(row.unit, "/op") && !strings.HasSuffix(row.unit, "/s") {
 			label += " " + row.unit
 		}
+		if row.minus {
+			label += " − " + row.ref
+		}
 		ratio, target, met := "", "", ""
 		got := v
 		if row.ref != "" {
@@ -159,6 +178,9 @@ func printTable(w io.Writer, r results) {
 			}
 			got = v / ref
 			ratio = fmt.Sprintf("%.2f×", got)
+			if row.minus {
+				got, v, ratio = v-ref, v-ref, ""
+			}
 		}
 		if row.target != 0 {
 			op := "≥"
@@ -166,7 +188,7 @@ func printTable(w io.Writer, r results) {
 			if row.atMost {
 				op, ok = "≤", got <= row.target
 			}
-			if row.ref != "" {
+			if row.ref != "" && !row.minus {
 				target = op + " " + strconv.FormatFloat(row.target, 'g', -1, 64) + "×"
 			} else {
 				target = op + " " + format(row.target, row.unit)
@@ -180,7 +202,7 @@ func printTable(w io.Writer, r results) {
 // format prints a value in a unit people read: times in µs or ms.
 func format(v float64, unit string) string {
 	switch unit {
-	case "ns/op", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load":
+	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}
@@ -189,7 +211,7 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.0f MB/s", v)
 	case "allocs/line":
 		return fmt.Sprintf("%.2f", v)
-	case "heap-B/VM", "stack-B/VM":
+	case "heap-B/VM", "stack-B/VM", "client-heap-B/VM":
 		return fmt.Sprintf("%.1f KiB", v/1024)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)

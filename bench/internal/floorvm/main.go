@@ -5,31 +5,15 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/vmre/vmre/bench/internal/floorline"
 )
 
 func main() {
-	// Caught before the line is written, so that a host that has read it
-	// can stop the plugin gracefully.
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: floorvm HOST:PORT")
 		os.Exit(2)
 	}
-	conn, err := net.Dial("tcp", os.Args[1])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if _, err := io.WriteString(conn, "ready\n"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	<-term
-	conn.Close()
+	os.Exit(floorline.Run(os.Args[1]))
 }

@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -40,8 +41,13 @@ func run(args []string) error {
 	block := loglines.Block(format)
 	start := make(chan os.Signal, 1)
 	signal.Notify(start, os.Interrupt)
-	// The VM never serves: the address only has to be a loopback host:port.
-	if _, err := client.Initialize(context.Background(), "127.0.0.1:1"); err != nil {
+	// The VM never serves: the host only connects to its listener.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if _, err := client.Initialize(context.Background(), ln.Addr().String()); err != nil {
 		return err
 	}
 	<-start

@@ -1,5 +1,9 @@
-// Command minvm is a minimal vmre VM: one tiny handler, GET /ping, served
+// Command minvm is a minimal vmre VM: GET /ping and grpc.health.v1, served
 // through client.Serve. It is what a VM author's smallest program costs.
+//
+// With -bench-init-only HOST:PORT it does what floorvm does instead of
+// client.Serve: the same program, imports and package init included, up to
+// main, and the least a plugin can do after that.
 package main
 
 import (
@@ -9,12 +13,19 @@ import (
 	"net/http"
 	"os"
 
+	"connectrpc.com/grpchealth"
+
+	"github.com/vmre/vmre/bench/internal/floorline"
 	"github.com/vmre/vmre/client"
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-bench-init-only" {
+		os.Exit(floorline.Run(os.Args[2]))
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong\n") })
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker()))
 	if err := client.Serve(context.Background(), mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
