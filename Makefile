@@ -10,6 +10,9 @@ BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
+STRESS_RUNS ?= 5
+STRESS_PKGS ?= $(PKGS)
+STRESS_LOAD ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 # The release the protos must stay wire-compatible with (buf breaking): the
 # first landing of vmre.
 BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
@@ -17,7 +20,7 @@ BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
 TSVM     := examples/typescript-vm
 TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
 
-.PHONY: all generate lint check-generated examples test build run bench fuzz soak clean
+.PHONY: all generate lint check-generated examples test build run bench fuzz soak stress clean
 
 all: build
 
@@ -81,6 +84,24 @@ fuzz:
 ## soak: 1000 launch/stop cycles, checking for leaks
 soak:
 	VMRE_SOAK=1000 $(GO) test -run '^TestSoak$$' -count=1 -timeout 30m -v ./launcher/
+
+## stress: every test with -race, STRESS_RUNS times in a row, while STRESS_LOAD
+## busy loops keep the CPUs busy; stops at the first failure. A developer's
+## check before stopping, not run in CI. STRESS_PKGS=./launcher STRESS_RUNS=20
+## runs one package's tests 20 times.
+stress: examples
+	@set -e; pids=""; \
+	trap 'for p in $$pids; do kill $$p 2>/dev/null || true; done; wait' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq $(STRESS_LOAD)); do yes >/dev/null & pids="$$pids $$!"; done; \
+	echo "== $(STRESS_LOAD) busy loops:$$pids"; \
+	begin=$$(date +%s); \
+	for run in $$(seq $(STRESS_RUNS)); do \
+	  start=$$(date +%s); \
+	  $(GO) test -race -count=1 -timeout 20m $(STRESS_PKGS); \
+	  echo "== run $$run of $(STRESS_RUNS) passed in $$(( $$(date +%s) - start ))s"; \
+	done; \
+	echo "== $(STRESS_RUNS) runs in a row passed in $$(( $$(date +%s) - begin ))s"
 
 clean:
 	rm -rf $(BIN) $(TSVM)/node_modules $(TSVM)/dist

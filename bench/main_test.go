@@ -13,25 +13,14 @@ import (
 	"sync"
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	if code == 0 {
-		// Every benchmark stops its VMs and engines and waits for them.
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain runs the benchmarks, removes the VMs it built, and fails the
+// package when a benchmark leaves a goroutine behind: every benchmark stops
+// its VMs and engines and waits for them.
+func TestMain(m *testing.M) { vmretest.Main(m, nil, vmretest.RemoveDir(&builtDir)) }
 
 // pluginsKey names a directory that already holds the plugins, for running
 // a compiled benchmark binary outside the module (under strace or perf):

@@ -24,7 +24,7 @@ func TestServeShutdownIdleHTTP2(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()),
 		client.WithLogger(slog.New(logs)), client.WithShutdownTimeout(300*time.Millisecond))
-	waitFor(t, v.handshake, "the handshake")
+	vmretest.WaitClosed(t, v.handshake, "the handshake")
 	hc := vmretest.H2CClient(t)
 	res, err := hc.Get("http://" + v.addr + helloPath)
 	if err != nil {

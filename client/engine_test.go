@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"testing"
-	"time"
 
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/server"
@@ -37,14 +35,4 @@ func withoutLease(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// waitFor fails the test unless ch closes within waitTimeout.
-func waitFor(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("%s did not happen within %v", what, waitTimeout)
-	}
 }

@@ -100,7 +100,7 @@ func TestInitialize(t *testing.T) {
 			if *host != (client.Host{Name: "vmre", ProtocolVersion: 1}) {
 				t.Errorf("host %+v; want vmre, version 1", *host)
 			}
-			waitFor(t, l.Initialized(), "the launch's handshake")
+			vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
 			if addr, _ := l.Result(); addr != vmAddr {
 				t.Errorf("the host got addr %q; want %q", addr, vmAddr)
 			}

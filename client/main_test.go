@@ -52,7 +52,3 @@ func runVM(args []string) int {
 	}
 	return 0
 }
-
-// waitTimeout bounds every wait in these tests; it only turns a hang into a
-// failure.
-const waitTimeout = 10 * time.Second

@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
@@ -68,8 +70,8 @@ func serveResult(t *testing.T, done <-chan error) error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(waitTimeout):
-		t.Fatalf("Serve did not return within %v", waitTimeout)
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatalf("Serve did not return within %v", vmretest.WaitTimeout)
 		return nil
 	}
 }
@@ -106,7 +108,7 @@ func TestServeUntilContextEnds(t *testing.T) {
 	l := vmretest.NewLaunch(t, e, 1, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()))
-	waitFor(t, v.handshake, "the handshake")
+	vmretest.WaitClosed(t, v.handshake, "the handshake")
 	if got, _ := l.Result(); got != v.addr {
 		t.Errorf("the VM announced %q; want its listener's %q", got, v.addr)
 	}
@@ -124,7 +126,7 @@ func TestServeUntilLeaseEnds(t *testing.T) {
 	lw := newLeaseWatch()
 	l := vmretest.NewLaunch(t, e, 1, lw.onCall)
 	v := serveVM(t, t.Context(), client.WithEngine(engineAddr, l.Token()))
-	waitFor(t, lw.granted, "the lease")
+	vmretest.WaitClosed(t, lw.granted, "the lease")
 	getHello(t, v.addr)
 	l.End()
 	if err := serveResult(t, v.done); err != nil {
@@ -133,31 +135,41 @@ func TestServeUntilLeaseEnds(t *testing.T) {
 	v.wantClosed(t)
 }
 
+// stillServingWindow is how long a test watches Serve not return after the
+// moment it could have been told, wrongly, to stop. Nothing marks that
+// Serve has decided to go on; a Serve that stopped would return within this
+// window (its shutdown takes milliseconds), and a Serve that goes on never
+// returns in it, so the window can only miss a wrong Serve on a very loaded
+// machine, never fail a right one.
+const stillServingWindow = 300 * time.Millisecond
+
+// stillServing fails the test if Serve returns within stillServingWindow,
+// then checks that the VM answers.
+func (v *vm) stillServing(t *testing.T, why string) {
+	t.Helper()
+	select {
+	case err := <-v.done:
+		t.Fatalf("Serve returned %v %s; want it to keep serving", err, why)
+	case <-time.After(stillServingWindow):
+	}
+	getHello(t, v.addr)
+}
+
 // TestServeEngineWithoutLease: an engine that does not offer the lease
 // does not stop the VM; it serves until its context ends.
 func TestServeEngineWithoutLease(t *testing.T) {
 	t.Parallel()
-	asked := make(chan struct{})
-	var once atomic.Bool
-	e, engineAddr := vmretest.StartEngine(t, server.Config{}, func(h http.Handler) http.Handler {
-		h = withoutLease(h)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(w, r)
-			if r.URL.Path == "/vmre.runtime.v1.RuntimeService/Lease" && once.CompareAndSwap(false, true) {
-				close(asked) // after the 404 has been written
-			}
-		})
-	})
+	e, engineAddr := vmretest.StartEngine(t, server.Config{}, withoutLease)
 	l := vmretest.NewLaunch(t, e, 1, nil)
 	ctx, cancel := context.WithCancel(t.Context())
-	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()))
-	waitFor(t, asked, "the lease request")
-	getHello(t, v.addr)
-	select {
-	case err := <-v.done:
-		t.Fatalf("Serve returned %v when the engine had no lease to offer; want it to keep serving", err)
-	default:
-	}
+	// The VM's own HTTP client tells when the VM has read the engine's
+	// answer to its Lease: from then on, Serve acts on it.
+	answered := make(chan struct{})
+	hc := &http.Client{Transport: &leaseAnswerWatch{RoundTripper: &http.Transport{}, read: answered}}
+	t.Cleanup(hc.CloseIdleConnections)
+	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()), client.WithHTTPClient(hc))
+	vmretest.WaitClosed(t, answered, "the VM's reading of the refused lease")
+	v.stillServing(t, "when the engine had no lease to offer")
 	cancel()
 	if err := serveResult(t, v.done); err != nil {
 		t.Errorf("Serve = %v; want nil", err)
@@ -179,10 +191,10 @@ func TestServeWithoutLease(t *testing.T) {
 	l := vmretest.NewLaunch(t, e, 1, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	v := serveVM(t, ctx, client.WithEngine(engineAddr, l.Token()), client.WithoutLease())
-	waitFor(t, v.handshake, "the handshake")
+	vmretest.WaitClosed(t, v.handshake, "the handshake")
 	getHello(t, v.addr)
 	l.End() // without a lease, the VM does not notice
-	getHello(t, v.addr)
+	v.stillServing(t, "after the host ended a launch that held no lease")
 	cancel()
 	if err := serveResult(t, v.done); err != nil {
 		t.Errorf("Serve = %v; want nil", err)
@@ -218,4 +230,32 @@ func TestServeNotPlugin(t *testing.T) {
 		t.Errorf("Serve = %v; want ErrNotPlugin", err)
 	}
 	v.wantClosed(t)
+}
+
+// leaseAnswerWatch is the VM's HTTP transport in a test: it closes read
+// once the VM has read the body of the answer to its first Lease.
+type leaseAnswerWatch struct {
+	http.RoundTripper
+	read chan struct{}
+	once sync.Once
+}
+
+func (w *leaseAnswerWatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := w.RoundTripper.RoundTrip(req)
+	if err != nil || req.URL.Path != runtimev1connect.RuntimeServiceLeaseProcedure {
+		return res, err
+	}
+	res.Body = &closeWatch{ReadCloser: res.Body, closed: func() { w.once.Do(func() { close(w.read) }) }}
+	return res, nil
+}
+
+type closeWatch struct {
+	io.ReadCloser
+	closed func()
+}
+
+func (c *closeWatch) Close() error {
+	err := c.ReadCloser.Close()
+	c.closed()
+	return err
 }

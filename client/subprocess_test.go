@@ -72,8 +72,8 @@ func (vm *vmProcess) waitHandshake(t *testing.T, l *server.Launch) {
 	case <-l.Initialized():
 	case <-vm.exited:
 		t.Fatalf("the VM exited (%v) before its handshake; stderr:\n%s", vm.err, vm.stderr.String())
-	case <-time.After(waitTimeout):
-		t.Fatalf("no handshake within %v", waitTimeout)
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatalf("no handshake within %v", vmretest.WaitTimeout)
 	}
 }
 
@@ -84,8 +84,8 @@ func (vm *vmProcess) waitLease(t *testing.T, lw *leaseWatch) {
 	case <-lw.granted:
 	case <-vm.exited:
 		t.Fatalf("the VM exited (%v) before taking its lease; stderr:\n%s", vm.err, vm.stderr.String())
-	case <-time.After(waitTimeout):
-		t.Fatalf("the VM took no lease within %v", waitTimeout)
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatalf("the VM took no lease within %v", vmretest.WaitTimeout)
 	}
 }
 
@@ -95,8 +95,8 @@ func (vm *vmProcess) exitCode(t *testing.T) int {
 	t.Helper()
 	select {
 	case <-vm.exited:
-	case <-time.After(waitTimeout):
-		t.Fatalf("the VM did not exit within %v", waitTimeout)
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatalf("the VM did not exit within %v", vmretest.WaitTimeout)
 	}
 	var exitErr *exec.ExitError
 	if vm.err != nil && !errors.As(vm.err, &exitErr) {
@@ -164,15 +164,12 @@ func TestSubprocessServe(t *testing.T) {
 	if code := vm.exitCode(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; want 0; stderr:\n%s", code, vm.stderr.String())
 	}
-	for _, want := range []string{"handshake accepted", "shutting down"} {
-		if !strings.Contains(vm.stderr.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, vm.stderr.String())
-		}
-	}
 }
 
 // TestSubprocessLeaseEnds proves the VM shuts down by itself, exit 0, when
-// the host ends its lease: by ending the launch or closing the engine.
+// the host ends its lease: by ending the launch or closing the engine. The
+// test sends no signal and the VM holds its lease until then: only the
+// lease's end can make it exit.
 func TestSubprocessLeaseEnds(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -196,15 +193,13 @@ func TestSubprocessLeaseEnds(t *testing.T) {
 			if code := vm.exitCode(t); code != 0 {
 				t.Fatalf("exit code %d; want 0; stderr:\n%s", code, vm.stderr.String())
 			}
-			if !strings.Contains(vm.stderr.String(), "the host ended the lease") {
-				t.Errorf("stderr does not say the host ended the lease:\n%s", vm.stderr.String())
-			}
 		})
 	}
 }
 
 // TestSubprocessNotPlugin starts the VM by hand, without the host's variables:
-// it must say how to run it and exit 1.
+// it must say how to run it and exit 1. What it says on stderr is the
+// subject.
 func TestSubprocessNotPlugin(t *testing.T) {
 	t.Parallel()
 	vm := startVM(t, 1)
@@ -218,7 +213,8 @@ func TestSubprocessNotPlugin(t *testing.T) {
 }
 
 // TestSubprocessVersionMismatch runs a VM built for a newer protocol: it must
-// exit 1 with the mismatch on stderr, and the launch stays pending.
+// exit 1 with the mismatch on stderr (the message is the subject), and the
+// launch stays pending.
 func TestSubprocessVersionMismatch(t *testing.T) {
 	t.Parallel()
 	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)

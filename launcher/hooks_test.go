@@ -51,13 +51,6 @@ func kindsWithoutLease(events []vmretest.Event) []string {
 	return kinds
 }
 
-func wantKinds(t *testing.T, got []string, want ...string) {
-	t.Helper()
-	if !slices.Equal(got, want) {
-		t.Fatalf("events %v; want %v", got, want)
-	}
-}
-
 func TestHooksLaunchStopCycle(t *testing.T) {
 	t.Parallel()
 	l, events := hooksOnly(t, launcher.Config{})

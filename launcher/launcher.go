@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,7 +132,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		r.name = filepath.Base(cmd.Path)
 	}
 
-	wait := &handshakeWait{mismatch: make(chan *vmre.VersionMismatchError, 1)}
+	wait := &handshakeWait{mismatch: make(chan *vmre.VersionMismatchError, 1), accepted: make(chan struct{})}
 	wait.reach = newReach(server.AcceptVersions(l.s.HostName, l.s.versions...), l.s.HandshakeTimeout)
 	hs, engineEnv, lerr := l.register(r, wait)
 	if lerr != nil {
@@ -216,8 +217,10 @@ func (r *Runtime) failed(err *LaunchError) (*Runtime, error) {
 // handshakeWait is what a launch's engine hook and Initializer tell the
 // waiting Launch.
 type handshakeWait struct {
-	mismatch chan *vmre.VersionMismatchError // the first mismatch
-	reach    *reach                          // the launch's Initializer
+	mismatch     chan *vmre.VersionMismatchError // the first mismatch
+	reach        *reach                          // the launch's Initializer
+	accepted     chan struct{}                   // closed once the accepted Initialize has been told
+	acceptedOnce sync.Once
 }
 
 // register takes the launch into the engine, or a legacy listener of its
@@ -227,6 +230,9 @@ func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, 
 	onCall := func(c server.Call) {
 		// Told before Launch may act on the call: its events come first.
 		r.hooks.engineCall(EngineCallInfo{VM: r.name, Pid: int(r.pid.Load()), Call: c})
+		if c.Accepted() && strings.HasSuffix(c.Procedure, "/Initialize") {
+			wait.acceptedOnce.Do(func() { close(wait.accepted) })
+		}
 		var mismatch *vmre.VersionMismatchError
 		if errors.As(c.Err, &mismatch) {
 			select {
@@ -257,19 +263,24 @@ func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, 
 
 // awaitHandshake waits for the first of: the VM's Initialize, a version
 // mismatch, an address where nothing answers, the timeout, the VM's exit,
-// ctx. On failure it stops the VM and waits until it is reaped.
+// ctx. On failure it stops the VM and waits until it is reaped. A completed
+// handshake returns once the hooks have been told of the call that
+// completed it, which the engine does just after it marks the launch
+// initialized.
 func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Handshake, wait *handshakeWait) *LaunchError {
 	timer := time.NewTimer(l.s.HandshakeTimeout)
 	defer timer.Stop()
 	var lerr *LaunchError
 	select {
 	case <-hs.Initialized():
+		<-wait.accepted
 		return nil
 	case mismatch := <-wait.mismatch:
 		lerr = &LaunchError{Phase: PhaseVersion, Err: mismatch}
 	case err := <-wait.reach.unreachable:
 		select {
 		case <-hs.Initialized():
+			<-wait.accepted
 			return nil // another call of the VM completed the handshake
 		default:
 		}
@@ -279,6 +290,7 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 	case <-r.Done():
 		select {
 		case <-hs.Initialized():
+			<-wait.accepted
 			return nil // it completed its handshake, then exited: the caller sees it in Done
 		case mismatch := <-wait.mismatch:
 			return &LaunchError{Phase: PhaseVersion, Err: mismatch}

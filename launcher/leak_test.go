@@ -5,13 +5,8 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/signal"
-	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
@@ -42,7 +37,7 @@ func TestEnvironment(t *testing.T) {
 		}
 	}()
 	rt.Stop(context.Background())
-	waitDone(t, rt, 10*time.Second)
+	waitDone(t, rt)
 	pw.Close()
 	<-lines
 	for _, name := range []string{"PATH", "VMRE_RUNTIME_ENGINE_ADDR", "VMRE_RUNTIME_ENGINE_TOKEN", vmretest.ModeKey} {
@@ -61,73 +56,4 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd on this system")
 	}
 	return len(entries)
-}
-
-// TestNoLeaks launches and stops many VMs and checks that the host's open
-// fds and goroutines end where they started.
-func TestNoLeaks(t *testing.T) {
-	const cycles, parallel = 200, 4
-	// os/signal's goroutine, which the first signal.Notify starts (the
-	// launcher's, for SIGCHLD), lives as long as the process: not a leak.
-	notified := make(chan os.Signal, 1)
-	signal.Notify(notified, syscall.SIGCHLD)
-	signal.Stop(notified)
-	fdsBefore := openFDs(t)
-	goroutinesBefore := runtime.NumGoroutine()
-
-	l, err := launcher.New(launcher.Config{GracefulTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, cycles)
-	work := make(chan int)
-	for range parallel {
-		wg.Go(func() {
-			for i := range work {
-				mode := "ok"
-				if i%10 == 9 {
-					mode = "exit3" // a failed launch must not leak either
-				}
-				rt, err := l.Launch(context.Background(), vmretest.Command(mode))
-				if mode == "exit3" {
-					if err == nil {
-						errs <- io.ErrUnexpectedEOF
-					}
-					continue
-				}
-				if err != nil {
-					errs <- err
-					continue
-				}
-				rt.Stop(context.Background())
-				<-rt.Done()
-			}
-		})
-	}
-	for i := range cycles {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	if fds := openFDs(t); fds != fdsBefore {
-		t.Errorf("open fds: %d before, %d after %d launches", fdsBefore, fds, cycles)
-	}
-	// Goroutines that end on their own (AfterExit callbacks, connection
-	// closers) may need a moment; goleak in TestMain is the strict check.
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > goroutinesBefore && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > goroutinesBefore {
-		t.Errorf("goroutines: %d before, %d after %d launches", goroutinesBefore, n, cycles)
-	}
 }

@@ -21,14 +21,15 @@ import (
 // legacyVM behaves as an rpcchainvm plugin built on grpc-go: it reads
 // AVALANCHE_VM_RUNTIME_ENGINE_ADDR, calls /vm.runtime.Runtime/Initialize
 // without a token, serves /vm.VM/Shutdown and, when stubborn, ignores
-// SIGTERM until Shutdown has been called, as such plugins do.
+// SIGTERM until Shutdown has been called, as such plugins do; otherwise
+// it exits 0 on SIGTERM, whenever that comes. It sets up its handling of
+// SIGTERM before anything else: a host may stop it the moment its
+// Initialize is accepted, before the call has even returned.
 func legacyVM(stubborn bool) int {
 	sigs := make(chan os.Signal, 1)
 	if stubborn {
 		signal.Ignore(syscall.SIGTERM)
 	} else {
-		// From the start: the host may stop the VM as soon as its
-		// handshake is accepted.
 		signal.Notify(sigs, syscall.SIGTERM)
 	}
 	engineAddr := os.Getenv(launcher.AvalancheEngineAddressKey)
@@ -61,6 +62,7 @@ func legacyVM(stubborn bool) int {
 		fmt.Fprintln(os.Stderr, "initialize:", err)
 		return 1
 	}
+	announceReady()
 
 	select {
 	case <-vm.stopped:

@@ -1,14 +1,12 @@
 package launcher_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -34,12 +32,12 @@ func TestVMLevelsAsUsersSeeThem(t *testing.T) {
 	} {
 		t.Run(tc.level.String(), func(t *testing.T) {
 			t.Parallel()
-			var out lockedBuffer
+			var out vmretest.SyncBuffer
 			log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: tc.level}))
 			l := newLauncher(t, launcher.Config{Logger: log, Name: "logvm"})
 			rt := mustLaunch(t, l, "logs")
 			rt.Stop(context.Background())
-			waitDone(t, rt, 10*time.Second)
+			waitDone(t, rt)
 			text := out.String()
 			for _, w := range tc.want {
 				if !strings.Contains(text, w) {
@@ -53,23 +51,4 @@ func TestVMLevelsAsUsersSeeThem(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that the two streams of a VM may write at
-// once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,8 +1,11 @@
 package launcher
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // setParentDeathSignal makes the kernel signal the VM when the host thread
@@ -39,4 +42,17 @@ func reap(_ *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
 			return ws, err
 		}
 	}
+}
+
+// pipeEmpty reports whether nothing is left to read in the pipe f.
+func pipeEmpty(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return true
+	}
+	n, ierr := 0, error(nil)
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil || ierr != nil {
+		return true
+	}
+	return n == 0
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -115,7 +114,7 @@ func TestRuntimeHTTPClient(t *testing.T) {
 		}
 	}
 	rt.Stop(context.Background())
-	waitDone(t, rt, 10*time.Second)
+	waitDone(t, rt)
 	if _, err := get(t, rt, "/"); !errors.Is(err, vmre.ErrProcessNotFound) {
 		t.Errorf("call after the VM's end: %v; want ErrProcessNotFound", err)
 	}
@@ -135,7 +134,7 @@ func TestRuntimeHTTPClientHTTP1(t *testing.T) {
 		}
 	}
 	rt.Stop(context.Background())
-	waitDone(t, rt, 10*time.Second)
+	waitDone(t, rt)
 }
 
 // An rpcchainvm plugin serves gRPC: its client speaks h2c, and calls its
@@ -153,7 +152,7 @@ func TestRuntimeHTTPClientLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A stubborn plugin stops on its Shutdown call alone.
-	if exit := waitDone(t, rt, 10*time.Second); !exit.Success() || exit.Stage != launcher.StageNone {
+	if exit := waitDone(t, rt); !exit.Success() || exit.Stage != launcher.StageNone {
 		t.Errorf("exit = %v; want code 0, on its own after Shutdown", exit)
 	}
 }

@@ -14,10 +14,15 @@ import (
 	"github.com/vmre/vmre/internal/vmpeer"
 )
 
-// drainTimeout bounds how long output is still read after the VM is reaped:
-// a process outside the VM's group may hold the pipes open, and the host
-// must not wait on it.
-const drainTimeout = 200 * time.Millisecond
+// After the VM is reaped, its pipes are read until they are empty, however
+// slow the host's handler: what the VM wrote before it exited is logged.
+// A pipe found empty after drainTimeout is held open by a process outside
+// the VM's group, and the host must not wait on it: its reading stops. One
+// that such a process still fills after maxDrain stops too.
+const (
+	drainTimeout = 200 * time.Millisecond
+	maxDrain     = 5 * time.Second
+)
 
 // Runtime is one running VM. Its methods are safe for concurrent use.
 type Runtime struct {
@@ -53,8 +58,9 @@ type Runtime struct {
 	stopOnce   sync.Once
 	stopWG     sync.WaitGroup // the legacy shutdown call, when one runs
 
-	// emitMu keeps the StopStage events in the order of their stages: it is
-	// taken under mu, which orders the stages, and held while they are told.
+	// emitMu keeps the StopStage events in the order of their stages, and
+	// before Exited: it is taken under mu, which orders the stages, and held
+	// while they are told.
 	emitMu sync.Mutex
 
 	mu   sync.Mutex
@@ -115,31 +121,35 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 	r.exited, r.markExited = context.WithCancel(context.Background())
 
 	counts := r.outputs.of(r.name)
-	var readers sync.WaitGroup
-	readers.Add(2)
+	// The last reader to reach the end of its pipe closes readersDone.
+	readersDone := make(chan struct{})
+	var reading atomic.Int32
+	reading.Store(2)
+	readerDone := func() {
+		if reading.Add(-1) == 0 {
+			close(readersDone)
+		}
+	}
 	go func() {
-		defer readers.Done()
+		defer readerDone()
 		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, drop: r.dropped("stdout"), counts: &counts.stdout}).run(outR)
 	}()
 	go func() {
-		defer readers.Done()
+		defer readerDone()
 		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr"), counts: &counts.stderr}).run(errR)
 	}()
-	afterExit(r.status.Pid, r.exits, func() { r.wait(outR, errR, &readers) })
+	afterExit(r.status.Pid, r.exits, func() { r.wait(outR, errR, readersDone) })
 	return nil
 }
 
 // wait reaps the VM, kills what is left of its process group, drains and
 // closes its pipes, and marks it exited. It runs once the VM has exited
 // (on Linux; elsewhere it waits for the exit itself).
-func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
+func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
 	ws, err := reap(r.cmd, r.status.Pid, r.markGone)
 	ran := time.Since(r.started)
 
-	deadline := time.Now().Add(drainTimeout)
-	outR.SetReadDeadline(deadline)
-	errR.SetReadDeadline(deadline)
-	readers.Wait()
+	drain(readersDone, outR, errR)
 	outR.Close()
 	errR.Close()
 	r.stopWG.Wait()
@@ -162,7 +172,11 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 	if r.onStop != nil {
 		r.onStop()
 	}
+	// After the StopStage event of the last signal sent, which the signal
+	// may have outrun: signal tells its stage under emitMu.
+	r.emitMu.Lock()
 	r.hooks.exited(ExitInfo{VM: r.name, Pid: r.status.Pid, Exit: exit})
+	r.emitMu.Unlock()
 	r.mu.Lock()
 	afterExit := r.afterExit
 	r.afterExit = nil
@@ -171,6 +185,28 @@ func (r *Runtime) wait(outR, errR *os.File, readers *sync.WaitGroup) {
 		f()
 	}
 	r.markExited()
+}
+
+// drain waits until the readers of a VM's pipes, which the VM has closed by
+// exiting, are done: each reader returns at the end of its pipe, or at a
+// read deadline drain sets once its pipe is empty after drainTimeout (or
+// after maxDrain, full or not).
+func drain(done <-chan struct{}, pipes ...*os.File) {
+	tick := time.NewTicker(drainTimeout)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		for _, p := range pipes {
+			if time.Since(start) >= maxDrain || pipeEmpty(p) {
+				p.SetReadDeadline(time.Now())
+			}
+		}
+	}
 }
 
 // dropped returns what the pipe of one stream calls when output is lost.

@@ -1,7 +1,9 @@
 package launcher_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,12 +20,16 @@ import (
 
 // vms are the test binary's lives as a VM, by mode (vmretest.Command). Each
 // is one kind of VM the launcher must handle.
+//
+// A VM that a test signals sets up its handling of the signal before it
+// does anything the test waits for (its handshake, a line it prints):
+// otherwise the signal can come first and end it by the default action.
 var vms = map[string]vmretest.Helper{
 	"ok": func([]string) int {
-		return serve(context.Background(), logger)
+		return serve(context.Background(), pingMux())
 	},
 	"mismatch": func([]string) int {
-		return serve(context.Background(), logger, client.WithProtocolVersion(2))
+		return serve(context.Background(), pingMux(), client.WithProtocolVersion(2))
 	},
 	"exit3": func([]string) int {
 		fmt.Fprintln(os.Stderr, "starting")
@@ -42,20 +48,29 @@ var vms = map[string]vmretest.Helper{
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		select {}
+		blockForever()
+		return 0
 	},
 	"grandchild": func([]string) int {
-		child := vmretest.Command("orphan")
-		if err := child.Start(); err != nil {
+		child, err := startIgnoringChild(false)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		fmt.Printf("grandchild=%d\n", child.Process.Pid)
-		return serve(context.Background(), logger)
+		fmt.Printf("grandchild=%d\n", child)
+		return serve(context.Background(), pingMux())
 	},
 	"orphan": func([]string) int {
+		// Ignores SIGTERM, then says so on the file readyFDKey names, if
+		// any, and lives until it is killed.
 		signal.Ignore(syscall.SIGTERM)
-		select {}
+		if os.Getenv(readyFDKey) != "" {
+			ready := os.NewFile(3, "ready")
+			fmt.Fprintln(ready, ignoringSIGTERM)
+			ready.Close()
+		}
+		blockForever()
+		return 0
 	},
 	"logs": func([]string) int {
 		logger.Warn("disk almost full", "free_mb", 12)
@@ -66,13 +81,13 @@ var vms = map[string]vmretest.Helper{
 		fmt.Println(`{"level":10,"time":1700000000000,"pid":7,"hostname":"h","msg":"pino trace"}`)
 		fmt.Println(`{"level":40,"time":1700000000000,"msg":"pino warn","ratio":1.5}`)
 		fmt.Println("plain line")
-		return serve(context.Background(), logger)
+		return serve(context.Background(), pingMux())
 	},
 	"bigline": func([]string) int {
 		os.Stdout.Write([]byte(strings.Repeat("x", 1<<20)))
 		fmt.Println()
 		fmt.Println("after the big line")
-		return serve(context.Background(), logger)
+		return serve(context.Background(), pingMux())
 	},
 	"quick": func([]string) int {
 		// Handshakes, then exits on its own.
@@ -86,7 +101,10 @@ var vms = map[string]vmretest.Helper{
 		for _, kv := range os.Environ() {
 			fmt.Println("env:", kv)
 		}
-		return serve(context.Background(), logger)
+		return serve(context.Background(), pingMux())
+	},
+	"sigcount": func([]string) int {
+		return sigCountVM()
 	},
 	"legacy": func([]string) int {
 		return legacyVM(false)
@@ -108,27 +126,30 @@ var vms = map[string]vmretest.Helper{
 		return frozenVM()
 	},
 	"escapee": func([]string) int {
-		return escapeeVM(context.Background(), logger)
+		return escapeeVM()
 	},
 	"grandchild-exit": func([]string) int {
 		return grandchildExitVM()
 	},
 	"closestdout": func([]string) int {
-		return closeStdoutVM(context.Background(), logger)
+		return closeStdoutVM()
 	},
 	"hugeline": func([]string) int {
-		return hugeLineVM(context.Background(), logger)
+		return hugeLineVM()
 	},
 	"flood": func([]string) int {
-		return floodVM(context.Background(), logger)
+		return floodVM()
+	},
+	"lastwords": func([]string) int {
+		return lastWordsVM()
 	},
 	"twice": func([]string) int {
 		return twiceVM(context.Background())
 	},
-	"late": func([]string) int {
-		return lateVM()
+	// Hosts and their VMs (reaper_test.go).
+	"reaper": func([]string) int {
+		return reaperProcess()
 	},
-	// Hosts and their VMs (hostdeath_test.go).
 	"host": func([]string) int {
 		return hostProcess()
 	},
@@ -137,9 +158,6 @@ var vms = map[string]vmretest.Helper{
 	},
 	"host-pipe": func([]string) int {
 		return pipeHostProcess()
-	},
-	"ok-ready": func([]string) int {
-		return readyLineVM()
 	},
 	// The host's client of the VM (ready_test.go).
 	"whoami": func([]string) int {
@@ -152,18 +170,38 @@ var vms = map[string]vmretest.Helper{
 		return unreachableVM()
 	},
 	"nolease": func([]string) int {
-		return serve(context.Background(), logger, client.WithoutLease())
+		return serve(context.Background(), pingMux(), client.WithoutLease())
+	},
+	"ticker": func([]string) int {
+		return tickerVM()
 	},
 }
 
 // logger is the JSON logger of the test VMs.
 var logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
-func serve(ctx context.Context, logger *slog.Logger, opts ...client.Option) int {
+// pingMux answers /ping with "pong".
+func pingMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong") })
-	opts = append(opts, client.WithLogger(logger), client.WithShutdownTimeout(time.Second))
-	if err := client.Serve(ctx, mux, opts...); err != nil {
+	return mux
+}
+
+// vmReadyKey makes a VM print "ready=PID" on stdout once its handshake is
+// over on its side, for a test that must not signal it before.
+const vmReadyKey = "VMRE_TEST_VM_READY"
+
+func announceReady() {
+	if os.Getenv(vmReadyKey) != "" {
+		fmt.Printf("ready=%d\n", os.Getpid())
+	}
+}
+
+// serve is a VM's life on client.Serve, serving h.
+func serve(ctx context.Context, h http.Handler, opts ...client.Option) int {
+	opts = append(opts, client.WithLogger(logger), client.WithShutdownTimeout(time.Second),
+		client.WithOnReady(func(client.Ready) { announceReady() }))
+	if err := client.Serve(ctx, h, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -174,4 +212,105 @@ func waitSignal(sig os.Signal) {
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, sig)
 	<-c
+}
+
+// blockForever blocks for good. Unlike an empty select, a sleep keeps the
+// runtime from ending a program whose goroutines all block as deadlocked.
+func blockForever() {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// readyFDKey tells an "orphan" to write ignoringSIGTERM to its fd 3 once
+// it ignores SIGTERM.
+const (
+	readyFDKey      = "VMRE_TEST_READY_FD"
+	ignoringSIGTERM = "ignoring SIGTERM"
+)
+
+// startIgnoringChild starts an "orphan" child, in a session of its own when
+// setsid is set, and returns its pid once the child ignores SIGTERM: a stop
+// signal sent from then on cannot end it, so only a SIGKILL can.
+func startIgnoringChild(setsid bool, stdio ...*os.File) (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	child := vmretest.Command("orphan")
+	child.Env = append(child.Env, readyFDKey+"=3")
+	child.ExtraFiles = []*os.File{w}
+	if len(stdio) == 2 {
+		child.Stdout, child.Stderr = stdio[0], stdio[1]
+	}
+	if setsid {
+		child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+	err = child.Start()
+	w.Close()
+	if err != nil {
+		return 0, err
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if strings.TrimSpace(line) != ignoringSIGTERM {
+		child.Process.Kill()
+		return 0, errors.Join(fmt.Errorf("the child said %q; want %q", line, ignoringSIGTERM), err)
+	}
+	return child.Process.Pid, nil
+}
+
+// sigCountVM serves as "ok" does, and counts the SIGTERMs it receives:
+// GET /sigterms answers how many came so far. Before it answers, it sends
+// itself SIGWINCH and waits for it: the kernel delivers pending signals
+// lowest number first (SIGTERM is 15, SIGWINCH 28) and Go passes them on in
+// that order, so a SIGTERM that was queued for the VM before the request
+// has been counted by then.
+func sigCountVM() int {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGWINCH)
+	asks := make(chan chan int)
+	go func() {
+		terms := 0
+		var waiting []chan int
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGTERM {
+					terms++
+					continue
+				}
+				for _, w := range waiting {
+					w <- terms
+				}
+				waiting = nil
+			case w := <-asks:
+				waiting = append(waiting, w)
+			}
+		}
+	}()
+	mux := pingMux()
+	mux.HandleFunc("/sigterms", func(w http.ResponseWriter, _ *http.Request) {
+		answer := make(chan int, 1)
+		asks <- answer
+		syscall.Kill(os.Getpid(), syscall.SIGWINCH)
+		fmt.Fprint(w, <-answer)
+	})
+	return serve(context.Background(), mux)
+}
+
+// tickerVM handshakes, ignores SIGTERM, takes no lease and writes a line to
+// stderr every few milliseconds, as a VM that logs now and then: once its
+// host is dead, nothing but the broken pipe of its next line ends it.
+func tickerVM() int {
+	signal.Ignore(syscall.SIGTERM)
+	if _, err := initializeListening(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	announceReady()
+	for i := 0; ; i++ {
+		fmt.Fprintf(os.Stderr, "tick %d\n", i)
+		time.Sleep(5 * time.Millisecond)
+	}
 }

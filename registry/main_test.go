@@ -12,26 +12,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/registry"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain runs the tests, removes the VMs it built, and fails the package
+// when a test leaves a goroutine behind.
+func TestMain(m *testing.M) { vmretest.Main(m, nil, vmretest.RemoveDir(&builtDir)) }
 
 // hashvm, built once per run: a real executable that prints its arguments
 // and the digest of the bytes it runs from (testdata/hashvm).
@@ -112,6 +103,20 @@ func run(t *testing.T, cmd *exec.Cmd) string {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	// A file written a moment ago may not run yet (text file busy): a
+	// child that a parallel test forked meanwhile holds it open for
+	// writing until its own exec closes it. Nothing tells when; start the
+	// same command again until the kernel lets it, as Go's own tests do.
+	deadline := time.Now().Add(vmretest.WaitTimeout)
+	for errors.Is(err, syscall.ETXTBSY) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		again := exec.Command(cmd.Path, cmd.Args[1:]...)
+		again.Env, again.Dir, again.ExtraFiles, again.SysProcAttr = cmd.Env, cmd.Dir, cmd.ExtraFiles, cmd.SysProcAttr
+		stderr.Reset()
+		again.Stderr = &stderr
+		cmd = again
+		out, err = cmd.Output()
+	}
 	if err != nil {
 		t.Fatalf("run %s: %v\nstderr: %s", cmd.Args[0], err, stderr.Bytes())
 	}

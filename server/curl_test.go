@@ -111,7 +111,7 @@ func TestCurl(t *testing.T) {
 				}
 				if tc.wantCode == "" {
 					checkCurlSuccess(t, res.body)
-					waitClosed(t, l.Initialized(), "the launch's handshake")
+					vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
 					if got, v := l.Result(); got != vmAddr || v != 1 {
 						t.Errorf("Result() = %q, %d; want %q, 1", got, v, vmAddr)
 					}

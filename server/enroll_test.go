@@ -88,7 +88,7 @@ func TestEnrollmentSessions(t *testing.T) {
 	// The node ends the session: the lease ends cleanly, and the VM may
 	// handshake again.
 	en.EndSession()
-	waitClosed(t, first.done, "the lease's end")
+	vmretest.WaitClosed(t, first.done, "the lease's end")
 	if down := evs.next(t); down.Up || !errors.Is(down.Err, server.ErrSessionEnded) {
 		t.Fatalf("session end %+v; want ErrSessionEnded", down)
 	}

@@ -60,7 +60,7 @@ func TestGRPCGoNative(t *testing.T) {
 		if res.GetHostName() != "vmre" || res.GetProtocolVersion() != 1 {
 			t.Errorf("response %v; want host_name vmre, protocol_version 1", res)
 		}
-		waitClosed(t, l.Initialized(), "the launch's handshake")
+		vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
 		_, err = invoke(l.Token(), 1)
 		if got := status.Code(err); got != codes.AlreadyExists {
 			t.Errorf("second call: %v; want AlreadyExists", err)

@@ -157,7 +157,7 @@ func TestLeaseKeepAlive(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !tc.survives {
-				waitClosed(t, ls.done, "the quiet lease's end at the client's idle timeout")
+				vmretest.WaitClosed(t, ls.done, "the quiet lease's end at the client's idle timeout")
 				if ls.err == nil || connect.CodeOf(ls.err) == connect.CodeNotFound {
 					t.Fatalf("the quiet lease ended with %v; want the client's timeout", ls.err)
 				}
@@ -169,12 +169,12 @@ func TestLeaseKeepAlive(t *testing.T) {
 				case <-ls.each:
 				case <-ls.done:
 					t.Fatalf("the lease ended after %d messages (%v) although the engine kept it alive", i, ls.err)
-				case <-time.After(waitTimeout):
-					t.Fatalf("only %d messages within %s", i, waitTimeout)
+				case <-time.After(vmretest.WaitTimeout):
+					t.Fatalf("only %d messages within %s", i, vmretest.WaitTimeout)
 				}
 			}
 			l.End()
-			waitClosed(t, ls.done, "the lease's end")
+			vmretest.WaitClosed(t, ls.done, "the lease's end")
 			if ls.err != nil {
 				t.Errorf("lease ended with %v after End; want a clean end", ls.err)
 			}

@@ -25,8 +25,10 @@ type LaunchConfig struct {
 	// (required; see AcceptVersions).
 	Initializer vmre.Initializer
 	// OnCall, when set, is told of every call made with this launch's token,
-	// accepted or refused, on the goroutine that serves it, before the
-	// answer is written. It must be fast and must not block.
+	// accepted or refused, until End, on the goroutine that serves it,
+	// before the answer is written. It must be fast and must not block.
+	// (The engine remembers an ended launch's token, not its OnCall: what
+	// the function holds is freed once the launch ends.)
 	OnCall func(Call)
 }
 
@@ -38,7 +40,7 @@ type Launch struct {
 	token  string
 	key    tokenKey
 	init   vmre.Initializer
-	hook   func(Call)
+	hook   func(Call) // guarded by engine.mu; nil once ended
 
 	initialized chan struct{} // closed on a successful Initialize
 	ended       chan struct{} // closed by End
@@ -95,6 +97,7 @@ func (l *Launch) End() {
 		e.pending--
 	}
 	l.state = stateEnded
+	l.hook = nil // the tombstone must not keep what the hook holds (a host's whole runtime)
 	close(l.ended)
 	e.tombstones = append(e.tombstones, l.key)
 	if len(e.tombstones) > e.maxTombstones {
@@ -106,11 +109,14 @@ func (l *Launch) End() {
 	}
 }
 
-// onCall is the launch's hook, or nil for a call that matched no launch.
+// onCall is the launch's hook, or nil for a call that matched no launch or
+// one that has ended.
 func (l *Launch) onCall() func(Call) {
 	if l == nil {
 		return nil
 	}
+	l.engine.mu.Lock()
+	defer l.engine.mu.Unlock()
 	return l.hook
 }
 

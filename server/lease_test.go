@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func openLeaseErr(t *testing.T, c runtimev1connect.RuntimeServiceClient, token s
 	if err != nil {
 		return err
 	}
-	waitClosed(t, ls.done, "the refused lease's end")
+	vmretest.WaitClosed(t, ls.done, "the refused lease's end")
 	if ls.msgs != 0 {
 		t.Errorf("a refused lease sent %d messages", ls.msgs)
 	}
@@ -81,7 +82,7 @@ func initialized(t *testing.T, e *server.Engine, c runtimev1connect.RuntimeServi
 // waitLeaseEnd waits for a granted lease to end cleanly after one message.
 func waitLeaseEnd(t *testing.T, ls *lease) {
 	t.Helper()
-	waitClosed(t, ls.done, "the lease's end")
+	vmretest.WaitClosed(t, ls.done, "the lease's end")
 	if ls.msgs != 1 || ls.err != nil {
 		t.Errorf("lease ended after %d messages with %v; want 1 message and a clean end", ls.msgs, ls.err)
 	}
@@ -115,7 +116,7 @@ func TestLease(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				waitClosed(t, ls.first, "the lease's first message")
+				vmretest.WaitClosed(t, ls.first, "the lease's first message")
 			})
 
 			t.Run("unknown token", func(t *testing.T) {
@@ -130,7 +131,7 @@ func TestLease(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				waitClosed(t, ls.first, "the lease's first message")
+				vmretest.WaitClosed(t, ls.first, "the lease's first message")
 				if isClosed(ls.done) {
 					t.Fatal("the lease ended before Launch.End")
 				}
@@ -146,17 +147,29 @@ func TestLease(t *testing.T) {
 
 			t.Run("ends when the VM goes away", func(t *testing.T) {
 				t.Parallel()
+				// An engine of its own, whose Lease handler tells when it
+				// returns: the engine's side of the stream must end too,
+				// not only the client's.
+				handlerDone := make(chan struct{})
+				e, addr := vmretest.StartEngine(t, server.Config{}, func(h http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						h.ServeHTTP(w, r)
+						if r.URL.Path == runtimev1connect.RuntimeServiceLeaseProcedure {
+							close(handlerDone)
+						}
+					})
+				})
+				c := runtimeClient(t, addr, p.opts...)
 				l := initialized(t, e, c)
 				ctx, cancel := context.WithCancel(t.Context())
 				ls, err := openLease(t, ctx, c, l.Token())
 				if err != nil {
 					t.Fatal(err)
 				}
-				waitClosed(t, ls.first, "the lease's first message")
+				vmretest.WaitClosed(t, ls.first, "the lease's first message")
 				cancel()
-				waitClosed(t, ls.done, "the canceled lease's end")
-				// The engine's side of it is gone too: goleak checks that
-				// no handler goroutine is left when the package's tests end.
+				vmretest.WaitClosed(t, ls.done, "the canceled lease's end")
+				vmretest.WaitClosed(t, handlerDone, "the end of the engine's Lease handler")
 			})
 		})
 	}
@@ -175,7 +188,7 @@ func TestCloseEndsLeases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitClosed(t, ls.first, "the lease's first message")
+		vmretest.WaitClosed(t, ls.first, "the lease's first message")
 		leases = append(leases, ls)
 	}
 	start := time.Now()

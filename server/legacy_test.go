@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vmre/vmre"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -58,11 +60,14 @@ func TestLegacy(t *testing.T) {
 	t.Run("first valid call wins", func(t *testing.T) {
 		t.Parallel()
 		l := listenLegacy(t, 42, server.LegacyConfig{})
+		if host, _, _ := net.SplitHostPort(l.Addr()); host != "127.0.0.1" {
+			t.Errorf("the legacy listener listens on %s; want 127.0.0.1 only", l.Addr())
+		}
 		conn := grpcConn(t, l.Addr())
 		if err := legacyInitialize(t, conn, 42, vmAddr); err != nil {
 			t.Fatal(err)
 		}
-		waitClosed(t, l.Initialized(), "the legacy handshake")
+		vmretest.WaitClosed(t, l.Initialized(), "the legacy handshake")
 		if got, v := l.Result(); got != vmAddr || v != 42 {
 			t.Errorf("Result() = %q, %d; want %q, 42", got, v, vmAddr)
 		}
@@ -100,7 +105,7 @@ func TestLegacy(t *testing.T) {
 		if err := legacyInitialize(t, conn, 42, vmAddr); err != nil {
 			t.Fatalf("the right call after the rejections: %v", err)
 		}
-		waitClosed(t, l.Initialized(), "the legacy handshake")
+		vmretest.WaitClosed(t, l.Initialized(), "the legacy handshake")
 	})
 
 	t.Run("allow remote", func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"go.uber.org/goleak"
@@ -19,11 +18,6 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
-
-// waitTimeout bounds every wait on a channel in these tests. It is far
-// longer than anything takes on a loaded machine; it only turns a hang into
-// a failure.
-const waitTimeout = 10 * time.Second
 
 // vmAddr is the address the tests' VMs announce. Nothing listens there: the
 // engine only checks its form.
@@ -82,16 +76,6 @@ func isClosed(ch <-chan struct{}) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// waitClosed fails the test unless ch closes within waitTimeout.
-func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("%s did not happen within %v", what, waitTimeout)
 	}
 }
 

@@ -75,7 +75,7 @@ func TestConnectGoClients(t *testing.T) {
 			if res.Msg.GetHostName() != "vmre" || res.Msg.GetProtocolVersion() != 1 {
 				t.Errorf("response %v; want host_name vmre, protocol_version 1", res.Msg)
 			}
-			waitClosed(t, l.Initialized(), "the launch's handshake")
+			vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
 
 			_, err = callInitialize(ctx, c, l.Token(), 1, vmAddr)
 			wantCode(t, err, connect.CodeAlreadyExists)
@@ -100,8 +100,8 @@ func TestConnectGoClients(t *testing.T) {
 				if more {
 					t.Error("lease sent a second message; want the stream to end")
 				}
-			case <-time.After(waitTimeout):
-				t.Fatalf("lease still open %v after Launch.End", waitTimeout)
+			case <-time.After(vmretest.WaitTimeout):
+				t.Fatalf("lease still open %v after Launch.End", vmretest.WaitTimeout)
 			}
 			if err := stream.Err(); err != nil {
 				t.Errorf("lease ended with %v; want a clean end", err)

@@ -82,7 +82,7 @@ func TestRejectionsChangeNothing(t *testing.T) {
 	if res.Msg.GetHostName() != "vmre" || res.Msg.GetProtocolVersion() != 1 {
 		t.Errorf("response %v; want host_name vmre, protocol_version 1", res.Msg)
 	}
-	waitClosed(t, l.Initialized(), "the launch's handshake")
+	vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
 	if got, v := l.Result(); got != vmAddr || v != 1 {
 		t.Errorf("Result() = %q, %d; want %q, 1", got, v, vmAddr)
 	}
@@ -251,7 +251,7 @@ func TestConcurrentInitialize(t *testing.T) {
 	if len(winners) != 1 {
 		t.Fatalf("%d callers succeeded (%v); want exactly 1", len(winners), winners)
 	}
-	waitClosed(t, l.Initialized(), "the launch's handshake")
+	vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
 	if got, _ := l.Result(); got != winners[0] {
 		t.Errorf("Result() addr = %q; want the winner's %q", got, winners[0])
 	}

@@ -6,23 +6,20 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
-// asPluginEnv makes the test binary run as examplevm (see startPlugin).
-const asPluginEnv = "EXAMPLEVM_TEST_AS_PLUGIN"
-
+// TestMain runs the test binary as examplevm when startPlugin started it
+// (vmretest.Command), and the tests otherwise, failing the package when one
+// leaves a goroutine behind.
 func TestMain(m *testing.M) {
-	if os.Getenv(asPluginEnv) == "1" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
-	}
-	goleak.VerifyTestMain(m)
+	vmretest.Main(m, map[string]vmretest.Helper{
+		"examplevm": func(args []string) int { return run(context.Background(), args, os.Stderr) },
+	})
 }
 
 func TestHelp(t *testing.T) {
@@ -102,22 +99,4 @@ func parseRecords(t *testing.T, s string) []map[string]any {
 		recs = append(recs, rec)
 	}
 	return recs
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -22,15 +21,16 @@ import (
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // These tests run the test binary itself as the plugin (TestMain
-// dispatches on asPluginEnv) against a fake engine: nothing is built.
+// dispatches through vmretest) against a fake engine: nothing is built. Their
+// subject is the plugin's behaviour and its log records, which are how
+// examplevm reports to its host (and, with --no-handshake, the only place
+// it gives its address).
 
-const (
-	testToken   = "test-token"
-	waitTimeout = 20 * time.Second
-)
+const testToken = "test-token"
 
 // fakeEngine answers Initialize (refusing with reject, if set) and holds
 // each lease until the VM leaves. It records every Initialize in calls.
@@ -69,6 +69,18 @@ func (e *fakeEngine) Initialize(ctx context.Context, req *connect.Request[runtim
 		ProtocolVersion: req.Msg.GetProtocolVersion()}), nil
 }
 
+// nextCall returns the next Initialize the engine got.
+func (e *fakeEngine) nextCall(t *testing.T) *runtimev1.InitializeRequest {
+	t.Helper()
+	select {
+	case call := <-e.calls:
+		return call
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatalf("no Initialize within %s", vmretest.WaitTimeout)
+		return nil
+	}
+}
+
 func (e *fakeEngine) Lease(ctx context.Context, _ *connect.Request[runtimev1.LeaseRequest], stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
 	if err := stream.Send(&runtimev1.LeaseResponse{}); err != nil {
 		return err
@@ -86,18 +98,8 @@ type plugin struct {
 
 func startPlugin(t *testing.T, engineAddr string, args ...string) *plugin {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, vmre.EngineAddressKey+"=") && !strings.HasPrefix(kv, vmre.EngineTokenKey+"=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	if os.Getenv("GORACE") == "" {
-		// Under -race, a process sleeps 1s at exit unless told not to.
-		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
-	}
-	cmd.Env = append(cmd.Env, asPluginEnv+"=1",
-		vmre.EngineAddressKey+"="+engineAddr, vmre.EngineTokenKey+"="+testToken)
+	cmd := vmretest.Command("examplevm", args...)
+	cmd.Env = append(cmd.Env, vmre.EngineAddressKey+"="+engineAddr, vmre.EngineTokenKey+"="+testToken)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +129,7 @@ func startPlugin(t *testing.T, engineAddr string, args ...string) *plugin {
 // waitFor reads records until one has the message msg, and returns it.
 func (p *plugin) waitFor(t *testing.T, msg string) map[string]any {
 	t.Helper()
-	deadline := time.After(waitTimeout)
+	deadline := time.After(vmretest.WaitTimeout)
 	for {
 		select {
 		case line, ok := <-p.lines:
@@ -139,7 +141,7 @@ func (p *plugin) waitFor(t *testing.T, msg string) map[string]any {
 				return rec
 			}
 		case <-deadline:
-			t.Fatalf("no %q record within %v; records: %v", msg, waitTimeout, p.records)
+			t.Fatalf("no %q record within %v; records: %v", msg, vmretest.WaitTimeout, p.records)
 		}
 	}
 }
@@ -147,7 +149,7 @@ func (p *plugin) waitFor(t *testing.T, msg string) map[string]any {
 // wait reads the rest of stderr and returns the exit code.
 func (p *plugin) wait(t *testing.T) int {
 	t.Helper()
-	deadline := time.After(waitTimeout)
+	deadline := time.After(vmretest.WaitTimeout)
 	for done := false; !done; {
 		select {
 		case line, ok := <-p.lines:
@@ -157,7 +159,7 @@ func (p *plugin) wait(t *testing.T) int {
 			}
 			p.record(t, line)
 		case <-deadline:
-			t.Fatalf("the plugin did not exit within %v; records: %v", waitTimeout, p.records)
+			t.Fatalf("the plugin did not exit within %v; records: %v", vmretest.WaitTimeout, p.records)
 		}
 	}
 	err := p.cmd.Wait()
@@ -200,7 +202,7 @@ func TestPluginLifecycle(t *testing.T) {
 	}
 	// The VM serves before it calls back: once the engine has its call,
 	// the VM answers at the address it announced.
-	call := <-engine.calls
+	call := engine.nextCall(t)
 	if call.GetProtocolVersion() != uint32(vmre.ProtocolVersion) {
 		t.Errorf("protocol version = %d, want %d", call.GetProtocolVersion(), vmre.ProtocolVersion)
 	}
@@ -251,7 +253,7 @@ func TestPluginVersionMismatch(t *testing.T) {
 			engineAddr := startEngine(t, engine)
 
 			p := startPlugin(t, engineAddr, "--protocol-version", "7")
-			if call := <-engine.calls; call.GetProtocolVersion() != 7 {
+			if call := engine.nextCall(t); call.GetProtocolVersion() != 7 {
 				t.Errorf("the VM announced version %d, want 7", call.GetProtocolVersion())
 			}
 			if signalFirst {
@@ -315,7 +317,7 @@ func TestPluginSignalDuringHandshake(t *testing.T) {
 	t.Parallel()
 	engine := &fakeEngine{hold: true}
 	p := startPlugin(t, startEngine(t, engine))
-	<-engine.calls
+	engine.nextCall(t)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

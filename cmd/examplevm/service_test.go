@@ -4,54 +4,32 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // serveH2C serves h on a new 127.0.0.1 listener over HTTP/1.1 and h2c
 // until the test ends, and returns its base URL.
 func serveH2C(t *testing.T, h http.Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return "http://" + vmretest.Serve(t, h)
 }
 
 // newHTTPClient returns a client speaking HTTP/2 without TLS when h2c is
 // set, HTTP/1.1 otherwise; its connections close when the test ends.
 func newHTTPClient(t *testing.T, h2c bool) *http.Client {
-	var protocols http.Protocols
 	if h2c {
-		protocols.SetUnencryptedHTTP2(true)
-	} else {
-		protocols.SetHTTP1(true)
+		return vmretest.H2CClient(t)
 	}
-	transport := &http.Transport{Protocols: &protocols}
-	t.Cleanup(transport.CloseIdleConnections)
-	return &http.Client{Transport: transport}
+	return vmretest.HTTP1Client(t)
 }
 
 var protocols = []struct {
@@ -144,7 +122,7 @@ func wantError(t *testing.T, err error, code connect.Code, msg string) {
 // TestBlockLogged checks the record logged per block.
 func TestBlockLogged(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs vmretest.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	svc := &chainService{chain: newChain(nil), log: log}
 	res, err := svc.BuildBlock(context.Background(), connect.NewRequest(&examplev1.BuildBlockRequest{Data: []byte("abc")}))

@@ -61,3 +61,14 @@ func Env() []string {
 	}
 	return append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
+
+// RemoveDir is an option of Main that removes the directory *dir names, if
+// any, once the tests are over: what a package's tests built for the run.
+func RemoveDir(dir *string) goleak.Option {
+	return goleak.Cleanup(func(code int) {
+		if *dir != "" {
+			os.RemoveAll(*dir)
+		}
+		os.Exit(code)
+	})
+}
