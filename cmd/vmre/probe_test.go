@@ -3,15 +3,13 @@
 package main
 
 import (
-	"errors"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"connectrpc.com/grpchealth"
-
-	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // serveHTTP1 serves h on 127.0.0.1 over HTTP/1.1 only, as a VM written
@@ -22,18 +20,7 @@ func serveHTTP1(t *testing.T, h http.Handler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := h2c.NewServer(h)
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	srv.Protocols = &protocols
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	vmretest.ServeOn(t, ln, h, true)
 	return ln.Addr().String()
 }
 

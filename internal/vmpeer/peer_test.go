@@ -14,8 +14,8 @@ import (
 	"connectrpc.com/grpchealth"
 	"go.uber.org/goleak"
 
-	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/vmpeer"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -54,24 +54,11 @@ func serve(t *testing.T, h2, refuseJSON bool) *server {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	srv := h2c.NewServer(handler)
-	if !h2 {
-		var protocols http.Protocols
-		protocols.SetHTTP1(true)
-		srv.Protocols = &protocols
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	vmretest.ServeOn(t, ln, handler, !h2)
 	s.addr = ln.Addr().String()
 	return s
 }

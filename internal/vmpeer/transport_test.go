@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/vmpeer"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // countingListener counts the connections its server accepts.
@@ -31,22 +31,9 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // protocol: HTTP/1.1 and h2c, or HTTP/1.1 alone.
 func serveProto(t *testing.T, ln net.Listener, h2 bool) {
 	t.Helper()
-	srv := h2c.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	vmretest.ServeOn(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
-	}))
-	if !h2 {
-		var protocols http.Protocols
-		protocols.SetHTTP1(true)
-		srv.Protocols = &protocols
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	}), !h2)
 }
 
 func listenCounting(t *testing.T) *countingListener {

@@ -2,6 +2,8 @@ package vmretest
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"testing"
 
@@ -71,4 +73,25 @@ func HTTP1Client(t testing.TB) *http.Client {
 	c := h2c.NewHTTP1Client()
 	t.Cleanup(c.CloseIdleConnections)
 	return c
+}
+
+// ServeOn serves h on ln until the test ends: over HTTP/1.1 and h2c, or,
+// with http1Only, over HTTP/1.1 alone, as a VM built on a plain HTTP
+// server does. Cleanup closes the server and checks how Serve ended.
+func ServeOn(t testing.TB, ln net.Listener, h http.Handler, http1Only bool) {
+	t.Helper()
+	srv := h2c.NewServer(h)
+	if http1Only {
+		var protocols http.Protocols
+		protocols.SetHTTP1(true)
+		srv.Protocols = &protocols
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
 }
