@@ -105,7 +105,7 @@ func (s *Supervisor) doRemote(_ context.Context, v *vm, kind commandKind) result
 			return result{}
 		}
 		v.remote.Admit(false)
-		s.update(v, "stopped by an operator: its handshakes are refused until it is started", func(vs *VM) { vs.State = StateStopped })
+		s.update(v, "stopped on request: its handshakes are refused until it is started", func(vs *VM) { vs.State = StateStopped })
 		return result{changed: true}
 	case cmdStart:
 		if state != StateStopped {

@@ -76,7 +76,7 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 			s.update(v, "launch abandoned: the supervisor closed", func(st *VM) { st.State, st.Err = StateStopped, err })
 			return step{next: quit}
 		case interrupted:
-			s.update(v, "launch abandoned by an operator", func(st *VM) { st.State, st.Err = StateStopped, err })
+			s.update(v, "launch abandoned on request", func(st *VM) { st.State, st.Err = StateStopped, err })
 			return step{next: idle, interrupted: true}
 		case Permanent(err) || s.spec(v).Policy == Never:
 			s.update(v, "launch failed; not retried", func(st *VM) { st.State, st.Err = StateFailed, err })
@@ -169,7 +169,7 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 			case cmdStop:
 				exit := stopRuntime(c.ctx, rt)
 				s.keepStderr(v, rt)
-				s.update(v, "stopped by an operator", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
+				s.update(v, "stopped on request", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 				c.reply <- result{changed: true}
 				return step{next: idle}
 			case cmdRestart:
@@ -268,7 +268,7 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 			return step{next: launchNow, attempt: attempt, restart: true}
 		case c := <-v.cmds:
 			if c.kind == cmdStop {
-				s.update(v, "stopped by an operator; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
+				s.update(v, "stopped on request; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
 				c.reply <- result{changed: true}
 				return step{next: idle}
 			}
