@@ -235,6 +235,11 @@ func (h *host) stateChanged(vm supervise.VM) {
 // close stops every VM in parallel (ctx ends their grace early: a second
 // Ctrl-C), waits until all are reaped, and stops serving.
 func (h *host) close(ctx context.Context) {
+	// A second signal ends ctx: say why the VMs get SIGKILL before their
+	// graceful timeout, which the launcher knows only as an ended context.
+	defer context.AfterFunc(ctx, func() {
+		h.log.Warn("killing the VMs now, without waiting for their graceful timeout", "reason", context.Cause(ctx).Error())
+	})()
 	h.unannounce()
 	h.stopTLS()
 	h.sup.Close(ctx)
