@@ -37,6 +37,15 @@ type fileProblem struct {
 
 func (p *fileProblem) Error() string { return p.reason }
 
+// exampleNote tells where the example VM is built, for a plugin named
+// after it, and nothing for any other.
+func exampleNote(name string) string {
+	if filepath.Base(name) != "examplevm" {
+		return ""
+	}
+	return " (make build puts examplevm in bin/)"
+}
+
 // inspectPlugin finds the plugin (a name without a slash is looked up in
 // PATH, as exec does) and checks that it is an executable file.
 func inspectPlugin(name string) (pluginInfo, error) {
@@ -46,7 +55,7 @@ func inspectPlugin(name string) (pluginInfo, error) {
 		if err != nil {
 			return pluginInfo{path: name}, &fileProblem{
 				reason: fmt.Sprintf("%q is not in PATH", name),
-				fix:    "give the plugin's path, for example ./" + name + " (make build puts examplevm in bin/)",
+				fix:    "give the plugin's path, for example ./" + name + exampleNote(name),
 			}
 		}
 		path = found
@@ -59,7 +68,7 @@ func inspectPlugin(name string) (pluginInfo, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return info, &fileProblem{reason: "no such file: " + path,
-			fix: "check the path; build the plugin first (make build puts examplevm in bin/)"}
+			fix: "check the path; build the plugin first" + exampleNote(path)}
 	case err != nil:
 		return info, &fileProblem{reason: err.Error(), fix: "check the path and the permissions of its directories"}
 	case st.IsDir():
