@@ -26,6 +26,8 @@ func execFailure(err *launcher.LaunchError, info *pluginInfo) (cause, fix string
 	case errors.Is(err, exec.ErrNotFound):
 		return "a plugin named without a slash is looked up in PATH, and it is not there",
 			"give the plugin's path, for example ./" + filepath.Base(err.Path)
+	case errors.Is(err, syscall.ENOEXEC) && info != nil && info.script == "" && !info.binary:
+		return "the file is not a program, and a script needs a #! line to run", "start the script with a #! line, such as #!/bin/sh"
 	case errors.Is(err, syscall.ENOEXEC):
 		return "the file is not a program for this system (another OS or architecture), or a script without a #! line",
 			"build the plugin for this machine (GOOS/GOARCH), or start the script with a #! line"
@@ -120,7 +122,12 @@ func (f *launchFlags) launchHint(err error) string {
 	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil:
 		return "its last stderr lines say why; `vmre doctor PLUGIN` tells more"
 	case lerr.Phase == launcher.PhaseExec:
-		cause, fix := execFailure(lerr, &pluginInfo{path: lerr.Path})
+		info := pluginInfo{path: lerr.Path}
+		info.read()
+		if problem, ok := errors.AsType[*fileProblem](info.runnable()); ok {
+			return problem.reason + ": " + problem.fix
+		}
+		cause, fix := execFailure(lerr, &info)
 		return cause + ": " + fix
 	}
 	return ""

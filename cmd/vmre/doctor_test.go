@@ -26,6 +26,8 @@ func TestDoctor(t *testing.T) {
 	}
 	nointerp := executable("nointerp", "#!/nonexistent/vmre-test-sh\n")
 	noenvinterp := executable("noenvinterp", "#!/usr/bin/env no-such-vmre-interpreter\n")
+	noshebang := executable("noshebang", "echo a shell would run this; exec does not\n")
+	notforhere := executable("notforhere", "\x7fELF\x02\x01\x01\x00not a program for any machine")
 	noexec := filepath.Join(t.TempDir(), "noexec")
 	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -63,6 +65,10 @@ func TestDoctor(t *testing.T) {
 			nil, "file", []string{"its #! line names /nonexistent/vmre-test-sh, which does not exist", "fix:   install the interpreter"}},
 		{"interpreter not in PATH", []string{noenvinterp}, exitFailure,
 			nil, "file", []string{"its #! line runs no-such-vmre-interpreter, which is not in PATH"}},
+		{"script without #!", []string{noshebang}, exitFailure,
+			[]string{"file"}, "exec", []string{"a script needs a #! line to run", "fix:   start the script with a #! line"}},
+		{"ELF not for this machine", []string{notforhere}, exitFailure,
+			[]string{"file"}, "exec", []string{"another OS or architecture", "fix:   build the plugin for this machine"}},
 		{"not in PATH", []string{"no-such-vmre-plugin"}, exitFailure,
 			nil, "file", []string{`"no-such-vmre-plugin" is not in PATH`, "./no-such-vmre-plugin"}},
 	} {

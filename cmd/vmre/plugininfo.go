@@ -27,6 +27,7 @@ type pluginInfo struct {
 	vmre      bool   // a Go program built with github.com/vmre/vmre
 	avalanche bool   // a Go program built with avalanchego: an rpcchainvm plugin
 	script    string // the #! line of a script
+	binary    bool   // starts as an executable format does (ELF, Mach-O, PE), or could not be read
 	platform  string // GOOS/GOARCH a Go program was built for, when its build info says
 }
 
@@ -145,6 +146,7 @@ func (p *pluginInfo) read() {
 		if goos != "" && goarch != "" {
 			p.platform = goos + "/" + goarch
 		}
+		p.binary = true
 		p.vmre = bi.Main.Path == vmreModule
 		for _, dep := range bi.Deps {
 			p.vmre = p.vmre || dep.Path == vmreModule
@@ -152,6 +154,7 @@ func (p *pluginInfo) read() {
 		}
 		return
 	}
+	p.binary = true // unless its first bytes say otherwise
 	f, err := os.Open(p.path)
 	if err != nil {
 		return
@@ -162,6 +165,18 @@ func (p *pluginInfo) read() {
 	if line, _, _ := bytes.Cut(head[:n], []byte("\n")); bytes.HasPrefix(line, []byte("#!")) {
 		p.script = string(line)
 	}
+	p.binary = p.script == "" && hasExecMagic(head[:n])
+}
+
+// hasExecMagic reports whether head starts as an ELF, Mach-O or PE file.
+func hasExecMagic(head []byte) bool {
+	for _, magic := range []string{"\x7fELF", "MZ", "\xfe\xed\xfa\xce", "\xfe\xed\xfa\xcf",
+		"\xce\xfa\xed\xfe", "\xcf\xfa\xed\xfe", "\xca\xfe\xba\xbe"} {
+		if bytes.HasPrefix(head, []byte(magic)) {
+			return true
+		}
+	}
+	return false
 }
 
 // describe says what the file is, in a few words.
