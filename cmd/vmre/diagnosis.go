@@ -117,18 +117,32 @@ func (f *launchFlags) launchHint(err error) string {
 		return "check that the plugin is a VM plugin and reads " + f.engineKeyName() +
 			" (set --engine-key if it reads another variable, --legacy for an rpcchainvm plugin), " +
 			"and that it starts within --handshake-timeout (raise it for a slow start); `vmre doctor PLUGIN` tells more"
+	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil && lerr.Exit.Code == 127 && fileProblemOf(lerr.Path) != nil:
+		// 127: /usr/bin/env (or a shell) did not find the program to run.
+		problem := fileProblemOf(lerr.Path)
+		return problem.reason + ": " + problem.fix
 	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil && len(lerr.Stderr) == 0:
 		return "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does, or `vmre doctor PLUGIN`"
 	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil:
 		return "its last stderr lines say why; `vmre doctor PLUGIN` tells more"
 	case lerr.Phase == launcher.PhaseExec:
-		info := pluginInfo{path: lerr.Path}
-		info.read()
-		if problem, ok := errors.AsType[*fileProblem](info.runnable()); ok {
+		if problem := fileProblemOf(lerr.Path); problem != nil {
 			return problem.reason + ": " + problem.fix
 		}
+		info := pluginInfo{path: lerr.Path}
+		info.read()
 		cause, fix := execFailure(lerr, &info)
 		return cause + ": " + fix
 	}
 	return ""
+}
+
+// fileProblemOf reads the plugin file at path for what would keep it from
+// running here (a Go program for another platform, a missing #!
+// interpreter), or returns nil.
+func fileProblemOf(path string) *fileProblem {
+	info := pluginInfo{path: path}
+	info.read()
+	problem, _ := errors.AsType[*fileProblem](info.runnable())
+	return problem
 }

@@ -17,17 +17,10 @@ func TestDoctor(t *testing.T) {
 	t.Parallel()
 	sleeper := writeScript(t, "sleeper", "exec sleep 30\n")
 	crash := writeScript(t, "crash", "echo 'cannot open /etc/myvm.toml' >&2\nexit 3\n")
-	executable := func(name, body string) string {
-		path := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	nointerp := executable("nointerp", "#!/nonexistent/vmre-test-sh\n")
-	noenvinterp := executable("noenvinterp", "#!/usr/bin/env no-such-vmre-interpreter\n")
-	noshebang := executable("noshebang", "echo a shell would run this; exec does not\n")
-	notforhere := executable("notforhere", "\x7fELF\x02\x01\x01\x00not a program for any machine")
+	nointerp := writeExecutable(t, "nointerp", "#!/nonexistent/vmre-test-sh\n")
+	noenvinterp := writeExecutable(t, "noenvinterp", "#!/usr/bin/env no-such-vmre-interpreter\n")
+	noshebang := writeExecutable(t, "noshebang", "echo a shell would run this; exec does not\n")
+	notforhere := writeExecutable(t, "notforhere", "\x7fELF\x02\x01\x01\x00not a program for any machine")
 	noexec := filepath.Join(t.TempDir(), "noexec")
 	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)

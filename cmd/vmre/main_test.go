@@ -317,8 +317,15 @@ func findRecord(t *testing.T, log, msg string) record {
 // writeScript writes an executable shell script into a test's temp dir.
 func writeScript(t *testing.T, name, body string) string {
 	t.Helper()
+	return writeExecutable(t, name, "#!/bin/sh\n"+body)
+}
+
+// writeExecutable writes an executable file of content in a temporary
+// directory and returns its path.
+func writeExecutable(t *testing.T, name, content string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -83,10 +83,8 @@ func TestRunExitCodes(t *testing.T) {
 	crash := writeScript(t, "crash", "echo 'cannot open /etc/myvm.toml' >&2\nexit 3\n")
 	sleeper := writeScript(t, "sleeper", "exec sleep 30\n")
 	missing := filepath.Join(t.TempDir(), "missing")
-	noshebang := filepath.Join(t.TempDir(), "noshebang")
-	if err := os.WriteFile(noshebang, []byte("echo a shell would run this; exec does not\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	envMissing := writeExecutable(t, "envmissing", "#!/usr/bin/env no-such-vmre-interpreter\n")
+	noshebang := writeExecutable(t, "noshebang", "echo a shell would run this; exec does not\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -106,6 +104,8 @@ func TestRunExitCodes(t *testing.T) {
 			[]string{"exit code 3", "cannot open /etc/myvm.toml"}, 10 * time.Second},
 		{"missing plugin", []string{missing}, exitFailure,
 			[]string{"handshake failed: exec " + missing + ": no such file or directory", "check the path"}, 0},
+		{"interpreter not in PATH", []string{envMissing}, exitVMExited,
+			[]string{"exit code 127", "its #! line runs no-such-vmre-interpreter, which is not in PATH: install no-such-vmre-interpreter"}, 0},
 		{"script without #!", []string{noshebang}, exitFailure,
 			[]string{"exec " + noshebang + ": exec format error", "a script needs a #! line to run: start the script with a #! line"}, 0},
 		{"not in PATH", []string{"no-such-vmre-plugin"}, exitFailure,
