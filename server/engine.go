@@ -190,7 +190,7 @@ type runtimeHandler struct{ e *Engine }
 func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*connect.Response[runtimev1.InitializeResponse], error) {
 	e := h.e
 	begin := time.Now()
-	l, res, err := e.initialize(ctx, req)
+	hook, res, err := e.initialize(ctx, req)
 	call := Call{
 		Procedure:       runtimev1connect.RuntimeServiceInitializeProcedure,
 		Protocol:        req.Peer().Protocol,
@@ -200,7 +200,7 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 		Err:             err,
 		Elapsed:         time.Since(begin),
 	}
-	e.hooks.call(call, l.onCall())
+	e.hooks.call(call, hook)
 	if err != nil {
 		e.rejects.Log(ctx, e.log, "initialize rejected",
 			slog.String("peer", call.Peer), slog.String("protocol", call.Protocol),
@@ -213,33 +213,37 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 	return res, nil
 }
 
-// initialize checks and completes an Initialize. It returns the launch of
-// the call's token once the token is known, even when it refuses the call.
-func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (*Launch, *connect.Response[runtimev1.InitializeResponse], error) {
+// initialize checks and completes an Initialize. It returns the hook of
+// the launch of the call's token to tell of the call, once the token is
+// known, even when it refuses the call. The hook of an accepted call
+// is read under the lock that accepts it: a launch that ends the moment
+// after (its VM died) still tells its hook of the call that completed it,
+// which its host waits for.
+func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (func(Call), *connect.Response[runtimev1.InitializeResponse], error) {
 	l, err := e.authenticateInitialize(req.Header())
 	if err != nil {
-		return l, nil, err
+		return l.onCall(), nil, err
 	}
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
 	if err := checkAddr(addr, e.allowRemote || l.enrollment != nil); err != nil {
-		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return l.onCall(), nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	certSum := req.Msg.GetCertSha256()
 	if err := checkFingerprint(certSum); err != nil {
-		return l, nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return l.onCall(), nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
-		return l, nil, initializerError(err)
+		return l.onCall(), nil, initializerError(err)
 	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch l.state {
 	case stateInitialized:
-		return l, nil, connect.NewError(connect.CodeAlreadyExists,
+		return l.hook, nil, connect.NewError(connect.CodeAlreadyExists,
 			errors.New("this launch already completed its handshake; Initialize is called once per launch"))
 	case stateEnded:
-		return l, nil, connect.NewError(connect.CodeNotFound,
+		return l.hook, nil, connect.NewError(connect.CodeNotFound,
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
 	l.state = stateInitialized
@@ -248,7 +252,7 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 		e.pending--
 	}
 	close(l.initialized)
-	return l, connect.NewResponse(&runtimev1.InitializeResponse{
+	return l.hook, connect.NewResponse(&runtimev1.InitializeResponse{
 		HostName:        e.hostName,
 		ProtocolVersion: uint32(version),
 	}), nil
