@@ -235,14 +235,25 @@ func (h *host) stateChanged(vm supervise.VM) {
 // close stops every VM in parallel (ctx ends their grace early: a second
 // Ctrl-C), waits until all are reaped, and stops serving.
 func (h *host) close(ctx context.Context) {
-	// A second signal ends ctx: say why the VMs get SIGKILL before their
-	// graceful timeout, which the launcher knows only as an ended context.
-	defer context.AfterFunc(ctx, func() {
-		h.log.Warn("killing the VMs now, without waiting for their graceful timeout", "reason", context.Cause(ctx).Error())
-	})()
 	h.unannounce()
 	h.stopTLS()
-	h.sup.Close(ctx)
+	// A second signal ends ctx: say why the VMs get SIGKILL before their
+	// graceful timeout, which the launcher knows only as an ended context.
+	// The stop sees the end only once that is said, so the line comes
+	// before the launcher's "sending SIGKILL"; once the VMs are reaped, a
+	// signal kills nothing and is not announced.
+	stopCtx, kill := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer kill(nil)
+	warned := make(chan struct{})
+	unwatch := context.AfterFunc(ctx, func() {
+		defer close(warned)
+		h.log.Warn("killing the VMs now, without waiting for their graceful timeout", "reason", context.Cause(ctx).Error())
+		kill(context.Cause(ctx))
+	})
+	h.sup.Close(stopCtx)
+	if !unwatch() {
+		<-warned
+	}
 	h.sup.Close(context.Background()) // after ctx, the VMs were killed: wait for their reaping
 	h.launcher.Close()
 	if err := h.node.close(); err != nil {

@@ -397,4 +397,21 @@ func TestRunSecondSignalKills(t *testing.T) {
 	if exit["signal"] != "killed" || exit["stage"] != "sigkill" {
 		t.Errorf("exited: %v; want killed by SIGKILL", exit)
 	}
+	// The operator reads why, before the SIGKILL it explains. vmre has
+	// exited: its stderr has been read to the end.
+	warning, sigkill := -1, -1
+	for i, line := range p.stderr.lines() {
+		switch {
+		case warning < 0 && hostRecord("killing the VMs now, without waiting for their graceful timeout")(line):
+			if r := parseRecord(line); r["level"] != "WARN" || r["reason"] != "received SIGINT" {
+				t.Errorf("the second signal's record: %v; want a WARN with reason \"received SIGINT\"", r)
+			}
+			warning = i
+		case sigkill < 0 && hostRecord("sending SIGKILL")(line):
+			sigkill = i
+		}
+	}
+	if warning < 0 || sigkill < 0 || warning > sigkill {
+		t.Errorf("the second signal's warning is line %d, sending SIGKILL line %d; want the warning first\nstderr:\n%s", warning, sigkill, p.stderr)
+	}
 }
