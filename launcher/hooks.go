@@ -105,9 +105,12 @@ type OutputDropInfo struct {
 	Stream string // "stdout" or "stderr"
 	// Truncated counts lines cut at MaxLineBytes: their rest was dropped.
 	Truncated int
-	// Unread is set when reading stopped with output still in the pipe:
+	// Unread is set when reading stopped before the end of the pipe:
 	// after the VM's exit, a process outside its group held the pipe open
-	// past the drain time.
+	// past the drain time. What that process writes from then on is not
+	// read; the pipe was found empty when reading stopped, unless it was
+	// still being filled after the longest drain (5 s), when output in it
+	// was lost too.
 	Unread bool
 }
 
