@@ -26,7 +26,9 @@ type LaunchConfig struct {
 	Initializer vmre.Initializer
 	// OnCall, when set, is told of every call made with this launch's token,
 	// accepted or refused, until End, on the goroutine that serves it,
-	// before the answer is written. It must be fast and must not block.
+	// before the answer is written; an Initialize accepted before End is
+	// told even when End comes before its answer. It must be fast and must
+	// not block.
 	// (The engine remembers an ended launch's token, not its OnCall: what
 	// the function holds is freed once the launch ends.)
 	OnCall func(Call)
