@@ -19,6 +19,8 @@ func TestDoctor(t *testing.T) {
 	crash := writeScript(t, "crash", "echo 'cannot open /etc/myvm.toml' >&2\nexit 3\n")
 	nointerp := writeExecutable(t, "nointerp", "#!/nonexistent/vmre-test-sh\n")
 	noenvinterp := writeExecutable(t, "noenvinterp", "#!/usr/bin/env no-such-vmre-interpreter\n")
+	crlf := writeExecutable(t, "crlf", "#!/bin/sh\r\necho edited on Windows\r\n")
+	envArgs := writeExecutable(t, "envargs", "#!/usr/bin/env sh -e\n")
 	noshebang := writeExecutable(t, "noshebang", "echo a shell would run this; exec does not\n")
 	notforhere := writeExecutable(t, "notforhere", "\x7fELF\x02\x01\x01\x00not a program for any machine")
 	noexec := filepath.Join(t.TempDir(), "noexec")
@@ -58,6 +60,10 @@ func TestDoctor(t *testing.T) {
 			nil, "file", []string{"its #! line names /nonexistent/vmre-test-sh, which does not exist", "fix:   install the interpreter"}},
 		{"interpreter not in PATH", []string{noenvinterp}, exitFailure,
 			nil, "file", []string{"its #! line runs no-such-vmre-interpreter, which is not in PATH"}},
+		{"#! line with a CR", []string{crlf}, exitFailure,
+			nil, "file", []string{"its #! line ends in a carriage return", `fix:   convert the file to Unix line endings: sed -i 's/\r$//' `}},
+		{"env with arguments", []string{envArgs}, exitFailure,
+			nil, "file", []string{`its #! line asks env to run "sh -e", one name with its blanks`, "fix:   split the words with env -S: #!/usr/bin/env -S sh -e"}},
 		{"script without #!", []string{noshebang}, exitFailure,
 			[]string{"file"}, "exec", []string{"a script needs a #! line to run", "fix:   start the script with a #! line"}},
 		{"ELF not for this machine", []string{notforhere}, exitFailure,

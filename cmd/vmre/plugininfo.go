@@ -97,15 +97,28 @@ func (p *pluginInfo) runnable() error {
 			fix:    fmt.Sprintf("build it for this machine: GOOS=%s GOARCH=%s go build", runtime.GOOS, runtime.GOARCH),
 		}
 	}
-	interp := strings.Fields(strings.TrimPrefix(p.script, "#!"))
-	if len(interp) == 0 {
+	// The kernel takes the #! line as an interpreter and at most one
+	// argument, the rest of the line, trailing blanks cut but not a CR.
+	line := strings.TrimRight(strings.TrimPrefix(p.script, "#!"), " \t")
+	if line == "" {
 		return nil
 	}
-	name := interp[0]
-	if filepath.Base(name) == "env" && len(interp) > 1 && !strings.HasPrefix(interp[1], "-") {
-		if _, err := exec.LookPath(interp[1]); err != nil {
-			return &fileProblem{reason: fmt.Sprintf("%s: its #! line runs %s, which is not in PATH", p.path, interp[1]),
-				fix: "install " + interp[1] + ", or correct the #! line"}
+	if strings.HasSuffix(line, "\r") {
+		return &fileProblem{reason: fmt.Sprintf("%s: its #! line ends in a carriage return (Windows line endings), which becomes part of the interpreter's name", p.path),
+			fix: "convert the file to Unix line endings: sed -i 's/\\r$//' " + p.path}
+	}
+	name, arg := strings.TrimLeft(line, " \t"), ""
+	if i := strings.IndexAny(name, " \t"); i >= 0 {
+		name, arg = name[:i], strings.TrimLeft(name[i+1:], " \t")
+	}
+	if filepath.Base(name) == "env" && arg != "" && !strings.HasPrefix(arg, "-") {
+		if strings.ContainsAny(arg, " \t") {
+			return &fileProblem{reason: fmt.Sprintf("%s: its #! line asks env to run %q, one name with its blanks: the kernel gives an interpreter one argument", p.path, arg),
+				fix: "split the words with env -S: #!/usr/bin/env -S " + arg}
+		}
+		if _, err := exec.LookPath(arg); err != nil {
+			return &fileProblem{reason: fmt.Sprintf("%s: its #! line runs %s, which is not in PATH", p.path, arg),
+				fix: "install " + arg + ", or correct the #! line"}
 		}
 		return nil
 	}
