@@ -136,9 +136,16 @@ func TestAcceptVersions(t *testing.T) {
 func TestExitBeforeHandshake(t *testing.T) {
 	t.Parallel()
 	l := newLauncher(t, launcher.Config{HandshakeTimeout: time.Hour})
-	_, err := l.Launch(t.Context(), vmretest.Command("exit3"))
+	// A launch that missed the exit would wait for the hour; the context
+	// ends it first, with an error that says so.
+	ctx, cancel := context.WithTimeout(t.Context(), vmretest.WaitTimeout)
+	defer cancel()
+	_, err := l.Launch(ctx, vmretest.Command("exit3"))
 	if err == nil {
 		t.Fatal("launch succeeded")
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Launch returned only when its context ended (%v): the VM's exit was missed", err)
 	}
 	if !errors.Is(err, vmre.ErrProcessNotFound) || errors.Is(err, vmre.ErrHandshakeTimeout) {
 		t.Errorf("sentinels wrong for %v", err)
