@@ -72,6 +72,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		defer context.AfterFunc(ctx, func() {
 			select {
 			case <-ready:
+			default:
+				log.Info("stop asked during the handshake: waiting for the host's answer first",
+					"reason", context.Cause(ctx).Error(), "grace", handshakeAnswerGrace)
+			}
+			select {
+			case <-ready:
 			case <-serveCtx.Done():
 			case <-time.After(handshakeAnswerGrace):
 			}

@@ -260,6 +260,8 @@ func TestPluginVersionMismatch(t *testing.T) {
 				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
+				// The VM says it got the signal before the answer is sent.
+				p.waitFor(t, "stop asked during the handshake: waiting for the host's answer first")
 				close(engine.gate)
 			}
 			if code := p.wait(t); code != 1 {
