@@ -39,6 +39,7 @@ type Metrics struct {
 	calls     *prometheus.CounterVec
 	admin     *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
+	abandoned *prometheus.CounterVec
 }
 
 // New returns the metrics of a node whose VMs src tells of. The registry
@@ -69,10 +70,14 @@ func New(src Source) *Metrics {
 		}, []string{"method", "result"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmre_vm_output_lines_dropped_total",
-			Help: "Lines of VM output that did not become whole records: truncated at 64 KiB, or left unread in the pipe after the VM's exit.",
+			Help: "Lines of VM output that did not become whole records: truncated at 64 KiB (the rest of the line was dropped).",
 		}, []string{"vm", "stream", "reason"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_vm_output_pipes_abandoned_total",
+			Help: "Times reading a VM's stdout or stderr stopped before the pipe's end: after the VM's exit, a process outside its group held the pipe open past the drain time; what it writes from then on is not read.",
+		}, []string{"vm", "stream"}),
 	}
-	m.reg.MustRegister(m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped,
+	m.reg.MustRegister(m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped, m.abandoned,
 		newStateCollector(src),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -107,7 +112,7 @@ func (m *Metrics) LauncherHooks() *launcher.Hooks {
 				m.dropped.WithLabelValues(i.VM, i.Stream, "truncated").Add(float64(i.Truncated))
 			}
 			if i.Unread {
-				m.dropped.WithLabelValues(i.VM, i.Stream, "unread").Inc()
+				m.abandoned.WithLabelValues(i.VM, i.Stream).Inc()
 			}
 		},
 	}
