@@ -60,6 +60,7 @@ func doctorCommand(ctx context.Context, args []string, e env) int {
 	var f launchFlags
 	fs := newFlagSet("doctor")
 	f.register(fs, slog.LevelWarn)
+	f.registerName(fs)
 	if err := parseFlags(fs, doctorHead, exitCodesHelp, args, e); err != nil {
 		return flagExit(err)
 	}

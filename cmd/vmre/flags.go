@@ -46,8 +46,8 @@ func usagef(fs *flag.FlagSet, e env, format string, args ...any) int {
 	return exitUsage
 }
 
-// printUsage prints head, the flags with GNU-style double dashes (the flag
-// package accepts one dash or two), then tail.
+// printUsage prints head, the flags with GNU-style dashes (two, one for a
+// one-letter flag; the flag package accepts either), then tail.
 func printUsage(w io.Writer, fs *flag.FlagSet, head, tail string) {
 	fmt.Fprint(w, head)
 	fmt.Fprintln(w, "Flags:")
@@ -56,7 +56,11 @@ func printUsage(w io.Writer, fs *flag.FlagSet, head, tail string) {
 		if name != "" {
 			name = " " + name
 		}
-		fmt.Fprintf(w, "  --%s%s\n    \t%s", f.Name, name, usage)
+		dashes := "--"
+		if len(f.Name) == 1 {
+			dashes = "-"
+		}
+		fmt.Fprintf(w, "  %s%s%s\n    \t%s", dashes, f.Name, name, usage)
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}

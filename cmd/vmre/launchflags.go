@@ -22,10 +22,14 @@ type launchFlags struct {
 	log              logFlags
 }
 
-func (f *launchFlags) register(fs *flag.FlagSet, defaultLogLevel slog.Level) {
+// registerName adds --name, for the commands that launch one VM.
+func (f *launchFlags) registerName(fs *flag.FlagSet) {
 	fs.StringVar(&f.name, "name", "",
 		"the VM's `name` in logs, events and /v1/vms (default: the plugin's file name; set it for an interpreted "+
 			"plugin such as `node vm.js`, which would be named after its interpreter)")
+}
+
+func (f *launchFlags) register(fs *flag.FlagSet, defaultLogLevel slog.Level) {
 	fs.UintVar(&f.protocolVersion, "protocol-version", vmre.ProtocolVersion,
 		"the protocol `version` the host speaks; a VM that sends another fails its handshake (exit 3)")
 	fs.StringVar(&f.hostName, "host-name", vmre.DefaultHostName,

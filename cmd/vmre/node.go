@@ -113,8 +113,6 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return usagef(fs, e, "missing --plugin-dir, the directory of VM plugins")
 	case f.requirePins && f.pins == "":
 		return usagef(fs, e, "--require-pins needs --pins FILE")
-	case f.name != "":
-		return usagef(fs, e, "--name names one VM: node names each VM by its file and its aliases")
 	case (f.tlsCert == "") != (f.tlsKey == ""):
 		return usagef(fs, e, "--engine-tls-cert and --engine-tls-key go together")
 	case f.remotePing <= 0:

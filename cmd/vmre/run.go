@@ -55,6 +55,7 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	var f runFlags
 	fs := newFlagSet("run")
 	f.launchFlags.register(fs, slog.LevelInfo)
+	f.launchFlags.registerName(fs)
 	f.superviseFlags.register(fs)
 	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
