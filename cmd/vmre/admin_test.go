@@ -93,6 +93,12 @@ func TestNodeAdmin(t *testing.T) {
 	if r := cli(t, env, "ps", "--node", url); r.code != exitFailure || !strings.Contains(r.stderr, "--admin-token-file") {
 		t.Errorf("vmre ps without the token: exit %d\n%s", r.code, r.stderr)
 	}
+	// An empty token file is named as such, not taken for no token.
+	empty := writeExecutable(t, "empty-token", "")
+	if r := cli(t, env, "ps", "--node", url, "--admin-token-file", empty); r.code != exitFailure ||
+		!strings.Contains(r.stderr, "--admin-token-file "+empty+" is empty") {
+		t.Errorf("vmre ps with an empty token file: exit %d\n%s", r.code, r.stderr)
+	}
 
 	// curl: a unary call with Connect JSON; without the token, 401.
 	out, err := exec.CommandContext(t.Context(), curl, "-sS", "-X", "POST", "-H", "Content-Type: application/json",

@@ -62,6 +62,9 @@ func (f *clientFlags) client(e env) (adminv1connect.AdminServiceClient, func(), 
 			return nil, nil, fmt.Errorf("--admin-token-file: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, nil, fmt.Errorf("--admin-token-file %s is empty: give the file the node reads its token from", tokenFile)
+		}
 	}
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
@@ -219,7 +222,7 @@ var (
 			if err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("%s: %s, pid %d", res.Msg.GetMessage(), stateName(res.Msg.GetVm()), res.Msg.GetVm().GetPid()), nil
+			return startedText(res.Msg.GetMessage(), res.Msg.GetVm()), nil
 		})
 	restartCommand = controlCommand("restart", "stops a VM of a running node and launches it again (now, during a backoff).",
 		func(ctx context.Context, c adminv1connect.AdminServiceClient, vm string) (string, error) {
@@ -227,9 +230,19 @@ var (
 			if err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("%s: %s, pid %d", res.Msg.GetMessage(), stateName(res.Msg.GetVm()), res.Msg.GetVm().GetPid()), nil
+			return startedText(res.Msg.GetMessage(), res.Msg.GetVm()), nil
 		})
 )
+
+// startedText is the line of start and restart: the answer and the VM's
+// state, with its pid when the node runs its process (a remote VM's
+// process is not the node's).
+func startedText(message string, vm *adminv1.VM) string {
+	if vm.GetPid() == 0 {
+		return fmt.Sprintf("%s: %s", message, stateName(vm))
+	}
+	return fmt.Sprintf("%s: %s, pid %d", message, stateName(vm), vm.GetPid())
+}
 
 func stateName(vm *adminv1.VM) string {
 	return strings.ToLower(strings.TrimPrefix(vm.GetState().String(), "VM_STATE_"))
