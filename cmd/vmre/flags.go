@@ -21,13 +21,13 @@ func newFlagSet(name string) *flag.FlagSet {
 // flags and tail on stdout and returns flag.ErrHelp; for a bad flag it
 // prints the error and a hint on stderr and returns it.
 func parseFlags(fs *flag.FlagSet, head, tail string, args []string, e env) error {
-	fs.SetOutput(e.stderr) // the flag package prints a bad flag's error there
+	fs.SetOutput(io.Discard) // a bad flag's error is printed below, with the command's name
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		printUsage(e.stdout, fs, head, tail)
 	case err != nil:
-		fmt.Fprintf(e.stderr, "Run '%s --help' for usage.\n", fs.Name())
+		fmt.Fprintf(e.stderr, "%s: %v\nRun '%s --help' for usage.\n", fs.Name(), err, fs.Name())
 	}
 	return err
 }

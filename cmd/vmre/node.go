@@ -25,7 +25,8 @@ import (
 const nodeHead = `Usage: vmre node --plugin-dir DIR [flags]
 
 node runs every VM of a plugin directory under supervision, and serves the
-node mux (GET /v1/vms, GET /metrics, GET /healthz, the engine) on --listen.
+node mux (GET /v1/vms, GET /metrics, GET /healthz, the engine, the admin
+service of vmre ps/stop/start/restart/logs) on --listen.
 
 The directory (AvalancheGo's --plugin-dir convention):
   each regular executable file is a VM; its ID is its name less an

@@ -72,7 +72,7 @@ func remoteCommand(ctx context.Context, args []string, e env) int {
 		fs.StringVar(&f.namespace, "namespace", "default", "the Kubernetes `namespace`")
 		fs.IntVar(&f.port, "port", 9650, "the `port` the VM's server listens on in its pod")
 	default:
-		fmt.Fprintf(e.stderr, "vmre remote: unknown subcommand %q: use env, systemd, k8s or rotate\n", sub)
+		fmt.Fprintf(e.stderr, "vmre remote: unknown subcommand %q: use env, systemd, k8s or rotate\nRun 'vmre remote --help' for usage.\n", sub)
 		return exitUsage
 	}
 	if err := parseFlags(fs, remoteHead, clientTail, args[1:], e); err != nil {

@@ -24,6 +24,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"serve", "-h"}, []string{"Usage: vmre serve", "VMRE_RUNTIME_ENGINE_TOKEN=TOKEN", "--listen address", "--legacy", "curl"}},
 		{[]string{"doctor", "--help"}, []string{"Usage: vmre doctor", "dial-back", "health", "--handshake-timeout", "Examples:"}},
 		{[]string{"version", "--help"}, []string{"Usage: vmre version"}},
+		{[]string{"logs", "--help"}, []string{"\n  -f\n", "--since"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -55,12 +56,23 @@ func TestVersion(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{nil, {"bogus"}, {"version", "extra"}, {"doctor"}, {"doctor", "--nope", exampleVM}} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in stderr
+	}{
+		{nil, "Commands:"},
+		{[]string{"bogus"}, "bogus"},
+		{[]string{"version", "extra"}, "extra"},
+		{[]string{"doctor"}, "PLUGIN"},
+		{[]string{"doctor", "--nope", exampleVM}, "vmre doctor: flag provided but not defined: -nope\nRun 'vmre doctor --help' for usage."},
+		{[]string{"ps", "--bogus"}, "vmre ps: flag provided but not defined: -bogus\nRun 'vmre ps --help' for usage."},
+		{[]string{"remote", "bogus"}, "Run 'vmre remote --help' for usage."},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
-			r := runVMRE(t, 10*time.Second, args...)
-			if r.code != exitUsage || r.stdout != "" || r.stderr == "" {
-				t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, a message", r.code, r.stdout, r.stderr)
+			r := runVMRE(t, 10*time.Second, tc.args...)
+			if r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, a message with %q", r.code, r.stdout, r.stderr, tc.want)
 			}
 		})
 	}
