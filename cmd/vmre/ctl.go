@@ -171,6 +171,8 @@ func psCommand(ctx context.Context, args []string, e env) int {
 		last := "-"
 		if ex := vm.GetLastExit(); ex != nil {
 			last = ex.GetSummary()
+		} else if first, _, _ := strings.Cut(vm.GetError(), "\n"); first != "" {
+			last = first // a launch that failed before the VM ran, or a refused handshake
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", vm.GetName(), state, pid, addr, uptime, vm.GetRestarts(), last)
 	}
