@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -33,6 +34,8 @@ func execFailure(err *launcher.LaunchError, info *pluginInfo) (cause, fix string
 			"build the plugin for this machine (GOOS/GOARCH), or start the script with a #! line"
 	case errors.Is(err, fs.ErrPermission):
 		return "the file or a directory on its path is not executable by this user", "chmod +x " + info.path
+	case errors.Is(err, fs.ErrNotExist) && info != nil && !fileExists(info.path):
+		return "there is no file at this path", "check the path; build the plugin first" + exampleNote(info.path)
 	case errors.Is(err, fs.ErrNotExist):
 		return "the file, or the interpreter named by its #! line, does not exist", "check the path and the #! line"
 	}
@@ -145,4 +148,10 @@ func fileProblemOf(path string) *fileProblem {
 	info.read()
 	problem, _ := errors.AsType[*fileProblem](info.runnable())
 	return problem
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -103,7 +103,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"crashes", []string{"--handshake-timeout", "30s", crash}, exitVMExited,
 			[]string{"exit code 3", "cannot open /etc/myvm.toml"}, 10 * time.Second},
 		{"missing plugin", []string{missing}, exitFailure,
-			[]string{"handshake failed: exec " + missing + ": no such file or directory", "check the path"}, 0},
+			[]string{"handshake failed: exec " + missing + ": no such file or directory", "there is no file at this path: check the path"}, 0},
 		{"interpreter not in PATH", []string{envMissing}, exitVMExited,
 			[]string{"exit code 127", "its #! line runs no-such-vmre-interpreter, which is not in PATH: install no-such-vmre-interpreter"}, 0},
 		{"script without #!", []string{noshebang}, exitFailure,
