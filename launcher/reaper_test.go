@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -156,25 +155,37 @@ func hostProcess() int {
 // it prints "initialize=pending" when the call comes and holds it until
 // the caller goes away.
 func stallingEngine(cfg *launcher.Config) (addr string, stop func(), err error) {
-	e := server.New(server.Config{})
+	e, addr, stop, err := engineProcess(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == runtimev1connect.RuntimeServiceInitializeProcedure {
+				fmt.Println("initialize=pending")
+				<-r.Context().Done()
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	cfg.Engine = e
+	return addr, stop, err
+}
+
+// engineProcess serves a new engine, its handler wrapped by wrap when
+// wrap is not nil, on a loopback listener of a helper process; stop ends
+// it. (vmretest.StartEngine does the same for a test.)
+func engineProcess(wrap func(http.Handler) http.Handler) (e *server.Engine, addr string, stop func(), err error) {
+	e = server.New(server.Config{})
 	ln, err := h2c.ListenLoopback(context.Background())
 	if err != nil {
-		return "", nil, err
+		return nil, "", nil, err
 	}
 	h := e.Handler()
-	stall := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == runtimev1connect.RuntimeServiceInitializeProcedure {
-			fmt.Println("initialize=pending")
-			<-r.Context().Done()
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	if wrap != nil {
+		h = wrap(h)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, stall) }()
-	cfg.Engine = e
-	return ln.Addr().String(), func() { e.Close(); cancel(); <-served }, nil
+	go func() { served <- server.Serve(ctx, ln, h) }()
+	return e, ln.Addr().String(), func() { e.Close(); cancel(); <-served }, nil
 }
 
 // leaseHostProcess serves an engine and starts a VM on client.Serve with
@@ -184,20 +195,12 @@ func stallingEngine(cfg *launcher.Config) (addr string, stop func(), err error) 
 func leaseHostProcess() int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	e := server.New(server.Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	e, addr, stop, err := engineProcess(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
-	defer func() {
-		e.Close()
-		cancel()
-		<-served
-	}()
+	defer stop()
 	leased := make(chan struct{})
 	var once sync.Once
 	launch, err := e.NewLaunch(server.LaunchConfig{
@@ -213,7 +216,7 @@ func leaseHostProcess() int {
 		return 1
 	}
 	vm := vmretest.Command("ok")
-	vm.Env = append(vm.Env, vmre.EngineAddressKey+"="+ln.Addr().String(), vmre.EngineTokenKey+"="+launch.Token())
+	vm.Env = append(vm.Env, vmre.EngineAddressKey+"="+addr, vmre.EngineTokenKey+"="+launch.Token())
 	vm.Stderr = os.Stderr
 	if err := vm.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -244,20 +247,12 @@ func leaseHostProcess() int {
 func pipeHostProcess() int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	e := server.New(server.Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	e, addr, stop, err := engineProcess(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
-	defer func() {
-		e.Close()
-		cancel()
-		<-served
-	}()
+	defer stop()
 	launch, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", vmre.ProtocolVersion)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -269,7 +264,7 @@ func pipeHostProcess() int {
 		return 1
 	}
 	vm := vmretest.Command("ok")
-	vm.Env = append(vm.Env, vmre.EngineAddressKey+"="+ln.Addr().String(), vmre.EngineTokenKey+"="+launch.Token(),
+	vm.Env = append(vm.Env, vmre.EngineAddressKey+"="+addr, vmre.EngineTokenKey+"="+launch.Token(),
 		vmre.LeaseFDKey+"=3", vmReadyKey+"=1")
 	vm.ExtraFiles = []*os.File{vmEnd}
 	vm.Stderr = os.Stderr
