@@ -179,7 +179,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		})
 		log.Info("node mux listening", "addr", addr, "url", "http://"+addr, "admin_token", token != "")
 		cfg.events.write(event{Event: "listening", Addr: addr})
-		if !isLoopback(addr) {
+		if !listensOnLoopback(cfg.listen) { // addr names loopback for 0.0.0.0 and [::] too
 			log.Warn("the node mux listens beyond loopback: the admin service takes only the token of --admin-token-file; "+
 				"GET /v1/vms, /healthz and the engine are open", "listen", cfg.listen, "metrics_token", cfg.admin.metricsToken)
 		}

@@ -31,16 +31,3 @@ func listen(addr string) (ln net.Listener, dialAddr string, err error) {
 	}
 	return ln, (&net.TCPAddr{IP: ip, Port: tcp.Port}).String(), nil
 }
-
-// isLoopback reports whether addr's host is a loopback IP or "localhost".
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}

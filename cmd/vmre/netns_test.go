@@ -241,3 +241,35 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 		t.Errorf("node: exit %d\n%s", code, node.stderr)
 	}
 }
+
+// A node mux listening on every interface warns that it reaches beyond
+// loopback, though the address it dials itself (and logs) is 127.0.0.1.
+// The node runs in a network namespace of its own whose only interface is
+// loopback, so that the test reaches nothing beyond it.
+func TestRunWarnsBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root: this test runs in CI, which runs make test as root")
+	}
+	ns := fmt.Sprintf("vmre-lo-%d", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("network namespaces cannot be made here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	const warning = "the node mux listens beyond loopback"
+	for _, tc := range []struct {
+		listen string
+		warns  bool
+	}{{"0.0.0.0:0", true}, {"127.0.0.1:0", false}} {
+		_, stderr, code := runIn(t, ownRunDir(t), ns, vmreBin, "run", "--check", "--listen", tc.listen, "--admin-token-file", tokenFile(t), exampleVM)
+		if code != exitOK {
+			t.Fatalf("--listen %s: exit %d\n%s", tc.listen, code, stderr)
+		}
+		if got := strings.Contains(stderr, warning); got != tc.warns {
+			t.Errorf("--listen %s: warns %v, want %v\n%s", tc.listen, got, tc.warns, stderr)
+		}
+	}
+}
