@@ -8,9 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 
 	"connectrpc.com/connect"
@@ -19,23 +16,21 @@ import (
 	"github.com/vmre/vmre/launcher"
 )
 
-// execFailure explains a launch that failed before the VM ran.
+// execFailure explains a launch that failed before the VM ran, once
+// inspectPlugin found nothing wrong with the file: what the kernel refused
+// of a file that looks executable.
 func execFailure(err *launcher.LaunchError, info *pluginInfo) (cause, fix string) {
 	switch {
 	case err.Phase != launcher.PhaseExec:
 		return "the launcher could not take the launch (" + err.Phase.String() + ")", "see the error above"
-	case errors.Is(err, exec.ErrNotFound):
-		return "a plugin named without a slash is looked up in PATH, and it is not there",
-			"give the plugin's path, for example ./" + filepath.Base(err.Path)
-	case errors.Is(err, syscall.ENOEXEC) && info != nil && info.script == "" && !info.binary:
+	case errors.Is(err, syscall.ENOEXEC) && info.script == "" && !info.binary:
 		return "the file is not a program, and a script needs a #! line to run", "start the script with a #! line, such as #!/bin/sh"
 	case errors.Is(err, syscall.ENOEXEC):
 		return "the file is not a program for this system (another OS or architecture), or a script without a #! line",
 			"build the plugin for this machine (GOOS/GOARCH), or start the script with a #! line"
 	case errors.Is(err, fs.ErrPermission):
-		return "the file or a directory on its path is not executable by this user", "chmod +x " + info.path
-	case errors.Is(err, fs.ErrNotExist) && info != nil && !fileExists(info.path):
-		return "there is no file at this path", "check the path; build the plugin first" + exampleNote(info.path)
+		return "the file is executable, but its file system is mounted noexec, or the interpreter of its #! line is not executable",
+			"run the plugin from a file system mounted with exec, or chmod +x its interpreter"
 	case errors.Is(err, fs.ErrNotExist):
 		return "the file, or the interpreter named by its #! line, does not exist", "check the path and the #! line"
 	}
@@ -120,38 +115,32 @@ func (f *launchFlags) launchHint(err error) string {
 		return "check that the plugin is a VM plugin and reads " + f.engineKeyName() +
 			" (set --engine-key if it reads another variable, --legacy for an rpcchainvm plugin), " +
 			"and that it starts within --handshake-timeout (raise it for a slow start); `vmre doctor PLUGIN` tells more"
-	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil && lerr.Exit.Code == 127 && fileProblemOf(lerr.Path) != nil:
-		// 127: /usr/bin/env (or a shell) did not find the program to run.
-		problem := fileProblemOf(lerr.Path)
-		return problem.reason + ": " + problem.fix
-	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil && len(lerr.Stderr) == 0:
-		return "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does, or `vmre doctor PLUGIN`"
 	case lerr.Phase == launcher.PhaseHandshakeWait && lerr.Exit != nil:
+		if lerr.Exit.Code == 127 { // /usr/bin/env (or a shell) did not find the program to run
+			if _, err := inspectPlugin(lerr.Path); err != nil {
+				return hintOf(err)
+			}
+		}
+		if len(lerr.Stderr) == 0 {
+			return "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does, or `vmre doctor PLUGIN`"
+		}
 		return "its last stderr lines say why; `vmre doctor PLUGIN` tells more"
 	case lerr.Phase == launcher.PhaseExec:
-		if problem := fileProblemOf(lerr.Path); problem != nil {
-			return problem.reason + ": " + problem.fix
+		info, err := inspectPlugin(lerr.Path)
+		if err != nil {
+			return hintOf(err)
 		}
-		info := pluginInfo{path: lerr.Path}
-		info.read()
 		cause, fix := execFailure(lerr, &info)
 		return cause + ": " + fix
 	}
 	return ""
 }
 
-// fileProblemOf reads the plugin file at path for what would keep it from
-// running here (a Go program for another platform, a missing #!
-// interpreter), or returns nil.
-func fileProblemOf(path string) *fileProblem {
-	info := pluginInfo{path: path}
-	info.read()
-	problem, _ := errors.AsType[*fileProblem](info.runnable())
-	return problem
-}
-
-// fileExists reports whether path names an existing file.
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+// hintOf is the hint of inspectPlugin's finding: why the file cannot run,
+// and what to do.
+func hintOf(err error) string {
+	if problem, ok := errors.AsType[*fileProblem](err); ok {
+		return problem.reason + ": " + problem.fix
+	}
+	return err.Error()
 }

@@ -85,6 +85,11 @@ func TestRunExitCodes(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	envMissing := writeExecutable(t, "envmissing", "#!/usr/bin/env no-such-vmre-interpreter\n")
 	noshebang := writeExecutable(t, "noshebang", "echo a shell would run this; exec does not\n")
+	notExecInterp := filepath.Join(t.TempDir(), "interp")
+	if err := os.WriteFile(notExecInterp, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badInterp := writeExecutable(t, "badinterp", "#!"+notExecInterp+"\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -103,7 +108,10 @@ func TestRunExitCodes(t *testing.T) {
 		{"crashes", []string{"--handshake-timeout", "30s", crash}, exitVMExited,
 			[]string{"exit code 3", "cannot open /etc/myvm.toml"}, 10 * time.Second},
 		{"missing plugin", []string{missing}, exitFailure,
-			[]string{"handshake failed: exec " + missing + ": no such file or directory", "there is no file at this path: check the path"}, 0},
+			[]string{"handshake failed: exec " + missing + ": no such file or directory", "no such file: " + missing + ": check the path"}, 0},
+		// The plugin is executable: chmod +x on it would change nothing.
+		{"interpreter not executable", []string{badInterp}, exitFailure,
+			[]string{"exec " + badInterp + ": permission denied", "the interpreter of its #! line is not executable"}, 0},
 		{"interpreter not in PATH", []string{envMissing}, exitVMExited,
 			[]string{"exit code 127", "its #! line runs no-such-vmre-interpreter, which is not in PATH: install no-such-vmre-interpreter"}, 0},
 		{"script without #!", []string{noshebang}, exitFailure,
