@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -106,9 +105,7 @@ func clientFail(e env, cmd string, err error) int {
 	case connect.CodeUnauthenticated:
 		msg += " (give the node's token with --admin-token-file)"
 	case connect.CodeUnavailable:
-		if !errors.Is(err, errNoNode) {
-			msg += " (is the node running? vmre node and vmre run print their address)"
-		}
+		msg += " (is the node running? vmre node and vmre run print their address)"
 	}
 	fmt.Fprintf(e.stderr, "vmre %s: %s\n", cmd, msg)
 	return exitFailure

@@ -56,9 +56,6 @@ func announceNode(getenv func(string) string, nf nodeFile) (remove func(), err e
 	return func() { os.Remove(path) }, nil
 }
 
-// errNoNode is the error of a client that found no node.
-var errNoNode = errors.New("no running node found")
-
 // findNode returns the one running node's file. Files of nodes that are
 // gone (killed, so they could not remove them) are removed.
 func findNode(getenv func(string) string) (nodeFile, error) {
@@ -89,7 +86,7 @@ func findNode(getenv func(string) string) (nodeFile, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nodeFile{}, fmt.Errorf("%w in %s: start one (vmre node or vmre run), or name it with --node URL", errNoNode, dir)
+		return nodeFile{}, fmt.Errorf("no running node found in %s: start one (vmre node or vmre run), or name it with --node URL", dir)
 	case 1:
 		return found[0], nil
 	}
