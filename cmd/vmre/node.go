@@ -139,6 +139,11 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 // run loads the directory, serves the node and supervises its VMs until a
 // signal.
 func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv func(string) string) int {
+	// Caught from the start: a SIGHUP's default action would end the node
+	// without stopping its VMs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	reg, report, err := registry.Load(registry.Config{
 		Dir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins,
 		Logger: log.With(slog.String("component", "registry")),
@@ -183,12 +188,11 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 		rem.engine, rem.sup, rem.addr, rem.log = h.engine, h.sup, h.tlsAddr, h.log
 	}
 	h.serve()
+	n.mu.Lock() // the admin service's Reload is served already
 	n.apply(report)
+	n.mu.Unlock()
 	log.Info("node serving", "plugin_dir", reg.Dir(), "vms", len(reg.VMs()), "refused", len(report.Failed))
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
