@@ -92,6 +92,12 @@ func startHost(cfg hostConfig) (*host, error) {
 			return nil, err
 		}
 	}
+	closeListeners := func() { // on a failure below
+		ln.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+	}
 	logs := admin.NewLogs(0)
 	log := slog.New(logs.Handler(cfg.log.Handler())) // keeps each VM's recent records for TailLogs
 	h := &host{log: log, events: cfg.events, logs: logs, changed: make(chan struct{}, 1), describe: cfg.describe, tlsAddr: tlsAddr}
@@ -114,7 +120,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		lcfg.Engine, lcfg.EngineAddr = engine, addr
 	}
 	if h.launcher, err = launcher.New(lcfg); err != nil {
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	h.sup, err = supervise.New(supervise.Config{
@@ -125,7 +131,7 @@ func startHost(cfg hostConfig) (*host, error) {
 	})
 	if err != nil {
 		h.launcher.Close()
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	h.admin, err = admin.New(admin.Config{
@@ -147,7 +153,7 @@ func startHost(cfg hostConfig) (*host, error) {
 	})
 	if err != nil {
 		h.launcher.Close()
-		ln.Close()
+		closeListeners()
 		return nil, err
 	}
 	adminPath, adminHandler := h.admin.Handler()
