@@ -149,7 +149,7 @@ type proc struct {
 	code   int           // valid after done
 }
 
-// startProc starts a process; the test's cleanup kills it if it still runs.
+// startProc starts a process; the test's cleanup stops it if it still runs.
 func startProc(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(name, args...)
@@ -177,15 +177,28 @@ func startProc(t *testing.T, env []string, name string, args ...string) *proc {
 		p.code = cmd.ProcessState.ExitCode()
 	}()
 	t.Cleanup(func() {
+		// SIGTERM first: a vmre stops its VMs, which live in process
+		// groups of their own and would outlive a SIGKILLed vmre.
 		select {
 		case <-p.done:
+			return
 		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(cleanupGrace):
 			cmd.Process.Kill()
 			<-p.done
 		}
 	})
 	return p
 }
+
+// cleanupGrace is how long a test's cleanup lets a process it started
+// exit on SIGTERM before it kills it: beyond the graceful timeout of a
+// vmre's VMs.
+const cleanupGrace = 30 * time.Second
 
 func startVMRE(t *testing.T, args ...string) *proc {
 	t.Helper()
