@@ -14,11 +14,12 @@ import (
 	"github.com/vmre/vmre/internal/vmpeer"
 )
 
-// After the VM is reaped, its pipes are read until they are empty, however
-// slow the host's handler: what the VM wrote before it exited is logged.
-// A pipe found empty after drainTimeout is held open by a process outside
-// the VM's group, and the host must not wait on it: its reading stops. One
-// that such a process still fills after maxDrain stops too.
+// After the VM is reaped, its pipes are read to their end, however slow the
+// host's handler: what the VM wrote before it exited is logged. A pipe that
+// a writer still holds open, a process outside the VM's group, and that is
+// found empty after drainTimeout, is one the host must not wait on: its
+// reading stops. One that such a process still fills after maxDrain stops
+// too.
 const (
 	drainTimeout = 200 * time.Millisecond
 	maxDrain     = 5 * time.Second
@@ -189,8 +190,10 @@ func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
 
 // drain waits until the readers of a VM's pipes, which the VM has closed by
 // exiting, are done: each reader returns at the end of its pipe, or at a
-// read deadline drain sets once its pipe is empty after drainTimeout (or
-// after maxDrain, full or not).
+// read deadline drain sets once its pipe, still held open by a writer, is
+// empty after drainTimeout (or after maxDrain, full or not). A pipe that no
+// writer holds gets no deadline: its reader, busy with the lines it has
+// read, reaches its end.
 func drain(done <-chan struct{}, pipes ...*os.File) {
 	tick := time.NewTicker(drainTimeout)
 	defer tick.Stop()
@@ -202,7 +205,7 @@ func drain(done <-chan struct{}, pipes ...*os.File) {
 		case <-tick.C:
 		}
 		for _, p := range pipes {
-			if time.Since(start) >= maxDrain || pipeEmpty(p) {
+			if readable, held := pipeState(p); held && (!readable || time.Since(start) >= maxDrain) {
 				p.SetReadDeadline(time.Now())
 			}
 		}
