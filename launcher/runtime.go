@@ -81,7 +81,18 @@ type Runtime struct {
 
 // start execs the VM with its output piped into the host's logger, and
 // starts the one goroutine that waits for it and the two that read it.
-func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
+// Started or not, the VM's end of the lease pipe is closed on return (the
+// child has its own copy: the VM's is the only one left), and the host's
+// too when the VM did not start.
+func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
+	defer func() {
+		if r.leaseVMEnd != nil {
+			r.leaseVMEnd.Close()
+		}
+		if err != nil {
+			r.closeLease(false)
+		}
+	}()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -97,17 +108,12 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 
 	err = st.start(cmd)
 	// The child has its own copies of the write ends; closing ours now means
-	// the readers see EOF as soon as the VM's processes close theirs. The
-	// same for the VM's end of the lease: the VM's is the only one left.
+	// the readers see EOF as soon as the VM's processes close theirs.
 	outW.Close()
 	errW.Close()
-	if r.leaseVMEnd != nil {
-		r.leaseVMEnd.Close()
-	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		r.closeLease(false)
 		return err
 	}
 	l.remember(r)
