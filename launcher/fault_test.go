@@ -442,7 +442,8 @@ func testFrozen(t *testing.T) {
 // pipe ends; the escapee lives on, as docs/RELIABILITY.md says.
 func testEscapee(t *testing.T) {
 	out := new(lineLog)
-	l := newLauncher(t, launcher.Config{Stdout: out})
+	events := vmretest.NewEvents()
+	l := newLauncher(t, launcher.Config{Stdout: out, Hooks: events.Hooks()})
 	rt := mustLaunch(t, l, "escapee")
 	escapee, err := strconv.Atoi(out.await(t, "escapee="))
 	if err != nil {
@@ -463,6 +464,15 @@ func testEscapee(t *testing.T) {
 	}
 	if vmretest.ProcessGone(escapee) {
 		t.Errorf("the escapee %d is gone: it was not out of the stop's reach, and the test proves nothing", escapee)
+	}
+	unread := map[string]bool{}
+	for _, ev := range events.List() {
+		if i, ok := ev.Info.(launcher.OutputDropInfo); ok && i.Unread {
+			unread[i.Stream] = true
+		}
+	}
+	if !unread["stdout"] || !unread["stderr"] {
+		t.Errorf("streams reported unread: %v; want both, which the escapee holds open", unread)
 	}
 }
 
@@ -503,16 +513,25 @@ func testStdoutClosed(t *testing.T) {
 
 // testLastWords: a VM writes its last lines and exits while the host's
 // handler is slower than the VM; every line is still logged, in order,
-// however long the host takes to catch up.
+// however long the host takes to catch up, and no output is reported
+// unread: the pipes reached their end, as nothing outside the VM held them.
+// The handler takes longer than the drain time over the lines it has read,
+// so the drain finds a pipe empty while its reader is still busy.
 func testLastWords(t *testing.T) {
 	counter := &floodCounter{delay: 200 * time.Microsecond} // the host's slow handler: the fault
-	l := newLauncher(t, launcher.Config{Logger: slog.New(counter)})
+	events := vmretest.NewEvents()
+	l := newLauncher(t, launcher.Config{Logger: slog.New(counter), Hooks: events.Hooks()})
 	rt := mustLaunch(t, l, "lastwords")
 	if exit := waitDone(t, rt); !exit.Success() || exit.Stage != launcher.StageNone {
 		t.Fatalf("exit = %v; want code 0 on its own", exit)
 	}
 	if lines, gaps, first := counter.result(); lines != lastWordsLines || gaps != 0 || first != 0 {
 		t.Errorf("the host logged %d of the VM's last %d lines (first %d, %d gaps); want all, in order", lines, lastWordsLines, first, gaps)
+	}
+	for _, ev := range events.List() {
+		if i, ok := ev.Info.(launcher.OutputDropInfo); ok && i.Unread {
+			t.Errorf("OutputDropped %+v: a pipe that reached its end was reported held open", i)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package launcher_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -420,6 +421,61 @@ func TestLaunchAfterClose(t *testing.T) {
 	if _, err := l.Launch(t.Context(), vmretest.Command("ok")); err == nil || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("Launch after Close: %v", err)
 	}
+}
+
+// TestLaunchOutOfFDs: a launch that fails for want of file descriptors
+// gives back those it took. The host, a helper process, leaves itself two:
+// enough for the lease pipe, not for the stdout pipe. Once the launch has
+// failed, the host makes a pipe of its own: it can only if the launch
+// closed the lease pipe's two ends.
+func TestLaunchOutOfFDs(t *testing.T) {
+	t.Parallel()
+	out, err := vmretest.Command("host-nofds").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "pipe=ok") {
+		t.Fatalf("host: %v\n%s", err, out)
+	}
+}
+
+// noFDsHostProcess is the host of TestLaunchOutOfFDs.
+func noFDsHostProcess() int {
+	l, err := launcher.New(launcher.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer l.Close()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: 256, Max: 256}); err != nil {
+		fmt.Println("setrlimit:", err)
+		return 1
+	}
+	var fill []*os.File
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		fill = append(fill, f)
+	}
+	if len(fill) < 2 {
+		fmt.Println("no descriptor to free")
+		return 1
+	}
+	fill[0].Close()
+	fill[1].Close()
+	_, err = l.Launch(context.Background(), vmretest.Command("ok"))
+	if lerr, ok := errors.AsType[*launcher.LaunchError](err); !ok || lerr.Phase != launcher.PhaseExec || !errors.Is(err, syscall.EMFILE) {
+		fmt.Printf("launch: %v; want an exec error of too many open files\n", err)
+		return 1
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Printf("pipe=%v: the failed launch kept descriptors\n", err)
+		return 1
+	}
+	r.Close()
+	w.Close()
+	fmt.Println("pipe=ok")
+	return 0
 }
 
 // TestVMSurvivesThreadExits: on Linux the parent-death signal follows the

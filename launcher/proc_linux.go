@@ -44,15 +44,26 @@ func reap(_ *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
 	}
 }
 
-// pipeEmpty reports whether nothing is left to read in the pipe f.
-func pipeEmpty(f *os.File) bool {
+// pipeState reports whether the pipe f has something to read, and whether
+// a writer still holds it open. A pipe that no writer holds will end: its
+// reader reaches the end of it, however slowly it reads.
+func pipeState(f *os.File) (readable, held bool) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return true
+		return false, true
 	}
-	n, ierr := 0, error(nil)
-	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil || ierr != nil {
-		return true
+	var revents int16
+	var perr error
+	if err := rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, perr = unix.Poll(fds, 0); perr != unix.EINTR {
+				break
+			}
+		}
+		revents = fds[0].Revents
+	}); err != nil || perr != nil {
+		return false, true
 	}
-	return n == 0
+	return revents&unix.POLLIN != 0, revents&unix.POLLHUP == 0
 }

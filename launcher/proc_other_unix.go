@@ -30,6 +30,6 @@ func reap(cmd *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
 	return ws, err
 }
 
-// pipeEmpty takes every pipe for empty: without a portable way to ask, a
-// pipe is read for drainTimeout after the VM's exit, as before.
-func pipeEmpty(*os.File) bool { return true }
+// pipeState takes every pipe for empty and held: without a portable way
+// to ask, a pipe is read for drainTimeout after the VM's exit.
+func pipeState(*os.File) (readable, held bool) { return false, true }

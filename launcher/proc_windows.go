@@ -38,6 +38,6 @@ func reap(cmd *exec.Cmd, _ int, markGone func()) (syscall.WaitStatus, error) {
 
 const canTerminate = false
 
-// pipeEmpty takes every pipe for empty: without a portable way to ask, a
-// pipe is read for drainTimeout after the VM's exit, as before.
-func pipeEmpty(*os.File) bool { return true }
+// pipeState takes every pipe for empty and held: without a portable way
+// to ask, a pipe is read for drainTimeout after the VM's exit.
+func pipeState(*os.File) (readable, held bool) { return false, true }

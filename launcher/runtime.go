@@ -14,11 +14,12 @@ import (
 	"github.com/vmre/vmre/internal/vmpeer"
 )
 
-// After the VM is reaped, its pipes are read until they are empty, however
-// slow the host's handler: what the VM wrote before it exited is logged.
-// A pipe found empty after drainTimeout is held open by a process outside
-// the VM's group, and the host must not wait on it: its reading stops. One
-// that such a process still fills after maxDrain stops too.
+// After the VM is reaped, its pipes are read to their end, however slow the
+// host's handler: what the VM wrote before it exited is logged. A pipe that
+// a writer still holds open, a process outside the VM's group, and that is
+// found empty after drainTimeout, is one the host must not wait on: its
+// reading stops. One that such a process still fills after maxDrain stops
+// too.
 const (
 	drainTimeout = 200 * time.Millisecond
 	maxDrain     = 5 * time.Second
@@ -80,7 +81,18 @@ type Runtime struct {
 
 // start execs the VM with its output piped into the host's logger, and
 // starts the one goroutine that waits for it and the two that read it.
-func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
+// Started or not, the VM's end of the lease pipe is closed on return (the
+// child has its own copy: the VM's is the only one left), and the host's
+// too when the VM did not start.
+func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
+	defer func() {
+		if r.leaseVMEnd != nil {
+			r.leaseVMEnd.Close()
+		}
+		if err != nil {
+			r.closeLease(false)
+		}
+	}()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -96,17 +108,12 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) error {
 
 	err = st.start(cmd)
 	// The child has its own copies of the write ends; closing ours now means
-	// the readers see EOF as soon as the VM's processes close theirs. The
-	// same for the VM's end of the lease: the VM's is the only one left.
+	// the readers see EOF as soon as the VM's processes close theirs.
 	outW.Close()
 	errW.Close()
-	if r.leaseVMEnd != nil {
-		r.leaseVMEnd.Close()
-	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		r.closeLease(false)
 		return err
 	}
 	l.remember(r)
@@ -189,8 +196,10 @@ func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
 
 // drain waits until the readers of a VM's pipes, which the VM has closed by
 // exiting, are done: each reader returns at the end of its pipe, or at a
-// read deadline drain sets once its pipe is empty after drainTimeout (or
-// after maxDrain, full or not).
+// read deadline drain sets once its pipe, still held open by a writer, is
+// empty after drainTimeout (or after maxDrain, full or not). A pipe that no
+// writer holds gets no deadline: its reader, busy with the lines it has
+// read, reaches its end.
 func drain(done <-chan struct{}, pipes ...*os.File) {
 	tick := time.NewTicker(drainTimeout)
 	defer tick.Stop()
@@ -202,7 +211,7 @@ func drain(done <-chan struct{}, pipes ...*os.File) {
 		case <-tick.C:
 		}
 		for _, p := range pipes {
-			if time.Since(start) >= maxDrain || pipeEmpty(p) {
+			if readable, held := pipeState(p); held && (!readable || time.Since(start) >= maxDrain) {
 				p.SetReadDeadline(time.Now())
 			}
 		}

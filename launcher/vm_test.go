@@ -159,6 +159,9 @@ var vms = map[string]vmretest.Helper{
 	"host-pipe": func([]string) int {
 		return pipeHostProcess()
 	},
+	"host-nofds": func([]string) int {
+		return noFDsHostProcess()
+	},
 	// The host's client of the VM (ready_test.go).
 	"whoami": func([]string) int {
 		return whoamiVM()
