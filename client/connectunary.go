@@ -3,7 +3,6 @@ package client
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,7 +198,7 @@ func unaryError(res *http.Response, body []byte) (*connect.Error, *vmre.VersionM
 		if d.Type != mismatchDetail {
 			continue
 		}
-		raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(d.Value, "="))
+		raw, err := connect.DecodeBinaryHeader(d.Value)
 		if err != nil {
 			continue
 		}
