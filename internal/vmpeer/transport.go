@@ -244,10 +244,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !http2 {
 		return t.pool.h1.RoundTrip(req)
 	}
+	// Reserved under t.mu: CloseIdleConnections, which counts a reservation
+	// as a request in flight, then leaves the connection open for it.
 	t.mu.Lock()
 	cc := t.first
+	reserved := cc != nil && cc.Reserve() == nil
 	t.mu.Unlock()
-	if cc != nil && cc.Reserve() == nil {
+	if reserved {
 		return cc.RoundTrip(req)
 	}
 	return t.pool.h2.RoundTrip(req)
