@@ -91,12 +91,8 @@ type Transport struct {
 // preface on it at once, so that the server has answered by the first
 // request. Without conn, the first request dials it.
 func NewTransport(addr string, conn net.Conn) *Transport {
-	t := NewPool().Transport(addr, nil)
+	t := NewPool().Transport(addr, conn)
 	t.own = true
-	if conn != nil {
-		t.opened = true
-		t.open(context.Background(), conn)
-	}
 	return t
 }
 
