@@ -3,7 +3,6 @@ package client
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,6 +82,9 @@ func (ec *engineClient) initializeUnary(ctx context.Context, vmAddr string) (*Ho
 		cerr, mismatch := unaryError(res, answer)
 		return nil, ec.handshakeError(cerr, mismatch)
 	}
+	if cerr := answerTypeError(res.Header.Get("Content-Type")); cerr != nil {
+		return nil, ec.handshakeError(cerr, nil)
+	}
 	host, err := decodeInitializeResponse(answer)
 	if err != nil {
 		return nil, ec.handshakeError(connect.NewError(connect.CodeInternal, err), nil)
@@ -97,6 +99,22 @@ func contextError(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// answerTypeError is the error of a successful answer whose content type is
+// not the binary protobuf asked for, as connect-go has it: unknown for an
+// answer that is no Connect answer at all (a server that is no engine), and
+// internal for another codec's. Without it, any 200 with an empty body
+// would pass for an accepted handshake.
+func answerTypeError(contentType string) *connect.Error {
+	const want = "application/proto"
+	switch {
+	case contentType == want:
+		return nil
+	case !strings.HasPrefix(contentType, "application/"):
+		return connect.NewError(connect.CodeUnknown, fmt.Errorf("invalid content-type: %q; expecting %q", contentType, want))
+	}
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("invalid content-type: %q; expecting %q", contentType, want))
 }
 
 // decodeInitializeResponse reads an InitializeResponse {1: host_name,
@@ -152,10 +170,12 @@ func decodeFields(b []byte, f func(num protowire.Number, v uint64, s []byte)) er
 	return nil
 }
 
-// unaryError reads a Connect unary error answer: a JSON body with the code,
-// the message and details, or, for an answer that is not one (a proxy's, an
-// engine that predates a path), the code of its HTTP status, as connect-go
-// reads it. It also returns the version mismatch a detail carries.
+// unaryError reads a Connect unary error answer, as connect-go reads it: a
+// JSON body with the code, the message and details; the code of its HTTP
+// status when the code is missing or unknown; and only that code, with the
+// status as message, for an answer that is no Connect error at all (a
+// proxy's, an engine that predates a path). It also returns the version
+// mismatch a detail carries.
 func unaryError(res *http.Response, body []byte) (*connect.Error, *vmre.VersionMismatchError) {
 	var wire struct {
 		Code    string `json:"code"`
@@ -165,17 +185,20 @@ func unaryError(res *http.Response, body []byte) (*connect.Error, *vmre.VersionM
 			Value string `json:"value"`
 		} `json:"details"`
 	}
-	var code connect.Code
-	if !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") ||
-		json.Unmarshal(body, &wire) != nil || code.UnmarshalText([]byte(wire.Code)) != nil {
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" && ct != "application/json; charset=utf-8" ||
+		json.Unmarshal(body, &wire) != nil {
 		return connect.NewError(httpStatusCode(res.StatusCode), errors.New(res.Status)), nil
+	}
+	var code connect.Code
+	if code.UnmarshalText([]byte(wire.Code)) != nil || code == 0 {
+		code = httpStatusCode(res.StatusCode)
 	}
 	var mismatch *vmre.VersionMismatchError
 	for _, d := range wire.Details {
 		if d.Type != mismatchDetail {
 			continue
 		}
-		raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(d.Value, "="))
+		raw, err := connect.DecodeBinaryHeader(d.Value)
 		if err != nil {
 			continue
 		}

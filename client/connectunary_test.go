@@ -57,3 +57,48 @@ func TestInitializeAnswerNotProto(t *testing.T) {
 		t.Errorf("%v; want ErrHandshakeFailed with code internal", err)
 	}
 }
+
+// Initialize written by hand reads every answer as the connect-go client
+// does: the same code and the same message. An answer of 200 that is no
+// Connect answer (an HTTP server that is no engine) fails the handshake.
+func TestInitializeAnswerAsConnectGo(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+		want        connect.Code
+	}{
+		{"200 without content type", http.StatusOK, "", "", connect.CodeUnknown},
+		{"200 html", http.StatusOK, "text/html", "<html>hi</html>", connect.CodeUnknown},
+		{"200 json", http.StatusOK, "application/json", "{}", connect.CodeInternal},
+		{"404 text", http.StatusNotFound, "text/plain", "404 page not found\n", connect.CodeUnimplemented},
+		{"400 json unknown code", http.StatusBadRequest, "application/json", `{"code":"no such code","message":"what the server said"}`, connect.CodeInternal},
+		{"409 json charset", http.StatusConflict, "application/json; charset=utf-8", `{"code":"already_exists","message":"twice"}`, connect.CodeAlreadyExists},
+		{"400 json-like type", http.StatusBadRequest, "application/jsonp", `{"code":"not_found","message":"no"}`, connect.CodeInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := vmretest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header()["Content-Type"] = []string{tc.contentType}
+				if tc.contentType == "" {
+					w.Header()["Content-Type"] = nil // not sniffed
+				}
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			_, byHand := client.Initialize(t.Context(), vmAddr, client.WithEngine(addr, "token"))
+			_, byConnect := client.Initialize(t.Context(), vmAddr, client.WithEngine(addr, "token"), client.WithHTTPClient(http.DefaultClient))
+			if connect.CodeOf(byConnect) != tc.want {
+				t.Fatalf("connect-go: %v (code %v); want code %v", byConnect, connect.CodeOf(byConnect), tc.want)
+			}
+			var hand, cgo *connect.Error
+			if !errors.Is(byHand, vmre.ErrHandshakeFailed) || !errors.As(byHand, &hand) || !errors.As(byConnect, &cgo) ||
+				hand.Code() != cgo.Code() || hand.Message() != cgo.Message() {
+				t.Errorf("by hand: %v\nconnect-go: %v", byHand, byConnect)
+			}
+		})
+	}
+}

@@ -302,12 +302,14 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}
+	var since time.Time // when an enrollment's session took its lease
 	if l.enrollment != nil {
 		l.enrollment.leased(l, req.Peer().Addr)
+		since = time.Now()
 	}
 	err = e.holdLease(ctx, l, stream)
 	if l.enrollment != nil {
-		l.enrollment.leaseEnded(l, err, ctx)
+		l.enrollment.leaseEnded(l, since, err, ctx)
 	}
 	return nil
 }

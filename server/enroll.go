@@ -73,7 +73,6 @@ type Enrollment struct {
 	admitted bool
 	closed   bool
 	session  *Launch // the current or last session, or nil
-	since    time.Time
 }
 
 // NewToken returns a fresh 256-bit token, hex-encoded, for an Enrollment.
@@ -244,7 +243,6 @@ func (l *Launch) endSession() {
 func (en *Enrollment) leased(l *Launch, peer string) {
 	e := en.engine
 	e.mu.Lock()
-	en.since = time.Now()
 	ev := SessionEvent{Name: en.cfg.Name, Up: true, Peer: peer, Addr: l.addr, CertSHA256: l.certSum, ProtocolVersion: l.version}
 	e.mu.Unlock()
 	if en.cfg.OnSession != nil {
@@ -252,13 +250,14 @@ func (en *Enrollment) leased(l *Launch, peer string) {
 	}
 }
 
-// leaseEnded ends the session whose lease ended, and tells OnSession why.
-func (en *Enrollment) leaseEnded(l *Launch, err error, ctx context.Context) {
+// leaseEnded ends the session whose lease, held since since, ended, and
+// tells OnSession why.
+func (en *Enrollment) leaseEnded(l *Launch, since time.Time, err error, ctx context.Context) {
 	e := en.engine
 	e.mu.Lock()
 	byNode := l.state == stateEnded
 	l.endSession()
-	ev := SessionEvent{Name: en.cfg.Name, Addr: l.addr, CertSHA256: l.certSum, ProtocolVersion: l.version, Duration: time.Since(en.since)}
+	ev := SessionEvent{Name: en.cfg.Name, Addr: l.addr, CertSHA256: l.certSum, ProtocolVersion: l.version, Duration: time.Since(since)}
 	e.mu.Unlock()
 	switch {
 	case byNode:

@@ -91,12 +91,8 @@ type Transport struct {
 // preface on it at once, so that the server has answered by the first
 // request. Without conn, the first request dials it.
 func NewTransport(addr string, conn net.Conn) *Transport {
-	t := NewPool().Transport(addr, nil)
+	t := NewPool().Transport(addr, conn)
 	t.own = true
-	if conn != nil {
-		t.opened = true
-		t.open(context.Background(), conn)
-	}
 	return t
 }
 
@@ -244,10 +240,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !http2 {
 		return t.pool.h1.RoundTrip(req)
 	}
+	// Reserved under t.mu: CloseIdleConnections, which counts a reservation
+	// as a request in flight, then leaves the connection open for it.
 	t.mu.Lock()
 	cc := t.first
+	reserved := cc != nil && cc.Reserve() == nil
 	t.mu.Unlock()
-	if cc != nil && cc.Reserve() == nil {
+	if reserved {
 		return cc.RoundTrip(req)
 	}
 	return t.pool.h2.RoundTrip(req)
