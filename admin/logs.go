@@ -47,10 +47,14 @@ func NewLogs(maxBytes int) *Logs {
 
 // backlog is one VM's records, oldest first, and its followers.
 type backlog struct {
-	records   []entry
+	records   []entry // records[start:] are kept; those before were dropped
+	start     int
 	bytes     int
 	followers map[*follower]struct{}
 }
+
+// kept returns the records the backlog holds, oldest first.
+func (b *backlog) kept() []entry { return b.records[b.start:] }
 
 // entry is one kept record.
 type entry struct {
@@ -135,17 +139,19 @@ func (l *Logs) add(vm string, e entry) {
 	}
 	b.records = append(b.records, e)
 	b.bytes += e.size
-	drop := 0
-	for b.bytes > l.maxBytes && drop < len(b.records)-1 {
-		b.bytes -= b.records[drop].size
-		drop++
+	for b.bytes > l.maxBytes && b.start < len(b.records)-1 {
+		b.bytes -= b.records[b.start].size
+		b.records[b.start] = entry{} // its text goes with it
+		b.start++
 	}
-	if drop > 0 {
-		// Copy the rest to the front, so the slice's array does not grow
-		// with every record ever logged.
-		n := copy(b.records, b.records[drop:])
+	if b.start > len(b.records)/2 {
+		// Move the kept records to the front once the dropped ones are the
+		// larger part, so that the slice's array does not grow with every
+		// record ever logged: each record moves about once, rather than
+		// the whole backlog at every record.
+		n := copy(b.records, b.kept())
 		clear(b.records[n:])
-		b.records = b.records[:n]
+		b.records, b.start = b.records[:n], 0
 	}
 	for f := range b.followers {
 		select {
@@ -179,7 +185,7 @@ func (l *Logs) tail(vm string, since time.Time, follow bool) ([]entry, *follower
 		l.vms[vm] = b
 	}
 	var out []entry
-	for _, e := range b.records {
+	for _, e := range b.kept() {
 		if since.IsZero() || !e.rec.Time.Before(since) {
 			out = append(out, e)
 		}

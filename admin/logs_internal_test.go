@@ -45,3 +45,47 @@ func TestLogsNeverBlock(t *testing.T) {
 		t.Error("a host record went into a VM's backlog")
 	}
 }
+
+// TestBacklogKeepsTheNewest: past its limit the backlog holds the newest
+// records, in order and without a gap, and its array stays within a small
+// multiple of what it holds rather than growing with every record.
+func TestBacklogKeepsTheNewest(t *testing.T) {
+	const records = 10000
+	l := NewLogs(16 << 10)
+	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	for i := range records {
+		log.Info("line", "n", i)
+		backlog, _ := l.tail("vm", time.Time{}, false)
+		next := i + 1 - len(backlog)
+		for _, e := range backlog {
+			var n int64 = -1
+			e.rec.Attrs(func(a slog.Attr) bool { n = a.Value.Int64(); return false })
+			if n != int64(next) {
+				t.Fatalf("after record %d: the backlog holds record %d where %d was due", i, n, next)
+			}
+			next++
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.vms["vm"]
+	if kept := len(b.kept()); kept < 10 || cap(b.records) > 4*kept {
+		t.Errorf("the backlog keeps %d records in an array of %d", kept, cap(b.records))
+	}
+}
+
+// BenchmarkTap is the cost the backlog adds to each line of a VM's output
+// once the backlog is full (the steady state of a VM that logs): the record
+// is kept, the oldest one dropped.
+func BenchmarkTap(b *testing.B) {
+	l := NewLogs(0)
+	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	for i := range 100000 { // fill the backlog
+		log.Info("flood", "n", i, "pad", "0123456789abcdef0123456789abcdef0123456789abcdef")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		log.Info("flood", "n", i, "pad", "0123456789abcdef0123456789abcdef0123456789abcdef")
+	}
+}
