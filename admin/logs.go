@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -66,8 +65,15 @@ type entry struct {
 
 // follower is one TailLogs stream that follows a VM.
 type follower struct {
-	records chan entry
-	dropped atomic.Int64 // records it missed since its last one
+	records chan followed
+	missed  int64 // records it missed since the last one it got; guarded by Logs.mu
+}
+
+// followed is a record handed to a follower, with the number of records it
+// missed just before this one.
+type followed struct {
+	entry
+	dropped int64
 }
 
 // Handler wraps next: every record passes on to next, and a record of a
@@ -155,9 +161,10 @@ func (l *Logs) add(vm string, e entry) {
 	}
 	for f := range b.followers {
 		select {
-		case f.records <- e:
+		case f.records <- followed{e, f.missed}:
+			f.missed = 0
 		default:
-			f.dropped.Add(1)
+			f.missed++
 		}
 	}
 }
@@ -192,7 +199,7 @@ func (l *Logs) tail(vm string, since time.Time, follow bool) ([]entry, *follower
 	}
 	var f *follower
 	if follow {
-		f = &follower{records: make(chan entry, followerBuffer)}
+		f = &follower{records: make(chan followed, followerBuffer)}
 		b.followers[f] = struct{}{}
 	}
 	return slices.Clip(out), f
@@ -248,7 +255,7 @@ func (s *Service) TailLogs(ctx context.Context, req *connect.Request[adminv1.Tai
 	for {
 		select {
 		case e := <-f.records:
-			if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: f.dropped.Swap(0)}); err != nil {
+			if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: e.dropped}); err != nil {
 				return err
 			}
 		case <-ctx.Done():

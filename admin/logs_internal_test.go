@@ -28,8 +28,11 @@ func TestLogsNeverBlock(t *testing.T) {
 	if got := len(slow.records); got != followerBuffer {
 		t.Errorf("the follower holds %d records; want its buffer, %d", got, followerBuffer)
 	}
-	if got := slow.dropped.Load(); got != records-followerBuffer {
-		t.Errorf("the follower missed %d records; want %d", got, records-followerBuffer)
+	l.mu.Lock()
+	missed := slow.missed
+	l.mu.Unlock()
+	if missed != records-followerBuffer {
+		t.Errorf("the follower missed %d records; want %d", missed, records-followerBuffer)
 	}
 	if b := l.Bytes()["vm"]; b > limit || b < limit/2 {
 		t.Errorf("backlog of %d bytes; want it near and under %d", b, limit)
@@ -43,6 +46,29 @@ func TestLogsNeverBlock(t *testing.T) {
 	slog.New(l.Handler(discard{})).With("vm", "other").Info("vm exited")
 	if _, ok := l.Bytes()["other"]; ok {
 		t.Error("a host record went into a VM's backlog")
+	}
+}
+
+// TestDroppedBeforeMarksTheGap: the count of missed records comes with the
+// first record after them, not with the records the follower had in its
+// buffer before them.
+func TestDroppedBeforeMarksTheGap(t *testing.T) {
+	const missed = 10
+	l := NewLogs(0)
+	_, f := l.tail("vm", time.Time{}, true)
+	defer l.unfollow("vm", f)
+	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	for i := range followerBuffer + missed {
+		log.Info("line", "n", i)
+	}
+	for i := range followerBuffer { // what it holds came before the gap
+		if e := <-f.records; e.dropped != 0 {
+			t.Fatalf("record %d of the buffer says %d were missed before it", i, e.dropped)
+		}
+	}
+	log.Info("after the gap")
+	if e := <-f.records; e.rec.Message != "after the gap" || e.dropped != missed {
+		t.Errorf("the record after the gap: %q, %d missed before it; want %d", e.rec.Message, e.dropped, missed)
 	}
 }
 
