@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -47,10 +46,14 @@ func NewLogs(maxBytes int) *Logs {
 
 // backlog is one VM's records, oldest first, and its followers.
 type backlog struct {
-	records   []entry
+	records   []entry // records[start:] are kept; those before were dropped
+	start     int
 	bytes     int
 	followers map[*follower]struct{}
 }
+
+// kept returns the records the backlog holds, oldest first.
+func (b *backlog) kept() []entry { return b.records[b.start:] }
 
 // entry is one kept record.
 type entry struct {
@@ -62,8 +65,15 @@ type entry struct {
 
 // follower is one TailLogs stream that follows a VM.
 type follower struct {
-	records chan entry
-	dropped atomic.Int64 // records it missed since its last one
+	records chan followed
+	missed  int64 // records it missed since the last one it got; guarded by Logs.mu
+}
+
+// followed is a record handed to a follower, with the number of records it
+// missed just before this one.
+type followed struct {
+	entry
+	dropped int64
 }
 
 // Handler wraps next: every record passes on to next, and a record of a
@@ -135,23 +145,26 @@ func (l *Logs) add(vm string, e entry) {
 	}
 	b.records = append(b.records, e)
 	b.bytes += e.size
-	drop := 0
-	for b.bytes > l.maxBytes && drop < len(b.records)-1 {
-		b.bytes -= b.records[drop].size
-		drop++
+	for b.bytes > l.maxBytes && b.start < len(b.records)-1 {
+		b.bytes -= b.records[b.start].size
+		b.records[b.start] = entry{} // its text goes with it
+		b.start++
 	}
-	if drop > 0 {
-		// Copy the rest to the front, so the slice's array does not grow
-		// with every record ever logged.
-		n := copy(b.records, b.records[drop:])
+	if b.start > len(b.records)/2 {
+		// Move the kept records to the front once the dropped ones are the
+		// larger part, so that the slice's array does not grow with every
+		// record ever logged: each record moves about once, rather than
+		// the whole backlog at every record.
+		n := copy(b.records, b.kept())
 		clear(b.records[n:])
-		b.records = b.records[:n]
+		b.records, b.start = b.records[:n], 0
 	}
 	for f := range b.followers {
 		select {
-		case f.records <- e:
+		case f.records <- followed{e, f.missed}:
+			f.missed = 0
 		default:
-			f.dropped.Add(1)
+			f.missed++
 		}
 	}
 }
@@ -179,14 +192,14 @@ func (l *Logs) tail(vm string, since time.Time, follow bool) ([]entry, *follower
 		l.vms[vm] = b
 	}
 	var out []entry
-	for _, e := range b.records {
+	for _, e := range b.kept() {
 		if since.IsZero() || !e.rec.Time.Before(since) {
 			out = append(out, e)
 		}
 	}
 	var f *follower
 	if follow {
-		f = &follower{records: make(chan entry, followerBuffer)}
+		f = &follower{records: make(chan followed, followerBuffer)}
 		b.followers[f] = struct{}{}
 	}
 	return slices.Clip(out), f
@@ -242,7 +255,7 @@ func (s *Service) TailLogs(ctx context.Context, req *connect.Request[adminv1.Tai
 	for {
 		select {
 		case e := <-f.records:
-			if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: f.dropped.Swap(0)}); err != nil {
+			if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: e.dropped}); err != nil {
 				return err
 			}
 		case <-ctx.Done():

@@ -28,8 +28,11 @@ func TestLogsNeverBlock(t *testing.T) {
 	if got := len(slow.records); got != followerBuffer {
 		t.Errorf("the follower holds %d records; want its buffer, %d", got, followerBuffer)
 	}
-	if got := slow.dropped.Load(); got != records-followerBuffer {
-		t.Errorf("the follower missed %d records; want %d", got, records-followerBuffer)
+	l.mu.Lock()
+	missed := slow.missed
+	l.mu.Unlock()
+	if missed != records-followerBuffer {
+		t.Errorf("the follower missed %d records; want %d", missed, records-followerBuffer)
 	}
 	if b := l.Bytes()["vm"]; b > limit || b < limit/2 {
 		t.Errorf("backlog of %d bytes; want it near and under %d", b, limit)
@@ -43,5 +46,72 @@ func TestLogsNeverBlock(t *testing.T) {
 	slog.New(l.Handler(discard{})).With("vm", "other").Info("vm exited")
 	if _, ok := l.Bytes()["other"]; ok {
 		t.Error("a host record went into a VM's backlog")
+	}
+}
+
+// TestDroppedBeforeMarksTheGap: the count of missed records comes with the
+// first record after them, not with the records the follower had in its
+// buffer before them.
+func TestDroppedBeforeMarksTheGap(t *testing.T) {
+	const missed = 10
+	l := NewLogs(0)
+	_, f := l.tail("vm", time.Time{}, true)
+	defer l.unfollow("vm", f)
+	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	for i := range followerBuffer + missed {
+		log.Info("line", "n", i)
+	}
+	for i := range followerBuffer { // what it holds came before the gap
+		if e := <-f.records; e.dropped != 0 {
+			t.Fatalf("record %d of the buffer says %d were missed before it", i, e.dropped)
+		}
+	}
+	log.Info("after the gap")
+	if e := <-f.records; e.rec.Message != "after the gap" || e.dropped != missed {
+		t.Errorf("the record after the gap: %q, %d missed before it; want %d", e.rec.Message, e.dropped, missed)
+	}
+}
+
+// TestBacklogKeepsTheNewest: past its limit the backlog holds the newest
+// records, in order and without a gap, and its array stays within a small
+// multiple of what it holds rather than growing with every record.
+func TestBacklogKeepsTheNewest(t *testing.T) {
+	const records = 10000
+	l := NewLogs(16 << 10)
+	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	for i := range records {
+		log.Info("line", "n", i)
+		backlog, _ := l.tail("vm", time.Time{}, false)
+		next := i + 1 - len(backlog)
+		for _, e := range backlog {
+			var n int64 = -1
+			e.rec.Attrs(func(a slog.Attr) bool { n = a.Value.Int64(); return false })
+			if n != int64(next) {
+				t.Fatalf("after record %d: the backlog holds record %d where %d was due", i, n, next)
+			}
+			next++
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.vms["vm"]
+	if kept := len(b.kept()); kept < 10 || cap(b.records) > 4*kept {
+		t.Errorf("the backlog keeps %d records in an array of %d", kept, cap(b.records))
+	}
+}
+
+// BenchmarkTap is the cost the backlog adds to each line of a VM's output
+// once the backlog is full (the steady state of a VM that logs): the record
+// is kept, the oldest one dropped.
+func BenchmarkTap(b *testing.B) {
+	l := NewLogs(0)
+	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	for i := range 100000 { // fill the backlog
+		log.Info("flood", "n", i, "pad", "0123456789abcdef0123456789abcdef0123456789abcdef")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		log.Info("flood", "n", i, "pad", "0123456789abcdef0123456789abcdef0123456789abcdef")
 	}
 }

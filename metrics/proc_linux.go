@@ -50,12 +50,19 @@ func readProcess(pid int) (process, error) {
 		cpu:     time.Duration(stat.CPUTime() * float64(time.Second)),
 		rss:     int64(stat.ResidentMemory()),
 		fds:     -1,
-		started: time.Unix(int64(procRoot.boot), 0).Add(time.Duration(stat.Starttime) * time.Second / userHZ),
+		started: startTime(procRoot.boot, stat.Starttime),
 	}
 	if n, err := p.FileDescriptorsLen(); err == nil {
 		out.fds = n
 	}
 	return out, nil
+}
+
+// startTime is the start of a process that started ticks clock ticks after
+// the boot, at boot seconds since the epoch. A tick is converted before it
+// is counted: ticks in nanoseconds overflow after some 3 years of uptime.
+func startTime(boot, ticks uint64) time.Time {
+	return time.Unix(int64(boot), 0).Add(time.Duration(ticks) * (time.Second / userHZ))
 }
 
 // gone turns the error of a process that no longer exists into ESRCH.

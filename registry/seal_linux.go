@@ -25,6 +25,11 @@ type image struct {
 	script bool // starts with "#!"
 }
 
+// imageFDFloor is the lowest descriptor an image takes. A command's
+// ExtraFiles become the child's descriptors 3, 4, ... before its exec, and
+// would take the place of an image numbered among them.
+const imageFDFloor = 100
+
 // seals are the seals of an image: its bytes are fixed for its life.
 const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
@@ -82,6 +87,12 @@ func sealFile(src *os.File, id string, buf []byte) (*image, Digest, int64, error
 	if err != nil {
 		return nil, d, 0, fmt.Errorf("reopen the memfd read-only: %w", err)
 	}
+	// Out of the way of ExtraFiles; where the limit of descriptors is lower,
+	// command passes the image as a script's.
+	if hi, err := unix.FcntlInt(ro.Fd(), unix.F_DUPFD_CLOEXEC, imageFDFloor); err == nil {
+		ro.Close()
+		ro = os.NewFile(uintptr(hi), ro.Name())
+	}
 	return &image{f: ro, fd: int(ro.Fd()), script: bytes.Equal(head[:], []byte("#!"))}, d, n, nil
 }
 
@@ -95,9 +106,10 @@ func sealFile(src *os.File, id string, buf []byte) (*image, Digest, int64, error
 // keeps that read-only descriptor open. Either way the VM's argv[0] is
 // argv0, and the path it execs names no file that anyone can replace.
 func (m *image) command(argv0 string, args []string) *exec.Cmd {
-	// Descriptors 0 to 2 are the child's stdio: an image on one of them
-	// (a host that closed its stdin) cannot be named by number there.
-	if m.script || m.fd < 3 {
+	// Descriptors from 0 up are the child's stdio and ExtraFiles: an image
+	// below imageFDFloor (its descriptor could not be moved up) may not
+	// name itself by number there.
+	if m.script || m.fd < imageFDFloor {
 		cmd := exec.Command("/proc/self/fd/3", args...)
 		cmd.Args[0] = argv0
 		cmd.ExtraFiles = []*os.File{m.f}

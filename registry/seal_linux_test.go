@@ -163,6 +163,32 @@ func TestCommand(t *testing.T) {
 	}
 }
 
+// TestCommandWithExtraFiles: descriptors a launcher adds to a sealed ELF
+// VM's command (a lease pipe, files of its own) become the child's 3, 4,
+// ...; they must not take the number of the image that the command execs,
+// or the child would exec one of them instead of the checked bytes.
+func TestCommandWithExtraFiles(t *testing.T) {
+	t.Parallel()
+	elf := hashvmBytes(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "elf", elf, 0o755)
+	pins := pinsFile(t, t.TempDir(), map[string][]byte{"elf": elf})
+	r, report := load(t, registry.Config{Dir: dir, Pins: pins})
+	noProblems(t, report)
+	cmd := mustLookup(t, r, "elf").Command("x")
+	for range 32 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	}
+	if got, want := run(t, cmd), elfOutput(elf, "x"); got != want {
+		t.Errorf("with 32 ExtraFiles the VM printed %q, want %q", got, want)
+	}
+}
+
 // TestNoFDLeak counts the process's descriptors: one per sealed VM while
 // it is loaded, none per launch, none left after Close. It does not run in
 // parallel, so that no other test opens descriptors meanwhile.

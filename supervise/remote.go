@@ -58,6 +58,13 @@ func (s *Supervisor) RemoteUp(name string, sess Session) {
 	if v == nil {
 		return
 	}
+	v.remoteMu.Lock()
+	defer v.remoteMu.Unlock()
+	if s.stateOf(v) == StateStopped {
+		// Its lease began before an operator's Stop ended the session: the
+		// VM stays stopped, refused until it is started.
+		return
+	}
 	s.update(v, "connected", func(vs *VM) {
 		if vs.Launches > 0 {
 			vs.Restarts++
@@ -76,12 +83,21 @@ func (s *Supervisor) RemoteDown(name string, cause error) {
 	if v == nil {
 		return
 	}
+	v.remoteMu.Lock()
+	defer v.remoteMu.Unlock()
 	s.update(v, "disconnected", func(vs *VM) {
 		vs.Err = cause
 		if vs.State != StateStopped {
 			vs.State = StateLost
 		}
 	})
+}
+
+// stateOf returns the VM's state.
+func (s *Supervisor) stateOf(v *vm) State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return v.state.State
 }
 
 func (s *Supervisor) remoteVM(name string) *vm {
@@ -96,9 +112,9 @@ func (s *Supervisor) remoteVM(name string) *vm {
 
 // doRemote carries out an operator's command on a remote VM.
 func (s *Supervisor) doRemote(_ context.Context, v *vm, kind commandKind) result {
-	s.mu.Lock()
-	state := v.state.State
-	s.mu.Unlock()
+	v.remoteMu.Lock()
+	defer v.remoteMu.Unlock()
+	state := s.stateOf(v)
 	switch kind {
 	case cmdStop:
 		if state == StateStopped {

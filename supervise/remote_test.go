@@ -70,3 +70,28 @@ func TestRemoteVM(t *testing.T) {
 	}
 	s.Close(ctx) // returns: a remote VM has no goroutine to wait for
 }
+
+// TestRemoteUpAfterStop: a session whose lease began just before an
+// operator's Stop, and is told of just after it, leaves the VM stopped, so
+// that Start admits it again.
+func TestRemoteUpAfterStop(t *testing.T) {
+	t.Parallel()
+	s, _ := newSupervisor(t, supervise.Backoff{})
+	admitted := true
+	spec := supervise.RemoteSpec{Name: "far", Admit: func(ok bool) { admitted = ok }, EndSession: func() {}}
+	if err := s.AddRemote(spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if changed, err := s.Stop(ctx, "far"); err != nil || !changed || admitted {
+		t.Fatalf("Stop: %v, changed %v, admitted %v", err, changed, admitted)
+	}
+	s.RemoteUp("far", supervise.Session{Peer: "10.0.0.2:5000", Addr: "10.0.0.2:9650", ProtocolVersion: 1})
+	s.RemoteDown("far", errors.New("the session ended: the VM was stopped"))
+	if vm, _ := s.Get("far"); vm.State != supervise.StateStopped || vm.Launches != 0 {
+		t.Fatalf("a session told of after Stop: %v, %d launches; want stopped, none", vm.State, vm.Launches)
+	}
+	if changed, err := s.Start(ctx, "far"); err != nil || !changed || !admitted {
+		t.Fatalf("Start: %v, changed %v, admitted %v; want it admitted again", err, changed, admitted)
+	}
+}

@@ -97,8 +97,9 @@ type VM struct {
 }
 
 // Hooks tell of the Supervisor's events. Each field is optional and is
-// called on the VM's own goroutine, in the order of the VM's changes; it
-// must be fast and must not block or call the Supervisor.
+// called in the order of the VM's changes: on the VM's own goroutine, or,
+// for a remote VM, on the goroutine that reported or commanded the change.
+// It must be fast and must not block or call the Supervisor.
 type Hooks struct {
 	// State is called at every change of a VM's state.
 	State func(VM)

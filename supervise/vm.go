@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/vmre/vmre"
@@ -15,6 +16,11 @@ type vm struct {
 	cmds   chan command  // operator commands, to run
 	done   chan struct{} // closed when run returns
 	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
+
+	// remoteMu serializes the changes of a remote VM, which come from its
+	// sessions and from operators: each checks the state it changes, and
+	// the hooks hear of them in order.
+	remoteMu sync.Mutex
 
 	// Guarded by the Supervisor's mu.
 	spec          Spec
