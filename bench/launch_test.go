@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/bench/internal/median"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/launcher"
 )
@@ -43,7 +44,7 @@ func BenchmarkLaunch(b *testing.B) {
 				initialize = append(initialize, i.Elapsed) // launches are one at a time
 			}
 		}}})
-		defer func() { b.ReportMetric(median(initialize), "initialize-ns/launch") }()
+		defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
 		for b.Loop() {
 			rt, err := h.launch(context.Background())
 			if err != nil {
