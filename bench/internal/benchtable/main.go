@@ -169,6 +169,13 @@ func printTable(w io.Writer, r results) {
 			}
 			ref, m := r.median(row.ref, refUnit)
 			if m == 0 || ref == 0 {
+				// Say so, rather than drop the row and with it the
+				// benchmark's own median when this row is its only one.
+				shown := format(v, row.unit)
+				if row.minus {
+					shown = ""
+				}
+				fmt.Fprintf(w, "| %s | %s | %d | (no %s %s) | | |\n", label, shown, n, row.ref, refUnit)
 				continue
 			}
 			got = v / ref
