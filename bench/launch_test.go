@@ -258,22 +258,22 @@ func (h *vmreHost) launchCmd(ctx context.Context, cmd *exec.Cmd) (*launcher.Runt
 	if err != nil {
 		return nil, err
 	}
-	if err := ping(ctx, rt); err != nil {
+	if err := ping(ctx, rt.HTTPClient(), rt.Status().Addr); err != nil {
 		h.stop(rt)
 		return nil, err
 	}
 	return rt, nil
 }
 
-// ping calls the VM's /ping with the runtime's client, as a node would: a
-// VM that has answered a call is settled, with all it holds on the host in
-// place.
-func ping(ctx context.Context, rt *launcher.Runtime) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rt.Status().Addr+"/ping", nil)
+// ping calls GET /ping of the VM at addr with c, the runtime's client as a
+// node would: a VM that has answered a call is settled, with all it holds
+// on the host in place.
+func ping(ctx context.Context, c *http.Client, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/ping", nil)
 	if err != nil {
 		return err
 	}
-	res, err := rt.HTTPClient().Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		return err
 	}
