@@ -183,7 +183,10 @@ func blockID(parentID string, height uint64, data []byte) string {
 
 func genesisID() string { return blockID("", 0, []byte("vmre examplevm genesis")) }
 
-// launch starts ex under a Go host with args, and returns the launch's result.
+// launch starts ex under a Go host with args, and returns the launch's
+// result. A VM that a test leaves running is stopped and reaped when the
+// test ends: closing the Launcher only ends the leases, and http-vm holds
+// none.
 func launch(t *testing.T, ex example, args ...string) (*launcher.Runtime, error) {
 	t.Helper()
 	l, err := launcher.New(launcher.Config{
@@ -197,7 +200,14 @@ func launch(t *testing.T, ex example, args ...string) (*launcher.Runtime, error)
 	}
 	t.Cleanup(func() { l.Close() })
 	argv := append(append([]string(nil), ex.command...), args...)
-	return l.Launch(t.Context(), exec.Command(argv[0], argv[1:]...))
+	rt, err := l.Launch(t.Context(), exec.Command(argv[0], argv[1:]...))
+	if rt != nil {
+		t.Cleanup(func() { // before l.Close
+			rt.Stop(context.Background())
+			<-rt.Done()
+		})
+	}
+	return rt, err
 }
 
 // A Go host calls each example's own service with a connect-go client at
