@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -30,8 +29,9 @@ const goroutinesKey = "VMRE_BENCH_GOROUTINES"
 // The runtime's client holds a connection to its VM: the one a node would
 // hold anyway to call it. Its share (client-*) is measured by opening one
 // more such client per VM, with one call each; vmre's own share is the
-// rest (goroutines/VM, fds/VM, heap-B/VM, ...). The time per op is that of
-// launching 16 VMs, settling and stopping them.
+// rest (goroutines/VM, fds/VM, heap-B/VM, ...). The time per op is not a
+// result: besides launching, settling and stopping 16 VMs it holds the
+// measures' full GCs and the extra clients' calls.
 //
 // With VMRE_BENCH_GOROUTINES=FILE it writes the host's goroutines with the
 // 16 VMs idle to FILE, in the text form of the goroutine profile.
@@ -56,7 +56,7 @@ func BenchmarkIdleVM(b *testing.B) {
 			t := pool.Transport(rt.Status().Addr, nil)
 			extra = append(extra, t)
 			if err == nil {
-				err = get(&http.Client{Transport: t}, "http://"+rt.Status().Addr+"/ping")
+				err = ping(context.Background(), &http.Client{Transport: t}, rt.Status().Addr)
 			}
 		}
 		more := takeSnapshot()
@@ -116,17 +116,6 @@ func (p *perVM) report(b *testing.B, n int, prefix string) {
 	b.ReportMetric(p.threads/float64(n), prefix+"threads/VM")
 	b.ReportMetric(p.fds/float64(n), prefix+"fds/VM")
 	b.ReportMetric(p.sockets/float64(n), prefix+"sockets/VM")
-}
-
-// get makes a GET of url with c and reads the answer.
-func get(c *http.Client, url string) error {
-	res, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	_, err = io.Copy(io.Discard, res.Body)
-	return err
 }
 
 func goroutineProfile() []byte {

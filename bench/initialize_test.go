@@ -10,6 +10,7 @@ import (
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -18,7 +19,7 @@ import (
 // End are in the timed part: they are the host's share of a handshake), and
 // one client per protocol whose connection is reused across iterations.
 func BenchmarkInitialize(b *testing.B) {
-	e := serveEngine(b)
+	e, addr := vmretest.StartEngine(b, server.Config{}, nil)
 	protocols := []struct {
 		name  string
 		http2 bool
@@ -37,7 +38,7 @@ func BenchmarkInitialize(b *testing.B) {
 				hc = h2c.NewClient()
 			}
 			defer hc.CloseIdleConnections()
-			rpc := runtimev1connect.NewRuntimeServiceClient(hc, "http://"+e.addr, p.opts...)
+			rpc := runtimev1connect.NewRuntimeServiceClient(hc, "http://"+addr, p.opts...)
 			initialize(b, e, rpc) // dials the connection the iterations reuse
 			for b.Loop() {
 				initialize(b, e, rpc)
@@ -46,7 +47,7 @@ func BenchmarkInitialize(b *testing.B) {
 	}
 }
 
-func initialize(b *testing.B, e *engine, rpc runtimev1connect.RuntimeServiceClient) {
+func initialize(b *testing.B, e *server.Engine, rpc runtimev1connect.RuntimeServiceClient) {
 	launch, err := e.NewLaunch(server.LaunchConfig{Initializer: server.AcceptVersions("", vmre.ProtocolVersion)})
 	if err != nil {
 		b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/bench/internal/median"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/launcher"
 )
@@ -43,7 +44,7 @@ func BenchmarkLaunch(b *testing.B) {
 				initialize = append(initialize, i.Elapsed) // launches are one at a time
 			}
 		}}})
-		defer func() { b.ReportMetric(median(initialize), "initialize-ns/launch") }()
+		defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
 		for b.Loop() {
 			rt, err := h.launch(context.Background())
 			if err != nil {
@@ -257,22 +258,22 @@ func (h *vmreHost) launchCmd(ctx context.Context, cmd *exec.Cmd) (*launcher.Runt
 	if err != nil {
 		return nil, err
 	}
-	if err := ping(ctx, rt); err != nil {
+	if err := ping(ctx, rt.HTTPClient(), rt.Status().Addr); err != nil {
 		h.stop(rt)
 		return nil, err
 	}
 	return rt, nil
 }
 
-// ping calls the VM's /ping with the runtime's client, as a node would: a
-// VM that has answered a call is settled, with all it holds on the host in
-// place.
-func ping(ctx context.Context, rt *launcher.Runtime) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rt.Status().Addr+"/ping", nil)
+// ping calls GET /ping of the VM at addr with c, the runtime's client as a
+// node would: a VM that has answered a call is settled, with all it holds
+// on the host in place.
+func ping(ctx context.Context, c *http.Client, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/ping", nil)
 	if err != nil {
 		return err
 	}
-	res, err := rt.HTTPClient().Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		return err
 	}

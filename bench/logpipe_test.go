@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/bench/internal/loglines"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/server"
 )
@@ -71,7 +72,7 @@ func BenchmarkLogPipe(b *testing.B) {
 		})
 	}
 	b.Run("copy", func(b *testing.B) {
-		e := serveEngine(b)
+		e, addr := vmretest.StartEngine(b, server.Config{}, nil)
 		blocks := logBlocks(loglines.Plain)
 		size := int64(blocks * len(loglines.Block(loglines.Plain)))
 		b.SetBytes(size)
@@ -81,7 +82,7 @@ func BenchmarkLogPipe(b *testing.B) {
 				b.Fatal(err)
 			}
 			cmd := exec.Command(path, string(loglines.Plain), strconv.Itoa(blocks))
-			cmd.Env = append(cmd.Environ(), vmre.EngineAddressKey+"="+e.addr, vmre.EngineTokenKey+"="+launch.Token())
+			cmd.Env = append(cmd.Environ(), vmre.EngineAddressKey+"="+addr, vmre.EngineTokenKey+"="+launch.Token())
 			out, err := cmd.StdoutPipe()
 			if err != nil {
 				b.Fatal(err)

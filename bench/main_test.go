@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/vmre/vmre/internal/vmretest"
-	"github.com/vmre/vmre/server"
 )
 
 // TestMain runs the benchmarks, removes the VMs it built, and fails the
@@ -85,29 +83,6 @@ func listen(b *testing.B) net.Listener {
 	}
 	b.Cleanup(func() { ln.Close() })
 	return ln
-}
-
-// engine is a server.Engine served on 127.0.0.1.
-type engine struct {
-	*server.Engine
-	addr string
-}
-
-func serveEngine(b *testing.B) *engine {
-	b.Helper()
-	ln := listen(b)
-	e := &engine{Engine: server.New(server.Config{}), addr: ln.Addr().String()}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, e.Handler()) }()
-	b.Cleanup(func() {
-		e.Close()
-		cancel()
-		if err := <-served; err != nil {
-			b.Error(err)
-		}
-	})
-	return e
 }
 
 // snapshot is the host's goroutines, live heap and goroutine stacks after a

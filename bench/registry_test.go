@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/bench/internal/median"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/registry"
 )
@@ -55,8 +55,8 @@ func BenchmarkLaunchPinned(b *testing.B) {
 			b.StartTimer()
 		}
 	}
-	b.ReportMetric(median(kinds[0].times), "unpinned-ns/launch")
-	b.ReportMetric(median(kinds[1].times), "pinned-ns/launch")
+	b.ReportMetric(median.Of(kinds[0].times), "unpinned-ns/launch")
+	b.ReportMetric(median.Of(kinds[1].times), "pinned-ns/launch")
 }
 
 // BenchmarkRegistryLoad is the one-time cost of loading a directory that
@@ -93,14 +93,8 @@ func BenchmarkRegistryLoad(b *testing.B) {
 			}
 		}
 	}
-	b.ReportMetric(median(times[0]), "hash-ns/load")
-	b.ReportMetric(median(times[1]), "seal-ns/load")
-}
-
-func median(d []time.Duration) float64 {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return float64(s[len(s)/2])
+	b.ReportMetric(median.Of(times[0]), "hash-ns/load")
+	b.ReportMetric(median.Of(times[1]), "seal-ns/load")
 }
 
 // loadPlugin copies a plugin into a directory of its own, pinned or not,

@@ -28,12 +28,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.uber.org/goleak"
 
 	"github.com/vmre/vmre"
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -54,10 +54,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}))
+	vmretest.Main(m, nil, vmretest.RemoveDir(&dir))
 }
 
 func build(out string) error {
@@ -186,7 +183,10 @@ func blockID(parentID string, height uint64, data []byte) string {
 
 func genesisID() string { return blockID("", 0, []byte("vmre examplevm genesis")) }
 
-// launch starts ex under a Go host with args, and returns the launch's result.
+// launch starts ex under a Go host with args, and returns the launch's
+// result. A VM that a test leaves running is stopped and reaped when the
+// test ends: closing the Launcher only ends the leases, and http-vm holds
+// none.
 func launch(t *testing.T, ex example, args ...string) (*launcher.Runtime, error) {
 	t.Helper()
 	l, err := launcher.New(launcher.Config{
@@ -200,7 +200,14 @@ func launch(t *testing.T, ex example, args ...string) (*launcher.Runtime, error)
 	}
 	t.Cleanup(func() { l.Close() })
 	argv := append(append([]string(nil), ex.command...), args...)
-	return l.Launch(t.Context(), exec.Command(argv[0], argv[1:]...))
+	rt, err := l.Launch(t.Context(), exec.Command(argv[0], argv[1:]...))
+	if rt != nil {
+		t.Cleanup(func() { // before l.Close
+			rt.Stop(context.Background())
+			<-rt.Done()
+		})
+	}
+	return rt, err
 }
 
 // A Go host calls each example's own service with a connect-go client at

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vmre/vmre/bench/internal/median"
 )
 
 // procSuffix is the -GOMAXPROCS suffix of a benchmark's name.
@@ -68,15 +70,8 @@ func parse(in io.Reader) (results, error) {
 // median returns the median of a benchmark's values in unit, and how many
 // there are.
 func (r results) median(name, unit string) (float64, int) {
-	v := slices.Clone(r[name][unit])
-	if len(v) == 0 {
-		return 0, 0
-	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2], len(v)
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2, len(v)
+	v := r[name][unit]
+	return median.Of(v), len(v)
 }
 
 // row is one line of the table: a benchmark, optionally against a reference
@@ -174,6 +169,13 @@ func printTable(w io.Writer, r results) {
 			}
 			ref, m := r.median(row.ref, refUnit)
 			if m == 0 || ref == 0 {
+				// Say so, rather than drop the row and with it the
+				// benchmark's own median when this row is its only one.
+				shown := format(v, row.unit)
+				if row.minus {
+					shown = ""
+				}
+				fmt.Fprintf(w, "| %s | %s | %d | (no %s %s) | | |\n", label, shown, n, row.ref, refUnit)
 				continue
 			}
 			got = v / ref
