@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -122,7 +123,7 @@ func TestManagerStopsAllInParallel(t *testing.T) {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(30 * time.Second):
+	case <-time.After(vmretest.WaitTimeout):
 		t.Fatal("Manager.Stop did not return: it waits for one runtime before it stops the next")
 	}
 	for i, f := range fakes {

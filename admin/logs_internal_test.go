@@ -1,18 +1,12 @@
 package admin
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/vmretest"
 )
-
-type discard struct{}
-
-func (discard) Enabled(context.Context, slog.Level) bool  { return true }
-func (discard) Handle(context.Context, slog.Record) error { return nil }
-func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discard) WithGroup(string) slog.Handler           { return d }
 
 // TestLogsNeverBlock: records of a VM pass through the tap whatever its
 // followers do; a follower that reads nothing misses the records past its
@@ -21,7 +15,7 @@ func TestLogsNeverBlock(t *testing.T) {
 	const limit, records = 16 << 10, 10000
 	l := NewLogs(limit)
 	_, slow := l.tail("vm", time.Time{}, true)
-	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range records {
 		log.Info("line", "n", i) // returns at once: the follower is never waited for
 	}
@@ -43,7 +37,7 @@ func TestLogsNeverBlock(t *testing.T) {
 	}
 	l.unfollow("vm", slow)
 	// Records of the host itself (no stream) are not a VM's output.
-	slog.New(l.Handler(discard{})).With("vm", "other").Info("vm exited")
+	slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "other").Info("vm exited")
 	if _, ok := l.Bytes()["other"]; ok {
 		t.Error("a host record went into a VM's backlog")
 	}
@@ -57,7 +51,7 @@ func TestDroppedBeforeMarksTheGap(t *testing.T) {
 	l := NewLogs(0)
 	_, f := l.tail("vm", time.Time{}, true)
 	defer l.unfollow("vm", f)
-	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range followerBuffer + missed {
 		log.Info("line", "n", i)
 	}
@@ -78,7 +72,7 @@ func TestDroppedBeforeMarksTheGap(t *testing.T) {
 func TestBacklogKeepsTheNewest(t *testing.T) {
 	const records = 10000
 	l := NewLogs(16 << 10)
-	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range records {
 		log.Info("line", "n", i)
 		backlog, _ := l.tail("vm", time.Time{}, false)
@@ -105,7 +99,7 @@ func TestBacklogKeepsTheNewest(t *testing.T) {
 // is kept, the oldest one dropped.
 func BenchmarkTap(b *testing.B) {
 	l := NewLogs(0)
-	log := slog.New(l.Handler(discard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
+	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range 100000 { // fill the backlog
 		log.Info("flood", "n", i, "pad", "0123456789abcdef0123456789abcdef0123456789abcdef")
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
 )
@@ -50,17 +49,13 @@ var transports = []struct {
 // The HTTP client, if any, is closed with the test.
 func transportOptions(t *testing.T, protocol client.Protocol, tr transport) []client.Option {
 	opts := []client.Option{client.WithProtocol(protocol)}
-	var hc *http.Client
 	switch tr {
 	case h2cTransport:
-		hc = h2c.NewClient()
+		return append(opts, client.WithHTTPClient(vmretest.H2CClient(t)))
 	case http1Transport:
-		hc = h2c.NewHTTP1Client()
-	default:
-		return opts
+		return append(opts, client.WithHTTPClient(vmretest.HTTP1Client(t)))
 	}
-	t.Cleanup(hc.CloseIdleConnections)
-	return append(opts, client.WithHTTPClient(hc))
+	return opts
 }
 
 // protoLog records the HTTP version of each engine request, by the bearer

@@ -162,7 +162,7 @@ func soak(t *testing.T, cycles int) soakResult {
 				res.kinds[kind]++
 				if time.Since(lastPrint) > 10*time.Second {
 					lastPrint = time.Now()
-					t.Logf("%d cycles in %s: %d fds, %d goroutines", i+1, time.Since(start).Round(time.Second), countFDs(), runtime.NumGoroutine())
+					t.Logf("%d cycles in %s: %d fds, %d goroutines", i+1, time.Since(start).Round(time.Second), fdCount(), runtime.NumGoroutine())
 				}
 				mu.Unlock()
 			}
@@ -195,7 +195,7 @@ type census struct {
 
 func takeCensus(t *testing.T) census {
 	t.Helper()
-	c := census{fds: countFDs(), goroutines: runtime.NumGoroutine(), heapInuse: heapInuse()}
+	c := census{fds: fdCount(), goroutines: runtime.NumGoroutine(), heapInuse: heapInuse()}
 	c.children, c.zombies = countChildren(t)
 	return c
 }
@@ -225,14 +225,6 @@ func (c census) heapGrew(o census) bool {
 func (c census) String() string {
 	return fmt.Sprintf("%d fds, %d goroutines, %d child processes (%d zombies), heap in use %d KiB",
 		c.fds, c.goroutines, c.children, c.zombies, c.heapInuse>>10)
-}
-
-func countFDs() int {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(entries)
 }
 
 // countChildren scans /proc for processes whose parent is this one.
@@ -278,4 +270,12 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)].Round(100 * time.Microsecond)
+}
+
+// fdCount is the count of open fds, or -1 without /proc.
+func fdCount() int {
+	if n, ok := vmretest.OpenFDs(); ok {
+		return n
+	}
+	return -1
 }

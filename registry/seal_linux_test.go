@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/registry"
 )
 
@@ -241,9 +242,9 @@ func TestNoFDLeak(t *testing.T) {
 
 func countFDs(t *testing.T) int {
 	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
+	n, ok := vmretest.OpenFDs()
+	if !ok {
+		t.Fatal("no /proc/self/fd")
 	}
-	return len(fds)
+	return n
 }

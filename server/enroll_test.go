@@ -37,19 +37,10 @@ func (s *sessions) add(ev server.SessionEvent) {
 // next waits for the next event.
 func (s *sessions) next(t *testing.T) server.SessionEvent {
 	t.Helper()
-	waitFor(t, s.change, "a session event")
+	vmretest.WaitClosed(t, s.change, "a session event")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.list[len(s.list)-1]
-}
-
-func waitFor(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-t.Context().Done():
-		t.Fatalf("no %s", what)
-	}
 }
 
 // TestEnrollmentSessions: a remote VM handshakes again and again under one

@@ -56,3 +56,13 @@ func SignalIgnored(pid int, sig syscall.Signal) bool {
 	}
 	return false
 }
+
+// OpenFDs counts this process's open file descriptors, from /proc/self/fd;
+// ok is false where there is no such directory.
+func OpenFDs() (n int, ok bool) {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, false
+	}
+	return len(entries), true
+}
