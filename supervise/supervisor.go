@@ -227,14 +227,16 @@ func (s *Supervisor) do(ctx context.Context, name string, kind commandKind) (res
 		return s.doRemote(ctx, v, kind), nil
 	}
 	if kind != cmdStart {
-		v.interrupt(s) // a launch in progress is abandoned
+		v.interrupt(s) // a launch in progress, or about to begin, is abandoned
 	}
 	reply := make(chan result, 1)
 	select {
 	case v.cmds <- command{kind: kind, ctx: ctx, reply: reply}:
 	case <-v.done:
+		v.received(s, command{kind: kind}) // never will be
 		return result{}, ErrClosed
 	case <-ctx.Done():
+		v.received(s, command{kind: kind})
 		return result{}, ctx.Err()
 	}
 	select {

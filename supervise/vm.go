@@ -26,6 +26,11 @@ type vm struct {
 	spec          Spec
 	state         VM
 	cancelAttempt context.CancelFunc // ends the launch in progress, if any
+	// pendingStops counts the Stop and Restart commands given (each
+	// cancels the launch in progress) and not yet received by the VM's
+	// goroutine: a launch that begins meanwhile, as a backoff ends, is
+	// abandoned before it starts, as the command that comes next expects.
+	pendingStops int
 }
 
 // step is where a VM's goroutine goes after a phase.
@@ -98,6 +103,11 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, interrupted bool) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.mu.Lock()
+	if v.pendingStops > 0 {
+		s.mu.Unlock()
+		cancel()
+		return nil, context.Canceled, true
+	}
 	v.cancelAttempt = cancel
 	s.mu.Unlock()
 	defer func() {
@@ -142,12 +152,24 @@ func (s *Supervisor) spec(v *vm) Spec {
 	return v.spec
 }
 
-// interrupt cancels the VM's launch in progress, if any.
+// interrupt cancels the VM's launch in progress, if any, and keeps the
+// next one from starting until the VM's goroutine has received the command
+// (received) or the command was not delivered (undelivered).
 func (v *vm) interrupt(s *Supervisor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	v.pendingStops++
 	if v.cancelAttempt != nil {
 		v.cancelAttempt()
+	}
+}
+
+// received notes that the VM's goroutine took command c.
+func (v *vm) received(s *Supervisor, c command) {
+	if c.kind != cmdStart {
+		s.mu.Lock()
+		v.pendingStops--
+		s.mu.Unlock()
 	}
 }
 
@@ -168,6 +190,7 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 			}
 			return step{next: backoffThenLaunch, attempt: attempt + 1, exit: &exit}
 		case c := <-v.cmds:
+			v.received(s, c)
 			switch c.kind {
 			case cmdStart:
 				c.reply <- result{} // it runs already
@@ -273,6 +296,7 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 		case <-timer.C:
 			return step{next: launchNow, attempt: attempt, restart: true}
 		case c := <-v.cmds:
+			v.received(s, c)
 			if c.kind == cmdStop {
 				s.update(v, "stopped on request; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
 				c.reply <- result{changed: true}
@@ -293,6 +317,7 @@ func (s *Supervisor) idleWait(v *vm, interrupted bool) step {
 	for {
 		select {
 		case c := <-v.cmds:
+			v.received(s, c)
 			if c.kind == cmdStop {
 				c.reply <- result{changed: interrupted}
 				interrupted = false
