@@ -142,11 +142,14 @@ func (r *remotes) Rotate(name string) (admin.Enrollment, error) {
 	if !ok {
 		return admin.Enrollment{}, fmt.Errorf("no remote VM named %q", name)
 	}
-	token := server.NewToken()
+	old, token := vm.en.Token(), server.NewToken()
 	if err := r.keep(name, token); err != nil {
 		return admin.Enrollment{}, fmt.Errorf("keep the new token: %w", err)
 	}
 	if err := vm.en.Rotate(token); err != nil {
+		if kerr := r.keep(name, old); kerr != nil { // the engine keeps the old token: so must its file
+			return admin.Enrollment{}, errors.Join(err, fmt.Errorf("put the old token back: %w", kerr))
+		}
 		return admin.Enrollment{}, err
 	}
 	r.log.Warn("remote VM's token rotated: the old one is refused, its session ended", "vm", name)
