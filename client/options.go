@@ -84,7 +84,9 @@ func WithProtocolVersion(v uint) Option {
 }
 
 // WithHTTPClient sets the HTTP client used to call the engine (default:
-// HTTP/1.1 for Connect and gRPC-Web, HTTP/2 without TLS for gRPC).
+// HTTP/1.1 for Connect and gRPC-Web, HTTP/2 without TLS for gRPC). With an
+// engine certificate (WithEngineCert, or vmre.EngineCertKey), the client
+// given here is used as it is: it must trust that certificate itself.
 func WithHTTPClient(c connect.HTTPClient) Option {
 	return optionFunc(func(o *options) { o.httpClient = c })
 }
