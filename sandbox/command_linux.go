@@ -52,7 +52,7 @@ func Command(vm *exec.Cmd, p Policy, o Options) (*Cmd, error) {
 		return nil, fmt.Errorf("%w: sandbox.Init was not called at the top of main: the init step would run this program's main instead", vmre.ErrInvalidConfig)
 	}
 	if err := p.validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: sandbox policy: %w", vmre.ErrInvalidConfig, err)
 	}
 	s, image, head, err := newSpec(vm, p, o)
 	if err != nil {

@@ -63,7 +63,7 @@ func ParseFile(data []byte) (*File, error) {
 		return nil, invalid(err)
 	}
 	if err := f.Default.validate(); err != nil {
-		return nil, fmt.Errorf("default: %w", err)
+		return nil, invalid(at("default", err))
 	}
 	if vms == nil {
 		return f, nil
@@ -81,7 +81,7 @@ func ParseFile(data []byte) (*File, error) {
 			return nil, invalid(at("vms", at(name, err)))
 		}
 		if err := p.validate(); err != nil {
-			return nil, fmt.Errorf("vms.%s: %w", name, err)
+			return nil, invalid(at("vms", at(name, err)))
 		}
 		f.VMs[name] = p
 	}
@@ -114,7 +114,7 @@ func checkSyntax(data []byte) error {
 	if errors.As(err, &syn) {
 		before := data[:min(int(syn.Offset), len(data))]
 		line := bytes.Count(before, []byte("\n")) + 1
-		col := len(before) - bytes.LastIndexByte(before, '\n')
+		col := len(before) - bytes.LastIndexByte(before, '\n') - 1 // the offending byte's
 		return invalid(fmt.Errorf("line %d, column %d: %w", line, col, err))
 	}
 	if err != nil {

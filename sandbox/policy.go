@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-
-	"github.com/vmre/vmre"
 )
 
 // Policy is what one VM is granted beyond the default policy, which its
@@ -86,7 +84,8 @@ var (
 	defaultCore      = Limit{Soft: 0, Hard: 0}
 )
 
-// validate checks p, naming the place of a bad value.
+// validate checks p, naming the place of a bad value; callers mark its
+// error as vmre.ErrInvalidConfig.
 func (p *Policy) validate() error {
 	for _, set := range []struct {
 		key   string
@@ -94,24 +93,24 @@ func (p *Policy) validate() error {
 	}{{"files.read", p.Files.Read}, {"files.write", p.Files.Write}} {
 		for _, path := range set.paths {
 			if !filepath.IsAbs(path) {
-				return fmt.Errorf("%w: %s: %q is not an absolute path", vmre.ErrInvalidConfig, set.key, path)
+				return fmt.Errorf("%s: %q is not an absolute path", set.key, path)
 			}
 			if filepath.Clean(path) == "/" {
-				return fmt.Errorf("%w: %s: \"/\" would grant every file; set files.unrestricted instead", vmre.ErrInvalidConfig, set.key)
+				return fmt.Errorf("%s: \"/\" would grant every file; set files.unrestricted instead", set.key)
 			}
 		}
 	}
 	if slices.Contains(p.Network.Connect, 0) {
-		return fmt.Errorf("%w: network.connect: port 0 is no port to connect to", vmre.ErrInvalidConfig)
+		return fmt.Errorf("network.connect: port 0 is no port to connect to")
 	}
 	for _, l := range p.Limits.all() {
 		if l.limit != nil && l.limit.Soft > l.limit.Hard {
-			return fmt.Errorf("%w: limits.%s: the soft limit %s is above the hard limit %s",
-				vmre.ErrInvalidConfig, l.name, formatValue(l.limit.Soft), formatValue(l.limit.Hard))
+			return fmt.Errorf("limits.%s: the soft limit %s is above the hard limit %s",
+				l.name, formatValue(l.limit.Soft), formatValue(l.limit.Hard))
 		}
 	}
 	if p.LandlockABI < 0 {
-		return fmt.Errorf("%w: landlock_abi: %d is no ABI", vmre.ErrInvalidConfig, p.LandlockABI)
+		return fmt.Errorf("landlock_abi: %d is no ABI", p.LandlockABI)
 	}
 	return nil
 }
