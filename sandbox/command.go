@@ -117,4 +117,4 @@ func readReport(r io.Reader) (*Report, error) {
 
 // errNoReport is the error of a command whose init step sent nothing.
 var errNoReport = errors.New("sandbox init step sent no report: it did not start, or the program " +
-	"it runs does not call sandbox.Init at the top of its main")
+	"it runs (Options.Executable) does not link package sandbox")

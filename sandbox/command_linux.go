@@ -9,16 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmre/vmre"
 )
-
-// initCalled is set once Init has run in this process and found it is not
-// an init step: its program may run the init step.
-var initCalled atomic.Bool
 
 // Command returns a command that runs vm through the sandbox's init step
 // under policy p: started (by launcher.Launch, as the VM's command), the
@@ -29,9 +24,10 @@ var initCalled atomic.Bool
 //
 // vm may execute a file, a "#!" script, or a sealed copy of either through
 // /proc/self/fd (registry.VM.Command): the copy's descriptor is passed on
-// to the init step. The program must have called Init at the top of its
-// main. Under Required, a policy that this kernel or node cannot apply
-// whole is refused here with a *RefusedError, before anything starts.
+// to the init step. The init step re-executes this program (Init), or
+// Options.Executable. Under Required, a policy that this kernel or node
+// cannot apply whole is refused here with a *RefusedError, before anything
+// starts.
 //
 // The returned Cmd holds descriptors until its Report is read (or it is
 // closed): read it once the command has started.
@@ -47,9 +43,6 @@ func Command(vm *exec.Cmd, p Policy, o Options) (*Cmd, error) {
 	}
 	if o.Level != BestEffort && o.Level != Required {
 		return nil, fmt.Errorf("%w: sandbox level %d", vmre.ErrInvalidConfig, int(o.Level))
-	}
-	if !initCalled.Load() && o.Executable == "" {
-		return nil, fmt.Errorf("%w: sandbox.Init was not called at the top of main: the init step would run this program's main instead", vmre.ErrInvalidConfig)
 	}
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("%w: sandbox policy: %w", vmre.ErrInvalidConfig, err)

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"sync"
 
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
@@ -53,8 +52,16 @@ var kernelOnce = sync.OnceValue(func() kernelFacts {
 // mptcpEnabled tells whether the kernel lets programs open Multipath TCP
 // sockets, which Landlock's TCP rules do not cover.
 func mptcpEnabled() bool {
-	b, err := os.ReadFile("/proc/sys/net/mptcp/enabled")
-	return err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("1"))
+	// Raw calls: os.ReadFile would start the runtime's poller, which the
+	// init step, a process that lives a millisecond, has no use for.
+	fd, err := unix.Open("/proc/sys/net/mptcp/enabled", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var b [8]byte
+	n, err := unix.Read(fd, b[:])
+	return err == nil && n > 0 && bytes.Equal(bytes.TrimSpace(b[:n]), []byte("1"))
 }
 
 // getLimit returns a resource limit of this process.

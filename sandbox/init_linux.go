@@ -23,24 +23,35 @@ const (
 )
 
 // Init runs the sandbox's init step when this process is one, and returns
-// at once otherwise. Call it first in main, before anything else runs:
+// at once otherwise. Call it first in main:
 //
 //	func main() {
 //		sandbox.Init()
 //		...
 //	}
 //
-// When the node starts the init step (Command), Init applies the VM's
-// policy to this process (resource limits, user, no new privileges,
+// When the node starts the init step (Command), this process applies the
+// VM's policy to itself (resource limits, user, no new privileges,
 // Landlock), sends the node its report, and execs the VM: it never returns
-// then. Test binaries that launch sandboxed VMs call it in TestMain.
+// then. The package's own initialisation does the same, as early as Go's
+// order of package initialisation lets it (the packages that do not depend
+// on this one may come later, and a large node spends milliseconds in
+// them), so Init has nothing left to do in a program that links the
+// package; call it all the same, to make the init step plain in main. Test
+// binaries that launch sandboxed VMs call it in TestMain.
 func Init() {
-	if len(os.Args) < 3 || os.Args[0] != InitName {
-		initCalled.Store(true)
-		return
+	if isInitStep() {
+		os.Exit(runInit(os.Args[1], os.Args[2:]))
 	}
-	os.Exit(runInit(os.Args[1], os.Args[2:]))
 }
+
+// init runs the init step before the rest of the program's initialisation
+// where Go's order allows: see Init.
+func init() { Init() }
+
+// isInitStep tells whether this process is an init step that Command
+// started.
+func isInitStep() bool { return len(os.Args) >= 3 && os.Args[0] == InitName }
 
 // runInit is the init step: it applies s and execs the VM with argv, or
 // returns the exit code of its failure.
@@ -231,3 +242,4 @@ func writeAll(fd int, b []byte) {
 		b = b[n:]
 	}
 }
+

@@ -31,8 +31,10 @@ type Options struct {
 	// VMRE_RUNTIME_ENGINE_ADDR, AVALANCHE_VM_RUNTIME_ENGINE_ADDR and
 	// ODYSSEY_VM_RUNTIME_ENGINE_ADDR).
 	EngineAddressKey string
-	// Executable is the program that runs the init step, which must call
-	// Init at the top of its main (default /proc/self/exe: this program).
+	// Executable is the program that runs the init step: one that links
+	// this package and calls Init first in main (default /proc/self/exe:
+	// this program). A small program that does nothing else starts faster
+	// than a large node (docs/SANDBOX.md, "Overhead").
 	Executable string
 }
 
