@@ -67,4 +67,3 @@ func BenchmarkLaunchSandbox(b *testing.B) {
 		})
 	}
 }
-

@@ -242,4 +242,3 @@ func writeAll(fd int, b []byte) {
 		b = b[n:]
 	}
 }
-
