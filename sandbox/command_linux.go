@@ -163,8 +163,13 @@ func newSpec(vm *exec.Cmd, p Policy, o Options) (s *spec, image *os.File, head [
 	for _, dir := range []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
 		s.Files = append(s.Files, grant{Path: dir, Access: accessReadExec, Optional: true})
 	}
-	for _, dir := range []string{"/etc", "/proc", "/dev/urandom", "/dev/random"} {
-		s.Files = append(s.Files, grant{Path: dir, Access: accessRead, Optional: true})
+	// Of /proc, the VM's own directory (/proc/self, resolved by the init
+	// step, whose pid the VM keeps) and the host's figures: not the other
+	// processes' directories, whose environ and maps the VM's user may
+	// read, the node's included.
+	for _, path := range []string{"/etc", "/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
+		"/proc/uptime", "/proc/sys", "/dev/urandom", "/dev/random"} {
+		s.Files = append(s.Files, grant{Path: path, Access: accessRead, Optional: true})
 	}
 	for _, dev := range []string{"/dev/null", "/dev/zero", "/dev/full"} {
 		s.Files = append(s.Files, grant{Path: dev, Access: accessDevice, Optional: true})

@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // A VM reads none of the node's secrets: the node's data directory, a
-// staking key in a home directory, another VM's data directory; it writes
+// staking key in a home directory, another VM's data directory, the
+// node's environment in /proc; it writes
 // its own data and temporary directories, and neither /usr nor the
 // plugin directory.
 func TestFiles(t *testing.T) {
@@ -49,6 +51,10 @@ func TestFiles(t *testing.T) {
 	l := newLauncher(t, launcher.Config{}, "probe")
 	vm := launch(t, l, execCommand(vmFile), sandbox.Policy{}, o)
 
+	// The node's environment and memory map, which /proc shows to any
+	// process of the node's user.
+	secrets["the node's environment"] = "/proc/" + strconv.Itoa(os.Getpid()) + "/environ"
+	secrets["the node's memory map"] = "/proc/" + strconv.Itoa(os.Getpid()) + "/maps"
 	for what, path := range secrets {
 		// The node itself reads it: the VM is denied by the sandbox, not by
 		// the file's mode.
