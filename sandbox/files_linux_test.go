@@ -88,6 +88,10 @@ func TestFiles(t *testing.T) {
 			t.Errorf("the VM wrote %s (%s): %+v, want EACCES", what, path, res)
 		}
 	}
+	// Nor may it signal the node (Landlock's IPC scope, ABI 6).
+	if res := vm.probe(t, probeRequest{Op: "signal", N: os.Getpid()}); res.Errno != int(syscall.EPERM) {
+		t.Errorf("the VM signalled the node: %+v, want EPERM", res)
+	}
 	st := vm.probe(t, probeRequest{Op: "status"})
 	if st.Values["VMRE_DATA_DIR"] != o.DataDir || st.Values["os.TempDir"] != o.TempDir {
 		t.Errorf("the VM's data directory %q and temporary directory %q, want %q and %q",

@@ -51,7 +51,7 @@ var vms = map[string]vmretest.Helper{
 
 // probeRequest is one thing for the probe VM to try.
 type probeRequest struct {
-	Op   string   `json:"op"` // read, write, mkdir, status, exec, fork, raise-nofile, connect, listen
+	Op   string   `json:"op"` // read, write, mkdir, status, exec, fork, signal, raise-nofile, connect, listen
 	Path string   `json:"path,omitempty"`
 	Args []string `json:"args,omitempty"`
 	N    int      `json:"n,omitempty"`
@@ -87,6 +87,8 @@ func probe(req probeRequest) probeResult {
 		res.Output = string(out)
 	case "fork":
 		res.Count, err = forkUntilRefused(req.N)
+	case "signal":
+		err = syscall.Kill(req.N, 0)
 	case "raise-nofile":
 		err = raiseOpenFiles(uint64(req.N))
 	case "connect":
