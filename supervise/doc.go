@@ -8,8 +8,8 @@
 //
 // Each VM has one goroutine of its own, owned by the Supervisor, which
 // launches, waits, decides and sleeps; an operator's Stop, Start and
-// Restart reach it through a channel, and Close stops every VM in parallel
-// and waits for all of them. The state of every VM is read with List and
+// Restart reach it through a channel, Remove stops a VM and forgets it, and
+// Close stops every VM in parallel and waits for all of them. The state of every VM is read with List and
 // Get, and each change is told, in order, through Hooks.
 //
 // The package knows restart policies and states, not files: the caller

@@ -36,7 +36,7 @@ func (s *Supervisor) AddRemote(spec RemoteSpec) error {
 	}
 	done := make(chan struct{})
 	close(done) // no goroutine of its own
-	v := &vm{remote: &spec, done: done}
+	v := &vm{remote: &spec, done: done, removed: make(chan struct{})}
 	v.state = VM{Name: spec.Name, Remote: true, State: StateWaiting, Since: time.Now()}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -103,4 +103,7 @@ type VM struct {
 type Hooks struct {
 	// State is called at every change of a VM's state.
 	State func(VM)
+	// Removed is called once Remove has forgotten the VM name, on the
+	// goroutine that called Remove, after its last State.
+	Removed func(name string)
 }

@@ -104,7 +104,8 @@ func (s *Supervisor) Add(spec Spec) error {
 	if _, ok := s.vms[spec.Name]; ok {
 		return fmt.Errorf("%w: a VM named %q is already supervised", vmre.ErrInvalidConfig, spec.Name)
 	}
-	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{})}
+	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{}), removed: make(chan struct{})}
+	v.ctx, v.cancel = context.WithCancel(s.ctx)
 	v.state = VM{Name: spec.Name, State: StateStarting, Since: time.Now()}
 	s.vms[spec.Name] = v
 	s.order = append(s.order, spec.Name)
@@ -190,6 +191,53 @@ func (s *Supervisor) Restart(ctx context.Context, name string) error {
 	return r.err
 }
 
+// Remove stops the VM name as Stop does, cancelling any pending restart and
+// abandoning a launch in progress, waits until it is reaped, then forgets
+// it: List no longer shows it, its commands answer ErrUnknownVM, Hooks.Removed
+// is told, and a later Add or AddRemote may use the name again. ctx cuts the
+// VM's graceful stop short; Remove still waits for the reap, which follows
+// at once. A remote VM is refused as Stop refuses it, then forgotten.
+// Removing a VM that another Remove is removing waits for that one.
+func (s *Supervisor) Remove(ctx context.Context, name string) error {
+	s.mu.Lock()
+	v, ok := s.vms[name]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w %q", ErrUnknownVM, name)
+	}
+	first := !v.removing
+	if first {
+		v.removing, v.stopCtx = true, ctx
+	}
+	s.mu.Unlock()
+	if !first {
+		select {
+		case <-v.removed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	}
+	if v.remote != nil {
+		s.doRemote(ctx, v, cmdStop)
+	} else {
+		v.cancel() // the VM's goroutine stops it under ctx, then returns
+		<-v.done
+	}
+	s.mu.Lock()
+	if s.vms[name] == v {
+		delete(s.vms, name)
+		s.order = slices.DeleteFunc(s.order, func(n string) bool { return n == name })
+	}
+	s.mu.Unlock()
+	close(v.removed)
+	s.log.Info("removed", slog.String("vm", name))
+	if s.hooks != nil && s.hooks.Removed != nil {
+		s.hooks.Removed(name)
+	}
+	return nil
+}
+
 // Close stops every VM in parallel, cancelling pending restarts, and waits
 // until all are reaped or ctx ends; ctx also cuts their grace short. Close
 // is idempotent; the Supervisor refuses new work from then on.
@@ -219,8 +267,9 @@ func (s *Supervisor) Close(ctx context.Context) {
 func (s *Supervisor) do(ctx context.Context, name string, kind commandKind) (result, error) {
 	s.mu.Lock()
 	v, ok := s.vms[name]
+	removing := ok && v.removing
 	s.mu.Unlock()
-	if !ok {
+	if !ok || removing {
 		return result{}, fmt.Errorf("%w %q", ErrUnknownVM, name)
 	}
 	if v.remote != nil {
@@ -234,6 +283,9 @@ func (s *Supervisor) do(ctx context.Context, name string, kind commandKind) (res
 	case v.cmds <- command{kind: kind, ctx: ctx, reply: reply}:
 	case <-v.done:
 		v.received(s, command{kind: kind}) // never will be
+		if s.ctx.Err() == nil {
+			return result{}, fmt.Errorf("%w %q: it was removed", ErrUnknownVM, name)
+		}
 		return result{}, ErrClosed
 	case <-ctx.Done():
 		v.received(s, command{kind: kind})

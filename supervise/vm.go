@@ -17,6 +17,12 @@ type vm struct {
 	done   chan struct{} // closed when run returns
 	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
 
+	// ctx ends when the VM is removed or the Supervisor closes: its
+	// goroutine stops it and returns.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	removed chan struct{} // closed once Remove has forgotten the VM
+
 	// remoteMu serializes the changes of a remote VM, which come from its
 	// sessions and from operators: each checks the state it changes, and
 	// the hooks hear of them in order.
@@ -26,6 +32,8 @@ type vm struct {
 	spec          Spec
 	state         VM
 	cancelAttempt context.CancelFunc // ends the launch in progress, if any
+	removing      bool               // Remove was called
+	stopCtx       context.Context    // Remove's context, which cuts the VM's grace short
 	// pendingStops counts the Stop and Restart commands given (each
 	// cancels the launch in progress) and not yet received by the VM's
 	// goroutine: a launch that begins meanwhile, as a backoff ends, is
@@ -83,8 +91,8 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 	}
 	if err != nil {
 		switch {
-		case s.ctx.Err() != nil:
-			s.update(v, "launch abandoned: the supervisor closed", func(st *VM) { st.State, st.Err = StateStopped, err })
+		case v.ctx.Err() != nil:
+			s.update(v, "launch abandoned: "+s.quitting(v), func(st *VM) { st.State, st.Err = StateStopped, err })
 			return step{next: quit}
 		case interrupted:
 			s.update(v, "launch abandoned on request", func(st *VM) { st.State, st.Err = StateStopped, err })
@@ -101,9 +109,9 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 // launch makes the VM's command and launches it, under a context that an
 // operator's Stop or Restart, or Close, cancels.
 func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, interrupted bool) {
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancel(v.ctx)
 	s.mu.Lock()
-	if v.pendingStops > 0 {
+	if v.pendingStops > 0 || ctx.Err() != nil {
 		s.mu.Unlock()
 		cancel()
 		return nil, context.Canceled, true
@@ -143,6 +151,27 @@ func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, 
 	}
 	rt, err = s.launcher.Launch(ctx, cmd, opts...)
 	return rt, err, err != nil && ctx.Err() != nil
+}
+
+// quitting says why the VM's goroutine ends: its removal or Close.
+func (s *Supervisor) quitting(v *vm) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.removing {
+		return "removed"
+	}
+	return "the supervisor closed"
+}
+
+// stopContext is the context that cuts the grace of a VM stopped as its
+// goroutine ends: Remove's, or Close's.
+func (s *Supervisor) stopContext(v *vm) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.removing {
+		return v.stopCtx
+	}
+	return s.stopCtx
 }
 
 // spec returns the VM's current Spec.
@@ -206,13 +235,10 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 				s.keepStderr(v, rt)
 				return step{next: launchNow, waiting: &c, exit: &exit}
 			}
-		case <-s.ctx.Done():
-			s.mu.Lock()
-			stopCtx := s.stopCtx
-			s.mu.Unlock()
-			exit := stopRuntime(stopCtx, rt)
+		case <-v.ctx.Done():
+			exit := stopRuntime(s.stopContext(v), rt)
 			s.keepStderr(v, rt)
-			s.update(v, "stopped: the supervisor closed", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
+			s.update(v, "stopped: "+s.quitting(v), func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 			return step{next: quit}
 		}
 	}
@@ -303,8 +329,8 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 				return step{next: idle}
 			}
 			return step{next: launchNow, attempt: attempt, waiting: &c} // Start and Restart: now
-		case <-s.ctx.Done():
-			s.update(v, "stopped: the supervisor closed; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
+		case <-v.ctx.Done():
+			s.update(v, "stopped: "+s.quitting(v)+"; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
 			return step{next: quit}
 		}
 	}
@@ -324,7 +350,7 @@ func (s *Supervisor) idleWait(v *vm, interrupted bool) step {
 				continue
 			}
 			return step{next: launchNow, waiting: &c}
-		case <-s.ctx.Done():
+		case <-v.ctx.Done():
 			return step{next: quit}
 		}
 	}
