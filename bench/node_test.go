@@ -31,14 +31,16 @@ func BenchmarkScrape(b *testing.B) {
 
 func benchScrape(b *testing.B, scrapeVMs int) {
 	p := plugins(b)
-	var m *metrics.Metrics
 	var sup *supervise.Supervisor
 	var l *launcher.Launcher
-	m = metrics.New(metrics.Source{
-		VMs:    func() []supervise.VM { return sup.List() },
-		Output: func() []launcher.OutputStat { return l.OutputStats() },
+	m, err := metrics.New(metrics.Config{
+		VMs:            func() []supervise.VM { return sup.List() },
+		Output:         func() []launcher.OutputStat { return l.OutputStats() },
+		HostCollectors: true,
 	})
-	var err error
+	if err != nil {
+		b.Fatal(err)
+	}
 	l, err = launcher.New(launcher.Config{Hooks: m.LauncherHooks()})
 	if err != nil {
 		b.Fatal(err)

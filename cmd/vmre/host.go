@@ -101,10 +101,15 @@ func startHost(cfg hostConfig) (*host, error) {
 	logs := admin.NewLogs(0)
 	log := slog.New(logs.Handler(cfg.log.Handler())) // keeps each VM's recent records for TailLogs
 	h := &host{log: log, events: cfg.events, logs: logs, changed: make(chan struct{}, 1), describe: cfg.describe, tlsAddr: tlsAddr}
-	h.metrics = metrics.New(metrics.Source{
-		VMs:    func() []supervise.VM { return h.sup.List() },
-		Output: func() []launcher.OutputStat { return h.launcher.OutputStats() },
+	h.metrics, err = metrics.New(metrics.Config{
+		VMs:            func() []supervise.VM { return h.sup.List() },
+		Output:         func() []launcher.OutputStat { return h.launcher.OutputStats() },
+		HostCollectors: true,
 	})
+	if err != nil {
+		closeListeners()
+		return nil, err
+	}
 	engine := server.New(server.Config{
 		HostName: cfg.launch.hostName,
 		Logger:   log.With(slog.String("component", "engine")),
