@@ -47,7 +47,7 @@ func benchScrape(b *testing.B, scrapeVMs int) {
 	}
 	defer l.Close()
 	running := make(chan struct{}, scrapeVMs)
-	sup, err = supervise.New(supervise.Config{Launcher: l, Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
+	sup, err = supervise.New(supervise.Config{Launcher: supervise.FromLauncher(l), Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
 		if vm.State == supervise.StateRunning {
 			running <- struct{}{}
 		}

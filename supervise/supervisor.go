@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
@@ -22,14 +21,10 @@ var (
 	ErrClosed = errors.New("supervisor closed")
 )
 
-// Launcher launches one VM; *launcher.Launcher is one.
-type Launcher interface {
-	Launch(ctx context.Context, cmd *exec.Cmd, opts ...launcher.LaunchOption) (*launcher.Runtime, error)
-}
-
 // Config configures a Supervisor.
 type Config struct {
-	// Launcher launches the VMs (required).
+	// Launcher launches the VMs (required): FromLauncher of a
+	// *launcher.Launcher.
 	Launcher Launcher
 	// Backoff is the wait between attempts (zero values: the defaults).
 	Backoff Backoff
@@ -37,6 +32,12 @@ type Config struct {
 	Hooks *Hooks
 	// Logger receives a record per change of state (default: discard).
 	Logger *slog.Logger
+	// Clock is the time the Supervisor reads and waits on (default: the
+	// real one).
+	Clock Clock
+	// Rand is the random source of the backoff's jitter (default:
+	// math/rand/v2's).
+	Rand Rand
 }
 
 // Spec is one VM to supervise.
@@ -60,6 +61,10 @@ type Supervisor struct {
 	backoff  Backoff
 	hooks    *Hooks
 	log      *slog.Logger
+	clock    Clock
+
+	randMu sync.Mutex
+	rand   Rand
 
 	ctx       context.Context // ends at Close: every VM's goroutine stops its VM
 	cancel    context.CancelFunc
@@ -81,11 +86,19 @@ func New(cfg Config) (*Supervisor, error) {
 		backoff:  cfg.Backoff.withDefaults(),
 		hooks:    cfg.Hooks,
 		log:      cfg.Logger,
+		clock:    cfg.Clock,
+		rand:     cfg.Rand,
 		vms:      make(map[string]*vm),
 		stopCtx:  context.Background(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	if s.rand == nil {
+		s.rand = globalRand{}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -106,7 +119,7 @@ func (s *Supervisor) Add(spec Spec) error {
 	}
 	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{}), removed: make(chan struct{})}
 	v.ctx, v.cancel = context.WithCancel(s.ctx)
-	v.state = VM{Name: spec.Name, State: StateStarting, Since: time.Now()}
+	v.state = VM{Name: spec.Name, State: StateStarting, Since: s.clock.Now()}
 	s.vms[spec.Name] = v
 	s.order = append(s.order, spec.Name)
 	go s.run(v)

@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -92,13 +93,13 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 	if err != nil {
 		switch {
 		case v.ctx.Err() != nil:
-			s.update(v, "launch abandoned: "+s.quitting(v), func(st *VM) { st.State, st.Err = StateStopped, err })
+			s.update(v, "launch abandoned: "+s.quitting(v), func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: quit}
 		case interrupted:
-			s.update(v, "launch abandoned on request", func(st *VM) { st.State, st.Err = StateStopped, err })
+			s.update(v, "launch abandoned on request", func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: idle, interrupted: true}
 		case Permanent(err) || s.spec(v).Policy == Never:
-			s.update(v, "launch failed; not retried", func(st *VM) { st.State, st.Err = StateFailed, err })
+			s.update(v, "launch failed; not retried", func(st *VM) { st.State = StateFailed; failedAttempt(st, err) })
 			return step{next: idle}
 		}
 		return step{next: backoffThenLaunch, attempt: attempt + 1, err: err}
@@ -108,7 +109,7 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 
 // launch makes the VM's command and launches it, under a context that an
 // operator's Stop or Restart, or Close, cancels.
-func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, interrupted bool) {
+func (s *Supervisor) launch(v *vm, prev step) (rt Run, err error, interrupted bool) {
 	ctx, cancel := context.WithCancel(v.ctx)
 	s.mu.Lock()
 	if v.pendingStops > 0 || ctx.Err() != nil {
@@ -145,11 +146,11 @@ func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, 
 	}
 	// The VM is running in its state before the launcher tells anyone it
 	// is ready: ready means listed.
-	opts := []launcher.LaunchOption{launcher.WithName(spec.Name), launcher.WithTracker(running{s, v})}
-	if spec.Hooks != nil {
-		opts = append(opts, launcher.WithHooks(spec.Hooks))
+	rt, err = s.launcher.Launch(ctx, LaunchRequest{Name: spec.Name, Cmd: cmd, Hooks: spec.Hooks,
+		OnReady: func(r Ready) { s.running(v, r) }})
+	if err == nil && rt == nil {
+		err = fmt.Errorf("%w: the Launcher returned neither a run nor an error", vmre.ErrInvalidConfig)
 	}
-	rt, err = s.launcher.Launch(ctx, cmd, opts...)
 	return rt, err, err != nil && ctx.Err() != nil
 }
 
@@ -204,7 +205,7 @@ func (v *vm) received(s *Supervisor, c command) {
 
 // watch waits for the running VM to end, or for an operator's command, or
 // for Close.
-func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
+func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 	for {
 		select {
 		case <-rt.Done():
@@ -246,11 +247,29 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 
 // keepStderr keeps the last stderr lines of the VM's ended run, without
 // telling of a change: the change that follows does.
-func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
+func (s *Supervisor) keepStderr(v *vm, rt Run) {
 	lines := rt.LastStderr()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v.state.Stderr = lines
+}
+
+// failedAttempt records a failed launch in the VM's state: its error, and
+// how its process ended and what it wrote last when it got that far. The
+// exit of an earlier run is never left as the last exit of a later
+// attempt that failed.
+func failedAttempt(vs *VM, err error) {
+	vs.Err, vs.LastExit, vs.Stderr = err, nil, nil
+	if le, ok := errors.AsType[*launcher.LaunchError](err); ok {
+		vs.LastExit, vs.Stderr = le.Exit, le.Stderr
+	}
+}
+
+// jitter draws from the Supervisor's random source, in [0, 1].
+func (s *Supervisor) jitter() float64 {
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	return min(max(s.rand.Float64(), 0), 1)
 }
 
 // errAttr is a failed launch's error in the Supervisor's record of the
@@ -271,27 +290,17 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// running is the Tracker of a VM's launch: it records the VM running.
-type running struct {
-	s *Supervisor
-	v *vm
-}
-
-func (r running) TrackRuntime(stopper vmre.Stopper) {
-	rt, ok := stopper.(*launcher.Runtime)
-	if !ok {
-		return
-	}
-	st := rt.Status()
-	r.s.update(r.v, "running", func(vs *VM) {
-		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
-		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
+// running records the VM running, as its launch's handshake completes.
+func (s *Supervisor) running(v *vm, r Ready) {
+	s.update(v, "running", func(vs *VM) {
+		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, r.Pid, r.Addr, r.ProtocolVersion, nil
+		vs.Started, vs.Handshake = r.Started, r.Handshake
 	})
 }
 
 // stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
 // short.
-func stopRuntime(ctx context.Context, rt *launcher.Runtime) launcher.Exit {
+func stopRuntime(ctx context.Context, rt Run) launcher.Exit {
 	rt.Stop(ctx)
 	<-rt.Done()
 	exit, _ := rt.Exit()
@@ -302,8 +311,8 @@ func stopRuntime(ctx context.Context, rt *launcher.Runtime) launcher.Exit {
 // operator stops or restarts the VM first, or the Supervisor closes.
 func (s *Supervisor) backoffWait(v *vm, prev step) step {
 	attempt := prev.attempt
-	delay, capped := s.backoff.delay(attempt)
-	at := time.Now().Add(delay)
+	delay, capped := s.backoff.delay(attempt, s.jitter())
+	at := s.clock.Now().Add(delay)
 	state := StateBackoff
 	if capped && attempt > 1 {
 		state = StateCrashLoop // it failed again and again, up to the cap
@@ -311,15 +320,17 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 	s.update(v, "waiting to restart", func(vs *VM) {
 		vs.State, vs.Attempt, vs.Delay, vs.NextAttempt = state, attempt, delay, at
 		vs.Err = prev.err
-		if prev.exit != nil {
+		if prev.err != nil {
+			failedAttempt(vs, prev.err)
+		} else if prev.exit != nil {
 			vs.LastExit = prev.exit
 		}
 	})
-	timer := time.NewTimer(delay)
+	timer := s.clock.NewTimer(delay)
 	defer timer.Stop()
 	for {
 		select {
-		case <-timer.C:
+		case <-timer.C():
 			return step{next: launchNow, attempt: attempt, restart: true}
 		case c := <-v.cmds:
 			v.received(s, c)
@@ -363,7 +374,7 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 	before := v.state.State
 	f(&v.state)
 	if v.state.State != before {
-		v.state.Since = time.Now()
+		v.state.Since = s.clock.Now()
 	}
 	snap := v.state
 	s.mu.Unlock()

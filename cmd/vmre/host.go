@@ -129,7 +129,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		return nil, err
 	}
 	h.sup, err = supervise.New(supervise.Config{
-		Launcher: h.launcher,
+		Launcher: supervise.FromLauncher(h.launcher),
 		Backoff:  cfg.backoff,
 		Hooks:    &supervise.Hooks{State: h.stateChanged},
 		Logger:   log.With(slog.String("component", "supervisor")),
