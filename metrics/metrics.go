@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -176,10 +177,15 @@ func (m *Metrics) EngineHooks() *server.Hooks {
 	}}
 }
 
-// AdminCall counts a call to the admin service: its procedure and its
-// result, "ok" or the Connect code of its refusal.
-func (m *Metrics) AdminCall(procedure, result string) {
+// AdminCall counts a call to the admin service by its procedure and its
+// result: "ok" for a nil err, else err's Connect code. It is the shape of
+// admin.Config.OnCall.
+func (m *Metrics) AdminCall(procedure string, err error) {
 	_, method := splitProcedure(procedure)
+	result := "ok"
+	if err != nil {
+		result = connect.CodeOf(err).String()
+	}
 	m.admin.WithLabelValues(method, result).Inc()
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -116,4 +117,30 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 		t.Fatalf("scrape: %d %s", rec.Code, body)
 	}
 	return string(body)
+}
+
+// TestAdminCall: AdminCall has admin.Config.OnCall's shape and counts by
+// the Connect code of the error: ok, the code of a Connect error, unknown
+// for any other.
+func TestAdminCall(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(metrics.Config{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onCall func(procedure string, err error) = m.AdminCall
+	const stop = "/vmre.admin.v1.AdminService/StopVM"
+	onCall(stop, nil)
+	onCall(stop, connect.NewError(connect.CodeUnauthenticated, errors.New("no token")))
+	onCall(stop, errors.New("plain"))
+	want := `
+# HELP vmre_admin_calls_total Calls to the admin service by method and result (ok or the Connect code), refused ones included.
+# TYPE vmre_admin_calls_total counter
+vmre_admin_calls_total{method="StopVM",result="ok"} 1
+vmre_admin_calls_total{method="StopVM",result="unauthenticated"} 1
+vmre_admin_calls_total{method="StopVM",result="unknown"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vmre_admin_calls_total"); err != nil {
+		t.Error(err)
+	}
 }

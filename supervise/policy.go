@@ -105,11 +105,11 @@ func (b Backoff) delay(n int, r float64) (time.Duration, bool) {
 	return lo + time.Duration(r*float64(hi-lo)), capped
 }
 
-// Permanent reports whether a launch failed in a way that no retry would
+// permanent reports whether a launch failed in a way that no retry would
 // change: a protocol version mismatch, a bad configuration, a missing or
 // non-executable file, an exec format error, or a command that could not
 // be made (a refused pin, for example).
-func Permanent(err error) bool {
+func permanent(err error) bool {
 	var lerr *launcher.LaunchError
 	if !errors.As(err, &lerr) {
 		return true // the command could not be made: the file is wrong

@@ -166,13 +166,6 @@ func (s *Supervisor) Get(name string) (VM, bool) {
 	return v.state, true
 }
 
-// Names returns the names of the VMs, in the order they were added.
-func (s *Supervisor) Names() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.order)
-}
-
 // Stop stops the VM name and cancels any pending restart; a launch in
 // progress is abandoned. It returns once the VM is reaped, and reports
 // whether it changed anything: stopping a VM that does not run is a no-op.

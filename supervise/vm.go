@@ -98,7 +98,7 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 		case interrupted:
 			s.update(v, "launch abandoned on request", func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: idle, interrupted: true}
-		case Permanent(err) || s.spec(v).Policy == Never:
+		case permanent(err) || s.spec(v).Policy == Never:
 			s.update(v, "launch failed; not retried", func(st *VM) { st.State = StateFailed; failedAttempt(st, err) })
 			return step{next: idle}
 		}

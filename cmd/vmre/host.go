@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/go-chi/chi/v5"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
@@ -148,13 +147,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		Enrollments: cfg.enrollments,
 		Token:       token,
 		Logger:      log.With(slog.String("component", "admin")),
-		OnCall: func(procedure string, err error) {
-			result := "ok"
-			if err != nil {
-				result = connect.CodeOf(err).String()
-			}
-			h.metrics.AdminCall(procedure, result)
-		},
+		OnCall:      h.metrics.AdminCall,
 	})
 	if err != nil {
 		h.launcher.Close()
@@ -174,7 +167,7 @@ func startHost(cfg hostConfig) (*host, error) {
 			h.stopTLS = func() { cancel(); <-h.tlsServed }
 			go func() {
 				defer close(h.tlsServed)
-				err := server.ServeTLS(ctx, tlsLn, engine.Handler(), server.TLS{Certificate: cfg.engineTLS.cert, Pings: cfg.engineTLS.pings})
+				err := server.ServeTLS(ctx, tlsLn, engine.Handler(), server.TLS{Certificate: cfg.engineTLS.cert, Pings: server.Pings(cfg.engineTLS.pings)})
 				if err != nil {
 					log.Error("the engine's TLS listener stopped", "error", err.Error())
 				}
