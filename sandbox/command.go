@@ -116,5 +116,5 @@ func readReport(r io.Reader) (*Report, error) {
 }
 
 // errNoReport is the error of a command whose init step sent nothing.
-var errNoReport = errors.New("sandbox init step sent no report: it did not start, or the program " +
-	"it runs (Options.Executable) does not link package sandbox")
+var errNoReport = errors.New("sandbox init step sent no report: it did not start, it was killed before " +
+	"it applied the policy, or the program it runs (Options.Executable) does not link package sandbox")

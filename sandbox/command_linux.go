@@ -19,8 +19,9 @@ import (
 // under policy p: started (by launcher.Launch, as the VM's command), the
 // init step applies the policy to itself, sends its report to the node,
 // and execs the VM, which keeps vm's Args, Env, Dir and ExtraFiles (at the
-// same descriptors), and SysProcAttr. Name the launch (launcher.WithName):
-// the command's path is the init step's program, not the VM's.
+// same descriptors), and SysProcAttr; a Context of vm's (exec.CommandContext)
+// is not carried over. Name the launch (launcher.WithName): the command's
+// path is the init step's program, not the VM's.
 //
 // vm may execute a file, a "#!" script, or a sealed copy of either through
 // /proc/self/fd (registry.VM.Command): the copy's descriptor is passed on
@@ -112,8 +113,6 @@ func Command(vm *exec.Cmd, p Policy, o Options) (*Cmd, error) {
 		Stderr:      vm.Stderr,
 		ExtraFiles:  extra,
 		SysProcAttr: vm.SysProcAttr,
-		Cancel:      vm.Cancel,
-		WaitDelay:   vm.WaitDelay,
 	}
 	return &Cmd{Cmd: cmd, level: o.Level, report: reportR, child: child}, nil
 }
