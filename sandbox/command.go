@@ -19,7 +19,6 @@ type Cmd struct {
 	// policy and execs the VM. The VM's own command when the level is Off.
 	Cmd *exec.Cmd
 
-	level  Level
 	report *os.File   // the read end of the report pipe
 	child  []*os.File // our copies of what only the init step needs
 	off    *Report    // the report of a launch that has no init step

@@ -37,7 +37,7 @@ func Command(vm *exec.Cmd, p Policy, o Options) (*Cmd, error) {
 		return nil, fmt.Errorf("%w: sandbox.Command needs an unstarted *exec.Cmd", vmre.ErrInvalidConfig)
 	}
 	if o.Level == Off {
-		return &Cmd{Cmd: vm, level: Off, off: &Report{Level: Off}}, nil
+		return &Cmd{Cmd: vm, off: &Report{Level: Off}}, nil
 	}
 	if vm.Err != nil {
 		return nil, vm.Err
@@ -114,7 +114,7 @@ func Command(vm *exec.Cmd, p Policy, o Options) (*Cmd, error) {
 		ExtraFiles:  extra,
 		SysProcAttr: vm.SysProcAttr,
 	}
-	return &Cmd{Cmd: cmd, level: o.Level, report: reportR, child: child}, nil
+	return &Cmd{Cmd: cmd, report: reportR, child: child}, nil
 }
 
 // newSpec resolves vm, p and o into what the init step needs. It returns

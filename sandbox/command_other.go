@@ -27,12 +27,12 @@ func Command(vm *exec.Cmd, p Policy, o Options) (*Cmd, error) {
 	}
 	report := &Report{Level: o.Level}
 	if o.Level == Off {
-		return &Cmd{Cmd: vm, level: Off, off: report}, nil
+		return &Cmd{Cmd: vm, off: report}, nil
 	}
 	missing := Rule{Name: "files", Protective: true, Missing: "Linux", Detail: "the sandbox is Linux's"}
 	report.Rules = []Rule{missing}
 	if o.Level == Required {
 		return nil, &RefusedError{Missing: report.Rules}
 	}
-	return &Cmd{Cmd: vm, level: o.Level, off: report}, nil
+	return &Cmd{Cmd: vm, off: report}, nil
 }
