@@ -1,10 +1,17 @@
 package admin
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -20,8 +27,14 @@ var states = map[supervise.State]adminv1.VMState{
 	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
 }
 
-// vmProto is the admin API's view of a VM.
-func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
+// View is the admin API's view of a VM: the one view that ListVMs,
+// GetVM, WatchVMs, the node's GET /v1/vms and vmre ps all show.
+//
+// The last exit and the error are those of the VM's latest attempt: a
+// launch that failed after an earlier run (the VM exited before its
+// handshake, or could not be executed) shows its own exit, or none, and
+// never the earlier run's.
+func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	p := &adminv1.VM{
 		Name:     vm.Name,
 		State:    states[vm.State],
@@ -40,13 +53,49 @@ func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
 	if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
 		p.Attempt, p.Backoff, p.NextAttempt = int32(vm.Attempt), durationpb.New(vm.Delay), timestamppb.New(vm.NextAttempt)
 	}
-	if e := vm.LastExit; e != nil {
+	if e := lastExit(vm); e != nil {
 		p.LastExit = &adminv1.Exit{Code: int32(e.Code), Signal: e.Signal, Stage: e.Stage.String(),
 			Ran: durationpb.New(e.Ran), Summary: e.String()}
 	}
 	if s.describe != nil {
 		d := s.describe(vm.Name)
-		p.Aliases, p.Digest, p.Pinned = d.Aliases, d.Digest, d.Pinned
+		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending
 	}
 	return p
+}
+
+// lastExit is how the VM's latest attempt ended. The supervisor keeps the
+// exit of its last run and, apart, the error of its last failed launch,
+// which it clears when a launch succeeds: an error that is there is newer
+// than the exit. A launch that failed when its process exited before the
+// handshake carries that exit; one that failed otherwise has none.
+func lastExit(vm supervise.VM) *launcher.Exit {
+	if vm.Err == nil || vm.Remote {
+		return vm.LastExit
+	}
+	if le, ok := errors.AsType[*launcher.LaunchError](vm.Err); ok && le.Phase != launcher.PhaseStop {
+		return le.Exit
+	}
+	if vm.State == supervise.StateStopped {
+		return vm.LastExit // a launch abandoned on request: the error is its cancellation
+	}
+	return nil
+}
+
+// JSON is m as the admin API's JSON: protojson with the proto's field
+// names, every scalar field present (restarts: 0 included), indented two
+// spaces with one space after each colon, the same from run to run (unlike
+// protojson's own spacing), so that scripts and tests may grep it. It is
+// the JSON of GET /v1/vms and vmre ps --json.
+func JSON(m proto.Message) ([]byte, error) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
