@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
-	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -28,12 +26,10 @@ var states = map[supervise.State]adminv1.VMState{
 }
 
 // View is the admin API's view of a VM: the one view that ListVMs,
-// GetVM, WatchVMs, the node's GET /v1/vms and vmre ps all show.
-//
-// The last exit and the error are those of the VM's latest attempt: a
-// launch that failed after an earlier run (the VM exited before its
-// handshake, or could not be executed) shows its own exit, or none, and
-// never the earlier run's.
+// GetVM, WatchVMs, the node's GET /v1/vms and vmre ps all show. Its last
+// exit and error are those of the VM's latest attempt, as the supervisor
+// keeps them: a launch that failed before its handshake shows its own
+// exit, or none, and never an earlier run's.
 func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	p := &adminv1.VM{
 		Name:     vm.Name,
@@ -53,7 +49,7 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
 		p.Attempt, p.Backoff, p.NextAttempt = int32(vm.Attempt), durationpb.New(vm.Delay), timestamppb.New(vm.NextAttempt)
 	}
-	if e := lastExit(vm); e != nil {
+	if e := vm.LastExit; e != nil {
 		p.LastExit = &adminv1.Exit{Code: int32(e.Code), Signal: e.Signal, Stage: e.Stage.String(),
 			Ran: durationpb.New(e.Ran), Summary: e.String()}
 	}
@@ -62,24 +58,6 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending
 	}
 	return p
-}
-
-// lastExit is how the VM's latest attempt ended. The supervisor keeps the
-// exit of its last run and, apart, the error of its last failed launch,
-// which it clears when a launch succeeds: an error that is there is newer
-// than the exit. A launch that failed when its process exited before the
-// handshake carries that exit; one that failed otherwise has none.
-func lastExit(vm supervise.VM) *launcher.Exit {
-	if vm.Err == nil || vm.Remote {
-		return vm.LastExit
-	}
-	if le, ok := errors.AsType[*launcher.LaunchError](vm.Err); ok && le.Phase != launcher.PhaseStop {
-		return le.Exit
-	}
-	if vm.State == supervise.StateStopped {
-		return vm.LastExit // a launch abandoned on request: the error is its cancellation
-	}
-	return nil
 }
 
 // JSON is m as the admin API's JSON: protojson with the proto's field

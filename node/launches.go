@@ -10,6 +10,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/supervise"
 )
 
 // errHeld is the cause of a VM left stopped at the node's start: an
@@ -103,12 +104,12 @@ func (ls *launches) hold(name string, on bool) {
 }
 
 // Launch implements supervise.Launcher.
-func (ls *launches) Launch(ctx context.Context, cmd *exec.Cmd, opts ...launcher.LaunchOption) (*launcher.Runtime, error) {
+func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (supervise.Run, error) {
 	ls.mu.Lock()
-	of := ls.pending[cmd]
+	of := ls.pending[req.Cmd]
 	held, l := ls.held[of.name], ls.l
 	ls.mu.Unlock()
-	var rt *launcher.Runtime
+	var run supervise.Run
 	var err error
 	switch {
 	case held:
@@ -117,10 +118,10 @@ func (ls *launches) Launch(ctx context.Context, cmd *exec.Cmd, opts ...launcher.
 	case l == nil:
 		err = ErrNotRunning
 	default:
-		rt, err = l.Launch(ctx, cmd, opts...)
+		run, err = supervise.FromLauncher(l).Launch(ctx, req)
 	}
-	ls.done(cmd, of, err == nil)
-	return rt, err
+	ls.done(req.Cmd, of, err == nil)
+	return run, err
 }
 
 // done ends the bookkeeping of a launch: its command has started or never

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/internal/bearer"
@@ -19,6 +21,10 @@ func (n *Node) newMux() http.Handler {
 	})
 	r.Get("/v1/vms", n.serveVMs)
 	metricsHandler := n.metrics.Handler()
+	if g, ok := n.cfg.Registerer.(prometheus.Gatherer); ok {
+		// The embedder's registry: its metrics and the node's, together.
+		metricsHandler = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+	}
 	if n.cfg.MetricsToken {
 		metricsHandler = requireToken(n.cfg.AdminToken, metricsHandler)
 	}

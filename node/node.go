@@ -97,10 +97,16 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.launches = &launches{n: n, pending: make(map[*exec.Cmd]launchOf), inflight: make(map[*registry.VM]int)}
-	n.metrics = metrics.New(metrics.Source{
-		VMs:    func() []supervise.VM { return n.sup.List() },
-		Output: n.launches.outputStats,
+	n.metrics, err = metrics.New(metrics.Config{
+		VMs:            func() []supervise.VM { return n.sup.List() },
+		Output:         n.launches.outputStats,
+		Registerer:     cfg.Registerer,
+		HostCollectors: cfg.Registerer == nil,
 	})
+	if err != nil {
+		n.close()
+		return nil, err
+	}
 	n.engine = server.New(server.Config{
 		HostName:    cfg.Launch.HostName,
 		AllowRemote: cfg.Launch.AllowRemote,
@@ -125,7 +131,7 @@ func New(cfg Config) (*Node, error) {
 		Logs:       n.logs,
 		Token:      cfg.AdminToken,
 		Logger:     n.log.With(slog.String("component", "admin")),
-		OnCall:     n.adminCall,
+		OnCall:     n.metrics.AdminCall,
 	}
 	if n.reg != nil {
 		acfg.Reload = n.reloadProto
@@ -344,15 +350,6 @@ func (n *Node) stopVMs(ctx context.Context) {
 	n.sup.Close(ctx)
 	n.sup.Close(context.Background()) // after a Kill, wait for their reaping
 	n.launches.close()
-}
-
-// adminCall counts a call to the admin service in the metrics.
-func (n *Node) adminCall(procedure string, err error) {
-	result := "ok"
-	if err != nil {
-		result = connectCode(err)
-	}
-	n.metrics.AdminCall(procedure, result)
 }
 
 // stateChanged tells the admin service's watchers and the hooks of a VM's

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -210,15 +209,7 @@ func (n *Node) add(ctx context.Context, a action, decl registry.Remote) bool {
 	n.mu.Lock()
 	n.entries[a.name] = &entry{name: a.name, fromDir: true, vm: vm}
 	n.mu.Unlock()
-	err := n.supervise(a.name)
-	if errors.Is(err, vmre.ErrInvalidConfig) {
-		if _, known := n.sup.Get(a.name); known {
-			// A supervisor that cannot forget kept the VM stopped when
-			// its file left: start it again.
-			_, err = n.sup.Start(ctx, a.name)
-		}
-	}
-	if err != nil {
+	if err := n.supervise(a.name); err != nil {
 		n.log.Error("cannot supervise the VM", "vm", a.name, "error", err.Error())
 		return false
 	}

@@ -102,9 +102,6 @@ func (r *remotes) enroll(ctx context.Context, d registry.Remote) error {
 		Admit:      func(ok bool) { r.with(name, func(rv *remoteVM) { rv.en.Admit(ok) }) },
 		EndSession: func() { r.with(name, func(rv *remoteVM) { rv.en.EndSession() }) },
 	})
-	if _, known := sup.Get(name); err != nil && known {
-		_, err = sup.Start(ctx, name) // a supervisor that cannot forget kept it, stopped
-	}
 	if err != nil {
 		r.revokeOnly(name)
 		return err

@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"slices"
 
-	"connectrpc.com/connect"
-
 	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
@@ -166,9 +164,6 @@ func (n *Node) describe(name string) admin.Description {
 		Removed: e.removed, Pending: e.pending()}
 }
 
-// connectCode is the Connect code of an admin call's error.
-func connectCode(err error) string { return connect.CodeOf(err).String() }
-
 // Stop stops the VM name as an operator does (the admin service's StopVM,
 // vmre stop): its pending restart is cancelled, and it stays stopped,
 // across a restart of the node too, until Start or Restart. ctx cuts its
@@ -225,18 +220,10 @@ func (o operator) Start(ctx context.Context, name string) (bool, error) {
 }
 func (o operator) Restart(ctx context.Context, name string) error { return o.n.Restart(ctx, name) }
 
-// remover is a supervisor that can forget a VM.
-type remover interface {
-	Remove(ctx context.Context, name string) error
-}
-
-// forget stops the VM name and takes it off the supervisor. A supervisor
-// that cannot forget a VM leaves it listed, stopped.
+// forget stops the VM name (its graceful timeout, which ctx cuts short)
+// and takes it off the supervisor: a VM of that name may be added again.
 func (n *Node) forget(ctx context.Context, name string) error {
-	if r, ok := any(n.sup).(remover); ok {
-		return r.Remove(ctx, name)
-	}
-	_, err := n.sup.Stop(ctx, name)
+	err := n.sup.Remove(ctx, name)
 	if errors.Is(err, supervise.ErrUnknownVM) {
 		return nil
 	}

@@ -32,21 +32,19 @@ type TLS struct {
 	// (internal/tlspin).
 	Certificate tls.Certificate
 	// Pings are the HTTP/2 health checks that notice a cut link, and so
-	// end the leases it carried (zero: DefaultPings).
+	// end the leases it carried (zero: a ping after 5 s of silence, and 5 s
+	// for its answer).
 	Pings Pings
 }
 
-// Pings are the HTTP/2 health checks of a TLS connection that carries a
-// lease: a connection silent for Interval gets a ping, and one whose ping
-// is unanswered for Timeout is closed, which ends its streams. A cut link
-// is so noticed within Interval + Timeout, where TCP alone would take many
-// minutes. A zero Interval means DefaultPings.
+// Pings are the HTTP/2 health checks of a connection that carries a lease:
+// a connection silent for Interval gets a ping, and one whose ping is
+// unanswered for Timeout is closed, which ends its streams. A cut link is
+// so noticed within Interval + Timeout, where TCP alone would take many
+// minutes. A zero Interval means the defaults.
 type Pings struct {
 	Interval, Timeout time.Duration
 }
-
-// DefaultPings notice a cut link within 10 s.
-var DefaultPings = Pings(tlspin.DefaultPings)
 
 // ServeTLS serves h on l over TLS (HTTP/2 and HTTP/1.1) as Serve does,
 // pinging idle HTTP/2 connections so that a lease over a link that was cut

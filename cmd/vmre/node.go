@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/server"
 )
@@ -103,7 +104,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.tlsKey, "engine-tls-key", "", "the key `file` of --engine-tls-cert")
 	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate, the remote VMs' tokens and the VMs stopped by an operator "+
 		"(default $XDG_STATE_HOME/vmre, or ~/.local/state/vmre)")
-	fs.DurationVar(&f.remotePing, "remote-ping", server.DefaultPings.Interval,
+	fs.DurationVar(&f.remotePing, "remote-ping", tlspin.DefaultPings.Interval,
 		"ping a remote VM's silent connection after this long, and call it lost when the ping goes unanswered as long again")
 	if err := parseFlags(fs, nodeHead, exitCodesHelp, args, e); err != nil {
 		return flagExit(err)
