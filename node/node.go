@@ -257,6 +257,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 
+	// The VMs are supervised, and the remote ones enrolled, before anything
+	// is announced or served: the listeners queue what comes meanwhile.
+	n.startVMs()
 	var g run.Group
 	{ // the context
 		ctx, cancel := context.WithCancel(ctx)
@@ -287,7 +290,6 @@ func (n *Node) Run(ctx context.Context) error {
 	{ // the VMs
 		done := make(chan struct{})
 		g.Add(func() error {
-			n.startVMs()
 			<-done
 			return nil
 		}, func(err error) {
