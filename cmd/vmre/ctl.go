@@ -166,10 +166,10 @@ func psCommand(ctx context.Context, args []string, e env) int {
 				time.Until(vm.GetNextAttempt().AsTime()).Round(100*time.Millisecond))
 		}
 		last := "-"
-		if ex := vm.GetLastExit(); ex != nil {
+		if first, _, _ := strings.Cut(vm.GetError(), "\n"); first != "" {
+			last = first // the latest attempt failed: a launch, a handshake, the liveness probes
+		} else if ex := vm.GetLastExit(); ex != nil {
 			last = ex.GetSummary()
-		} else if first, _, _ := strings.Cut(vm.GetError(), "\n"); first != "" {
-			last = first // a launch that failed before the VM ran, or a refused handshake
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", vm.GetName(), state, pid, addr, uptime, vm.GetRestarts(), last)
 	}
