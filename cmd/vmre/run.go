@@ -173,12 +173,12 @@ func vmEnded(log *slog.Logger, vm supervise.VM) int {
 // checkVM probes the VM's health, then stops it, and ends on a verdict.
 func (f *runFlags) checkVM(sig *signals, log *slog.Logger, n *node.Node, vm supervise.VM) int {
 	var failed []string
-	res, err := probeAddr(sig.first, vm.Addr)
+	res, err := launcher.ProbeHealth(sig.first, vm.Addr)
 	if err != nil {
-		log.Error("health probe failed", "probe", res.method, "protocol", res.protocol, "error", err.Error(), "elapsed", res.elapsed)
+		log.Error("health probe failed", "probe", res.Method, "protocol", res.Protocol, "error", err.Error(), "elapsed", res.Elapsed)
 		failed = append(failed, "the health probe failed")
 	} else {
-		log.Info("health probe passed", "probe", res.method, "protocol", res.protocol, "status", res.status, "elapsed", res.elapsed)
+		log.Info("health probe passed", "probe", res.Method, "protocol", res.Protocol, "status", res.Status, "elapsed", res.Elapsed)
 	}
 	log.Info("stopping the VM (--check)", "graceful_timeout", f.gracefulTimeout)
 	if _, err := n.Stop(sig.second, vm.Name); err != nil {

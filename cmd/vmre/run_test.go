@@ -23,6 +23,7 @@ import (
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/launcher"
 )
 
 func TestRunCheck(t *testing.T) {
@@ -47,7 +48,7 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("handshake succeeded: elapsed %v", hs["elapsed"])
 		}
 		probe := findRecord(t, r.stderr, "health probe passed")
-		if probe["probe"] != probeGRPCHealth || probe["status"] != "serving" {
+		if probe["probe"] != launcher.HealthGRPC || probe["status"] != "serving" {
 			t.Errorf("health probe: %v", probe)
 		}
 		findRecord(t, r.stderr, "check passed")
@@ -367,7 +368,7 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
 	probe := findRecord(t, r.stderr, "health probe passed")
-	if status, _ := probe["status"].(string); probe["probe"] != probeHTTP || !strings.Contains(status, "no grpc.health.v1 service") {
+	if status, _ := probe["status"].(string); probe["probe"] != launcher.HealthHTTP || !strings.Contains(status, "no grpc.health.v1 service") {
 		t.Errorf("health probe: %v", probe)
 	}
 
