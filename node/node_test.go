@@ -3,12 +3,12 @@
 package node_test
 
 import (
-	"strconv"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -132,5 +132,3 @@ func get(t *testing.T, url string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-
