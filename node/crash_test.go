@@ -26,6 +26,7 @@ func init() { helpers["crash-node"] = crashNode }
 
 func crashNode(args []string) int {
 	data, plugins := args[0], args[1]
+	fmt.Println("started")
 	serving := make(chan string, 1)
 	n, err := node.New(node.Config{PluginDir: plugins, DataDir: data, Addr: "127.0.0.1:1",
 		Remote: node.RemoteConfig{Listen: "127.0.0.1:0"},
@@ -76,6 +77,12 @@ func TestCrashConsistency(t *testing.T) {
 	}
 	const rounds = 25
 	published := ""
+	// span is how long a start takes from the helper's first line to its
+	// fingerprint, as the first round measures it: the kills of the later
+	// rounds fall anywhere in twice that, so that, whatever the machine's
+	// speed, some fall before the fingerprint (the first writes) and some
+	// after (enrollments, rotations, stops).
+	var span time.Duration
 	for round := range rounds {
 		cmd := vmretest.Command("crash-node", data, plugins)
 		out, err := cmd.StdoutPipe()
@@ -85,17 +92,38 @@ func TestCrashConsistency(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Killed at a random point: before it published anything at
-		// times, mostly while it writes.
-		kill := time.AfterFunc(time.Duration(rand.IntN(60))*time.Millisecond, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		// A node that never gets as far as its fingerprint is killed too,
+		// and the round fails below for want of it.
+		guard := time.AfterFunc(time.Minute, func() { cmd.Process.Signal(syscall.SIGKILL) })
 		sc := bufio.NewScanner(out)
 		var lines []string
+		var kill *time.Timer
+		var began time.Time
 		for sc.Scan() {
-			lines = append(lines, sc.Text())
+			line := sc.Text()
+			switch {
+			case line == "started":
+				began = time.Now()
+				if round > 0 {
+					kill = time.AfterFunc(rand.N(2*span+time.Millisecond), func() { cmd.Process.Signal(syscall.SIGKILL) })
+				}
+				continue
+			case round == 0 && strings.HasPrefix(line, "fingerprint "):
+				// The first round publishes, then dies while it writes.
+				span = time.Since(began)
+				kill = time.AfterFunc(rand.N(span+time.Millisecond), func() { cmd.Process.Signal(syscall.SIGKILL) })
+			}
+			lines = append(lines, line)
 		}
-		kill.Stop()
+		guard.Stop()
+		if kill != nil {
+			kill.Stop()
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		if round == 0 && span == 0 {
+			t.Fatalf("the first start published no fingerprint: %s", strings.Join(lines, "\n"))
+		}
 		for _, line := range lines {
 			sum, ok := strings.CutPrefix(line, "fingerprint ")
 			switch {
