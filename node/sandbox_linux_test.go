@@ -3,6 +3,7 @@ package node_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,6 +58,9 @@ func TestNodeSandbox(t *testing.T) {
 	report, ok := tn.n.SandboxReport("examplevm")
 	if !ok || report.State() != sandbox.StateFull || report.Level != sandbox.Required {
 		t.Errorf("examplevm's report: %v, %v; want the whole policy applied", report, ok)
+	}
+	if want := sandbox.MethodPtrace; ok && runtime.GOARCH == "amd64" && report.Method != want {
+		t.Errorf("examplevm's policy was applied by %s, want %s: the node starts its VMs with sandbox.Start", report.Method, want)
 	}
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(ran.Pid) + "/status")
 	if err != nil || !strings.Contains(string(status), "NoNewPrivs:\t1") {
