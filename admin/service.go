@@ -46,6 +46,9 @@ type Description struct {
 	// Pending is a change it waits for, in a sentence ("changed: runs at
 	// next restart"), or "".
 	Pending string
+	// Sandbox is what the VM's sandbox applied at its last launch that got
+	// as far, or nil.
+	Sandbox *adminv1.Sandbox
 }
 
 // Config configures a Service.
