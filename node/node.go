@@ -102,6 +102,7 @@ func New(cfg Config) (*Node, error) {
 	n.metrics, err = metrics.New(metrics.Config{
 		VMs:            func() []supervise.VM { return n.sup.List() },
 		Output:         n.launches.outputStats,
+		Sandbox:        n.sandboxMetric(),
 		Registerer:     cfg.Registerer,
 		HostCollectors: cfg.Registerer == nil,
 	})

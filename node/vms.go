@@ -92,7 +92,9 @@ func (n *Node) command(name string) (*exec.Cmd, error) {
 	if cmd.Err != nil && of.version != nil {
 		return nil, cmd.Err // a refused pin, a closed version: no launch would change it
 	}
-	if n.cfg.Sandbox != sandbox.Off {
+	if n.cfg.Sandbox == sandbox.Off {
+		n.keepSandbox(name, &sandbox.Report{Level: sandbox.Off}) // the VM runs with the node's rights
+	} else {
 		var aliases []string
 		if of.version != nil {
 			aliases = of.version.Aliases()
@@ -164,16 +166,17 @@ func (n *Node) resolve(nameOrAlias string) (string, bool) {
 func (n *Node) describe(name string) admin.Description {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	d := admin.Description{Sandbox: sandboxView(n.sandboxes[name])}
 	e := n.entries[name]
 	if e == nil || e.vm == nil {
-		return admin.Description{}
+		return d
 	}
 	runs := e.vm
 	if e.launched != nil {
 		runs = e.launched
 	}
-	return admin.Description{Aliases: e.vm.Aliases(), Digest: runs.Digest().String(), Pinned: runs.Pinned(),
-		Removed: e.removed, Pending: e.pending()}
+	d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending = e.vm.Aliases(), runs.Digest().String(), runs.Pinned(), e.removed, e.pending()
+	return d
 }
 
 // Stop stops the VM name as an operator does (the admin service's StopVM,
