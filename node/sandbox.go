@@ -78,7 +78,7 @@ func (n *Node) sandboxReport(name string, sc *sandbox.Cmd, launchErr error) {
 	if len(report.Missing()) > 0 {
 		level = n.log.Warn
 	}
-	level("sandbox", "vm", name, "level", report.Level.String(), "state", report.State().String(), "method", report.Method,
+	level("sandbox", "vm", name, "sandbox", report.Level.String(), "state", report.State().String(), "method", report.Method,
 		"landlock_abi", report.LandlockABI, "not_applied", len(missing), "report", report.String())
 }
 
