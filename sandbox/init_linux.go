@@ -50,8 +50,12 @@ func Init() {
 func init() { Init() }
 
 // isInitStep tells whether this process is an init step that Command
-// started.
-func isInitStep() bool { return len(os.Args) >= 3 && os.Args[0] == InitName }
+// started: its argv[0] is InitName, or a path that ends in a link of that
+// name, as a program such as strace, which runs a command by its path,
+// gives it (vmre doctor --sandbox does so).
+func isInitStep() bool {
+	return len(os.Args) >= 3 && (os.Args[0] == InitName || strings.HasSuffix(os.Args[0], "/"+InitName))
+}
 
 // runInit is the init step: it applies s and execs the VM with argv, or
 // returns the exit code of its failure.
