@@ -33,7 +33,13 @@ var probes = []struct{ prefix, note string }{
 	{"/sys/kernel/mm/transparent_hugepage/", "the Go runtime's probe of the huge page size: it runs without it"},
 	{"/sys/fs/cgroup/", "the Go runtime's probe of the CPU quota of its cgroup: without it GOMAXPROCS is the number of CPUs; " +
 		"set GOMAXPROCS in the VM's environment, or grant files.read /sys/fs/cgroup"},
+	{"/dev/tty", "the process's terminal, which a VM has none of: refused or not, it gets none"},
 }
+
+// terminalIoctls are the ioctls that ask whether a descriptor is a
+// terminal: Landlock refuses them on a device the VM opened (/dev/null),
+// where the answer would be no all the same.
+var terminalIoctls = []string{"TCGETS", "TIOCGPGRP", "TIOCGWINSZ"}
 
 func (d denial) String() string {
 	s := fmt.Sprintf("%s %s: %s", d.call, d.target, d.errno)
@@ -76,8 +82,10 @@ var fileCalls = map[string]bool{
 // parseTrace reads strace -f's lines of a sandboxed launch and returns
 // what the VM was refused (EACCES, EPERM), in the order it first was. The
 // trace starts with the init step: its pid's second exec that succeeded is
-// the VM's, and the VM's own calls come after it.
-func parseTrace(r io.Reader) ([]denial, error) {
+// the VM's, and the VM's own calls come after it. exists tells whether a
+// path exists, to grant the writing of a file or the making of one in its
+// directory.
+func parseTrace(r io.Reader, exists func(string) bool) ([]denial, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	pending := map[string]string{} // unfinished calls by pid
@@ -115,7 +123,7 @@ func parseTrace(r io.Reader) ([]denial, error) {
 		if errno != "EACCES" && errno != "EPERM" {
 			continue
 		}
-		d := describeDenial(call, args, errno)
+		d := describeDenial(call, args, errno, exists)
 		k := d.call + "\x00" + d.target + "\x00" + d.errno
 		if i, ok := seen[k]; ok {
 			out[i].count++
@@ -135,7 +143,7 @@ func parseTrace(r io.Reader) ([]denial, error) {
 
 // describeDenial names what a refused call tried, and the policy key that
 // would grant it.
-func describeDenial(call, args, errno string) denial {
+func describeDenial(call, args, errno string, exists func(string) bool) denial {
 	d := denial{call: call, target: args, errno: errno, count: 1}
 	if writes, ok := fileCalls[call]; ok {
 		if q := quoted.FindStringSubmatch(args); q != nil {
@@ -149,22 +157,33 @@ func describeDenial(call, args, errno string) denial {
 				writes = strings.Contains(args, "O_WRONLY") || strings.Contains(args, "O_RDWR") || strings.Contains(args, "O_CREAT")
 			}
 			for _, p := range probes {
-				if !writes && strings.HasPrefix(path, p.prefix) {
+				if strings.HasPrefix(path, p.prefix) {
 					d.probe = p.note
 					return d
 				}
 			}
-			if !writes {
+			switch {
+			case !writes:
 				d.key, d.value = "files.read", path
-			} else {
-				// A file to make or change: its directory, which must
-				// exist when the VM is launched.
+			case exists(path) && !strings.HasPrefix(call, "mk") && !strings.HasPrefix(call, "symlink") && !strings.HasPrefix(call, "link"):
+				// A file to change, or remove.
+				d.key, d.value = "files.write", path
+			default:
+				// A file to make: its directory, which must exist when
+				// the VM is launched.
 				d.key, d.value = "files.write", filepath.Dir(path)
 			}
 		}
 		return d
 	}
 	switch call {
+	case "ioctl":
+		for _, name := range terminalIoctls {
+			if strings.Contains(args, ", "+name) {
+				d.target = name
+				d.probe = "a check whether a descriptor is a terminal, which a device the VM opened is not"
+			}
+		}
 	case "connect", "bind":
 		if p := port.FindStringSubmatch(args); p != nil {
 			d.target = "port " + p[1]

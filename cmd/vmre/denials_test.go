@@ -8,8 +8,9 @@ import (
 // parseTrace reads what the VM was refused from strace -f's lines: after
 // the init step's pid exec'd the VM, with calls that other threads split
 // joined, each call once with its count, and the policy key that grants
-// it; the init step's own calls and the calls that did not fail with
-// EACCES or EPERM are left out.
+// it (a file to change itself, a file to make its directory), or why the
+// VM does without (a runtime's probe); the init step's own calls and the
+// calls that did not fail with EACCES or EPERM are left out.
 func TestParseTrace(t *testing.T) {
 	trace := `100 execve("/tmp/d/vmre-sandbox-init", ["/tmp/d/vmre-sandbox-init", "{...}", "/opt/vm"], 0x7ffd /* 9 vars */) = 0
 100 openat(AT_FDCWD, "/root/.bashrc", O_RDONLY|O_CLOEXEC) = -1 EACCES (Permission denied)
@@ -27,8 +28,13 @@ func TestParseTrace(t *testing.T) {
 104 kill(1, 0) = -1 EPERM (Operation not permitted)
 100 openat(AT_FDCWD, "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY) = -1 EACCES (Permission denied)
 100 openat(AT_FDCWD, "caf\303\251", O_RDONLY) = -1 EACCES (Permission denied)
+100 openat(AT_FDCWD, "/var/lib/vm/state.json", O_WRONLY|O_TRUNC) = -1 EACCES (Permission denied)
+100 unlink("/var/lib/vm/old.json") = -1 EACCES (Permission denied)
+100 openat(AT_FDCWD, "/dev/tty", O_RDWR|O_NONBLOCK) = -1 EACCES (Permission denied)
+100 ioctl(2, TCGETS, 0x7ffdae432980) = -1 EACCES (Permission denied)
 `
-	denials, err := parseTrace(strings.NewReader(trace))
+	exists := func(path string) bool { return path == "/var/lib/vm/state.json" || path == "/var/lib/vm/old.json" }
+	denials, err := parseTrace(strings.NewReader(trace), exists)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,11 +51,15 @@ func TestParseTrace(t *testing.T) {
 		"kill 1, 0: EPERM; a signal to a process outside the sandbox: no key grants it",
 		"openat /sys/kernel/mm/transparent_hugepage/hpage_pmd_size: EACCES; the Go runtime's probe of the huge page size: it runs without it",
 		"openat café: EACCES",
+		"openat /var/lib/vm/state.json: EACCES; grant: files.write /var/lib/vm/state.json",
+		"unlink /var/lib/vm/old.json: EACCES; grant: files.write /var/lib/vm/old.json",
+		"openat /dev/tty: EACCES; the process's terminal, which a VM has none of: refused or not, it gets none",
+		"ioctl TCGETS: EACCES; a check whether a descriptor is a terminal, which a device the VM opened is not",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("denials:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	wantPolicy := `{"vms":{"myvm":{"files":{"read":["/opt/vm/genesis.json"],"write":["/var/lib/vm/db","/home/vm"]},"network":{"connect":[9650],"bind":[8080]}}}}`
+	wantPolicy := `{"vms":{"myvm":{"files":{"read":["/opt/vm/genesis.json"],"write":["/var/lib/vm/db","/home/vm","/var/lib/vm/state.json","/var/lib/vm/old.json"]},"network":{"connect":[9650],"bind":[8080]}}}}`
 	if got := grantPolicy("myvm", denials); got != wantPolicy {
 		t.Errorf("grantPolicy:\n%s\nwant:\n%s", got, wantPolicy)
 	}
@@ -64,7 +74,7 @@ func TestParseTraceNoExec(t *testing.T) {
 	trace := `100 execve("/tmp/d/vmre-sandbox-init", ["/tmp/d/vmre-sandbox-init"], 0x7ffd /* 9 vars */) = 0
 100 execve("/opt/vm", ["/opt/vm"], 0x7ffd /* 9 vars */) = -1 EACCES (Permission denied)
 `
-	if _, err := parseTrace(strings.NewReader(trace)); err == nil || !strings.Contains(err.Error(), "no exec of the VM") {
+	if _, err := parseTrace(strings.NewReader(trace), func(string) bool { return false }); err == nil || !strings.Contains(err.Error(), "no exec of the VM") {
 		t.Errorf("parseTrace: %v, want an error saying the VM was not exec'd", err)
 	}
 }

@@ -19,7 +19,7 @@ const (
 
 // straceArgs trace what a sandbox refuses: paths, sockets, processes and
 // signals, ioctls; strings long enough for a path; no signal lines.
-var straceArgs = []string{"-f", "-qq", "-s", "4096", "-e", "signal=none",
+var straceArgs = []string{"-f", "--seccomp-bpf", "-qq", "-s", "4096", "-e", "signal=none",
 	"-e", "trace=%file,%network,%process,%signal,%ipc,ioctl"}
 
 // sandboxRun is doctor's launch of a plugin under its sandbox policy,
@@ -139,7 +139,7 @@ func (s *sandboxRun) denied() phase {
 		return p
 	}
 	defer f.Close()
-	denials, err := parseTrace(f)
+	denials, err := parseTrace(f, func(path string) bool { _, err := os.Lstat(path); return err == nil })
 	if err != nil {
 		p.outcome, p.detail = phaseFail, err.Error()
 		return p
@@ -159,8 +159,11 @@ func (s *sandboxRun) denied() phase {
 	if probes < len(denials) {
 		p.outcome = phaseWarn
 	}
-	p.detail = fmt.Sprintf("the sandbox refused the VM %d calls during its start, first call and stop (strace -f)", len(denials))
-	if probes > 0 {
+	p.detail = fmt.Sprintf("the sandbox refused the VM %s during its start, first call and stop (strace -f)", plural(len(denials), "call"))
+	switch {
+	case probes == len(denials):
+		p.detail += ", each a probe it runs without"
+	case probes > 0:
 		p.detail += fmt.Sprintf(", %d of them probes it runs without", probes)
 	}
 	p.header = "what the VM tried:"
@@ -179,4 +182,12 @@ func (s *sandboxRun) close() {
 		s.sc.Close()
 	}
 	os.RemoveAll(s.dir)
+}
+
+// plural is n things, as "1 call" or "2 calls".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

@@ -345,8 +345,12 @@ def main():
     try:
         host = handshake(engine_addr, token, args.protocol_version, addr)
         log("info", "handshake succeeded", addr=addr, host=host.get("hostName"), protocol_version=host.get("protocolVersion"))
-        # 3. Serve until SIGTERM.
-        stop.wait()
+        # 3. Serve until SIGTERM. Python runs a signal's handler on the main
+        # thread, but the kernel may deliver the signal to another (it does
+        # under a tracer such as strace), and a wait without a timeout is
+        # then never interrupted to run it: wake up now and then.
+        while not stop.wait(0.25):
+            pass
         reason = stop_reason[0]
     except ConnectError as e:
         # The host refused the handshake (or could not be reached). It
