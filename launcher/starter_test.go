@@ -68,7 +68,8 @@ func TestConfigStartFails(t *testing.T) {
 			if !errors.As(err, &lerr) || lerr.Phase != tc.phase || !errors.Is(err, tc.is) {
 				t.Fatalf("launch: %v; want a LaunchError in phase %s that is %v", err, tc.phase, tc.is)
 			}
-			if after, _ := vmretest.OpenFDs(); ok && after > before {
+			if ok && !vmretest.Eventually(func() bool { n, _ := vmretest.OpenFDs(); return n <= before }) {
+				after, _ := vmretest.OpenFDs()
 				t.Errorf("%d descriptors open after the failed launch, %d before", after, before)
 			}
 		})
