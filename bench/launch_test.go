@@ -28,7 +28,8 @@ const concurrency = 16
 // same for the minimal VM's own binary told to do just that (its start-up,
 // imports and package init, without client.Serve); vmre is Launcher.Launch
 // of the minimal VM on client.Serve, up to a GET of its /ping handler with
-// the runtime's client.
+// the runtime's client; vmre-no-warm-up is the same VM without client.Serve's
+// warm-up (client.WithoutWarmUp).
 // vmre minus init-only is what the engine adds to the VM's own start-up.
 // Stopping the VM is outside the timed part in all three. vmre also reports
 // the median time the engine spent on the VM's Initialize call
@@ -37,26 +38,32 @@ const concurrency = 16
 func BenchmarkLaunch(b *testing.B) {
 	b.Run("floor", func(b *testing.B) { launchFloor(b, newFloor(b)) })
 	b.Run("init-only", func(b *testing.B) { launchFloor(b, newInitOnly(b)) })
-	b.Run("vmre", func(b *testing.B) {
-		var initialize []time.Duration
-		h := newVMRE(b, launcher.Config{Hooks: &launcher.Hooks{EngineCall: func(i launcher.EngineCallInfo) {
-			if i.Procedure == runtimev1connect.RuntimeServiceInitializeProcedure {
-				initialize = append(initialize, i.Elapsed) // launches are one at a time
-			}
-		}}})
-		defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
-		for b.Loop() {
-			rt, err := h.launch(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if err := h.stop(rt); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
+	b.Run("vmre", func(b *testing.B) { launchVMRE(b) })
+	b.Run("vmre-no-warm-up", func(b *testing.B) { launchVMRE(b, "-no-warm-up") })
+}
+
+// launchVMRE times launches of the minimal VM, run with args, to its first
+// answer, one VM at a time.
+func launchVMRE(b *testing.B, args ...string) {
+	var initialize []time.Duration
+	h := newVMRE(b, launcher.Config{Hooks: &launcher.Hooks{EngineCall: func(i launcher.EngineCallInfo) {
+		if i.Procedure == runtimev1connect.RuntimeServiceInitializeProcedure {
+			initialize = append(initialize, i.Elapsed) // launches are one at a time
 		}
-	})
+	}}})
+	h.args = args
+	defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
+	for b.Loop() {
+		rt, err := h.launch(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := h.stop(rt); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
 
 // launchFloor times f's starts, one plugin at a time.
@@ -236,6 +243,7 @@ type vmreHost struct {
 	b    *testing.B
 	l    *launcher.Launcher
 	path string
+	args []string // the VM's
 }
 
 func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
@@ -249,7 +257,7 @@ func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
 
 // launch launches the minimal VM and calls its /ping.
 func (h *vmreHost) launch(ctx context.Context) (*launcher.Runtime, error) {
-	return h.launchCmd(ctx, exec.Command(h.path))
+	return h.launchCmd(ctx, exec.Command(h.path, h.args...))
 }
 
 // launchCmd launches cmd, a minimal VM, and calls its /ping.

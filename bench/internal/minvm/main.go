@@ -1,6 +1,9 @@
 // Command minvm is a minimal vmre VM: GET /ping and grpc.health.v1, served
 // through client.Serve. It is what a VM author's smallest program costs.
 //
+// With -no-warm-up it serves without client.Serve's warm-up
+// (client.WithoutWarmUp), so that the benchmarks can tell what it saves.
+//
 // With -bench-init-only HOST:PORT it does what floorvm does instead of
 // client.Serve: the same program, imports and package init included, up to
 // main, and the least a plugin can do after that.
@@ -26,7 +29,11 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong\n") })
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker()))
-	if err := client.Serve(context.Background(), mux); err != nil {
+	var opts []client.Option
+	if len(os.Args) == 2 && os.Args[1] == "-no-warm-up" {
+		opts = append(opts, client.WithoutWarmUp())
+	}
+	if err := client.Serve(context.Background(), mux, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
