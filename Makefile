@@ -11,9 +11,15 @@ BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 # BenchmarkRegistryLoadLarge reads 64 files of 100 MB per op: it runs apart,
 # with fewer ops, in a whole `make bench` (or with BENCH_LARGE=RegistryLoadLarge).
+# The peers' benchmarks (bench/peers, a module of its own) run in a whole
+# `make bench` too, or alone with `make bench-peers`.
 ifeq ($(BENCH),.)
 BENCH_LARGE ?= RegistryLoadLarge
+BENCH_PEERS ?= 1
 endif
+# AvalancheGo registers vm/runtime/runtime.proto, as vmre's copy of the
+# rpcchainvm handshake does: one process holding both must not panic on it.
+PEERS_LDFLAGS := -X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
 BENCHTIME_LARGE ?= 1x
 BENCHCOUNT_LARGE ?= 3
 FUZZTIME ?= 30s
@@ -27,7 +33,7 @@ BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
 TSVM     := examples/typescript-vm
 TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
 
-.PHONY: all generate lint check-generated examples test build run bench fuzz soak stress clean
+.PHONY: all generate lint check-generated examples test build run bench bench-peers fuzz soak stress clean
 
 all: build
 
@@ -83,6 +89,13 @@ bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -skip 'RegistryLoadLarge' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
 	@if [ -n '$(BENCH_LARGE)' ]; then set -x; \
 	  $(GO) test -run '^$$' -bench '$(BENCH_LARGE)' -benchtime $(BENCHTIME_LARGE) -count $(BENCHCOUNT_LARGE) ./bench/; fi
+	@if [ -n '$(BENCH_PEERS)' ]; then $(MAKE) --no-print-directory bench-peers; fi
+
+## bench-peers: vmre against AvalancheGo's subprocess runtime and
+## hashicorp/go-plugin, with the floor, in one run (bench/peers, a module of
+## its own, so that vmre's go.mod does not take their dependencies)
+bench-peers:
+	cd bench/peers && $(GO) test -ldflags='$(PEERS_LDFLAGS)' -run '^$$' -bench 'Peers' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) .
 
 ## fuzz: run each fuzz target for FUZZTIME. The targets are found in the
 ## sources: `go test -list` would run every package's TestMain, which builds
