@@ -168,7 +168,7 @@ func printTable(w io.Writer, r results) {
 			continue
 		}
 		label := row.name
-		if !strings.HasSuffix(row.unit, "/op") && !strings.HasSuffix(row.unit, "/s") {
+		if row.unit != "ns/op" && !strings.HasSuffix(row.unit, "/s") {
 			label += " " + row.unit
 		}
 		if row.minus {
