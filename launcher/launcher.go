@@ -113,7 +113,6 @@ func (l *Launcher) Close() error {
 // (exec.CommandContext), stops the VM: Launch clears Cancel and WaitDelay. On any failure the VM has been stopped and reaped when Launch
 // returns, and the error is a *LaunchError whose Phase says what failed.
 func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOption) (*Runtime, error) {
-	begin := time.Now()
 	var o launchOptions
 	for _, opt := range opts {
 		opt.apply(&o)
@@ -139,7 +138,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		return r.failed(&LaunchError{Phase: PhaseExec, Err: err})
 	}
 	defer l.slots.release()
-	begin = time.Now()
+	begin := time.Now()
 
 	wait := &handshakeWait{mismatch: make(chan *vmre.VersionMismatchError, 1), accepted: make(chan struct{})}
 	wait.reach = newReach(server.AcceptVersions(l.s.HostName, l.s.versions...), l.s.HandshakeTimeout)
