@@ -73,13 +73,13 @@ func TestLoadDirectory(t *testing.T) {
 	}
 
 	problems := failed(t, report)
-	isKind(t, problems["notes.txt"], "notes.txt", registry.KindNotExecutable, fs.ErrPermission)
-	isKind(t, problems["gamma"], "gamma", registry.KindNameCollision, vmre.ErrInvalidConfig)
-	isKind(t, problems["gamma.exe"], "gamma.exe", registry.KindNameCollision, vmre.ErrInvalidConfig)
-	isKind(t, problems["shared"], "shared", registry.KindDuplicateAlias, vmre.ErrInvalidConfig)
-	isKind(t, problems["ghost"], "ghost", registry.KindUnknownVM, vmre.ErrInvalidConfig)
-	isKind(t, problems["fifo"], "fifo", registry.KindNotRegular, nil)
-	isKind(t, problems["dangling"], "dangling", registry.KindUnreadable, fs.ErrNotExist)
+	isKind(t, problems["notes.txt"], "notes.txt", "not executable", fs.ErrPermission)
+	isKind(t, problems["gamma"], "gamma", "name collision", vmre.ErrInvalidConfig)
+	isKind(t, problems["gamma.exe"], "gamma.exe", "name collision", vmre.ErrInvalidConfig)
+	isKind(t, problems["shared"], "shared", "duplicate alias", vmre.ErrInvalidConfig)
+	isKind(t, problems["ghost"], "ghost", "unknown VM", vmre.ErrInvalidConfig)
+	isKind(t, problems["fifo"], "fifo", "not a regular file", nil)
+	isKind(t, problems["dangling"], "dangling", "unreadable", fs.ErrNotExist)
 	if len(problems) != 7 {
 		t.Errorf("%d problems, want 7: %v", len(problems), report.Err())
 	}
@@ -178,7 +178,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isKind(t, failed(t, report)["gamma"], "gamma", registry.KindNotExecutable, fs.ErrPermission)
+	isKind(t, failed(t, report)["gamma"], "gamma", "not executable", fs.ErrPermission)
 	if len(report.Removed) != 0 {
 		t.Errorf("Removed %v: a file that fails is not removed", ids(report.Removed))
 	}
@@ -226,7 +226,7 @@ func TestAliasesChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isKind(t, failed(t, report)[aliases], aliases, registry.KindMalformed, vmre.ErrInvalidConfig)
+	isKind(t, failed(t, report)[aliases], aliases, "malformed", vmre.ErrInvalidConfig)
 	if mustLookup(t, r, "alpha") != alpha {
 		t.Error("alpha did not stay loaded")
 	}
