@@ -33,8 +33,18 @@ func signalGroup(pid int, sig syscall.Signal) error {
 	return err
 }
 
-func terminate(pid int) error { return signalGroup(pid, syscall.SIGTERM) }
-func kill(pid int) error      { return signalGroup(pid, syscall.SIGKILL) }
+// terminate sends SIGTERM to the VM's group, then SIGCONT, as systemd
+// does: a VM stopped by SIGSTOP (a debugger, a job control stop) gets the
+// SIGTERM once it runs again, and so exits gracefully instead of sitting
+// out the graceful timeout until SIGKILL. A VM that runs ignores SIGCONT.
+func terminate(pid int) error {
+	if err := signalGroup(pid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	return signalGroup(pid, syscall.SIGCONT)
+}
+
+func kill(pid int) error { return signalGroup(pid, syscall.SIGKILL) }
 
 // canTerminate reports whether a graceful stop exists on this system.
 const canTerminate = true

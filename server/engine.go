@@ -127,8 +127,9 @@ func New(cfg Config) *Engine {
 }
 
 // Handler serves RuntimeService, grpc.health.v1 and server reflection (v1
-// and v1alpha) on their gRPC paths, so it can be mounted at "/" of any mux,
-// chi's Mount included.
+// and v1alpha) on their gRPC paths, and nothing else: mount it on each of
+// Paths beside a node's own routes, or at "/" of any mux (chi's Mount
+// included).
 func (e *Engine) Handler() http.Handler {
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(e.maxBodyBytes), connect.WithCompressMinBytes(compressMinBytes))
 	mux := http.NewServeMux()
@@ -138,6 +139,18 @@ func (e *Engine) Handler() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts))
 	return mux
+}
+
+// Paths are the path prefixes Handler serves, each ending in "/": the
+// RuntimeService, grpc.health.v1 and the two versions of server
+// reflection. Mount Handler on each (chi: r.Handle(p+"*", h)), or on "/".
+func (e *Engine) Paths() []string {
+	return []string{
+		"/" + runtimev1connect.RuntimeServiceName + "/",
+		"/" + grpchealth.HealthV1ServiceName + "/",
+		"/" + grpcreflect.ReflectV1ServiceName + "/",
+		"/" + grpcreflect.ReflectV1AlphaServiceName + "/",
+	}
 }
 
 // Close ends every lease, marks the engine not serving in grpc health and
