@@ -46,8 +46,9 @@
 // file is unchanged. Its times must be older than the moment that identity
 // was taken by two seconds, the coarsest clock of the file systems' time
 // stamps: otherwise a file written again within a tick could keep them, and
-// a pinned file is hashed again to be sure. An unpinned file whose identity
-// changed is a new version (Report.Changed), even if only its times did.
+// a pinned file is hashed again to be sure. An unpinned file is never read:
+// one whose identity changed is a new version (Report.Changed), even if only
+// its times did, and one whose identity did not is unchanged.
 //
 // # Pins
 //

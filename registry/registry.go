@@ -384,8 +384,13 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM, buf *[]byte) (v *
 			}
 			return fail(kindUnpinned, fmt.Errorf("%w: pins are required and %s has none; its sha256 is %s: if it is the file to run, add the line \"%s  %s\" to the pins file",
 				vmre.ErrInvalidConfig, c.file, d, d, c.file))
-		case reusable && (oldIdent.proves(ident.id) || !oldKnown && oldIdent.id == ident.id):
-			// The same file; an old digest not yet known cannot be wrong.
+		case reusable && oldIdent.id == ident.id && oldIdent.id != (fileID{}):
+			// The same file. Its identity is trusted even when it was taken
+			// within racyWindow of the file's writing: a file rewritten in
+			// place within a tick, to the same size, keeps it, but an
+			// unpinned VM runs whatever its file holds at each exec, and
+			// its digest, taken from a process, says what that process runs
+			// (a running executable cannot be written: ETXTBSY).
 			old.setIdentity(ident)
 			return old, true, nil
 		}
