@@ -9,19 +9,20 @@ PKGS     := ./...
 BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
-# BenchmarkRegistryLoadLarge reads 64 files of 100 MB per op: it runs apart,
-# with fewer ops, in a whole `make bench` (or with BENCH_LARGE=RegistryLoadLarge).
+# BenchmarkRegistryLoadLarge (64 files of 100 MB) and BenchmarkNode64 (a node
+# of 64 VMs) take seconds an op: they run apart, with fewer ops, in a whole
+# `make bench` (or with BENCH_LARGE='RegistryLoadLarge|Node64').
 # The peers' benchmarks (bench/peers, a module of its own) run in a whole
 # `make bench` too, or alone with `make bench-peers`.
 ifeq ($(BENCH),.)
-BENCH_LARGE ?= RegistryLoadLarge
+BENCH_LARGE ?= RegistryLoadLarge|Node64
 BENCH_PEERS ?= 1
 endif
 # AvalancheGo registers vm/runtime/runtime.proto, as vmre's copy of the
 # rpcchainvm handshake does: one process holding both must not panic on it.
 PEERS_LDFLAGS := -X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
 BENCHTIME_LARGE ?= 1x
-BENCHCOUNT_LARGE ?= 3
+BENCHCOUNT_LARGE ?= 5
 FUZZTIME ?= 30s
 STRESS_RUNS ?= 5
 STRESS_PKGS ?= $(PKGS)
@@ -88,10 +89,10 @@ build:
 run: build
 	$(BIN)/vmre run --listen 127.0.0.1:8080 $(BIN)/examplevm
 
-## bench: the benchmarks of docs/PERFORMANCE.md; RegistryLoadLarge runs
-## apart, BENCHTIME_LARGE ops BENCHCOUNT_LARGE times
+## bench: the benchmarks of docs/PERFORMANCE.md; RegistryLoadLarge and
+## Node64 run apart, BENCHTIME_LARGE ops BENCHCOUNT_LARGE times, then the peers
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -skip 'RegistryLoadLarge' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -skip 'RegistryLoadLarge|Node64' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
 	@if [ -n '$(BENCH_LARGE)' ]; then set -x; \
 	  $(GO) test -run '^$$' -bench '$(BENCH_LARGE)' -benchtime $(BENCHTIME_LARGE) -count $(BENCHCOUNT_LARGE) ./bench/; fi
 	@if [ -n '$(BENCH_PEERS)' ]; then $(MAKE) --no-print-directory bench-peers; fi

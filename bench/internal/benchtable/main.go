@@ -101,6 +101,14 @@ var rows = slices.Concat([]row{
 	{name: "Launch64/limit=default", unit: "failed/op"},
 	{name: "Launch64/limit=2", unit: "ns/op", ref: "Launch64/floor"},
 	{name: "Launch64/limit=2", unit: "failed/op"},
+	{name: "Node64/floor", unit: "ns/op"},
+	{name: "Node64/node", unit: "ns/op", ref: "Node64/floor", target: 1.5, atMost: true},
+	{name: "Node64/floor", unit: "stopped-ns/op"},
+	{name: "Node64/node", unit: "stopped-ns/op", ref: "Node64/floor", target: 2, atMost: true},
+	{name: "Node64/node", unit: "heap-B/VM", target: 64 << 10, atMost: true},
+	{name: "Node64/node", unit: "full-heap-B/VM"},
+	{name: "Node64/node", unit: "rss-B/VM"},
+	{name: "Node64/node", unit: "full-rss-B/VM"},
 	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
 	{name: "LaunchPinned", unit: "pinned-ns/launch", ref: "LaunchPinned", refUnit: "unpinned-ns/launch"},
 	{name: "RegistryLoad", unit: "hash-ns/load"},
@@ -219,7 +227,7 @@ func printTable(w io.Writer, r results) {
 func format(v float64, unit string) string {
 	switch unit {
 	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load",
-		"load-ns/op", "first-exec-ns/op":
+		"load-ns/op", "first-exec-ns/op", "stopped-ns/op":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}
@@ -228,7 +236,7 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.0f MB/s", v)
 	case "allocs/line":
 		return fmt.Sprintf("%.2f", v)
-	case "heap-B/VM", "stack-B/VM", "client-heap-B/VM":
+	case "heap-B/VM", "stack-B/VM", "client-heap-B/VM", "full-heap-B/VM", "rss-B/VM", "full-rss-B/VM":
 		return fmt.Sprintf("%.1f KiB", v/1024)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
