@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"syscall"
 
 	"connectrpc.com/grpchealth"
 
@@ -39,12 +38,12 @@ func main() {
 	}
 	if v := os.Getenv(fillKey); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s=%q: want a size in bytes\n", fillKey, v)
+		if err != nil || fillSignal == nil {
+			fmt.Fprintf(os.Stderr, "%s=%q: want a size in bytes, on Unix (SIGUSR1 asks for the lines)\n", fillKey, v)
 			os.Exit(2)
 		}
 		fill := make(chan os.Signal, 1)
-		signal.Notify(fill, syscall.SIGUSR1)
+		signal.Notify(fill, fillSignal)
 		go fillLog(fill, n) // ends with the process
 	}
 	mux := http.NewServeMux()
