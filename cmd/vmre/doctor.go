@@ -164,6 +164,9 @@ func (d *doctor) run(sig *signals) *report {
 	if !d.checkHandshake(sig, rt, err, trace) {
 		return &d.report
 	}
+	if d.sandbox != nil {
+		d.sandbox.served(rt.Status().Addr)
+	}
 	defer func() {
 		rt.Stop(context.Background()) // a no-op once stopped; kills at the graceful timeout
 		<-rt.Done()
