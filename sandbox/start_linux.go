@@ -32,7 +32,8 @@ import (
 // step applies the policy: a policy that names a user or group (the switch
 // happens before the VM's exec), a kernel or system that refuses ptrace
 // (Yama's ptrace_scope 3, or 2 without CAP_SYS_PTRACE; a seccomp filter),
-// a processor other than amd64, and a policy that cannot be applied whole
+// a processor other than amd64 or a 32-bit VM, and a policy that cannot be
+// applied whole
 // (the init step then says why, as it always has). Report.Method tells
 // which way a launch took. Any other command is started as it is.
 //
@@ -61,7 +62,9 @@ func Start(cmd *exec.Cmd) error {
 var errTraceRefused = errors.New("ptrace refused")
 
 // traceRefused is set once the system has refused to let a VM be traced:
-// every launch then runs its init step.
+// every launch of the process then runs its init step. It is the
+// process's, as what it records is (Yama, a seccomp filter, a tracer of
+// the node's own).
 var traceRefused atomic.Bool
 
 // initStepOf returns the spec of a command that Command made.
