@@ -15,12 +15,12 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // ErrNotRunning is the error of a Reload outside Run.

@@ -19,7 +19,6 @@ import (
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/supervise"
@@ -72,8 +71,7 @@ func TestNodeRemoteDeclaration(t *testing.T) {
 	// Its session ended: the remote VM shuts down.
 	vmretest.WaitClosed(t, exited, "the remote VM's end, after its declaration left")
 	// The token is refused from now on.
-	c := tlspin.NewClient(en.GetEngineCertSha256(), tlspin.DefaultPings)
-	defer c.CloseIdleConnections()
+	c := vmretest.PinnedClient(t, en.GetEngineCertSha256())
 	engine := runtimev1connect.NewRuntimeServiceClient(c, "https://"+en.GetEngineAddr())
 	req := connect.NewRequest(&runtimev1.InitializeRequest{ProtocolVersion: 1, Addr: "127.0.0.1:9"})
 	req.Header().Set("Authorization", "Bearer "+en.GetToken())

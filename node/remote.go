@@ -14,7 +14,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/internal/atomicfile"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/internal/tlscert"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
@@ -215,7 +215,7 @@ func engineCertificate(cfg Config) (*tls.Certificate, error) {
 		return cfg.Remote.Certificate, nil
 	}
 	hosts := []string{hostOf(cfg.Remote.Advertise), hostOf(cfg.Remote.Listen)}
-	cert, err := tlspin.LoadOrCreate(filepath.Join(cfg.DataDir, "engine.crt"), filepath.Join(cfg.DataDir, "engine.key"), hosts)
+	cert, err := tlscert.LoadOrCreate(filepath.Join(cfg.DataDir, "engine.crt"), filepath.Join(cfg.DataDir, "engine.key"), hosts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the engine's TLS certificate: %w", vmre.ErrInvalidConfig, err)
 	}

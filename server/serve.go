@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/vmre/vmre/internal/h2c"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/internal/tlscert"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // ShutdownTimeout bounds the graceful part of Serve's shutdown.
@@ -29,7 +30,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 // TLS configures ServeTLS.
 type TLS struct {
 	// Certificate is the server's; a remote VM checks its fingerprint
-	// (internal/tlspin).
+	// (package tlspin).
 	Certificate tls.Certificate
 	// Pings are the HTTP/2 health checks that notice a cut link, and so
 	// end the leases it carried (zero: a ping after 5 s of silence, and 5 s
@@ -56,7 +57,7 @@ func ServeTLS(ctx context.Context, l net.Listener, h http.Handler, cfg TLS) erro
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	srv.Protocols = &protocols
-	srv.TLSConfig = tlspin.ServerConfig(cfg.Certificate)
+	srv.TLSConfig = tlscert.ServerConfig(cfg.Certificate)
 	srv.HTTP2 = tlspin.Pings(cfg.Pings).HTTP2()
 	srv.ErrorLog = log.New(io.Discard, "", 0) // refused TLS handshakes are the client's business
 	return serve(ctx, srv, func() error { return srv.ServeTLS(l, "", "") })

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/tlspin"
 )
 
 const nodeHead = `Usage: vmre node --plugin-dir DIR [flags]

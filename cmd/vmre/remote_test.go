@@ -22,7 +22,7 @@ import (
 	"github.com/vmre/vmre"
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // call-vm ADDR CERT_SHA256 is the host's call of a remote VM's own RPC,
@@ -30,7 +30,11 @@ import (
 func init() { helpers["call-vm"] = callVM }
 
 func callVM(args []string) int {
-	c := tlspin.NewClient(args[1], tlspin.Pings{})
+	c, err := tlspin.NewClient(args[1], tlspin.Pings{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	defer c.CloseIdleConnections()
 	chain := examplev1connect.NewChainServiceClient(c, "https://"+args[0], connect.WithGRPC())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
