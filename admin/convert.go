@@ -41,7 +41,7 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	if vm.Err != nil {
 		p.Error = vm.Err.Error()
 	}
-	p.Remote, p.Peer, p.CertSha256 = vm.Remote, vm.Peer, vm.CertSHA256
+	p.Remote, p.Peer, p.CertSha256, p.CertSpkiSha256 = vm.Remote, vm.Peer, vm.CertSHA256, vm.CertSPKI
 	if vm.State == supervise.StateRunning {
 		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)

@@ -38,6 +38,12 @@ var ErrNodeLost = errors.New("lost the lease to the node: the link broke or the 
 // ExitCode makes it ExitRestart.
 var ErrRestart = errors.New("the node ended this VM's session: start it again")
 
+// restartError is ErrRestart with the node's words.
+type restartError struct{ msg string }
+
+func (e *restartError) Error() string        { return e.msg }
+func (e *restartError) Is(target error) bool { return target == ErrRestart }
+
 // Exit codes of a VM program, as ExitCode chooses them (docs/REMOTE.md).
 const (
 	// ExitOK: the VM stopped as asked: a signal of its orchestrator or

@@ -84,6 +84,9 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 	// Serve before the handshake: the host may call the VM the moment the
 	// handshake returns, and connections made earlier wait in the backlog.
+	if remote {
+		h = healthGET(h) // for a Kubernetes probe
+	}
 	srv := h2c.NewServer(h)
 	tracked := newConns()
 	srv.ConnState = tracked.track
@@ -182,7 +185,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		case stop.restart != nil:
 			// The node ended the session and wants the VM back: exit
 			// ExitRestart, for its orchestrator to start it again.
-			result = fmt.Errorf("%w: %s", ErrRestart, connectMessage(stop.restart))
+			result = &restartError{msg: connectMessage(stop.restart)}
 		case stop.refused != nil:
 			result = fmt.Errorf("the node refused the lease: %w", stop.refused)
 		case hostDead:

@@ -107,6 +107,9 @@ type RemoteConfig struct {
 	Certificate *tls.Certificate
 	// Pings notice a cut link (zero: server.DefaultPings).
 	Pings server.Pings
+	// TokenHint is the advice the engine gives a VM whose token it does
+	// not know (server.Config.TokenHint): where the current token is.
+	TokenHint string
 }
 
 // Hooks tell of what happens to a node. Each is optional, called

@@ -113,6 +113,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:      n.log.With(slog.String("component", "engine")),
 		Hooks:       n.metrics.EngineHooks(),
 		Services:    []string{admin.ServiceName},
+		TokenHint:   cfg.Remote.TokenHint,
 	})
 	n.sup, err = supervise.New(supervise.Config{
 		Launcher: n.launches,
@@ -285,7 +286,10 @@ func (n *Node) Run(ctx context.Context) error {
 				return fmt.Errorf("the engine's TLS listener stopped: %w", err)
 			}
 			return nil
-		}, func(error) { cancel() })
+		}, func(error) {
+			n.remotes.shutdown() // their leases end with word to start again
+			cancel()
+		})
 	}
 	{ // the VMs
 		done := make(chan struct{})

@@ -59,6 +59,11 @@ type Config struct {
 	// (the node's admin service), listed by its reflection and reported
 	// serving by its grpc.health.v1 while the engine is.
 	Services []string
+	// TokenHint, when set, replaces the advice in the message of an
+	// unknown token: what a VM given a wrong or rotated token should do,
+	// such as the command that prints a remote VM's token (a node's CLI
+	// names it; the library names none).
+	TokenHint string
 	// LeaseKeepAlive is the interval at which the engine sends a lease's
 	// holder an empty LeaseResponse, so that no idle timeout of the VM's
 	// HTTP client or of a proxy ends a quiet lease (default
@@ -76,6 +81,7 @@ type Engine struct {
 	log           *slog.Logger
 	hooks         *Hooks
 	keepAlive     time.Duration
+	tokenHint     string
 	rejects       ratelog.Limiter
 	health        *grpchealth.StaticChecker
 	services      []string // every service for reflection: the engine's, health, Config.Services
@@ -102,6 +108,7 @@ func New(cfg Config) *Engine {
 		log:           cfg.Logger,
 		hooks:         cfg.Hooks,
 		keepAlive:     cfg.LeaseKeepAlive,
+		tokenHint:     cfg.TokenHint,
 		health:        grpchealth.NewStaticChecker(append([]string{runtimev1connect.RuntimeServiceName}, cfg.Services...)...),
 		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
@@ -178,6 +185,10 @@ func (e *Engine) authenticate(h http.Header) (*Launch, error) {
 			fmt.Errorf("missing bearer token: send the header Authorization: Bearer $%s", vmre.EngineTokenKey))
 	}
 	l := e.lookup(token)
+	if l == nil && e.tokenHint != "" {
+		return nil, connect.NewError(connect.CodeUnauthenticated,
+			errors.New("unknown token: it was not issued by this engine, or it was rotated: "+e.tokenHint))
+	}
 	if l == nil {
 		return nil, connect.NewError(connect.CodeUnauthenticated,
 			errors.New("unknown token: it was not issued by this engine; use the token the host put in "+vmre.EngineTokenKey))

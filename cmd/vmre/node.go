@@ -190,7 +190,8 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	}
 	if f.engineListen != "" {
 		cfg.Remote = node.RemoteConfig{Listen: f.engineListen, Advertise: f.engineAdvertise,
-			Pings: server.Pings{Interval: f.remotePing, Timeout: f.remotePing}}
+			Pings:     server.Pings{Interval: f.remotePing, Timeout: f.remotePing},
+			TokenHint: remoteTokenHint}
 		if f.tlsCert != "" {
 			cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 			if err != nil {

@@ -9,17 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	"github.com/vmre/vmre/tlspin"
@@ -78,15 +78,31 @@ func remoteDir(t *testing.T) string {
 	return dir
 }
 
-// TestRemoteManifests: the systemd unit that `vmre remote systemd` prints
-// passes systemd-analyze verify without a word, the Kubernetes manifests
-// of `vmre remote k8s` decode strictly into the API's types, and rotate
-// gives a new token.
-func TestRemoteManifests(t *testing.T) {
+// TestRemoteSystemd: the unit that `vmre remote systemd` prints passes
+// systemd-analyze verify without a word, passes the VM's arguments through
+// unchanged (%, $, quotes, backslashes, spaces, an empty one: a parser of
+// systemd.syntax(7) reads them back, and the same arguments pasted as they
+// are fail the check), keeps the token out, has a state directory, and is
+// refused without an address the node can reach; rotate gives a new token.
+func TestRemoteSystemd(t *testing.T) {
 	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Fatal("systemd-analyze is not installed (Debian's systemd package)")
+	}
+	verify := func(unit string) string {
+		t.Helper()
+		unitFile := filepath.Join(t.TempDir(), "far.service")
+		if err := os.WriteFile(unitFile, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// systemd-analyze reports bad keys on stderr and still exits 0:
+		// it must say nothing at all.
+		out, err := exec.CommandContext(t.Context(), analyze, "verify", unitFile).CombinedOutput()
+		if err != nil && len(out) == 0 {
+			return err.Error()
+		}
+		return string(out)
 	}
 	env := ownRunDir(t)
 	p := startProc(t, env, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
@@ -95,44 +111,58 @@ func TestRemoteManifests(t *testing.T) {
 
 	r := cli(t, env, "remote", "env", "far")
 	vars := remoteEnv(t, r.stdout)
-	if vars[vmre.EngineAddressKey] != listening["addr"] || vars[vmre.EngineCertKey] != listening["cert_sha256"] {
-		t.Errorf("env %v; the engine listens at %v with %v", vars, listening["addr"], listening["cert_sha256"])
+	if vars[vmre.EngineAddressKey] != listening["addr"] || vars[vmre.EngineCertKey] != listening["cert_sha256"] || vars[vmre.EnginePingKey] != "5s" {
+		t.Errorf("env %v; the engine listens at %v with %v, and pings after 5s", vars, listening["addr"], listening["cert_sha256"])
 	}
 
-	unit := cli(t, env, "remote", "systemd", "--exec", exampleVM+" --log-level debug", "far")
+	args := []string{"--log-level", "debug", "100%zoom", "$HOME and ${PATH}", `say "hi"`, `back\slash`, "", "tab\there", "ünïcode", ";", "new\nline"}
+	unit := cli(t, env, append([]string{"remote", "systemd", "--exec", exampleVM, "--advertise", "10.0.0.2", "far", "--"}, args...)...)
 	if unit.code != exitOK || strings.Contains(unit.stdout, vars[vmre.EngineTokenKey]) {
 		t.Fatalf("vmre remote systemd: exit %d; the unit must not hold the token\n%s%s", unit.code, unit.stdout, unit.stderr)
 	}
-	unitFile := filepath.Join(t.TempDir(), "far.service")
-	if err := os.WriteFile(unitFile, []byte(unit.stdout), 0o644); err != nil {
-		t.Fatal(err)
+	if out := verify(unit.stdout); out != "" {
+		t.Errorf("systemd-analyze verify: %s\nunit:\n%s", out, unit.stdout)
 	}
-	// systemd-analyze reports bad keys on stderr and still exits 0: it must
-	// say nothing at all.
-	if out, err := exec.CommandContext(t.Context(), analyze, "verify", unitFile).CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s\nunit:\n%s", err, out, unit.stdout)
+	keys := unitKeys(unit.stdout)
+	if got := parseExecStart(t, keys["ExecStart"][0]); !slices.Equal(got, append([]string{exampleVM}, args...)) {
+		t.Errorf("ExecStart=%s reads back as %q; want %q", keys["ExecStart"][0], got, append([]string{exampleVM}, args...))
+	}
+	for key, want := range map[string]string{"StateDirectory": "vmre/far", "DynamicUser": "yes", "Restart": "always", "RestartPreventExitStatus": "2"} {
+		if got := keys[key]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s=%v; want %s", key, got, want)
+		}
+	}
+	if env := keys["Environment"]; !slices.Contains(env, client.ListenAddrKey+"=0.0.0.0:9650") || !slices.Contains(env, client.AdvertiseAddrKey+"=10.0.0.2:9650") {
+		t.Errorf("Environment=%v; want the listener and the advertised address with its port", env)
+	}
+	// The control: the same arguments pasted as they are do not pass.
+	naive := strings.Replace(unit.stdout, "ExecStart="+keys["ExecStart"][0], "ExecStart="+exampleVM+" "+strings.Join(args, " "), 1)
+	if out := verify(naive); out == "" {
+		t.Error("systemd-analyze verify accepts the arguments unescaped: the check cannot fail")
 	}
 
-	k8s := cli(t, env, "remote", "k8s", "--image", "registry.example/far:1.0", "--namespace", "vms", "far")
-	docs := strings.Split(k8s.stdout, "\n---\n")
-	if k8s.code != exitOK || len(docs) != 2 {
-		t.Fatalf("vmre remote k8s: exit %d, %d documents\n%s", k8s.code, len(docs), k8s.stdout)
+	for _, bad := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--exec", exampleVM, "far"}, "give --advertise HOST:PORT"},
+		{[]string{"--exec", "examplevm", "--advertise", "10.0.0.2", "far"}, "absolute path"},
+		{[]string{"--exec", exampleVM + " --log-level debug", "--advertise", "10.0.0.2", "far"}, "give its arguments after NAME"},
+		{[]string{"--exec", exampleVM, "--advertise", "10.0.0.2:x", "far"}, "is not a HOST:PORT"},
+		{[]string{"--exec", exampleVM, "--listen", "10.0.0.2:0", "far"}, "cannot be a free port"},
+	} {
+		r := cli(t, env, append([]string{"remote", "systemd"}, bad.args...)...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, bad.says) || r.stdout != "" {
+			t.Errorf("vmre remote systemd %q: exit %d, %q; want exit 2 saying %q", bad.args, r.code, r.stderr, bad.says)
+		}
 	}
-	var secret corev1.Secret
-	if err := yaml.UnmarshalStrict([]byte(docs[0]), &secret); err != nil {
-		t.Fatalf("the Secret does not decode strictly: %v\n%s", err, docs[0])
+	// With --listen on the host's own address, the VM advertises it.
+	if r := cli(t, env, "remote", "systemd", "--exec", exampleVM, "--listen", "10.0.0.2:9650", "far"); r.code != exitOK || strings.Contains(r.stdout, client.AdvertiseAddrKey) {
+		t.Errorf("--listen 10.0.0.2:9650: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	var deploy appsv1.Deployment
-	if err := yaml.UnmarshalStrict([]byte(docs[1]), &deploy); err != nil {
-		t.Fatalf("the Deployment does not decode strictly: %v\n%s", err, docs[1])
-	}
-	if secret.Kind != "Secret" || secret.StringData[vmre.EngineTokenKey] != vars[vmre.EngineTokenKey] || secret.Namespace != "vms" {
-		t.Errorf("Secret %+v", secret)
-	}
-	c := deploy.Spec.Template.Spec.Containers
-	if deploy.Kind != "Deployment" || len(c) != 1 || c[0].Image != "registry.example/far:1.0" ||
-		c[0].EnvFrom[0].SecretRef.Name != secret.Name || deploy.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "far" {
-		t.Errorf("Deployment %+v", deploy.Spec)
+	if r := cli(t, env, "remote", "k8s", "--image", "registry.example/far:1", "Chain_1"); r.code != exitUsage ||
+		!strings.Contains(r.stderr, "starting with a letter and ending with a letter or digit") || !strings.Contains(r.stderr, "--name chain-1") {
+		t.Errorf("vmre remote k8s Chain_1: exit %d\n%s", r.code, r.stderr)
 	}
 
 	rotated := remoteEnv(t, cli(t, env, "remote", "rotate", "far").stdout)
@@ -148,4 +178,83 @@ func TestRemoteManifests(t *testing.T) {
 	if code := p.signal(t, syscall.SIGINT, 20*time.Second); code != exitOK {
 		t.Errorf("node: exit %d", code)
 	}
+}
+
+// unitKeys are the keys of a unit file and their values, in order.
+func unitKeys(unit string) map[string][]string {
+	keys := map[string][]string{}
+	for line := range strings.Lines(unit) {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			keys[k] = append(keys[k], v)
+		}
+	}
+	return keys
+}
+
+// parseExecStart splits an ExecStart= value into the argv systemd passes,
+// as systemd.syntax(7) and systemd.service(5) specify: words separated by
+// whitespace, quoted with "" or ”, C escapes, %% for % and $$ for $
+// (a lone % or $ would be a specifier or a variable: the test refuses it).
+func parseExecStart(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	r := []rune(line)
+	for i := 0; i < len(r); {
+		for i < len(r) && (r[i] == ' ' || r[i] == '\t') {
+			i++
+		}
+		if i == len(r) {
+			break
+		}
+		var w strings.Builder
+		var quote rune
+		for ; i < len(r); i++ {
+			c := r[i]
+			switch {
+			case quote == 0 && (c == ' ' || c == '\t'):
+				goto word
+			case quote == 0 && (c == '"' || c == '\''):
+				quote = c
+			case quote != 0 && c == quote:
+				quote = 0
+			case c == '%' || c == '$':
+				if i+1 >= len(r) || r[i+1] != c {
+					t.Fatalf("ExecStart=%s: a lone %c at %d would be expanded", line, c, i)
+				}
+				w.WriteRune(c)
+				i++
+			case c == '\\':
+				i++
+				if i == len(r) {
+					t.Fatalf("ExecStart=%s ends in a backslash", line)
+				}
+				switch e := r[i]; e {
+				case 'n':
+					w.WriteByte('\n')
+				case 't':
+					w.WriteByte('\t')
+				case 'x':
+					b, err := strconv.ParseUint(string(r[i+1:i+3]), 16, 8)
+					if err != nil {
+						t.Fatalf("ExecStart=%s: bad \\x escape", line)
+					}
+					w.WriteByte(byte(b))
+					i += 2
+				case '\\', '"', '\'', ' ':
+					w.WriteRune(e)
+				default:
+					t.Fatalf("ExecStart=%s: an escape \\%c systemd does not know", line, e)
+				}
+			default:
+				w.WriteRune(c)
+			}
+		}
+	word:
+		if quote != 0 {
+			t.Fatalf("ExecStart=%s: an unterminated quote", line)
+		}
+		words = append(words, w.String())
+	}
+	return words
 }
