@@ -22,6 +22,7 @@ import (
 	"github.com/vmre/vmre/client"
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/tlspin"
 )
 
@@ -257,4 +258,149 @@ func parseExecStart(t *testing.T, line string) []string {
 		words = append(words, w.String())
 	}
 	return words
+}
+
+// remoteNode starts a node that enrolls the remote VM far on an engine on
+// loopback, and returns it, its environment and far's (vmre remote env).
+func remoteNode(t *testing.T) (*proc, []string, map[string]string) {
+	t.Helper()
+	env := ownRunDir(t)
+	p := startProc(t, env, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
+		"--engine-listen", "127.0.0.1:0", "--remote-ping", "1s", "--events", "-", "--log-format", "json")
+	p.stdout.waitFor(t, "the TLS engine", 20*time.Second, isEvent("engine_listening", nil))
+	r := cli(t, env, "remote", "env", "far")
+	if r.code != exitOK {
+		t.Fatalf("vmre remote env: exit %d\n%s", r.code, r.stderr)
+	}
+	return p, env, remoteEnv(t, r.stdout)
+}
+
+// vmEnvOf is the environment of a remote example VM listening on listen.
+func vmEnvOf(vars map[string]string, listen string) []string {
+	e := append(vmretest.Env(), client.ListenAddrKey+"="+listen)
+	for k, v := range vars {
+		e = append(e, k+"="+v)
+	}
+	return e
+}
+
+// TestRemoteEnrollmentRace: 50 times, two processes of the remote VM start
+// at once with one token. One serves; the other exits 1 saying that
+// another process holds the enrollment; and the address and certificate
+// the node publishes are those of the one that serves: a call pinned to
+// them reaches it.
+func TestRemoteEnrollmentRace(t *testing.T) {
+	t.Parallel()
+	node, _, vars := remoteNode(t)
+	seen := map[any]bool{}
+	for trial := range 50 {
+		ips := []string{"127.0.0.2", "127.0.0.3"}
+		procs := make([]*proc, 2)
+		for i, ip := range ips {
+			procs[i] = startProc(t, vmEnvOf(vars, ip+":0"), exampleVM)
+		}
+		up := parseRecord(node.stdout.waitFor(t, fmt.Sprintf("trial %d's session", trial), 20*time.Second,
+			isState("far", "running", func(r record) bool { return !seen[r["peer"]] })))
+		seen[up["peer"]] = true
+		var winner, loser int
+		select {
+		case <-procs[0].done:
+			winner, loser = 1, 0
+		case <-procs[1].done:
+			winner, loser = 0, 1
+		case <-time.After(20 * time.Second):
+			t.Fatalf("trial %d: both processes still run after 20s", trial)
+		}
+		if code := procs[loser].code; code != 1 || !strings.Contains(procs[loser].stderr.String(), `another process holds VM \"far\"'s enrollment`) {
+			t.Fatalf("trial %d: the second process exited %d; want 1, saying another process holds the enrollment\n%s", trial, code, procs[loser].stderr)
+		}
+		addr, _ := up["addr"].(string)
+		if !strings.HasPrefix(addr, ips[winner]+":") {
+			t.Fatalf("trial %d: the node publishes %s; the process that serves listens on %s", trial, addr, ips[winner])
+		}
+		call := exec.CommandContext(t.Context(), os.Args[0], addr, up["cert_sha256"].(string))
+		call.Env = append(vmretest.Env(), vmretest.ModeKey+"=call-vm")
+		if out, err := call.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "block ") {
+			t.Fatalf("trial %d: a call pinned to what the node publishes: %v\n%s", trial, err, out)
+		}
+		if code := procs[winner].signal(t, syscall.SIGTERM, 20*time.Second); code != 0 {
+			t.Fatalf("trial %d: the serving process exited %d on SIGTERM; want 0", trial, code)
+		}
+		node.stdout.waitFor(t, fmt.Sprintf("trial %d's end", trial), 20*time.Second,
+			isState("far", "lost", func(r record) bool { return r["addr"] == addr }))
+	}
+}
+
+// TestRemoteRestartLoop: a VM under a supervisor that restarts it on
+// failure, as systemd's Restart=on-failure does (a shell loop here,
+// reading the environment file at each start as EnvironmentFile is): the
+// node's restart and a rotated token end its session with exit 75, and it
+// comes back, with the new token after the rotation; the operator's stop
+// ends it with exit 0, and it stays down.
+func TestRemoteRestartLoop(t *testing.T) {
+	t.Parallel()
+	node, env, vars := remoteNode(t)
+	envFile := filepath.Join(t.TempDir(), "far.env")
+	writeEnv := func(vars map[string]string) {
+		t.Helper()
+		var b strings.Builder
+		for k, v := range vars {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+		}
+		fmt.Fprintf(&b, "%s=127.0.0.1:0\n", client.ListenAddrKey)
+		tmp := envFile + ".new"
+		if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, envFile); err != nil { // whole, as an operator's copy would be
+			t.Fatal(err)
+		}
+	}
+	writeEnv(vars)
+	loop := writeScript(t, "restart-on-failure", `
+# Restart=on-failure, RestartSec=0.1, at most 20 starts.
+n=0
+while [ $n -lt 20 ]; do
+	n=$((n+1))
+	set -a; . "$1"; set +a
+	"$2"; code=$?
+	echo "exit $code"
+	[ $code -eq 0 ] && exit 0
+	sleep 0.1
+done
+exit 1
+`)
+	sup := startProc(t, vmretest.Env(), "/bin/sh", loop, envFile, exampleVM)
+	first := parseRecord(node.stdout.waitFor(t, "far running", 20*time.Second, isState("far", "running", nil)))
+	isNew := func(peers ...any) func(record) bool {
+		return func(r record) bool { return !slices.Contains(peers, r["peer"]) }
+	}
+
+	// The node's operator restarts it: exit 75, and it is started again.
+	if r := cli(t, env, "restart", "far"); r.code != exitOK {
+		t.Fatalf("vmre restart far: exit %d\n%s", r.code, r.stderr)
+	}
+	sup.stdout.waitFor(t, "the restarted VM's exit", 20*time.Second, func(l string) bool { return l == "exit 75" })
+	second := parseRecord(node.stdout.waitFor(t, "far back after the restart", 20*time.Second, isState("far", "running", isNew(first["peer"]))))
+
+	// Its token is rotated: exit 75 again; the operator copies the new
+	// environment, and the next start (or the one after, when a start
+	// read the old file first and was refused) runs with it.
+	r := cli(t, env, "remote", "rotate", "far")
+	if r.code != exitOK {
+		t.Fatalf("vmre remote rotate far: exit %d\n%s", r.code, r.stderr)
+	}
+	writeEnv(remoteEnv(t, r.stdout))
+	node.stdout.waitFor(t, "far back with its new token", 30*time.Second, isState("far", "running", isNew(first["peer"], second["peer"])))
+	if exits := sup.stdout.lines(); len(exits) < 2 || exits[1] != "exit 75" {
+		t.Errorf("the exits after the rotation: %q; want exit 75 first", exits)
+	}
+
+	// The operator stops it: exit 0, and the supervisor leaves it down.
+	if r := cli(t, env, "stop", "far"); r.code != exitOK {
+		t.Fatalf("vmre stop far: exit %d\n%s", r.code, r.stderr)
+	}
+	if code := sup.wait(t, 20*time.Second); code != 0 || sup.stdout.lines()[len(sup.stdout.lines())-1] != "exit 0" {
+		t.Errorf("after vmre stop, the supervisor ended with %d and %q; want the VM's exit 0", code, sup.stdout.lines())
+	}
 }
