@@ -329,7 +329,7 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 	var detail error
 	var pings Pings
 	if sendErr, vmSide := e.holdLease(ctx, l, stream, en.cfg.KeepAlive); vmSide {
-		cause, detail, pings = vmSideEnd(ctx, sendErr)
+		cause, pings, detail = vmSideEnd(ctx, sendErr)
 	}
 	select {
 	case <-e.closing:

@@ -96,27 +96,27 @@ func endError(cause EndCause, detail error, pings Pings) error {
 // is the lease's request context, sendErr the failure of a keep-alive (or
 // nil). The connection's own record (ServeTLS) tells a ping timeout, a
 // failed link and a VM that closed its end apart.
-func vmSideEnd(ctx context.Context, sendErr error) (EndCause, error, Pings) {
+func vmSideEnd(ctx context.Context, sendErr error) (EndCause, Pings, error) {
 	tc, _ := ctx.Value(connKey{}).(*trackedConn)
 	if tc == nil {
 		if sendErr != nil {
-			return EndLinkError, sendErr, Pings{}
+			return EndLinkError, Pings{}, sendErr
 		}
-		return EndVMShutdown, nil, Pings{}
+		return EndVMShutdown, Pings{}, nil
 	}
 	readErr, closedHere := tc.ending()
 	switch {
 	case tc.ln.closing.Load():
-		return EndNodeShutdown, nil, tc.ln.pings
+		return EndNodeShutdown, tc.ln.pings, nil
 	case readErr == nil && closedHere:
-		return EndPingTimeout, nil, tc.ln.pings
+		return EndPingTimeout, tc.ln.pings, nil
 	case readErr == nil && sendErr == nil, errors.Is(readErr, io.EOF):
 		// The VM canceled its lease's stream, or closed its connection.
-		return EndVMShutdown, nil, tc.ln.pings
+		return EndVMShutdown, tc.ln.pings, nil
 	case readErr == nil:
-		return EndLinkError, sendErr, tc.ln.pings
+		return EndLinkError, tc.ln.pings, sendErr
 	}
-	return EndLinkError, readErr, tc.ln.pings
+	return EndLinkError, tc.ln.pings, readErr
 }
 
 // withDefaults are the pings with their zero values replaced.

@@ -39,11 +39,11 @@ func checkUnit(name string, f *remoteFlags, args []string) (unitConfig, error) {
 	case !systemdName.MatchString(name):
 		return u, fmt.Errorf("the VM's name %q cannot name a systemd unit's state directory: it must start with a letter or digit and hold only letters, digits and _ . @ : -", name)
 	case f.exec == "":
-		return u, fmt.Errorf("--exec names the VM binary on its host (an absolute path)")
+		return u, fmt.Errorf("--exec is required: the absolute path of the VM binary on its host")
 	case !path.IsAbs(f.exec):
 		return u, fmt.Errorf("--exec %q: give the absolute path of the VM binary on its host", f.exec)
 	case strings.ContainsAny(f.exec, " \t\n"):
-		return u, fmt.Errorf("--exec %q holds a space: --exec takes the binary's path alone; give its arguments after NAME: vmre remote systemd --exec PATH NAME -- ARG...", f.exec)
+		return u, fmt.Errorf("--exec %q holds a space: --exec takes the binary's path alone; give its arguments after NAME (vmre remote systemd --exec PATH NAME -- ARG ...)", f.exec)
 	case u.user != "" && !userName.MatchString(u.user):
 		return u, fmt.Errorf("--user %q is not a user name (letters, digits, _ and -, starting with a letter or _) or a numeric id", u.user)
 	}
