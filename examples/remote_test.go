@@ -160,9 +160,12 @@ func TestRemoteAcrossNamespaces(t *testing.T) {
 				"--engine-listen", engineAddr, "--remote-ping", ping.String(), "--events", "-")
 			nodeCmd.Env = nodeEnv
 			node := started(t, nodeCmd)
+			// The client is given the node: its discovery file may come a
+			// moment after its events.
+			mux := node.await(t, "the node mux", func(r map[string]any) bool { return r["event"] == "listening" })["addr"].(string)
 			node.await(t, "the TLS engine", func(r map[string]any) bool { return r["event"] == "engine_listening" })
 
-			envCmd := n.Command(n.Node, vmreBin, "remote", "env", "far")
+			envCmd := n.Command(n.Node, vmreBin, "remote", "env", "--node", "http://"+mux, "far")
 			envCmd.Env = nodeEnv
 			out, err := envCmd.Output()
 			if err != nil {

@@ -69,8 +69,9 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 	engineAddr := n.NodeIP + ":9443"
 	node := startIn(t, env, n.Node, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
 		"--engine-listen", engineAddr, "--remote-ping", ping.String(), "--events", "-", "--log-format", "json")
+	mux := "http://" + parseRecord(node.stdout.waitFor(t, "the node mux", 20*time.Second, isEvent("listening", nil)))["addr"].(string)
 	node.stdout.waitFor(t, "the TLS engine", 20*time.Second, isEvent("engine_listening", nil))
-	envOut, stderr, code := runIn(t, env, n.Node, vmreBin, "remote", "env", "far")
+	envOut, stderr, code := runIn(t, env, n.Node, vmreBin, "remote", "env", "--node", mux, "far")
 	if code != 0 {
 		t.Fatalf("vmre remote env: %d\n%s", code, stderr)
 	}
@@ -121,7 +122,7 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 	// Refusals, none of which changes the node's view of the VM.
 	unchanged := func(what string) {
 		t.Helper()
-		out, stderr, code := runIn(t, env, n.Node, vmreBin, "ps", "--json")
+		out, stderr, code := runIn(t, env, n.Node, vmreBin, "ps", "--node", mux, "--json")
 		var list struct {
 			Vms []struct {
 				State, Peer string
@@ -180,7 +181,7 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 
 	// A rotated token: the session ends, the old token is refused, the new
 	// one works.
-	rotated, stderr, code := runIn(t, env, n.Node, vmreBin, "remote", "rotate", "far")
+	rotated, stderr, code := runIn(t, env, n.Node, vmreBin, "remote", "rotate", "--node", mux, "far")
 	if code != 0 {
 		t.Fatalf("vmre remote rotate: %d\n%s", code, stderr)
 	}

@@ -108,16 +108,19 @@ func TestRemoteSystemd(t *testing.T) {
 	env := ownRunDir(t)
 	p := startProc(t, env, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
 		"--engine-listen", "127.0.0.1:0", "--events", "-", "--log-format", "json")
+	// The clients are given the node: its discovery file may come a moment
+	// after its events.
+	node := "http://" + parseRecord(p.stdout.waitFor(t, "the node mux", 20*time.Second, isEvent("listening", nil)))["addr"].(string)
 	listening := parseRecord(p.stdout.waitFor(t, "the TLS engine", 20*time.Second, isEvent("engine_listening", nil)))
 
-	r := cli(t, env, "remote", "env", "far")
+	r := cli(t, env, "remote", "env", "--node", node, "far")
 	vars := remoteEnv(t, r.stdout)
 	if vars[vmre.EngineAddressKey] != listening["addr"] || vars[vmre.EngineCertKey] != listening["cert_sha256"] || vars[vmre.EnginePingKey] != "5s" {
 		t.Errorf("env %v; the engine listens at %v with %v, and pings after 5s", vars, listening["addr"], listening["cert_sha256"])
 	}
 
 	args := []string{"--log-level", "debug", "100%zoom", "$HOME and ${PATH}", `say "hi"`, `back\slash`, "", "tab\there", "ünïcode", ";", "new\nline"}
-	unit := cli(t, env, append([]string{"remote", "systemd", "--exec", exampleVM, "--advertise", "10.0.0.2", "far", "--"}, args...)...)
+	unit := cli(t, env, append([]string{"remote", "systemd", "--node", node, "--exec", exampleVM, "--advertise", "10.0.0.2", "far", "--"}, args...)...)
 	if unit.code != exitOK || strings.Contains(unit.stdout, vars[vmre.EngineTokenKey]) {
 		t.Fatalf("vmre remote systemd: exit %d; the unit must not hold the token\n%s%s", unit.code, unit.stdout, unit.stderr)
 	}
@@ -152,28 +155,28 @@ func TestRemoteSystemd(t *testing.T) {
 		{[]string{"--exec", exampleVM, "--advertise", "10.0.0.2:x", "far"}, "is not a HOST:PORT"},
 		{[]string{"--exec", exampleVM, "--listen", "10.0.0.2:0", "far"}, "cannot be a free port"},
 	} {
-		r := cli(t, env, append([]string{"remote", "systemd"}, bad.args...)...)
+		r := cli(t, env, append([]string{"remote", "systemd", "--node", node}, bad.args...)...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, bad.says) || r.stdout != "" {
 			t.Errorf("vmre remote systemd %q: exit %d, %q; want exit 2 saying %q", bad.args, r.code, r.stderr, bad.says)
 		}
 	}
 	// With --listen on the host's own address, the VM advertises it.
-	if r := cli(t, env, "remote", "systemd", "--exec", exampleVM, "--listen", "10.0.0.2:9650", "far"); r.code != exitOK || strings.Contains(r.stdout, client.AdvertiseAddrKey) {
+	if r := cli(t, env, "remote", "systemd", "--node", node, "--exec", exampleVM, "--listen", "10.0.0.2:9650", "far"); r.code != exitOK || strings.Contains(r.stdout, client.AdvertiseAddrKey) {
 		t.Errorf("--listen 10.0.0.2:9650: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if r := cli(t, env, "remote", "k8s", "--image", "registry.example/far:1", "Chain_1"); r.code != exitUsage ||
+	if r := cli(t, env, "remote", "k8s", "--node", node, "--image", "registry.example/far:1", "Chain_1"); r.code != exitUsage ||
 		!strings.Contains(r.stderr, "starting with a letter and ending with a letter or digit") || !strings.Contains(r.stderr, "--name chain-1") {
 		t.Errorf("vmre remote k8s Chain_1: exit %d\n%s", r.code, r.stderr)
 	}
 
-	rotated := remoteEnv(t, cli(t, env, "remote", "rotate", "far").stdout)
+	rotated := remoteEnv(t, cli(t, env, "remote", "rotate", "--node", node, "far").stdout)
 	if rotated[vmre.EngineTokenKey] == vars[vmre.EngineTokenKey] {
 		t.Error("rotate kept the token")
 	}
-	if again := remoteEnv(t, cli(t, env, "remote", "env", "far").stdout); again[vmre.EngineTokenKey] != rotated[vmre.EngineTokenKey] {
+	if again := remoteEnv(t, cli(t, env, "remote", "env", "--node", node, "far").stdout); again[vmre.EngineTokenKey] != rotated[vmre.EngineTokenKey] {
 		t.Error("env after rotate does not give the new token")
 	}
-	if r := cli(t, env, "remote", "env", "nope"); r.code != exitFailure || !strings.Contains(r.stderr, `no remote VM named "nope"`) {
+	if r := cli(t, env, "remote", "env", "--node", node, "nope"); r.code != exitFailure || !strings.Contains(r.stderr, `no remote VM named "nope"`) {
 		t.Errorf("env of an unknown VM: exit %d\n%s", r.code, r.stderr)
 	}
 	if code := p.signal(t, syscall.SIGINT, 20*time.Second); code != exitOK {
@@ -261,18 +264,28 @@ func parseExecStart(t *testing.T, line string) []string {
 }
 
 // remoteNode starts a node that enrolls the remote VM far on an engine on
-// loopback, and returns it, its environment and far's (vmre remote env).
-func remoteNode(t *testing.T) (*proc, []string, map[string]string) {
+// loopback, and returns it, a function that runs a vmre client command
+// against it (--node: its discovery file may come a moment after its
+// events), and far's environment (vmre remote env).
+func remoteNode(t *testing.T) (*proc, func(cmd string, args ...string) result, map[string]string) {
 	t.Helper()
 	env := ownRunDir(t)
 	p := startProc(t, env, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
 		"--engine-listen", "127.0.0.1:0", "--remote-ping", "1s", "--events", "-", "--log-format", "json")
+	node := "http://" + parseRecord(p.stdout.waitFor(t, "the node mux", 20*time.Second, isEvent("listening", nil)))["addr"].(string)
 	p.stdout.waitFor(t, "the TLS engine", 20*time.Second, isEvent("engine_listening", nil))
-	r := cli(t, env, "remote", "env", "far")
+	client := func(cmd string, args ...string) result {
+		t.Helper()
+		if cmd == "remote" {
+			return cli(t, env, append([]string{cmd, args[0], "--node", node}, args[1:]...)...)
+		}
+		return cli(t, env, append([]string{cmd, "--node", node}, args...)...)
+	}
+	r := client("remote", "env", "far")
 	if r.code != exitOK {
 		t.Fatalf("vmre remote env: exit %d\n%s", r.code, r.stderr)
 	}
-	return p, env, remoteEnv(t, r.stdout)
+	return p, client, remoteEnv(t, r.stdout)
 }
 
 // vmEnvOf is the environment of a remote example VM listening on listen.
@@ -299,6 +312,11 @@ func TestRemoteEnrollmentRace(t *testing.T) {
 		for i, ip := range ips {
 			procs[i] = startProc(t, vmEnvOf(vars, ip+":0"), exampleVM)
 		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("trial %d's processes' stderr:\n%s\n%s", trial, procs[0].stderr, procs[1].stderr)
+			}
+		})
 		up := parseRecord(node.stdout.waitFor(t, fmt.Sprintf("trial %d's session", trial), 20*time.Second,
 			isState("far", "running", func(r record) bool { return !seen[r["peer"]] })))
 		seen[up["peer"]] = true
@@ -339,7 +357,7 @@ func TestRemoteEnrollmentRace(t *testing.T) {
 // ends it with exit 0, and it stays down.
 func TestRemoteRestartLoop(t *testing.T) {
 	t.Parallel()
-	node, env, vars := remoteNode(t)
+	node, vmre, vars := remoteNode(t)
 	envFile := filepath.Join(t.TempDir(), "far.env")
 	writeEnv := func(vars map[string]string) {
 		t.Helper()
@@ -377,7 +395,7 @@ exit 1
 	}
 
 	// The node's operator restarts it: exit 75, and it is started again.
-	if r := cli(t, env, "restart", "far"); r.code != exitOK {
+	if r := vmre("restart", "far"); r.code != exitOK {
 		t.Fatalf("vmre restart far: exit %d\n%s", r.code, r.stderr)
 	}
 	sup.stdout.waitFor(t, "the restarted VM's exit", 20*time.Second, func(l string) bool { return l == "exit 75" })
@@ -386,7 +404,7 @@ exit 1
 	// Its token is rotated: exit 75 again; the operator copies the new
 	// environment, and the next start (or the one after, when a start
 	// read the old file first and was refused) runs with it.
-	r := cli(t, env, "remote", "rotate", "far")
+	r := vmre("remote", "rotate", "far")
 	if r.code != exitOK {
 		t.Fatalf("vmre remote rotate far: exit %d\n%s", r.code, r.stderr)
 	}
@@ -397,7 +415,7 @@ exit 1
 	}
 
 	// The operator stops it: exit 0, and the supervisor leaves it down.
-	if r := cli(t, env, "stop", "far"); r.code != exitOK {
+	if r := vmre("stop", "far"); r.code != exitOK {
 		t.Fatalf("vmre stop far: exit %d\n%s", r.code, r.stderr)
 	}
 	if code := sup.wait(t, 20*time.Second); code != 0 || sup.stdout.lines()[len(sup.stdout.lines())-1] != "exit 0" {

@@ -53,6 +53,7 @@ func TestMain(m *testing.M) {
 // --events on stdout.
 type node struct {
 	env    []string
+	url    string // the node mux, which the clients are given: its discovery file may come a moment after its events
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	events []map[string]any
@@ -101,6 +102,7 @@ func startNode(t *testing.T) *node {
 			<-n.done
 		}
 	})
+	n.url = "http://" + n.await(t, "the node mux", func(ev map[string]any) bool { return ev["event"] == "listening" })["addr"].(string)
 	n.await(t, "the TLS engine", func(ev map[string]any) bool { return ev["event"] == "engine_listening" })
 	return n
 }
@@ -134,6 +136,7 @@ func (n *node) vmre(t *testing.T, args ...string) (stdout, stderr string, code i
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
+	args = append([]string{args[0], args[1], "--node", n.url}, args[2:]...) // vmre remote SUB --node URL ...
 	cmd := exec.CommandContext(ctx, vmreBin, args...)
 	cmd.Env = n.env
 	var out, errOut bytes.Buffer
