@@ -55,6 +55,10 @@ type engineClient struct {
 	o     *options
 	pings tlspin.Pings // a remote VM's pings of the engine's connection
 
+	// onSent, when set, is called once the Initialize request is on its
+	// way: the VM waits for the answer from then on.
+	onSent func()
+
 	mu     sync.Mutex // guards rpc and closer, made on first use
 	rpc    runtimev1connect.RuntimeServiceClient
 	closer interface{ CloseIdleConnections() }
@@ -140,6 +144,13 @@ func (ec *engineClient) close() {
 	}
 }
 
+// sent calls onSent, if set.
+func (ec *engineClient) sent() {
+	if ec.onSent != nil {
+		ec.onSent()
+	}
+}
+
 func (ec *engineClient) authorize(h http.Header) { h.Set("Authorization", "Bearer "+ec.o.token) }
 
 func (ec *engineClient) initialize(ctx context.Context, vmAddr string) (*Host, error) {
@@ -156,6 +167,7 @@ func (ec *engineClient) initializeTLS(ctx context.Context, vmAddr string, cert [
 	if cert != nil {
 		certSum = tlspin.Fingerprint(cert)
 	}
+	ec.sent() // connect-go sends and waits in one call
 	req := connect.NewRequest(&runtimev1.InitializeRequest{
 		ProtocolVersion: uint32(ec.o.protocolVersion),
 		Addr:            vmAddr,
