@@ -90,9 +90,6 @@ type Config struct {
 	EngineAddr string
 	// AllowRemote lets VMs announce addresses that are not loopback.
 	AllowRemote bool
-
-	// Manager, when set, tracks every launched runtime.
-	Manager vmre.Tracker
 }
 
 // settings is Config with its defaults applied.
