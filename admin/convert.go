@@ -23,6 +23,7 @@ var states = map[supervise.State]adminv1.VMState{
 	supervise.StateFailed:    adminv1.VMState_VM_STATE_FAILED,
 	supervise.StateWaiting:   adminv1.VMState_VM_STATE_WAITING,
 	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
+	supervise.StateUnhealthy: adminv1.VMState_VM_STATE_UNHEALTHY,
 }
 
 // View is the admin API's view of a VM: the one view that ListVMs,
