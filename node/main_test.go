@@ -184,7 +184,7 @@ func copyFile(t *testing.T, src, dst string, extra []byte) {
 		t.Fatal(err)
 	}
 	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, append(b, extra...), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(tmp, append(b, extra...), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {

@@ -212,7 +212,7 @@ func TestNodeLastAttempt(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "broken")
 	script := "#!/bin/sh\nif [ -e " + marker + " ]; then echo 'cannot open /etc/quitter.toml' >&2; exit 3; fi\nexec " + exampleVM + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Restart: supervise.OnFailure})

@@ -15,24 +15,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // copyFile copies src to dst with mode.
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	t.Helper()
-	in, err := os.Open(src)
+	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
+	if err := vmretest.WriteExecutable(dst, b, mode); err != nil {
 		t.Fatal(err)
 	}
 }
