@@ -117,7 +117,8 @@ func New(cfg Config) (*Node, error) {
 	n.sup, err = supervise.New(supervise.Config{
 		Launcher: n.launches,
 		Backoff:  cfg.Backoff,
-		Hooks:    &supervise.Hooks{State: n.stateChanged},
+		Liveness: cfg.Liveness,
+		Hooks:    &supervise.Hooks{State: n.stateChanged, Removed: n.removed},
 		Logger:   n.log.With(slog.String("component", "supervisor")),
 	})
 	if err != nil {
@@ -228,7 +229,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	if n.phase != phaseNew {
 		n.mu.Unlock()
-		return errors.New("node: Run called twice")
+		return errors.New("node: Run called twice, or after Close")
 	}
 	n.phase = phaseRunning
 	stopCtx, kill := context.WithCancelCause(context.Background())
@@ -316,6 +317,25 @@ func (n *Node) Run(ctx context.Context) error {
 	return g.Run()
 }
 
+// Close releases what New took, for a node whose Run is never called (a
+// start abandoned after New): the sealed copies of the plugin directory's
+// pinned files, the engine, the node's collectors in Config.Registerer
+// (which may then take another node's) and Config.Listener. Run releases
+// them itself when it returns, so Close after Run has begun does nothing;
+// Run after Close fails. Close may be called more than once; its error is
+// that of a sealed copy that would not close.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.phase != phaseNew {
+		n.mu.Unlock()
+		return nil
+	}
+	n.phase = phaseDone
+	n.mu.Unlock()
+	n.closeListener()
+	return n.close()
+}
+
 // closeListener closes Config.Listener when Run fails before serving it.
 func (n *Node) closeListener() {
 	if n.cfg.Listener != nil {
@@ -323,9 +343,9 @@ func (n *Node) closeListener() {
 	}
 }
 
-// close releases what New made: the engine, the remote enrollments and
-// the files of the plugin directory.
-func (n *Node) close() {
+// close releases what New made: the engine, the remote enrollments, the
+// files of the plugin directory and the collectors in Config.Registerer.
+func (n *Node) close() error {
 	n.mu.Lock()
 	n.phase = phaseDone
 	n.mu.Unlock()
@@ -335,9 +355,13 @@ func (n *Node) close() {
 	if n.remotes != nil {
 		n.remotes.closeAll()
 	}
-	if n.reg != nil {
-		n.reg.Close()
+	if n.metrics != nil {
+		n.metrics.Unregister()
 	}
+	if n.reg != nil {
+		return n.reg.Close()
+	}
+	return nil
 }
 
 // stopVMs stops every VM in parallel and waits until they are reaped; ctx
@@ -360,6 +384,15 @@ func (n *Node) stateChanged(vm supervise.VM) {
 	n.admin.StateChanged(vm)
 	if h := n.cfg.Hooks; h != nil && h.State != nil {
 		h.State(vm)
+	}
+}
+
+// removed tells the admin service's watchers and the hooks that the VM
+// name left.
+func (n *Node) removed(name string) {
+	n.admin.Removed(name)
+	if h := n.cfg.Hooks; h != nil && h.Removed != nil {
+		h.Removed(name)
 	}
 }
 
