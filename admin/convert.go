@@ -43,7 +43,7 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 		p.Error = vm.Err.Error()
 	}
 	p.Remote, p.Peer, p.CertSha256 = vm.Remote, vm.Peer, vm.CertSHA256
-	if vm.State == supervise.StateRunning {
+	if vm.State == supervise.StateRunning || vm.State == supervise.StateUnhealthy { // an unhealthy VM runs until it is stopped
 		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)
 	}

@@ -119,7 +119,8 @@ type VM struct {
 	State   VMState  `protobuf:"varint,3,opt,name=state,proto3,enum=vmre.admin.v1.VMState" json:"state,omitempty"`
 	// When it entered its state.
 	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
-	// The process and RPC address of the running VM; 0 and "" otherwise.
+	// The process and RPC address of the running VM (running, or unhealthy
+	// while it is stopped); 0 and "" otherwise.
 	Pid  int32  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	Addr string `protobuf:"bytes,6,opt,name=addr,proto3" json:"addr,omitempty"`
 	// The protocol version agreed in its last handshake.
