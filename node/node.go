@@ -217,7 +217,8 @@ func (n *Node) Kill(cause error) {
 	}
 }
 
-// Run runs the node until ctx ends or a part of it fails: it serves remote
+// Run runs the node until ctx ends (the log gives context.Cause(ctx) as
+// the reason of the stop) or a part of it fails: it serves remote
 // VMs over TLS (with Remote), starts the VMs, serves Handler on Listener
 // (when set), and leaves the discovery file (with DiscoveryDir). Then it
 // stops them in this order: the discovery file, the TLS engine, every VM
@@ -266,7 +267,7 @@ func (n *Node) Run(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
 			<-ctx.Done()
-			return nil
+			return stopRequested{context.Cause(ctx)}
 		}, func(error) { cancel() })
 	}
 	if n.cfg.DiscoveryDir != "" { // the file for the CLI
@@ -294,7 +295,7 @@ func (n *Node) Run(ctx context.Context) error {
 			<-done
 			return nil
 		}, func(err error) {
-			n.stopVMs(stopCtx)
+			n.stopVMs(stopCtx, err)
 			close(done)
 		})
 	}
@@ -314,8 +315,17 @@ func (n *Node) Run(ctx context.Context) error {
 			cancel()
 		})
 	}
-	return g.Run()
+	if err := g.Run(); !errors.As(err, new(stopRequested)) {
+		return err
+	}
+	return nil
 }
+
+// stopRequested ends Run's group when Run's context ends: Run then
+// returns nil. Its cause is the context's.
+type stopRequested struct{ cause error }
+
+func (s stopRequested) Error() string { return s.cause.Error() }
 
 // Close releases what New took, for a node whose Run is never called (a
 // start abandoned after New): the sealed copies of the plugin directory's
@@ -365,14 +375,19 @@ func (n *Node) close() error {
 }
 
 // stopVMs stops every VM in parallel and waits until they are reaped; ctx
-// (Kill) cuts their grace short.
-func (n *Node) stopVMs(ctx context.Context) {
+// (Kill) cuts their grace short. why is the end of the actor that stopped
+// the node: Run's context (its cause), or a part of the node that failed.
+func (n *Node) stopVMs(ctx context.Context, why error) {
 	n.reloadMu.Lock() // a reconciliation in progress ends first
 	defer n.reloadMu.Unlock()
 	n.mu.Lock()
 	n.phase = phaseStopping
 	n.mu.Unlock()
-	n.log.Info("stopping the VMs", "graceful_timeout", n.launches.gracefulTimeout())
+	reason := "the node is stopping"
+	if why != nil {
+		reason = why.Error()
+	}
+	n.log.Info("stopping the VMs", "reason", reason, "graceful_timeout", n.launches.gracefulTimeout())
 	n.sup.Close(ctx)
 	n.sup.Close(context.Background()) // after a Kill, wait for their reaping
 	n.launches.close()

@@ -185,8 +185,7 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 			}
 		case <-first:
 			first = nil
-			log.Info("stopping the VMs", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-			r.cancel()
+			r.cancel(context.Cause(sig.first)) // the node logs it
 		case <-r.done:
 			if err := r.stop(); err != nil {
 				return fail(log, "vmre node failed", err)

@@ -141,8 +141,7 @@ func (f *runFlags) serveVM(sig *signals, log *slog.Logger, r *runningNode, addr,
 				return vmEnded(log, vm)
 			}
 		case <-sig.first.Done():
-			log.Info("stopping the VM", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-			r.stop()
+			r.stopBecause(context.Cause(sig.first)) // the node logs it
 			// A launch that the signal abandoned left an error and no exit.
 			if vm, _ := r.n.Get(name); vm.LastExit == nil && vm.Err != nil {
 				log.Warn("interrupted before the VM's handshake completed", "reason", context.Cause(sig.first).Error())
