@@ -122,8 +122,9 @@ func TestNodeRestartKeepsStop(t *testing.T) {
 	second := startNode(t, cfg)
 	second.states.wait(t, "alpha", supervise.StateRunning, nil)
 	second.states.wait(t, "beta", supervise.StateStopped, nil)
-	if vm := second.vms(t)["beta"]; vm.GetState() != adminv1.VMState_VM_STATE_STOPPED || vm.GetPid() != 0 {
-		t.Fatalf("beta after the node's restart: %v; want stopped", vm)
+	if vm := second.vms(t)["beta"]; vm.GetState() != adminv1.VMState_VM_STATE_STOPPED || vm.GetPid() != 0 ||
+		vm.GetError() != "" || vm.GetLastExit() != nil {
+		t.Fatalf("beta after the node's restart: %v; want stopped, with no error nor exit: it never ran", vm)
 	}
 	for _, vm := range second.states.list {
 		if vm.Name == "beta" && vm.Pid != 0 {
