@@ -62,7 +62,7 @@ func (n *Node) supervise(name string) error {
 	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Stopped: stopped,
 		Command: func() (*exec.Cmd, error) { return n.command(name) }})
 	if err == nil && stopped {
-		n.log.Info("the VM stays stopped: an operator stopped it before the node restarted; vmre start NAME runs it", "vm", name)
+		n.log.Info("the VM stays stopped: an operator stopped it before the node restarted; a Start runs it", "vm", name)
 	}
 	return err
 }
