@@ -63,7 +63,7 @@ func runNode(n *node.Node, kill context.Context) *runningNode {
 
 // stop ends the node and waits until Run has returned.
 func (r *runningNode) stop() error {
-	return r.stopBecause(errors.New("vmre is done"))
+	return r.stopBecause(errors.New("vmre run is done"))
 }
 
 // stopBecause ends the node, which logs why, and waits until Run has
