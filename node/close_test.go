@@ -52,9 +52,9 @@ func TestCloseWithoutRun(t *testing.T) {
 		return n, ln
 	}
 
-	fds := memfdsOf(t, sum)
+	fds := memfds(t, sum)
 	n, ln := newNode()
-	if got := memfdsOf(t, sum) - fds; got != 2 {
+	if got := memfds(t, sum) - fds; got != 2 {
 		t.Fatalf("%d sealed copies after New of 2 pinned VMs; want 2", got)
 	}
 	if _, err := node.New(node.Config{PluginDir: dir, Addr: "127.0.0.1:1", Registerer: reg}); err == nil {
@@ -63,7 +63,7 @@ func TestCloseWithoutRun(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := memfdsOf(t, sum) - fds; got != 0 {
+	if got := memfds(t, sum) - fds; got != 0 {
 		t.Errorf("%d sealed copies left after Close; want 0", got)
 	}
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
@@ -80,26 +80,4 @@ func TestCloseWithoutRun(t *testing.T) {
 	if err := again.Close(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// memfdsOf counts this process's memfds that hold a sealed copy of the
-// file whose SHA-256 is sum.
-func memfdsOf(t *testing.T, sum [sha256.Size]byte) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range entries {
-		path := filepath.Join("/proc/self/fd", e.Name())
-		target, err := os.Readlink(path)
-		if err != nil || len(target) < 7 || target[:7] != "/memfd:" {
-			continue
-		}
-		if b, err := os.ReadFile(path); err == nil && sha256.Sum256(b) == sum {
-			n++
-		}
-	}
-	return n
 }

@@ -188,9 +188,10 @@ func TestNodeClosesOldVersions(t *testing.T) {
 }
 
 // memfds counts the process's open memfds (links in /proc/self/fd to
-// memfd:...). Tests that count them run in parallel only with tests that
-// make none... they are counted by their names: vmre's are memfd:vmre:.
-func memfds(t *testing.T) int {
+// memfd:...): every one, or with of, those holding a copy of the bytes
+// whose SHA-256 is *of. Tests that count them all run in parallel only
+// with tests that make none (TestCloseWithoutRun is not parallel).
+func memfds(t *testing.T, of ...[sha256.Size]byte) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -198,9 +199,16 @@ func memfds(t *testing.T) int {
 	}
 	n := 0
 	for _, e := range entries {
-		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(target, "/memfd:") {
-			n++
+		path := filepath.Join("/proc/self/fd", e.Name())
+		if target, err := os.Readlink(path); err != nil || !strings.HasPrefix(target, "/memfd:") {
+			continue
 		}
+		if len(of) > 0 {
+			if b, err := os.ReadFile(path); err != nil || sha256.Sum256(b) != of[0] {
+				continue
+			}
+		}
+		n++
 	}
 	return n
 }
