@@ -228,6 +228,7 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 	graceCtx, cutGrace := context.WithCancel(context.Background())
 	defer cutGrace()
 	stop := func(ctx context.Context) launcher.Exit {
+		live.stop() // before whoever asked for the stop hears of it
 		rt.Stop(graceCtx)
 		defer context.AfterFunc(ctx, cutGrace)()
 		<-rt.Done()
