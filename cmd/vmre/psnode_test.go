@@ -67,7 +67,9 @@ func TestPsOfAFailingVM(t *testing.T) {
 	if err := vmretest.WriteExecutable(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p, url := startNodeInProcess(t, dir, "--restart", "on-failure", "--backoff-initial", "50ms", "--backoff-max", "400ms")
+	// The script execs a file outside the plugin directory, which the
+	// sandbox's default policy refuses: not what this test is about.
+	p, url := startNodeInProcess(t, dir, "--sandbox", "off", "--restart", "on-failure", "--backoff-initial", "50ms", "--backoff-max", "400ms")
 	ran := parseRecord(p.stdout.waitFor(t, "quitter running", 20*time.Second, isState("quitter", "running", nil)))
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -115,7 +117,9 @@ func TestPsOfAnUnhealthyVM(t *testing.T) {
 	if err := vmretest.WriteExecutable(filepath.Join(dir, "unwell"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p, url := startNodeInProcess(t, dir, "--liveness-interval", "100ms", "--liveness-failures", "2", "--graceful-timeout", "2m")
+	// The script execs the test binary, outside the plugin directory,
+	// which the sandbox's default policy refuses.
+	p, url := startNodeInProcess(t, dir, "--sandbox", "off", "--liveness-interval", "100ms", "--liveness-failures", "2", "--graceful-timeout", "2m")
 	unhealthy := parseRecord(p.stdout.waitFor(t, "unwell unhealthy", 20*time.Second, isState("unwell", "unhealthy", nil)))
 
 	ps := p.client(t, "ps", "--node", url)
