@@ -264,8 +264,16 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 
-	// The VMs are supervised, and the remote ones enrolled, before anything
-	// is announced or served: the listeners queue what comes meanwhile.
+	// The VMs are supervised, and the remote ones enrolled, before the node
+	// serves anything or tells where remote VMs reach it: the listeners
+	// queue what comes meanwhile. The discovery file is there before
+	// anything happens to a VM, so that a client told of a VM's change (a
+	// hook, an event) finds the node, whose HTTP then answers once the VMs
+	// are supervised.
+	removeDiscovery := func() {}
+	if n.cfg.DiscoveryDir != "" {
+		removeDiscovery = n.announce()
+	}
 	n.startVMs()
 	var g run.Group
 	{ // the context
@@ -278,9 +286,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.cfg.DiscoveryDir != "" { // the file for the CLI
 		done := make(chan struct{})
 		g.Add(func() error {
-			remove := n.announce()
 			<-done
-			remove()
+			removeDiscovery()
 			return nil
 		}, func(error) { close(done) })
 	}
