@@ -21,8 +21,9 @@ VM's stdout and stderr into a log record, and serves the node mux on --listen
 (HTTP/1.1 and h2c):
 
   GET /healthz      "ok" while vmre serves
-  GET /v1/vms       the VMs as JSON: name, pid, addr, state, protocol_version,
-                    started_at, handshake_ms, and how each one ended
+  GET /v1/vms       the VMs as JSON ({"vms": [...]}, as vmre ps --json): name,
+                    state, pid, addr, protocol_version, started_at, handshake,
+                    last_exit (how its last attempt ended) and error
   the engine        RuntimeService (the handshake), grpc.health.v1, reflection
 
 On SIGINT or SIGTERM it stops the VM (SIGTERM, then SIGKILL after
