@@ -73,7 +73,7 @@ func (n *Node) announce() (remove func()) {
 		err = atomicfile.Write(path, append(b, '\n'), 0o600)
 	}
 	if err != nil {
-		n.log.Warn("cannot leave the node's address for vmre ps and the other clients; give them --node",
+		n.log.Warn("cannot leave the node's discovery file: its clients must be given its URL",
 			"url", a.URL, "error", err.Error())
 		return func() {}
 	}

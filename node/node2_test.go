@@ -120,8 +120,9 @@ func TestNodeRestartKeepsStop(t *testing.T) {
 	second := startNode(t, cfg)
 	second.states.wait(t, "alpha", supervise.StateRunning, nil)
 	second.states.wait(t, "beta", supervise.StateStopped, nil)
-	if vm := second.vms(t)["beta"]; vm.GetState() != adminv1.VMState_VM_STATE_STOPPED || vm.GetPid() != 0 {
-		t.Fatalf("beta after the node's restart: %v; want stopped", vm)
+	if vm := second.vms(t)["beta"]; vm.GetState() != adminv1.VMState_VM_STATE_STOPPED || vm.GetPid() != 0 ||
+		vm.GetError() != "" || vm.GetLastExit() != nil {
+		t.Fatalf("beta after the node's restart: %v; want stopped, with no error nor exit: it never ran", vm)
 	}
 	for _, vm := range second.states.list {
 		if vm.Name == "beta" && vm.Pid != 0 {
@@ -185,9 +186,10 @@ func TestNodeClosesOldVersions(t *testing.T) {
 }
 
 // memfds counts the process's open memfds (links in /proc/self/fd to
-// memfd:...). Tests that count them run in parallel only with tests that
-// make none... they are counted by their names: vmre's are memfd:vmre:.
-func memfds(t *testing.T) int {
+// memfd:...): every one, or with of, those holding a copy of the bytes
+// whose SHA-256 is *of. Tests that count them all run in parallel only
+// with tests that make none (TestCloseWithoutRun is not parallel).
+func memfds(t *testing.T, of ...[sha256.Size]byte) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -195,9 +197,16 @@ func memfds(t *testing.T) int {
 	}
 	n := 0
 	for _, e := range entries {
-		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(target, "/memfd:") {
-			n++
+		path := filepath.Join("/proc/self/fd", e.Name())
+		if target, err := os.Readlink(path); err != nil || !strings.HasPrefix(target, "/memfd:") {
+			continue
 		}
+		if len(of) > 0 {
+			if b, err := os.ReadFile(path); err != nil || sha256.Sum256(b) != of[0] {
+				continue
+			}
+		}
+		n++
 	}
 	return n
 }
@@ -210,7 +219,7 @@ func TestNodeLastAttempt(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "broken")
 	script := "#!/bin/sh\nif [ -e " + marker + " ]; then echo 'cannot open /etc/quitter.toml' >&2; exit 3; fi\nexec " + exampleVM + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Restart: supervise.OnFailure})

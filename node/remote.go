@@ -118,7 +118,7 @@ func (r *remotes) enroll(ctx context.Context, d registry.Remote) error {
 			return err
 		}
 	}
-	n.log.Info("remote VM enrolled: vmre remote env NAME prints its environment", "vm", name, "engine", r.addr())
+	n.log.Info("remote VM enrolled: the admin service's GetEnrollment gives what it needs to reach the node", "vm", name, "engine", r.addr())
 	return nil
 }
 
