@@ -52,33 +52,97 @@ func launchVMRE(b *testing.B, args ...string) {
 		}
 	}}})
 	h.args = args
-	defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
+	var c launchCosts
+	defer func() {
+		b.ReportMetric(median.Of(initialize), "initialize-ns/launch")
+		c.report(b)
+	}()
 	for b.Loop() {
+		start := c.begin()
 		rt, err := h.launch(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		start.started(rt.Status().Pid)
 		if err := h.stop(rt); err != nil {
 			b.Fatal(err)
 		}
+		c.add(start.ended())
 		b.StartTimer()
 	}
 }
 
 // launchFloor times f's starts, one plugin at a time.
 func launchFloor(b *testing.B, f *floor) {
+	var c launchCosts
+	defer c.report(b)
 	for b.Loop() {
+		start := c.begin()
 		cmd, err := f.start()
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		start.started(cmd.Process.Pid)
 		if err := f.stop(cmd); err != nil {
 			b.Fatal(err)
 		}
+		c.add(start.ended())
 		b.StartTimer()
 	}
+}
+
+// launchCosts are the CPU time and page faults of launches, one plugin at
+// a time, op by op: where wall time is the machine's noise, CPU time is
+// much less so.
+type launchCosts struct {
+	host, vm, faults, life []float64
+}
+
+// launchCost is one launch's costs, taken as it goes.
+type launchCost struct {
+	host, children time.Duration // before the launch
+	hostCPU, vmCPU time.Duration // to the first answer
+	faults         int64
+	life           time.Duration // the plugin's, from exec to reaped
+}
+
+// begin takes the measures from which a launch's costs are counted.
+func (c *launchCosts) begin() *launchCost {
+	return &launchCost{host: selfCPU(), children: childrenCPU()}
+}
+
+// started takes the costs of the launch of process pid, now that it has
+// answered (the timer is stopped).
+func (l *launchCost) started(pid int) {
+	l.hostCPU = selfCPU() - l.host
+	l.vmCPU, l.faults = processCPU(pid), processFaults(pid)
+}
+
+// ended takes the CPU time of the plugin's whole life, now that it has been
+// reaped.
+func (l *launchCost) ended() *launchCost {
+	l.life = childrenCPU() - l.children
+	return l
+}
+
+func (c *launchCosts) add(l *launchCost) {
+	c.host = append(c.host, float64(l.hostCPU))
+	c.vm = append(c.vm, float64(l.vmCPU))
+	c.faults = append(c.faults, float64(l.faults))
+	c.life = append(c.life, float64(l.life))
+}
+
+// report reports the medians: the host's CPU time from exec to the first
+// answer (host-cpu-ns/op), the plugin's (vm-cpu-ns/op) and its page faults
+// (vm-faults/op) by then, and the plugin's CPU time from exec to reaped
+// (vm-life-cpu-ns/op).
+func (c *launchCosts) report(b *testing.B) {
+	b.ReportMetric(median.Of(c.host), "host-cpu-ns/op")
+	b.ReportMetric(median.Of(c.vm), "vm-cpu-ns/op")
+	b.ReportMetric(median.Of(c.faults), "vm-faults/op")
+	b.ReportMetric(median.Of(c.life), "vm-life-cpu-ns/op")
 }
 
 // BenchmarkLaunchConcurrent starts 16 VMs at once, each from a goroutine of

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,7 +45,13 @@ const fillBytes = 1 << 20
 //     written 1 MiB of log lines (SIGUSR1 to minvm with MINVM_FILL_LOG),
 //     more than its backlog keeps;
 //   - stopped-ns/op: from the end of Run's context to Run's return, all 64
-//     stopped and reaped.
+//     stopped and reaped;
+//   - host-cpu-ns/op and vm-cpu-ns/op: the CPU time the node's process
+//     (this one) and the 64 VMs spent from Run to all running, user and
+//     kernel; cpu-bound-ns/op, their sum over the CPUs: the least time the
+//     start can take on this machine however its work is ordered;
+//     stop-host-cpu-ns/op, stop-vm-cpu-ns/op and stop-cpu-bound-ns/op the
+//     same for the stop.
 //
 // Between ops it waits until the live heap is back to where it was before
 // the first (settle). make bench runs it apart, with BenchmarkRegistryLoadLarge:
@@ -52,14 +59,22 @@ const fillBytes = 1 << 20
 //
 // floor is 64 floor plugins started at once with os/exec until all have
 // dialled back (ns/op), then stopped at once, SIGTERM and wait, until all
-// are reaped (stopped-ns/op).
+// are reaped (stopped-ns/op), with the same measures of CPU time.
 func BenchmarkNode64(b *testing.B) {
 	b.Run("floor", func(b *testing.B) {
 		f := newFloor(b)
 		var stops []time.Duration
+		var cpu cpuMeasures
 		for b.Loop() {
+			hostBefore, childrenBefore := selfCPU(), childrenCPU()
 			cmds, err := all(nodeVMs, func(int) (*exec.Cmd, error) { return f.start() })
 			b.StopTimer()
+			host := selfCPU() - hostBefore
+			var vms time.Duration
+			for _, cmd := range cmds {
+				vms += processCPU(cmd.Process.Pid)
+			}
+			hostBefore = selfCPU()
 			begin := time.Now()
 			var wg sync.WaitGroup
 			for _, cmd := range cmds {
@@ -71,12 +86,14 @@ func BenchmarkNode64(b *testing.B) {
 			}
 			wg.Wait()
 			stops = append(stops, time.Since(begin))
+			cpu.add(host, vms, selfCPU()-hostBefore, childrenCPU()-childrenBefore-vms)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 		}
 		b.ReportMetric(median.Of(stops), "stopped-ns/op")
+		cpu.report(b)
 	})
 	b.Run("node", func(b *testing.B) {
 		dir := b.TempDir()
@@ -128,18 +145,23 @@ func settle(b *testing.B, base uint64) {
 type nodeMeasures struct {
 	stops                        []time.Duration
 	heap, rss, fullHeap, fullRSS []float64
+	cpu                          cpuMeasures
 }
 
 // nodeOp is one op's measures, per VM for memory.
 type nodeOp struct {
 	stop                         time.Duration
 	heap, rss, fullHeap, fullRSS float64
+	// The CPU time of the host and of the VMs, from Run to all running,
+	// and during the stop.
+	host, vms, stopHost, stopVMs time.Duration
 }
 
 func (m *nodeMeasures) add(op nodeOp) {
 	m.stops = append(m.stops, op.stop)
 	m.heap, m.rss = append(m.heap, op.heap), append(m.rss, op.rss)
 	m.fullHeap, m.fullRSS = append(m.fullHeap, op.fullHeap), append(m.fullRSS, op.fullRSS)
+	m.cpu.add(op.host, op.vms, op.stopHost, op.stopVMs)
 }
 
 func (m *nodeMeasures) report(b *testing.B) {
@@ -148,6 +170,33 @@ func (m *nodeMeasures) report(b *testing.B) {
 	b.ReportMetric(median.Of(m.rss), "rss-B/VM")
 	b.ReportMetric(median.Of(m.fullHeap), "full-heap-B/VM")
 	b.ReportMetric(median.Of(m.fullRSS), "full-rss-B/VM")
+	m.cpu.report(b)
+}
+
+// cpuMeasures are the CPU times of a start and a stop of many processes,
+// the host's and theirs, op by op.
+type cpuMeasures struct {
+	host, vms, bound, stopHost, stopVMs, stopBound []time.Duration
+}
+
+// add records one op's: the host's and the processes' CPU time during the
+// start and during the stop.
+func (c *cpuMeasures) add(host, vms, stopHost, stopVMs time.Duration) {
+	cpus := time.Duration(runtime.NumCPU())
+	c.host, c.vms, c.bound = append(c.host, host), append(c.vms, vms), append(c.bound, (host+vms)/cpus)
+	c.stopHost, c.stopVMs = append(c.stopHost, stopHost), append(c.stopVMs, stopVMs)
+	c.stopBound = append(c.stopBound, (stopHost+stopVMs)/cpus)
+}
+
+// report reports the medians, and the CPU-bound least time of the start
+// and the stop: the CPU time of host and processes together over the CPUs.
+func (c *cpuMeasures) report(b *testing.B) {
+	b.ReportMetric(median.Of(c.host), "host-cpu-ns/op")
+	b.ReportMetric(median.Of(c.vms), "vm-cpu-ns/op")
+	b.ReportMetric(median.Of(c.bound), "cpu-bound-ns/op")
+	b.ReportMetric(median.Of(c.stopHost), "stop-host-cpu-ns/op")
+	b.ReportMetric(median.Of(c.stopVMs), "stop-vm-cpu-ns/op")
+	b.ReportMetric(median.Of(c.stopBound), "stop-cpu-bound-ns/op")
 }
 
 // runNode64 runs one op of BenchmarkNode64's node: the timer runs from Run
@@ -155,6 +204,7 @@ func (m *nodeMeasures) report(b *testing.B) {
 func runNode64(b *testing.B, dir string) nodeOp {
 	b.StopTimer()
 	before, rssBefore := takeSnapshot(), residentBytes()
+	childrenBefore := childrenCPU()
 	var mu sync.Mutex
 	pids := map[string]int{}
 	running := make(chan struct{}, nodeVMs)
@@ -186,6 +236,7 @@ func runNode64(b *testing.B, dir string) nodeOp {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	hostBefore := selfCPU()
 	b.StartTimer()
 	go func() { done <- n.Run(ctx) }()
 	for range nodeVMs {
@@ -196,6 +247,13 @@ func runNode64(b *testing.B, dir string) nodeOp {
 		}
 	}
 	b.StopTimer()
+	host := selfCPU() - hostBefore
+	var vms time.Duration
+	mu.Lock()
+	for _, pid := range pids {
+		vms += processCPU(pid)
+	}
+	mu.Unlock()
 	idle, rssIdle := takeSnapshot(), residentBytes()
 	mu.Lock()
 	for name, pid := range pids {
@@ -208,16 +266,28 @@ func runNode64(b *testing.B, dir string) nodeOp {
 		<-filled
 	}
 	full, rssFull := takeSnapshot(), residentBytes()
+	var vmsBeforeStop time.Duration
+	mu.Lock()
+	for _, pid := range pids {
+		vmsBeforeStop += processCPU(pid)
+	}
+	mu.Unlock()
+	hostBefore = selfCPU()
 	begin := time.Now()
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
 	stopped := time.Since(begin)
+	stopHost := selfCPU() - hostBefore
 	b.StartTimer()
 	perVM := func(after, before float64) float64 { return (after - before) / nodeVMs }
 	return nodeOp{
 		stop:     stopped,
+		host:     host,
+		vms:      vms,
+		stopHost: stopHost,
+		stopVMs:  childrenCPU() - childrenBefore - vmsBeforeStop,
 		heap:     perVM(float64(idle.heap), float64(before.heap)),
 		rss:      perVM(float64(rssIdle), float64(rssBefore)),
 		fullHeap: perVM(float64(full.heap), float64(before.heap)),
