@@ -26,10 +26,10 @@ import (
 // kills that group after the graceful shutdown, itself included, so that no
 // child of the VM outlives the host.
 //
-// While it waits for the engine's answer, Serve calls its own server the
-// ways a host will (gRPC over h2c, Connect over HTTP/1.1), so that the
-// host's first call runs no code for the first time; Serve answers those
-// requests itself, and h never sees them (WithoutWarmUp).
+// With WithWarmUp, while it waits for the engine's answer, Serve calls its
+// own server in memory the ways a host will (gRPC over h2c, Connect over
+// HTTP/1.1), so that the host's first call runs less code for the first
+// time; Serve answers those requests itself, and h never sees them.
 //
 // Once the host has ended the VM's lease, SIGTERM stays caught until the
 // process exits: the host's SIGTERM may arrive after Serve has returned,
@@ -92,8 +92,14 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	if remote {
 		h = healthGET(h) // for a Kubernetes probe
 	}
-	warm := newWarmUp(h)
-	srv := h2c.NewServer(warm)
+	// A remote VM's server speaks TLS to the network, and is not warmed.
+	var warm *warmUp
+	if !remote && o.warmUp {
+		warm = newWarmUp(h)
+		defer warm.stop()
+		h = warm
+	}
+	srv := h2c.NewServer(h)
 	tracked := newConns()
 	srv.ConnState = tracked.track
 	serve := func() error { return srv.Serve(ln) }
@@ -114,12 +120,10 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve() }()
 	// Warmed while the VM waits for the engine's answer, once its request
-	// is on its way; a remote VM's server speaks TLS to the network, and is
-	// not warmed.
-	if !remote && !o.noWarmUp {
-		ec.onSent = func() { warm.start(ln.Addr(), o.logger) }
+	// is on its way.
+	if warm != nil {
+		ec.onSent = func() { warm.start(srv, o.logger, o.onWarmUp) }
 	}
-	defer warm.stop()
 
 	// The first timestamp of the VM's log loads the local time zone: done
 	// while the VM waits for the engine's answer, rather than after it,

@@ -3,86 +3,86 @@ package client
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/grpchealth"
 )
 
 // WarmUpHeader marks the requests of Serve's warm-up (docs/VM-AUTHORS.md,
-// "The host's first call"): Serve answers them itself, and the VM's handler
-// never sees them.
+// "The host's first call"). They come over connections in memory that only
+// Serve makes, Serve answers them itself, and the VM's handler never sees
+// them.
 const WarmUpHeader = "Vmre-Warm-Up"
 
 // warmUpTimeout bounds the warm-up: a server that does not answer its own
 // requests by then is left alone.
 const warmUpTimeout = time.Second
 
-// warmUp is Serve's warm-up of its own serving path. While the VM waits for
-// the engine's answer to its handshake, it calls its own server the ways a
-// host will: grpc.health.v1 Check with gRPC over h2c, and with the Connect
-// protocol over HTTP/1.1. The first request a process serves runs code for
-// the first time (net/http's HTTP/2 and HTTP/1 servers, connect-go's
-// handlers, protobuf's marshalling): done then, that cost is spent while the
-// VM waits anyway, and the host's first call finds the path warm.
+// warmUp is Serve's warm-up of its own serving path (WithWarmUp). While the
+// VM waits for the engine's answer to its handshake, it calls its own
+// server the ways a host will: grpc.health.v1 Check with gRPC over h2c,
+// and with the Connect protocol over HTTP/1.1. The first request a process
+// serves runs code for the first time (net/http's HTTP/2 and HTTP/1
+// servers, connect-go's handlers, protobuf's marshalling): done then, that
+// cost is spent while the VM waits anyway, and the host's first call finds
+// the path warm.
 //
-// The requests are written by hand, a few hundred bytes each, so that the
-// warm-up runs no client code of its own: only the server's path is warmed.
-// They carry WarmUpHeader with a secret of this Serve call, and ServeHTTP
-// answers them with a health service of its own: they never reach the VM's
-// handler. A VM whose server it cannot reach (a listener on an address only
-// the host can reach) is not warmed.
+// The requests go over connections in memory (net.Pipe), served by the
+// VM's own http.Server from a listener of the warm-up's: no socket, nothing
+// on the network, nothing for a sandbox to refuse. The requests are written
+// by hand, a few hundred bytes each, so that the warm-up runs no client
+// code of its own: only the server's path is warmed. ServeHTTP tells them
+// by their connection and answers them with a health service of its own:
+// they never reach the VM's handler.
 type warmUp struct {
-	next   http.Handler
-	health http.Handler // answers the warm-up's requests
-	secret string
-	// done is set once the warm-up has ended: requests go straight to next.
-	done atomic.Bool
+	next http.Handler
+	srv  *http.Server // the VM's server
+	ln   *pipeListener
 
 	once   sync.Once       // starts the warm-up, or marks it never started
 	ended  chan struct{}   // closed when the warm-up's goroutine ends
 	ctx    context.Context // the warm-up's, ended by stop
 	cancel context.CancelFunc
+
+	// health answers the warm-up's requests, made by the warm-up's
+	// goroutine before its first request.
+	health http.Handler
 }
 
-// newWarmUp returns the warm-up of a server whose handler is next.
+// newWarmUp returns the warm-up of a server whose handler is next. The
+// server is set by start.
 func newWarmUp(next http.Handler) *warmUp {
-	var b [16]byte
-	rand.Read(b[:])
-	_, health := grpchealth.NewHandler(grpchealth.NewStaticChecker())
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &warmUp{next: next, health: health, secret: hex.EncodeToString(b[:]), ended: make(chan struct{}), cancel: cancel}
-	w.ctx = ctx
-	return w
+	return &warmUp{next: next, ln: newPipeListener(), ended: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
-// start runs the warm-up of the server listening at addr on a goroutine of
-// its own; only its first call does. What the warm-up did is logged at
-// debug level: it changes nothing that the VM serves or logs otherwise.
-func (w *warmUp) start(addr net.Addr, log *slog.Logger) {
+// start runs the warm-up of srv, whose handler is w, on a goroutine of its
+// own; only its first call does. What the warm-up did is logged at debug
+// level: it changes nothing that the VM serves or logs otherwise. done,
+// when set, is told of the warm-up's end, on its goroutine.
+func (w *warmUp) start(srv *http.Server, log *slog.Logger, done func(error)) {
 	w.once.Do(func() {
 		go func() {
 			defer close(w.ended)
-			defer w.done.Store(true)
 			begin := time.Now()
-			if err := w.run(w.ctx, addr); err != nil {
-				log.Debug("warm-up skipped: the VM cannot call its own server", slog.String("addr", addr.String()), slog.Any("error", err))
-				return
+			err := w.run(w.ctx, srv)
+			if err != nil {
+				log.Debug("warm-up cut short", slog.Any("error", err))
+			} else {
+				log.Debug("warm-up done", slog.Duration("elapsed", time.Since(begin)))
 			}
-			log.Debug("warm-up done", slog.Duration("elapsed", time.Since(begin)))
+			if done != nil {
+				done(err)
+			}
 		}()
 	})
 }
@@ -90,22 +90,18 @@ func (w *warmUp) start(addr net.Addr, log *slog.Logger) {
 // stop ends the warm-up, if it runs, and waits for it. A warm-up that has
 // not started never will.
 func (w *warmUp) stop() {
-	w.once.Do(func() {
-		w.done.Store(true)
-		close(w.ended)
-	})
+	w.once.Do(func() { close(w.ended) })
 	w.cancel()
+	w.ln.Close()
 	<-w.ended
 }
 
 // ServeHTTP answers the warm-up's requests, and hands every other to the
 // VM's handler.
 func (w *warmUp) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	if !w.done.Load() {
-		if v := req.Header.Get(WarmUpHeader); v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(w.secret)) == 1 {
-			w.health.ServeHTTP(rw, req)
-			return
-		}
+	if _, ok := req.Context().Value(http.LocalAddrContextKey).(warmUpAddr); ok {
+		w.health.ServeHTTP(rw, req)
+		return
 	}
 	w.next.ServeHTTP(rw, req)
 }
@@ -113,25 +109,21 @@ func (w *warmUp) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 // healthPath is the path of grpc.health.v1 Check.
 const healthPath = "/grpc.health.v1.Health/Check"
 
-// run calls the server listening at addr, once per path, and returns
-// the first error, or ctx's.
-func (w *warmUp) run(ctx context.Context, addr net.Addr) error {
-	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return fmt.Errorf("the server's listener is on %s, not TCP", addr.Network())
-	}
-	target := tcp.AddrPort()
-	switch {
-	case target.Addr().Is4() && target.Addr().IsUnspecified():
-		target = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), target.Port())
-	case target.Addr().IsUnspecified():
-		target = netip.AddrPortFrom(netip.IPv6Loopback(), target.Port())
-	}
+// run serves the warm-up's listener with srv, makes one request per path,
+// and returns the first error, or ctx's.
+func (w *warmUp) run(ctx context.Context, srv *http.Server) error {
+	_, w.health = grpchealth.NewHandler(grpchealth.NewStaticChecker())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(w.ln) }()
+	defer func() {
+		w.ln.Close()
+		<-served
+	}()
 	ctx, cancel := context.WithTimeout(ctx, warmUpTimeout)
 	defer cancel()
 	// gRPC over h2c first: a host's own client takes that path.
-	for _, call := range []func(net.Conn) error{w.grpcH2C, w.connectHTTP1} {
-		if err := w.call(ctx, target.String(), call); err != nil {
+	for _, call := range []func(net.Conn) error{grpcH2C, connectHTTP1} {
+		if err := w.call(ctx, call); err != nil {
 			return err
 		}
 	}
@@ -139,9 +131,8 @@ func (w *warmUp) run(ctx context.Context, addr net.Addr) error {
 }
 
 // call runs one request of the warm-up on a connection of its own.
-func (w *warmUp) call(ctx context.Context, addr string, call func(net.Conn) error) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func (w *warmUp) call(ctx context.Context, call func(net.Conn) error) error {
+	conn, err := w.ln.dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -153,9 +144,9 @@ func (w *warmUp) call(ctx context.Context, addr string, call func(net.Conn) erro
 
 // connectHTTP1 sends Check with the Connect protocol (binary protobuf: an
 // empty request) over HTTP/1.1, and reads the answer to its end.
-func (w *warmUp) connectHTTP1(conn net.Conn) error {
+func connectHTTP1(conn net.Conn) error {
 	req := "POST " + healthPath + " HTTP/1.1\r\nHost: vm\r\nContent-Type: application/proto\r\n" +
-		"Connect-Protocol-Version: 1\r\n" + WarmUpHeader + ": " + w.secret + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+		"Connect-Protocol-Version: 1\r\n" + WarmUpHeader + ": 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return err
 	}
@@ -178,7 +169,7 @@ const (
 
 // grpcH2C sends Check with gRPC over HTTP/2 with prior knowledge, as a
 // host's first call comes, and reads frames until the answer's end.
-func (w *warmUp) grpcH2C(conn net.Conn) error {
+func grpcH2C(conn net.Conn) error {
 	var b []byte
 	b = append(b, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"...)
 	b = appendFrame(b, h2Settings, 0, 0, nil)
@@ -189,10 +180,13 @@ func (w *warmUp) grpcH2C(conn net.Conn) error {
 	block = appendLiteral(block, 1, ":authority", "vm")
 	block = appendLiteral(block, 31, "content-type", "application/grpc")
 	block = appendLiteral(block, 0, "te", "trailers")
-	block = appendLiteral(block, 0, "vmre-warm-up", w.secret)
+	block = appendLiteral(block, 0, strings.ToLower(WarmUpHeader), "1")
 	b = appendFrame(b, h2Headers, h2EndHeaders, 1, block)
 	// An empty CheckRequest, in gRPC's envelope: no compression, length 0.
 	b = appendFrame(b, h2Data, h2EndStream, 1, make([]byte, 5))
+	// A connection in memory delivers a write only as it is read: the
+	// server's reader takes the frames one by one while its writer, on a
+	// goroutine of its own, sends its SETTINGS.
 	if _, err := conn.Write(b); err != nil {
 		return err
 	}
@@ -244,3 +238,61 @@ func appendLiteral(b []byte, index int, name, value string) []byte {
 	b = append(b, byte(len(value)))
 	return append(b, value...)
 }
+
+// pipeListener is the warm-up's listener: connections in memory, made by
+// its dial. Its connections' local address is a warmUpAddr, which no other
+// listener gives, so that the server's handler tells their requests apart.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// dial returns the client's end of a new connection, once the server has
+// accepted the other.
+func (l *pipeListener) dial(ctx context.Context) (net.Conn, error) {
+	c, s := net.Pipe()
+	select {
+	case l.conns <- warmUpConn{s}:
+		return c, nil
+	case <-l.closed:
+		c.Close()
+		s.Close()
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		c.Close()
+		s.Close()
+		return nil, ctx.Err()
+	}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return warmUpAddr{} }
+
+// warmUpConn is the server's end of a connection of the warm-up.
+type warmUpConn struct{ net.Conn }
+
+func (warmUpConn) LocalAddr() net.Addr { return warmUpAddr{} }
+
+// warmUpAddr is the address of the warm-up's listener and connections.
+type warmUpAddr struct{}
+
+func (warmUpAddr) Network() string { return "pipe" }
+func (warmUpAddr) String() string  { return "warm-up" }

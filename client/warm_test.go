@@ -73,10 +73,11 @@ type servedVM struct {
 }
 
 // serveAndCall runs Serve on ln until the test has made one request over
-// h2c and one over HTTP/1.1 to ln's own address, then stops it. Before the
-// requests, it waits for warmConns connections to have been accepted and
-// let go of: the warm-up's.
-func serveAndCall(t *testing.T, ln *watchedListener, warmConns int, opts ...client.Option) servedVM {
+// h2c and one over HTTP/1.1 to ln's own address, then stops it. With warm,
+// Serve runs with client.WithWarmUp, and serveAndCall waits for the
+// warm-up's end before the requests, and fails the test unless both of its
+// requests were answered; without, it fails the test if Serve warmed up.
+func serveAndCall(t *testing.T, ln *watchedListener, warm bool) servedVM {
 	t.Helper()
 	e, engineAddr := vmretest.StartEngine(t, server.Config{}, nil)
 	l := vmretest.NewLaunch(t, e, 1, nil)
@@ -90,10 +91,15 @@ func serveAndCall(t *testing.T, ln *watchedListener, warmConns int, opts ...clie
 	})
 	rec := vmretest.NewRecorder()
 	ready := make(chan struct{})
+	warmed := make(chan error, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	opts = append([]client.Option{client.WithListener(ln), client.WithEngine(engineAddr, l.Token()),
-		client.WithLogger(slog.New(rec)), client.WithOnReady(func(client.Ready) { close(ready) })}, opts...)
+	opts := []client.Option{client.WithListener(ln), client.WithEngine(engineAddr, l.Token()),
+		client.WithLogger(slog.New(rec)), client.WithOnReady(func(client.Ready) { close(ready) }),
+		client.WithWarmUpDone(func(err error) { warmed <- err })}
+	if warm {
+		opts = append(opts, client.WithWarmUp())
+	}
 	go func() { done <- client.Serve(ctx, h, opts...) }()
 	stopped := false
 	defer func() {
@@ -106,11 +112,10 @@ func serveAndCall(t *testing.T, ln *watchedListener, warmConns int, opts ...clie
 	if got, _ := l.Result(); got != ln.Addr().String() {
 		t.Errorf("the VM announced %s; want %s, its listener's address", got, ln.Addr())
 	}
-	for range warmConns {
-		receive(t, ln.accepted, "a connection of the warm-up")
-	}
-	for range warmConns {
-		receive(t, ln.closed, "the end of a connection of the warm-up")
+	if warm {
+		if err := receive(t, warmed, "end of the warm-up"); err != nil {
+			t.Fatalf("the warm-up: %v; want both of its requests answered", err)
+		}
 	}
 	// The host: the listener's own address, whatever it reports.
 	url := "http://" + ln.Listener.Addr().String() + "/hello"
@@ -138,7 +143,14 @@ func serveAndCall(t *testing.T, ln *watchedListener, warmConns int, opts ...clie
 		}
 	}
 	if n := len(ln.accepted); n != 2 {
-		t.Errorf("after the warm-up, the VM's listener accepted %d connections; want the host's 2", n)
+		t.Errorf("the VM's listener accepted %d connections; want the host's 2: the warm-up's are in memory", n)
+	}
+	select {
+	case err := <-warmed:
+		if !warm {
+			t.Errorf("a VM without WithWarmUp warmed up (%v)", err)
+		}
+	default:
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -161,14 +173,15 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 // nothing of the warm-up.
 var hostRequests = []string{"HTTP/2.0 GET /hello", "HTTP/1.1 GET /hello"}
 
-// TestWarmUpServesNothingNew: Serve's warm-up makes two connections to the
-// VM's own server (gRPC over h2c, Connect over HTTP/1.1) and closes them,
-// but its requests never reach the VM's handler, and the VM logs at info
-// level just what it logs without the warm-up.
+// TestWarmUpServesNothingNew: Serve's warm-up (WithWarmUp) serves two
+// requests to the VM's own server (gRPC over h2c, Connect over HTTP/1.1),
+// over connections in memory, not through its listener; its requests never
+// reach the VM's handler, and the VM logs at info level just what it logs
+// without the warm-up, which is off by default.
 func TestWarmUpServesNothingNew(t *testing.T) {
 	t.Parallel()
-	warm := serveAndCall(t, newWatchedListener(t), 2)
-	cold := serveAndCall(t, newWatchedListener(t), 0, client.WithoutWarmUp())
+	warm := serveAndCall(t, newWatchedListener(t), true)
+	cold := serveAndCall(t, newWatchedListener(t), false)
 	if !slices.Equal(warm.requests, hostRequests) {
 		t.Errorf("the VM's handler saw %q with the warm-up; want only the host's %q", warm.requests, hostRequests)
 	}
@@ -180,11 +193,12 @@ func TestWarmUpServesNothingNew(t *testing.T) {
 	}
 }
 
-// TestWarmUpSkippedWhenUnreachable: a VM whose listener reports an address
-// that the VM cannot reach itself (here 127.0.0.2, where only the host's
-// side of things would route) announces it, is not warmed, and serves the
-// host as ever.
-func TestWarmUpSkippedWhenUnreachable(t *testing.T) {
+// TestWarmUpWithoutNetwork: a VM whose listener reports an address that
+// the VM cannot reach itself (here 127.0.0.2, where only the host's side
+// of things would route), as a sandboxed VM cannot reach its own port,
+// announces it, is warmed all the same (the warm-up needs no network), and
+// serves the host as ever.
+func TestWarmUpWithoutNetwork(t *testing.T) {
 	t.Parallel()
 	ln := newWatchedListener(t)
 	port := ln.Listener.Addr().(*net.TCPAddr).Port
@@ -193,7 +207,7 @@ func TestWarmUpSkippedWhenUnreachable(t *testing.T) {
 		c.Close()
 		t.Skipf("something answers at 127.0.0.2:%d", port)
 	}
-	got := serveAndCall(t, ln, 0)
+	got := serveAndCall(t, ln, true)
 	if !slices.Equal(got.requests, hostRequests) {
 		t.Errorf("the VM's handler saw %q; want the host's %q", got.requests, hostRequests)
 	}
