@@ -33,8 +33,8 @@ var firstCallProtocols = []struct {
 // FirstCall/PROTOCOL/fresh makes the call with a new client: gRPC over h2c,
 // Connect over HTTP/1.1, each dialling its connection.
 // FirstCall/PROTOCOL/runtime makes it with the Runtime's client, whose
-// first connection Launch made; runtime-no-warm-up the same, to the VM run
-// without client.Serve's warm-up (client.WithoutWarmUp).
+// first connection Launch made; runtime-warm-up the same, to the VM run
+// with client.Serve's warm-up (client.WithWarmUp).
 func BenchmarkFirstCall(b *testing.B) {
 	for _, p := range firstCallProtocols {
 		b.Run(p.name+"/fresh", func(b *testing.B) {
@@ -45,7 +45,7 @@ func BenchmarkFirstCall(b *testing.B) {
 		})
 		runtimeClient := func(rt *launcher.Runtime) (*http.Client, func()) { return rt.HTTPClient(), func() {} }
 		b.Run(p.name+"/runtime", func(b *testing.B) { firstCall(b, p.opts, runtimeClient) })
-		b.Run(p.name+"/runtime-no-warm-up", func(b *testing.B) { firstCall(b, p.opts, runtimeClient, "-no-warm-up") })
+		b.Run(p.name+"/runtime-warm-up", func(b *testing.B) { firstCall(b, p.opts, runtimeClient, "-warm-up") })
 	}
 }
 

@@ -28,8 +28,8 @@ const concurrency = 16
 // same for the minimal VM's own binary told to do just that (its start-up,
 // imports and package init, without client.Serve); vmre is Launcher.Launch
 // of the minimal VM on client.Serve, up to a GET of its /ping handler with
-// the runtime's client; vmre-no-warm-up is the same VM without client.Serve's
-// warm-up (client.WithoutWarmUp).
+// the runtime's client; vmre-warm-up is the same VM with client.Serve's
+// warm-up (client.WithWarmUp).
 // vmre minus init-only is what the engine adds to the VM's own start-up.
 // Stopping the VM is outside the timed part in all three. vmre also reports
 // the median time the engine spent on the VM's Initialize call
@@ -39,7 +39,7 @@ func BenchmarkLaunch(b *testing.B) {
 	b.Run("floor", func(b *testing.B) { launchFloor(b, newFloor(b)) })
 	b.Run("init-only", func(b *testing.B) { launchFloor(b, newInitOnly(b)) })
 	b.Run("vmre", func(b *testing.B) { launchVMRE(b) })
-	b.Run("vmre-no-warm-up", func(b *testing.B) { launchVMRE(b, "-no-warm-up") })
+	b.Run("vmre-warm-up", func(b *testing.B) { launchVMRE(b, "-warm-up") })
 }
 
 // launchVMRE times launches of the minimal VM, run with args, to its first

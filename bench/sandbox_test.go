@@ -28,12 +28,6 @@ import (
 //   - small-init: the init step is bench/internal/sandboxinit, a static
 //     program that does nothing else (sandbox.Options.Executable).
 //
-// The VM runs without client.Serve's warm-up (minvm -no-warm-up) in every
-// kind: the warm-up calls the VM's own server on a port it picks as it
-// runs, which the sandbox's network rule cannot grant, so a sandboxed VM
-// does without it, and a launch with it would compare a VM that warms up
-// with one that does not.
-//
 // An op is one launch of each kind; the metrics are the medians of each
 // kind's launches, and the medians of what ptrace and exec added to the
 // unsandboxed launch of the same iteration (added-ns, exec-added-ns).
@@ -91,7 +85,7 @@ func BenchmarkLaunchSandbox(b *testing.B) {
 // sandboxed launch must have applied its policy by method.
 func launchSandboxed(h *vmreHost, o *sandbox.Options, method string) (time.Duration, *launcher.Runtime, error) {
 	start := time.Now()
-	cmd := exec.Command(h.path, "-no-warm-up")
+	cmd := exec.Command(h.path)
 	if o == nil {
 		rt, err := h.launchCmd(context.Background(), cmd)
 		return time.Since(start), rt, err

@@ -1,8 +1,8 @@
 // Command minvm is a minimal vmre VM: GET /ping and grpc.health.v1, served
 // through client.Serve. It is what a VM author's smallest program costs.
 //
-// With -no-warm-up it serves without client.Serve's warm-up
-// (client.WithoutWarmUp), so that the benchmarks can tell what it saves.
+// With -warm-up it serves with client.Serve's warm-up (client.WithWarmUp),
+// so that the benchmarks can tell what it costs and saves.
 //
 // With MINVM_FILL_LOG=BYTES in its environment, each SIGUSR1 makes it write
 // BYTES of log lines (slog's JSON, about 150 bytes each) to stderr, then
@@ -50,8 +50,8 @@ func main() {
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong\n") })
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker()))
 	var opts []client.Option
-	if len(os.Args) == 2 && os.Args[1] == "-no-warm-up" {
-		opts = append(opts, client.WithoutWarmUp())
+	if len(os.Args) == 2 && os.Args[1] == "-warm-up" {
+		opts = append(opts, client.WithWarmUp())
 	}
 	if err := client.Serve(context.Background(), mux, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
