@@ -69,9 +69,10 @@ type Config struct {
 	// with Remote; without it, operators' stops last as long as the node.
 	DataDir string
 	// DiscoveryDir, when set, is where Run leaves a file naming the node's
-	// URL, pid and AdminTokenFile, for the CLI's clients (vmre ps); it is
-	// removed when Run returns.
+	// URL, Name, pid, start time and AdminTokenFile, for the CLI's clients
+	// (vmre ps); it is removed when Run returns.
 	DiscoveryDir   string
+	Name           string
 	AdminTokenFile string
 
 	// Registerer, when set, gets the node's collectors (an embedder's own
