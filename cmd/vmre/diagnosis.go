@@ -144,3 +144,12 @@ func hintOf(err error) string {
 	}
 	return err.Error()
 }
+
+// outputOf is a failed launch's last lines of output, marked by stream;
+// its stderr lines when it has no others.
+func outputOf(lerr *launcher.LaunchError) []string {
+	if len(lerr.Output) > 0 {
+		return lerr.Output
+	}
+	return lerr.Stderr
+}

@@ -48,7 +48,7 @@ func TestDoctor(t *testing.T) {
 				"not a VM plugin at all", "client.Serve", "verdict: the VM never called back (exit code 4)"}},
 		{"never calls back", []string{"--handshake-timeout", "1s", exampleVM, "--no-handshake"}, exitHandshakeTimeout,
 			[]string{"file", "exec"}, "dial-back",
-			[]string{"last stderr lines of the VM:", "not calling the host back"}},
+			[]string{"last output lines of the VM:", "not calling the host back"}},
 		{"exits at once", []string{crash}, exitVMExited,
 			[]string{"file", "exec"}, "dial-back",
 			[]string{"exited before its handshake: exit code 3", "| cannot open /etc/myvm.toml", "vmre serve"}},

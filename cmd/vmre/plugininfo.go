@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"debug/buildinfo"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/vmre/vmre/internal/execdiag"
 )
 
 // Module paths that tell what kind of plugin a Go program is.
@@ -93,7 +97,7 @@ func inspectPlugin(name string) (pluginInfo, error) {
 func (p *pluginInfo) runnable() error {
 	if p.platform != "" && !runsHere(p.platform) {
 		return &fileProblem{
-			reason: fmt.Sprintf("%s is a Go program built for %s; this machine is %s/%s", p.path, p.platform, runtime.GOOS, runtime.GOARCH),
+			reason: fmt.Sprintf("%s is a program built for %s; this machine is %s/%s", p.path, p.platform, runtime.GOOS, runtime.GOARCH),
 			fix:    fmt.Sprintf("build it for this machine: GOOS=%s GOARCH=%s go build", runtime.GOOS, runtime.GOARCH),
 		}
 	}
@@ -129,17 +133,11 @@ func (p *pluginInfo) runnable() error {
 	return nil
 }
 
-// runsHere reports whether a Go program built for platform ("GOOS/GOARCH")
-// runs on this machine: the same platform, or 32-bit x86 or ARM on their
-// 64-bit kin.
+// runsHere reports whether a program built for platform ("GOOS/GOARCH")
+// runs on this machine (execdiag.RunsHere).
 func runsHere(platform string) bool {
 	goos, goarch, _ := strings.Cut(platform, "/")
-	if goos != runtime.GOOS {
-		return false
-	}
-	return goarch == runtime.GOARCH ||
-		runtime.GOARCH == "amd64" && goarch == "386" ||
-		runtime.GOARCH == "arm64" && goarch == "arm"
+	return execdiag.RunsHere(goos, goarch)
 }
 
 // read learns what kind of program the file is: a Go program (and with
@@ -179,6 +177,10 @@ func (p *pluginInfo) read() {
 		p.script = string(line)
 	}
 	p.binary = p.script == "" && hasExecMagic(head[:n])
+	if ef, err := elf.NewFile(f); err == nil { // not a Go program: its ELF header tells its architecture
+		p.platform = runtime.GOOS + "/" + execdiag.Arch(ef.Machine, ef.Class, ef.ByteOrder == binary.BigEndian)
+		ef.Close()
+	}
 }
 
 // hasExecMagic reports whether head starts as an ELF, Mach-O or PE file.

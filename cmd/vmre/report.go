@@ -24,7 +24,7 @@ type phase struct {
 	detail  string
 	cause   string   // for a failure: the likely cause
 	fix     string   // for a failure: what to do
-	lines   []string // the VM's last stderr lines, when they help
+	lines   []string // the VM's last output lines, marked by stream, when they help
 }
 
 // report is doctor's verdict on one plugin.
@@ -64,7 +64,7 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "        fix:   %s\n", p.fix)
 		}
 		if len(p.lines) > 0 {
-			fmt.Fprintln(w, "        last stderr lines of the VM:")
+			fmt.Fprintln(w, "        last output lines of the VM:")
 			for _, l := range p.lines {
 				fmt.Fprintf(w, "          | %s\n", l)
 			}
