@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/execdiag"
 	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/vmpeer"
-	"github.com/vmre/vmre/internal/execdiag"
 	"github.com/vmre/vmre/server"
 )
 

@@ -32,11 +32,11 @@ var (
 
 // logPipe turns one stream of a VM's output into slog records.
 type logPipe struct {
-	log      *slog.Logger                     // carries vm, pid, stream
-	raw      io.Writer                        // optional copy of each line
-	tail     *tail                            // last lines, for error reports; nil for stdout
-	output   *tail                            // last lines of both streams, each after its mark
-	mark     string                           // "stdout: " or "stderr: "
+	log    *slog.Logger // carries vm, pid, stream
+	raw    io.Writer    // optional copy of each line
+	tail   *tail        // last lines, for error reports; nil for stdout
+	output *tail        // last lines of both streams, each after its mark
+	mark   string       // "stdout: " or "stderr: "
 
 	drop     func(truncated int, unread bool) // told of lost output; may be nil
 	counts   *levelCounts                     // lines by level; may be nil
