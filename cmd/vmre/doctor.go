@@ -230,6 +230,9 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, t
 		if len(dial.lines) == 0 {
 			dial.cause = "the VM exited before it called back, and wrote nothing on stdout or stderr"
 		}
+		if hint := d.flags.legacyHint(d.info.path); hint != "" {
+			dial.cause, dial.fix = "it is not started the way it expects", hint
+		}
 		d.report.failed(dial, exitVMExited, "the VM exited before its handshake", rest...)
 
 	default:

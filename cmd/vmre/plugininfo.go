@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/execdiag"
 )
 
@@ -220,4 +221,54 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// rpcchainvmKey returns the engine address variable an rpcchainvm plugin
+// reads (AVALANCHE_VM_RUNTIME_ENGINE_ADDR, ODYSSEY_VM_RUNTIME_ENGINE_ADDR,
+// ...), when the file at path looks like one: its bytes name the legacy
+// runtime service (vm.runtime.Runtime) and such a variable, and not vmre's
+// own (a VM of vmre's client, or vmre itself, names both). Else "".
+func rpcchainvmKey(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const suffix, service, own = "_VM_RUNTIME_ENGINE_ADDR", "vm.runtime.Runtime", vmre.EngineAddressKey
+	var key string
+	var hasService bool
+	buf := make([]byte, 1<<20)
+	keep := 0 // bytes carried over from the chunk before, so no name is cut in two
+	for read := 0; read < 512<<20; {
+		n, err := f.Read(buf[keep:])
+		read += n
+		chunk := buf[:keep+n]
+		if bytes.Contains(chunk, []byte(own)) {
+			return ""
+		}
+		hasService = hasService || bytes.Contains(chunk, []byte(service))
+		for rest := chunk; ; {
+			i := bytes.Index(rest, []byte(suffix))
+			if i < 0 {
+				break
+			}
+			start := i
+			for start > 0 && (rest[start-1] >= 'A' && rest[start-1] <= 'Z' || rest[start-1] == '_') {
+				start--
+			}
+			if name := string(rest[start : i+len(suffix)]); key == "" && name != suffix {
+				key = name
+			}
+			rest = rest[i+len(suffix):]
+		}
+		if err != nil {
+			break
+		}
+		keep = min(len(chunk), 64)
+		copy(buf, chunk[len(chunk)-keep:])
+	}
+	if !hasService {
+		return ""
+	}
+	return key
 }

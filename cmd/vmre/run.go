@@ -102,6 +102,7 @@ func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv 
 	changed := make(chan struct{}, 1)
 	n, addr, err := newNode(node.Config{
 		VMs:     []node.VM{{Name: name, Path: plugin, Args: args}},
+		Name:    name,
 		Restart: f.policy,
 		Backoff: f.backoff(),
 		Launch:  lcfg,
