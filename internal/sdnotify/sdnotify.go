@@ -83,4 +83,3 @@ func (n *Notifier) Status(status string) error { return n.Send("STATUS=" + statu
 
 // Alive tells the watchdog the service is alive.
 func (n *Notifier) Alive() error { return n.Send("WATCHDOG=1") }
-
