@@ -122,6 +122,10 @@ type Hooks struct {
 	// EngineListening is told where remote VMs reach the engine, and its
 	// certificate's fingerprint, once Run serves them.
 	EngineListening func(addr, certSHA256 string)
+	// Serving is told once Run has supervised the VMs of its first load
+	// and left its discovery file (with DiscoveryDir): the clients find
+	// the node from then on.
+	Serving func()
 }
 
 // Report is what a load of the plugin directory found and did.

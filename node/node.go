@@ -273,10 +273,16 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { cancel() })
 	}
-	if n.cfg.DiscoveryDir != "" { // the file for the CLI
+	{ // the file for the CLI, then the Serving hook
 		done := make(chan struct{})
 		g.Add(func() error {
-			remove := n.announce()
+			remove := func() {}
+			if n.cfg.DiscoveryDir != "" {
+				remove = n.announce()
+			}
+			if h := n.cfg.Hooks; h != nil && h.Serving != nil {
+				h.Serving()
+			}
 			<-done
 			remove()
 			return nil

@@ -21,7 +21,11 @@ func WithGrace(ctx context.Context, grace time.Duration) context.Context {
 // nothing.
 func cutAfterGrace(ctx context.Context, cut func()) (stop func() bool) {
 	grace, ok := ctx.Value(graceKey{}).(time.Duration)
-	if !ok {
+	switch {
+	case !ok:
+		return func() bool { return false }
+	case grace == 0:
+		cut()
 		return func() bool { return false }
 	}
 	return time.AfterFunc(grace, cut).Stop

@@ -149,8 +149,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // nodeHooks are the node's hooks that write the event log: each change of
 // a VM's state, each load of the plugin directory, the engine's TLS
 // listener. changed, when not nil, gets a value after every change of
-// state and every load of the plugin directory, for a command that
-// follows its VMs.
+// state, every load of the plugin directory and once the node serves, for
+// a command that follows its VMs.
 func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 	return &node.Hooks{
 		State: func(vm supervise.VM) {
@@ -182,6 +182,15 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 		},
 		EngineListening: func(addr, certSHA256 string) {
 			l.write(event{Event: "engine_listening", Addr: addr, CertSHA256: certSHA256})
+		},
+		Serving: func() {
+			l.write(event{Event: "serving"})
+			if changed != nil {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
 		},
 	}
 }

@@ -90,7 +90,7 @@ type nodeFlags struct {
 	listen                   string
 	events                   string
 	nodeName                 string
-	loaded                   atomic.Bool // the plugin directory's first load is done
+	serving                  atomic.Bool // the VMs of the first load are supervised, the discovery file left
 	// Remote VMs (docs/REMOTE.md).
 	engineListen, engineAdvertise string
 	tlsCert, tlsKey, dataDir      string
@@ -200,7 +200,7 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 	if err != nil {
 		return fail(log, "vmre node failed", err)
 	}
-	sd := newServiceManager(getenv, log, &f.loaded)
+	sd := newServiceManager(getenv, log, &f.serving)
 	r := runNode(n, sig.second)
 	first := sig.first.Done()
 	watchdog := sd.watchdog()
@@ -251,10 +251,10 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 		DataDir: f.dataDir, Name: name,
 		Hooks: events.nodeHooks(changed),
 	}
-	reload := cfg.Hooks.Reload
-	cfg.Hooks.Reload = func(r node.Report) {
-		f.loaded.Store(true) // before changed hears of it
-		reload(r)
+	serving := cfg.Hooks.Serving
+	cfg.Hooks.Serving = func() {
+		f.serving.Store(true) // before changed hears of it
+		serving()
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir(getenv)

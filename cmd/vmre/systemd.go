@@ -20,15 +20,15 @@ import (
 // STATUS=, and WATCHDOG=1 from the node's own loop, so that a stuck loop
 // misses it. Without NOTIFY_SOCKET it does nothing.
 type serviceManager struct {
-	n      *sdnotify.Notifier
-	log    *slog.Logger
-	loaded *atomic.Bool
-	ready  bool
-	status string
+	n       *sdnotify.Notifier
+	log     *slog.Logger
+	serving *atomic.Bool
+	ready   bool
+	status  string
 }
 
-func newServiceManager(getenv func(string) string, log *slog.Logger, loaded *atomic.Bool) *serviceManager {
-	return &serviceManager{n: sdnotify.New(getenv, os.Getpid()), log: log, loaded: loaded}
+func newServiceManager(getenv func(string) string, log *slog.Logger, serving *atomic.Bool) *serviceManager {
+	return &serviceManager{n: sdnotify.New(getenv, os.Getpid()), log: log, serving: serving}
 }
 
 func (s *serviceManager) send(what string, err error) {
@@ -46,7 +46,7 @@ func (s *serviceManager) changed(n *node.Node) {
 	vms := n.List()
 	status := vmCounts(vms)
 	if !s.ready {
-		if !s.loaded.Load() || launching(vms) {
+		if !s.serving.Load() || launching(vms) {
 			return
 		}
 		s.ready, s.status = true, status
