@@ -101,6 +101,9 @@ var (
 			if err != nil {
 				return "", err
 			}
+			if !res.Msg.GetChanged() {
+				return res.Msg.GetMessage(), nil // "NAME is running already: nothing to start"
+			}
 			return startedText(res.Msg.GetMessage(), res.Msg.GetVm()), nil
 		})
 	restartCommand = controlCommand("restart", "stops VMs of a running node and launches them again (now, during a backoff).", true,

@@ -51,7 +51,7 @@ func TestDoctor(t *testing.T) {
 			[]string{"last output lines of the VM:", "not calling the host back"}},
 		{"exits at once", []string{crash}, exitVMExited,
 			[]string{"file", "exec"}, "dial-back",
-			[]string{"exited before its handshake: exit code 3", "| cannot open /etc/myvm.toml", "vmre serve"}},
+			[]string{"exited before its handshake: exit code 3", "| stderr: cannot open /etc/myvm.toml", "vmre serve"}},
 		{"missing file", []string{filepath.Join(t.TempDir(), "missing")}, exitFailure,
 			nil, "file", []string{"no such file", "fix:   check the path", "verdict: the plugin file cannot run (exit code 1)"}},
 		{"not executable", []string{noexec}, exitFailure,

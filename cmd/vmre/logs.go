@@ -163,7 +163,7 @@ func (p *recordPrinter) print(m *adminv1.TailLogsResponse) {
 	}
 	var b strings.Builder
 	if p.timestamps {
-		b.WriteString(r.GetTime().AsTime().Local().Format("2006-01-02T15:04:05.000Z07:00 "))
+		b.WriteString(r.GetTime().AsTime().Local().Format(timeLayout + " "))
 	}
 	stream := r.GetStream()
 	if stream == admin.NodeStream {
@@ -180,3 +180,7 @@ func (p *recordPrinter) print(m *adminv1.TailLogsResponse) {
 	}
 	fmt.Fprintln(p.w, b.String())
 }
+
+// timeLayout is how logs -t and events show a time: RFC 3339 with its
+// date, to the millisecond.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"

@@ -270,6 +270,10 @@ func inspectCommand(ctx context.Context, args []string, e env) int {
 		}
 		out = append(out, strings.TrimRight(indent(string(b)), "\n"))
 	}
+	if len(out) == 0 {
+		fmt.Fprintln(e.stdout, "[]")
+		return code
+	}
 	fmt.Fprintf(e.stdout, "[\n%s\n]\n", strings.Join(out, ",\n"))
 	return code
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -74,7 +75,11 @@ func reloadCommand(ctx context.Context, args []string, e env) int {
 			}
 		}
 		for _, p := range r.GetFailed() {
-			rows = append(rows, []string{text(p.GetEntry()), "refused", p.GetKind() + ": " + text(p.GetError())})
+			detail := text(p.GetError())
+			if !strings.HasPrefix(detail, p.GetKind()) {
+				detail = p.GetKind() + ": " + detail
+			}
+			rows = append(rows, []string{text(p.GetEntry()), "refused", detail})
 		}
 		table(e.stdout, []string{"ENTRY", "RESULT", "DETAIL"}, rows, nil, "")
 	}

@@ -65,7 +65,7 @@ func eventsCommand(ctx context.Context, args []string, e env) int {
 		if color {
 			state = colorState(state)
 		}
-		fmt.Fprintf(e.stdout, "%s  %s  %s%s\n", vm.GetSince().AsTime().Local().Format(time.RFC3339Nano),
+		fmt.Fprintf(e.stdout, "%s  %s  %s%s\n", vm.GetSince().AsTime().Local().Format(timeLayout),
 			text(displayName(vm)), state, text(eventDetail(vm)))
 	}
 	switch err := stream.Err(); {
