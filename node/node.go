@@ -19,6 +19,7 @@ import (
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
@@ -46,11 +47,12 @@ type Node struct {
 
 	reloadMu sync.Mutex // one reconciliation at a time
 
-	mu      sync.Mutex
-	phase   phase
-	entries map[string]*entry // every VM, by name
-	kill    context.CancelCauseFunc
-	tlsAddr string
+	mu        sync.Mutex
+	phase     phase
+	entries   map[string]*entry          // every VM, by name
+	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
+	kill      context.CancelCauseFunc
+	tlsAddr   string
 }
 
 type phase int
@@ -164,6 +166,9 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("%w: remote VMs need a DataDir, where their tokens and the engine's certificate are kept", vmre.ErrInvalidConfig)
 	case cfg.MetricsToken && cfg.AdminToken == "":
 		return fmt.Errorf("%w: MetricsToken needs an AdminToken", vmre.ErrInvalidConfig)
+	}
+	if err := validateSandbox(cfg); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, vm := range cfg.VMs {

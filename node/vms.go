@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -90,6 +91,17 @@ func (n *Node) command(name string) (*exec.Cmd, error) {
 	n.mu.Unlock()
 	if cmd.Err != nil && of.version != nil {
 		return nil, cmd.Err // a refused pin, a closed version: no launch would change it
+	}
+	if n.cfg.Sandbox != sandbox.Off {
+		var aliases []string
+		if of.version != nil {
+			aliases = of.version.Aliases()
+		}
+		sc, err := n.sandboxed(name, aliases, cmd)
+		if err != nil {
+			return nil, err // a refused policy: no launch would change it either
+		}
+		cmd, of.sandbox = sc.Cmd, sc
 	}
 	n.launches.made(cmd, of)
 	return cmd, nil

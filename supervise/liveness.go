@@ -148,16 +148,18 @@ func (l *liveness) done(err error) error {
 }
 
 // stop ends the probing: the pending probe is cancelled, and a probe in
-// flight is cancelled and waited for.
+// flight is cancelled and waited for. A second stop does nothing.
 func (l *liveness) stop() {
 	if l == nil {
 		return
 	}
 	if l.timer != nil {
 		l.timer.Stop()
+		l.timer = nil
 	}
 	if l.cancel != nil {
 		l.cancel()
 		<-l.result
+		l.cancel = nil
 	}
 }

@@ -36,6 +36,10 @@ func TestMainInProcess(t *testing.T) {
 	if err := os.WriteFile(openToken, []byte(testToken), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	badPolicy := filepath.Join(t.TempDir(), "sandbox.json")
+	if err := os.WriteFile(badPolicy, []byte(`{"default": {"files": {"reed": []}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -49,6 +53,8 @@ func TestMainInProcess(t *testing.T) {
 		{[]string{"node"}, exitUsage, "missing --plugin-dir"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--require-pins"}, exitUsage, "--require-pins needs --pins"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--listen", "0.0.0.0:0"}, exitUsage, "--admin-token-file"},
+		{[]string{"node", "--plugin-dir", t.TempDir(), "--sandbox", "strict"}, exitUsage, `--sandbox "strict": give off, best-effort or required`},
+		{[]string{"node", "--plugin-dir", t.TempDir(), "--sandbox-policy", badPolicy}, exitUsage, `default.files: unknown key "reed"`},
 		{[]string{"run"}, exitUsage, "missing PLUGIN"},
 		{[]string{"run", "--check", "--restart", "always", exampleVM}, exitUsage, "--check stops the VM"},
 		{[]string{"ps", "--node", "http://127.0.0.1:1"}, exitUnavailable, "is it running?"},

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vmre/vmre/sandbox"
 )
 
 // env is what a command reads from and writes to besides its arguments.
@@ -70,6 +72,7 @@ func init() {
 }
 
 func main() {
+	sandbox.Init() // a sandboxed VM's launch re-executes vmre as its init step
 	os.Exit(vmreMain(context.Background(), os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
 }
 
