@@ -223,7 +223,7 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, t
 	case lerr.Exit != nil:
 		dial.elapsed = lerr.Exit.Ran
 		dial.detail = "the VM exited before its handshake: " + lerr.Exit.String()
-		dial.cause = "the VM crashed or refused to start before it called back; its last stderr lines say why"
+		dial.cause = "the VM crashed or refused to start before it called back; its last lines of output say why"
 		dial.fix = "run it by hand with an engine: start `vmre serve`, export the lines it prints, run " +
 			d.report.command + " and read its errors"
 		dial.lines = outputOf(lerr)
