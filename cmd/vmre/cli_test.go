@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -312,6 +313,10 @@ func TestExecFailuresForPeople(t *testing.T) {
 		if !strings.Contains(vms[1].Error, "stdout: failed to set fd limit: operation not permitted") {
 			t.Errorf("--sandbox %s: quitter's error %q; want its stdout line", sb, vms[1].Error)
 		}
+		hint := parseRecord(n.events.waitFor(t, "armvm's hint", vmretest.WaitTimeout, isEvent("hint", func(r record) bool { return r["vm"] == "armvm" })))
+		if sb == "off" && !strings.Contains(hint["reason"].(string), "build it for this machine") {
+			t.Errorf("armvm's hint: %v", hint)
+		}
 		if !strings.Contains(n.stderr.String(), `"hint":"`) {
 			t.Errorf("--sandbox %s: the node logged no hint for its failed VMs:\n%s", sb, n.stderr)
 		}
@@ -364,5 +369,38 @@ func TestEvents(t *testing.T) {
 	}
 	if slices.ContainsFunc(ev.out.lines(), func(l string) bool { return !regexp.MustCompile(`^\d{4}-`).MatchString(l) }) {
 		t.Errorf("events printed lines that are not events:\n%s", ev.out)
+	}
+}
+
+// TestColorOnATerminal: ps colours STATE on a terminal (the env's
+// injected one), and not with NO_COLOR, nor through a pipe.
+func TestColorOnATerminal(t *testing.T) {
+	t.Parallel()
+	vars := clientEnv(t)
+	delete(vars, "NO_COLOR")
+	dir := t.TempDir()
+	copyFile(t, exampleVM, filepath.Join(dir, "alpha"), 0o755)
+	n := startInNode(t, vars, "--plugin-dir", dir)
+	n.waitState(t, "alpha", "running", nil)
+	ps := func(tty bool, vars map[string]string) string {
+		var out, errOut vmretest.SyncBuffer
+		e := env2(&out, &errOut, vars)
+		e.terminal = func(io.Writer) bool { return tty }
+		if code := vmreMain(t.Context(), []string{"ps"}, e); code != exitOK {
+			t.Fatalf("ps: exit %d\n%s", code, errOut.String())
+		}
+		return out.String()
+	}
+	if out := ps(true, vars); !regexp.MustCompile(`(?m)^alpha  \x1b\[32mrunning\x1b\[0m  \d+ `).MatchString(out) {
+		t.Errorf("ps on a terminal: %q; want running in green, the columns in line", out)
+	}
+	noColor := map[string]string{"NO_COLOR": "1"}
+	for k, v := range vars {
+		noColor[k] = v
+	}
+	for _, out := range []string{ps(false, vars), ps(true, noColor)} {
+		if strings.Contains(out, "\x1b") {
+			t.Errorf("ps through a pipe or with NO_COLOR: %q; want no escape sequence", out)
+		}
 	}
 }

@@ -238,7 +238,7 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 			sd.reloaded(n)
 		case <-changed:
 			sd.changed(n)
-			f.hintFailures(log, n, hints)
+			f.hintFailures(log, events, n, hints)
 		case <-watchdog.C():
 			sd.alive()
 		case <-first:
@@ -319,10 +319,10 @@ func defaultDataDir(getenv func(string) string) string {
 // hinted are the failures of VMs whose hint the node has logged, by VM.
 type hinted map[string]string
 
-// hintFailures logs, once per failure, the CLI's hint for a VM that
-// failed: what its file tells (built for another machine, an rpcchainvm
+// hintFailures logs, once per failure, and writes as a hint event, the
+// CLI's hint for a VM that failed: what its file tells (built for another machine, an rpcchainvm
 // plugin run without --legacy, ...) and what to do.
-func (f *nodeFlags) hintFailures(log *slog.Logger, n *node.Node, seen hinted) {
+func (f *nodeFlags) hintFailures(log *slog.Logger, events *eventLog, n *node.Node, seen hinted) {
 	for _, vm := range n.List() {
 		if vm.State != supervise.StateFailed || vm.Err == nil {
 			delete(seen, vm.Name)
@@ -337,6 +337,7 @@ func (f *nodeFlags) hintFailures(log *slog.Logger, n *node.Node, seen hinted) {
 		}
 		if hint := f.launchHint(vm.Err); hint != "" {
 			log.Warn("the VM failed; how to fix it", "vm", vm.Name, "hint", hint)
+			events.write(event{Event: "hint", VM: vm.Name, Reason: hint})
 		}
 	}
 }
