@@ -87,6 +87,15 @@ func TestClients(t *testing.T) {
 		t.Errorf("vmre start --all: exit %d\n%s", code, out)
 	}
 
+	// restart --all: every VM runs again, with a new pid.
+	code, out, errOut = cli("restart", "--all")
+	if code != exitOK || strings.Count(out, ": running, pid ") != 3 {
+		t.Errorf("vmre restart --all: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, vm := range []string{"alpha", longID, "talker"} {
+		pids[vm] = int(n.waitState(t, vm, "running", func(r record) bool { return int(r["pid"].(float64)) != pids[vm] })["pid"].(float64))
+	}
+
 	// An unknown name: exit 6, the names listed, no Connect code first.
 	code, _, errOut = cli("inspect", "gamma")
 	if code != exitNotFound || errOut != `vmre inspect: no VM named "gamma" (names: a1, `+longID+", talker)\n" {
@@ -336,6 +345,23 @@ func TestExecFailuresForPeople(t *testing.T) {
 	code, _, errOut := inProcess(t, vars, "run", "--log-format", "json", legacy)
 	if code != exitVMExited || !strings.Contains(errOut, "run it with --legacy --engine-key ODYSSEY_VM_RUNTIME_ENGINE_ADDR") {
 		t.Errorf("run of an rpcchainvm plugin: exit %d\n%s", code, errOut)
+	}
+	// And a real one: AvalancheGo's xsvm, which make examples builds.
+	xsvm, err := filepath.Abs(filepath.Join("..", "..", "sandbox", "testdata", "xsvm", "xsvm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch _, err := os.Stat(xsvm); {
+	case err == nil:
+		code, _, errOut := inProcess(t, vars, "run", "--log-format", "json", xsvm)
+		if code != exitVMExited || !strings.Contains(errOut, "it looks like an rpcchainvm plugin (it reads AVALANCHE_VM_RUNTIME_ENGINE_ADDR)") ||
+			!strings.Contains(errOut, "run it with --legacy --engine-key AVALANCHE_VM_RUNTIME_ENGINE_ADDR") {
+			t.Errorf("run of xsvm without --legacy: exit %d\n%s", code, errOut)
+		}
+	case os.Getenv("CI") != "":
+		t.Errorf("xsvm is not built (%v): make test builds it (make examples)", err)
+	default:
+		t.Logf("xsvm is not built (%v): make examples builds it; its hint is not checked", err)
 	}
 	// JSON logs: durations in milliseconds, empty lists [].
 	code, _, errOut = inProcess(t, vars, "run", "--log-format", "json", "--log-level", "debug", "--check", exampleVM)
