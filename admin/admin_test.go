@@ -191,6 +191,13 @@ func TestStopTimeout(t *testing.T) {
 	n := newNode(t, nodeConfig{})
 	n.add(t, "stubborn", "stubborn", supervise.Never)
 	n.running(t, "stubborn", 0)
+	logs, err := n.client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: "stubborn", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for logs.Receive() && logs.Msg().GetRecord().GetMessage() != "ignoring SIGTERM" {
+	}
+	logs.Close()
 	stop, err := n.client.StopVM(t.Context(), connect.NewRequest(&adminv1.StopVMRequest{Name: "stubborn", Timeout: durationpb.New(100 * time.Millisecond)}))
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,10 @@ func TestMain(m *testing.M) {
 		"stubborn": func([]string) int {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 			err := client.Serve(context.Background(), http.NewServeMux(), client.WithLogger(log), client.WithoutLease(),
-				client.WithOnReady(func(client.Ready) { signal.Ignore(syscall.SIGTERM) }))
+				client.WithOnReady(func(client.Ready) {
+					signal.Ignore(syscall.SIGTERM)
+					log.Info("ignoring SIGTERM")
+				}))
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		},
