@@ -78,7 +78,8 @@ type Config struct {
 }
 
 // Service serves AdminService. Tell it of every change of a VM's state
-// with StateChanged, for WatchVMs.
+// with StateChanged, and of every VM that leaves with Removed, for
+// WatchVMs.
 type Service struct {
 	sup         Supervisor
 	resolve     func(string) (string, bool)
@@ -95,6 +96,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
+	last     map[string]supervise.VM // each VM's latest state, for Removed
 
 	closing   chan struct{} // closed by Close: the node stops
 	closeOnce sync.Once
@@ -117,6 +119,7 @@ func New(cfg Config) (*Service, error) {
 		errors:      connect.NewErrorWriter(),
 		watchers:    make(map[*watcher]struct{}),
 		closing:     make(chan struct{}),
+		last:        make(map[string]supervise.VM),
 	}
 	if cfg.Token != "" {
 		s.token, s.hasToken = bearer.KeyOf(cfg.Token), true

@@ -61,6 +61,10 @@ type VMInfo struct {
 type Metrics struct {
 	reg      *prometheus.Registry
 	describe func(string) VMInfo
+	// registered are the collectors in Config.Registerer, which
+	// Unregister takes out.
+	registerer prometheus.Registerer
+	registered []prometheus.Collector
 
 	launches  *prometheus.CounterVec
 	handshake *prometheus.HistogramVec
@@ -118,6 +122,7 @@ func New(cfg Config) (*Metrics, error) {
 		if err := registerAll(cfg.Registerer, cs); err != nil {
 			return nil, err
 		}
+		m.registerer, m.registered = cfg.Registerer, cs
 	}
 	m.reg.MustRegister(cs...) // a registry of its own: nothing there to collide with
 	return m, nil
@@ -134,6 +139,16 @@ func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {
 		}
 	}
 	return nil
+}
+
+// Unregister takes the collectors out of Config.Registerer, so that the
+// registry may take those of another node: call it once the node is over.
+// It may be called more than once.
+func (m *Metrics) Unregister() {
+	for _, c := range m.registered {
+		m.registerer.Unregister(c)
+	}
+	m.registered = nil
 }
 
 // Handler serves the node's metrics, and the host's with HostCollectors,

@@ -60,16 +60,11 @@ func (n *Node) startVMs() {
 // launches, unless an operator stopped it before the node restarted.
 func (n *Node) supervise(name string) error {
 	stopped := n.stops.has(name)
-	if stopped {
-		n.launches.hold(name, true)
-		defer n.launches.hold(name, false)
+	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Stopped: stopped,
+		Command: func() (*exec.Cmd, error) { return n.command(name) }})
+	if err == nil && stopped {
+		n.log.Info("the VM stays stopped: an operator stopped it before the node restarted; a Start runs it", "vm", name)
 	}
-	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Command: func() (*exec.Cmd, error) { return n.command(name) }})
-	if err != nil || !stopped {
-		return err
-	}
-	n.log.Info("the VM stays stopped: an operator stopped it before the node restarted", "vm", name)
-	_, err = n.sup.Stop(context.Background(), name)
 	return err
 }
 

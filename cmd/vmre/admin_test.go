@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -313,23 +312,5 @@ func TestListenBeyondLoopbackNeedsAToken(t *testing.T) {
 		if strings.Contains(r.stdout, `"event":"listening"`) {
 			t.Errorf("%v: it listened before refusing", args)
 		}
-	}
-}
-
-// vmre ps says why a VM failed before it ran long enough to have an exit
-// of its own.
-func TestPsShowsWhyAVMFailed(t *testing.T) {
-	t.Parallel()
-	vars := clientEnv(t)
-	dir := t.TempDir()
-	quitter := "#!/bin/sh\necho 'cannot open /etc/quitter.toml' >&2\nexit 3\n"
-	if err := os.WriteFile(filepath.Join(dir, "quitter"), []byte(quitter), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	n := startInNode(t, vars, "--plugin-dir", dir)
-	n.waitState(t, "quitter", "failed", nil)
-	code, out, errOut := inProcess(t, vars, "ps")
-	if code != exitOK || !regexp.MustCompile(`(?m)^quitter +failed .*the VM exited before its handshake: exit code 3`).MatchString(out) {
-		t.Errorf("vmre ps: exit %d; want the failed VM's reason in its row\n%s%s", code, out, errOut)
 	}
 }

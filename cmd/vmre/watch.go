@@ -16,8 +16,9 @@ const eventsHead = `Usage: vmre events [flags]
 
 events prints the state of every VM of a running node, then each change of
 a VM's state as it happens, one line each (time, VM, state, and its pid,
-exit or error), as docker events and kubectl get -w do, until Ctrl-C or
-the node's stop ("node stopped", exit 0). --json prints each as the admin
+exit or error), and "gone" for a VM that left the node, as docker events
+and kubectl get -w do, until Ctrl-C or the node's stop ("node stopped",
+exit 0). --json prints each as the admin
 service's WatchVMs sends it.
 
 Examples:
@@ -62,6 +63,9 @@ func eventsCommand(ctx context.Context, args []string, e env) int {
 			continue
 		}
 		state := stateName(vm)
+		if stream.Msg().GetGone() {
+			state = "gone" // it left the node: its file or declaration left the directory
+		}
 		if color {
 			state = colorState(state)
 		}

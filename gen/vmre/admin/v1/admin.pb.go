@@ -46,21 +46,26 @@ const (
 	VMState_VM_STATE_WAITING VMState = 8
 	// A remote VM whose lease broke; error says how.
 	VMState_VM_STATE_LOST VMState = 9
+	// The VM failed its liveness probes (vmre node --liveness-interval)
+	// and is being stopped, to be launched again by its restart policy;
+	// error says why, with the last probe's error.
+	VMState_VM_STATE_UNHEALTHY VMState = 10
 )
 
 // Enum value maps for VMState.
 var (
 	VMState_name = map[int32]string{
-		0: "VM_STATE_UNSPECIFIED",
-		1: "VM_STATE_STARTING",
-		2: "VM_STATE_RUNNING",
-		3: "VM_STATE_BACKOFF",
-		4: "VM_STATE_CRASHLOOP",
-		5: "VM_STATE_STOPPED",
-		6: "VM_STATE_EXITED",
-		7: "VM_STATE_FAILED",
-		8: "VM_STATE_WAITING",
-		9: "VM_STATE_LOST",
+		0:  "VM_STATE_UNSPECIFIED",
+		1:  "VM_STATE_STARTING",
+		2:  "VM_STATE_RUNNING",
+		3:  "VM_STATE_BACKOFF",
+		4:  "VM_STATE_CRASHLOOP",
+		5:  "VM_STATE_STOPPED",
+		6:  "VM_STATE_EXITED",
+		7:  "VM_STATE_FAILED",
+		8:  "VM_STATE_WAITING",
+		9:  "VM_STATE_LOST",
+		10: "VM_STATE_UNHEALTHY",
 	}
 	VMState_value = map[string]int32{
 		"VM_STATE_UNSPECIFIED": 0,
@@ -73,6 +78,7 @@ var (
 		"VM_STATE_FAILED":      7,
 		"VM_STATE_WAITING":     8,
 		"VM_STATE_LOST":        9,
+		"VM_STATE_UNHEALTHY":   10,
 	}
 )
 
@@ -113,7 +119,8 @@ type VM struct {
 	State   VMState  `protobuf:"varint,3,opt,name=state,proto3,enum=vmre.admin.v1.VMState" json:"state,omitempty"`
 	// When it entered its state.
 	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
-	// The process and RPC address of the running VM; 0 and "" otherwise.
+	// The process and RPC address of the running VM (running, or unhealthy
+	// while it is stopped); 0 and "" otherwise.
 	Pid  int32  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	Addr string `protobuf:"bytes,6,opt,name=addr,proto3" json:"addr,omitempty"`
 	// The protocol version agreed in its last handshake.
@@ -1170,10 +1177,14 @@ func (*WatchVMsRequest) Descriptor() ([]byte, []int) {
 }
 
 // WatchVMsResponse is one VM's state: first of every VM, then at each
-// change.
+// change; or a VM that left the node.
 type WatchVMsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vm            *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vm    *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	// The VM left the node: its file or declaration left the plugin
+	// directory, and it was stopped and forgotten. ListVMs no longer lists
+	// it; vm is its last state. A VM of the same name may come back later.
+	Gone          bool `protobuf:"varint,2,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1213,6 +1224,13 @@ func (x *WatchVMsResponse) GetVm() *VM {
 		return x.Vm
 	}
 	return nil
+}
+
+func (x *WatchVMsResponse) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
 }
 
 // TailLogsRequest names a VM and says which records to send.
@@ -1847,9 +1865,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x02vm\x18\x02 \x01(\tR\x02vm\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\x11\n" +
-	"\x0fWatchVMsRequest\"5\n" +
+	"\x0fWatchVMsRequest\"I\n" +
 	"\x10WatchVMsResponse\x12!\n" +
-	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"\xcb\x01\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x12\n" +
+	"\x04gone\x18\x02 \x01(\bR\x04gone\"\xcb\x01\n" +
 	"\x0fTailLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12/\n" +
@@ -1891,7 +1910,7 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x18RotateEnrollmentResponse\x129\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
-	"enrollment*\xe7\x01\n" +
+	"enrollment*\xff\x01\n" +
 	"\aVMState\x12\x18\n" +
 	"\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VM_STATE_STARTING\x10\x01\x12\x14\n" +
@@ -1902,7 +1921,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fVM_STATE_EXITED\x10\x06\x12\x13\n" +
 	"\x0fVM_STATE_FAILED\x10\a\x12\x14\n" +
 	"\x10VM_STATE_WAITING\x10\b\x12\x11\n" +
-	"\rVM_STATE_LOST\x10\t2\xa3\x06\n" +
+	"\rVM_STATE_LOST\x10\t\x12\x16\n" +
+	"\x12VM_STATE_UNHEALTHY\x10\n" +
+	"2\xa3\x06\n" +
 	"\fAdminService\x12H\n" +
 	"\aListVMs\x12\x1d.vmre.admin.v1.ListVMsRequest\x1a\x1e.vmre.admin.v1.ListVMsResponse\x12B\n" +
 	"\x05GetVM\x12\x1b.vmre.admin.v1.GetVMRequest\x1a\x1c.vmre.admin.v1.GetVMResponse\x12E\n" +
