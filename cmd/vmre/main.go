@@ -11,10 +11,12 @@
 //     debugger.
 //   - `vmre doctor PLUGIN` launches a plugin once and diagnoses each phase
 //     of its launch.
-//   - `vmre ps`, `inspect`, `logs`, `events`, `stop`, `start`, `restart`
-//     and `reload` observe and control a running node through its admin
+//   - `vmre ps`, `vmre inspect NAME`, `vmre logs [-f] NAME`, `vmre events`,
+//     `vmre stop NAME`, `vmre start NAME`, `vmre restart NAME` and
+//     `vmre reload` observe and control a running node through its admin
 //     service, as docker, systemctl and nomad users expect
-//     (docs/OPERATIONS.md); `vmre completion` prints shell completion.
+//     (docs/OPERATIONS.md).
+//   - `vmre completion bash|zsh|fish` prints a shell's completion script.
 //   - `vmre remote env|systemd|k8s|rotate NAME` hands a VM on another host
 //     what it needs to reach a running node, and rotates its token.
 //   - `vmre version` prints vmre's version, protocol version and Go
