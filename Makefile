@@ -10,6 +10,8 @@ BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
 FUZZTIME ?= 30s
+# How long make test fuzzes the path of untrusted bytes (FuzzPipeline).
+TEST_FUZZTIME ?= 10s
 STRESS_RUNS ?= 5
 STRESS_PKGS ?= $(PKGS)
 STRESS_LOAD ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
@@ -57,9 +59,12 @@ $(TSVM)/dist/main.js: $(TSVM_DEPS) $(TSVM)/tsconfig.json $(shell find $(TSVM)/sr
 	@touch $@
 
 ## test: lint, check generated code is fresh, build the examples, run every
-## test with the race detector
+## test with the race detector, then fuzz the path of untrusted bytes
+## (names and VM output through registry, supervisor, metrics, admin and
+## terminal rendering) for TEST_FUZZTIME
 test: lint check-generated examples
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+	$(GO) test -run '^$$' -fuzz '^FuzzPipeline$$' -fuzztime $(TEST_FUZZTIME) ./internal/safetext/
 
 ## build: build the vmre CLI and the example VM into bin/
 build:

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -388,4 +390,64 @@ func TestReload(t *testing.T) {
 	if !reloaded {
 		t.Error("Reload did not reload")
 	}
+}
+
+// TestBytesNotUTF8: a VM's line that is not valid UTF-8 reaches TailLogs
+// escaped (x\xff), as the node's log writes it, and so do the records
+// after it, in the backlog and for a follower, whose stream goes on; a
+// terminal escape stays as it is, for the client to escape on a terminal.
+// A VM whose name is not UTF-8 is listed under its escaped name.
+func TestBytesNotUTF8(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{quiet: true})
+	n.add(t, "bytes", "badbytes", supervise.Never)
+	n.add(t, "bad\xffname", "serve", supervise.Never)
+	n.running(t, "bytes", 0)
+	n.running(t, `bad\xffname`, 0)
+	ctx := t.Context()
+
+	list, err := n.client.ListVMs(ctx, connect.NewRequest(&adminv1.ListVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, vm := range list.Msg.GetVms() {
+		names = append(names, vm.GetName())
+	}
+	if !slices.Contains(names, `bad\xffname`) {
+		t.Errorf("ListVMs names %q; want bad\\xffname among them", names)
+	}
+
+	// read takes records until it has seen "x\xff", the escape line and
+	// two "after N" lines after them.
+	read := func(what string, stream *connect.ServerStreamForClient[adminv1.TailLogsResponse]) {
+		t.Helper()
+		var sawBad, sawEsc bool
+		after := 0
+		for after < 2 && stream.Receive() {
+			switch msg := stream.Msg().GetRecord().GetMessage(); {
+			case msg == `x\xff`:
+				sawBad = true
+			case msg == "\x1b]0;PWNED\x07\x1b[2J":
+				sawEsc = true
+			case strings.HasPrefix(msg, "after ") && sawBad && sawEsc:
+				after++
+			}
+		}
+		if after < 2 {
+			t.Fatalf("%s: ended before two records after the bad ones (x\\xff %v, escapes %v): %v", what, sawBad, sawEsc, stream.Err())
+		}
+	}
+	follow, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "bytes", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Close()
+	read("follower", follow)
+	backlog, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "bytes"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read("backlog", backlog)
+	read("follower, later", follow) // still following
 }

@@ -1,10 +1,13 @@
 package admin
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -23,18 +26,18 @@ var states = map[supervise.State]adminv1.VMState{
 // vmProto is the admin API's view of a VM.
 func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
 	p := &adminv1.VM{
-		Name:     vm.Name,
+		Name:     safetext.Valid(vm.Name),
 		State:    states[vm.State],
 		Since:    timestamppb.New(vm.Since),
 		Launches: int32(vm.Launches),
 		Restarts: int32(vm.Restarts),
 	}
 	if vm.Err != nil {
-		p.Error = vm.Err.Error()
+		p.Error = safetext.Valid(vm.Err.Error()) // it may quote the VM's stderr
 	}
-	p.Remote, p.Peer, p.CertSha256 = vm.Remote, vm.Peer, vm.CertSHA256
+	p.Remote, p.Peer, p.CertSha256 = vm.Remote, safetext.Valid(vm.Peer), safetext.Valid(vm.CertSHA256)
 	if vm.State == supervise.StateRunning {
-		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
+		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), safetext.Valid(vm.Addr), uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)
 	}
 	if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
@@ -42,11 +45,28 @@ func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
 	}
 	if e := vm.LastExit; e != nil {
 		p.LastExit = &adminv1.Exit{Code: int32(e.Code), Signal: e.Signal, Stage: e.Stage.String(),
-			Ran: durationpb.New(e.Ran), Summary: e.String()}
+			Ran: durationpb.New(e.Ran), Summary: safetext.Valid(e.String())}
 	}
 	if s.describe != nil {
 		d := s.describe(vm.Name)
-		p.Aliases, p.Digest, p.Pinned = d.Aliases, d.Digest, d.Pinned
+		p.Aliases, p.Digest, p.Pinned = validAll(d.Aliases), d.Digest, d.Pinned
 	}
 	return p
+}
+
+// validAll makes each string valid UTF-8, as protobuf strings must be
+// (docs/NODE.md): a VM's names, its error and its output may hold any
+// bytes; the text is otherwise kept as it is, control characters included,
+// for the client to escape on a terminal.
+func validAll(ss []string) []string {
+	for i, s := range ss {
+		if v := safetext.Valid(s); v != s {
+			ss = slices.Clone(ss)
+			for j := i; j < len(ss); j++ {
+				ss[j] = safetext.Valid(ss[j])
+			}
+			return ss
+		}
+	}
+	return ss
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/internal/safetext"
 )
 
 // DefaultBacklogBytes is how much of each VM's recent log records Logs
@@ -213,16 +214,20 @@ func (l *Logs) unfollow(vm string, f *follower) {
 	}
 }
 
+// proto is the record as the admin API sends it. A VM's output may hold
+// any bytes, and protobuf strings must be valid UTF-8: bytes that are not
+// are escaped as the node's log escapes them (x\xff), so that the record
+// and those after it reach the client.
 func (e entry) proto() *adminv1.LogRecord {
 	p := &adminv1.LogRecord{
 		Time:    timestamppb.New(e.rec.Time),
 		Level:   e.rec.Level.String(),
-		Message: e.rec.Message,
+		Message: safetext.Valid(e.rec.Message),
 		Stream:  e.stream,
 		Pid:     int32(e.pid),
 	}
 	e.rec.Attrs(func(a slog.Attr) bool {
-		p.Attrs = append(p.Attrs, &adminv1.LogAttr{Key: a.Key, Value: a.Value.Resolve().String()})
+		p.Attrs = append(p.Attrs, &adminv1.LogAttr{Key: safetext.Valid(a.Key), Value: safetext.Valid(a.Value.Resolve().String())})
 		return true
 	})
 	return p

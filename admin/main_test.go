@@ -28,6 +28,16 @@ func TestMain(m *testing.M) {
 				}
 			})
 		},
+		// badbytes: writes a line that is not UTF-8 and one with terminal
+		// escapes, then "after N", every 20 ms while it serves.
+		"badbytes": func([]string) int {
+			return serve(func(*slog.Logger) {
+				for i := 0; ; i++ {
+					fmt.Fprintf(os.Stderr, "x\xff\n\x1b]0;PWNED\x07\x1b[2J\nafter %d\n", i)
+					time.Sleep(20 * time.Millisecond) // the VM's own pace, not a wait of the test
+				}
+			})
+		},
 		// flood: logs as fast as it can while it serves.
 		"flood": func([]string) int {
 			return serve(func(log *slog.Logger) {

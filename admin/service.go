@@ -17,6 +17,7 @@ import (
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/ratelog"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
 )
@@ -229,7 +230,7 @@ func (s *Service) StopVM(ctx context.Context, req *connect.Request[adminv1.StopV
 	if !changed {
 		msg = vm.Name + " was not running (" + vm.State.String() + "): nothing to stop"
 	}
-	return connect.NewResponse(&adminv1.StopVMResponse{Vm: s.vmProto(after), Changed: changed, Message: msg}), nil
+	return connect.NewResponse(&adminv1.StopVMResponse{Vm: s.vmProto(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
 func (s *Service) StartVM(ctx context.Context, req *connect.Request[adminv1.StartVMRequest]) (*connect.Response[adminv1.StartVMResponse], error) {
@@ -246,7 +247,7 @@ func (s *Service) StartVM(ctx context.Context, req *connect.Request[adminv1.Star
 	if !changed {
 		msg = vm.Name + " is running already: nothing to start"
 	}
-	return connect.NewResponse(&adminv1.StartVMResponse{Vm: s.vmProto(after), Changed: changed, Message: msg}), nil
+	return connect.NewResponse(&adminv1.StartVMResponse{Vm: s.vmProto(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
 func (s *Service) RestartVM(ctx context.Context, req *connect.Request[adminv1.RestartVMRequest]) (*connect.Response[adminv1.RestartVMResponse], error) {
@@ -258,7 +259,7 @@ func (s *Service) RestartVM(ctx context.Context, req *connect.Request[adminv1.Re
 		return nil, controlError(err)
 	}
 	after, _ := s.sup.Get(vm.Name)
-	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: s.vmProto(after), Message: "restarted " + vm.Name}), nil
+	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: s.vmProto(after), Message: safetext.Valid("restarted " + vm.Name)}), nil
 }
 
 // controlError is the Connect error of a Stop, Start or Restart that
@@ -302,7 +303,8 @@ func (s *Service) Reload(context.Context, *connect.Request[adminv1.ReloadRequest
 		out.Removed = append(out.Removed, vm.ID())
 	}
 	for _, p := range report.Failed {
-		out.Failed = append(out.Failed, &adminv1.ReloadFailure{Entry: p.Entry, Vm: p.ID, Kind: p.Kind.String(), Error: p.Err.Error()})
+		out.Failed = append(out.Failed, &adminv1.ReloadFailure{Entry: safetext.Valid(p.Entry), Vm: safetext.Valid(p.ID),
+			Kind: p.Kind.String(), Error: safetext.Valid(p.Err.Error())})
 	}
 	return connect.NewResponse(out), nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
@@ -96,27 +97,32 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) LauncherHooks() *launcher.Hooks {
 	return &launcher.Hooks{
 		Ready: func(i launcher.ReadyInfo) {
-			m.launches.WithLabelValues(i.VM, "ready").Inc()
+			m.launches.WithLabelValues(label(i.VM), "ready").Inc()
 		},
 		Handshake: func(i launcher.HandshakeInfo) {
-			m.handshake.WithLabelValues(i.VM).Observe(i.Elapsed.Seconds())
+			m.handshake.WithLabelValues(label(i.VM)).Observe(i.Elapsed.Seconds())
 		},
 		LaunchFailed: func(err *launcher.LaunchError) {
-			m.launches.WithLabelValues(err.VM, strings.ReplaceAll(err.Phase.String(), " ", "_")).Inc()
+			m.launches.WithLabelValues(label(err.VM), strings.ReplaceAll(err.Phase.String(), " ", "_")).Inc()
 		},
 		Exited: func(i launcher.ExitInfo) {
-			m.exits.WithLabelValues(i.VM, exitHow(i.Exit)).Inc()
+			m.exits.WithLabelValues(label(i.VM), exitHow(i.Exit)).Inc()
 		},
 		OutputDropped: func(i launcher.OutputDropInfo) {
 			if i.Truncated > 0 {
-				m.dropped.WithLabelValues(i.VM, i.Stream, "truncated").Add(float64(i.Truncated))
+				m.dropped.WithLabelValues(label(i.VM), i.Stream, "truncated").Add(float64(i.Truncated))
 			}
 			if i.Unread {
-				m.abandoned.WithLabelValues(i.VM, i.Stream).Inc()
+				m.abandoned.WithLabelValues(label(i.VM), i.Stream).Inc()
 			}
 		},
 	}
 }
+
+// label makes a VM's name a label value, which must be valid UTF-8 (the
+// client panics on one that is not): a name that is not, which a VM run by
+// path may have, is escaped as the node's log escapes it (bad\xffname).
+func label(name string) string { return safetext.Valid(name) }
 
 // exitHow classes an exit for vmre_vm_exits_total.
 func exitHow(e launcher.Exit) string {
@@ -192,14 +198,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		byState := make(map[supervise.State]int, len(allStates))
 		for _, vm := range c.src.VMs() {
 			byState[vm.State]++
-			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), vm.Name)
+			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), label(vm.Name))
 			delay := 0.0
 			if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
 				delay = vm.Delay.Seconds()
 			}
-			ch <- prometheus.MustNewConstMetric(c.backoff, prometheus.GaugeValue, delay, vm.Name)
+			ch <- prometheus.MustNewConstMetric(c.backoff, prometheus.GaugeValue, delay, label(vm.Name))
 			if vm.State == supervise.StateRunning && vm.Pid > 0 {
-				c.collectProcess(ch, vm.Name, vm.Pid)
+				c.collectProcess(ch, label(vm.Name), vm.Pid)
 			}
 		}
 		for _, s := range allStates {
@@ -208,7 +214,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Output != nil {
 		for _, o := range c.src.Output() {
-			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(o.Lines), o.VM, o.Stream, o.Level)
+			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(o.Lines), label(o.VM), o.Stream, o.Level)
 		}
 	}
 }

@@ -35,3 +35,48 @@ vmre_vm_output_pipes_abandoned_total{stream="stdout",vm="a"} 1
 		t.Error(err)
 	}
 }
+
+// A VM name that is not valid UTF-8 (a plugin run by its path) becomes an
+// escaped label in every series, through every hook and the scrape of the
+// states, instead of the client's panic.
+func TestNameNotUTF8(t *testing.T) {
+	const name = "bad\xffname"
+	m := metrics.New(metrics.Source{
+		VMs: func() []supervise.VM {
+			return []supervise.VM{{Name: name, State: supervise.StateBackoff, Restarts: 2}}
+		},
+		Output: func() []launcher.OutputStat {
+			return []launcher.OutputStat{{VM: name, Stream: "stderr", Level: "info", Lines: 5}}
+		},
+	})
+	hooks := m.LauncherHooks()
+	hooks.Ready(launcher.ReadyInfo{VM: name})
+	hooks.Handshake(launcher.HandshakeInfo{VM: name})
+	hooks.LaunchFailed(&launcher.LaunchError{VM: name, Phase: launcher.PhaseExec})
+	hooks.Exited(launcher.ExitInfo{VM: name})
+	hooks.OutputDropped(launcher.OutputDropInfo{VM: name, Stream: "stdout", Truncated: 1, Unread: true})
+
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := 0
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() != "vm" {
+					continue
+				}
+				series++
+				if l.GetValue() != `bad\xffname` {
+					t.Errorf("%s: vm=%q, want bad\\xffname", f.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	// launches (2), handshake, exits, dropped, abandoned, restarts,
+	// backoff, lines.
+	if series != 9 {
+		t.Errorf("%d series with a vm label, want 9", series)
+	}
+}

@@ -42,6 +42,12 @@ const (
 	// KindSeal: the sealed copy of a pinned file could not be made (see
 	// VM.Sealed).
 	KindSeal
+	// KindBadName: a file name, or a VM ID or alias of the aliases file,
+	// is not valid UTF-8 or holds a control character (a newline, an
+	// escape), so it cannot be a VM's name: a name is shown in logs, on
+	// terminals, in metric labels and in the admin API. The entry is
+	// refused; the Problem's Entry shows it escaped (bad\xffname).
+	KindBadName
 )
 
 var kindNames = [...]string{
@@ -56,6 +62,7 @@ var kindNames = [...]string{
 	KindUnpinned:       "no pin",
 	KindMissingFile:    "missing file",
 	KindSeal:           "seal failed",
+	KindBadName:        "bad name",
 }
 
 func (k Kind) String() string {
@@ -74,7 +81,9 @@ func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 type Problem struct {
 	// Entry names what was refused: a file name of the directory, an
 	// alias, a VM ID of the aliases file, the path of the aliases or pins
-	// file, or PINSFILE:LINE.
+	// file, or PINSFILE:LINE. It is printable text: a name that is not
+	// valid UTF-8 or holds control characters is escaped as the node's log
+	// escapes it (bad\xffname, evil\nfake).
 	Entry string
 	// ID is the VM the entry concerns, or "" when there is none.
 	ID string
