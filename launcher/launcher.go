@@ -161,6 +161,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		}
 		return r.failed(&LaunchError{Phase: phase, Err: err})
 	}
+	hs.SetProcess(r.status.Pid) // its Initialize may be waiting for it
 	r.hooks.started(StartedInfo{VM: r.name, Pid: r.status.Pid, Path: r.path, Exec: time.Since(begin)})
 
 	if lerr := l.awaitHandshake(ctx, r, hs, wait); lerr != nil {
@@ -247,13 +248,14 @@ func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, 
 			AllowRemote: l.s.AllowRemote,
 			Logger:      l.s.Logger.With(slog.String("component", "engine")),
 			Hooks:       &server.Hooks{Call: onCall},
+			CheckCaller: !l.s.NoCallerCheck,
 		})
 		if err != nil {
 			return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 		}
 		return ll, []string{l.s.EngineAddressKey + "=" + ll.Addr()}, nil
 	}
-	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall})
+	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall, CheckCaller: !l.s.NoCallerCheck})
 	if err != nil {
 		return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 	}

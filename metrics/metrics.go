@@ -38,6 +38,7 @@ type Metrics struct {
 	handshake *prometheus.HistogramVec
 	exits     *prometheus.CounterVec
 	calls     *prometheus.CounterVec
+	owners    *prometheus.CounterVec
 	admin     *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	abandoned *prometheus.CounterVec
@@ -65,6 +66,10 @@ func New(src Source) *Metrics {
 			Name: "vmre_engine_calls_total",
 			Help: "Calls to the handshake engine by service, method and result (ok or the Connect code of the refusal), refused calls with unknown tokens included.",
 		}, []string{"service", "method", "result"}),
+		owners: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_engine_owner_refusals_total",
+			Help: "Initialize calls refused because the call, or the address it announced, is not the launched VM's, by what did not match: caller (the connection is another process's: a stolen token), listener (another process listens there), node_address, vm_address (docs/PROTOCOL.md, The caller check).",
+		}, []string{"reason"}),
 		admin: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmre_admin_calls_total",
 			Help: "Calls to the admin service by method and result (ok or the Connect code), refused ones included.",
@@ -78,7 +83,7 @@ func New(src Source) *Metrics {
 			Help: "Times reading a VM's stdout or stderr stopped before the pipe's end: after the VM's exit, a process outside its group held the pipe open past the drain time; what it writes from then on is not read.",
 		}, []string{"vm", "stream"}),
 	}
-	m.reg.MustRegister(m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped, m.abandoned,
+	m.reg.MustRegister(m.launches, m.handshake, m.exits, m.calls, m.owners, m.admin, m.dropped, m.abandoned,
 		newStateCollector(src),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -139,11 +144,16 @@ func exitHow(e launcher.Exit) string {
 	return "code_nonzero"
 }
 
-// EngineHooks count the engine's calls, accepted or refused.
+// EngineHooks count the engine's calls, accepted or refused, and the
+// refusals of calls that were not the launched VM's by reason.
 func (m *Metrics) EngineHooks() *server.Hooks {
 	return &server.Hooks{Call: func(c server.Call) {
 		service, method := splitProcedure(c.Procedure)
 		m.calls.WithLabelValues(service, method, c.Result()).Inc()
+		var oe *server.OwnerError
+		if errors.As(c.Err, &oe) {
+			m.owners.WithLabelValues(oe.Reason).Inc()
+		}
 	}}
 }
 

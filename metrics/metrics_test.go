@@ -1,14 +1,18 @@
 package metrics_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"connectrpc.com/connect"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
+	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -78,5 +82,23 @@ func TestNameNotUTF8(t *testing.T) {
 	// backoff, lines.
 	if series != 9 {
 		t.Errorf("%d series with a vm label, want 9", series)
+	}
+}
+
+// A refusal of the caller check counts by its reason, besides its code.
+func TestOwnerRefusals(t *testing.T) {
+	m := metrics.New(metrics.Source{})
+	hooks := m.EngineHooks()
+	refused := connect.NewError(connect.CodePermissionDenied, &server.OwnerError{Reason: server.ReasonCaller})
+	hooks.Call(server.Call{Procedure: "/vmre.runtime.v1.RuntimeService/Initialize", Err: refused})
+	hooks.Call(server.Call{Procedure: "/vmre.runtime.v1.RuntimeService/Initialize", Err: connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))})
+	hooks.Call(server.Call{Procedure: "/vmre.runtime.v1.RuntimeService/Initialize"})
+	want := `
+# HELP vmre_engine_owner_refusals_total Initialize calls refused because the call, or the address it announced, is not the launched VM's, by what did not match: caller (the connection is another process's: a stolen token), listener (another process listens there), node_address, vm_address (docs/PROTOCOL.md, The caller check).
+# TYPE vmre_engine_owner_refusals_total counter
+vmre_engine_owner_refusals_total{reason="caller"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "vmre_engine_owner_refusals_total"); err != nil {
+		t.Error(err)
 	}
 }

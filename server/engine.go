@@ -17,6 +17,7 @@ import (
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/ratelog"
+	"github.com/vmre/vmre/internal/sockowner"
 )
 
 // Defaults of Config's zero values.
@@ -82,10 +83,13 @@ type Engine struct {
 
 	closing   chan struct{} // closed by Close; ends every lease
 	closeOnce sync.Once
+	owners    sockowner.Checker // the caller check's, closed by Close
 
 	mu          sync.Mutex
 	closed      bool
 	launches    map[tokenKey]*Launch
+	serving     map[*Launch]struct{} // completed their handshake, not ended: their addr is taken
+	reserved    []string             // the host's own addresses (Reserve)
 	enrollments map[tokenKey]*Enrollment
 	pending     int
 	tombstones  []tokenKey // ended launches, oldest first
@@ -106,6 +110,7 @@ func New(cfg Config) *Engine {
 		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
 		launches:      make(map[tokenKey]*Launch),
+		serving:       make(map[*Launch]struct{}),
 		enrollments:   make(map[tokenKey]*Enrollment),
 	}
 	if e.hostName == "" {
@@ -154,6 +159,7 @@ func (e *Engine) Close() {
 			}
 		}
 		close(e.closing)
+		e.owners.Close()
 	})
 }
 
@@ -232,6 +238,9 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 	if err := checkFingerprint(certSum); err != nil {
 		return l.onCall(), nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	if err := e.checkOwner(ctx, l, req.Peer().Addr, addr); err != nil {
+		return l.onCall(), nil, err
+	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
 		return l.onCall(), nil, initializerError(err)
 	}
@@ -246,7 +255,14 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 		return l.hook, nil, connect.NewError(connect.CodeNotFound,
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
+	// Again under the lock that takes the address: another launch may
+	// have announced it meanwhile.
+	if err := e.addrTaken(l, localAddr(ctx), req.Peer().Addr, addr); err != nil {
+		return l.hook, nil, err
+	}
+	e.serving[l] = struct{}{}
 	l.state = stateInitialized
+	l.closeProc()
 	l.addr, l.version, l.certSum = addr, version, certSum
 	if l.enrollment == nil {
 		e.pending--

@@ -235,6 +235,7 @@ func (l *Launch) endSession() {
 	if l.state == stateEnded {
 		return
 	}
+	delete(l.engine.serving, l)
 	l.state = stateEnded
 	close(l.ended)
 }

@@ -93,6 +93,10 @@ var rows = slices.Concat([]row{
 	{name: "Launch/vmre", unit: "initialize-ns/launch"},
 	{name: "LaunchConcurrent/floor", unit: "ns/op"},
 	{name: "LaunchConcurrent/vmre", unit: "ns/op", ref: "LaunchConcurrent/floor", target: 1.3, atMost: true},
+	{name: "CallerCheck", unit: "unchecked-ns/launch"},
+	{name: "CallerCheck", unit: "checked-ns/launch", ref: "CallerCheck", refUnit: "unchecked-ns/launch", minus: true, target: 0.1e6, atMost: true},
+	{name: "CallerCheck", unit: "unchecked-initialize-ns"},
+	{name: "CallerCheck", unit: "checked-initialize-ns", ref: "CallerCheck", refUnit: "unchecked-initialize-ns", minus: true},
 	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
 	{name: "LaunchPinned", unit: "pinned-ns/launch", ref: "LaunchPinned", refUnit: "unpinned-ns/launch"},
 	{name: "RegistryLoad", unit: "hash-ns/load"},
@@ -204,7 +208,8 @@ func printTable(w io.Writer, r results) {
 // format prints a value in a unit people read: times in µs or ms.
 func format(v float64, unit string) string {
 	switch unit {
-	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load":
+	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load",
+		"checked-ns/launch", "unchecked-ns/launch", "checked-initialize-ns", "unchecked-initialize-ns":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}

@@ -1,0 +1,290 @@
+package sockowner
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Proc is a process's directory of descriptors (/proc/PID/fd), opened
+// ahead of a Check: the first look at a new process's /proc costs the
+// kernel tens of microseconds, which a host can pay while the process
+// starts instead of while its caller waits. It also pins the process:
+// once it has exited, a Check through it finds nothing, even when its pid
+// has been given to another process.
+type Proc struct {
+	pid int
+	fd  int
+}
+
+// OpenProc opens the descriptors' directory of process pid.
+func OpenProc(pid int) (*Proc, error) {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: "/proc/" + strconv.Itoa(pid) + "/fd", Err: err}
+	}
+	return &Proc{pid: pid, fd: fd}, nil
+}
+
+// Close closes the directory. It is idempotent; a nil Proc is closed.
+func (p *Proc) Close() {
+	if p != nil && p.fd >= 0 {
+		unix.Close(p.fd)
+		p.fd = -1
+	}
+}
+
+// Check finds the sockets of q and tells whether the process q.Pid, or one
+// of its descendants, holds them. It reads the descriptors of the process
+// first, and walks its descendants only for a socket not found there.
+func (c *Checker) Check(q Query) (Result, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Result{}, ErrClosed
+	}
+	if c.d == nil {
+		d, err := openDiag()
+		if err != nil {
+			return Result{}, err
+		}
+		c.d = d
+	}
+	return check(c.d, q)
+}
+
+// Close closes the Checker's netlink socket; Check fails from then on.
+func (c *Checker) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.d != nil {
+		c.d.close()
+		c.d = nil
+	}
+}
+
+func check(d *diag, q Query) (Result, error) {
+	var res Result
+	conn, err := d.connInode(q.Local, q.Remote)
+	if err != nil {
+		return Result{}, err
+	}
+	res.ConnFound = conn != 0
+	var listeners []uint64
+	for _, a := range q.Listen {
+		inode, err := d.listenerInode(a)
+		if err != nil {
+			return Result{}, err
+		}
+		if inode != 0 {
+			listeners = append(listeners, inode)
+		}
+	}
+	res.ListenFound = len(listeners) > 0
+	if !res.ConnFound && !res.ListenFound {
+		return res, nil
+	}
+	done := func() bool {
+		return (res.ConnOwned || !res.ConnFound) && (res.ListenOwned || !res.ListenFound)
+	}
+	each := func(inode uint64) bool {
+		if inode == conn {
+			res.ConnOwned = true
+		}
+		if slices.Contains(listeners, inode) {
+			res.ListenOwned = true
+		}
+		return done()
+	}
+	pid := q.Pid
+	if q.Proc != nil {
+		pid = q.Proc.pid
+		if forEachSocket(q.Proc.fd, each); done() {
+			return res, nil
+		}
+	}
+	walkTree(pid, func(p int) bool {
+		if p == pid && q.Proc != nil {
+			return false // read already
+		}
+		dir, err := OpenProc(p)
+		if err != nil {
+			return false
+		}
+		forEachSocket(dir.fd, each)
+		dir.Close()
+		return done()
+	})
+	return res, nil
+}
+
+// walkTree calls visit on pid, then on its descendants, until visit
+// returns true. A process that ends meanwhile is skipped, and so are its
+// descendants that it could not list.
+func walkTree(pid int, visit func(pid int) bool) {
+	queue := []int{pid}
+	seen := map[int]bool{}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if visit(p) {
+			return
+		}
+		queue = append(queue, children(p)...)
+	}
+}
+
+// children lists the children of pid from /proc/PID/task/*/children
+// (Linux 3.5 and later, CONFIG_PROC_CHILDREN), or else from the parent
+// pid of every process in /proc.
+func children(pid int) []int {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
+		if err != nil {
+			if os.IsNotExist(err) {
+				return childrenByScan(pid)
+			}
+			continue
+		}
+		for f := range strings.FieldsSeq(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// childrenByScan lists the children of pid by reading every process's
+// parent in /proc/*/stat.
+func childrenByScan(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, ok := parentOf(c); ok && ppid == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// parentOf reads the parent pid of pid from /proc/PID/stat.
+func parentOf(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
+}
+
+// forEachSocket calls each with the inode of every socket in the
+// descriptors' directory dir, until each returns true.
+//
+// Listing the directory makes the kernel build an entry for every
+// descriptor, which costs more than the rest of the check together, so it
+// probes first: the directory's size is the number of open descriptors
+// (Linux 6.2 and later), N, and a process that has closed none holds
+// 0..N-1. Probed from N-1 down, the sockets a VM opened last, its listener
+// and its connection to the engine, come first. Only when that finds fewer
+// than N descriptors, so that some lie above N-1, is the directory listed
+// for them.
+func forEachSocket(dir int, each func(inode uint64) bool) {
+	var st unix.Stat_t
+	if err := unix.Fstat(dir, &st); err != nil {
+		return
+	}
+	open := int(st.Size)
+	seen := 0
+	for fd := open - 1; fd >= 0; fd-- {
+		inode, isFD, isSocket := readFD(dir, fd)
+		if isFD {
+			seen++
+		}
+		if isSocket && each(inode) {
+			return
+		}
+	}
+	if open > 0 && seen == open {
+		return
+	}
+	for _, fd := range listFDs(dir) {
+		if fd < open {
+			continue // probed
+		}
+		if inode, _, isSocket := readFD(dir, fd); isSocket && each(inode) {
+			return
+		}
+	}
+}
+
+// readFD reads what descriptor fd of dir is: whether it is open, and
+// whether it is a socket, and which.
+func readFD(dir, fd int) (inode uint64, isFD, isSocket bool) {
+	var name [20]byte
+	var link [64]byte // "socket:[4294967295]" and the like fit
+	n, err := unix.Readlinkat(dir, string(strconv.AppendInt(name[:0], int64(fd), 10)), link[:])
+	if err != nil {
+		return 0, false, false
+	}
+	s, ok := bytes.CutPrefix(link[:n], []byte("socket:["))
+	if !ok || n >= len(link) || len(s) < 2 || s[len(s)-1] != ']' {
+		return 0, true, false
+	}
+	inode, err = strconv.ParseUint(string(s[:len(s)-1]), 10, 64)
+	return inode, true, err == nil
+}
+
+// listFDs lists the descriptors of dir, in ascending order.
+func listFDs(dir int) []int {
+	if _, err := unix.Seek(dir, 0, 0); err != nil {
+		return nil
+	}
+	var fds []int
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Getdents(dir, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+		for _, name := range names {
+			if fd, err := strconv.Atoi(name); err == nil {
+				fds = append(fds, fd)
+			}
+		}
+	}
+	slices.Sort(fds)
+	return fds
+}
