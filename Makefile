@@ -15,6 +15,8 @@ TEST_FUZZTIME ?= 10s
 STRESS_RUNS ?= 5
 STRESS_PKGS ?= $(PKGS)
 STRESS_LOAD ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+# The systems besides Linux that every package must build for (make lint).
+CROSS_GOOS ?= windows darwin freebsd
 # The release the protos must stay wire-compatible with (buf breaking): the
 # first landing of vmre.
 BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
@@ -31,7 +33,8 @@ generate: $(TSVM_DEPS)
 	$(BUF) generate
 	$(BUF) generate --template $(TSVM)/buf.gen.yaml
 
-## lint: buf lint, buf format, buf breaking, gofmt, go vet and staticcheck
+## lint: buf lint, buf format, buf breaking, gofmt, go vet, staticcheck, and
+## a build of every package for each of CROSS_GOOS
 lint:
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
@@ -40,6 +43,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
+	@set -e; for os in $(CROSS_GOOS); do \
+	  echo "GOOS=$$os $(GO) build $(PKGS)"; GOOS=$$os $(GO) build $(PKGS); done
 
 ## check-generated: fail when generated code differs from what the protos generate
 check-generated: generate

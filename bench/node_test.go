@@ -31,21 +31,23 @@ func BenchmarkScrape(b *testing.B) {
 
 func benchScrape(b *testing.B, scrapeVMs int) {
 	p := plugins(b)
-	var m *metrics.Metrics
 	var sup *supervise.Supervisor
 	var l *launcher.Launcher
-	m = metrics.New(metrics.Source{
-		VMs:    func() []supervise.VM { return sup.List() },
-		Output: func() []launcher.OutputStat { return l.OutputStats() },
+	m, err := metrics.New(metrics.Config{
+		VMs:            func() []supervise.VM { return sup.List() },
+		Output:         func() []launcher.OutputStat { return l.OutputStats() },
+		HostCollectors: true,
 	})
-	var err error
+	if err != nil {
+		b.Fatal(err)
+	}
 	l, err = launcher.New(launcher.Config{Hooks: m.LauncherHooks()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
 	running := make(chan struct{}, scrapeVMs)
-	sup, err = supervise.New(supervise.Config{Launcher: l, Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
+	sup, err = supervise.New(supervise.Config{Launcher: supervise.FromLauncher(l), Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
 		if vm.State == supervise.StateRunning {
 			running <- struct{}{}
 		}

@@ -11,8 +11,10 @@
 //	if errors.As(err, &lerr) { ... } // lerr.Phase says what failed
 //	conn := myv1connect.NewMyServiceClient(rt.HTTPClient(), "http://"+rt.Status().Addr, connect.WithGRPC())
 //	...
-//	rt.Stop(ctx)
-//	<-rt.Done()
+//	// SIGTERM, up to the graceful timeout, then SIGKILL; returns once the VM
+//	// is reaped. Its context cuts the grace short: not a signal's context,
+//	// which has ended by then and would kill the VM at once.
+//	err = rt.Shutdown(context.Background())
 //
 // What happens to a VM is told as typed events through Hooks, in the style
 // of net/http/httptrace; a failed launch returns a *LaunchError whose Phase

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,6 +220,40 @@ func TestWithHooksSeesOneLaunch(t *testing.T) {
 	}
 	if count(mine) != 1 || count(all) != 2 {
 		t.Errorf("Started events: %d for the launch's hooks, %d for the Config's; want 1 and 2", count(mine), count(all))
+	}
+}
+
+// TestWithReadyComesBeforeTheReadyHook: WithReady's function gets the
+// launch's Runtime, handshake done, before any Ready hook is told: whoever
+// learns of the VM from Ready finds it recorded.
+func TestWithReadyComesBeforeTheReadyHook(t *testing.T) {
+	t.Parallel()
+	var (
+		mu       sync.Mutex
+		recorded *launcher.Runtime
+		order    []string
+	)
+	hooks := &launcher.Hooks{Ready: func(launcher.ReadyInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, "Ready hook")
+	}}
+	l := newLauncher(t, launcher.Config{Hooks: hooks})
+	ready := func(rt *launcher.Runtime) {
+		mu.Lock()
+		defer mu.Unlock()
+		recorded = rt
+		order = append(order, "WithReady")
+	}
+	rt, err := l.Launch(t.Context(), vmretest.Command("quick"), launcher.WithReady(ready))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-rt.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if recorded != rt || !slices.Equal(order, []string{"WithReady", "Ready hook"}) {
+		t.Errorf("WithReady got %p (the launch's Runtime is %p), order %v; want it first", recorded, rt, order)
 	}
 }
 

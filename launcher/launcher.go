@@ -183,8 +183,8 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	if l.s.Manager != nil {
 		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
 	}
-	if o.tracker != nil {
-		o.tracker.TrackRuntime(r)
+	if o.ready != nil {
+		o.ready(r)
 	}
 	r.hooks.ready(ReadyInfo{VM: r.name, Pid: r.status.Pid, Addr: r.status.Addr,
 		ProtocolVersion: r.version, Elapsed: time.Since(begin)})

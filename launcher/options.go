@@ -1,14 +1,12 @@
 package launcher
 
-import "github.com/vmre/vmre"
-
 // A LaunchOption configures one launch.
 type LaunchOption interface{ apply(*launchOptions) }
 
 type launchOptions struct {
-	name    string
-	hooks   *Hooks
-	tracker vmre.Tracker
+	name  string
+	hooks *Hooks
+	ready func(*Runtime)
 }
 
 type optionFunc func(*launchOptions)
@@ -27,9 +25,10 @@ func WithHooks(h *Hooks) LaunchOption {
 	return optionFunc(func(o *launchOptions) { o.hooks = h })
 }
 
-// WithTracker makes t track this launch's Runtime once its handshake has
-// completed, after Config.Manager and before the Ready hooks: whoever
-// learns of the VM from Ready finds it tracked.
-func WithTracker(t vmre.Tracker) LaunchOption {
-	return optionFunc(func(o *launchOptions) { o.tracker = t })
+// WithReady calls f with this launch's Runtime once its handshake has
+// completed, on the goroutine of Launch, after Config.Manager and before
+// the Ready hooks: whoever learns of the VM from Ready finds that f has
+// recorded it (a supervisor's state, for example). f must not block.
+func WithReady(f func(*Runtime)) LaunchOption {
+	return optionFunc(func(o *launchOptions) { o.ready = f })
 }

@@ -228,9 +228,6 @@ func (r *Runtime) dropped(stream string) func(truncated int, unread bool) {
 // Status returns the VM's pid and RPC address.
 func (r *Runtime) Status() vmre.Status { return r.status }
 
-// Name is the VM's name in logs.
-func (r *Runtime) Name() string { return r.name }
-
 // ProtocolVersion is the version agreed in the handshake.
 func (r *Runtime) ProtocolVersion() uint { return r.version }
 

@@ -5,6 +5,11 @@
 // supervisor's state and from each running VM's process (CPU, memory, open
 // fds, start time). Nothing is derived from log text.
 //
+// Handler serves them from a registry of their own; an embedder passes its
+// own registry as Config.Registerer to serve them beside its metrics, and
+// asks for the Go and process collectors of the host with
+// Config.HostCollectors only when its registry lacks them.
+//
 // VMs are labelled by name; no pid, address or token becomes a label, so
 // the number of series is bounded by the number of VMs. docs/OPERATIONS.md
 // lists the metrics and shows a scrape.

@@ -2,35 +2,51 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
 
-// HandshakeBuckets are the bounds of the handshake duration histogram, in
+// handshakeBuckets are the bounds of the handshake duration histogram, in
 // seconds: a handshake takes a few milliseconds, a slow VM a few hundred.
-var HandshakeBuckets = []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5}
+func handshakeBuckets() []float64 {
+	return []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5}
+}
 
-// Source is what the metrics read at scrape time.
-type Source struct {
-	// VMs lists the VMs and their states (a Supervisor's List).
+// Config says what the metrics read at scrape time and where their
+// collectors are registered.
+type Config struct {
+	// VMs lists the VMs and their states (a Supervisor's List); may be
+	// nil.
 	VMs func() []supervise.VM
 	// Output counts the lines of the VMs' output (a Launcher's
 	// OutputStats); may be nil.
 	Output func() []launcher.OutputStat
+	// Registerer, when set, receives the node's collectors too: an
+	// embedder's own registry, which then serves the node's metrics beside
+	// its own. Nothing else is registered there unless HostCollectors asks.
+	Registerer prometheus.Registerer
+	// HostCollectors adds the Go runtime's and the process's collectors of
+	// the host (go_*, process_*), as `vmre node` serves them. Leave it off
+	// when the Registerer has them already.
+	HostCollectors bool
 }
 
-// Metrics holds a node's collectors in a registry of its own.
+// Metrics holds a node's collectors. Handler serves them from a registry
+// of their own; Config.Registerer, when given, holds them as well.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -44,9 +60,11 @@ type Metrics struct {
 	abandoned *prometheus.CounterVec
 }
 
-// New returns the metrics of a node whose VMs src tells of. The registry
-// also holds the Go and process collectors of the host itself.
-func New(src Source) *Metrics {
+// New returns the metrics of a node whose VMs cfg tells of. It fails,
+// registering nothing, when cfg.Registerer refuses one of the collectors
+// (a name it holds already: a second node in one registry, or the Go
+// collector with HostCollectors).
+func New(cfg Config) (*Metrics, error) {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		launches: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -56,7 +74,7 @@ func New(src Source) *Metrics {
 		handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "vmre_handshake_duration_seconds",
 			Help:    "Time from the start of a launch to the VM's completed handshake.",
-			Buckets: HandshakeBuckets,
+			Buckets: handshakeBuckets(),
 		}, []string{"vm"}),
 		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmre_vm_exits_total",
@@ -83,17 +101,35 @@ func New(src Source) *Metrics {
 			Help: "Times reading a VM's stdout or stderr stopped before the pipe's end: after the VM's exit, a process outside its group held the pipe open past the drain time; what it writes from then on is not read.",
 		}, []string{"vm", "stream"}),
 	}
-	m.reg.MustRegister(m.launches, m.handshake, m.exits, m.calls, m.owners, m.admin, m.dropped, m.abandoned,
-		newStateCollector(src),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.owners, m.admin, m.dropped, m.abandoned,
+		newStateCollector(cfg.VMs, cfg.Output)}
+	if cfg.HostCollectors {
+		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if cfg.Registerer != nil {
+		if err := registerAll(cfg.Registerer, cs); err != nil {
+			return nil, err
+		}
+	}
+	m.reg.MustRegister(cs...) // a registry of its own: nothing there to collide with
+	return m, nil
 }
 
-// Registry is the registry of the node's collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+// registerAll registers every collector in r, or none.
+func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {
+	for i, c := range cs {
+		if err := r.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				r.Unregister(done)
+			}
+			return fmt.Errorf("%w: metrics.Config.Registerer refused the node's collectors: %w", vmre.ErrInvalidConfig, err)
+		}
+	}
+	return nil
+}
 
-// Handler serves the metrics in the Prometheus exposition formats.
+// Handler serves the node's metrics, and the host's with HostCollectors,
+// in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
@@ -157,10 +193,15 @@ func (m *Metrics) EngineHooks() *server.Hooks {
 	}}
 }
 
-// AdminCall counts a call to the admin service: its procedure and its
-// result, "ok" or the Connect code of its refusal.
-func (m *Metrics) AdminCall(procedure, result string) {
+// AdminCall counts a call to the admin service by its procedure and its
+// result: "ok" for a nil err, else err's Connect code. It is the shape of
+// admin.Config.OnCall.
+func (m *Metrics) AdminCall(procedure string, err error) {
 	_, method := splitProcedure(procedure)
+	result := "ok"
+	if err != nil {
+		result = connect.CodeOf(err).String()
+	}
 	m.admin.WithLabelValues(method, result).Inc()
 }
 
@@ -173,15 +214,17 @@ func splitProcedure(p string) (service, method string) {
 
 // stateCollector reads the VMs' states and processes at scrape time.
 type stateCollector struct {
-	src Source
+	list   func() []supervise.VM
+	output func() []launcher.OutputStat
 
 	vms, restarts, backoff        *prometheus.Desc
 	cpu, rss, fds, started, lines *prometheus.Desc
 }
 
-func newStateCollector(src Source) *stateCollector {
+func newStateCollector(list func() []supervise.VM, output func() []launcher.OutputStat) *stateCollector {
 	return &stateCollector{
-		src:      src,
+		list:     list,
+		output:   output,
 		vms:      prometheus.NewDesc("vmre_vms", "VMs by state: starting, running, backoff, crashloop, stopped, exited, failed, and for remote VMs waiting and lost.", []string{"state"}, nil),
 		restarts: prometheus.NewDesc("vmre_vm_restarts_total", "Launches a VM's restart policy made after it ended or failed.", []string{"vm"}, nil),
 		backoff:  prometheus.NewDesc("vmre_vm_backoff_seconds", "The delay before a VM's next attempt while it waits in a backoff, else 0.", []string{"vm"}, nil),
@@ -204,9 +247,9 @@ var allStates = []supervise.State{supervise.StateStarting, supervise.StateRunnin
 	supervise.StateWaiting, supervise.StateLost}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.src.VMs != nil {
+	if c.list != nil {
 		byState := make(map[supervise.State]int, len(allStates))
-		for _, vm := range c.src.VMs() {
+		for _, vm := range c.list() {
 			byState[vm.State]++
 			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), label(vm.Name))
 			delay := 0.0
@@ -222,8 +265,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.vms, prometheus.GaugeValue, float64(byState[s]), s.String())
 		}
 	}
-	if c.src.Output != nil {
-		for _, o := range c.src.Output() {
+	if c.output != nil {
+		for _, o := range c.output() {
 			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(o.Lines), label(o.VM), o.Stream, o.Level)
 		}
 	}

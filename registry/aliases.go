@@ -32,13 +32,13 @@ func readAliases(path string) (aliasTable, []*Problem) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		err = fmt.Errorf("read the aliases file: %w; the VMs load under their IDs alone", err)
-		return t, []*Problem{{Entry: path, Kind: KindUnreadable, Err: err}}
+		return t, []*Problem{{Entry: path, Kind: kindUnreadable, Err: err}}
 	}
 	var file map[string][]string
 	if err := json.Unmarshal(data, &file); err != nil {
 		err = fmt.Errorf("%w: the aliases file is not a JSON object of VM IDs to lists of aliases ({\"vmID\": [\"alias\"]}): %v; the VMs load under their IDs alone",
 			vmre.ErrInvalidConfig, err)
-		return t, []*Problem{{Entry: path, Kind: KindMalformed, Err: err}}
+		return t, []*Problem{{Entry: path, Kind: kindMalformed, Err: err}}
 	}
 	return checkAliases(file, path)
 }
@@ -51,12 +51,12 @@ func checkAliases(file map[string][]string, source string) (aliasTable, []*Probl
 	owners := map[string][]string{} // alias -> the IDs listing it
 	for _, id := range slices.Sorted(maps.Keys(file)) {
 		if id == "" {
-			problems = append(problems, &Problem{Entry: source, Kind: KindMalformed,
+			problems = append(problems, &Problem{Entry: source, Kind: kindMalformed,
 				Err: fmt.Errorf("%w: the aliases file gives aliases to an empty VM ID", vmre.ErrInvalidConfig)})
 			continue
 		}
 		if !safetext.Printable(id) {
-			problems = append(problems, &Problem{Entry: id, Kind: KindBadName,
+			problems = append(problems, &Problem{Entry: id, Kind: kindBadName,
 				Err: badName("the aliases file's VM ID", id, "fix it in "+source)})
 			continue
 		}
@@ -64,12 +64,12 @@ func checkAliases(file map[string][]string, source string) (aliasTable, []*Probl
 		for _, alias := range file[id] {
 			switch {
 			case !safetext.Printable(alias):
-				problems = append(problems, &Problem{Entry: alias, ID: id, Kind: KindBadName,
+				problems = append(problems, &Problem{Entry: alias, ID: id, Kind: kindBadName,
 					Err: badName("the aliases file's alias", alias, "fix it in "+source)})
 			case alias == id:
 				// A VM's own ID as its alias adds nothing.
 			case strings.TrimSpace(alias) == "":
-				problems = append(problems, &Problem{Entry: source, ID: id, Kind: KindMalformed,
+				problems = append(problems, &Problem{Entry: source, ID: id, Kind: kindMalformed,
 					Err: fmt.Errorf("%w: VM %s has an empty alias in the aliases file", vmre.ErrInvalidConfig, id)})
 			case !slices.Contains(owners[alias], id):
 				owners[alias] = append(owners[alias], id)
@@ -80,11 +80,11 @@ func checkAliases(file map[string][]string, source string) (aliasTable, []*Probl
 		ids := owners[alias]
 		switch {
 		case len(ids) > 1:
-			problems = append(problems, &Problem{Entry: alias, Kind: KindDuplicateAlias,
+			problems = append(problems, &Problem{Entry: alias, Kind: kindDuplicateAlias,
 				Err: fmt.Errorf("%w: alias %q is given to VMs %s in the aliases file; it names none of them: keep it under one",
 					vmre.ErrInvalidConfig, alias, strings.Join(ids, " and "))})
 		case file[alias] != nil:
-			problems = append(problems, &Problem{Entry: alias, ID: ids[0], Kind: KindNameCollision,
+			problems = append(problems, &Problem{Entry: alias, ID: ids[0], Kind: kindNameCollision,
 				Err: fmt.Errorf("%w: alias %q of VM %s is also a VM ID of the aliases file; it names neither as an alias: rename the alias",
 					vmre.ErrInvalidConfig, alias, ids[0])})
 		default:

@@ -171,13 +171,15 @@ func pinsFile(t *testing.T, dir string, pins map[string][]byte) string {
 	return writeFile(t, dir, "pins.sha256", []byte(b.String()), 0o644)
 }
 
-func isKind(t *testing.T, p *registry.Problem, entry string, kind registry.Kind, target error) {
+// isKind checks the problem of entry: its kind by the name users read,
+// and the cause its error matches.
+func isKind(t *testing.T, p *registry.Problem, entry string, kind string, target error) {
 	t.Helper()
 	if p == nil {
 		t.Errorf("%s: not reported", entry)
 		return
 	}
-	if p.Kind != kind {
+	if p.Kind.String() != kind {
 		t.Errorf("%s: kind %v, want %v (%v)", entry, p.Kind, kind, p)
 	}
 	if target != nil && !errors.Is(p, target) {

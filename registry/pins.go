@@ -34,7 +34,7 @@ func readPins(path string) (pinSet, []*Problem) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		err = fmt.Errorf("read the pins file: %w", err)
-		return pinSet{err: err}, []*Problem{{Entry: path, Kind: KindUnreadable, Err: err}}
+		return pinSet{err: err}, []*Problem{{Entry: path, Kind: kindUnreadable, Err: err}}
 	}
 	return parsePins(data, path)
 }
@@ -57,13 +57,13 @@ func parsePins(data []byte, source string) (pinSet, []*Problem) {
 		entry := fmt.Sprintf("%s:%d", source, n)
 		name, d, err := parsePinLine(line)
 		if err != nil {
-			problems = append(problems, &Problem{Entry: entry, Kind: KindMalformed,
+			problems = append(problems, &Problem{Entry: entry, Kind: kindMalformed,
 				Err: fmt.Errorf("%w: %v; a pins line is `HEX  NAME` as sha256sum prints it", vmre.ErrInvalidConfig, err)})
 			continue
 		}
 		if first, ok := set.byName[name]; ok {
 			if first.digest != d {
-				problems = append(problems, &Problem{Entry: entry, Kind: KindMalformed,
+				problems = append(problems, &Problem{Entry: entry, Kind: kindMalformed,
 					Err: fmt.Errorf("%w: %s is pinned on line %d already, to another digest; the pin of line %d holds: remove one of the two lines",
 						vmre.ErrInvalidConfig, name, first.line, first.line)})
 			}
@@ -73,7 +73,7 @@ func parsePins(data []byte, source string) (pinSet, []*Problem) {
 	}
 	if err := sc.Err(); err != nil {
 		err = fmt.Errorf("read the pins file: %w", err)
-		return pinSet{err: err}, append(problems, &Problem{Entry: source, Kind: KindUnreadable, Err: err})
+		return pinSet{err: err}, append(problems, &Problem{Entry: source, Kind: kindUnreadable, Err: err})
 	}
 	return set, problems
 }

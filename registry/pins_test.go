@@ -54,7 +54,7 @@ func TestPins(t *testing.T) {
 		r, report := load(t, registry.Config{Dir: dir, Pins: pins})
 
 		p := failed(t, report)["alpha"]
-		isKind(t, p, "alpha", registry.KindPinMismatch, vmre.ErrPinMismatch)
+		isKind(t, p, "alpha", "pin mismatch", vmre.ErrPinMismatch)
 		var mismatch *registry.PinMismatchError
 		if !errors.As(p, &mismatch) {
 			t.Fatalf("%v is no *PinMismatchError", p)
@@ -81,7 +81,7 @@ func TestPins(t *testing.T) {
 		writeFile(t, dir, "alpha", script("alpha"), 0o755)
 		pins := pinsFile(t, t.TempDir(), map[string][]byte{"alpha": script("alpha"), "gone": elf})
 		r, report := load(t, registry.Config{Dir: dir, Pins: pins})
-		isKind(t, failed(t, report)["gone"], "gone", registry.KindMissingFile, fs.ErrNotExist)
+		isKind(t, failed(t, report)["gone"], "gone", "missing file", fs.ErrNotExist)
 		mustLookup(t, r, "alpha")
 	})
 
@@ -93,7 +93,7 @@ func TestPins(t *testing.T) {
 		pins := pinsFile(t, t.TempDir(), map[string][]byte{"alpha": script("alpha")})
 		r, report := load(t, registry.Config{Dir: dir, Pins: pins, RequirePins: true})
 		p := failed(t, report)["beta"]
-		isKind(t, p, "beta", registry.KindUnpinned, vmre.ErrInvalidConfig)
+		isKind(t, p, "beta", "no pin", vmre.ErrInvalidConfig)
 		// The error gives the line to add.
 		if line := digestOf(script("beta")).String() + "  beta"; p != nil && !strings.Contains(p.Error(), line) {
 			t.Errorf("%q does not give the pin line %q", p.Error(), line)
@@ -115,7 +115,7 @@ func TestPins(t *testing.T) {
 		problems := failed(t, report)
 		for _, n := range []int{2, 3, 4, 5} { // line 5 pins alpha again, to another digest
 			entry := fmt.Sprintf("%s:%d", pins, n)
-			isKind(t, problems[entry], entry, registry.KindMalformed, vmre.ErrInvalidConfig)
+			isKind(t, problems[entry], entry, "malformed", vmre.ErrInvalidConfig)
 		}
 		if len(problems) != 4 {
 			t.Errorf("problems: %v", report.Err())
@@ -132,9 +132,9 @@ func TestPins(t *testing.T) {
 		pins := filepath.Join(t.TempDir(), "none")
 		r, report := load(t, registry.Config{Dir: dir, Pins: pins})
 		problems := failed(t, report)
-		isKind(t, problems[pins], pins, registry.KindUnreadable, fs.ErrNotExist)
+		isKind(t, problems[pins], pins, "unreadable", fs.ErrNotExist)
 		// Nothing can be verified: nothing loads, pins required or not.
-		isKind(t, problems["alpha"], "alpha", registry.KindUnpinned, fs.ErrNotExist)
+		isKind(t, problems["alpha"], "alpha", "no pin", fs.ErrNotExist)
 		if len(r.VMs()) != 0 {
 			t.Errorf("VMs %v loaded without their pins", ids(r.VMs()))
 		}

@@ -2,67 +2,73 @@ package registry
 
 import "fmt"
 
-// Kind says why an entry was refused.
+// Kind says why an entry was refused; its String is the name that logs,
+// `vmre reload` and the admin API show: "unreadable", "not a regular
+// file", "not executable", "name collision", "duplicate alias", "unknown
+// VM", "malformed", "pin mismatch", "no pin", "missing file", "seal
+// failed". Code that acts on a cause matches the Problem's error instead:
+// errors.As with *PinMismatchError, errors.Is with fs.ErrNotExist,
+// fs.ErrPermission or vmre.ErrInvalidConfig.
 type Kind int
 
 // The kinds of Problem.
 const (
-	// KindUnreadable: the file (or the aliases or pins file) could not be
+	// kindUnreadable: the file (or the aliases or pins file) could not be
 	// stat'ed, opened or read. The error wraps the fs error.
-	KindUnreadable Kind = iota + 1
-	// KindNotRegular: the entry is not a regular file (a socket, a FIFO, a
+	kindUnreadable Kind = iota + 1
+	// kindNotRegular: the entry is not a regular file (a socket, a FIFO, a
 	// device).
-	KindNotRegular
-	// KindNotExecutable: a regular file without execute permission (on
+	kindNotRegular
+	// kindNotExecutable: a regular file without execute permission (on
 	// Windows, without an .exe or .com extension). The error wraps
 	// fs.ErrPermission.
-	KindNotExecutable
-	// KindNameCollision: two files name the same VM (such as "foo" and
+	kindNotExecutable
+	// kindNameCollision: two files name the same VM (such as "foo" and
 	// "foo.exe"), or an alias is also a VM ID of the aliases file. Every
 	// claimant is refused.
-	KindNameCollision
-	// KindDuplicateAlias: one alias is given to two VMs. The alias is
+	kindNameCollision
+	// kindDuplicateAlias: one alias is given to two VMs. The alias is
 	// refused; the VMs load under their other names.
-	KindDuplicateAlias
-	// KindUnknownVM: the aliases file gives aliases to a VM that has no file
+	kindDuplicateAlias
+	// kindUnknownVM: the aliases file gives aliases to a VM that has no file
 	// in the directory.
-	KindUnknownVM
-	// KindMalformed: the aliases file, or a line of the pins file, cannot be
+	kindUnknownVM
+	// kindMalformed: the aliases file, or a line of the pins file, cannot be
 	// parsed, or a pins line names a file pinned on an earlier line.
-	KindMalformed
-	// KindPinMismatch: the file's digest is not its pin. The error wraps a
+	kindMalformed
+	// kindPinMismatch: the file's digest is not its pin. The error wraps a
 	// *PinMismatchError carrying both digests.
-	KindPinMismatch
-	// KindUnpinned: pins are required (or the pins file could not be read)
+	kindPinMismatch
+	// kindUnpinned: pins are required (or the pins file could not be read)
 	// and the file has no pin. The error gives the file's digest.
-	KindUnpinned
-	// KindMissingFile: the pins file pins a name that the directory does
+	kindUnpinned
+	// kindMissingFile: the pins file pins a name that the directory does
 	// not hold. The error wraps fs.ErrNotExist.
-	KindMissingFile
-	// KindSeal: the sealed copy of a pinned file could not be made (see
+	kindMissingFile
+	// kindSeal: the sealed copy of a pinned file could not be made (see
 	// VM.Sealed).
-	KindSeal
-	// KindBadName: a file name, or a VM ID or alias of the aliases file,
+	kindSeal
+	// kindBadName: a file name, or a VM ID or alias of the aliases file,
 	// is not valid UTF-8 or holds a control character (a newline, an
 	// escape), so it cannot be a VM's name: a name is shown in logs, on
 	// terminals, in metric labels and in the admin API. The entry is
 	// refused; the Problem's Entry shows it escaped (bad\xffname).
-	KindBadName
+	kindBadName
 )
 
 var kindNames = [...]string{
-	KindUnreadable:     "unreadable",
-	KindNotRegular:     "not a regular file",
-	KindNotExecutable:  "not executable",
-	KindNameCollision:  "name collision",
-	KindDuplicateAlias: "duplicate alias",
-	KindUnknownVM:      "unknown VM",
-	KindMalformed:      "malformed",
-	KindPinMismatch:    "pin mismatch",
-	KindUnpinned:       "no pin",
-	KindMissingFile:    "missing file",
-	KindSeal:           "seal failed",
-	KindBadName:        "bad name",
+	kindUnreadable:     "unreadable",
+	kindNotRegular:     "not a regular file",
+	kindNotExecutable:  "not executable",
+	kindNameCollision:  "name collision",
+	kindDuplicateAlias: "duplicate alias",
+	kindUnknownVM:      "unknown VM",
+	kindMalformed:      "malformed",
+	kindPinMismatch:    "pin mismatch",
+	kindUnpinned:       "no pin",
+	kindMissingFile:    "missing file",
+	kindSeal:           "seal failed",
+	kindBadName:        "bad name",
 }
 
 func (k Kind) String() string {

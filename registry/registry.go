@@ -202,7 +202,7 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 	var remotes []Remote
 	for _, c := range l.remotes {
 		if files, ok := byIDFiles[c.id]; ok {
-			problems = append(problems, &Problem{Entry: c.file, ID: c.id, Kind: KindNameCollision,
+			problems = append(problems, &Problem{Entry: c.file, ID: c.id, Kind: kindNameCollision,
 				Err: fmt.Errorf("%w: %s declares a remote VM %s, and %s is a VM of this directory: rename one", vmre.ErrInvalidConfig, c.file, c.id, files[0].file)})
 			continue
 		}
@@ -215,14 +215,14 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 	}
 	for _, id := range slices.Sorted(maps.Keys(aliases.listed)) {
 		if !claimed[id] {
-			problems = append(problems, &Problem{Entry: id, ID: id, Kind: KindUnknownVM,
+			problems = append(problems, &Problem{Entry: id, ID: id, Kind: kindUnknownVM,
 				Err: fmt.Errorf("%w: the aliases file names VM %s (aliases %s), which has no file in %s; its aliases name nothing",
 					vmre.ErrInvalidConfig, id, strings.Join(aliases.listed[id], ", "), r.cfg.Dir)})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(pins.byName)) {
 		if !l.names[name] {
-			problems = append(problems, &Problem{Entry: name, Kind: KindMissingFile,
+			problems = append(problems, &Problem{Entry: name, Kind: kindMissingFile,
 				Err: fmt.Errorf("the pins file pins %s (line %d), which is not in %s: put the file there or remove its pin: %w",
 					name, pins.byName[name].line, r.cfg.Dir, fs.ErrNotExist)})
 		}
@@ -238,7 +238,7 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 				names[i] = c.file
 			}
 			for _, c := range files {
-				problems = append(problems, &Problem{Entry: c.file, ID: id, Kind: KindNameCollision,
+				problems = append(problems, &Problem{Entry: c.file, ID: id, Kind: kindNameCollision,
 					Err: fmt.Errorf("%w: files %s name the same VM %s; none of them loads: keep one", vmre.ErrInvalidConfig, strings.Join(names, ", "), id)})
 			}
 			continue
@@ -291,13 +291,13 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 	pn, pinned := pins.byName[c.file]
 	f, err := openFile(c.path)
 	if err != nil {
-		return fail(KindUnreadable, fmt.Errorf("open: %w", err))
+		return fail(kindUnreadable, fmt.Errorf("open: %w", err))
 	}
 	defer f.Close()
 	// The entry was checked by path; check what was opened.
 	info, err := f.Stat()
 	if err != nil {
-		return fail(KindUnreadable, fmt.Errorf("stat: %w", err))
+		return fail(kindUnreadable, fmt.Errorf("stat: %w", err))
 	}
 	if p := checkMode(c.file, c.id, info); p != nil {
 		return nil, false, p
@@ -310,16 +310,16 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 		// whose bytes have not changed.
 		d, size, err := hashFile(f, r.buf)
 		if err != nil {
-			return fail(KindUnreadable, fmt.Errorf("read: %w", err))
+			return fail(kindUnreadable, fmt.Errorf("read: %w", err))
 		}
 		switch {
 		case pins.err != nil:
-			return fail(KindUnpinned, fmt.Errorf("%w: the file cannot be checked, its sha256 is %s: %w", vmre.ErrInvalidConfig, d, pins.err))
+			return fail(kindUnpinned, fmt.Errorf("%w: the file cannot be checked, its sha256 is %s: %w", vmre.ErrInvalidConfig, d, pins.err))
 		case r.cfg.RequirePins && !pinned:
-			return fail(KindUnpinned, fmt.Errorf("%w: pins are required and %s has none; its sha256 is %s: if it is the file to run, add the line \"%s  %s\" to the pins file",
+			return fail(kindUnpinned, fmt.Errorf("%w: pins are required and %s has none; its sha256 is %s: if it is the file to run, add the line \"%s  %s\" to the pins file",
 				vmre.ErrInvalidConfig, c.file, d, d, c.file))
 		case pinned && d != pn.digest:
-			return fail(KindPinMismatch, &PinMismatchError{File: c.file, Pinned: pn.digest, Actual: d})
+			return fail(kindPinMismatch, &PinMismatchError{File: c.file, Pinned: pn.digest, Actual: d})
 		case reusable && d == old.digest:
 			return old, true, nil
 		case !seal:
@@ -328,16 +328,16 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 		// A changed pinned file: copy it from the start. The digest that
 		// counts is the copy's.
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fail(KindUnreadable, fmt.Errorf("seek: %w", err))
+			return fail(kindUnreadable, fmt.Errorf("seek: %w", err))
 		}
 	}
 	img, d, size, err := sealFile(f, c.id, r.buf)
 	if err != nil {
-		return fail(KindSeal, fmt.Errorf("make a sealed copy, which a pinned VM runs from: %w", err))
+		return fail(kindSeal, fmt.Errorf("make a sealed copy, which a pinned VM runs from: %w", err))
 	}
 	if d != pn.digest {
 		img.close()
-		return fail(KindPinMismatch, &PinMismatchError{File: c.file, Pinned: pn.digest, Actual: d})
+		return fail(kindPinMismatch, &PinMismatchError{File: c.file, Pinned: pn.digest, Actual: d})
 	}
 	return &VM{id: c.id, file: c.file, path: c.path, digest: d, size: size, pinned: true, img: img}, false, nil
 }

@@ -76,13 +76,13 @@ func TestLoadDirectory(t *testing.T) {
 	}
 
 	problems := failed(t, report)
-	isKind(t, problems["notes.txt"], "notes.txt", registry.KindNotExecutable, fs.ErrPermission)
-	isKind(t, problems["gamma"], "gamma", registry.KindNameCollision, vmre.ErrInvalidConfig)
-	isKind(t, problems["gamma.exe"], "gamma.exe", registry.KindNameCollision, vmre.ErrInvalidConfig)
-	isKind(t, problems["shared"], "shared", registry.KindDuplicateAlias, vmre.ErrInvalidConfig)
-	isKind(t, problems["ghost"], "ghost", registry.KindUnknownVM, vmre.ErrInvalidConfig)
-	isKind(t, problems["fifo"], "fifo", registry.KindNotRegular, nil)
-	isKind(t, problems["dangling"], "dangling", registry.KindUnreadable, fs.ErrNotExist)
+	isKind(t, problems["notes.txt"], "notes.txt", "not executable", fs.ErrPermission)
+	isKind(t, problems["gamma"], "gamma", "name collision", vmre.ErrInvalidConfig)
+	isKind(t, problems["gamma.exe"], "gamma.exe", "name collision", vmre.ErrInvalidConfig)
+	isKind(t, problems["shared"], "shared", "duplicate alias", vmre.ErrInvalidConfig)
+	isKind(t, problems["ghost"], "ghost", "unknown VM", vmre.ErrInvalidConfig)
+	isKind(t, problems["fifo"], "fifo", "not a regular file", nil)
+	isKind(t, problems["dangling"], "dangling", "unreadable", fs.ErrNotExist)
 	if len(problems) != 7 {
 		t.Errorf("%d problems, want 7: %v", len(problems), report.Err())
 	}
@@ -180,7 +180,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isKind(t, failed(t, report)["gamma"], "gamma", registry.KindNotExecutable, fs.ErrPermission)
+	isKind(t, failed(t, report)["gamma"], "gamma", "not executable", fs.ErrPermission)
 	if len(report.Removed) != 0 {
 		t.Errorf("Removed %v: a file that fails is not removed", ids(report.Removed))
 	}
@@ -228,7 +228,7 @@ func TestAliasesChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isKind(t, failed(t, report)[aliases], aliases, registry.KindMalformed, vmre.ErrInvalidConfig)
+	isKind(t, failed(t, report)[aliases], aliases, "malformed", vmre.ErrInvalidConfig)
 	if mustLookup(t, r, "alpha") != alpha {
 		t.Error("alpha did not stay loaded")
 	}
@@ -338,13 +338,13 @@ func TestBadNames(t *testing.T) {
 	problems := failed(t, report)
 	for name, entry := range bad {
 		p := problems[entry]
-		isKind(t, p, entry, registry.KindBadName, vmre.ErrInvalidConfig)
+		isKind(t, p, entry, "bad name", vmre.ErrInvalidConfig)
 		if p != nil && !strings.Contains(p.Error(), "the file name "+entry+" ") {
 			t.Errorf("%q: %v does not name the file as %s", name, p, entry)
 		}
 	}
-	isKind(t, problems[`red\x1b[31m`], "alias red\x1b[31m", registry.KindBadName, vmre.ErrInvalidConfig)
-	isKind(t, problems[`x\a`], "VM ID x\a", registry.KindBadName, vmre.ErrInvalidConfig)
+	isKind(t, problems[`red\x1b[31m`], "alias red\x1b[31m", "bad name", vmre.ErrInvalidConfig)
+	isKind(t, problems[`x\a`], "VM ID x\a", "bad name", vmre.ErrInvalidConfig)
 	for _, p := range report.Failed {
 		for _, s := range []string{p.Entry, p.ID, p.Error()} {
 			if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {

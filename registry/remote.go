@@ -44,21 +44,21 @@ func readRemote(c candidate) (Remote, *Problem) {
 	}
 	f, err := os.Open(c.path)
 	if err != nil {
-		return fail(KindUnreadable, err)
+		return fail(kindUnreadable, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxRemoteBytes+1))
 	if err != nil {
-		return fail(KindUnreadable, err)
+		return fail(kindUnreadable, err)
 	}
 	if len(b) > maxRemoteBytes {
-		return fail(KindMalformed, fmt.Errorf("%w: a remote declaration of more than %d bytes", vmre.ErrInvalidConfig, maxRemoteBytes))
+		return fail(kindMalformed, fmt.Errorf("%w: a remote declaration of more than %d bytes", vmre.ErrInvalidConfig, maxRemoteBytes))
 	}
 	var rf remoteFile
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rf); err != nil && !errors.Is(err, io.EOF) {
-		return fail(KindMalformed, fmt.Errorf("%w: a remote declaration is a JSON object such as {\"protocol_version\": 1}: %v", vmre.ErrInvalidConfig, err))
+		return fail(kindMalformed, fmt.Errorf("%w: a remote declaration is a JSON object such as {\"protocol_version\": 1}: %v", vmre.ErrInvalidConfig, err))
 	}
 	if rf.ProtocolVersion == 0 {
 		rf.ProtocolVersion = vmre.ProtocolVersion

@@ -28,14 +28,14 @@ func TestRemoteDeclarations(t *testing.T) {
 	if !slices.Equal(report.Remotes, want) {
 		t.Errorf("Remotes %+v; want %+v", report.Remotes, want)
 	}
-	kinds := map[string]registry.Kind{}
+	kinds := map[string]string{}
 	for _, p := range report.Failed {
-		kinds[p.Entry] = p.Kind
+		kinds[p.Entry] = p.Kind.String()
 		if !errors.Is(p, vmre.ErrInvalidConfig) {
 			t.Errorf("%s: %v does not match ErrInvalidConfig", p.Entry, p)
 		}
 	}
-	if kinds["bad.remote"] != registry.KindMalformed || kinds["alpha.remote"] != registry.KindNameCollision {
+	if kinds["bad.remote"] != "malformed" || kinds["alpha.remote"] != "name collision" {
 		t.Errorf("refused %v; want bad.remote malformed, alpha.remote a collision", kinds)
 	}
 	if got := ids(report.Added); !slices.Equal(got, []string{"alpha"}) {

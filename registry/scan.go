@@ -53,7 +53,7 @@ func scanDir(dir string, aliases aliasTable, log *slog.Logger) (listing, error) 
 		id := aliases.idOf(strings.TrimSuffix(name, filepath.Ext(name)))
 		info, err := os.Stat(path) // follows a symlink to its target
 		if err != nil {
-			l.problems = append(l.problems, &Problem{Entry: name, ID: id, Kind: KindUnreadable,
+			l.problems = append(l.problems, &Problem{Entry: name, ID: id, Kind: kindUnreadable,
 				Err: fmt.Errorf("stat: %w", err)})
 			continue
 		}
@@ -77,11 +77,11 @@ func scanDir(dir string, aliases aliasTable, log *slog.Logger) (listing, error) 
 // checkMode refuses what is not a regular executable file.
 func checkMode(name, id string, info fs.FileInfo) *Problem {
 	if !info.Mode().IsRegular() {
-		return &Problem{Entry: name, ID: id, Kind: KindNotRegular,
+		return &Problem{Entry: name, ID: id, Kind: kindNotRegular,
 			Err: fmt.Errorf("not a regular file (mode %v): a VM is an executable file; move it out of the plugin directory", info.Mode())}
 	}
 	if !isExecutable(info) {
-		return &Problem{Entry: name, ID: id, Kind: KindNotExecutable,
+		return &Problem{Entry: name, ID: id, Kind: kindNotExecutable,
 			Err: fmt.Errorf("not executable (mode %v): %s: %w", info.Mode(), executableHint, fs.ErrPermission)}
 	}
 	return nil
@@ -95,7 +95,7 @@ func checkName(name string) *Problem {
 	if safetext.Printable(name) {
 		return nil
 	}
-	return &Problem{Entry: safetext.Terminal(name), Kind: KindBadName,
+	return &Problem{Entry: safetext.Terminal(name), Kind: kindBadName,
 		Err: badName("the file name", name, "rename the file (ls -b shows its bytes)")}
 }
 

@@ -77,7 +77,7 @@ func TestPinnedFileReplaced(t *testing.T) {
 					t.Fatal(err)
 				}
 				p := failed(t, report)["vm"]
-				isKind(t, p, "vm", registry.KindPinMismatch, nil)
+				isKind(t, p, "vm", "pin mismatch", nil)
 				var mismatch *registry.PinMismatchError
 				if errors.As(p, &mismatch) && (mismatch.Actual != digestOf(k.new) || mismatch.Pinned != digestOf(k.old)) {
 					t.Errorf("mismatch %+v", mismatch)

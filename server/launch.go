@@ -87,15 +87,6 @@ func (l *Launch) Result() (addr string, protocolVersion uint) {
 	return l.addr, l.version
 }
 
-// CertSHA256 is the fingerprint of the VM server's TLS certificate that the
-// VM announced (lowercase hex), or "" when it serves plain HTTP. It is
-// valid once Initialized is closed.
-func (l *Launch) CertSHA256() string {
-	l.engine.mu.Lock()
-	defer l.engine.mu.Unlock()
-	return l.certSum
-}
-
 // End retires the launch: later calls with its token get not_found, and the
 // VM's lease, if it holds one, ends so the VM shuts down. End is idempotent.
 func (l *Launch) End() {

@@ -32,8 +32,18 @@ type TLS struct {
 	// (internal/tlspin).
 	Certificate tls.Certificate
 	// Pings are the HTTP/2 health checks that notice a cut link, and so
-	// end the leases it carried (default: tlspin.DefaultPings, 10 s).
-	Pings tlspin.Pings
+	// end the leases it carried (zero: a ping after 5 s of silence, and 5 s
+	// for its answer).
+	Pings Pings
+}
+
+// Pings are the HTTP/2 health checks of a connection that carries a lease:
+// a connection silent for Interval gets a ping, and one whose ping is
+// unanswered for Timeout is closed, which ends its streams. A cut link is
+// so noticed within Interval + Timeout, where TCP alone would take many
+// minutes. A zero Interval means the defaults.
+type Pings struct {
+	Interval, Timeout time.Duration
 }
 
 // ServeTLS serves h on l over TLS (HTTP/2 and HTTP/1.1) as Serve does,
@@ -47,7 +57,7 @@ func ServeTLS(ctx context.Context, l net.Listener, h http.Handler, cfg TLS) erro
 	protocols.SetHTTP2(true)
 	srv.Protocols = &protocols
 	srv.TLSConfig = tlspin.ServerConfig(cfg.Certificate)
-	srv.HTTP2 = cfg.Pings.HTTP2()
+	srv.HTTP2 = tlspin.Pings(cfg.Pings).HTTP2()
 	srv.ErrorLog = log.New(io.Discard, "", 0) // refused TLS handshakes are the client's business
 	return serve(ctx, srv, func() error { return srv.ServeTLS(l, "", "") })
 }

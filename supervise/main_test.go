@@ -3,8 +3,10 @@ package supervise_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +34,22 @@ func TestMain(m *testing.M) {
 			if serve(ctx, client.WithOnReady(ready)) != 0 {
 				return 2
 			}
+			return 1
+		},
+		// stubborn: handshakes and serves, ignoring SIGTERM: only SIGKILL
+		// ends it.
+		"stubborn": func([]string) int {
+			signal.Ignore(syscall.SIGTERM)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			if _, err := client.Initialize(context.Background(), ln.Addr().String()); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			http.Serve(ln, http.NewServeMux())
 			return 1
 		},
 		// mismatch: announces protocol version 2.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"syscall"
 	"time"
 
@@ -67,8 +66,9 @@ const (
 )
 
 // Backoff is the wait before each new attempt: Initial, doubled after each
-// failure up to Max, with up to a tenth of jitter either way; a VM that ran
-// for ResetAfter starts again from Initial. Zero values mean the defaults.
+// failure up to Max, with up to a tenth of jitter either way but never
+// beyond Max: Max is the longest wait. A VM that ran for ResetAfter starts
+// again from Initial. Zero values mean the defaults.
 type Backoff struct {
 	Initial, Max, ResetAfter time.Duration
 }
@@ -90,24 +90,26 @@ func (b Backoff) withDefaults() Backoff {
 }
 
 // delay is the wait before attempt n (1 for the first retry), and whether
-// it reached the cap. The jitter keeps VMs that crashed together from
-// coming back together; it never takes the delay under 90% of its base.
-func (b Backoff) delay(n int) (time.Duration, bool) {
-	d := b.Initial
-	for i := 1; i < n && d < b.Max; i++ {
-		d *= 2
+// its base reached the cap; r, in [0, 1), places it in its jitter's range:
+// [90%, 110%] of the base, cut at Max. The jitter keeps VMs that crashed
+// together from coming back together, at the cap too, where it spreads
+// them over [90%, 100%] of Max.
+func (b Backoff) delay(n int, r float64) (time.Duration, bool) {
+	base := b.Initial
+	for i := 1; i < n && base < b.Max; i++ {
+		base *= 2
 	}
-	capped := d >= b.Max
-	d = min(d, b.Max)
-	jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(d))
-	return d + jitter, capped
+	capped := base >= b.Max
+	base = min(base, b.Max)
+	lo, hi := base-base/10, min(base+base/10, b.Max)
+	return lo + time.Duration(r*float64(hi-lo)), capped
 }
 
-// Permanent reports whether a launch failed in a way that no retry would
+// permanent reports whether a launch failed in a way that no retry would
 // change: a protocol version mismatch, a bad configuration, a missing or
 // non-executable file, an exec format error, or a command that could not
 // be made (a refused pin, for example).
-func Permanent(err error) bool {
+func permanent(err error) bool {
 	var lerr *launcher.LaunchError
 	if !errors.As(err, &lerr) {
 		return true // the command could not be made: the file is wrong

@@ -3,7 +3,6 @@ package supervise
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/vmre/vmre"
 )
@@ -36,8 +35,8 @@ func (s *Supervisor) AddRemote(spec RemoteSpec) error {
 	}
 	done := make(chan struct{})
 	close(done) // no goroutine of its own
-	v := &vm{remote: &spec, done: done}
-	v.state = VM{Name: spec.Name, Remote: true, State: StateWaiting, Since: time.Now()}
+	v := &vm{remote: &spec, done: done, removed: make(chan struct{})}
+	v.state = VM{Name: spec.Name, Remote: true, State: StateWaiting, Since: s.clock.Now()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
@@ -70,7 +69,7 @@ func (s *Supervisor) RemoteUp(name string, sess Session) {
 			vs.Restarts++
 		}
 		vs.Launches++
-		vs.State, vs.Since, vs.Err = StateRunning, time.Now(), nil
+		vs.State, vs.Since, vs.Err = StateRunning, s.clock.Now(), nil
 		vs.Peer, vs.Addr, vs.CertSHA256, vs.ProtocolVersion = sess.Peer, sess.Addr, sess.CertSHA256, sess.ProtocolVersion
 		vs.Started = vs.Since
 	})

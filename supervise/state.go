@@ -88,11 +88,15 @@ type VM struct {
 	Attempt     int
 	Delay       time.Duration
 	NextAttempt time.Time
-	// LastExit is how its last run ended, or nil; Stderr holds the last
-	// lines that run wrote to stderr.
+	// LastExit and Stderr are those of the latest attempt that ended: how
+	// its process ended and the last lines it wrote to stderr. After a
+	// launch that failed they are that launch's (LastExit is nil when its
+	// process did not exit of itself: a failed exec, a handshake timeout),
+	// never those of an earlier run.
 	LastExit *launcher.Exit
 	Stderr   []string
-	// Err is the error of its last failed launch, or why it cannot run.
+	// Err is the error of the latest launch when it failed (why the VM
+	// cannot run, in StateFailed); nil once a launch succeeds.
 	Err error
 }
 
@@ -103,4 +107,7 @@ type VM struct {
 type Hooks struct {
 	// State is called at every change of a VM's state.
 	State func(VM)
+	// Removed is called once Remove has forgotten the VM name, on the
+	// goroutine that called Remove, after its last State.
+	Removed func(name string)
 }

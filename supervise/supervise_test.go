@@ -19,9 +19,10 @@ import (
 // states records the changes a Supervisor tells of, and lets a test wait
 // for one.
 type states struct {
-	mu     sync.Mutex
-	list   []supervise.VM
-	change chan struct{}
+	mu      sync.Mutex
+	list    []supervise.VM
+	removed []string // the names Hooks.Removed told of
+	change  chan struct{}
 }
 
 func newStates() *states { return &states{change: make(chan struct{})} }
@@ -32,6 +33,12 @@ func (s *states) add(vm supervise.VM) {
 	s.list = append(s.list, vm)
 	close(s.change)
 	s.change = make(chan struct{})
+}
+
+func (s *states) remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.removed = append(s.removed, name)
 }
 
 func (s *states) all() []supervise.VM {
@@ -92,7 +99,7 @@ func newSupervisor(t *testing.T, backoff supervise.Backoff) (*supervise.Supervis
 	}
 	t.Cleanup(func() { l.Close() })
 	rec := newStates()
-	s, err := supervise.New(supervise.Config{Launcher: l, Backoff: backoff, Hooks: &supervise.Hooks{State: rec.add}, Logger: vmretest.Logger(t)})
+	s, err := supervise.New(supervise.Config{Launcher: supervise.FromLauncher(l), Backoff: backoff, Hooks: &supervise.Hooks{State: rec.add, Removed: rec.remove}, Logger: vmretest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,9 +162,10 @@ func TestCrashingVMRestartsWithGrowingDelays(t *testing.T) {
 	if len(backoffs) < waits {
 		t.Fatalf("%d backoffs; want %d: %v", len(backoffs), waits, stateNames(list))
 	}
-	last, _ := s.Get("crasher")
-	if last.Restarts < waits || last.LastExit == nil || last.LastExit.Code != 1 {
-		t.Errorf("after the crashes: %+v; want %d restarts and exit code 1", last, waits)
+	// The Close above abandoned the last launch: the last backoff tells of
+	// the crashes.
+	if last := backoffs[waits-1]; last.Restarts < waits-1 || last.LastExit == nil || last.LastExit.Code != 1 {
+		t.Errorf("after the crashes: %+v; want %d restarts and exit code 1", last, waits-1)
 	}
 }
 
@@ -381,5 +389,108 @@ func TestReplaceServesTheNextLaunch(t *testing.T) {
 	}
 	if err := s.Replace(supervise.Spec{Name: "nope", Command: newer}); !errors.Is(err, supervise.ErrUnknownVM) {
 		t.Errorf("Replace of an unknown VM: %v", err)
+	}
+}
+
+// TestRemove: Remove stops a running VM gracefully, forgets it and tells
+// Hooks.Removed; its name answers ErrUnknownVM until an Add uses it again.
+// A VM waiting in a backoff is removed at once, and a remote VM is refused
+// then forgotten.
+func TestRemove(t *testing.T) {
+	t.Parallel()
+	s, rec := newSupervisor(t, supervise.Backoff{Initial: time.Hour})
+	ctx := t.Context()
+
+	if err := s.Add(supervise.Spec{Name: "vm", Command: helper("serve"), Policy: supervise.Always}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(supervise.Spec{Name: "crasher", Command: helper("crash", "0s"), Policy: supervise.Always}); err != nil {
+		t.Fatal(err)
+	}
+	first := rec.wait(t, 1, "the first run", func(vm supervise.VM) bool { return vm.Name == "vm" && vm.State == supervise.StateRunning })
+	rec.wait(t, 1, "the crasher's backoff", func(vm supervise.VM) bool { return vm.Name == "crasher" && waiting(vm) })
+
+	if err := s.Remove(ctx, "vm"); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, first.Pid)
+	last := rec.all()
+	if vm := last[len(last)-1]; vm.Name != "vm" || vm.State != supervise.StateStopped || vm.LastExit == nil || vm.LastExit.Stage != launcher.StageTerm {
+		t.Errorf("the last change before the removal: %+v; want vm stopped by SIGTERM", vm)
+	}
+	if _, ok := s.Get("vm"); ok {
+		t.Error("Get found the removed VM")
+	}
+	if _, err := s.Stop(ctx, "vm"); !errors.Is(err, supervise.ErrUnknownVM) {
+		t.Errorf("Stop of a removed VM: %v; want ErrUnknownVM", err)
+	}
+	if err := s.Remove(ctx, "vm"); !errors.Is(err, supervise.ErrUnknownVM) {
+		t.Errorf("a second Remove: %v; want ErrUnknownVM", err)
+	}
+
+	// A backoff of an hour does not hold the removal up.
+	if err := s.Remove(ctx, "crasher"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.List()); n != 0 {
+		t.Errorf("List after the removals: %d VMs; want none", n)
+	}
+
+	// The name is free again.
+	if err := s.Add(supervise.Spec{Name: "vm", Command: helper("serve")}); err != nil {
+		t.Fatalf("Add after Remove: %v", err)
+	}
+	again := rec.wait(t, 2, "the run of the VM added again", func(vm supervise.VM) bool { return vm.Name == "vm" && vm.State == supervise.StateRunning })
+	if again.Launches != 1 || again.Pid == first.Pid {
+		t.Errorf("the VM added again: %+v; want a first launch of its own", again)
+	}
+
+	// A remote VM is refused, then forgotten.
+	admitted := true
+	remote := supervise.RemoteSpec{Name: "far", Admit: func(ok bool) { admitted = ok }, EndSession: func() {}}
+	if err := s.AddRemote(remote); err != nil {
+		t.Fatal(err)
+	}
+	s.RemoteUp("far", supervise.Session{Peer: "10.0.0.2:5000", Addr: "10.0.0.2:9650", ProtocolVersion: 1})
+	if err := s.Remove(ctx, "far"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get("far"); ok || admitted {
+		t.Errorf("after Remove of a remote VM: listed %v, admitted %v; want neither", ok, admitted)
+	}
+	s.RemoteUp("far", supervise.Session{Peer: "10.0.0.2:5001"}) // a late session of the removed VM is ignored
+	if _, ok := s.Get("far"); ok {
+		t.Error("a late session brought the removed remote VM back")
+	}
+	if err := s.AddRemote(remote); err != nil {
+		t.Errorf("AddRemote after Remove: %v", err)
+	}
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if want := []string{"vm", "crasher", "far"}; !slices.Equal(rec.removed, want) {
+		t.Errorf("Hooks.Removed told of %v; want %v", rec.removed, want)
+	}
+}
+
+// TestRemoveContextCutsTheGrace: a VM that ignores SIGTERM is killed as
+// soon as Remove's context ends, not after the graceful timeout, and
+// Remove returns once it is reaped.
+func TestRemoveContextCutsTheGrace(t *testing.T) {
+	t.Parallel()
+	s, rec := newSupervisor(t, supervise.Backoff{}) // a graceful timeout of 5s
+	if err := s.Add(supervise.Spec{Name: "stubborn", Command: helper("stubborn")}); err != nil {
+		t.Fatal(err)
+	}
+	running := rec.wait(t, 1, "the run", is(supervise.StateRunning))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Remove(ctx, "stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	wantGone(t, running.Pid)
+	stopped := rec.wait(t, 1, "the stop", is(supervise.StateStopped))
+	if stopped.LastExit == nil || stopped.LastExit.Stage != launcher.StageKill {
+		t.Errorf("removed under an ended context: %v; want killed", stopped.LastExit)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
@@ -22,14 +21,10 @@ var (
 	ErrClosed = errors.New("supervisor closed")
 )
 
-// Launcher launches one VM; *launcher.Launcher is one.
-type Launcher interface {
-	Launch(ctx context.Context, cmd *exec.Cmd, opts ...launcher.LaunchOption) (*launcher.Runtime, error)
-}
-
 // Config configures a Supervisor.
 type Config struct {
-	// Launcher launches the VMs (required).
+	// Launcher launches the VMs (required): FromLauncher of a
+	// *launcher.Launcher.
 	Launcher Launcher
 	// Backoff is the wait between attempts (zero values: the defaults).
 	Backoff Backoff
@@ -37,6 +32,12 @@ type Config struct {
 	Hooks *Hooks
 	// Logger receives a record per change of state (default: discard).
 	Logger *slog.Logger
+	// Clock is the time the Supervisor reads and waits on (default: the
+	// real one).
+	Clock Clock
+	// Rand is the random source of the backoff's jitter (default:
+	// math/rand/v2's).
+	Rand Rand
 }
 
 // Spec is one VM to supervise.
@@ -60,6 +61,10 @@ type Supervisor struct {
 	backoff  Backoff
 	hooks    *Hooks
 	log      *slog.Logger
+	clock    Clock
+
+	randMu sync.Mutex
+	rand   Rand
 
 	ctx       context.Context // ends at Close: every VM's goroutine stops its VM
 	cancel    context.CancelFunc
@@ -81,11 +86,19 @@ func New(cfg Config) (*Supervisor, error) {
 		backoff:  cfg.Backoff.withDefaults(),
 		hooks:    cfg.Hooks,
 		log:      cfg.Logger,
+		clock:    cfg.Clock,
+		rand:     cfg.Rand,
 		vms:      make(map[string]*vm),
 		stopCtx:  context.Background(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	if s.rand == nil {
+		s.rand = globalRand{}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -104,8 +117,9 @@ func (s *Supervisor) Add(spec Spec) error {
 	if _, ok := s.vms[spec.Name]; ok {
 		return fmt.Errorf("%w: a VM named %q is already supervised", vmre.ErrInvalidConfig, spec.Name)
 	}
-	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{})}
-	v.state = VM{Name: spec.Name, State: StateStarting, Since: time.Now()}
+	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{}), removed: make(chan struct{})}
+	v.ctx, v.cancel = context.WithCancel(s.ctx)
+	v.state = VM{Name: spec.Name, State: StateStarting, Since: s.clock.Now()}
 	s.vms[spec.Name] = v
 	s.order = append(s.order, spec.Name)
 	go s.run(v)
@@ -152,13 +166,6 @@ func (s *Supervisor) Get(name string) (VM, bool) {
 	return v.state, true
 }
 
-// Names returns the names of the VMs, in the order they were added.
-func (s *Supervisor) Names() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.order)
-}
-
 // Stop stops the VM name and cancels any pending restart; a launch in
 // progress is abandoned. It returns once the VM is reaped, and reports
 // whether it changed anything: stopping a VM that does not run is a no-op.
@@ -190,6 +197,53 @@ func (s *Supervisor) Restart(ctx context.Context, name string) error {
 	return r.err
 }
 
+// Remove stops the VM name as Stop does, cancelling any pending restart and
+// abandoning a launch in progress, waits until it is reaped, then forgets
+// it: List no longer shows it, its commands answer ErrUnknownVM, Hooks.Removed
+// is told, and a later Add or AddRemote may use the name again. ctx cuts the
+// VM's graceful stop short; Remove still waits for the reap, which follows
+// at once. A remote VM is refused as Stop refuses it, then forgotten.
+// Removing a VM that another Remove is removing waits for that one.
+func (s *Supervisor) Remove(ctx context.Context, name string) error {
+	s.mu.Lock()
+	v, ok := s.vms[name]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w %q", ErrUnknownVM, name)
+	}
+	first := !v.removing
+	if first {
+		v.removing, v.stopCtx = true, ctx
+	}
+	s.mu.Unlock()
+	if !first {
+		select {
+		case <-v.removed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	}
+	if v.remote != nil {
+		s.doRemote(ctx, v, cmdStop)
+	} else {
+		v.cancel() // the VM's goroutine stops it under ctx, then returns
+		<-v.done
+	}
+	s.mu.Lock()
+	if s.vms[name] == v {
+		delete(s.vms, name)
+		s.order = slices.DeleteFunc(s.order, func(n string) bool { return n == name })
+	}
+	s.mu.Unlock()
+	close(v.removed)
+	s.log.Info("removed", slog.String("vm", name))
+	if s.hooks != nil && s.hooks.Removed != nil {
+		s.hooks.Removed(name)
+	}
+	return nil
+}
+
 // Close stops every VM in parallel, cancelling pending restarts, and waits
 // until all are reaped or ctx ends; ctx also cuts their grace short. Close
 // is idempotent; the Supervisor refuses new work from then on.
@@ -219,8 +273,9 @@ func (s *Supervisor) Close(ctx context.Context) {
 func (s *Supervisor) do(ctx context.Context, name string, kind commandKind) (result, error) {
 	s.mu.Lock()
 	v, ok := s.vms[name]
+	removing := ok && v.removing
 	s.mu.Unlock()
-	if !ok {
+	if !ok || removing {
 		return result{}, fmt.Errorf("%w %q", ErrUnknownVM, name)
 	}
 	if v.remote != nil {
@@ -234,6 +289,9 @@ func (s *Supervisor) do(ctx context.Context, name string, kind commandKind) (res
 	case v.cmds <- command{kind: kind, ctx: ctx, reply: reply}:
 	case <-v.done:
 		v.received(s, command{kind: kind}) // never will be
+		if s.ctx.Err() == nil {
+			return result{}, fmt.Errorf("%w %q: it was removed", ErrUnknownVM, name)
+		}
 		return result{}, ErrClosed
 	case <-ctx.Done():
 		v.received(s, command{kind: kind})

@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,6 +18,12 @@ type vm struct {
 	done   chan struct{} // closed when run returns
 	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
 
+	// ctx ends when the VM is removed or the Supervisor closes: its
+	// goroutine stops it and returns.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	removed chan struct{} // closed once Remove has forgotten the VM
+
 	// remoteMu serializes the changes of a remote VM, which come from its
 	// sessions and from operators: each checks the state it changes, and
 	// the hooks hear of them in order.
@@ -26,6 +33,8 @@ type vm struct {
 	spec          Spec
 	state         VM
 	cancelAttempt context.CancelFunc // ends the launch in progress, if any
+	removing      bool               // Remove was called
+	stopCtx       context.Context    // Remove's context, which cuts the VM's grace short
 	// pendingStops counts the Stop and Restart commands given (each
 	// cancels the launch in progress) and not yet received by the VM's
 	// goroutine: a launch that begins meanwhile, as a backoff ends, is
@@ -83,14 +92,14 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 	}
 	if err != nil {
 		switch {
-		case s.ctx.Err() != nil:
-			s.update(v, "launch abandoned: the supervisor closed", func(st *VM) { st.State, st.Err = StateStopped, err })
+		case v.ctx.Err() != nil:
+			s.update(v, "launch abandoned: "+s.quitting(v), func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: quit}
 		case interrupted:
-			s.update(v, "launch abandoned on request", func(st *VM) { st.State, st.Err = StateStopped, err })
+			s.update(v, "launch abandoned on request", func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: idle, interrupted: true}
-		case Permanent(err) || s.spec(v).Policy == Never:
-			s.update(v, "launch failed; not retried", func(st *VM) { st.State, st.Err = StateFailed, err })
+		case permanent(err) || s.spec(v).Policy == Never:
+			s.update(v, "launch failed; not retried", func(st *VM) { st.State = StateFailed; failedAttempt(st, err) })
 			return step{next: idle}
 		}
 		return step{next: backoffThenLaunch, attempt: attempt + 1, err: err}
@@ -100,10 +109,10 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 
 // launch makes the VM's command and launches it, under a context that an
 // operator's Stop or Restart, or Close, cancels.
-func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, interrupted bool) {
-	ctx, cancel := context.WithCancel(s.ctx)
+func (s *Supervisor) launch(v *vm, prev step) (rt Run, err error, interrupted bool) {
+	ctx, cancel := context.WithCancel(v.ctx)
 	s.mu.Lock()
-	if v.pendingStops > 0 {
+	if v.pendingStops > 0 || ctx.Err() != nil {
 		s.mu.Unlock()
 		cancel()
 		return nil, context.Canceled, true
@@ -137,12 +146,33 @@ func (s *Supervisor) launch(v *vm, prev step) (rt *launcher.Runtime, err error, 
 	}
 	// The VM is running in its state before the launcher tells anyone it
 	// is ready: ready means listed.
-	opts := []launcher.LaunchOption{launcher.WithName(spec.Name), launcher.WithTracker(running{s, v})}
-	if spec.Hooks != nil {
-		opts = append(opts, launcher.WithHooks(spec.Hooks))
+	rt, err = s.launcher.Launch(ctx, LaunchRequest{Name: spec.Name, Cmd: cmd, Hooks: spec.Hooks,
+		OnReady: func(r Ready) { s.running(v, r) }})
+	if err == nil && rt == nil {
+		err = fmt.Errorf("%w: the Launcher returned neither a run nor an error", vmre.ErrInvalidConfig)
 	}
-	rt, err = s.launcher.Launch(ctx, cmd, opts...)
 	return rt, err, err != nil && ctx.Err() != nil
+}
+
+// quitting says why the VM's goroutine ends: its removal or Close.
+func (s *Supervisor) quitting(v *vm) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.removing {
+		return "removed"
+	}
+	return "the supervisor closed"
+}
+
+// stopContext is the context that cuts the grace of a VM stopped as its
+// goroutine ends: Remove's, or Close's.
+func (s *Supervisor) stopContext(v *vm) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v.removing {
+		return v.stopCtx
+	}
+	return s.stopCtx
 }
 
 // spec returns the VM's current Spec.
@@ -175,7 +205,7 @@ func (v *vm) received(s *Supervisor, c command) {
 
 // watch waits for the running VM to end, or for an operator's command, or
 // for Close.
-func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
+func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 	for {
 		select {
 		case <-rt.Done():
@@ -206,13 +236,10 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 				s.keepStderr(v, rt)
 				return step{next: launchNow, waiting: &c, exit: &exit}
 			}
-		case <-s.ctx.Done():
-			s.mu.Lock()
-			stopCtx := s.stopCtx
-			s.mu.Unlock()
-			exit := stopRuntime(stopCtx, rt)
+		case <-v.ctx.Done():
+			exit := stopRuntime(s.stopContext(v), rt)
 			s.keepStderr(v, rt)
-			s.update(v, "stopped: the supervisor closed", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
+			s.update(v, "stopped: "+s.quitting(v), func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 			return step{next: quit}
 		}
 	}
@@ -220,11 +247,29 @@ func (s *Supervisor) watch(v *vm, rt *launcher.Runtime, attempt int) step {
 
 // keepStderr keeps the last stderr lines of the VM's ended run, without
 // telling of a change: the change that follows does.
-func (s *Supervisor) keepStderr(v *vm, rt *launcher.Runtime) {
+func (s *Supervisor) keepStderr(v *vm, rt Run) {
 	lines := rt.LastStderr()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v.state.Stderr = lines
+}
+
+// failedAttempt records a failed launch in the VM's state: its error, and
+// how its process ended and what it wrote last when it got that far. The
+// exit of an earlier run is never left as the last exit of a later
+// attempt that failed.
+func failedAttempt(vs *VM, err error) {
+	vs.Err, vs.LastExit, vs.Stderr = err, nil, nil
+	if le, ok := errors.AsType[*launcher.LaunchError](err); ok {
+		vs.LastExit, vs.Stderr = le.Exit, le.Stderr
+	}
+}
+
+// jitter draws from the Supervisor's random source, in [0, 1].
+func (s *Supervisor) jitter() float64 {
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	return min(max(s.rand.Float64(), 0), 1)
 }
 
 // errAttr is a failed launch's error in the Supervisor's record of the
@@ -245,27 +290,17 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// running is the Tracker of a VM's launch: it records the VM running.
-type running struct {
-	s *Supervisor
-	v *vm
-}
-
-func (r running) TrackRuntime(stopper vmre.Stopper) {
-	rt, ok := stopper.(*launcher.Runtime)
-	if !ok {
-		return
-	}
-	st := rt.Status()
-	r.s.update(r.v, "running", func(vs *VM) {
-		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, st.Pid, st.Addr, rt.ProtocolVersion(), nil
-		vs.Started, vs.Handshake = rt.Started(), rt.HandshakeDuration()
+// running records the VM running, as its launch's handshake completes.
+func (s *Supervisor) running(v *vm, r Ready) {
+	s.update(v, "running", func(vs *VM) {
+		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, r.Pid, r.Addr, r.ProtocolVersion, nil
+		vs.Started, vs.Handshake = r.Started, r.Handshake
 	})
 }
 
 // stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
 // short.
-func stopRuntime(ctx context.Context, rt *launcher.Runtime) launcher.Exit {
+func stopRuntime(ctx context.Context, rt Run) launcher.Exit {
 	rt.Stop(ctx)
 	<-rt.Done()
 	exit, _ := rt.Exit()
@@ -276,8 +311,8 @@ func stopRuntime(ctx context.Context, rt *launcher.Runtime) launcher.Exit {
 // operator stops or restarts the VM first, or the Supervisor closes.
 func (s *Supervisor) backoffWait(v *vm, prev step) step {
 	attempt := prev.attempt
-	delay, capped := s.backoff.delay(attempt)
-	at := time.Now().Add(delay)
+	delay, capped := s.backoff.delay(attempt, s.jitter())
+	at := s.clock.Now().Add(delay)
 	state := StateBackoff
 	if capped && attempt > 1 {
 		state = StateCrashLoop // it failed again and again, up to the cap
@@ -285,15 +320,17 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 	s.update(v, "waiting to restart", func(vs *VM) {
 		vs.State, vs.Attempt, vs.Delay, vs.NextAttempt = state, attempt, delay, at
 		vs.Err = prev.err
-		if prev.exit != nil {
+		if prev.err != nil {
+			failedAttempt(vs, prev.err)
+		} else if prev.exit != nil {
 			vs.LastExit = prev.exit
 		}
 	})
-	timer := time.NewTimer(delay)
+	timer := s.clock.NewTimer(delay)
 	defer timer.Stop()
 	for {
 		select {
-		case <-timer.C:
+		case <-timer.C():
 			return step{next: launchNow, attempt: attempt, restart: true}
 		case c := <-v.cmds:
 			v.received(s, c)
@@ -303,8 +340,8 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 				return step{next: idle}
 			}
 			return step{next: launchNow, attempt: attempt, waiting: &c} // Start and Restart: now
-		case <-s.ctx.Done():
-			s.update(v, "stopped: the supervisor closed; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
+		case <-v.ctx.Done():
+			s.update(v, "stopped: "+s.quitting(v)+"; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
 			return step{next: quit}
 		}
 	}
@@ -324,7 +361,7 @@ func (s *Supervisor) idleWait(v *vm, interrupted bool) step {
 				continue
 			}
 			return step{next: launchNow, waiting: &c}
-		case <-s.ctx.Done():
+		case <-v.ctx.Done():
 			return step{next: quit}
 		}
 	}
@@ -337,7 +374,7 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 	before := v.state.State
 	f(&v.state)
 	if v.state.State != before {
-		v.state.Since = time.Now()
+		v.state.Since = s.clock.Now()
 	}
 	snap := v.state
 	s.mu.Unlock()

@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/go-chi/chi/v5"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
@@ -101,10 +100,15 @@ func startHost(cfg hostConfig) (*host, error) {
 	logs := admin.NewLogs(0)
 	log := slog.New(logs.Handler(cfg.log.Handler())) // keeps each VM's recent records for TailLogs
 	h := &host{log: log, events: cfg.events, logs: logs, changed: make(chan struct{}, 1), describe: cfg.describe, tlsAddr: tlsAddr}
-	h.metrics = metrics.New(metrics.Source{
-		VMs:    func() []supervise.VM { return h.sup.List() },
-		Output: func() []launcher.OutputStat { return h.launcher.OutputStats() },
+	h.metrics, err = metrics.New(metrics.Config{
+		VMs:            func() []supervise.VM { return h.sup.List() },
+		Output:         func() []launcher.OutputStat { return h.launcher.OutputStats() },
+		HostCollectors: true,
 	})
+	if err != nil {
+		closeListeners()
+		return nil, err
+	}
 	engine := server.New(server.Config{
 		HostName: cfg.launch.hostName,
 		Logger:   log.With(slog.String("component", "engine")),
@@ -124,7 +128,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		return nil, err
 	}
 	h.sup, err = supervise.New(supervise.Config{
-		Launcher: h.launcher,
+		Launcher: supervise.FromLauncher(h.launcher),
 		Backoff:  cfg.backoff,
 		Hooks:    &supervise.Hooks{State: h.stateChanged},
 		Logger:   log.With(slog.String("component", "supervisor")),
@@ -143,13 +147,7 @@ func startHost(cfg hostConfig) (*host, error) {
 		Enrollments: cfg.enrollments,
 		Token:       token,
 		Logger:      log.With(slog.String("component", "admin")),
-		OnCall: func(procedure string, err error) {
-			result := "ok"
-			if err != nil {
-				result = connect.CodeOf(err).String()
-			}
-			h.metrics.AdminCall(procedure, result)
-		},
+		OnCall:      h.metrics.AdminCall,
 	})
 	if err != nil {
 		h.launcher.Close()
@@ -169,7 +167,7 @@ func startHost(cfg hostConfig) (*host, error) {
 			h.stopTLS = func() { cancel(); <-h.tlsServed }
 			go func() {
 				defer close(h.tlsServed)
-				err := server.ServeTLS(ctx, tlsLn, engine.Handler(), server.TLS{Certificate: cfg.engineTLS.cert, Pings: cfg.engineTLS.pings})
+				err := server.ServeTLS(ctx, tlsLn, engine.Handler(), server.TLS{Certificate: cfg.engineTLS.cert, Pings: server.Pings(cfg.engineTLS.pings)})
 				if err != nil {
 					log.Error("the engine's TLS listener stopped", "error", err.Error())
 				}

@@ -93,7 +93,7 @@ func FuzzPipeline(f *testing.F) {
 		}
 		defer reg.Close()
 		states := make(chan supervise.VM, 64)
-		sup, err := supervise.New(supervise.Config{Launcher: l, Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
+		sup, err := supervise.New(supervise.Config{Launcher: supervise.FromLauncher(l), Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
 			select {
 			case states <- vm:
 			default:
@@ -103,7 +103,10 @@ func FuzzPipeline(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer sup.Close(context.Background())
-		m := metrics.New(metrics.Source{VMs: sup.List, Output: l.OutputStats})
+		m, err := metrics.New(metrics.Config{VMs: sup.List, Output: l.OutputStats})
+		if err != nil {
+			t.Fatal(err)
+		}
 		svc, err := admin.New(admin.Config{Supervisor: sup, Logs: logs, Reload: reg.Reload,
 			Resolve: func(n string) (string, bool) {
 				if vm, ok := reg.Lookup(n); ok {
@@ -133,7 +136,7 @@ func FuzzPipeline(f *testing.F) {
 			return
 		case !safetext.Printable(name):
 			if len(vms) != 0 || len(reload.Msg.GetFailed()) != 1 || reload.Msg.GetFailed()[0].GetEntry() != safetext.Terminal(name) ||
-				reload.Msg.GetFailed()[0].GetKind() != registry.KindBadName.String() {
+				reload.Msg.GetFailed()[0].GetKind() != "bad name" {
 				t.Fatalf("name %q loaded as %d VMs, with failures %v; want it refused as %s", name, len(vms), reload.Msg.GetFailed(), safetext.Terminal(name))
 			}
 			return
