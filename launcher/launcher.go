@@ -140,6 +140,8 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	wait.reach.setHandshake(hs)
 	r.onStop = hs.End
+	// The token, or the legacy listener's address: this launch's alone.
+	marker := engineEnv[len(engineEnv)-1]
 	if !l.s.Legacy { // rpcchainvm plugins know no lease
 		leaseEnv, vmEnd, hostEnd, err := openLease(cmd)
 		if err != nil {
@@ -153,7 +155,7 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	cmd.Env = childEnv(&l.s, cmd.Env, engineEnv)
 
-	if err := r.start(cmd, l.starter, l); err != nil {
+	if err := r.start(cmd, l.starter, l, marker); err != nil {
 		hs.End()
 		phase := PhaseExec
 		if errors.Is(err, errClosed) {

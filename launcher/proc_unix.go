@@ -33,8 +33,23 @@ func signalGroup(pid int, sig syscall.Signal) error {
 	return err
 }
 
-func terminate(pid int) error { return signalGroup(pid, syscall.SIGTERM) }
-func kill(pid int) error      { return signalGroup(pid, syscall.SIGKILL) }
+// termSignals are what terminate sends, in order.
+var termSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGCONT}
+
+// terminate sends the group SIGTERM, then SIGCONT, as systemd does: a
+// process stopped by SIGSTOP (or a debugger's SIGTSTP) takes its SIGTERM
+// only once continued, and would otherwise sit out the graceful timeout.
+func terminate(pid int) error {
+	if err := signalGroup(pid, syscall.SIGTERM); err != nil {
+		return err
+	}
+	return signalGroup(pid, syscall.SIGCONT)
+}
+
+func kill(pid int) error { return signalGroup(pid, syscall.SIGKILL) }
+
+// resume sends the group SIGCONT.
+func resume(pid int) error { return signalGroup(pid, syscall.SIGCONT) }
 
 // canTerminate reports whether a graceful stop exists on this system.
 const canTerminate = true

@@ -5,9 +5,10 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmre/vmre/internal/proctree"
 )
 
 // Proc is a process's directory of descriptors (/proc/PID/fd), opened
@@ -108,7 +109,7 @@ func check(d *diag, q Query) (Result, error) {
 			return res, nil
 		}
 	}
-	walkTree(pid, func(p int) bool {
+	proctree.Walk(pid, func(p int) bool {
 		if p == pid && q.Proc != nil {
 			return false // read already
 		}
@@ -121,92 +122,6 @@ func check(d *diag, q Query) (Result, error) {
 		return done()
 	})
 	return res, nil
-}
-
-// walkTree calls visit on pid, then on its descendants, until visit
-// returns true. A process that ends meanwhile is skipped, and so are its
-// descendants that it could not list.
-func walkTree(pid int, visit func(pid int) bool) {
-	queue := []int{pid}
-	seen := map[int]bool{}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		if visit(p) {
-			return
-		}
-		queue = append(queue, children(p)...)
-	}
-}
-
-// children lists the children of pid from /proc/PID/task/*/children
-// (Linux 3.5 and later, CONFIG_PROC_CHILDREN), or else from the parent
-// pid of every process in /proc.
-func children(pid int) []int {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
-		if err != nil {
-			if os.IsNotExist(err) {
-				return childrenByScan(pid)
-			}
-			continue
-		}
-		for f := range strings.FieldsSeq(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
-// childrenByScan lists the children of pid by reading every process's
-// parent in /proc/*/stat.
-func childrenByScan(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppid, ok := parentOf(c); ok && ppid == pid {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// parentOf reads the parent pid of pid from /proc/PID/stat.
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(f[1])
-	return ppid, err == nil
 }
 
 // forEachSocket calls each with the inode of every socket in the

@@ -1,0 +1,155 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmre/vmre/internal/proctree"
+)
+
+// maxReapPasses bounds Close's rounds of killing adopted processes: each
+// round's dead hand their own children to this process.
+const maxReapPasses = 64
+
+// Subreaper makes this process the child subreaper of its descendants
+// (PR_SET_CHILD_SUBREAPER): a process of a VM's tree whose parent dies is
+// handed to the host rather than to init, so that the VM's stop finds and
+// ends it (docs/RELIABILITY.md, "No survivors"), and the Subreaper reaps
+// it once it has exited. A node starts one at start, before it launches
+// anything, and closes it at the end, after its VMs have stopped.
+//
+// It reaps only what it adopted. The VMs of the process's Launchers are
+// left to their Runtimes, which reap each by its pid (a wait for any child
+// would take their exit statuses). So are other children in the process's
+// own process group and session: those that code of the process started
+// with os/exec and waits for. A child that code of the process started in
+// a group or session of its own (Setpgid, Setsid), other than through a
+// Launcher, would be taken for an adopted one: a process that starts such
+// children should not run a Subreaper.
+type Subreaper struct {
+	log       *slog.Logger
+	pgid, sid int
+	sigchld   chan os.Signal
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// StartSubreaper makes this process a child subreaper and reaps its
+// adopted processes, as they exit, until Close. log (nil: discard) gets a
+// debug record for each. Only one may run in a process.
+func StartSubreaper(log *slog.Logger) (*Subreaper, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !subreaping.CompareAndSwap(false, true) {
+		return nil, errors.New("a Subreaper already runs in this process")
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		subreaping.Store(false)
+		return nil, fmt.Errorf("become the child subreaper (PR_SET_CHILD_SUBREAPER): %w", err)
+	}
+	sid, _ := unix.Getsid(0)
+	s := &Subreaper{log: log, pgid: unix.Getpgrp(), sid: sid, sigchld: make(chan os.Signal, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	signal.Notify(s.sigchld, syscall.SIGCHLD)
+	go s.run()
+	return s, nil
+}
+
+// run reaps adopted processes at each SIGCHLD until Close.
+func (s *Subreaper) run() {
+	defer close(s.done)
+	s.reap() // any that exited before the signal was watched
+	for {
+		select {
+		case <-s.sigchld:
+			s.reap()
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// adopted lists the children of this process that it adopted: not a VM of
+// its Launchers, nor in its own group and session.
+func (s *Subreaper) adopted() []proctree.Stat {
+	var out []proctree.Stat
+	for _, c := range proctree.Children(os.Getpid()) {
+		if isOwnChild(c) {
+			continue
+		}
+		st, err := proctree.ReadStat(c)
+		if err != nil || st.Pgid == s.pgid && st.Sid == s.sid {
+			continue
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// reap reaps the adopted processes that have exited. It holds the starts
+// of VMs off while it looks: a VM that dies the moment it is forked is
+// listed as the Launcher's before it is seen here.
+func (s *Subreaper) reap() int {
+	ownChildren.starting.Lock()
+	defer ownChildren.starting.Unlock()
+	n := 0
+	for _, st := range s.adopted() {
+		if !st.Zombie() {
+			continue
+		}
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(st.Pid, &ws, syscall.WNOHANG, nil)
+		if err != nil || pid != st.Pid {
+			continue
+		}
+		n++
+		s.log.Debug("reaped an adopted process", slog.Int("pid", pid), slog.String("exit", exitOf(ws, nil, 0, StageNone).String()))
+	}
+	return n
+}
+
+// Close ends what is left of the adopted processes with SIGKILL, reaps
+// them, and stops reaping. Close it after the VMs have stopped: their
+// stops end what is theirs, gracefully. It is idempotent.
+func (s *Subreaper) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		signal.Stop(s.sigchld)
+		for range maxReapPasses {
+			left := s.adopted()
+			if len(left) == 0 {
+				break
+			}
+			for _, st := range left {
+				if !st.Zombie() {
+					s.log.Info("killing a process a VM left behind", slog.Int("pid", st.Pid))
+					proctree.Signal(st, syscall.SIGKILL)
+				}
+			}
+			for _, st := range left {
+				var ws syscall.WaitStatus
+				for {
+					if _, werr := syscall.Wait4(st.Pid, &ws, 0, nil); werr != syscall.EINTR {
+						break
+					}
+				}
+			}
+		}
+		if left := s.adopted(); len(left) > 0 {
+			err = fmt.Errorf("%d processes left behind by VMs survived %d rounds of SIGKILL", len(left), maxReapPasses)
+		}
+		subreaping.Store(false)
+	})
+	return err
+}
