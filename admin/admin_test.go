@@ -21,7 +21,6 @@ import (
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
-	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -68,7 +67,7 @@ type nodeConfig struct {
 	quiet   bool // log nothing to the test's log (a flood would slow it down)
 	token   string
 	backoff supervise.Backoff
-	reload  func() (registry.Report, error)
+	reload  func(context.Context) (*adminv1.ReloadResponse, error)
 	backlog int
 }
 
@@ -381,9 +380,9 @@ func TestToken(t *testing.T) {
 func TestReload(t *testing.T) {
 	t.Parallel()
 	reloaded := false
-	n := newNode(t, nodeConfig{reload: func() (registry.Report, error) {
+	n := newNode(t, nodeConfig{reload: func(context.Context) (*adminv1.ReloadResponse, error) {
 		reloaded = true
-		return registry.Report{}, errors.New("the directory cannot be listed")
+		return nil, errors.New("the directory cannot be listed")
 	}})
 	_, err := n.client.Reload(t.Context(), connect.NewRequest(&adminv1.ReloadRequest{}))
 	wantCode(t, err, connect.CodeFailedPrecondition)

@@ -1,8 +1,12 @@
 package admin
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -23,8 +27,12 @@ var states = map[supervise.State]adminv1.VMState{
 	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
 }
 
-// vmProto is the admin API's view of a VM.
-func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
+// View is the admin API's view of a VM: the one view that ListVMs,
+// GetVM, WatchVMs, the node's GET /v1/vms and vmre ps all show. Its last
+// exit and error are those of the VM's latest attempt, as the supervisor
+// keeps them: a launch that failed before its handshake shows its own
+// exit, or none, and never an earlier run's.
+func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	p := &adminv1.VM{
 		Name:     safetext.Valid(vm.Name),
 		State:    states[vm.State],
@@ -49,7 +57,7 @@ func (s *Service) vmProto(vm supervise.VM) *adminv1.VM {
 	}
 	if s.describe != nil {
 		d := s.describe(vm.Name)
-		p.Aliases, p.Digest, p.Pinned = validAll(d.Aliases), d.Digest, d.Pinned
+		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = validAll(d.Aliases), d.Digest, d.Pinned, d.Removed, d.Pending
 	}
 	return p
 }
@@ -69,4 +77,22 @@ func validAll(ss []string) []string {
 		}
 	}
 	return ss
+}
+
+// JSON is m as the admin API's JSON: protojson with the proto's field
+// names, every scalar field present (restarts: 0 included), indented two
+// spaces with one space after each colon, the same from run to run (unlike
+// protojson's own spacing), so that scripts and tests may grep it. It is
+// the JSON of GET /v1/vms and vmre ps --json.
+func JSON(m proto.Message) ([]byte, error) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }

@@ -51,7 +51,8 @@ func (s *Service) enrollment(name string) (Enrollment, error) {
 	return en, nil
 }
 
-func (s *Service) GetEnrollment(_ context.Context, req *connect.Request[adminv1.GetEnrollmentRequest]) (*connect.Response[adminv1.GetEnrollmentResponse], error) {
+func (h handler) GetEnrollment(_ context.Context, req *connect.Request[adminv1.GetEnrollmentRequest]) (*connect.Response[adminv1.GetEnrollmentResponse], error) {
+	s := h.s
 	en, err := s.enrollment(req.Msg.GetName())
 	if err != nil {
 		return nil, err
@@ -59,7 +60,8 @@ func (s *Service) GetEnrollment(_ context.Context, req *connect.Request[adminv1.
 	return connect.NewResponse(&adminv1.GetEnrollmentResponse{Enrollment: en.proto()}), nil
 }
 
-func (s *Service) RotateEnrollment(_ context.Context, req *connect.Request[adminv1.RotateEnrollmentRequest]) (*connect.Response[adminv1.RotateEnrollmentResponse], error) {
+func (h handler) RotateEnrollment(_ context.Context, req *connect.Request[adminv1.RotateEnrollmentRequest]) (*connect.Response[adminv1.RotateEnrollmentResponse], error) {
+	s := h.s
 	en, err := s.enrollment(req.Msg.GetName())
 	if err != nil {
 		return nil, err

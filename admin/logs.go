@@ -233,7 +233,8 @@ func (e entry) proto() *adminv1.LogRecord {
 	return p
 }
 
-func (s *Service) TailLogs(ctx context.Context, req *connect.Request[adminv1.TailLogsRequest], stream *connect.ServerStream[adminv1.TailLogsResponse]) error {
+func (h handler) TailLogs(ctx context.Context, req *connect.Request[adminv1.TailLogsRequest], stream *connect.ServerStream[adminv1.TailLogsResponse]) error {
+	s := h.s
 	vm, err := s.lookup(req.Msg.GetName())
 	if err != nil {
 		return err

@@ -2,13 +2,10 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -16,9 +13,9 @@ import (
 	"github.com/vmre/vmre"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
+	"github.com/vmre/vmre/internal/bearer"
 	"github.com/vmre/vmre/internal/ratelog"
 	"github.com/vmre/vmre/internal/safetext"
-	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -37,11 +34,19 @@ type Supervisor interface {
 	Restart(ctx context.Context, name string) error
 }
 
-// Description is what the node's registry knows of a VM.
+// Description is what the node knows of a VM beyond its supervision.
 type Description struct {
+	// Aliases are its further names; Digest is the SHA-256 of the bytes
+	// it runs, and Pinned whether they matched a pin.
 	Aliases []string
 	Digest  string
 	Pinned  bool
+	// Removed: its file or declaration left the plugin directory and the
+	// node keeps it running until it is stopped.
+	Removed bool
+	// Pending is a change it waits for, in a sentence ("changed: runs at
+	// next restart"), or "".
+	Pending string
 }
 
 // Config configures a Service.
@@ -51,17 +56,19 @@ type Config struct {
 	// Resolve turns a name or an alias into the VM's name (default: names
 	// only).
 	Resolve func(nameOrAlias string) (string, bool)
-	// Describe tells what the registry knows of a VM (optional).
+	// Describe tells what the node knows of a VM beyond its supervision
+	// (optional).
 	Describe func(name string) Description
-	// Reload reloads the plugin directory and starts its new VMs; nil
-	// makes Reload unimplemented (a node of one VM, vmre run).
-	Reload func() (registry.Report, error)
+	// Reload reloads the plugin directory and reconciles the node with it;
+	// nil makes Reload unimplemented (a node of one VM, vmre run).
+	Reload func(ctx context.Context) (*adminv1.ReloadResponse, error)
 	// Logs, when set, serves TailLogs from its backlog.
 	Logs *Logs
 	// Enrollments, when set, are the node's remote VMs (GetEnrollment,
 	// RotateEnrollment).
 	Enrollments Enrollments
-	// Token, when set, is required as "Authorization: Bearer TOKEN".
+	// Token, when set, is required as "Authorization: Bearer TOKEN". A
+	// call without it is refused before its body is read.
 	Token string
 	// Logger receives the refused calls, at most 10 a second.
 	Logger *slog.Logger
@@ -76,14 +83,15 @@ type Service struct {
 	sup         Supervisor
 	resolve     func(string) (string, bool)
 	describe    func(string) Description
-	reload      func() (registry.Report, error)
+	reload      func(context.Context) (*adminv1.ReloadResponse, error)
 	logs        *Logs
 	enrollments Enrollments
-	token       [sha256.Size]byte
+	token       bearer.Key
 	hasToken    bool
 	log         *slog.Logger
 	rejects     ratelog.Limiter
 	onCall      func(string, error)
+	errors      *connect.ErrorWriter
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
@@ -103,10 +111,11 @@ func New(cfg Config) (*Service, error) {
 		enrollments: cfg.Enrollments,
 		log:         cfg.Logger,
 		onCall:      cfg.OnCall,
+		errors:      connect.NewErrorWriter(),
 		watchers:    make(map[*watcher]struct{}),
 	}
 	if cfg.Token != "" {
-		s.token, s.hasToken = sha256.Sum256([]byte(cfg.Token)), true
+		s.token, s.hasToken = bearer.KeyOf(cfg.Token), true
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -114,73 +123,89 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// handler implements the RPCs of AdminService over a Service.
+type handler struct{ s *Service }
+
+var _ adminv1connect.AdminServiceHandler = handler{}
+
 // Handler returns the service's path prefix and handler, to mount on the
-// node mux.
+// node mux. With a token, a call without it is refused (unauthenticated,
+// HTTP 401 under the Connect protocol) before its body is read.
 func (s *Service) Handler() (string, http.Handler) {
-	return adminv1connect.NewAdminServiceHandler(s,
-		connect.WithInterceptors(guard{s}),
+	path, h := adminv1connect.NewAdminServiceHandler(handler{s},
+		connect.WithInterceptors(told{s}),
 		connect.WithReadMaxBytes(maxBodyBytes))
+	return path, s.guard(h)
 }
 
-// guard checks the token of every call and tells OnCall of its outcome.
-type guard struct{ s *Service }
-
-func (g guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := g.s.authorize(ctx, req.Spec().Procedure, req.Peer(), req.Header()); err != nil {
-			return nil, err
+// guard checks the token of every call before anything reads its body,
+// and answers a refusal in the protocol of the call (Connect, gRPC or
+// gRPC-Web).
+func (s *Service) guard(next http.Handler) http.Handler {
+	if !s.hasToken {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header := r.Header.Get("Authorization")
+		if s.token.Matches(header) {
+			next.ServeHTTP(w, r)
+			return
 		}
+		msg := "missing admin token: send Authorization: Bearer TOKEN, with the token of the node's admin token file"
+		if _, ok := bearer.Token(header); ok {
+			msg = "wrong admin token: use the token of the node's admin token file"
+		}
+		err := connect.NewError(connect.CodeUnauthenticated, errors.New(msg))
+		s.rejects.Log(r.Context(), s.log, "admin call refused", slog.String("procedure", r.URL.Path),
+			slog.String("peer", r.RemoteAddr), slog.String("error", msg))
+		s.told(r.URL.Path, err)
+		if s.errors.IsSupported(r) {
+			s.errors.Write(w, r, err)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, msg, http.StatusUnauthorized)
+	})
+}
+
+// told tells OnCall of the outcome of every call the token let through.
+type told struct{ s *Service }
+
+func (t told) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		res, err := next(ctx, req)
-		g.s.told(req.Spec().Procedure, err)
+		t.s.told(req.Spec().Procedure, err)
 		return res, err
 	}
 }
 
-func (guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (told) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return next
 }
 
-func (g guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+func (t told) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if err := g.s.authorize(ctx, conn.Spec().Procedure, conn.Peer(), conn.RequestHeader()); err != nil {
-			return err
-		}
 		err := next(ctx, conn)
-		g.s.told(conn.Spec().Procedure, err)
+		t.s.told(conn.Spec().Procedure, err)
 		return err
 	}
-}
-
-// authorize checks a call's bearer token, in constant time on digests of
-// a fixed length.
-func (s *Service) authorize(ctx context.Context, procedure string, peer connect.Peer, h http.Header) error {
-	if !s.hasToken {
-		return nil
-	}
-	const prefix = "Bearer "
-	got, ok := "", false
-	if v := h.Get("Authorization"); len(v) >= len(prefix) && strings.EqualFold(v[:len(prefix)], prefix) {
-		got, ok = strings.TrimSpace(v[len(prefix):]), true
-	}
-	sum := sha256.Sum256([]byte(got))
-	if ok && subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1 {
-		return nil
-	}
-	msg := "missing admin token: send Authorization: Bearer TOKEN, with the token of the node's admin token file"
-	if ok {
-		msg = "wrong admin token: use the token of the node's admin token file"
-	}
-	err := connect.NewError(connect.CodeUnauthenticated, errors.New(msg))
-	s.rejects.Log(ctx, s.log, "admin call refused", slog.String("procedure", procedure),
-		slog.String("peer", peer.Addr), slog.String("error", msg))
-	s.told(procedure, err)
-	return err
 }
 
 func (s *Service) told(procedure string, err error) {
 	if s.onCall != nil {
 		s.onCall(procedure, err)
 	}
+}
+
+// List is every VM as the admin API shows it, in the order they were
+// added: the one view of ListVMs, WatchVMs and the node's GET /v1/vms.
+func (s *Service) List() *adminv1.ListVMsResponse {
+	vms := s.sup.List()
+	out := &adminv1.ListVMsResponse{Vms: make([]*adminv1.VM, 0, len(vms))}
+	for _, vm := range vms {
+		out.Vms = append(out.Vms, s.View(vm))
+	}
+	return out
 }
 
 // lookup finds a VM by name or alias, or answers not_found.
@@ -199,67 +224,62 @@ func (s *Service) lookup(nameOrAlias string) (supervise.VM, error) {
 	return vm, nil
 }
 
-func (s *Service) ListVMs(context.Context, *connect.Request[adminv1.ListVMsRequest]) (*connect.Response[adminv1.ListVMsResponse], error) {
-	vms := s.sup.List()
-	out := &adminv1.ListVMsResponse{Vms: make([]*adminv1.VM, 0, len(vms))}
-	for _, vm := range vms {
-		out.Vms = append(out.Vms, s.vmProto(vm))
-	}
-	return connect.NewResponse(out), nil
+func (h handler) ListVMs(context.Context, *connect.Request[adminv1.ListVMsRequest]) (*connect.Response[adminv1.ListVMsResponse], error) {
+	return connect.NewResponse(h.s.List()), nil
 }
 
-func (s *Service) GetVM(_ context.Context, req *connect.Request[adminv1.GetVMRequest]) (*connect.Response[adminv1.GetVMResponse], error) {
-	vm, err := s.lookup(req.Msg.GetName())
+func (h handler) GetVM(_ context.Context, req *connect.Request[adminv1.GetVMRequest]) (*connect.Response[adminv1.GetVMResponse], error) {
+	vm, err := h.s.lookup(req.Msg.GetName())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&adminv1.GetVMResponse{Vm: s.vmProto(vm)}), nil
+	return connect.NewResponse(&adminv1.GetVMResponse{Vm: h.s.View(vm)}), nil
 }
 
-func (s *Service) StopVM(ctx context.Context, req *connect.Request[adminv1.StopVMRequest]) (*connect.Response[adminv1.StopVMResponse], error) {
-	vm, err := s.lookup(req.Msg.GetName())
+func (h handler) StopVM(ctx context.Context, req *connect.Request[adminv1.StopVMRequest]) (*connect.Response[adminv1.StopVMResponse], error) {
+	vm, err := h.s.lookup(req.Msg.GetName())
 	if err != nil {
 		return nil, err
 	}
-	changed, err := s.sup.Stop(ctx, vm.Name)
+	changed, err := h.s.sup.Stop(ctx, vm.Name)
 	if err != nil {
 		return nil, controlError(err)
 	}
-	after, _ := s.sup.Get(vm.Name)
+	after, _ := h.s.sup.Get(vm.Name)
 	msg := "stopped " + vm.Name
 	if !changed {
 		msg = vm.Name + " was not running (" + vm.State.String() + "): nothing to stop"
 	}
-	return connect.NewResponse(&adminv1.StopVMResponse{Vm: s.vmProto(after), Changed: changed, Message: safetext.Valid(msg)}), nil
+	return connect.NewResponse(&adminv1.StopVMResponse{Vm: h.s.View(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
-func (s *Service) StartVM(ctx context.Context, req *connect.Request[adminv1.StartVMRequest]) (*connect.Response[adminv1.StartVMResponse], error) {
-	vm, err := s.lookup(req.Msg.GetName())
+func (h handler) StartVM(ctx context.Context, req *connect.Request[adminv1.StartVMRequest]) (*connect.Response[adminv1.StartVMResponse], error) {
+	vm, err := h.s.lookup(req.Msg.GetName())
 	if err != nil {
 		return nil, err
 	}
-	changed, err := s.sup.Start(ctx, vm.Name)
+	changed, err := h.s.sup.Start(ctx, vm.Name)
 	if err != nil {
 		return nil, controlError(err)
 	}
-	after, _ := s.sup.Get(vm.Name)
+	after, _ := h.s.sup.Get(vm.Name)
 	msg := "started " + vm.Name
 	if !changed {
 		msg = vm.Name + " is running already: nothing to start"
 	}
-	return connect.NewResponse(&adminv1.StartVMResponse{Vm: s.vmProto(after), Changed: changed, Message: safetext.Valid(msg)}), nil
+	return connect.NewResponse(&adminv1.StartVMResponse{Vm: h.s.View(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
-func (s *Service) RestartVM(ctx context.Context, req *connect.Request[adminv1.RestartVMRequest]) (*connect.Response[adminv1.RestartVMResponse], error) {
-	vm, err := s.lookup(req.Msg.GetName())
+func (h handler) RestartVM(ctx context.Context, req *connect.Request[adminv1.RestartVMRequest]) (*connect.Response[adminv1.RestartVMResponse], error) {
+	vm, err := h.s.lookup(req.Msg.GetName())
 	if err != nil {
 		return nil, err
 	}
-	if err := s.sup.Restart(ctx, vm.Name); err != nil {
+	if err := h.s.sup.Restart(ctx, vm.Name); err != nil {
 		return nil, controlError(err)
 	}
-	after, _ := s.sup.Get(vm.Name)
-	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: s.vmProto(after), Message: safetext.Valid("restarted " + vm.Name)}), nil
+	after, _ := h.s.sup.Get(vm.Name)
+	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: h.s.View(after), Message: safetext.Valid("restarted " + vm.Name)}), nil
 }
 
 // controlError is the Connect error of a Stop, Start or Restart that
@@ -276,35 +296,14 @@ func controlError(err error) error {
 	return connect.NewError(connect.CodeFailedPrecondition, err)
 }
 
-func (s *Service) Reload(context.Context, *connect.Request[adminv1.ReloadRequest]) (*connect.Response[adminv1.ReloadResponse], error) {
-	if s.reload == nil {
+func (h handler) Reload(ctx context.Context, _ *connect.Request[adminv1.ReloadRequest]) (*connect.Response[adminv1.ReloadResponse], error) {
+	if h.s.reload == nil {
 		return nil, connect.NewError(connect.CodeUnimplemented,
 			errors.New("this node has no plugin directory to reload (vmre run); vmre node --plugin-dir has"))
 	}
-	report, err := s.reload()
+	report, err := h.s.reload(ctx)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
 	}
-	out := &adminv1.ReloadResponse{}
-	changed := make(map[*registry.VM]bool)
-	for _, c := range report.Changed {
-		changed[c.New] = true
-		out.Changed = append(out.Changed, c.New.ID())
-	}
-	for _, vm := range report.Added {
-		if !changed[vm] {
-			out.Added = append(out.Added, vm.ID())
-		}
-	}
-	for _, vm := range report.Unchanged {
-		out.Unchanged = append(out.Unchanged, vm.ID())
-	}
-	for _, vm := range report.Removed {
-		out.Removed = append(out.Removed, vm.ID())
-	}
-	for _, p := range report.Failed {
-		out.Failed = append(out.Failed, &adminv1.ReloadFailure{Entry: safetext.Valid(p.Entry), Vm: safetext.Valid(p.ID),
-			Kind: p.Kind.String(), Error: safetext.Valid(p.Err.Error())})
-	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(report), nil
 }

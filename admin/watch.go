@@ -36,7 +36,8 @@ func (s *Service) StateChanged(vm supervise.VM) {
 	}
 }
 
-func (s *Service) WatchVMs(ctx context.Context, _ *connect.Request[adminv1.WatchVMsRequest], stream *connect.ServerStream[adminv1.WatchVMsResponse]) error {
+func (h handler) WatchVMs(ctx context.Context, _ *connect.Request[adminv1.WatchVMsRequest], stream *connect.ServerStream[adminv1.WatchVMsResponse]) error {
+	s := h.s
 	w := &watcher{changes: make(chan supervise.VM, watcherBuffer), overflow: make(chan struct{})}
 	s.mu.Lock()
 	s.watchers[w] = struct{}{}
@@ -48,14 +49,14 @@ func (s *Service) WatchVMs(ctx context.Context, _ *connect.Request[adminv1.Watch
 	}()
 	// The current state first; a change made meanwhile comes again after.
 	for _, vm := range s.sup.List() {
-		if err := stream.Send(&adminv1.WatchVMsResponse{Vm: s.vmProto(vm)}); err != nil {
+		if err := stream.Send(&adminv1.WatchVMsResponse{Vm: s.View(vm)}); err != nil {
 			return err
 		}
 	}
 	for {
 		select {
 		case vm := <-w.changes:
-			if err := stream.Send(&adminv1.WatchVMsResponse{Vm: s.vmProto(vm)}); err != nil {
+			if err := stream.Send(&adminv1.WatchVMsResponse{Vm: s.View(vm)}); err != nil {
 				return err
 			}
 		case <-w.overflow:
@@ -63,7 +64,7 @@ func (s *Service) WatchVMs(ctx context.Context, _ *connect.Request[adminv1.Watch
 			for {
 				select {
 				case vm := <-w.changes:
-					if err := stream.Send(&adminv1.WatchVMsResponse{Vm: s.vmProto(vm)}); err != nil {
+					if err := stream.Send(&adminv1.WatchVMsResponse{Vm: s.View(vm)}); err != nil {
 						return err
 					}
 				default:

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vmre/vmre"
@@ -144,8 +146,26 @@ func (c Config) settings() (settings, error) {
 	if s.Engine != nil && s.EngineAddr == "" {
 		return s, fmt.Errorf("%w: Config.Engine needs Config.EngineAddr, the address VMs dial to reach it", vmre.ErrInvalidConfig)
 	}
+	if s.EngineAddr != "" {
+		if err := checkEngineAddr(s.EngineAddr); err != nil {
+			return s, err
+		}
+	}
 	if s.Engine != nil && s.Legacy {
 		return s, fmt.Errorf("%w: Config.Engine serves the native handshake; Legacy launches use a listener of their own", vmre.ErrInvalidConfig)
 	}
 	return s, nil
+}
+
+// checkEngineAddr refuses an EngineAddr that a VM could not dial: the
+// variable carries a host:port, and a URL in it would fail only later,
+// inside the VM.
+func checkEngineAddr(addr string) error {
+	if strings.Contains(addr, "://") {
+		return fmt.Errorf("%w: Config.EngineAddr %q is a URL: give the host:port VMs dial, such as 127.0.0.1:8080", vmre.ErrInvalidConfig, addr)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%w: Config.EngineAddr %q is not a host:port: %w", vmre.ErrInvalidConfig, addr, err)
+	}
+	return nil
 }

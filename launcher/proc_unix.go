@@ -33,12 +33,14 @@ func signalGroup(pid int, sig syscall.Signal) error {
 	return err
 }
 
-// termSignals are what terminate sends, in order.
+// termSignals are what terminate sends, in order; a VM's descendants
+// outside its group get them too.
 var termSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGCONT}
 
-// terminate sends the group SIGTERM, then SIGCONT, as systemd does: a
-// process stopped by SIGSTOP (or a debugger's SIGTSTP) takes its SIGTERM
-// only once continued, and would otherwise sit out the graceful timeout.
+// terminate sends SIGTERM to the VM's group, then SIGCONT, as systemd
+// does: a VM stopped by SIGSTOP (a debugger, a job control stop) gets the
+// SIGTERM once it runs again, and so exits gracefully instead of sitting
+// out the graceful timeout until SIGKILL. A VM that runs ignores SIGCONT.
 func terminate(pid int) error {
 	if err := signalGroup(pid, syscall.SIGTERM); err != nil {
 		return err

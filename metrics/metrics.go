@@ -225,7 +225,7 @@ func newStateCollector(list func() []supervise.VM, output func() []launcher.Outp
 	return &stateCollector{
 		list:     list,
 		output:   output,
-		vms:      prometheus.NewDesc("vmre_vms", "VMs by state: starting, running, backoff, crashloop, stopped, exited, failed, and for remote VMs waiting and lost.", []string{"state"}, nil),
+		vms:      prometheus.NewDesc("vmre_vms", "VMs by state: starting, running, unhealthy, backoff, crashloop, stopped, exited, failed, and for remote VMs waiting and lost.", []string{"state"}, nil),
 		restarts: prometheus.NewDesc("vmre_vm_restarts_total", "Launches a VM's restart policy made after it ended or failed.", []string{"vm"}, nil),
 		backoff:  prometheus.NewDesc("vmre_vm_backoff_seconds", "The delay before a VM's next attempt while it waits in a backoff, else 0.", []string{"vm"}, nil),
 		cpu:      prometheus.NewDesc("vmre_vm_cpu_seconds_total", "User and system CPU time of a running VM's process.", []string{"vm"}, nil),
@@ -244,7 +244,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 var allStates = []supervise.State{supervise.StateStarting, supervise.StateRunning, supervise.StateBackoff,
 	supervise.StateCrashLoop, supervise.StateStopped, supervise.StateExited, supervise.StateFailed,
-	supervise.StateWaiting, supervise.StateLost}
+	supervise.StateWaiting, supervise.StateLost, supervise.StateUnhealthy}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.list != nil {

@@ -83,7 +83,7 @@ type Engine struct {
 
 	closing   chan struct{} // closed by Close; ends every lease
 	closeOnce sync.Once
-	owners    sockowner.Checker // the caller check's, closed by Close
+	owners    sockowner.Checker // the caller check's: released when no launch is pending, closed by Close
 
 	mu          sync.Mutex
 	closed      bool
@@ -132,8 +132,9 @@ func New(cfg Config) *Engine {
 }
 
 // Handler serves RuntimeService, grpc.health.v1 and server reflection (v1
-// and v1alpha) on their gRPC paths, so it can be mounted at "/" of any mux,
-// chi's Mount included.
+// and v1alpha) on their gRPC paths, and nothing else: mount it on each of
+// Paths beside a node's own routes, or at "/" of any mux (chi's Mount
+// included).
 func (e *Engine) Handler() http.Handler {
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(e.maxBodyBytes), connect.WithCompressMinBytes(compressMinBytes))
 	mux := http.NewServeMux()
@@ -143,6 +144,18 @@ func (e *Engine) Handler() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts))
 	return mux
+}
+
+// Paths are the path prefixes Handler serves, each ending in "/": the
+// RuntimeService, grpc.health.v1 and the two versions of server
+// reflection. Mount Handler on each (chi: r.Handle(p+"*", h)), or on "/".
+func (e *Engine) Paths() []string {
+	return []string{
+		"/" + runtimev1connect.RuntimeServiceName + "/",
+		"/" + grpchealth.HealthV1ServiceName + "/",
+		"/" + grpcreflect.ReflectV1ServiceName + "/",
+		"/" + grpcreflect.ReflectV1AlphaServiceName + "/",
+	}
 }
 
 // Close ends every lease, marks the engine not serving in grpc health and
@@ -265,7 +278,7 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 	l.closeProc()
 	l.addr, l.version, l.certSum = addr, version, certSum
 	if l.enrollment == nil {
-		e.pending--
+		e.launchDone()
 	}
 	close(l.initialized)
 	return l.hook, connect.NewResponse(&runtimev1.InitializeResponse{

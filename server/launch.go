@@ -101,7 +101,7 @@ func (l *Launch) End() {
 		return
 	}
 	if l.state == statePending {
-		e.pending--
+		e.launchDone()
 	}
 	delete(e.serving, l)
 	l.state = stateEnded
@@ -115,6 +115,16 @@ func (l *Launch) End() {
 		if gone := e.launches[old]; gone != nil && gone.state == stateEnded {
 			delete(e.launches, old)
 		}
+	}
+}
+
+// launchDone counts a launch that is no longer pending. With none left,
+// the caller check's socket is let go: an idle engine holds no descriptor
+// for it. It runs under engine.mu.
+func (e *Engine) launchDone() {
+	e.pending--
+	if e.pending == 0 {
+		e.owners.Release()
 	}
 }
 

@@ -4,7 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
+
+	"github.com/vmre/vmre/internal/bearer"
 )
 
 // tokenBytes is the size of a launch token: 256 random bits.
@@ -24,11 +25,9 @@ func newToken() string {
 func keyOf(token string) tokenKey { return sha256.Sum256([]byte(token)) }
 
 // bearerToken returns the token of an "Authorization: Bearer TOKEN" header
-// value, or "" when there is none.
+// value, or "" when there is none: internal/bearer's parser, shared with
+// the admin service.
 func bearerToken(header string) string {
-	const prefix = "Bearer "
-	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
-		return ""
-	}
-	return strings.TrimSpace(header[len(prefix):])
+	token, _ := bearer.Token(header)
+	return token
 }

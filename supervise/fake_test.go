@@ -20,6 +20,7 @@ type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer  // pending: neither fired nor stopped
+	made   int           // timers made, fired and stopped ones included
 	change chan struct{} // closed at each new timer
 }
 
@@ -45,6 +46,7 @@ func (c *fakeClock) NewTimer(d time.Duration) supervise.Timer {
 	defer c.mu.Unlock()
 	t := &fakeTimer{c: c, d: d, at: c.now.Add(d), ch: make(chan time.Time, 1)}
 	c.timers = append(c.timers, t)
+	c.made++
 	close(c.change)
 	c.change = make(chan struct{})
 	return t
@@ -83,6 +85,13 @@ func (c *fakeClock) pending() []time.Duration {
 		ds = append(ds, t.d)
 	}
 	return ds
+}
+
+// timersMade returns the number of timers made so far.
+func (c *fakeClock) timersMade() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.made
 }
 
 // waitTimer waits until a timer is pending, and returns its duration.
@@ -153,28 +162,44 @@ func (f *fakeLauncher) Launch(ctx context.Context, req supervise.LaunchRequest) 
 	}
 }
 
-// next returns the next launch the Supervisor asks for.
-func (f *fakeLauncher) next(t *testing.T) *fakeLaunch {
+// receive returns the next value of ch, failing the test when none comes
+// within vmretest.WaitTimeout.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
+	timeout := time.NewTimer(vmretest.WaitTimeout)
+	defer timeout.Stop()
 	select {
-	case l := <-f.launches:
-		return l
-	case <-time.After(vmretest.WaitTimeout):
-		t.Fatalf("no launch within %s", vmretest.WaitTimeout)
-		return nil
+	case v := <-ch:
+		return v
+	case <-timeout.C:
+		t.Fatalf("no %s within %s", what, vmretest.WaitTimeout)
+		var zero T
+		return zero
 	}
 }
 
-// none fails the test if the Supervisor has asked for a launch. It is
-// called when nothing could have led to one (no timer fired, no command
-// was given), so it need not wait.
-func (f *fakeLauncher) none(t *testing.T, when string) {
+// nothing fails the test if ch holds a value. It is called when nothing
+// could have led to one (no timer fired, no command was given), so it
+// need not wait.
+func nothing[T any](t *testing.T, ch <-chan T, what, when string) {
 	t.Helper()
 	select {
-	case l := <-f.launches:
-		t.Fatalf("%s: a launch of %s", when, l.req.Name)
+	case <-ch:
+		t.Fatalf("%s: a %s", when, what)
 	default:
 	}
+}
+
+// next returns the next launch the Supervisor asks for.
+func (f *fakeLauncher) next(t *testing.T) *fakeLaunch {
+	t.Helper()
+	return receive(t, f.launches, "launch")
+}
+
+// none fails the test if the Supervisor has asked for a launch.
+func (f *fakeLauncher) none(t *testing.T, when string) {
+	t.Helper()
+	nothing(t, f.launches, "launch", when)
 }
 
 // succeed completes the launch: the VM runs as pid.
@@ -234,15 +259,18 @@ type fakeSupervisor struct {
 
 func newFakeSupervisor(t *testing.T, backoff supervise.Backoff, r float64) *fakeSupervisor {
 	t.Helper()
+	return newFakeSupervisorWith(t, supervise.Config{Backoff: backoff}, r)
+}
+
+// newFakeSupervisorWith is newFakeSupervisor of cfg, whose launcher, hooks,
+// logger, clock and random source it sets.
+func newFakeSupervisorWith(t *testing.T, cfg supervise.Config, r float64) *fakeSupervisor {
+	t.Helper()
 	f := &fakeSupervisor{clock: newFakeClock(), launcher: &fakeLauncher{launches: make(chan *fakeLaunch)}, rec: newStates()}
-	s, err := supervise.New(supervise.Config{
-		Launcher: f.launcher,
-		Backoff:  backoff,
-		Hooks:    &supervise.Hooks{State: f.rec.add, Removed: f.rec.remove},
-		Logger:   vmretest.Logger(t),
-		Clock:    f.clock,
-		Rand:     fixedRand(r),
-	})
+	cfg.Launcher, cfg.Clock, cfg.Rand = f.launcher, f.clock, fixedRand(r)
+	cfg.Hooks = &supervise.Hooks{State: f.rec.add, Removed: f.rec.remove}
+	cfg.Logger = vmretest.Logger(t)
+	s, err := supervise.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,4 +290,46 @@ func (f *fakeSupervisor) get(t *testing.T, name string) supervise.VM {
 		t.Fatalf("no VM %q", name)
 	}
 	return vm
+}
+
+// fakeProber is a supervise.Prober whose probes wait for the test to
+// answer them.
+type fakeProber struct {
+	probes chan *fakeProbe
+}
+
+// fakeProbe is one probe the Supervisor made.
+type fakeProbe struct {
+	vm     supervise.VM
+	ctx    context.Context
+	answer chan error
+}
+
+func newFakeProber() *fakeProber { return &fakeProber{probes: make(chan *fakeProbe)} }
+
+func (p *fakeProber) Probe(ctx context.Context, vm supervise.VM) error {
+	pr := &fakeProbe{vm: vm, ctx: ctx, answer: make(chan error, 1)}
+	select {
+	case p.probes <- pr:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-pr.answer:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// next returns the next probe the Supervisor makes.
+func (p *fakeProber) next(t *testing.T) *fakeProbe {
+	t.Helper()
+	return receive(t, p.probes, "probe")
+}
+
+// none fails the test if the Supervisor has made a probe.
+func (p *fakeProber) none(t *testing.T, when string) {
+	t.Helper()
+	nothing(t, p.probes, "probe", when)
 }

@@ -32,6 +32,10 @@ const (
 	// StateLost: a remote VM whose lease broke (VM.Err says how); it
 	// runs again when it handshakes anew.
 	StateLost
+	// StateUnhealthy: the VM failed its liveness probes (VM.Err matches
+	// ErrUnhealthy and says why) and is being stopped, to be launched
+	// again by its policy.
+	StateUnhealthy
 )
 
 func (s State) String() string {
@@ -54,6 +58,8 @@ func (s State) String() string {
 		return "waiting"
 	case StateLost:
 		return "lost"
+	case StateUnhealthy:
+		return "unhealthy"
 	}
 	return "unknown"
 }

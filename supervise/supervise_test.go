@@ -93,13 +93,22 @@ func waiting(vm supervise.VM) bool {
 // closed when the test ends, and the record of its changes.
 func newSupervisor(t *testing.T, backoff supervise.Backoff) (*supervise.Supervisor, *states) {
 	t.Helper()
+	return newSupervisorWith(t, supervise.Config{Backoff: backoff})
+}
+
+// newSupervisorWith is newSupervisor of cfg, whose launcher, hooks and
+// logger it sets.
+func newSupervisorWith(t *testing.T, cfg supervise.Config) (*supervise.Supervisor, *states) {
+	t.Helper()
 	l, err := launcher.New(launcher.Config{Logger: vmretest.Logger(t), GracefulTimeout: 5 * time.Second, HandshakeTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
 	rec := newStates()
-	s, err := supervise.New(supervise.Config{Launcher: supervise.FromLauncher(l), Backoff: backoff, Hooks: &supervise.Hooks{State: rec.add, Removed: rec.remove}, Logger: vmretest.Logger(t)})
+	cfg.Launcher, cfg.Logger = supervise.FromLauncher(l), vmretest.Logger(t)
+	cfg.Hooks = &supervise.Hooks{State: rec.add, Removed: rec.remove}
+	s, err := supervise.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,8 @@ type Config struct {
 	// Rand is the random source of the backoff's jitter (default:
 	// math/rand/v2's).
 	Rand Rand
+	// Liveness probes the running VMs (zero: no probes).
+	Liveness Liveness
 }
 
 // Spec is one VM to supervise.
@@ -62,6 +64,7 @@ type Supervisor struct {
 	hooks    *Hooks
 	log      *slog.Logger
 	clock    Clock
+	liveness Liveness
 
 	randMu sync.Mutex
 	rand   Rand
@@ -87,6 +90,7 @@ func New(cfg Config) (*Supervisor, error) {
 		hooks:    cfg.Hooks,
 		log:      cfg.Logger,
 		clock:    cfg.Clock,
+		liveness: cfg.Liveness.withDefaults(),
 		rand:     cfg.Rand,
 		vms:      make(map[string]*vm),
 		stopCtx:  context.Background(),

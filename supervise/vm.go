@@ -49,7 +49,7 @@ type step struct {
 	interrupted bool           // an operator's command abandoned the launch
 	waiting     *command       // the Start or Restart that awaits the next launch
 	restart     bool           // the next launch is the policy's restart
-	err         error          // the failed launch that led here
+	err         error          // the failed launch, or the liveness failure, that led here
 	exit        *launcher.Exit // how the run that led here ended
 }
 
@@ -204,8 +204,25 @@ func (v *vm) received(s *Supervisor, c command) {
 }
 
 // watch waits for the running VM to end, or for an operator's command, or
-// for Close.
+// for Close, and probes its liveness meanwhile.
 func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
+	live := s.probe(v)
+	defer live.stop()
+	// Every stop of the run goes through graceCtx, which the context of
+	// whoever waits for the stop cuts short: the first Stop of a Run sets
+	// its grace, and an unhealthy VM's stop may be followed by an
+	// operator's or Close's.
+	graceCtx, cutGrace := context.WithCancel(context.Background())
+	defer cutGrace()
+	stop := func(ctx context.Context) launcher.Exit {
+		live.stop() // before whoever asked for the stop hears of it
+		rt.Stop(graceCtx)
+		defer context.AfterFunc(ctx, cutGrace)()
+		<-rt.Done()
+		exit, _ := rt.Exit()
+		return exit
+	}
+	var unhealthy error // set once the liveness probes gave up on the VM
 	for {
 		select {
 		case <-rt.Done():
@@ -214,11 +231,27 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 			if exit.Ran >= s.backoff.ResetAfter {
 				attempt = 0 // it ran long enough: the next failure starts over
 			}
-			if !s.spec(v).Policy.restarts(exit) {
+			policy := s.spec(v).Policy
+			switch {
+			case unhealthy != nil && policy == Never:
+				s.update(v, "stopped unhealthy; the policy does not restart it", func(vs *VM) {
+					vs.State, vs.LastExit, vs.Err = StateFailed, &exit, unhealthy
+				})
+				return step{next: idle}
+			case unhealthy != nil:
+				return step{next: backoffThenLaunch, attempt: attempt + 1, exit: &exit, err: unhealthy}
+			case !policy.restarts(exit):
 				s.update(v, "exited; the policy does not restart it", func(vs *VM) { vs.State, vs.LastExit = StateExited, &exit })
 				return step{next: idle}
 			}
 			return step{next: backoffThenLaunch, attempt: attempt + 1, exit: &exit}
+		case <-live.due():
+			live.start()
+		case err := <-live.results():
+			if unhealthy = live.done(err); unhealthy != nil {
+				s.update(v, "unhealthy; stopping it", func(vs *VM) { vs.State, vs.Err = StateUnhealthy, unhealthy })
+				rt.Stop(graceCtx)
+			}
 		case c := <-v.cmds:
 			v.received(s, c)
 			switch c.kind {
@@ -226,18 +259,18 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 				c.reply <- result{} // it runs already
 				continue
 			case cmdStop:
-				exit := stopRuntime(c.ctx, rt)
+				exit := stop(c.ctx)
 				s.keepStderr(v, rt)
 				s.update(v, "stopped on request", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 				c.reply <- result{changed: true}
 				return step{next: idle}
 			case cmdRestart:
-				exit := stopRuntime(c.ctx, rt)
+				exit := stop(c.ctx)
 				s.keepStderr(v, rt)
 				return step{next: launchNow, waiting: &c, exit: &exit}
 			}
 		case <-v.ctx.Done():
-			exit := stopRuntime(s.stopContext(v), rt)
+			exit := stop(s.stopContext(v))
 			s.keepStderr(v, rt)
 			s.update(v, "stopped: "+s.quitting(v), func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 			return step{next: quit}
@@ -298,15 +331,6 @@ func (s *Supervisor) running(v *vm, r Ready) {
 	})
 }
 
-// stopRuntime stops rt and waits until it is reaped; ctx cuts the grace
-// short.
-func stopRuntime(ctx context.Context, rt Run) launcher.Exit {
-	rt.Stop(ctx)
-	<-rt.Done()
-	exit, _ := rt.Exit()
-	return exit
-}
-
 // backoffWait waits out the delay before the next attempt, unless an
 // operator stops or restarts the VM first, or the Supervisor closes.
 func (s *Supervisor) backoffWait(v *vm, prev step) step {
@@ -320,10 +344,11 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 	s.update(v, "waiting to restart", func(vs *VM) {
 		vs.State, vs.Attempt, vs.Delay, vs.NextAttempt = state, attempt, delay, at
 		vs.Err = prev.err
-		if prev.err != nil {
-			failedAttempt(vs, prev.err)
-		} else if prev.exit != nil {
+		switch {
+		case prev.exit != nil: // a run that ended, unhealthy or not
 			vs.LastExit = prev.exit
+		case prev.err != nil: // a launch that failed
+			failedAttempt(vs, prev.err)
 		}
 	})
 	timer := s.clock.NewTimer(delay)
@@ -393,7 +418,7 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 	case StateFailed:
 		attrs = append(attrs, errAttr(snap.Err))
 		level = slog.LevelError
-	case StateLost:
+	case StateLost, StateUnhealthy:
 		attrs = append(attrs, slog.String("error", errString(snap.Err)))
 		level = slog.LevelWarn
 	case StateRunning:

@@ -32,7 +32,7 @@ func startNodeOf(t *testing.T, env []string, names []string, args ...string) (*p
 	for _, name := range names {
 		copyFile(t, exampleVM, filepath.Join(dir, name), 0o755)
 	}
-	p := startProc(t, env, vmreBin, append([]string{"node", "--plugin-dir", dir, "--log-format", "json", "--events", "-"}, args...)...)
+	p := startProc(t, env, vmreBin, append([]string{"node", "--plugin-dir", dir, "--data-dir", t.TempDir(), "--log-format", "json", "--events", "-"}, args...)...)
 	mux := parseRecord(p.stdout.waitFor(t, "listening", 20*time.Second, isEvent("listening", nil)))["addr"].(string)
 	pids := map[string]int{}
 	for _, name := range names {
@@ -324,7 +324,7 @@ func TestPsShowsWhyAVMFailed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "quitter"), []byte(quitter), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, env, vmreBin, "node", "--plugin-dir", dir, "--log-format", "json", "--events", "-")
+	p := startProc(t, env, vmreBin, "node", "--plugin-dir", dir, "--data-dir", t.TempDir(), "--log-format", "json", "--events", "-")
 	p.stdout.waitFor(t, "quitter failed", 20*time.Second, isState("quitter", "failed", nil))
 
 	r := cli(t, env, "ps")

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/vmre/vmre/admin"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/h2c"
@@ -140,8 +141,11 @@ func psCommand(ctx context.Context, args []string, e env) int {
 		return clientFail(e, "ps", err)
 	}
 	if asJSON {
-		b, _ := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(res.Msg)
-		fmt.Fprintln(e.stdout, string(b))
+		b, err := admin.JSON(res.Msg)
+		if err != nil {
+			return clientFail(e, "ps", err)
+		}
+		e.stdout.Write(b)
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
@@ -160,21 +164,47 @@ func psCommand(ctx context.Context, args []string, e env) int {
 		if vm.GetStartedAt() != nil {
 			uptime = time.Since(vm.GetStartedAt().AsTime()).Round(time.Second).String()
 		}
-		state := strings.ToLower(strings.TrimPrefix(vm.GetState().String(), "VM_STATE_"))
-		if vm.GetBackoff() != nil {
-			state += fmt.Sprintf(" (attempt %d, next in %s)", vm.GetAttempt(),
-				time.Until(vm.GetNextAttempt().AsTime()).Round(100*time.Millisecond))
-		}
-		last := "-"
-		if ex := vm.GetLastExit(); ex != nil {
-			last = ex.GetSummary()
-		} else if first, _, _ := strings.Cut(vm.GetError(), "\n"); first != "" {
-			last = first // a launch that failed before the VM ran, or a refused handshake
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", vm.GetName(), state, pid, addr, uptime, vm.GetRestarts(), last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", vm.GetName(), psState(vm), pid, addr, uptime, vm.GetRestarts(), psLast(vm))
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// psState is a VM's STATE in ps: its state, removed for a VM whose file
+// left the plugin directory, its backoff, and a pending change.
+func psState(vm *adminv1.VM) string {
+	state := stateName(vm)
+	if vm.GetRemoved() {
+		state = "removed (" + state + ")"
+	}
+	if vm.GetBackoff() != nil {
+		state += fmt.Sprintf(" (attempt %d, next in %s)", vm.GetAttempt(),
+			time.Until(vm.GetNextAttempt().AsTime()).Round(100*time.Millisecond))
+	}
+	if p := vm.GetPending(); p != "" {
+		state += ", " + p
+	}
+	return state
+}
+
+// psLast is a VM's LAST EXIT in ps: for a VM that fails, the error of its
+// latest attempt (a launch that failed before the VM ran, or a refused
+// handshake); else how its last run ended.
+func psLast(vm *adminv1.VM) string {
+	first, _, _ := strings.Cut(vm.GetError(), "\n")
+	switch vm.GetState() {
+	case adminv1.VMState_VM_STATE_FAILED, adminv1.VMState_VM_STATE_CRASHLOOP, adminv1.VMState_VM_STATE_BACKOFF:
+		if first != "" {
+			return first
+		}
+	}
+	if ex := vm.GetLastExit(); ex != nil {
+		return ex.GetSummary()
+	}
+	if first != "" {
+		return first
+	}
+	return "-"
 }
 
 // controlCommand is stop, start or restart of one VM.

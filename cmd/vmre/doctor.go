@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
-	"github.com/vmre/vmre/internal/vmpeer"
 	"github.com/vmre/vmre/launcher"
 )
 
@@ -246,9 +245,8 @@ func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
 	addr := rt.Status().Addr
 	d.report.add(phase{name: phaseServer, outcome: phaseOK, detail: addr + " accepts connections"})
 
-	peer := vmpeer.Over(addr, rt.HTTPClient(), rt.HTTP2)
-	res, err := probeVM(sig.first, peer)
-	h := phase{name: phaseHealth, elapsed: res.elapsed}
+	res, err := rt.ProbeHealth(sig.first)
+	h := phase{name: phaseHealth, elapsed: res.Elapsed}
 	if err != nil {
 		h.detail = err.Error()
 		h.cause, h.fix = healthFailure(res, d.info.goVersion != "")
@@ -256,9 +254,9 @@ func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
 		return false
 	}
 	h.outcome = phaseOK
-	h.detail = res.method + " Check: " + res.status + " (" + res.protocol + ")"
-	if res.method == probeHTTP {
-		h.detail = res.status
+	h.detail = res.Method + " Check: " + res.Status + " (" + res.Protocol + ")"
+	if res.Method == launcher.HealthHTTP {
+		h.detail = res.Status
 	}
 	d.report.add(h)
 	return true
@@ -266,16 +264,16 @@ func (d *doctor) checkServer(sig *signals, rt *launcher.Runtime) bool {
 
 // healthFailure is the likely cause and fix of a failed health probe: in
 // terms of Go libraries for a Go program, of protocols for any other.
-func healthFailure(res probeResult, isGo bool) (cause, fix string) {
+func healthFailure(res launcher.Health, isGo bool) (cause, fix string) {
 	switch {
-	case res.protocol == "":
+	case res.Protocol == "":
 		cause = "the VM's server answers neither gRPC over HTTP/2 without TLS (h2c) nor the Connect protocol over HTTP/1.1"
 		fix = "serve the VM's RPCs on the address it announced, over h2c (gRPC) or HTTP/1.1 (Connect, JSON bodies); see docs/VM-AUTHORS.md"
 	case isGo:
-		cause = "the VM's server, which speaks " + res.protocol + ", does not answer grpc.health.v1 Check with serving"
+		cause = "the VM's server, which speaks " + res.Protocol + ", does not answer grpc.health.v1 Check with serving"
 		fix = "serve grpc.health.v1 (connectrpc.com/grpchealth) and report the VM serving once it is ready"
 	default:
-		cause = "the VM's server, which speaks " + res.protocol + ", does not answer grpc.health.v1.Health/Check with SERVING"
+		cause = "the VM's server, which speaks " + res.Protocol + ", does not answer grpc.health.v1.Health/Check with SERVING"
 		fix = `answer POST /grpc.health.v1.Health/Check (service "") with {"status":"SERVING"} once the VM is ready; see docs/VM-AUTHORS.md`
 	}
 	return cause, fix

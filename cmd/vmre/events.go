@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/node"
+	"github.com/vmre/vmre/supervise"
 )
 
 // eventLog writes what happens to the VMs as JSON lines, one per event:
@@ -125,6 +127,54 @@ func (l *eventLog) hooks() *launcher.Hooks {
 		},
 		OutputDropped: func(i launcher.OutputDropInfo) {
 			l.write(event{Event: "output_dropped", VM: i.VM, Pid: i.Pid, Stream: i.Stream, Truncated: i.Truncated, Unread: i.Unread})
+		},
+	}
+}
+
+// exitJSON is how a VM ended, in an exited event.
+type exitJSON struct {
+	Code    int     `json:"code"`             // -1 when a signal ended it
+	Signal  string  `json:"signal,omitempty"` // e.g. "terminated", "killed"
+	Stage   string  `json:"stage"`            // none, shutdown, sigterm or sigkill: how far the stop sequence went
+	RanMS   float64 `json:"ran_ms"`
+	Summary string  `json:"summary"` // e.g. "exit code 0 after 1.2s (stopped by SIGTERM)"
+}
+
+func newExitJSON(exit launcher.Exit) *exitJSON {
+	return &exitJSON{Code: exit.Code, Signal: exit.Signal, Stage: exit.Stage.String(), RanMS: ms(exit.Ran), Summary: exit.String()}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// nodeHooks are the node's hooks that write the event log: each change of
+// a VM's state, each load of the plugin directory, the engine's TLS
+// listener. changed, when not nil, gets a value after every change of
+// state, for a command that follows its VM.
+func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
+	return &node.Hooks{
+		State: func(vm supervise.VM) {
+			ev := event{Event: "state", VM: vm.Name, State: vm.State.String(), Pid: vm.Pid, Addr: vm.Addr, Peer: vm.Peer,
+				CertSHA256: vm.CertSHA256, Error: errText(vm.Err)}
+			if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
+				ev.Attempt, ev.DelayMS = vm.Attempt, ms(vm.Delay)
+			}
+			l.write(ev)
+			if changed != nil {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
+		},
+		Reload: func(r node.Report) {
+			var failed []string
+			for _, p := range r.Failed {
+				failed = append(failed, p.Entry)
+			}
+			l.write(event{Event: "reload", Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, Failed: failed})
+		},
+		EngineListening: func(addr, certSHA256 string) {
+			l.write(event{Event: "engine_listening", Addr: addr, CertSHA256: certSHA256})
 		},
 	}
 }

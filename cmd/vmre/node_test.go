@@ -97,7 +97,7 @@ func TestNode(t *testing.T) {
 	}
 	// gamma is pinned before its file exists: the first load reports it
 	// missing, the reload after it is copied in adds it.
-	p := startVMRE(t, "node", "--plugin-dir", dir, "--aliases", aliases, "--pins", pins,
+	p := startVMRE(t, "node", "--plugin-dir", dir, "--data-dir", t.TempDir(), "--aliases", aliases, "--pins", pins,
 		"--restart", "on-failure", "--backoff-initial", "100ms", "--log-format", "json", "--events", "-")
 	mux := parseRecord(p.stdout.waitFor(t, "listening", 20*time.Second, isEvent("listening", nil)))["addr"].(string)
 	load := parseRecord(p.stdout.waitFor(t, "the first load", 20*time.Second, isEvent("reload", nil)))
@@ -115,15 +115,18 @@ func TestNode(t *testing.T) {
 		}
 	}
 
-	var vms []map[string]any
-	if err := json.Unmarshal([]byte(getBody(t, "http://"+mux+"/v1/vms")), &vms); err != nil {
+	var list struct {
+		VMs []map[string]any `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(getBody(t, "http://"+mux+"/v1/vms")), &list); err != nil {
 		t.Fatal(err)
 	}
+	vms := list.VMs
 	if len(vms) != 2 {
 		t.Fatalf("GET /v1/vms: %v; want alpha and beta", vms)
 	}
 	for _, vm := range vms {
-		if vm["state"] != "running" || vm["pinned"] != true || vm["digest"] != sum || vm["pid"] == nil {
+		if vm["state"] != "VM_STATE_RUNNING" || vm["pinned"] != true || vm["digest"] != sum || vm["pid"] == nil {
 			t.Errorf("GET /v1/vms: %v; want running, pinned, digest %s", vm, sum)
 		}
 		if vm["name"] == "beta" && !slices.Equal(strs(vm["aliases"]), []string{"b", "bee"}) {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -93,63 +93,64 @@ func runCommand(ctx context.Context, args []string, e env) int {
 // run serves the node mux, launches the VM under supervision, and serves
 // or checks it.
 func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv func(string) string, plugin string, args []string) int {
-	h, err := startHost(hostConfig{launch: &f.launchFlags, admin: &f.adminFlags, listen: f.listen, backoff: f.backoff(),
-		events: events, log: log, getenv: getenv})
-	if err != nil {
-		return fail(log, "vmre run failed", err)
-	}
-	h.serve()
 	name := f.name
 	if name == "" {
 		name = filepath.Base(plugin)
 	}
-	command := func() (*exec.Cmd, error) { return exec.Command(plugin, args...), nil }
-	if err := h.sup.Add(supervise.Spec{Name: name, Command: command, Policy: f.policy}); err != nil {
-		h.close(context.Background())
+	lcfg := f.launchFlags.config(log)
+	lcfg.Hooks = events.hooks()
+	changed := make(chan struct{}, 1)
+	n, addr, err := newNode(node.Config{
+		VMs:     []node.VM{{Name: name, Path: plugin, Args: args}},
+		Restart: f.policy,
+		Backoff: f.backoff(),
+		Launch:  lcfg,
+		Hooks:   events.nodeHooks(changed),
+	}, f.listen, &f.adminFlags, log, events, getenv)
+	if err != nil {
 		return fail(log, "vmre run failed", err)
 	}
-	return f.serveVM(sig, log, h, name)
+	return f.serveVM(sig, log, runNode(n, sig.second), addr, name, changed)
 }
 
 // serveVM follows the VM's states until it ends for good, a signal comes,
 // or the mux fails; with --check it probes the VM once it runs.
-func (f *runFlags) serveVM(sig *signals, log *slog.Logger, h *host, name string) int {
+func (f *runFlags) serveVM(sig *signals, log *slog.Logger, r *runningNode, addr, name string, changed <-chan struct{}) int {
 	ready := false
 	for {
 		select {
-		case <-h.changed:
-			vm, _ := h.sup.Get(name)
+		case <-changed:
+			vm, _ := r.n.Get(name)
 			switch vm.State {
 			case supervise.StateRunning:
 				if ready {
 					continue
 				}
 				ready = true
-				logHints(log, h.node.addr, name, vm.Addr, f.legacy)
+				logHints(log, addr, name, vm.Addr, f.legacy)
 				if f.check {
-					code := f.checkVM(sig, log, h, vm)
-					h.close(sig.second)
+					code := f.checkVM(sig, log, r.n, vm)
+					r.stop()
 					return code
 				}
 			case supervise.StateFailed:
-				h.close(sig.second)
+				r.stop()
 				return failHint(log, "vmre run failed", vm.Err, f.launchHint(vm.Err))
 			case supervise.StateExited:
-				h.close(sig.second)
+				r.stop()
 				return vmEnded(log, vm)
 			}
 		case <-sig.first.Done():
 			log.Info("stopping the VM", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-			h.close(sig.second)
+			r.stop()
 			// A launch that the signal abandoned left an error and no exit.
-			if vm, _ := h.sup.Get(name); vm.LastExit == nil && vm.Err != nil {
+			if vm, _ := r.n.Get(name); vm.LastExit == nil && vm.Err != nil {
 				log.Warn("interrupted before the VM's handshake completed", "reason", context.Cause(sig.first).Error())
 				return exitFailure
 			}
 			return exitOK
-		case <-h.node.Done():
-			log.Error("the node mux stopped; stopping the VM", "error", errorText(h.node.err))
-			h.close(sig.second)
+		case <-r.done:
+			log.Error("the node mux stopped; the VM is stopped", "error", errorText(r.stop()))
 			return exitFailure
 		}
 	}
@@ -170,20 +171,20 @@ func vmEnded(log *slog.Logger, vm supervise.VM) int {
 }
 
 // checkVM probes the VM's health, then stops it, and ends on a verdict.
-func (f *runFlags) checkVM(sig *signals, log *slog.Logger, h *host, vm supervise.VM) int {
+func (f *runFlags) checkVM(sig *signals, log *slog.Logger, n *node.Node, vm supervise.VM) int {
 	var failed []string
-	res, err := probeAddr(sig.first, vm.Addr)
+	res, err := launcher.ProbeHealth(sig.first, vm.Addr)
 	if err != nil {
-		log.Error("health probe failed", "probe", res.method, "protocol", res.protocol, "error", err.Error(), "elapsed", res.elapsed)
+		log.Error("health probe failed", "probe", res.Method, "protocol", res.Protocol, "error", err.Error(), "elapsed", res.Elapsed)
 		failed = append(failed, "the health probe failed")
 	} else {
-		log.Info("health probe passed", "probe", res.method, "protocol", res.protocol, "status", res.status, "elapsed", res.elapsed)
+		log.Info("health probe passed", "probe", res.Method, "protocol", res.Protocol, "status", res.Status, "elapsed", res.Elapsed)
 	}
 	log.Info("stopping the VM (--check)", "graceful_timeout", f.gracefulTimeout)
-	if _, err := h.sup.Stop(sig.second, vm.Name); err != nil {
+	if _, err := n.Stop(sig.second, vm.Name); err != nil {
 		log.Error("stopping the VM failed", "error", err.Error())
 		failed = append(failed, "the VM could not be stopped")
-	} else if stopped, _ := h.sup.Get(vm.Name); stopped.LastExit != nil && stopped.LastExit.Stage == launcher.StageKill {
+	} else if stopped, _ := n.Get(vm.Name); stopped.LastExit != nil && stopped.LastExit.Stage == launcher.StageKill {
 		log.Error("the VM did not stop gracefully within --graceful-timeout", "exit", stopped.LastExit.String())
 		failed = append(failed, "the VM did not stop gracefully")
 	}

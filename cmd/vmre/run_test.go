@@ -22,6 +22,7 @@ import (
 	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
 	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/launcher"
 )
 
 func TestRunCheck(t *testing.T) {
@@ -46,7 +47,7 @@ func TestRunCheck(t *testing.T) {
 			t.Errorf("handshake succeeded: elapsed %v", hs["elapsed"])
 		}
 		probe := findRecord(t, r.stderr, "health probe passed")
-		if probe["probe"] != probeGRPCHealth || probe["status"] != "serving" {
+		if probe["probe"] != launcher.HealthGRPC || probe["status"] != "serving" {
 			t.Errorf("health probe: %v", probe)
 		}
 		findRecord(t, r.stderr, "check passed")
@@ -172,15 +173,17 @@ func TestRunVMExitsOnItsOwn(t *testing.T) {
 	}
 }
 
-// vmsEntry is one element of GET /v1/vms.
+// vmsEntry is one VM of GET /v1/vms: the admin API's VM in protojson,
+// with the proto's field names.
 type vmsEntry struct {
-	Name            string  `json:"name"`
-	Pid             int     `json:"pid"`
-	Addr            string  `json:"addr"`
-	State           string  `json:"state"`
-	ProtocolVersion uint    `json:"protocol_version"`
-	StartedAt       string  `json:"started_at"`
-	HandshakeMS     float64 `json:"handshake_ms"`
+	Name            string `json:"name"`
+	Pid             int    `json:"pid"`
+	Addr            string `json:"addr"`
+	State           string `json:"state"`
+	ProtocolVersion uint   `json:"protocol_version"`
+	StartedAt       string `json:"started_at"`
+	Handshake       string `json:"handshake"`
+	Restarts        *int   `json:"restarts"`
 }
 
 func getVMs(t *testing.T, muxAddr string) []vmsEntry {
@@ -193,11 +196,13 @@ func getVMs(t *testing.T, muxAddr string) []vmsEntry {
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "application/json" {
 		t.Fatalf("GET /v1/vms: %s, Content-Type %q", resp.Status, ct)
 	}
-	var vms []vmsEntry
-	if err := json.NewDecoder(resp.Body).Decode(&vms); err != nil {
+	var list struct {
+		VMs []vmsEntry `json:"vms"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		t.Fatal(err)
 	}
-	return vms
+	return list.VMs
 }
 
 // startRun starts `vmre run --events -` and waits until the VM is ready;
@@ -220,8 +225,8 @@ func TestRunServesNodeMux(t *testing.T) {
 	if len(vms) != 1 {
 		t.Fatalf("GET /v1/vms: %d VMs, want 1: %+v", len(vms), vms)
 	}
-	if vm := vms[0]; vm.Pid != pid || vm.Addr != vmAddr || vm.State != "running" || vm.Name != "examplevm" ||
-		vm.ProtocolVersion != 1 || vm.StartedAt == "" || vm.HandshakeMS <= 0 {
+	if vm := vms[0]; vm.Pid != pid || vm.Addr != vmAddr || vm.State != "VM_STATE_RUNNING" || vm.Name != "examplevm" ||
+		vm.ProtocolVersion != 1 || vm.StartedAt == "" || vm.Handshake == "" || vm.Restarts == nil || *vm.Restarts != 0 {
 		t.Errorf("GET /v1/vms: %+v; want pid %d, addr %s, running", vm, pid, vmAddr)
 	}
 
@@ -289,7 +294,7 @@ exec sleep 30
 		t.Errorf("ready: addr %v; want %s", hs["addr"], addr)
 	}
 	vms := getVMs(t, muxAddr)
-	if len(vms) != 1 || vms[0].Pid != pid || vms[0].Addr != addr || vms[0].State != "running" {
+	if len(vms) != 1 || vms[0].Pid != pid || vms[0].Addr != addr || vms[0].State != "VM_STATE_RUNNING" {
 		t.Errorf("GET /v1/vms: %+v", vms)
 	}
 	if code := p.signal(t, syscall.SIGINT, 20*time.Second); code != exitOK {
@@ -339,7 +344,7 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
 	probe := findRecord(t, r.stderr, "health probe passed")
-	if status, _ := probe["status"].(string); probe["probe"] != probeHTTP || !strings.Contains(status, "no grpc.health.v1 service") {
+	if status, _ := probe["status"].(string); probe["probe"] != launcher.HealthHTTP || !strings.Contains(status, "no grpc.health.v1 service") {
 		t.Errorf("health probe: %v", probe)
 	}
 

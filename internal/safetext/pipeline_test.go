@@ -5,29 +5,26 @@ package safetext_test
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
-	"github.com/vmre/vmre/admin"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/launcher"
-	"github.com/vmre/vmre/metrics"
-	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -44,14 +41,15 @@ const (
 const plugin = "#!/bin/sh\nexec \"$" + binaryKey + "\" \"$@\"\n"
 
 // FuzzPipeline feeds an arbitrary plugin file name and arbitrary VM output
-// through every place where bytes become text: the registry loads the
-// directory, the supervisor launches the VM (a real process) under a
-// launcher whose log feeds the admin service's backlog, the metrics are
-// scraped, the admin service answers ListVMs, Reload and TailLogs over
-// HTTP, and every text of theirs is rendered for a terminal. Nothing
-// panics, every answer is valid, each rendering is printable UTF-8, a name
-// that cannot name a VM is refused with a problem that shows it escaped,
-// and the records after the fuzzed output arrive.
+// through every place where bytes become text, in a real node: its
+// registry loads the directory, its supervisor launches the VM (a real
+// process) whose output goes to the admin service's backlog, its metrics
+// are scraped over HTTP, its admin service answers Reload, ListVMs and
+// TailLogs and GET /v1/vms answers over HTTP, and every text of theirs is
+// rendered for a terminal. Nothing panics, every answer is valid, each
+// rendering is printable UTF-8, a name that cannot name a VM is refused
+// with a problem that shows it escaped, and the records after the fuzzed
+// output arrive.
 //
 // make test fuzzes it for a bounded time, make fuzz for longer; plain go
 // test runs its seeds.
@@ -71,13 +69,6 @@ func FuzzPipeline(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	logs := admin.NewLogs(0)
-	l, err := launcher.New(launcher.Config{Logger: slog.New(logs.Handler(vmretest.EnabledDiscard{})),
-		GracefulTimeout: 5 * time.Second})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { l.Close() })
 
 	f.Fuzz(func(t *testing.T, name string, output []byte) {
 		if name == "" || name == "." || name == ".." || len(name) > 200 || strings.ContainsAny(name, "/\x00") {
@@ -87,83 +78,74 @@ func FuzzPipeline(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(plugin), 0o755); err != nil {
 			t.Skip(err)
 		}
-		reg, _, err := registry.Load(registry.Config{Dir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer reg.Close()
 		states := make(chan supervise.VM, 64)
-		sup, err := supervise.New(supervise.Config{Launcher: supervise.FromLauncher(l), Hooks: &supervise.Hooks{State: func(vm supervise.VM) {
-			select {
-			case states <- vm:
-			default:
-			}
-		}}})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sup.Close(context.Background())
-		m, err := metrics.New(metrics.Config{VMs: sup.List, Output: l.OutputStats})
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := admin.New(admin.Config{Supervisor: sup, Logs: logs, Reload: reg.Reload,
-			Resolve: func(n string) (string, bool) {
-				if vm, ok := reg.Lookup(n); ok {
-					return vm.ID(), true
+		n, err := node.New(node.Config{
+			PluginDir: dir,
+			Listener:  ln,
+			Logger:    slog.New(vmretest.EnabledDiscard{}), // enabled: the backlog keeps the VM's records
+			Launch: launcher.Config{Env: append(vmretest.Command("print").Env, binaryKey+"="+bin,
+				outputKey+"="+hex.EncodeToString(output))},
+			Hooks: &node.Hooks{State: func(vm supervise.VM) {
+				select {
+				case states <- vm:
+				default:
 				}
-				return "", false
-			}})
+			}},
+		})
 		if err != nil {
+			ln.Close()
 			t.Fatal(err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle(svc.Handler())
-		client := adminv1connect.NewAdminServiceClient(vmretest.HTTP1Client(t), "http://"+vmretest.Serve(t, mux))
-		ctx := t.Context()
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		go func() { ran <- n.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		url := "http://" + ln.Addr().String()
+		client := adminv1connect.NewAdminServiceClient(vmretest.HTTP1Client(t), url)
 
 		// The registry: a VM, or a problem that names the file escaped.
-		reload, err := client.Reload(ctx, connect.NewRequest(&adminv1.ReloadRequest{}))
+		var id string
+		switch {
+		case strings.HasPrefix(name, "."): // a dotfile: skipped
+		case !safetext.Printable(name):
+		default:
+			for s := range states {
+				if s.State == supervise.StateRunning {
+					id = s.Name
+					break
+				}
+				if s.State != supervise.StateStarting {
+					t.Fatalf("VM %q is %v: %v", s.Name, s.State, s.Err)
+				}
+			}
+		}
+		reload, err := client.Reload(t.Context(), connect.NewRequest(&adminv1.ReloadRequest{}))
 		if err != nil {
 			t.Fatalf("Reload: %v", err)
 		}
 		for _, p := range reload.Msg.GetFailed() {
 			printable(t, "reload failure", p.GetEntry(), p.GetVm(), p.GetKind(), p.GetError())
 		}
-		vms := reg.VMs()
-		switch {
-		case strings.HasPrefix(name, "."): // a dotfile: skipped
-			return
-		case !safetext.Printable(name):
-			if len(vms) != 0 || len(reload.Msg.GetFailed()) != 1 || reload.Msg.GetFailed()[0].GetEntry() != safetext.Terminal(name) ||
-				reload.Msg.GetFailed()[0].GetKind() != "bad name" {
-				t.Fatalf("name %q loaded as %d VMs, with failures %v; want it refused as %s", name, len(vms), reload.Msg.GetFailed(), safetext.Terminal(name))
+		if !strings.HasPrefix(name, ".") && !safetext.Printable(name) {
+			if f := reload.Msg.GetFailed(); len(f) != 1 || f[0].GetEntry() != safetext.Terminal(name) || f[0].GetKind() != "bad name" {
+				t.Fatalf("name %q: failures %v; want it refused as a bad name, shown as %s", name, f, safetext.Terminal(name))
 			}
-			return
-		case len(vms) != 1:
-			t.Fatalf("name %q: %d VMs, failures %v; want one VM", name, len(vms), reload.Msg.GetFailed())
 		}
-
-		// The supervisor launches it; its output goes to the backlog.
-		vm := vms[0]
-		if err := sup.Add(supervise.Spec{Name: vm.ID(), Hooks: m.LauncherHooks(), Command: func() (*exec.Cmd, error) {
-			cmd := vm.Command()
-			cmd.Env = append(vmretest.Env(), vmretest.ModeKey+"=print", binaryKey+"="+bin, outputKey+"="+hex.EncodeToString(output))
-			return cmd, nil
-		}}); err != nil {
-			t.Fatal(err)
-		}
-		for s := range states {
-			if s.State == supervise.StateRunning {
-				break
-			}
-			if s.State != supervise.StateStarting {
-				t.Fatalf("VM %q is %v: %v", vm.ID(), s.State, s.Err)
-			}
+		if id == "" {
+			return
 		}
 
 		// Admin: every record up to the marks of both streams, then the VMs.
-		tail, err := client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: vm.ID(), Follow: true}))
+		tail, err := client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: id, Follow: true}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,26 +164,42 @@ func FuzzPipeline(f *testing.F) {
 		if len(marks) < 2 {
 			t.Fatalf("TailLogs ended before the records after the output (%v): %v", marks, tail.Err())
 		}
-		list, err := client.ListVMs(ctx, connect.NewRequest(&adminv1.ListVMsRequest{}))
+		list, err := client.ListVMs(t.Context(), connect.NewRequest(&adminv1.ListVMsRequest{}))
 		if err != nil {
 			t.Fatalf("ListVMs: %v", err)
 		}
-		if len(list.Msg.GetVms()) != 1 || list.Msg.GetVms()[0].GetName() != vm.ID() {
-			t.Fatalf("ListVMs: %v; want VM %q", list.Msg.GetVms(), vm.ID())
+		if len(list.Msg.GetVms()) != 1 || list.Msg.GetVms()[0].GetName() != id {
+			t.Fatalf("ListVMs: %v; want VM %q", list.Msg.GetVms(), id)
 		}
 		for _, v := range list.Msg.GetVms() {
 			printable(t, "VM", v.GetName(), v.GetAddr(), v.GetError(), v.GetState().String())
 		}
 
-		// Metrics: a valid scrape, whose text is valid UTF-8.
-		rec := httptest.NewRecorder()
-		m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-		body, _ := io.ReadAll(rec.Body)
-		if rec.Code != http.StatusOK || !utf8.Valid(body) || !strings.Contains(string(body), fmt.Sprintf("vmre_vm_restarts_total{vm=%q}", vm.ID())) {
-			t.Fatalf("scrape: %d, valid UTF-8 %v, VM listed %v:\n%s", rec.Code, utf8.Valid(body),
+		// The node's JSON of its VMs and its metrics: valid, and valid UTF-8.
+		if body := get(t, url+"/v1/vms"); !json.Valid(body) || !utf8.Valid(body) {
+			t.Fatalf("GET /v1/vms: not valid JSON:\n%s", body)
+		}
+		body := get(t, url+"/metrics")
+		if !utf8.Valid(body) || !strings.Contains(string(body), fmt.Sprintf("vmre_vm_restarts_total{vm=%q}", id)) {
+			t.Fatalf("GET /metrics: valid UTF-8 %v, VM listed %v:\n%s", utf8.Valid(body),
 				strings.Contains(string(body), "vmre_vm_restarts_total"), body)
 		}
 	})
+}
+
+// get answers a GET of url, failing the test unless it is 200 OK.
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := vmretest.HTTP1Client(t).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
+	}
+	return body
 }
 
 // printable renders each text for a terminal, as a client does, and fails

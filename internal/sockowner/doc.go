@@ -29,9 +29,10 @@ var (
 )
 
 // Checker answers Queries. It holds one netlink socket, opened at its
-// first Check, for every Check until Close: an engine's Checker costs it
-// one descriptor. Its zero value is ready; it is safe for concurrent use
-// (one Check at a time).
+// first Check, for every Check until Release or Close: an engine's Checker
+// costs it one descriptor while launches wait for their handshake. Its
+// zero value is ready; it is safe for concurrent use (one Check at a
+// time).
 type Checker struct {
 	mu     sync.Mutex
 	d      *diag // nil until the first Check, and elsewhere than on Linux

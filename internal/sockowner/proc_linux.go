@@ -58,6 +58,18 @@ func (c *Checker) Check(q Query) (Result, error) {
 	return check(c.d, q)
 }
 
+// Release closes the Checker's netlink socket until the next Check, which
+// opens another: a host that expects no check for a while holds no
+// descriptor for it.
+func (c *Checker) Release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.d != nil {
+		c.d.close()
+		c.d = nil
+	}
+}
+
 // Close closes the Checker's netlink socket; Check fails from then on.
 func (c *Checker) Close() {
 	c.mu.Lock()

@@ -19,5 +19,8 @@ func (p *Proc) Close() {}
 // socket to its process.
 func (c *Checker) Check(Query) (Result, error) { return Result{}, ErrUnsupported }
 
+// Release does nothing: there is nothing to close.
+func (c *Checker) Release() {}
+
 // Close does nothing: there is nothing to close.
 func (c *Checker) Close() {}

@@ -21,8 +21,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/vmre/vmre/internal/atomicfile"
 )
 
 // Fingerprint is the SHA-256 of a DER certificate, in lowercase hex, as
@@ -39,6 +40,11 @@ func SelfSigned(hosts []string, validFor time.Duration) (tls.Certificate, error)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
+	return certify(key, hosts, validFor)
+}
+
+// certify makes a self-signed certificate of key for hosts.
+func certify(key *ecdsa.PrivateKey, hosts []string, validFor time.Duration) (tls.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return tls.Certificate{}, err
@@ -70,33 +76,81 @@ func SelfSigned(hosts []string, validFor time.Duration) (tls.Certificate, error)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// selfSignedValidity is how long LoadOrCreate's certificates are valid.
+const selfSignedValidity = 10 * 365 * 24 * time.Hour
+
 // LoadOrCreate loads the certificate and key at certFile and keyFile (PEM),
 // or, when neither exists, makes a self-signed one valid for ten years and
-// writes them there (the key readable by its owner only).
+// writes them there (the key readable by its owner only). The two are one
+// unit: the key is written first and the certificate second, each whole or
+// not at all (internal/atomicfile), and a key found alone (a crash came
+// between the two writes) is completed with a certificate of that key. A
+// certificate was only ever published once it was written, so completing
+// never changes a fingerprint that remote VMs pin; a certificate found
+// without its key is an error that names both files.
 func LoadOrCreate(certFile, keyFile string, hosts []string) (tls.Certificate, error) {
 	_, certErr := os.Stat(certFile)
-	_, keyErr := os.Stat(keyFile)
-	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
-		cert, err := SelfSigned(hosts, 10*365*24*time.Hour)
+	keyPEM, keyErr := os.ReadFile(keyFile)
+	switch {
+	case certErr == nil && keyErr == nil:
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return tls.Certificate{}, err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-		if err != nil {
-			return tls.Certificate{}, err
-		}
-		if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-			return tls.Certificate{}, err
-		}
-		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-			return tls.Certificate{}, err
-		}
-		if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
-			return tls.Certificate{}, err
+			return tls.Certificate{}, fmt.Errorf("load the pair %s and %s: %w", certFile, keyFile, err)
 		}
 		return cert, nil
+	case certErr == nil && errors.Is(keyErr, os.ErrNotExist):
+		return tls.Certificate{}, fmt.Errorf("the certificate %s has no key %s: put the key back (remote VMs pin this certificate); "+
+			"or remove the certificate too, and a new pair is made, whose fingerprint every remote VM must then be given", certFile, keyFile)
+	case !errors.Is(certErr, os.ErrNotExist):
+		return tls.Certificate{}, certErr
+	case keyErr == nil:
+		key, err := parseKey(keyPEM)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("%s: %w", keyFile, err)
+		}
+		cert, err := certify(key, hosts, selfSignedValidity)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		return cert, writeCert(certFile, cert)
+	case !errors.Is(keyErr, os.ErrNotExist):
+		return tls.Certificate{}, keyErr
 	}
-	return tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := SelfSigned(hosts, selfSignedValidity)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := atomicfile.Write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	return cert, writeCert(certFile, cert)
+}
+
+// writeCert writes cert's PEM to certFile, whole or not at all.
+func writeCert(certFile string, cert tls.Certificate) error {
+	return atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644)
+}
+
+// parseKey reads the PEM of an ECDSA key in PKCS #8, as LoadOrCreate
+// writes it.
+func parseKey(b []byte) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New("not a PEM \"PRIVATE KEY\"")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T key, not ECDSA", k)
+	}
+	return key, nil
 }
 
 // MismatchError is the error of a peer whose certificate is not the one

@@ -140,7 +140,13 @@ type VM struct {
 	Remote bool   `protobuf:"varint,19,opt,name=remote,proto3" json:"remote,omitempty"`
 	Peer   string `protobuf:"bytes,20,opt,name=peer,proto3" json:"peer,omitempty"`
 	// The fingerprint of its server's TLS certificate, when it speaks TLS.
-	CertSha256    string `protobuf:"bytes,21,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	CertSha256 string `protobuf:"bytes,21,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	// Its file or declaration left the plugin directory and the node keeps
+	// it running (vmre node --keep-removed) until it is stopped.
+	Removed bool `protobuf:"varint,22,opt,name=removed,proto3" json:"removed,omitempty"`
+	// A change the VM waits for, such as "changed: runs at next restart"
+	// when its file changed and the run in progress is of the old bytes.
+	Pending       string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +324,20 @@ func (x *VM) GetPeer() string {
 func (x *VM) GetCertSha256() string {
 	if x != nil {
 		return x.CertSha256
+	}
+	return ""
+}
+
+func (x *VM) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+func (x *VM) GetPending() string {
+	if x != nil {
+		return x.Pending
 	}
 	return ""
 }
@@ -938,7 +958,8 @@ type ReloadResponse struct {
 	Unchanged []string `protobuf:"bytes,3,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
 	// VMs whose file changed: their next launch runs the new version.
 	Changed []string `protobuf:"bytes,4,rep,name=changed,proto3" json:"changed,omitempty"`
-	// VMs whose file left the directory: they run on until stopped.
+	// VMs whose file or declaration left the directory: stopped and
+	// forgotten, or, with --keep-removed, running on until stopped.
 	Removed       []string `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1691,7 +1712,7 @@ var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x05\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x06\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -1716,7 +1737,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x06remote\x18\x13 \x01(\bR\x06remote\x12\x12\n" +
 	"\x04peer\x18\x14 \x01(\tR\x04peer\x12\x1f\n" +
 	"\vcert_sha256\x18\x15 \x01(\tR\n" +
-	"certSha256\"\x8f\x01\n" +
+	"certSha256\x12\x18\n" +
+	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
+	"\apending\x18\x17 \x01(\tR\apending\"\x8f\x01\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x14\n" +

@@ -75,8 +75,10 @@ type AdminServiceClient interface {
 	// it launches it now.
 	RestartVM(context.Context, *connect.Request[v1.RestartVMRequest]) (*connect.Response[v1.RestartVMResponse], error)
 	// Reload reads the plugin directory, the aliases and the pins again, and
-	// starts the VMs that are new. A node without a plugin directory (vmre
-	// run) answers unimplemented.
+	// reconciles the node with them: new VMs start, removed ones stop and
+	// leave, a removed remote VM's token is refused, a changed file runs at
+	// the VM's next launch. A node without a plugin directory (vmre run)
+	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
 	// VM's state as it happens. A watcher too slow to keep up is ended with
@@ -252,8 +254,10 @@ type AdminServiceHandler interface {
 	// it launches it now.
 	RestartVM(context.Context, *connect.Request[v1.RestartVMRequest]) (*connect.Response[v1.RestartVMResponse], error)
 	// Reload reads the plugin directory, the aliases and the pins again, and
-	// starts the VMs that are new. A node without a plugin directory (vmre
-	// run) answers unimplemented.
+	// reconciles the node with them: new VMs start, removed ones stop and
+	// leave, a removed remote VM's token is refused, a changed file runs at
+	// the VM's next launch. A node without a plugin directory (vmre run)
+	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
 	// VM's state as it happens. A watcher too slow to keep up is ended with

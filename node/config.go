@@ -1,0 +1,151 @@
+package node
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
+	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/supervise"
+)
+
+// Config configures a Node. Every zero value means the documented default;
+// New never writes into it.
+type Config struct {
+	// PluginDir is the directory of the node's VMs (docs/NODE.md); "" for
+	// a node that runs the VMs of VMs alone. Aliases and Pins are its
+	// aliases and pins files (default: none); RequirePins refuses every
+	// file without a pin.
+	PluginDir, Aliases, Pins string
+	RequirePins              bool
+	// KeepRemoved keeps a VM whose file left the plugin directory running
+	// (shown removed) until it is stopped, instead of stopping it with its
+	// graceful timeout and forgetting it.
+	KeepRemoved bool
+	// VMs are further VMs to run, given by their command rather than a
+	// plugin directory: `vmre run`'s one plugin.
+	VMs []VM
+
+	// Restart is when a VM that ended is launched again, and Backoff the
+	// wait before it (supervise's defaults).
+	Restart supervise.Policy
+	Backoff supervise.Backoff
+	// Launch configures every launch (its zero values: the launcher's
+	// defaults). The node sets its Engine and EngineAddr to its own
+	// engine and Addr, joins its Hooks after the node's, and sets its
+	// Logger to Logger.
+	Launch launcher.Config
+
+	// Listener, when set, is where Run serves Handler (HTTP/1.1 and h2c)
+	// until the VMs have stopped; Run closes it.
+	Listener net.Listener
+	// Handler is what Run serves on Listener (default: the node's own
+	// Handler): set it to a router that mounts the node's Handler beside
+	// routes of your own.
+	Handler http.Handler
+	// Addr is the host:port where VMs on this host reach the node's
+	// Handler for their handshake (default: Listener's address, with
+	// loopback for an unspecified IP). Required unless Listener is set or
+	// Launch.Legacy, whose VMs handshake on listeners of their own.
+	Addr string
+
+	// AdminToken, when set, is required as "Authorization: Bearer TOKEN" by
+	// the admin service, and by GET /metrics with MetricsToken.
+	AdminToken   string
+	MetricsToken bool
+
+	// Remote lets VMs on other hosts, declared by NAME.remote files of the
+	// plugin directory, handshake with the engine over TLS
+	// (docs/REMOTE.md). Off when Remote.Listen is "".
+	Remote RemoteConfig
+
+	// DataDir is the node's own directory: the engine's certificate, the
+	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
+	// directories (docs/NODE.md). Required with Remote and Sandbox; without
+	// it, operators' stops last as long as the node.
+	DataDir string
+
+	// Sandbox is how the policy of each VM the node launches is applied
+	// (docs/SANDBOX.md; default sandbox.Off). A sandboxed VM gets a data
+	// directory of its own, DataDir/vms/NAME/data (VMRE_DATA_DIR), and a
+	// temporary one, DataDir/vms/NAME/tmp (TMPDIR), emptied before each
+	// launch. SandboxPolicy holds the VMs' policies, by name or alias
+	// (default: the default policy for every VM). The program must call
+	// sandbox.Init first in main: the init step re-executes it.
+	Sandbox       sandbox.Level
+	SandboxPolicy *sandbox.File
+	// DiscoveryDir, when set, is where Run leaves a file naming the node's
+	// URL, pid and AdminTokenFile, for the CLI's clients (vmre ps); it is
+	// removed when Run returns.
+	DiscoveryDir   string
+	AdminTokenFile string
+
+	// Registerer, when set, gets the node's collectors (an embedder's own
+	// registry); GET /metrics serves it when it is also a
+	// prometheus.Gatherer. Default: a registry of the node's own, with the
+	// Go and process collectors.
+	Registerer prometheus.Registerer
+	// Logger receives the node's records and one per line of each VM's
+	// output (default: discard).
+	Logger *slog.Logger
+	// Hooks, when set, are told of what happens to the node.
+	Hooks *Hooks
+}
+
+// VM is a VM given by its command.
+type VM struct {
+	// Name names it (required).
+	Name string
+	// Path and Args are its command, as exec.Command takes them.
+	Path string
+	Args []string
+}
+
+// RemoteConfig configures the engine's TLS listener for remote VMs.
+type RemoteConfig struct {
+	// Listen is the address of the engine's TLS listener ("" for none).
+	Listen string
+	// Advertise is the host:port remote VMs dial (default: Listen's
+	// address, which must then name a host).
+	Advertise string
+	// Certificate is the engine's (default: a self-signed one, made once
+	// and kept in DataDir as engine.key and engine.crt).
+	Certificate *tls.Certificate
+	// Pings notice a cut link (zero: server.DefaultPings).
+	Pings server.Pings
+}
+
+// Hooks tell of what happens to a node. Each is optional, called
+// synchronously, and must not block or call the Node.
+type Hooks struct {
+	// State is told of every change of a VM's state, on the goroutine of
+	// the change, in the order of the VM's changes.
+	State func(supervise.VM)
+	// Reload is told of each load of the plugin directory, the first one
+	// included.
+	Reload func(Report)
+	// EngineListening is told where remote VMs reach the engine, and its
+	// certificate's fingerprint, once Run serves them.
+	EngineListening func(addr, certSHA256 string)
+}
+
+// Report is what a load of the plugin directory found and did.
+type Report struct {
+	// Added are the VMs that started (remote ones: that were enrolled).
+	Added []string
+	// Changed are the VMs whose file changed: their next launch runs it.
+	Changed []string
+	// Unchanged are the VMs loaded before and left as they run.
+	Unchanged []string
+	// Removed are the VMs whose file or declaration left the directory:
+	// stopped and forgotten, or kept running with KeepRemoved.
+	Removed []string
+	// Failed are the entries of the directory that were refused.
+	Failed []*registry.Problem
+}

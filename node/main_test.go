@@ -1,0 +1,206 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-chi/chi/v5"
+
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
+	"github.com/vmre/vmre/internal/vmretest"
+	"github.com/vmre/vmre/node"
+	"github.com/vmre/vmre/sandbox"
+	"github.com/vmre/vmre/supervise"
+)
+
+// exampleVM is the example VM plugin, built once by TestMain.
+var (
+	buildDir  string
+	exampleVM string
+)
+
+func TestMain(m *testing.M) {
+	sandbox.Init() // a sandboxed launch's init step re-executes this binary
+	if os.Getenv(vmretest.ModeKey) == "" {
+		dir, err := os.MkdirTemp("", "vmre-node-test-")
+		if err == nil {
+			buildDir, exampleVM = dir, filepath.Join(dir, "examplevm")
+			out, berr := exec.Command("go", "build", "-o", exampleVM, "github.com/vmre/vmre/cmd/examplevm").CombinedOutput()
+			if berr != nil {
+				err = fmt.Errorf("go build examplevm: %w\n%s", berr, out)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	vmretest.Main(m, helpers, vmretest.RemoveDir(&buildDir))
+}
+
+// helpers are the test binary's lives as a helper process.
+var helpers = map[string]vmretest.Helper{}
+
+// states records every change of the VMs' states that the node's hook
+// tells, and lets a test wait for one.
+type states struct {
+	mu     sync.Mutex
+	list   []supervise.VM
+	change chan struct{}
+}
+
+func newStates() *states { return &states{change: make(chan struct{})} }
+
+func (s *states) add(vm supervise.VM) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, vm)
+	close(s.change)
+	s.change = make(chan struct{})
+}
+
+// wait returns the first change after the from-th of the VM name to
+// state for which cond (when not nil) holds, and its index.
+func (s *states) wait(t *testing.T, name string, state supervise.State, cond func(supervise.VM) bool) supervise.VM {
+	t.Helper()
+	timeout := time.NewTimer(vmretest.WaitTimeout)
+	defer timeout.Stop()
+	for seen := 0; ; {
+		s.mu.Lock()
+		list, change := s.list, s.change
+		s.mu.Unlock()
+		for ; seen < len(list); seen++ {
+			if vm := list[seen]; vm.Name == name && vm.State == state && (cond == nil || cond(vm)) {
+				return vm
+			}
+		}
+		select {
+		case <-change:
+		case <-timeout.C:
+			var seenStates []string
+			for _, vm := range list {
+				seenStates = append(seenStates, vm.Name+":"+vm.State.String())
+			}
+			t.Fatalf("%s never %s within %s; changes: %v", name, state, vmretest.WaitTimeout, seenStates)
+			return supervise.VM{}
+		}
+	}
+}
+
+// testNode is a node on a temporary plugin directory, mounted with a
+// route of its own on an httptest server, running until the test ends.
+type testNode struct {
+	n      *node.Node
+	url    string
+	admin  adminv1connect.AdminServiceClient
+	states *states
+	cancel context.CancelFunc
+	done   chan error
+	srv    *httptest.Server
+}
+
+// startNode runs a node of cfg (Addr, Logger and Hooks.State set here)
+// until stop or the end of the test.
+func startNode(t *testing.T, cfg node.Config) *testNode {
+	t.Helper()
+	r := chi.NewRouter()
+	r.Get("/mine", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("the node's own route\n")) })
+	srv := httptest.NewUnstartedServer(r)
+	cfg.Addr = srv.Listener.Addr().String()
+	cfg.Logger = vmretest.Logger(t)
+	st := newStates()
+	cfg.Hooks = &node.Hooks{State: st.add}
+	if cfg.Backoff == (supervise.Backoff{}) {
+		cfg.Backoff = supervise.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	r.Mount("/", n.Handler())
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	tn := &testNode{n: n, url: srv.URL, states: st, cancel: cancel, done: make(chan error, 1), srv: srv}
+	tn.admin = adminv1connect.NewAdminServiceClient(vmretest.HTTP1Client(t), srv.URL)
+	go func() { tn.done <- n.Run(ctx) }()
+	t.Cleanup(tn.stop)
+	return tn
+}
+
+// stop stops the node and waits for Run; it may be called again.
+func (tn *testNode) stop() {
+	if tn.done == nil {
+		return
+	}
+	tn.cancel()
+	err := <-tn.done
+	tn.done = nil
+	tn.srv.Close()
+	if err != nil {
+		panic(fmt.Sprintf("Run: %v", err))
+	}
+}
+
+// vms lists the node's VMs through the admin API, by name.
+func (tn *testNode) vms(t *testing.T) map[string]*adminv1.VM {
+	t.Helper()
+	res, err := tn.admin.ListVMs(t.Context(), connect.NewRequest(&adminv1.ListVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*adminv1.VM{}
+	for _, vm := range res.Msg.GetVms() {
+		out[vm.GetName()] = vm
+	}
+	return out
+}
+
+// pluginDir makes a plugin directory holding the example VM under names.
+func pluginDir(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range names {
+		copyFile(t, exampleVM, filepath.Join(dir, name), nil)
+	}
+	return dir
+}
+
+// copyFile copies src to dst, executable, with extra bytes appended (an
+// ELF binary runs the same with bytes after its end: a new version).
+func copyFile(t *testing.T, src, dst string, extra []byte) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := dst + ".new"
+	if err := os.WriteFile(tmp, append(b, extra...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// syscallKill kills pid.
+func syscallKill(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}

@@ -1,0 +1,427 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+
+	"github.com/oklog/run"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/admin"
+	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/metrics"
+	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
+	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/supervise"
+)
+
+// ErrNotRunning is the error of a Reload outside Run.
+var ErrNotRunning = errors.New("the node is not running")
+
+// Node is a vmre node: its VMs, their engine, their supervision, and the
+// HTTP handler of it all. Make one with New and run it with Run, once.
+type Node struct {
+	cfg      Config // with defaults: Logger, Addr
+	log      *slog.Logger
+	logs     *admin.Logs
+	reg      *registry.Registry // nil without a PluginDir
+	initial  registry.Report
+	engine   *server.Engine
+	metrics  *metrics.Metrics
+	sup      *supervise.Supervisor
+	admin    *admin.Service
+	handler  http.Handler
+	cert     *tls.Certificate // the TLS engine's, with Remote
+	remotes  *remotes         // nil without Remote
+	stops    *stopRecord
+	launches *launches // the supervisor's launcher
+
+	reloadMu sync.Mutex // one reconciliation at a time
+
+	mu        sync.Mutex
+	phase     phase
+	entries   map[string]*entry          // every VM, by name
+	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
+	kill      context.CancelCauseFunc
+	tlsAddr   string
+}
+
+type phase int
+
+const (
+	phaseNew phase = iota
+	phaseRunning
+	phaseStopping
+	phaseDone
+)
+
+// New makes a node of cfg: it loads the plugin directory (an entry that
+// cannot load is reported and skipped) and the engine's certificate, and
+// builds the node's parts. Nothing runs, listens or launches until Run.
+// New's error is for a bad Config, a plugin directory that cannot be
+// listed, or a certificate that cannot be loaded or made.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, entries: make(map[string]*entry)}
+	n.logs = admin.NewLogs(0)
+	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
+	stops, err := loadStops(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.stops = stops
+	if cfg.Remote.Listen != "" {
+		if n.cert, err = engineCertificate(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.PluginDir != "" {
+		n.reg, n.initial, err = registry.Load(registry.Config{
+			Dir: cfg.PluginDir, Aliases: cfg.Aliases, Pins: cfg.Pins, RequirePins: cfg.RequirePins,
+			Logger: n.log.With(slog.String("component", "registry")),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	n.launches = &launches{n: n, pending: make(map[*exec.Cmd]launchOf), inflight: make(map[*registry.VM]int)}
+	n.metrics, err = metrics.New(metrics.Config{
+		VMs:            func() []supervise.VM { return n.sup.List() },
+		Output:         n.launches.outputStats,
+		Registerer:     cfg.Registerer,
+		HostCollectors: cfg.Registerer == nil,
+	})
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	n.engine = server.New(server.Config{
+		HostName:    cfg.Launch.HostName,
+		AllowRemote: cfg.Launch.AllowRemote,
+		Logger:      n.log.With(slog.String("component", "engine")),
+		Hooks:       n.metrics.EngineHooks(),
+		Services:    []string{admin.ServiceName},
+	})
+	n.sup, err = supervise.New(supervise.Config{
+		Launcher: n.launches,
+		Backoff:  cfg.Backoff,
+		Hooks:    &supervise.Hooks{State: n.stateChanged},
+		Logger:   n.log.With(slog.String("component", "supervisor")),
+	})
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	acfg := admin.Config{
+		Supervisor: operator{n},
+		Resolve:    n.resolve,
+		Describe:   n.describe,
+		Logs:       n.logs,
+		Token:      cfg.AdminToken,
+		Logger:     n.log.With(slog.String("component", "admin")),
+		OnCall:     n.metrics.AdminCall,
+	}
+	if n.reg != nil {
+		acfg.Reload = n.reloadProto
+	}
+	if cfg.Remote.Listen != "" {
+		n.remotes = newRemotes(n)
+		acfg.Enrollments = n.remotes
+	}
+	if n.admin, err = admin.New(acfg); err != nil {
+		n.close()
+		return nil, err
+	}
+	n.handler = n.newMux()
+	return n, nil
+}
+
+// check refuses a Config that cannot work, before anything is made.
+func (cfg *Config) check() error {
+	if cfg.Addr == "" && cfg.Listener != nil {
+		cfg.Addr = dialAddr(cfg.Listener.Addr())
+	}
+	switch {
+	case cfg.Addr == "" && !cfg.Launch.Legacy:
+		return fmt.Errorf("%w: node.Config needs Addr, where VMs reach the node's Handler, or a Listener", vmre.ErrInvalidConfig)
+	case cfg.Remote.Listen != "" && cfg.DataDir == "" && cfg.Remote.Certificate == nil:
+		return fmt.Errorf("%w: remote VMs need a DataDir, where their tokens and the engine's certificate are kept", vmre.ErrInvalidConfig)
+	case cfg.MetricsToken && cfg.AdminToken == "":
+		return fmt.Errorf("%w: MetricsToken needs an AdminToken", vmre.ErrInvalidConfig)
+	}
+	if err := validateSandbox(cfg); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, vm := range cfg.VMs {
+		switch {
+		case vm.Name == "" || vm.Path == "":
+			return fmt.Errorf("%w: a node.VM needs a Name and a Path", vmre.ErrInvalidConfig)
+		case seen[vm.Name]:
+			return fmt.Errorf("%w: two node.VMs are named %q", vmre.ErrInvalidConfig, vm.Name)
+		}
+		seen[vm.Name] = true
+	}
+	return nil
+}
+
+// dialAddr is the address a VM on this host dials to reach a listener: an
+// unspecified IP (0.0.0.0, ::) becomes loopback.
+func dialAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := tcp.IP
+	switch {
+	case ip.IsUnspecified() && ip.To4() != nil:
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.IsUnspecified():
+		ip = net.IPv6loopback
+	}
+	return (&net.TCPAddr{IP: ip, Port: tcp.Port}).String()
+}
+
+// Handler is the node's HTTP handler: GET /healthz, GET /v1/vms, GET
+// /metrics, the admin service (vmre.admin.v1) and the engine's paths
+// (server.Engine.Paths), and nothing else. Mount it at "/" of any mux
+// (chi: r.Mount("/", n.Handler())), beside routes of your own.
+func (n *Node) Handler() http.Handler { return n.handler }
+
+// Kill cuts short the graceful stop of the VMs once Run's context has
+// ended: those still running get SIGKILL at once (a second Ctrl-C), and
+// cause says why in the log. Before that it only arms it.
+func (n *Node) Kill(cause error) {
+	if cause == nil {
+		cause = errors.New("killed")
+	}
+	n.mu.Lock()
+	kill := n.kill
+	stopping := n.phase == phaseStopping
+	n.mu.Unlock()
+	if stopping {
+		n.log.Warn("killing the VMs now, without waiting for their graceful timeout", "reason", cause.Error())
+	}
+	if kill != nil {
+		kill(cause)
+	}
+}
+
+// Run runs the node until ctx ends or a part of it fails: it serves remote
+// VMs over TLS (with Remote), starts the VMs, serves Handler on Listener
+// (when set), and leaves the discovery file (with DiscoveryDir). Then it
+// stops them in this order: the discovery file, the TLS engine, every VM
+// in parallel (SIGTERM, SIGKILL after the graceful timeout or at Kill),
+// and last the HTTP serving. It returns nil after ctx ended, else the
+// error that ended it, once everything it started has stopped and every
+// file of the plugin directory is closed. Run may be called once.
+func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	if n.phase != phaseNew {
+		n.mu.Unlock()
+		return errors.New("node: Run called twice")
+	}
+	n.phase = phaseRunning
+	stopCtx, kill := context.WithCancelCause(context.Background())
+	n.kill = kill
+	n.mu.Unlock()
+	defer kill(nil)
+	defer n.close()
+
+	var tlsLn net.Listener
+	if n.cfg.Remote.Listen != "" {
+		ln, addr, err := listenRemote(n.cfg.Remote)
+		if err != nil {
+			n.closeListener()
+			return err
+		}
+		tlsLn = ln
+		n.mu.Lock()
+		n.tlsAddr = addr
+		n.mu.Unlock()
+	}
+	if err := n.launches.start(); err != nil {
+		n.closeListener()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return err
+	}
+
+	// The VMs are supervised, and the remote ones enrolled, before anything
+	// is announced or served: the listeners queue what comes meanwhile.
+	n.startVMs()
+	var g run.Group
+	{ // the context
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-ctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	if n.cfg.DiscoveryDir != "" { // the file for the CLI
+		done := make(chan struct{})
+		g.Add(func() error {
+			remove := n.announce()
+			<-done
+			remove()
+			return nil
+		}, func(error) { close(done) })
+	}
+	if tlsLn != nil { // remote VMs' engine
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			n.announceRemote()
+			if err := server.ServeTLS(ctx, tlsLn, n.engine.Handler(), server.TLS{Certificate: *n.cert, Pings: n.cfg.Remote.Pings}); err != nil {
+				return fmt.Errorf("the engine's TLS listener stopped: %w", err)
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+	{ // the VMs
+		done := make(chan struct{})
+		g.Add(func() error {
+			<-done
+			return nil
+		}, func(err error) {
+			n.stopVMs(stopCtx)
+			close(done)
+		})
+	}
+	if n.cfg.Listener != nil { // the node's HTTP
+		ctx, cancel := context.WithCancel(context.Background())
+		h := n.cfg.Handler
+		if h == nil {
+			h = n.handler
+		}
+		g.Add(func() error {
+			if err := server.Serve(ctx, n.cfg.Listener, h); err != nil {
+				return fmt.Errorf("the node's HTTP listener stopped: %w", err)
+			}
+			return nil
+		}, func(error) {
+			n.engine.Close() // its leases end before the server waits for them
+			cancel()
+		})
+	}
+	return g.Run()
+}
+
+// closeListener closes Config.Listener when Run fails before serving it.
+func (n *Node) closeListener() {
+	if n.cfg.Listener != nil {
+		n.cfg.Listener.Close()
+	}
+}
+
+// close releases what New made: the engine, the remote enrollments and
+// the files of the plugin directory.
+func (n *Node) close() {
+	n.mu.Lock()
+	n.phase = phaseDone
+	n.mu.Unlock()
+	if n.engine != nil {
+		n.engine.Close()
+	}
+	if n.remotes != nil {
+		n.remotes.closeAll()
+	}
+	if n.reg != nil {
+		n.reg.Close()
+	}
+}
+
+// stopVMs stops every VM in parallel and waits until they are reaped; ctx
+// (Kill) cuts their grace short.
+func (n *Node) stopVMs(ctx context.Context) {
+	n.reloadMu.Lock() // a reconciliation in progress ends first
+	defer n.reloadMu.Unlock()
+	n.mu.Lock()
+	n.phase = phaseStopping
+	n.mu.Unlock()
+	n.log.Info("stopping the VMs", "graceful_timeout", n.launches.gracefulTimeout())
+	n.sup.Close(ctx)
+	n.sup.Close(context.Background()) // after a Kill, wait for their reaping
+	n.launches.close()
+}
+
+// stateChanged tells the admin service's watchers and the hooks of a VM's
+// change.
+func (n *Node) stateChanged(vm supervise.VM) {
+	n.admin.StateChanged(vm)
+	if h := n.cfg.Hooks; h != nil && h.State != nil {
+		h.State(vm)
+	}
+}
+
+// Get returns the supervisor's state of the VM name.
+func (n *Node) Get(name string) (supervise.VM, bool) { return n.sup.Get(name) }
+
+// Engine is the node's engine, which Handler serves.
+func (n *Node) Engine() *server.Engine { return n.engine }
+
+// RemoteEngine is where remote VMs reach the engine and the fingerprint of
+// its certificate, once Run serves them; "" without Remote.
+func (n *Node) RemoteEngine() (addr, certSHA256 string) {
+	if n.cert == nil {
+		return "", ""
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.tlsAddr, tlspin.Fingerprint(n.cert.Certificate[0])
+}
+
+// announceRemote logs where remote VMs reach the engine and tells the
+// hook.
+func (n *Node) announceRemote() {
+	addr, sum := n.RemoteEngine()
+	n.log.Info("engine listening for remote VMs over TLS", "addr", addr, "cert_sha256", sum)
+	if h := n.cfg.Hooks; h != nil && h.EngineListening != nil {
+		h.EngineListening(addr, sum)
+	}
+}
+
+// listenRemote listens for remote VMs, and returns the address they dial:
+// Advertise, or the listener's own when it names a host.
+func listenRemote(rc RemoteConfig) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", rc.Listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen for remote VMs on %s: %w", rc.Listen, err)
+	}
+	if rc.Advertise != "" {
+		return ln, rc.Advertise, nil
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		ln.Close()
+		return nil, "", fmt.Errorf("%w: the engine's TLS listener %s binds every interface: give the address remote VMs dial (Remote.Advertise)",
+			vmre.ErrInvalidConfig, rc.Listen)
+	}
+	return ln, ln.Addr().String(), nil
+}
+
+// launcherConfig is the configuration of the node's launcher.
+func (n *Node) launcherConfig() launcher.Config {
+	lc := n.cfg.Launch
+	lc.Logger = n.log // the VMs' output passes the log backlog of TailLogs
+	lc.Hooks = launcher.JoinHooks(n.metrics.LauncherHooks(), lc.Hooks)
+	// The VMs call back the engine of the node's Handler; a legacy launch
+	// handshakes on a listener of its own instead.
+	if !lc.Legacy {
+		lc.Engine, lc.EngineAddr = n.engine, n.cfg.Addr
+	}
+	return lc
+}
