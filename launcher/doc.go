@@ -23,7 +23,8 @@
 // A node (a process that runs VMs for long) calls StartSubreaper once,
 // before it launches anything, and closes it last: the processes that a
 // VM's descendants leave behind come to the node, and the VM's stop ends
-// them (docs/RELIABILITY.md, "No survivors").
+// them (docs/RELIABILITY.md, "No survivors"). CloseInheritedFDs, at the
+// same moment, keeps the descriptors the node inherited out of its VMs.
 //
 // The handshake itself is served by package server; the launcher makes one
 // RPC of its own, the legacy /vm.VM/Shutdown of rpcchainvm plugins.
