@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os/exec"
@@ -449,4 +450,73 @@ func TestBytesNotUTF8(t *testing.T) {
 	}
 	read("backlog", backlog)
 	read("follower, later", follow) // still following
+}
+
+// TestFollowerSeesTheEnd: a follower that stops reading while the VM
+// writes a burst far larger than the backlog, then reads again while the
+// VM is silent, gets at once the count of the records it missed and the
+// newest records, the burst's last line included: it does not wait for a
+// line the VM may never write.
+func TestFollowerSeesTheEnd(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{backlog: 16 << 10, quiet: true})
+	n.add(t, "burst", "burst", supervise.Never)
+	vm := n.running(t, "burst", 0)
+	// Bounded: a follower that waits for a line the VM never writes fails.
+	ctx, cancel := context.WithTimeout(t.Context(), vmretest.WaitTimeout)
+	defer cancel()
+	slow, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "burst", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fast, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "burst", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	if err := syscall.Kill(int(vm.GetPid()), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	// The fast follower reads the whole burst: then it is all logged, and
+	// the slow one, which read nothing, is far behind.
+	var fastDropped int64
+	for fast.Receive() && fast.Msg().GetRecord().GetMessage() != "burst end" {
+		fastDropped += fast.Msg().GetDroppedBefore()
+	}
+	if fast.Err() != nil {
+		t.Fatal(fast.Err())
+	}
+	// The slow one: a note of what it missed, then the newest lines without
+	// a gap, to the last, with no line from the VM after it.
+	var dropped int64
+	next := -1 // the burst line due next, once the gap is behind
+	for slow.Receive() {
+		msg := slow.Msg()
+		dropped += msg.GetDroppedBefore()
+		text := msg.GetRecord().GetMessage()
+		if text == "burst end" {
+			break
+		}
+		var i int
+		if _, err := fmt.Sscanf(text, "burst %d", &i); err != nil {
+			continue // a line of the VM's before the burst
+		}
+		if msg.GetDroppedBefore() > 0 {
+			next = i
+		}
+		if next >= 0 && i != next {
+			t.Fatalf("after the gap, burst line %d came where %d was due", i, next)
+		}
+		if next >= 0 {
+			next++
+		}
+	}
+	if slow.Err() != nil {
+		t.Fatal(slow.Err())
+	}
+	t.Logf("the slow follower was told of %d missed; the fast one of %d", dropped, fastDropped)
+	if dropped == 0 || next != burstLines {
+		t.Errorf("the slow follower was told of %d missed and went on to line %d; want some missed, then every line to the last (%d)", dropped, next-1, burstLines-1)
+	}
 }

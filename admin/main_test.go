@@ -1,11 +1,14 @@
 package admin_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +41,22 @@ func TestMain(m *testing.M) {
 				}
 			})
 		},
+		// burst: on each SIGUSR1, writes burstLines numbered lines to stderr
+		// as fast as it can, the last "burst end", then stays silent.
+		"burst": func([]string) int {
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			return serve(func(*slog.Logger) {
+				for range usr1 {
+					w := bufio.NewWriter(os.Stderr)
+					for i := range burstLines {
+						fmt.Fprintf(w, "burst %d 0123456789abcdef0123456789abcdef\n", i)
+					}
+					fmt.Fprintln(w, "burst end")
+					w.Flush()
+				}
+			})
+		},
 		// flood: logs as fast as it can while it serves.
 		"flood": func([]string) int {
 			return serve(func(log *slog.Logger) {
@@ -48,6 +67,9 @@ func TestMain(m *testing.M) {
 		},
 	})
 }
+
+// burstLines is how many lines a "burst" VM writes at a time.
+const burstLines = 20000
 
 // serve runs a VM on client.Serve, with logger writing JSON to stderr
 // handed to talk in a goroutine once the VM is ready.
