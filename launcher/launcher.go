@@ -291,6 +291,11 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 		lerr = &LaunchError{Phase: PhaseReady, Err: err}
 	case <-timer.C:
 		lerr = &LaunchError{Phase: PhaseHandshakeWait, Timeout: l.s.HandshakeTimeout, Err: vmre.ErrHandshakeTimeout}
+		if err := wait.reach.notAccepted(); err != nil {
+			// It called, and waits for its answer, which waits for the
+			// host's connection to its listener.
+			lerr = &LaunchError{Phase: PhaseReady, Timeout: l.s.HandshakeTimeout, Err: err}
+		}
 	case <-r.Done():
 		select {
 		case <-hs.Initialized():

@@ -172,6 +172,9 @@ var vms = map[string]vmretest.Helper{
 	"unreachable": func([]string) int {
 		return unreachableVM()
 	},
+	"fullqueue": func([]string) int {
+		return fullQueueVM()
+	},
 	"nolease": func([]string) int {
 		return serve(context.Background(), pingMux(), client.WithoutLease())
 	},
