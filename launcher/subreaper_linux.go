@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,45 +33,57 @@ const maxReapPasses = 64
 // Launcher, would be taken for an adopted one: a process that starts such
 // children should not run a Subreaper.
 type Subreaper struct {
+	closeOnce sync.Once
+}
+
+// reaper is the process's one reaping goroutine, shared by its
+// Subreapers: it runs from the first StartSubreaper to the last Close.
+var reaper struct {
+	mu        sync.Mutex
+	refs      int
 	log       *slog.Logger
 	pgid, sid int
 	sigchld   chan os.Signal
 	stop      chan struct{}
 	done      chan struct{}
-	closeOnce sync.Once
 }
 
 // StartSubreaper makes this process a child subreaper and reaps its
-// adopted processes, as they exit, until Close. log (nil: discard) gets a
-// debug record for each. Only one may run in a process.
+// adopted processes, as they exit, until the last Subreaper of the process
+// is closed: several nodes in one process share one. log (nil: discard)
+// gets a debug record for each reaped process; the first Subreaper's log
+// serves.
 func StartSubreaper(log *slog.Logger) (*Subreaper, error) {
+	reaper.mu.Lock()
+	defer reaper.mu.Unlock()
+	if reaper.refs > 0 {
+		reaper.refs++
+		return &Subreaper{}, nil
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if !subreaping.CompareAndSwap(false, true) {
-		return nil, errors.New("a Subreaper already runs in this process")
-	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		subreaping.Store(false)
 		return nil, fmt.Errorf("become the child subreaper (PR_SET_CHILD_SUBREAPER): %w", err)
 	}
 	sid, _ := unix.Getsid(0)
-	s := &Subreaper{log: log, pgid: unix.Getpgrp(), sid: sid, sigchld: make(chan os.Signal, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	signal.Notify(s.sigchld, syscall.SIGCHLD)
-	go s.run()
-	return s, nil
+	reaper.refs, reaper.log, reaper.pgid, reaper.sid = 1, log, unix.Getpgrp(), sid
+	reaper.sigchld, reaper.stop, reaper.done = make(chan os.Signal, 1), make(chan struct{}), make(chan struct{})
+	signal.Notify(reaper.sigchld, syscall.SIGCHLD)
+	subreaping.Store(true)
+	go runReaper(reaper.sigchld, reaper.stop, reaper.done)
+	return &Subreaper{}, nil
 }
 
-// run reaps adopted processes at each SIGCHLD until Close.
-func (s *Subreaper) run() {
-	defer close(s.done)
-	s.reap() // any that exited before the signal was watched
+// runReaper reaps adopted processes at each SIGCHLD until stop.
+func runReaper(sigchld <-chan os.Signal, stop, done chan struct{}) {
+	defer close(done)
+	reapAdopted() // any that exited before the signal was watched
 	for {
 		select {
-		case <-s.sigchld:
-			s.reap()
-		case <-s.stop:
+		case <-sigchld:
+			reapAdopted()
+		case <-stop:
 			return
 		}
 	}
@@ -80,14 +91,14 @@ func (s *Subreaper) run() {
 
 // adopted lists the children of this process that it adopted: not a VM of
 // its Launchers, nor in its own group and session.
-func (s *Subreaper) adopted() []proctree.Stat {
+func adopted() []proctree.Stat {
 	var out []proctree.Stat
 	for _, c := range proctree.Children(os.Getpid()) {
 		if isOwnChild(c) {
 			continue
 		}
 		st, err := proctree.ReadStat(c)
-		if err != nil || st.Pgid == s.pgid && st.Sid == s.sid {
+		if err != nil || st.Pgid == reaper.pgid && st.Sid == reaper.sid {
 			continue
 		}
 		out = append(out, st)
@@ -95,14 +106,13 @@ func (s *Subreaper) adopted() []proctree.Stat {
 	return out
 }
 
-// reap reaps the adopted processes that have exited. It holds the starts
-// of VMs off while it looks: a VM that dies the moment it is forked is
-// listed as the Launcher's before it is seen here.
-func (s *Subreaper) reap() int {
+// reapAdopted reaps the adopted processes that have exited. It holds the
+// starts of VMs off while it looks: a VM that dies the moment it is forked
+// is listed as the Launcher's before it is seen here.
+func reapAdopted() {
 	ownChildren.starting.Lock()
 	defer ownChildren.starting.Unlock()
-	n := 0
-	for _, st := range s.adopted() {
+	for _, st := range adopted() {
 		if !st.Zombie() {
 			continue
 		}
@@ -111,29 +121,33 @@ func (s *Subreaper) reap() int {
 		if err != nil || pid != st.Pid {
 			continue
 		}
-		n++
-		s.log.Debug("reaped an adopted process", slog.Int("pid", pid), slog.String("exit", exitOf(ws, nil, 0, StageNone).String()))
+		reaper.log.Debug("reaped an adopted process", slog.Int("pid", pid), slog.String("exit", exitOf(ws, nil, 0, StageNone).String()))
 	}
-	return n
 }
 
-// Close ends what is left of the adopted processes with SIGKILL, reaps
-// them, and stops reaping. Close it after the VMs have stopped: their
-// stops end what is theirs, gracefully. It is idempotent.
+// Close lets this Subreaper go. The last one of the process ends what is
+// left of the adopted processes with SIGKILL, reaps them, and stops
+// reaping: close it after the VMs have stopped, whose stops end what is
+// theirs gracefully. Close is idempotent.
 func (s *Subreaper) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.stop)
-		<-s.done
-		signal.Stop(s.sigchld)
+		reaper.mu.Lock()
+		defer reaper.mu.Unlock()
+		if reaper.refs--; reaper.refs > 0 {
+			return
+		}
+		close(reaper.stop)
+		<-reaper.done
+		signal.Stop(reaper.sigchld)
 		for range maxReapPasses {
-			left := s.adopted()
+			left := adopted()
 			if len(left) == 0 {
 				break
 			}
 			for _, st := range left {
 				if !st.Zombie() {
-					s.log.Info("killing a process a VM left behind", slog.Int("pid", st.Pid))
+					reaper.log.Info("killing a process a VM left behind", slog.Int("pid", st.Pid))
 					proctree.Signal(st, syscall.SIGKILL)
 				}
 			}
@@ -146,9 +160,11 @@ func (s *Subreaper) Close() error {
 				}
 			}
 		}
-		if left := s.adopted(); len(left) > 0 {
+		if left := adopted(); len(left) > 0 {
 			err = fmt.Errorf("%d processes left behind by VMs survived %d rounds of SIGKILL", len(left), maxReapPasses)
 		}
+		// Orphans go to init again: nothing here reaps them any more.
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 		subreaping.Store(false)
 	})
 	return err

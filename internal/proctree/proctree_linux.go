@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -267,4 +268,37 @@ func signalByPid(s Stat, sig syscall.Signal) error {
 		return fmt.Errorf("signal %d: %w", s.Pid, err)
 	}
 	return nil
+}
+
+// WaitAny waits until one of ps has exited, or timeout passes, through
+// pidfds, which become readable when their process exits. A process gone
+// already ends the wait at once.
+func WaitAny(ps []Stat, timeout time.Duration) {
+	fds := make([]unix.PollFd, 0, len(ps))
+	defer func() {
+		for _, p := range fds {
+			unix.Close(int(p.Fd))
+		}
+	}()
+	for _, p := range ps {
+		fd, err := unix.PidfdOpen(p.Pid, 0)
+		if errors.Is(err, unix.ENOSYS) {
+			time.Sleep(min(timeout, 50*time.Millisecond)) // Linux before 5.3: look again soon
+			return
+		}
+		if err != nil {
+			return // gone: the caller looks again
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			return
+		}
+		if _, err := unix.Poll(fds, ms); err != unix.EINTR {
+			return
+		}
+	}
 }

@@ -2,7 +2,10 @@
 
 package proctree
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 // ReadStat returns ErrUnsupported.
 func ReadStat(int) (Stat, error) { return Stat{}, ErrUnsupported }
@@ -24,3 +27,6 @@ func HasEnv(int, string) bool { return false }
 
 // Signal returns ErrUnsupported.
 func Signal(Stat, syscall.Signal) error { return ErrUnsupported }
+
+// WaitAny returns at once.
+func WaitAny([]Stat, time.Duration) {}
