@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os/exec"
@@ -518,5 +519,42 @@ func TestFollowerSeesTheEnd(t *testing.T) {
 	t.Logf("the slow follower was told of %d missed; the fast one of %d", dropped, fastDropped)
 	if dropped == 0 || next != burstLines {
 		t.Errorf("the slow follower was told of %d missed and went on to line %d; want some missed, then every line to the last (%d)", dropped, next-1, burstLines-1)
+	}
+}
+
+// TestTokenBeforeBody: with a token, a call without it is refused before
+// its body is read: a request that declares a 200 MB body, which never
+// comes, gets its 401 at once.
+func TestTokenBeforeBody(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{token: "s3cret-admin-token-for-tests"})
+	body, w := io.Pipe()
+	defer w.Close() // the body never comes: a handler that read it would wait
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, n.url+"/vmre.admin.v1.AdminService/ListVMs", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = 200 << 20
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := vmretest.HTTP1Client(t).Do(req)
+		if err != nil {
+			t.Error(err)
+			done <- nil
+			return
+		}
+		done <- resp
+	}()
+	select {
+	case resp := <-done:
+		if resp != nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("status %s; want 401 Unauthorized", resp.Status)
+			}
+		}
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatal("no answer while the body did not come: the token is checked after the body is read")
 	}
 }

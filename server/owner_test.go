@@ -26,10 +26,10 @@ func lastRefusal(t *testing.T, err error, seen *calls, reason string) {
 	}
 }
 
-// TestAddressesOfOthers: on every platform, a pending launch may not
-// announce the engine's own address, one the host reserved, or the address
-// of another VM that runs; such a refusal changes nothing, and an address
-// is free again once its VM's launch ends.
+// TestAddressesOfOthers: on every platform, a pending launch, or a remote
+// VM's session, may not announce the engine's own address, one the host
+// reserved, or the address of another VM that runs; such a refusal changes
+// nothing, and an address is free again once its VM's launch ends.
 func TestAddressesOfOthers(t *testing.T) {
 	t.Parallel()
 	var seen calls
@@ -58,6 +58,19 @@ func TestAddressesOfOthers(t *testing.T) {
 	second := vmretest.NewLaunch(t, e, 1, nil)
 	_, err := callInitialize(ctx, c, second.Token(), 1, first)
 	lastRefusal(t, err, &seen, server.ReasonVMAddr)
+	// A remote VM, whose caller the engine does not check (it runs on
+	// another host), may not announce them either.
+	token := server.NewToken()
+	en, err := e.Enroll(server.EnrollConfig{Name: "far", Token: token, Initializer: server.AcceptVersions("", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(en.Close)
+	for _, tc := range []struct{ addr, reason string }{{engineAddr, server.ReasonNodeAddr}, {first, server.ReasonVMAddr}} {
+		_, err := callInitialize(ctx, c, token, 1, tc.addr)
+		lastRefusal(t, err, &seen, tc.reason)
+	}
+
 	l.End() // the first VM is gone: its address is free
 	if _, err := callInitialize(ctx, c, second.Token(), 1, first); err != nil {
 		t.Fatalf("the address of an ended launch: %v", err)
