@@ -17,16 +17,19 @@ var subreaping atomic.Bool
 // reach: the descendants that left the group (setsid, setpgid). The stop
 // signals them with the group (docs/RELIABILITY.md, "No survivors").
 //
-// While the VM runs they are found by their parent chains from it, in one
-// reading of every /proc/*/stat before the VM is told to stop (once it has
-// died, no chain leads from it to them; its own threads' entries are not
-// read, for the kernel would take longer to tear the VM down), and
-// remembered for the later stages and the reap. Under a Subreaper, a
-// descendant whose parent dies is handed to the host: once the VM has
-// died, the host's adopted children that are in the VM's process group, or
-// whose environment holds the VM's marker, are the VM's too, with their
-// descendants. Outside Linux a tree finds nothing: the group's signals are
-// all there is.
+// Under a Subreaper (a node), a descendant whose parent dies is handed to
+// the host: once the VM has died, the host's adopted children that are in
+// the VM's process group, or whose environment holds the VM's marker, are
+// the VM's, with their descendants, and get SIGKILL, as what is left of the
+// group does. Without one, nothing hands them over: the stop looks for
+// them along the parent chains from the VM, in one reading of every
+// /proc/*/stat, before the VM is told to stop (once it has died, no chain
+// leads from it to them; its own threads' entries are not read, for the
+// kernel would take longer to tear it down), sends them what the group is
+// sent, and remembers them for the reap. That reading costs a stop 0.5-2
+// ms (docs/PERFORMANCE.md), which a node, running a Subreaper, does not
+// pay. Outside Linux a tree finds nothing: the group's signals are all
+// there is.
 type tree struct {
 	pid    int    // the VM, which leads its process group
 	marker string // an entry of the VM's environment no other launch has: its token, or its legacy listener's address
@@ -35,12 +38,16 @@ type tree struct {
 	seen map[int]proctree.Stat // found outside the group, by pid
 }
 
-// find returns the processes of the tree outside the VM's group now,
-// along the parent chains from the VM, and those found before; nil for a
-// nil tree (a VM that did not start).
+// find returns the processes of the tree outside the VM's group to signal
+// with the group: without a Subreaper, those along the parent chains from
+// the VM now and those found before; under one, none (kill finds them once
+// they are orphans). Nil for a nil tree (a VM that did not start).
 func (t *tree) find() []proctree.Stat {
 	if t == nil {
 		return nil
+	}
+	if subreaping.Load() {
+		return t.remember(nil)
 	}
 	return t.remember(t.outsideGroup(proctree.Descendants(readProcesses(), t.pid)))
 }
