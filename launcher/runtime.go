@@ -380,10 +380,10 @@ func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 	r.emitMu.Unlock()
 	go func() {
 		defer r.stopWG.Done()
+		tree := r.tree.find() // before the VM is told: see above
 		callCtx, cancel := context.WithTimeout(ctx, r.s.GracefulTimeout)
 		defer cancel()
 		err := r.shutdown(callCtx)
-		tree := r.tree.find()
 		r.signal(StageTerm, reason, err)
 		r.closeIdle()
 		signalAll(tree, termSignals...)

@@ -140,6 +140,11 @@ func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (su
 		ls.n.sandboxReport(of.name, of.sandbox, err)
 	}
 	ls.done(req.Cmd, of, err == nil)
+	// The launcher's Runtime knows the VM's pid (it has released the
+	// command's process).
+	if rt, ok := run.(interface{ Status() vmre.Status }); ok && of.version != nil {
+		ls.n.takeDigest(of.version, rt.Status().Pid)
+	}
 	return run, err
 }
 

@@ -79,7 +79,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, entries: make(map[string]*entry)}
-	n.logs = admin.NewLogs(0)
+	n.logs = admin.NewLogs(cfg.LogBacklogBytes)
 	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
 	stops, err := loadStops(cfg.DataDir)
 	if err != nil {

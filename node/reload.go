@@ -52,9 +52,22 @@ func (n *Node) reloadProto(ctx context.Context) (*adminv1.ReloadResponse, error)
 }
 
 // version is a registry VM's version, as reconciling compares them: its
-// file, its bytes and its pin.
+// file, its bytes and its pin. The registry keeps a VM's *VM while its
+// file and pin are unchanged and makes a new one when they change, so the
+// *VM stands for its bytes: an unpinned VM's digest is not known at load
+// (registry.VM.DigestKnown), and two versions of a file would have the same
+// unknown one.
 func version(vm *registry.VM) string {
-	return fmt.Sprintf("%s %s %t", vm.File(), vm.Digest(), vm.Pinned())
+	return fmt.Sprintf("%s %p %t", vm.File(), vm, vm.Pinned())
+}
+
+// digestText is vm's digest in hex, or "" while it is not known (an
+// unpinned VM's is taken once it runs).
+func digestText(vm *registry.VM) string {
+	if !vm.DigestKnown() {
+		return ""
+	}
+	return vm.Digest().String()
 }
 
 // reconcile carries out what a load of the plugin directory asks for,
@@ -192,7 +205,7 @@ func (n *Node) replace(name string) {
 		return
 	}
 	n.log.Warn("the VM's file changed: its next launch runs the new version (restart it to run it now)",
-		"vm", name, "digest", vm.Digest().String(), "was", old.Digest().String())
+		"vm", name, "digest", digestText(vm), "was", digestText(old))
 	n.closeUnused(old)
 }
 

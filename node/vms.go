@@ -121,6 +121,20 @@ func (n *Node) launched(of launchOf) {
 	n.closeUnused(prev)
 }
 
+// takeDigest has the registry take version's digest, unknown for an
+// unpinned VM until it runs, from pid, a process that runs it: in the
+// background, once per version (docs/NODE.md).
+func (n *Node) takeDigest(version *registry.VM, pid int) {
+	if n.reg == nil || version.DigestKnown() {
+		return
+	}
+	n.reg.TakeDigest(version, pid, func(_ registry.Digest, err error) {
+		if err != nil {
+			n.log.Debug("the VM's digest is not known", "vm", version.ID(), "pid", pid, "error", err.Error())
+		}
+	})
+}
+
 // closeUnused closes version's sealed copy when no launch can use it any
 // more: it is no VM's next version, not the registry's, and no command of
 // it waits to start.
@@ -140,7 +154,7 @@ func (n *Node) closeUnused(version *registry.VM) {
 	}
 	n.mu.Unlock()
 	if err := version.Close(); err != nil {
-		n.log.Warn("cannot close an old version of the VM", "vm", version.ID(), "digest", version.Digest().String(), "error", err.Error())
+		n.log.Warn("cannot close an old version of the VM", "vm", version.ID(), "digest", digestText(version), "error", err.Error())
 	}
 }
 
@@ -172,7 +186,7 @@ func (n *Node) describe(name string) admin.Description {
 	if e.launched != nil {
 		runs = e.launched
 	}
-	return admin.Description{Aliases: e.vm.Aliases(), Digest: runs.Digest().String(), Pinned: runs.Pinned(),
+	return admin.Description{Aliases: e.vm.Aliases(), Digest: digestText(runs), Pinned: runs.Pinned(),
 		Removed: e.removed, Pending: e.pending()}
 }
 

@@ -146,9 +146,13 @@ type VM struct {
 	Removed bool `protobuf:"varint,22,opt,name=removed,proto3" json:"removed,omitempty"`
 	// A change the VM waits for, such as "changed: runs at next restart"
 	// when its file changed and the run in progress is of the old bytes.
-	Pending       string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pending string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
+	// The SHA-256 of the public key (SubjectPublicKeyInfo) of its server's
+	// TLS certificate, in base64, as curl's --pinnedpubkey sha256//... takes
+	// it; empty when the VM did not send its certificate.
+	CertSpkiSha256 string `protobuf:"bytes,24,opt,name=cert_spki_sha256,json=certSpkiSha256,proto3" json:"cert_spki_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *VM) Reset() {
@@ -338,6 +342,13 @@ func (x *VM) GetRemoved() bool {
 func (x *VM) GetPending() string {
 	if x != nil {
 		return x.Pending
+	}
+	return ""
+}
+
+func (x *VM) GetCertSpkiSha256() string {
+	if x != nil {
+		return x.CertSpkiSha256
 	}
 	return ""
 }
@@ -1504,8 +1515,12 @@ type Enrollment struct {
 	EngineCertSha256 string `protobuf:"bytes,4,opt,name=engine_cert_sha256,json=engineCertSha256,proto3" json:"engine_cert_sha256,omitempty"`
 	// The protocol version the node expects of it.
 	ProtocolVersion uint32 `protobuf:"varint,5,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How long the VM lets its connection to the engine stay silent before
+	// it pings it, and waits for the answer: the node's own ping
+	// (VMRE_RUNTIME_ENGINE_PING).
+	Ping          *durationpb.Duration `protobuf:"bytes,6,opt,name=ping,proto3" json:"ping,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
@@ -1571,6 +1586,13 @@ func (x *Enrollment) GetProtocolVersion() uint32 {
 		return x.ProtocolVersion
 	}
 	return 0
+}
+
+func (x *Enrollment) GetPing() *durationpb.Duration {
+	if x != nil {
+		return x.Ping
+	}
+	return nil
 }
 
 // GetEnrollmentResponse holds the enrollment.
@@ -1712,7 +1734,7 @@ var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x06\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x06\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -1739,7 +1761,8 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\vcert_sha256\x18\x15 \x01(\tR\n" +
 	"certSha256\x12\x18\n" +
 	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
-	"\apending\x18\x17 \x01(\tR\apending\"\x8f\x01\n" +
+	"\apending\x18\x17 \x01(\tR\apending\x12(\n" +
+	"\x10cert_spki_sha256\x18\x18 \x01(\tR\x0ecertSpkiSha256\"\x8f\x01\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x14\n" +
@@ -1803,7 +1826,7 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"*\n" +
 	"\x14GetEnrollmentRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xb0\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xdf\x01\n" +
 	"\n" +
 	"Enrollment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
@@ -1811,7 +1834,8 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"engineAddr\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12,\n" +
 	"\x12engine_cert_sha256\x18\x04 \x01(\tR\x10engineCertSha256\x12)\n" +
-	"\x10protocol_version\x18\x05 \x01(\rR\x0fprotocolVersion\"R\n" +
+	"\x10protocol_version\x18\x05 \x01(\rR\x0fprotocolVersion\x12-\n" +
+	"\x04ping\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04ping\"R\n" +
 	"\x15GetEnrollmentResponse\x129\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
@@ -1910,33 +1934,34 @@ var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	20, // 16: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
 	27, // 17: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
 	21, // 18: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	23, // 19: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	23, // 20: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	3,  // 21: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	5,  // 22: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	7,  // 23: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	9,  // 24: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	11, // 25: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	13, // 26: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	16, // 27: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	18, // 28: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	22, // 29: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	25, // 30: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	4,  // 31: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	6,  // 32: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	8,  // 33: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	10, // 34: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	12, // 35: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	14, // 36: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	17, // 37: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	19, // 38: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	24, // 39: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	26, // 40: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	28, // 19: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	23, // 20: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	23, // 21: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	3,  // 22: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	5,  // 23: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	7,  // 24: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	9,  // 25: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	11, // 26: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	13, // 27: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	16, // 28: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	18, // 29: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	22, // 30: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	25, // 31: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	4,  // 32: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	6,  // 33: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	8,  // 34: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	10, // 35: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	12, // 36: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	14, // 37: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	17, // 38: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	19, // 39: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	24, // 40: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	26, // 41: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
