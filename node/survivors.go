@@ -218,8 +218,7 @@ func (r *running) stopSurvivors(grace time.Duration) []SurvivorInfo {
 		procs = append(procs, s.procs...)
 	}
 	for _, p := range procs {
-		proctree.Signal(p, syscall.SIGTERM)
-		proctree.Signal(p, syscall.SIGCONT)
+		terminate(p)
 	}
 	left := waitGone(procs, grace)
 	for _, s := range found {
