@@ -25,6 +25,7 @@ var states = map[supervise.State]adminv1.VMState{
 	supervise.StateFailed:    adminv1.VMState_VM_STATE_FAILED,
 	supervise.StateWaiting:   adminv1.VMState_VM_STATE_WAITING,
 	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
+	supervise.StateUnhealthy: adminv1.VMState_VM_STATE_UNHEALTHY,
 }
 
 // View is the admin API's view of a VM: the one view that ListVMs,
@@ -43,8 +44,8 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	if vm.Err != nil {
 		p.Error = safetext.Valid(vm.Err.Error()) // it may quote the VM's stderr
 	}
-	p.Remote, p.Peer, p.CertSha256 = vm.Remote, safetext.Valid(vm.Peer), safetext.Valid(vm.CertSHA256)
-	if vm.State == supervise.StateRunning {
+	p.Remote, p.Peer, p.CertSha256, p.CertSpkiSha256 = vm.Remote, safetext.Valid(vm.Peer), safetext.Valid(vm.CertSHA256), safetext.Valid(vm.CertSPKI)
+	if vm.State == supervise.StateRunning || vm.State == supervise.StateUnhealthy { // an unhealthy VM runs until it is stopped
 		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), safetext.Valid(vm.Addr), uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)
 	}
@@ -58,6 +59,7 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	if s.describe != nil {
 		d := s.describe(vm.Name)
 		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = validAll(d.Aliases), d.Digest, d.Pinned, d.Removed, d.Pending
+		p.Sandbox = d.Sandbox
 	}
 	return p
 }

@@ -47,6 +47,9 @@ type Description struct {
 	// Pending is a change it waits for, in a sentence ("changed: runs at
 	// next restart"), or "".
 	Pending string
+	// Sandbox is what the VM's sandbox applied at its last launch that got
+	// as far, or nil.
+	Sandbox *adminv1.Sandbox
 }
 
 // Config configures a Service.
@@ -78,7 +81,8 @@ type Config struct {
 }
 
 // Service serves AdminService. Tell it of every change of a VM's state
-// with StateChanged, for WatchVMs.
+// with StateChanged, and of every VM that leaves with Removed, for
+// WatchVMs.
 type Service struct {
 	sup         Supervisor
 	resolve     func(string) (string, bool)
@@ -95,6 +99,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
+	last     map[string]supervise.VM // each VM's latest state, for Removed
 }
 
 // New returns a Service.
@@ -113,6 +118,7 @@ func New(cfg Config) (*Service, error) {
 		onCall:      cfg.OnCall,
 		errors:      connect.NewErrorWriter(),
 		watchers:    make(map[*watcher]struct{}),
+		last:        make(map[string]supervise.VM),
 	}
 	if cfg.Token != "" {
 		s.token, s.hasToken = bearer.KeyOf(cfg.Token), true

@@ -55,14 +55,14 @@ func New(cfg Config) (*Launcher, error) {
 		l.hooks = append(l.hooks, s.Hooks)
 	}
 	if l.engine != nil || s.Legacy {
-		l.starter = newStarter()
+		l.starter = newStarter(s.Start)
 		return l, nil
 	}
 	ln, err := h2c.ListenLoopback(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("listen for the engine: %w", err)
 	}
-	l.starter = newStarter()
+	l.starter = newStarter(s.Start)
 	l.engine = server.New(server.Config{
 		HostName:    s.HostName,
 		AllowRemote: s.AllowRemote,
@@ -81,8 +81,8 @@ func (l *Launcher) EngineAddr() string { return l.engineAddr }
 // Close stops the Launcher's own engine, ending the leases of its VMs (which
 // makes VMs on client.Serve shut down), the goroutine that starts VMs, and
 // the one that watches for their exits once the last has exited; Launch
-// fails from then on. It does not stop VMs otherwise: stop them, or their
-// Manager, first. Close is idempotent.
+// fails from then on. It does not stop VMs otherwise: stop them (or the
+// vmre.Manager that tracks them) first. Close is idempotent.
 func (l *Launcher) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -189,9 +189,6 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		ProtocolVersion: r.version, Elapsed: r.handshake})
 	if l.s.Legacy && l.s.LegacyShutdown {
 		r.shutdown = legacyShutdown(r.client, r.status.Addr)
-	}
-	if l.s.Manager != nil {
-		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
 	}
 	if o.ready != nil {
 		o.ready(r)

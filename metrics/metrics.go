@@ -35,6 +35,9 @@ type Config struct {
 	// Output counts the lines of the VMs' output (a Launcher's
 	// OutputStats); may be nil.
 	Output func() []launcher.OutputStat
+	// Sandbox tells the level of the VMs' sandboxes, for vmre_vm_sandbox
+	// (with VMs); may be nil.
+	Sandbox *SandboxLevels
 	// Registerer, when set, receives the node's collectors too: an
 	// embedder's own registry, which then serves the node's metrics beside
 	// its own. Nothing else is registered there unless HostCollectors asks.
@@ -49,6 +52,10 @@ type Config struct {
 // of their own; Config.Registerer, when given, holds them as well.
 type Metrics struct {
 	reg *prometheus.Registry
+	// registered are the collectors in Config.Registerer, which
+	// Unregister takes out.
+	registerer prometheus.Registerer
+	registered []prometheus.Collector
 
 	launches  *prometheus.CounterVec
 	handshake *prometheus.HistogramVec
@@ -102,7 +109,7 @@ func New(cfg Config) (*Metrics, error) {
 		}, []string{"vm", "stream"}),
 	}
 	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.owners, m.admin, m.dropped, m.abandoned,
-		newStateCollector(cfg.VMs, cfg.Output)}
+		newStateCollector(cfg.VMs, cfg.Output), newSandboxCollector(cfg.VMs, cfg.Sandbox)}
 	if cfg.HostCollectors {
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -110,6 +117,7 @@ func New(cfg Config) (*Metrics, error) {
 		if err := registerAll(cfg.Registerer, cs); err != nil {
 			return nil, err
 		}
+		m.registerer, m.registered = cfg.Registerer, cs
 	}
 	m.reg.MustRegister(cs...) // a registry of its own: nothing there to collide with
 	return m, nil
@@ -126,6 +134,16 @@ func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {
 		}
 	}
 	return nil
+}
+
+// Unregister takes the collectors out of Config.Registerer, so that the
+// registry may take those of another node: call it once the node is over.
+// It may be called more than once.
+func (m *Metrics) Unregister() {
+	for _, c := range m.registered {
+		m.registerer.Unregister(c)
+	}
+	m.registered = nil
 }
 
 // Handler serves the node's metrics, and the host's with HostCollectors,

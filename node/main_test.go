@@ -55,9 +55,10 @@ var helpers = map[string]vmretest.Helper{}
 // states records every change of the VMs' states that the node's hook
 // tells, and lets a test wait for one.
 type states struct {
-	mu     sync.Mutex
-	list   []supervise.VM
-	change chan struct{}
+	mu      sync.Mutex
+	list    []supervise.VM
+	removed []string // the VMs Hooks.Removed told of, in order
+	change  chan struct{}
 }
 
 func newStates() *states { return &states{change: make(chan struct{})} }
@@ -68,6 +69,21 @@ func (s *states) add(vm supervise.VM) {
 	s.list = append(s.list, vm)
 	close(s.change)
 	s.change = make(chan struct{})
+}
+
+func (s *states) remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.removed = append(s.removed, name)
+	close(s.change)
+	s.change = make(chan struct{})
+}
+
+// removals returns the VMs Hooks.Removed told of.
+func (s *states) removals() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.removed...)
 }
 
 // wait returns the first change after the from-th of the VM name to
@@ -124,7 +140,7 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	// nor mark its descriptors; helper processes run nodes that do.
 	cfg.KeepProcess = true
 	st := newStates()
-	cfg.Hooks = &node.Hooks{State: st.add}
+	cfg.Hooks = &node.Hooks{State: st.add, Removed: st.remove}
 	if cfg.Backoff == (supervise.Backoff{}) {
 		cfg.Backoff = supervise.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
 	}
@@ -190,7 +206,7 @@ func copyFile(t *testing.T, src, dst string, extra []byte) {
 		t.Fatal(err)
 	}
 	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, append(b, extra...), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(tmp, append(b, extra...), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {

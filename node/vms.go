@@ -60,16 +60,11 @@ func (n *Node) startVMs() {
 // launches, unless an operator stopped it before the node restarted.
 func (n *Node) supervise(name string) error {
 	stopped := n.stops.has(name)
-	if stopped {
-		n.launches.hold(name, true)
-		defer n.launches.hold(name, false)
+	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Stopped: stopped,
+		Command: func() (*exec.Cmd, error) { return n.command(name) }})
+	if err == nil && stopped {
+		n.log.Info("the VM stays stopped: an operator stopped it before the node restarted; a Start runs it", "vm", name)
 	}
-	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Command: func() (*exec.Cmd, error) { return n.command(name) }})
-	if err != nil || !stopped {
-		return err
-	}
-	n.log.Info("the VM stays stopped: an operator stopped it before the node restarted", "vm", name)
-	_, err = n.sup.Stop(context.Background(), name)
 	return err
 }
 
@@ -92,7 +87,9 @@ func (n *Node) command(name string) (*exec.Cmd, error) {
 	if cmd.Err != nil && of.version != nil {
 		return nil, cmd.Err // a refused pin, a closed version: no launch would change it
 	}
-	if n.cfg.Sandbox != sandbox.Off {
+	if n.cfg.Sandbox == sandbox.Off {
+		n.keepSandbox(name, &sandbox.Report{Level: sandbox.Off}) // the VM runs with the node's rights
+	} else {
 		var aliases []string
 		if of.version != nil {
 			aliases = of.version.Aliases()
@@ -178,16 +175,17 @@ func (n *Node) resolve(nameOrAlias string) (string, bool) {
 func (n *Node) describe(name string) admin.Description {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	d := admin.Description{Sandbox: sandboxView(n.sandboxes[name])}
 	e := n.entries[name]
 	if e == nil || e.vm == nil {
-		return admin.Description{}
+		return d
 	}
 	runs := e.vm
 	if e.launched != nil {
 		runs = e.launched
 	}
-	return admin.Description{Aliases: e.vm.Aliases(), Digest: digestText(runs), Pinned: runs.Pinned(),
-		Removed: e.removed, Pending: e.pending()}
+	d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending = e.vm.Aliases(), digestText(runs), runs.Pinned(), e.removed, e.pending()
+	return d
 }
 
 // Stop stops the VM name as an operator does (the admin service's StopVM,

@@ -150,21 +150,26 @@ func awaitProcess(ctx context.Context, started, ended <-chan struct{}) (ok bool,
 
 // addrTaken refuses addr when it is the listener the call came in on, an
 // address the host reserved, or the address of another launch that
-// completed its handshake and has not ended. It runs under e.mu.
+// completed its handshake and has not ended than l (which may be nil: a
+// remote VM's first session). It runs under e.mu.
 func (e *Engine) addrTaken(l *Launch, local, peer, addr string) error {
+	pid := 0
+	if l != nil {
+		pid = l.pid
+	}
 	if local != "" && sameEndpoint(addr, local) {
-		return ownerRefusal(ReasonNodeAddr, l.pid, peer, addr,
+		return ownerRefusal(ReasonNodeAddr, pid, peer, addr,
 			"addr %q is the address of the engine this call came to, not the VM's: announce the address of the VM's own listener", addr)
 	}
 	for _, r := range e.reserved {
 		if sameEndpoint(addr, r) {
-			return ownerRefusal(ReasonNodeAddr, l.pid, peer, addr,
+			return ownerRefusal(ReasonNodeAddr, pid, peer, addr,
 				"addr %q is an address of the host's own (%s), not the VM's: announce the address of the VM's own listener", addr, r)
 		}
 	}
 	for other := range e.serving {
 		if other != l && sameEndpoint(addr, other.addr) {
-			return ownerRefusal(ReasonVMAddr, l.pid, peer, addr,
+			return ownerRefusal(ReasonVMAddr, pid, peer, addr,
 				"addr %q is served by another VM of this host, which announced it first: announce the address of this VM's own listener", addr)
 		}
 	}

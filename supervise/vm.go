@@ -68,6 +68,10 @@ const (
 func (s *Supervisor) run(v *vm) {
 	defer close(v.done)
 	st := step{next: launchNow}
+	if s.spec(v).Stopped {
+		s.update(v, "added stopped: Start or Restart launches it", func(vs *VM) { vs.State = StateStopped })
+		st = step{next: idle}
+	}
 	for {
 		switch st.next {
 		case launchNow:
@@ -96,7 +100,12 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 			s.update(v, "launch abandoned: "+s.quitting(v), func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: quit}
 		case interrupted:
-			s.update(v, "launch abandoned on request", func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
+			s.update(v, "launch abandoned on request", func(st *VM) {
+				st.State = StateStopped
+				if !errors.Is(err, errNotLaunched) { // nothing was tried: the last attempt's outcome stands
+					failedAttempt(st, err)
+				}
+			})
 			return step{next: idle, interrupted: true}
 		case permanent(err) || s.spec(v).Policy == Never:
 			s.update(v, "launch failed; not retried", func(st *VM) { st.State = StateFailed; failedAttempt(st, err) })
@@ -107,6 +116,10 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 	return s.watch(v, rt, attempt)
 }
 
+// errNotLaunched is the error of a launch that a stop came before: no
+// command was made, nothing ran.
+var errNotLaunched = fmt.Errorf("%w: stopped before its launch began", context.Canceled)
+
 // launch makes the VM's command and launches it, under a context that an
 // operator's Stop or Restart, or Close, cancels.
 func (s *Supervisor) launch(v *vm, prev step) (rt Run, err error, interrupted bool) {
@@ -115,7 +128,7 @@ func (s *Supervisor) launch(v *vm, prev step) (rt Run, err error, interrupted bo
 	if v.pendingStops > 0 || ctx.Err() != nil {
 		s.mu.Unlock()
 		cancel()
-		return nil, context.Canceled, true
+		return nil, errNotLaunched, true
 	}
 	v.cancelAttempt = cancel
 	s.mu.Unlock()

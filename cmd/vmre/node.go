@@ -13,10 +13,11 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/supervise"
+	"github.com/vmre/vmre/tlspin"
 )
 
 const nodeHead = `Usage: vmre node --plugin-dir DIR [flags]
@@ -48,6 +49,16 @@ default), on-failure or always, after a backoff that doubles from
 for --backoff-reset (10m). A protocol version mismatch, a missing or
 non-executable file, an exec format error and a refused pin are never
 retried: GET /v1/vms says why the VM failed.
+
+--liveness-interval (10s) and --liveness-failures (3) probe each running
+VM of this host with the health probe of vmre run --check (grpc.health.v1,
+or a plain HTTP request for a VM without it): a VM that fails that many
+probes in a row is unhealthy (vmre ps says why), stopped gracefully
+(SIGTERM, with SIGCONT for a VM stopped by SIGSTOP) and launched again as
+--restart says. A VM paused (SIGSTOP, then SIGCONT) or stalled for less
+than (failures - 1) x interval, 20s by default, survives; one that stays
+silent is restarted within about failures x (interval + 5s), 45s by
+default. --liveness-interval 0 turns the probes off.
 
 SIGHUP reloads the directory, the aliases and the pins, and reconciles the
 node with them: new VMs start; a VM whose file changed runs it at its next
@@ -85,15 +96,17 @@ type nodeFlags struct {
 	launchFlags
 	superviseFlags
 	adminFlags
+	sandboxFlags
 	pluginDir, aliases, pins string
 	requirePins, keepRemoved bool
-	sandbox, sandboxPolicy   string
 	listen                   string
 	events                   string
 	// Remote VMs (docs/REMOTE.md).
 	engineListen, engineAdvertise string
 	tlsCert, tlsKey, dataDir      string
 	remotePing                    time.Duration
+	livenessInterval              time.Duration
+	livenessFailures              int
 	backlogKiB                    int
 }
 
@@ -106,10 +119,13 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&f.requirePins, "require-pins", false, "refuse every VM file that has no pin (needs --pins)")
 	fs.BoolVar(&f.keepRemoved, "keep-removed", false,
 		"keep a VM whose file left the plugin directory running (shown removed) until it is stopped, instead of stopping it at the reload")
-	fs.StringVar(&f.sandbox, "sandbox", sandbox.BestEffort.String(), "how each VM's policy is applied: `level` off, best-effort or required")
-	fs.StringVar(&f.sandboxPolicy, "sandbox-policy", "", "the VMs' sandbox policies, a JSON `file` (docs/SANDBOX.md)")
+	f.sandboxFlags.register(fs, sandbox.BestEffort)
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
+	fs.DurationVar(&f.livenessInterval, "liveness-interval", supervise.DefaultLivenessInterval,
+		"probe each running VM's health this often; a VM that fails --liveness-failures probes in a row is restarted (0: no probes)")
+	fs.IntVar(&f.livenessFailures, "liveness-failures", supervise.DefaultLivenessFailures,
+		"the failed probes in a row that make a VM unhealthy; a pause shorter than (this - 1) x --liveness-interval is survived")
 	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.StringVar(&f.events, "events", "",
@@ -139,6 +155,10 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return usagef(fs, e, "--engine-tls-cert and --engine-tls-key go together")
 	case f.remotePing <= 0:
 		return usagef(fs, e, "--remote-ping %s: give a positive duration, such as 5s", f.remotePing)
+	case f.livenessInterval < 0:
+		return usagef(fs, e, "--liveness-interval %s: give a positive duration, such as 10s, or 0 for no probes", f.livenessInterval)
+	case f.livenessFailures < 1 && f.livenessInterval > 0:
+		return usagef(fs, e, "--liveness-failures %d: give 1 or more (or --liveness-interval 0 for no probes)", f.livenessFailures)
 	case f.backlogKiB < 1 || f.backlogKiB > 1<<20:
 		return usagef(fs, e, "--log-backlog-kib %d: give a size from 1 to %d KiB", f.backlogKiB, 1<<20)
 	}
@@ -148,13 +168,8 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	if code := f.superviseFlags.validate(fs, e); code != exitOK {
 		return code
 	}
-	if _, err := sandbox.ParseLevel(f.sandbox); err != nil {
-		return usagef(fs, e, "--sandbox %q: give off, best-effort or required", f.sandbox)
-	}
-	if f.sandboxPolicy != "" {
-		if _, err := sandbox.ReadFile(f.sandboxPolicy); err != nil {
-			return usagef(fs, e, "--sandbox-policy: %v", err)
-		}
+	if code := f.sandboxFlags.validate(fs, e); code != exitOK {
+		return code
 	}
 	log := f.log.logger(e)
 	events, err := openEventLog(f.events, e.stdout)
@@ -193,8 +208,7 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 			}
 		case <-first:
 			first = nil
-			log.Info("stopping the VMs", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-			r.cancel()
+			r.cancel(context.Cause(sig.first)) // the node logs it
 		case <-r.done:
 			if err := r.stop(); err != nil {
 				return fail(log, "vmre node failed", err)
@@ -211,24 +225,20 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	cfg := node.Config{
 		PluginDir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins, KeepRemoved: f.keepRemoved,
 		Restart: f.policy, Backoff: f.backoff(), Launch: lcfg,
-		DataDir: f.dataDir, LogBacklogBytes: f.backlogKiB << 10,
+		Liveness: supervise.Liveness{Interval: f.livenessInterval, Failures: f.livenessFailures},
+		DataDir:  f.dataDir, LogBacklogBytes: f.backlogKiB << 10,
 		Hooks: events.nodeHooks(nil),
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir(getenv)
 	}
-	var err error
-	if cfg.Sandbox, err = sandbox.ParseLevel(f.sandbox); err != nil {
+	if err := f.sandboxFlags.apply(&cfg); err != nil {
 		return node.Config{}, err
-	}
-	if f.sandboxPolicy != "" {
-		if cfg.SandboxPolicy, err = sandbox.ReadFile(f.sandboxPolicy); err != nil {
-			return node.Config{}, err
-		}
 	}
 	if f.engineListen != "" {
 		cfg.Remote = node.RemoteConfig{Listen: f.engineListen, Advertise: f.engineAdvertise,
-			Pings: server.Pings{Interval: f.remotePing, Timeout: f.remotePing}}
+			Pings:     server.Pings{Interval: f.remotePing, Timeout: f.remotePing},
+			TokenHint: remoteTokenHint}
 		if f.tlsCert != "" {
 			cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 			if err != nil {

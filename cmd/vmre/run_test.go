@@ -29,7 +29,7 @@ func TestRunCheck(t *testing.T) {
 	t.Parallel()
 	t.Run("json", func(t *testing.T) {
 		t.Parallel()
-		r := runVMRE(t, 30*time.Second, "run", "--check", "--log-format", "json", exampleVM)
+		r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", exampleVM)
 		if r.code != exitOK {
 			t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -57,7 +57,7 @@ func TestRunCheck(t *testing.T) {
 	})
 	t.Run("text", func(t *testing.T) {
 		t.Parallel()
-		r := runVMRE(t, 30*time.Second, "run", "--check", exampleVM)
+		r := runInProcess(t, 30*time.Second, "run", "--check", exampleVM)
 		if r.code != exitOK {
 			t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -130,7 +130,7 @@ func TestRunExitCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := runVMRE(t, 30*time.Second, append([]string{"run"}, tc.args...)...)
+			r := runInProcess(t, 30*time.Second, append([]string{"run"}, tc.args...)...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d\nstderr:\n%s", r.code, tc.code, r.stderr)
 			}
@@ -339,7 +339,7 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 	curl := needCurl(t)
 	addr, listen := vmListener(t) // serves 404
 	vm := writeScript(t, "vm", listen+curlHandshake(curl, addr)+"exec sleep 30\n")
-	r := runVMRE(t, 30*time.Second, "run", "--check", "--log-format", "json", vm)
+	r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", vm)
 	if r.code != exitOK {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -350,7 +350,7 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 
 	// Nothing listens at the address this VM announces: the check fails.
 	vm = curlHandshakeScript(t, curl, "127.0.0.1:9", "exec sleep 30")
-	if r := runVMRE(t, 30*time.Second, "run", "--check", "--log-format", "json", vm); r.code != exitFailure {
+	if r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", vm); r.code != exitFailure {
 		t.Errorf("unreachable VM: exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 	}
 }

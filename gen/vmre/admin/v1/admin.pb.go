@@ -46,21 +46,26 @@ const (
 	VMState_VM_STATE_WAITING VMState = 8
 	// A remote VM whose lease broke; error says how.
 	VMState_VM_STATE_LOST VMState = 9
+	// The VM failed its liveness probes (vmre node --liveness-interval)
+	// and is being stopped, to be launched again by its restart policy;
+	// error says why, with the last probe's error.
+	VMState_VM_STATE_UNHEALTHY VMState = 10
 )
 
 // Enum value maps for VMState.
 var (
 	VMState_name = map[int32]string{
-		0: "VM_STATE_UNSPECIFIED",
-		1: "VM_STATE_STARTING",
-		2: "VM_STATE_RUNNING",
-		3: "VM_STATE_BACKOFF",
-		4: "VM_STATE_CRASHLOOP",
-		5: "VM_STATE_STOPPED",
-		6: "VM_STATE_EXITED",
-		7: "VM_STATE_FAILED",
-		8: "VM_STATE_WAITING",
-		9: "VM_STATE_LOST",
+		0:  "VM_STATE_UNSPECIFIED",
+		1:  "VM_STATE_STARTING",
+		2:  "VM_STATE_RUNNING",
+		3:  "VM_STATE_BACKOFF",
+		4:  "VM_STATE_CRASHLOOP",
+		5:  "VM_STATE_STOPPED",
+		6:  "VM_STATE_EXITED",
+		7:  "VM_STATE_FAILED",
+		8:  "VM_STATE_WAITING",
+		9:  "VM_STATE_LOST",
+		10: "VM_STATE_UNHEALTHY",
 	}
 	VMState_value = map[string]int32{
 		"VM_STATE_UNSPECIFIED": 0,
@@ -73,6 +78,7 @@ var (
 		"VM_STATE_FAILED":      7,
 		"VM_STATE_WAITING":     8,
 		"VM_STATE_LOST":        9,
+		"VM_STATE_UNHEALTHY":   10,
 	}
 )
 
@@ -113,7 +119,8 @@ type VM struct {
 	State   VMState  `protobuf:"varint,3,opt,name=state,proto3,enum=vmre.admin.v1.VMState" json:"state,omitempty"`
 	// When it entered its state.
 	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
-	// The process and RPC address of the running VM; 0 and "" otherwise.
+	// The process and RPC address of the running VM (running, or unhealthy
+	// while it is stopped); 0 and "" otherwise.
 	Pid  int32  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	Addr string `protobuf:"bytes,6,opt,name=addr,proto3" json:"addr,omitempty"`
 	// The protocol version agreed in its last handshake.
@@ -151,8 +158,12 @@ type VM struct {
 	// TLS certificate, in base64, as curl's --pinnedpubkey sha256//... takes
 	// it; empty when the VM did not send its certificate.
 	CertSpkiSha256 string `protobuf:"bytes,24,opt,name=cert_spki_sha256,json=certSpkiSha256,proto3" json:"cert_spki_sha256,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What the sandbox applied at its last launch that got as far as
+	// applying the policy; unset before that, and for a remote VM
+	// (docs/SANDBOX.md, "The report").
+	Sandbox       *Sandbox `protobuf:"bytes,25,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VM) Reset() {
@@ -353,6 +364,201 @@ func (x *VM) GetCertSpkiSha256() string {
 	return ""
 }
 
+func (x *VM) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+// Sandbox is what a VM's sandbox applied when it was launched.
+type Sandbox struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's level: off, best-effort or required.
+	Level string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	// How much of the policy holds: full (every protective rule), partial
+	// (some protective rule was not applied: see rules) or off. The label of
+	// the metric vmre_vm_sandbox.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// The kernel's Landlock ABI, 0 without Landlock, and its release.
+	LandlockAbi uint32 `protobuf:"varint,3,opt,name=landlock_abi,json=landlockAbi,proto3" json:"landlock_abi,omitempty"`
+	Kernel      string `protobuf:"bytes,4,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	// How the policy was applied: ptrace (by the node, to the VM stopped at
+	// its first instruction) or exec (by the init step before it exec'd the
+	// VM); empty when off.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// The policy's rules in a fixed order: files, files.truncate,
+	// files.ioctl_dev, network, network.mptcp, ipc_scope, audit_log,
+	// landlock_abi, no_new_privs, user, limits.NAME.
+	Rules []*SandboxRule `protobuf:"bytes,6,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The report in one line, as the node logs it.
+	Summary       string `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sandbox) Reset() {
+	*x = Sandbox{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sandbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sandbox) ProtoMessage() {}
+
+func (x *Sandbox) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
+func (*Sandbox) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Sandbox) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *Sandbox) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Sandbox) GetLandlockAbi() uint32 {
+	if x != nil {
+		return x.LandlockAbi
+	}
+	return 0
+}
+
+func (x *Sandbox) GetKernel() string {
+	if x != nil {
+		return x.Kernel
+	}
+	return ""
+}
+
+func (x *Sandbox) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Sandbox) GetRules() []*SandboxRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *Sandbox) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// SandboxRule is one rule of a VM's sandbox, and whether it holds.
+type SandboxRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule: "files", "network", "limits.open_files", ...
+	Name    string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Applied bool   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// A protective rule's absence leaves the VM a right its policy denies:
+	// required refuses to launch without it.
+	Protective bool `protobuf:"varint,3,opt,name=protective,proto3" json:"protective,omitempty"`
+	// What an applied rule grants, or why a rule was not applied.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// What a rule not applied needs: a kernel feature ("Landlock ABI 4
+	// (Linux 6.7)") or a privilege.
+	Missing       string `protobuf:"bytes,5,opt,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxRule) Reset() {
+	*x = SandboxRule{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxRule) ProtoMessage() {}
+
+func (x *SandboxRule) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxRule.ProtoReflect.Descriptor instead.
+func (*SandboxRule) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SandboxRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SandboxRule) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *SandboxRule) GetProtective() bool {
+	if x != nil {
+		return x.Protective
+	}
+	return false
+}
+
+func (x *SandboxRule) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *SandboxRule) GetMissing() string {
+	if x != nil {
+		return x.Missing
+	}
+	return ""
+}
+
 // Exit is how a VM process ended.
 type Exit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -372,7 +578,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +590,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +603,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Exit) GetCode() int32 {
@@ -444,7 +650,7 @@ type ListVMsRequest struct {
 
 func (x *ListVMsRequest) Reset() {
 	*x = ListVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +662,7 @@ func (x *ListVMsRequest) String() string {
 func (*ListVMsRequest) ProtoMessage() {}
 
 func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +675,7 @@ func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsRequest.ProtoReflect.Descriptor instead.
 func (*ListVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 // ListVMsResponse holds every VM.
@@ -482,7 +688,7 @@ type ListVMsResponse struct {
 
 func (x *ListVMsResponse) Reset() {
 	*x = ListVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +700,7 @@ func (x *ListVMsResponse) String() string {
 func (*ListVMsResponse) ProtoMessage() {}
 
 func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +713,7 @@ func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsResponse.ProtoReflect.Descriptor instead.
 func (*ListVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListVMsResponse) GetVms() []*VM {
@@ -527,7 +733,7 @@ type GetVMRequest struct {
 
 func (x *GetVMRequest) Reset() {
 	*x = GetVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +745,7 @@ func (x *GetVMRequest) String() string {
 func (*GetVMRequest) ProtoMessage() {}
 
 func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +758,7 @@ func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMRequest.ProtoReflect.Descriptor instead.
 func (*GetVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetVMRequest) GetName() string {
@@ -572,7 +778,7 @@ type GetVMResponse struct {
 
 func (x *GetVMResponse) Reset() {
 	*x = GetVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +790,7 @@ func (x *GetVMResponse) String() string {
 func (*GetVMResponse) ProtoMessage() {}
 
 func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +803,7 @@ func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMResponse.ProtoReflect.Descriptor instead.
 func (*GetVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVMResponse) GetVm() *VM {
@@ -617,7 +823,7 @@ type StopVMRequest struct {
 
 func (x *StopVMRequest) Reset() {
 	*x = StopVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +835,7 @@ func (x *StopVMRequest) String() string {
 func (*StopVMRequest) ProtoMessage() {}
 
 func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +848,7 @@ func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMRequest.ProtoReflect.Descriptor instead.
 func (*StopVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StopVMRequest) GetName() string {
@@ -666,7 +872,7 @@ type StopVMResponse struct {
 
 func (x *StopVMResponse) Reset() {
 	*x = StopVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +884,7 @@ func (x *StopVMResponse) String() string {
 func (*StopVMResponse) ProtoMessage() {}
 
 func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +897,7 @@ func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMResponse.ProtoReflect.Descriptor instead.
 func (*StopVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StopVMResponse) GetVm() *VM {
@@ -725,7 +931,7 @@ type StartVMRequest struct {
 
 func (x *StartVMRequest) Reset() {
 	*x = StartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +943,7 @@ func (x *StartVMRequest) String() string {
 func (*StartVMRequest) ProtoMessage() {}
 
 func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +956,7 @@ func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMRequest.ProtoReflect.Descriptor instead.
 func (*StartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StartVMRequest) GetName() string {
@@ -773,7 +979,7 @@ type StartVMResponse struct {
 
 func (x *StartVMResponse) Reset() {
 	*x = StartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +991,7 @@ func (x *StartVMResponse) String() string {
 func (*StartVMResponse) ProtoMessage() {}
 
 func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +1004,7 @@ func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMResponse.ProtoReflect.Descriptor instead.
 func (*StartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StartVMResponse) GetVm() *VM {
@@ -832,7 +1038,7 @@ type RestartVMRequest struct {
 
 func (x *RestartVMRequest) Reset() {
 	*x = RestartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +1050,7 @@ func (x *RestartVMRequest) String() string {
 func (*RestartVMRequest) ProtoMessage() {}
 
 func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1063,7 @@ func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMRequest.ProtoReflect.Descriptor instead.
 func (*RestartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RestartVMRequest) GetName() string {
@@ -878,7 +1084,7 @@ type RestartVMResponse struct {
 
 func (x *RestartVMResponse) Reset() {
 	*x = RestartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1096,7 @@ func (x *RestartVMResponse) String() string {
 func (*RestartVMResponse) ProtoMessage() {}
 
 func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1109,7 @@ func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMResponse.ProtoReflect.Descriptor instead.
 func (*RestartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartVMResponse) GetVm() *VM {
@@ -929,7 +1135,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1147,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1160,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 // ReloadResponse reports a reload, as AvalancheGo's admin.loadVMs does,
@@ -978,7 +1184,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1196,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1209,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReloadResponse) GetAdded() []string {
@@ -1057,7 +1263,7 @@ type ReloadFailure struct {
 
 func (x *ReloadFailure) Reset() {
 	*x = ReloadFailure{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1275,7 @@ func (x *ReloadFailure) String() string {
 func (*ReloadFailure) ProtoMessage() {}
 
 func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1288,7 @@ func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadFailure.ProtoReflect.Descriptor instead.
 func (*ReloadFailure) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReloadFailure) GetEntry() string {
@@ -1122,7 +1328,7 @@ type WatchVMsRequest struct {
 
 func (x *WatchVMsRequest) Reset() {
 	*x = WatchVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1340,7 @@ func (x *WatchVMsRequest) String() string {
 func (*WatchVMsRequest) ProtoMessage() {}
 
 func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,21 +1353,25 @@ func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsRequest.ProtoReflect.Descriptor instead.
 func (*WatchVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 // WatchVMsResponse is one VM's state: first of every VM, then at each
-// change.
+// change; or a VM that left the node.
 type WatchVMsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vm            *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vm    *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	// The VM left the node: its file or declaration left the plugin
+	// directory, and it was stopped and forgotten. ListVMs no longer lists
+	// it; vm is its last state. A VM of the same name may come back later.
+	Gone          bool `protobuf:"varint,2,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchVMsResponse) Reset() {
 	*x = WatchVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1383,7 @@ func (x *WatchVMsResponse) String() string {
 func (*WatchVMsResponse) ProtoMessage() {}
 
 func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1396,7 @@ func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsResponse.ProtoReflect.Descriptor instead.
 func (*WatchVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchVMsResponse) GetVm() *VM {
@@ -1194,6 +1404,13 @@ func (x *WatchVMsResponse) GetVm() *VM {
 		return x.Vm
 	}
 	return nil
+}
+
+func (x *WatchVMsResponse) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
 }
 
 // TailLogsRequest names a VM and says which records to send.
@@ -1211,7 +1428,7 @@ type TailLogsRequest struct {
 
 func (x *TailLogsRequest) Reset() {
 	*x = TailLogsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1440,7 @@ func (x *TailLogsRequest) String() string {
 func (*TailLogsRequest) ProtoMessage() {}
 
 func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1453,7 @@ func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
 func (*TailLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TailLogsRequest) GetName() string {
@@ -1273,7 +1490,7 @@ type TailLogsResponse struct {
 
 func (x *TailLogsResponse) Reset() {
 	*x = TailLogsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1502,7 @@ func (x *TailLogsResponse) String() string {
 func (*TailLogsResponse) ProtoMessage() {}
 
 func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1515,7 @@ func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
 func (*TailLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TailLogsResponse) GetRecord() *LogRecord {
@@ -1334,7 +1551,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1563,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1576,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogRecord) GetTime() *timestamppb.Timestamp {
@@ -1415,7 +1632,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1644,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1657,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -1467,7 +1684,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1696,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1709,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetEnrollmentRequest) GetName() string {
@@ -1525,7 +1742,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1754,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1767,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Enrollment) GetName() string {
@@ -1605,7 +1822,7 @@ type GetEnrollmentResponse struct {
 
 func (x *GetEnrollmentResponse) Reset() {
 	*x = GetEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1834,7 @@ func (x *GetEnrollmentResponse) String() string {
 func (*GetEnrollmentResponse) ProtoMessage() {}
 
 func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1847,7 @@ func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -1650,7 +1867,7 @@ type RotateEnrollmentRequest struct {
 
 func (x *RotateEnrollmentRequest) Reset() {
 	*x = RotateEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1879,7 @@ func (x *RotateEnrollmentRequest) String() string {
 func (*RotateEnrollmentRequest) ProtoMessage() {}
 
 func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1892,7 @@ func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RotateEnrollmentRequest) GetName() string {
@@ -1695,7 +1912,7 @@ type RotateEnrollmentResponse struct {
 
 func (x *RotateEnrollmentResponse) Reset() {
 	*x = RotateEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1924,7 @@ func (x *RotateEnrollmentResponse) String() string {
 func (*RotateEnrollmentResponse) ProtoMessage() {}
 
 func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1937,7 @@ func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -1734,7 +1951,7 @@ var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x06\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x06\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -1762,7 +1979,24 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"certSha256\x12\x18\n" +
 	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
 	"\apending\x18\x17 \x01(\tR\apending\x12(\n" +
-	"\x10cert_spki_sha256\x18\x18 \x01(\tR\x0ecertSpkiSha256\"\x8f\x01\n" +
+	"\x10cert_spki_sha256\x18\x18 \x01(\tR\x0ecertSpkiSha256\x120\n" +
+	"\asandbox\x18\x19 \x01(\v2\x16.vmre.admin.v1.SandboxR\asandbox\"\xd4\x01\n" +
+	"\aSandbox\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12!\n" +
+	"\flandlock_abi\x18\x03 \x01(\rR\vlandlockAbi\x12\x16\n" +
+	"\x06kernel\x18\x04 \x01(\tR\x06kernel\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x120\n" +
+	"\x05rules\x18\x06 \x03(\v2\x1a.vmre.admin.v1.SandboxRuleR\x05rules\x12\x18\n" +
+	"\asummary\x18\a \x01(\tR\asummary\"\x8d\x01\n" +
+	"\vSandboxRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\x12\x1e\n" +
+	"\n" +
+	"protective\x18\x03 \x01(\bR\n" +
+	"protective\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x18\n" +
+	"\amissing\x18\x05 \x01(\tR\amissing\"\x8f\x01\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x14\n" +
@@ -1805,9 +2039,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x02vm\x18\x02 \x01(\tR\x02vm\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\x11\n" +
-	"\x0fWatchVMsRequest\"5\n" +
+	"\x0fWatchVMsRequest\"I\n" +
 	"\x10WatchVMsResponse\x12!\n" +
-	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"n\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x12\n" +
+	"\x04gone\x18\x02 \x01(\bR\x04gone\"n\n" +
 	"\x0fTailLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12/\n" +
@@ -1845,7 +2080,7 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x18RotateEnrollmentResponse\x129\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
-	"enrollment*\xe7\x01\n" +
+	"enrollment*\xff\x01\n" +
 	"\aVMState\x12\x18\n" +
 	"\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VM_STATE_STARTING\x10\x01\x12\x14\n" +
@@ -1856,7 +2091,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fVM_STATE_EXITED\x10\x06\x12\x13\n" +
 	"\x0fVM_STATE_FAILED\x10\a\x12\x14\n" +
 	"\x10VM_STATE_WAITING\x10\b\x12\x11\n" +
-	"\rVM_STATE_LOST\x10\t2\xa3\x06\n" +
+	"\rVM_STATE_LOST\x10\t\x12\x16\n" +
+	"\x12VM_STATE_UNHEALTHY\x10\n" +
+	"2\xa3\x06\n" +
 	"\fAdminService\x12H\n" +
 	"\aListVMs\x12\x1d.vmre.admin.v1.ListVMsRequest\x1a\x1e.vmre.admin.v1.ListVMsResponse\x12B\n" +
 	"\x05GetVM\x12\x1b.vmre.admin.v1.GetVMRequest\x1a\x1c.vmre.admin.v1.GetVMResponse\x12E\n" +
@@ -1882,86 +2119,90 @@ func file_vmre_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_vmre_admin_v1_admin_proto_goTypes = []any{
 	(VMState)(0),                     // 0: vmre.admin.v1.VMState
 	(*VM)(nil),                       // 1: vmre.admin.v1.VM
-	(*Exit)(nil),                     // 2: vmre.admin.v1.Exit
-	(*ListVMsRequest)(nil),           // 3: vmre.admin.v1.ListVMsRequest
-	(*ListVMsResponse)(nil),          // 4: vmre.admin.v1.ListVMsResponse
-	(*GetVMRequest)(nil),             // 5: vmre.admin.v1.GetVMRequest
-	(*GetVMResponse)(nil),            // 6: vmre.admin.v1.GetVMResponse
-	(*StopVMRequest)(nil),            // 7: vmre.admin.v1.StopVMRequest
-	(*StopVMResponse)(nil),           // 8: vmre.admin.v1.StopVMResponse
-	(*StartVMRequest)(nil),           // 9: vmre.admin.v1.StartVMRequest
-	(*StartVMResponse)(nil),          // 10: vmre.admin.v1.StartVMResponse
-	(*RestartVMRequest)(nil),         // 11: vmre.admin.v1.RestartVMRequest
-	(*RestartVMResponse)(nil),        // 12: vmre.admin.v1.RestartVMResponse
-	(*ReloadRequest)(nil),            // 13: vmre.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),           // 14: vmre.admin.v1.ReloadResponse
-	(*ReloadFailure)(nil),            // 15: vmre.admin.v1.ReloadFailure
-	(*WatchVMsRequest)(nil),          // 16: vmre.admin.v1.WatchVMsRequest
-	(*WatchVMsResponse)(nil),         // 17: vmre.admin.v1.WatchVMsResponse
-	(*TailLogsRequest)(nil),          // 18: vmre.admin.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),         // 19: vmre.admin.v1.TailLogsResponse
-	(*LogRecord)(nil),                // 20: vmre.admin.v1.LogRecord
-	(*LogAttr)(nil),                  // 21: vmre.admin.v1.LogAttr
-	(*GetEnrollmentRequest)(nil),     // 22: vmre.admin.v1.GetEnrollmentRequest
-	(*Enrollment)(nil),               // 23: vmre.admin.v1.Enrollment
-	(*GetEnrollmentResponse)(nil),    // 24: vmre.admin.v1.GetEnrollmentResponse
-	(*RotateEnrollmentRequest)(nil),  // 25: vmre.admin.v1.RotateEnrollmentRequest
-	(*RotateEnrollmentResponse)(nil), // 26: vmre.admin.v1.RotateEnrollmentResponse
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
+	(*Sandbox)(nil),                  // 2: vmre.admin.v1.Sandbox
+	(*SandboxRule)(nil),              // 3: vmre.admin.v1.SandboxRule
+	(*Exit)(nil),                     // 4: vmre.admin.v1.Exit
+	(*ListVMsRequest)(nil),           // 5: vmre.admin.v1.ListVMsRequest
+	(*ListVMsResponse)(nil),          // 6: vmre.admin.v1.ListVMsResponse
+	(*GetVMRequest)(nil),             // 7: vmre.admin.v1.GetVMRequest
+	(*GetVMResponse)(nil),            // 8: vmre.admin.v1.GetVMResponse
+	(*StopVMRequest)(nil),            // 9: vmre.admin.v1.StopVMRequest
+	(*StopVMResponse)(nil),           // 10: vmre.admin.v1.StopVMResponse
+	(*StartVMRequest)(nil),           // 11: vmre.admin.v1.StartVMRequest
+	(*StartVMResponse)(nil),          // 12: vmre.admin.v1.StartVMResponse
+	(*RestartVMRequest)(nil),         // 13: vmre.admin.v1.RestartVMRequest
+	(*RestartVMResponse)(nil),        // 14: vmre.admin.v1.RestartVMResponse
+	(*ReloadRequest)(nil),            // 15: vmre.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),           // 16: vmre.admin.v1.ReloadResponse
+	(*ReloadFailure)(nil),            // 17: vmre.admin.v1.ReloadFailure
+	(*WatchVMsRequest)(nil),          // 18: vmre.admin.v1.WatchVMsRequest
+	(*WatchVMsResponse)(nil),         // 19: vmre.admin.v1.WatchVMsResponse
+	(*TailLogsRequest)(nil),          // 20: vmre.admin.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),         // 21: vmre.admin.v1.TailLogsResponse
+	(*LogRecord)(nil),                // 22: vmre.admin.v1.LogRecord
+	(*LogAttr)(nil),                  // 23: vmre.admin.v1.LogAttr
+	(*GetEnrollmentRequest)(nil),     // 24: vmre.admin.v1.GetEnrollmentRequest
+	(*Enrollment)(nil),               // 25: vmre.admin.v1.Enrollment
+	(*GetEnrollmentResponse)(nil),    // 26: vmre.admin.v1.GetEnrollmentResponse
+	(*RotateEnrollmentRequest)(nil),  // 27: vmre.admin.v1.RotateEnrollmentRequest
+	(*RotateEnrollmentResponse)(nil), // 28: vmre.admin.v1.RotateEnrollmentResponse
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 30: google.protobuf.Duration
 }
 var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: vmre.admin.v1.VM.state:type_name -> vmre.admin.v1.VMState
-	27, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
-	27, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
-	28, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
-	28, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
-	27, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
-	2,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
-	28, // 7: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
-	1,  // 8: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
-	1,  // 9: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 10: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 11: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 12: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	15, // 13: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
-	1,  // 14: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	28, // 15: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
-	20, // 16: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	27, // 17: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	21, // 18: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	28, // 19: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
-	23, // 20: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	23, // 21: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	3,  // 22: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	5,  // 23: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	7,  // 24: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	9,  // 25: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	11, // 26: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	13, // 27: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	16, // 28: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	18, // 29: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	22, // 30: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	25, // 31: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	4,  // 32: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	6,  // 33: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	8,  // 34: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	10, // 35: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	12, // 36: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	14, // 37: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	17, // 38: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	19, // 39: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	24, // 40: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	26, // 41: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	29, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
+	29, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
+	30, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
+	30, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
+	29, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
+	4,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
+	2,  // 7: vmre.admin.v1.VM.sandbox:type_name -> vmre.admin.v1.Sandbox
+	3,  // 8: vmre.admin.v1.Sandbox.rules:type_name -> vmre.admin.v1.SandboxRule
+	30, // 9: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
+	1,  // 10: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
+	1,  // 11: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
+	1,  // 12: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
+	1,  // 13: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	1,  // 14: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	17, // 15: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
+	1,  // 16: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
+	30, // 17: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	22, // 18: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
+	29, // 19: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	23, // 20: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
+	30, // 21: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	25, // 22: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	25, // 23: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	5,  // 24: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	7,  // 25: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	9,  // 26: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	11, // 27: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	13, // 28: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	15, // 29: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	18, // 30: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	20, // 31: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	24, // 32: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	27, // 33: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	6,  // 34: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	8,  // 35: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	10, // 36: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	12, // 37: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	14, // 38: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	16, // 39: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	19, // 40: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	21, // 41: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	26, // 42: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	28, // 43: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -1975,7 +2216,7 @@ func file_vmre_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_admin_v1_admin_proto_rawDesc), len(file_vmre_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
