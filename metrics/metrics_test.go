@@ -92,9 +92,9 @@ func TestNameNotUTF8(t *testing.T) {
 		}
 	}
 	// launches (2), handshake, exits, dropped, abandoned, restarts,
-	// backoff, lines.
-	if series != 9 {
-		t.Errorf("%d series with a vm label, want 9", series)
+	// backoff, lines, info, and vmre_vm_state for each of the ten states.
+	if want := 20; series != want {
+		t.Errorf("%d series with a vm label, want %d", series, want)
 	}
 }
 
