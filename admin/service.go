@@ -9,12 +9,14 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/vmre/vmre"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/bearer"
 	"github.com/vmre/vmre/internal/ratelog"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -99,6 +101,9 @@ type Service struct {
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
 	last     map[string]supervise.VM // each VM's latest state, for Removed
+
+	closing   chan struct{} // closed by Close: the node stops
+	closeOnce sync.Once
 }
 
 // New returns a Service.
@@ -117,6 +122,7 @@ func New(cfg Config) (*Service, error) {
 		onCall:      cfg.OnCall,
 		errors:      connect.NewErrorWriter(),
 		watchers:    make(map[*watcher]struct{}),
+		closing:     make(chan struct{}),
 		last:        make(map[string]supervise.VM),
 	}
 	if cfg.Token != "" {
@@ -126,6 +132,15 @@ func New(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
+}
+
+// Close ends the streams of the service, WatchVMs and TailLogs with
+// follow, without an error, and those that begin afterwards once they
+// have sent what they hold: the node stops, and its HTTP server's shutdown
+// must not wait for them. The unary calls still answer. Close is
+// idempotent.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // handler implements the RPCs of AdminService over a Service.
@@ -246,7 +261,7 @@ func (h handler) StopVM(ctx context.Context, req *connect.Request[adminv1.StopVM
 	if err != nil {
 		return nil, err
 	}
-	changed, err := h.s.sup.Stop(ctx, vm.Name)
+	changed, err := h.s.sup.Stop(withTimeout(ctx, req.Msg.GetTimeout()), vm.Name)
 	if err != nil {
 		return nil, controlError(err)
 	}
@@ -255,7 +270,7 @@ func (h handler) StopVM(ctx context.Context, req *connect.Request[adminv1.StopVM
 	if !changed {
 		msg = vm.Name + " was not running (" + vm.State.String() + "): nothing to stop"
 	}
-	return connect.NewResponse(&adminv1.StopVMResponse{Vm: h.s.View(after), Changed: changed, Message: msg}), nil
+	return connect.NewResponse(&adminv1.StopVMResponse{Vm: h.s.View(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
 func (h handler) StartVM(ctx context.Context, req *connect.Request[adminv1.StartVMRequest]) (*connect.Response[adminv1.StartVMResponse], error) {
@@ -272,7 +287,7 @@ func (h handler) StartVM(ctx context.Context, req *connect.Request[adminv1.Start
 	if !changed {
 		msg = vm.Name + " is running already: nothing to start"
 	}
-	return connect.NewResponse(&adminv1.StartVMResponse{Vm: h.s.View(after), Changed: changed, Message: msg}), nil
+	return connect.NewResponse(&adminv1.StartVMResponse{Vm: h.s.View(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
 func (h handler) RestartVM(ctx context.Context, req *connect.Request[adminv1.RestartVMRequest]) (*connect.Response[adminv1.RestartVMResponse], error) {
@@ -280,11 +295,19 @@ func (h handler) RestartVM(ctx context.Context, req *connect.Request[adminv1.Res
 	if err != nil {
 		return nil, err
 	}
-	if err := h.s.sup.Restart(ctx, vm.Name); err != nil {
+	if err := h.s.sup.Restart(withTimeout(ctx, req.Msg.GetTimeout()), vm.Name); err != nil {
 		return nil, controlError(err)
 	}
 	after, _ := h.s.sup.Get(vm.Name)
-	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: h.s.View(after), Message: "restarted " + vm.Name}), nil
+	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: h.s.View(after), Message: safetext.Valid("restarted " + vm.Name)}), nil
+}
+
+// withTimeout gives a stop the request's timeout, when it has one.
+func withTimeout(ctx context.Context, timeout *durationpb.Duration) context.Context {
+	if timeout == nil {
+		return ctx
+	}
+	return supervise.WithGrace(ctx, timeout.AsDuration())
 }
 
 // controlError is the Connect error of a Stop, Start or Restart that

@@ -36,9 +36,10 @@ const (
 	// PhaseStop: a stop did not end gracefully (Runtime.Shutdown).
 	PhaseStop
 	// PhaseReady: the VM called back with an address where the host could
-	// not connect: nothing listens there. The engine refused the call
-	// (failed_precondition), and the VM was stopped. The error unwraps to
-	// the dial's (syscall.ECONNREFUSED).
+	// not connect: nothing listens there (the engine refused the call,
+	// failed_precondition, and the error unwraps to the dial's,
+	// syscall.ECONNREFUSED), or the listener accepts nothing, its queue full,
+	// until the handshake timeout. The VM was stopped.
 	PhaseReady
 )
 
@@ -85,6 +86,14 @@ type LaunchError struct {
 	// Stderr holds the VM's last stderr lines (Runtime.LastStderr), when
 	// it ran.
 	Stderr []string
+	// Output holds the VM's last lines of stdout and stderr, marked by
+	// stream (Runtime.LastOutput), when it ran: the error's text shows
+	// them.
+	Output []string
+	// Diagnosis, for PhaseExec, is what the file itself tells of why the
+	// system refused it ("it is an ELF program built for arm64; this
+	// machine is amd64: ..."), or "".
+	Diagnosis string
 	// Err is the cause.
 	Err error
 }
@@ -105,9 +114,18 @@ func (e *LaunchError) Error() string {
 		b.WriteString(e.Err.Error())
 	case e.Phase == PhaseExec:
 		fmt.Fprintf(&b, "exec %s: %v", e.Path, execCause(e.Err))
+		if e.Diagnosis != "" {
+			b.WriteString(": ")
+			b.WriteString(e.Diagnosis)
+		}
 	case e.Phase == PhaseReady:
 		b.WriteString(e.Err.Error())
-		b.WriteString("; a VM listens on the address it announces before it calls Initialize")
+		var full *notAcceptedError
+		if errors.As(e.Err, &full) {
+			b.WriteString("; a VM accepts connections on the listener it announces (it may serve it only once answered, but its queue must not be full)")
+		} else {
+			b.WriteString("; a VM listens on the address it announces before it calls Initialize")
+		}
 	case e.Phase == PhaseVersion:
 		b.WriteString(e.Err.Error())
 		var mismatch *vmre.VersionMismatchError
@@ -127,9 +145,13 @@ func (e *LaunchError) Error() string {
 	default:
 		b.WriteString(e.Err.Error())
 	}
-	if len(e.Stderr) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait || e.Phase == PhaseReady) {
-		b.WriteString("\nlast stderr lines of the VM:\n\t")
-		b.WriteString(strings.Join(e.Stderr, "\n\t"))
+	lines, what := e.Output, "output"
+	if len(lines) == 0 {
+		lines, what = e.Stderr, "stderr"
+	}
+	if len(lines) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait || e.Phase == PhaseReady) {
+		b.WriteString("\nlast " + what + " lines of the VM:\n\t")
+		b.WriteString(strings.Join(lines, "\n\t"))
 	}
 	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/execdiag"
 	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/vmpeer"
 	"github.com/vmre/vmre/server"
@@ -125,12 +126,12 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		return r.failed(&LaunchError{Phase: PhaseConfig,
 			Err: fmt.Errorf("%w: Launch needs an unstarted *exec.Cmd with nil Stdout and Stderr", vmre.ErrInvalidConfig)})
 	}
-	r.path = cmd.Path
+	r.path = commandFile(cmd)
 	if r.name == "" {
 		r.name = l.s.Name
 	}
 	if r.name == "" {
-		r.name = filepath.Base(cmd.Path)
+		r.name = filepath.Base(r.path)
 	}
 	// Released once Launch has told its last event (deferred first, run
 	// last); the launch's times count from its turn.
@@ -148,6 +149,8 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	wait.reach.setHandshake(hs)
 	r.onStop = hs.End
+	// The token, or the legacy listener's address: this launch's alone.
+	marker := engineEnv[len(engineEnv)-1]
 	if !l.s.Legacy { // rpcchainvm plugins know no lease
 		leaseEnv, vmEnd, hostEnd, err := openLease(cmd)
 		if err != nil {
@@ -161,19 +164,19 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	cmd.Env = childEnv(&l.s, cmd.Env, engineEnv)
 
-	if err := r.start(cmd, l.starter, l); err != nil {
+	if err := r.start(cmd, l.starter, l, marker); err != nil {
 		hs.End()
-		phase := PhaseExec
 		if errors.Is(err, errClosed) {
-			phase = PhaseConfig
+			return r.failed(&LaunchError{Phase: PhaseConfig, Err: err})
 		}
-		return r.failed(&LaunchError{Phase: phase, Err: err})
+		return r.failed(&LaunchError{Phase: PhaseExec, Err: err, Diagnosis: execdiag.Explain(cmd.Path, err)})
 	}
+	hs.SetProcess(r.status.Pid) // its Initialize may be waiting for it
 	r.hooks.started(StartedInfo{VM: r.name, Pid: r.status.Pid, Path: r.path, Exec: time.Since(begin)})
 
 	if lerr := l.awaitHandshake(ctx, r, hs, wait); lerr != nil {
 		wait.reach.take("") // closes what it dialled
-		lerr.Stderr = r.LastStderr()
+		lerr.Stderr, lerr.Output = r.LastStderr(), r.LastOutput()
 		return r.failed(lerr)
 	}
 	if l.s.Legacy {
@@ -210,6 +213,16 @@ func (l *Launcher) forget(r *Runtime) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.live, r)
+}
+
+// commandFile is the file a command runs, as its operators name it: its
+// Path, or, for a sealed copy run through /proc/self/fd/N (package
+// registry), the file named by its Args[0].
+func commandFile(cmd *exec.Cmd) string {
+	if strings.HasPrefix(cmd.Path, "/proc/self/fd/") && len(cmd.Args) > 0 && filepath.IsAbs(cmd.Args[0]) {
+		return cmd.Args[0]
+	}
+	return cmd.Path
 }
 
 // failed completes err with what the launch knows, reports it and returns it.
@@ -252,13 +265,14 @@ func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, 
 			AllowRemote: l.s.AllowRemote,
 			Logger:      l.s.Logger.With(slog.String("component", "engine")),
 			Hooks:       &server.Hooks{Call: onCall},
+			CheckCaller: !l.s.NoCallerCheck,
 		})
 		if err != nil {
 			return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 		}
 		return ll, []string{l.s.EngineAddressKey + "=" + ll.Addr()}, nil
 	}
-	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall})
+	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall, CheckCaller: !l.s.NoCallerCheck})
 	if err != nil {
 		return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 	}
@@ -292,6 +306,11 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 		lerr = &LaunchError{Phase: PhaseReady, Err: err}
 	case <-timer.C:
 		lerr = &LaunchError{Phase: PhaseHandshakeWait, Timeout: l.s.HandshakeTimeout, Err: vmre.ErrHandshakeTimeout}
+		if err := wait.reach.notAccepted(); err != nil {
+			// It called, and waits for its answer, which waits for the
+			// host's connection to its listener.
+			lerr = &LaunchError{Phase: PhaseReady, Timeout: l.s.HandshakeTimeout, Err: err}
+		}
 	case <-r.Done():
 		select {
 		case <-hs.Initialized():

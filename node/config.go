@@ -73,9 +73,21 @@ type Config struct {
 
 	// DataDir is the node's own directory: the engine's certificate, the
 	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
-	// directories (docs/NODE.md). Required with Remote and Sandbox; without
-	// it, operators' stops last as long as the node.
+	// directories, the record of the running VMs (docs/NODE.md). Required
+	// with Remote and Sandbox; without it, operators' stops last as long
+	// as the node, and a node killed (SIGKILL) and started again cannot
+	// stop the VMs it left running.
 	DataDir string
+
+	// KeepProcess leaves the process as Run finds it. By default Run makes
+	// the process the child subreaper of its VMs' descendants, so that a
+	// VM's stop ends the processes it left behind (launcher.StartSubreaper),
+	// and marks every descriptor the process inherited close-on-exec, so
+	// that no VM gets one (launcher.CloseInheritedFDs). An embedder whose
+	// program starts children of its own in process groups or sessions of
+	// their own, or hands inherited descriptors to children on purpose,
+	// sets it (docs/RELIABILITY.md, "No survivors").
+	KeepProcess bool
 
 	// Sandbox is how the policy of each VM the node launches is applied
 	// (docs/SANDBOX.md; default sandbox.Off). A sandboxed VM gets a data
@@ -87,9 +99,10 @@ type Config struct {
 	Sandbox       sandbox.Level
 	SandboxPolicy *sandbox.File
 	// DiscoveryDir, when set, is where Run leaves a file naming the node's
-	// URL, pid and AdminTokenFile, for the CLI's clients (vmre ps); it is
-	// removed when Run returns.
+	// URL, Name, pid, start time and AdminTokenFile, for the CLI's clients
+	// (vmre ps); it is removed when Run returns.
 	DiscoveryDir   string
+	Name           string
 	AdminTokenFile string
 
 	// Registerer, when set, gets the node's collectors (an embedder's own
@@ -150,6 +163,14 @@ type Hooks struct {
 	// EngineListening is told where remote VMs reach the engine, and its
 	// certificate's fingerprint, once Run serves them.
 	EngineListening func(addr, certSHA256 string)
+	// Serving is told once Run has supervised the VMs of its first load
+	// and left its discovery file (with DiscoveryDir): the clients find
+	// the node from then on.
+	Serving func()
+	// Survivor is told of each VM that a previous run of the node left
+	// running (it was killed) and that Run stopped at its start, before it
+	// launched anything (DataDir's record of the running VMs).
+	Survivor func(SurvivorInfo)
 }
 
 // Report is what a load of the plugin directory found and did.

@@ -126,7 +126,7 @@ type testNode struct {
 	srv    *httptest.Server
 }
 
-// startNode runs a node of cfg (Addr, Logger and Hooks.State set here)
+// startNode runs a node of cfg (Addr, Logger, Hooks.State and KeepProcess set here)
 // until stop or the end of the test.
 func startNode(t *testing.T, cfg node.Config) *testNode {
 	t.Helper()
@@ -135,6 +135,10 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	srv := httptest.NewUnstartedServer(r)
 	cfg.Addr = srv.Listener.Addr().String()
 	cfg.Logger = vmretest.Logger(t)
+	// The test binary runs other tests' processes: it does not become
+	// their subreaper (the survivors' test counts on where an orphan goes),
+	// nor mark its descriptors; helper processes run nodes that do.
+	cfg.KeepProcess = true
 	st := newStates()
 	cfg.Hooks = &node.Hooks{State: st.add, Removed: st.remove}
 	if cfg.Backoff == (supervise.Backoff{}) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"sync"
 
 	"github.com/oklog/run"
@@ -43,6 +44,7 @@ type Node struct {
 	cert     *tls.Certificate // the TLS engine's, with Remote
 	remotes  *remotes         // nil without Remote
 	stops    *stopRecord
+	running  *running  // the record of the running VMs; nil without a DataDir
 	launches *launches // the supervisor's launcher
 
 	reloadMu sync.Mutex // one reconciliation at a time
@@ -84,6 +86,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.stops = stops
+	if cfg.DataDir != "" {
+		n.running = newRunning(cfg.DataDir, n.log)
+	}
 	if cfg.Remote.Listen != "" {
 		if n.cert, err = engineCertificate(cfg); err != nil {
 			return nil, err
@@ -105,6 +110,10 @@ func New(cfg Config) (*Node, error) {
 		Sandbox:        n.sandboxMetric(),
 		Registerer:     cfg.Registerer,
 		HostCollectors: cfg.Registerer == nil,
+		Describe: func(name string) metrics.VMInfo {
+			d := n.describe(name)
+			return metrics.VMInfo{Aliases: d.Aliases, Digest: d.Digest, Pinned: d.Pinned}
+		},
 	})
 	if err != nil {
 		n.close()
@@ -230,7 +239,8 @@ func (n *Node) Kill(cause error) {
 // (when set), and leaves the discovery file (with DiscoveryDir). Then it
 // stops them in this order: the discovery file, the TLS engine, every VM
 // in parallel (SIGTERM, SIGKILL after the graceful timeout or at Kill),
-// and last the HTTP serving. It returns nil after ctx ended, else the
+// the admin service's streams (followers of logs and watchers end
+// cleanly), and last the HTTP serving. It returns nil after ctx ended, else the
 // error that ended it, once everything it started has stopped and every
 // file of the plugin directory is closed. Run may be called once.
 func (n *Node) Run(ctx context.Context) error {
@@ -245,6 +255,24 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	defer kill(nil)
 	defer n.close()
+	if !n.cfg.KeepProcess {
+		release, err := n.takeProcess()
+		if err != nil {
+			n.closeListener()
+			return err
+		}
+		defer release()
+	}
+	if n.running != nil {
+		// Before anything is launched: no VM runs twice.
+		for _, s := range n.running.stopSurvivors(n.launches.gracefulTimeout()) {
+			if n.cfg.Hooks != nil && n.cfg.Hooks.Survivor != nil {
+				n.cfg.Hooks.Survivor(s)
+			}
+		}
+		go n.running.run()
+		defer n.running.close() // after the VMs have stopped: the record is empty
+	}
 
 	var tlsLn net.Listener
 	if n.cfg.Remote.Listen != "" {
@@ -257,6 +285,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.mu.Lock()
 		n.tlsAddr = addr
 		n.mu.Unlock()
+		n.engine.Reserve(ln.Addr().String()) // no VM announces the node's own listener
 	}
 	if err := n.launches.start(); err != nil {
 		n.closeListener()
@@ -277,6 +306,9 @@ func (n *Node) Run(ctx context.Context) error {
 		removeDiscovery = n.announce()
 	}
 	n.startVMs()
+	if h := n.cfg.Hooks; h != nil && h.Serving != nil {
+		h.Serving()
+	}
 	var g run.Group
 	{ // the context
 		ctx, cancel := context.WithCancel(ctx)
@@ -285,7 +317,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return stopRequested{context.Cause(ctx)}
 		}, func(error) { cancel() })
 	}
-	if n.cfg.DiscoveryDir != "" { // the file for the CLI
+	{ // the file for the CLI, removed first
 		done := make(chan struct{})
 		g.Add(func() error {
 			<-done
@@ -313,6 +345,10 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(err error) {
 			n.stopVMs(stopCtx, err)
+			// The VMs' last records are sent; the followers of their logs
+			// and the watchers end now, so that the HTTP server's shutdown
+			// never waits for them.
+			n.admin.Close()
 			close(done)
 		})
 	}
@@ -361,6 +397,28 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.closeListener()
 	return n.close()
+}
+
+// takeProcess makes the process the child subreaper of the VMs'
+// descendants and marks its inherited descriptors close-on-exec, before any
+// VM starts (Config.KeepProcess). release stops the subreaper, once the
+// VMs have stopped.
+func (n *Node) takeProcess() (release func(), err error) {
+	if err := launcher.CloseInheritedFDs(); err != nil {
+		n.log.Warn("cannot mark the inherited descriptors close-on-exec: the VMs may inherit them", slog.String("error", err.Error()))
+	}
+	sr, err := launcher.StartSubreaper(n.log.With(slog.String("component", "subreaper")))
+	if err != nil {
+		if runtime.GOOS == "linux" {
+			return nil, err
+		}
+		return func() {}, nil // no subreaper here: a VM's process group is all its stop reaches
+	}
+	return func() {
+		if err := sr.Close(); err != nil {
+			n.log.Error("processes VMs left behind survived the node", slog.String("error", err.Error()))
+		}
+	}, nil
 }
 
 // closeListener closes Config.Listener when Run fails before serving it.
@@ -478,6 +536,9 @@ func (n *Node) launcherConfig() launcher.Config {
 	lc := n.cfg.Launch
 	lc.Logger = n.log // the VMs' output passes the log backlog of TailLogs
 	lc.Hooks = launcher.JoinHooks(n.metrics.LauncherHooks(), lc.Hooks)
+	if n.running != nil {
+		lc.Hooks = launcher.JoinHooks(n.running.hooks(), lc.Hooks)
+	}
 	if lc.Start == nil {
 		// A sandboxed VM's policy is applied without a second program
 		// where the system allows (docs/SANDBOX.md, "How it works").

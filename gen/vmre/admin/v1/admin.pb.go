@@ -815,8 +815,11 @@ func (x *GetVMResponse) GetVm() *VM {
 
 // StopVMRequest names a VM.
 type StopVMRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// At most this long between SIGTERM and SIGKILL (zero: SIGKILL at
+	// once); unset: the node's graceful timeout, which also caps it.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -856,6 +859,13 @@ func (x *StopVMRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *StopVMRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
 }
 
 // StopVMResponse holds the VM after the stop.
@@ -1030,8 +1040,10 @@ func (x *StartVMResponse) GetMessage() string {
 
 // RestartVMRequest names a VM.
 type RestartVMRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The stop's timeout, as StopVMRequest's.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1071,6 +1083,13 @@ func (x *RestartVMRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *RestartVMRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
 }
 
 // RestartVMResponse holds the VM after the new launch.
@@ -1421,7 +1440,13 @@ type TailLogsRequest struct {
 	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// Send only the backlog's records of this last stretch of time (all of
 	// the backlog when unset).
-	Since         *durationpb.Duration `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	Since *durationpb.Duration `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Send at most this many of the backlog's records, the latest (all when
+	// unset; 0: none, only the new ones with follow).
+	Tail *uint32 `protobuf:"varint,4,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// Send only the backlog's records from this time on; with since, the
+	// later of the two.
+	SinceTime     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since_time,json=sinceTime,proto3" json:"since_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1473,6 +1498,20 @@ func (x *TailLogsRequest) GetFollow() bool {
 func (x *TailLogsRequest) GetSince() *durationpb.Duration {
 	if x != nil {
 		return x.Since
+	}
+	return nil
+}
+
+func (x *TailLogsRequest) GetTail() uint32 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *TailLogsRequest) GetSinceTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SinceTime
 	}
 	return nil
 }
@@ -1539,7 +1578,8 @@ type LogRecord struct {
 	// DEBUG, INFO, WARN or ERROR (slog's names, with offsets such as ERROR+2).
 	Level   string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// stdout or stderr.
+	// stdout or stderr for a line of the VM's output; vmre for a record of
+	// the node about the VM (launched, exited, waiting to restart, ...).
 	Stream string `protobuf:"bytes,4,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The process that wrote it.
 	Pid int32 `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -2009,9 +2049,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\fGetVMRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"2\n" +
 	"\rGetVMResponse\x12!\n" +
-	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"#\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"X\n" +
 	"\rStopVMRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"g\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"g\n" +
 	"\x0eStopVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
@@ -2021,9 +2062,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fStartVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"&\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"[\n" +
 	"\x10RestartVMRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"P\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"P\n" +
 	"\x11RestartVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
@@ -2042,11 +2084,15 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fWatchVMsRequest\"I\n" +
 	"\x10WatchVMsResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x12\n" +
-	"\x04gone\x18\x02 \x01(\bR\x04gone\"n\n" +
+	"\x04gone\x18\x02 \x01(\bR\x04gone\"\xcb\x01\n" +
 	"\x0fTailLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12/\n" +
-	"\x05since\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05since\"k\n" +
+	"\x05since\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05since\x12\x17\n" +
+	"\x04tail\x18\x04 \x01(\rH\x00R\x04tail\x88\x01\x01\x129\n" +
+	"\n" +
+	"since_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tsinceTimeB\a\n" +
+	"\x05_tail\"k\n" +
 	"\x10TailLogsResponse\x120\n" +
 	"\x06record\x18\x01 \x01(\v2\x18.vmre.admin.v1.LogRecordR\x06record\x12%\n" +
 	"\x0edropped_before\x18\x02 \x01(\x03R\rdroppedBefore\"\xc3\x01\n" +
@@ -2166,43 +2212,46 @@ var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	30, // 9: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
 	1,  // 10: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
 	1,  // 11: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 12: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 13: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 14: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	17, // 15: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
-	1,  // 16: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	30, // 17: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
-	22, // 18: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	29, // 19: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	23, // 20: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	30, // 21: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
-	25, // 22: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	25, // 23: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	5,  // 24: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	7,  // 25: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	9,  // 26: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	11, // 27: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	13, // 28: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	15, // 29: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	18, // 30: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	20, // 31: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	24, // 32: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	27, // 33: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	6,  // 34: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	8,  // 35: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	10, // 36: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	12, // 37: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	14, // 38: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	16, // 39: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	19, // 40: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	21, // 41: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	26, // 42: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	28, // 43: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	30, // 12: vmre.admin.v1.StopVMRequest.timeout:type_name -> google.protobuf.Duration
+	1,  // 13: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
+	1,  // 14: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	30, // 15: vmre.admin.v1.RestartVMRequest.timeout:type_name -> google.protobuf.Duration
+	1,  // 16: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	17, // 17: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
+	1,  // 18: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
+	30, // 19: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	29, // 20: vmre.admin.v1.TailLogsRequest.since_time:type_name -> google.protobuf.Timestamp
+	22, // 21: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
+	29, // 22: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	23, // 23: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
+	30, // 24: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	25, // 25: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	25, // 26: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	5,  // 27: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	7,  // 28: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	9,  // 29: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	11, // 30: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	13, // 31: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	15, // 32: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	18, // 33: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	20, // 34: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	24, // 35: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	27, // 36: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	6,  // 37: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	8,  // 38: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	10, // 39: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	12, // 40: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	14, // 41: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	16, // 42: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	19, // 43: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	21, // 44: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	26, // 45: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	28, // 46: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	37, // [37:47] is the sub-list for method output_type
+	27, // [27:37] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -2210,6 +2259,7 @@ func file_vmre_admin_v1_admin_proto_init() {
 	if File_vmre_admin_v1_admin_proto != nil {
 		return
 	}
+	file_vmre_admin_v1_admin_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
