@@ -166,6 +166,9 @@ func (s *Subreaper) Close() error {
 		// Orphans go to init again: nothing here reaps them any more.
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 		subreaping.Store(false)
+		// The log is the first Subreaper's node's, and with it what its
+		// handler holds (a node's log backlogs): let it go with the node.
+		reaper.log = nil
 	})
 	return err
 }

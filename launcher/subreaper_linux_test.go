@@ -37,6 +37,10 @@ func init() {
 //   - statuses: launches 40 VMs that exit 3 before their handshake, 4 at a
 //     time, and prints statuses=N, the number whose launch error says
 //     exit code 3.
+//   - release: closes its Subreaper, runs another whose logger's
+//     handler it watches, closes that too, and prints released=1 once the
+//     garbage collector has let the handler go (released=0 if it has not
+//     after a few collections).
 //   - churn: keeps OS threads coming and going and a hundred goroutines
 //     busy, launches three "grandchild" VMs and an "escapee", prints
 //     launched=1, and runs until it is killed.
@@ -111,6 +115,32 @@ func subreaperNode() int {
 		wg.Wait()
 		fmt.Printf("statuses=%d\n", ok.Load())
 		sr.Close()
+		return 0
+	case "release":
+		if err := sr.Close(); err != nil {
+			return fail(err)
+		}
+		released := make(chan struct{})
+		h := slog.NewTextHandler(os.Stderr, nil)
+		runtime.AddCleanup(h, func(c chan struct{}) { close(c) }, released)
+		second, err := launcher.StartSubreaper(slog.New(h))
+		if err != nil {
+			return fail(err)
+		}
+		h = nil
+		if err := second.Close(); err != nil {
+			return fail(err)
+		}
+		for range 5 {
+			runtime.GC()
+			select {
+			case <-released:
+				fmt.Println("released=1")
+				return 0
+			case <-time.After(100 * time.Millisecond): // the cleanup's goroutine runs after the GC
+			}
+		}
+		fmt.Println("released=0")
 		return 0
 	case "churn":
 		for range 4 {
@@ -219,6 +249,17 @@ func TestSubreaperLeavesVMsTheirStatus(t *testing.T) {
 	r := startReaper(t, "subreaper-node", nodePlanKey+"=statuses")
 	if got := r.await(t, "statuses="); got != "40" {
 		t.Errorf("%s of 40 launches reported the VM's exit code 3", got)
+	}
+}
+
+// TestSubreaperLetsItsLogGo: once the process's last Subreaper is closed,
+// nothing of the process keeps its logger: a node's logger holds its VMs'
+// log backlogs, which would otherwise outlive the node.
+func TestSubreaperLetsItsLogGo(t *testing.T) {
+	t.Parallel()
+	r := startReaper(t, "subreaper-node", nodePlanKey+"=release")
+	if got := r.await(t, "released="); got != "1" {
+		t.Errorf("the last Subreaper's logger is still reachable after its Close and 5 collections")
 	}
 }
 
