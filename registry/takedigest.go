@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
+	"time"
 )
 
 // TakeDigest takes the digest of v from the bytes that run: the executable
 // of process pid, which must have been started from v's Command (on Linux,
 // /proc/PID/exe, which names the file the kernel executed even when it has
 // been renamed or replaced since). It hashes it on a goroutine of the
-// registry's, one file at a time, so that digests taken after launches do
-// not compete with them for the CPUs, and records it: v.Digest holds it
+// registry's, one file at a time, once no digest has been asked for in
+// 100 ms, so that digests taken after launches do not compete with them
+// for the CPUs, and records it: v.Digest holds it
 // from then on.
 //
 // done, when not nil, is called once with the digest or the reason there
@@ -56,16 +58,29 @@ type digestJob struct {
 	done  func(Digest, error)
 }
 
+// digestQuiet is how long the digester waits after the last TakeDigest
+// before it hashes: a node that starts dozens of VMs asks for a digest as
+// each runs, and hashing them then, 14 MB each, took a third of the node's
+// CPU time from Run to all running (docs/PERFORMANCE.md, "A node of 64
+// VMs"); once the launches have quieted down, it takes the CPUs from none.
+const digestQuiet = 100 * time.Millisecond
+
 // digester runs digest jobs on one goroutine, started when there is work
-// and ended when there is none.
+// and ended when there is none. Each job waits until no job has been added
+// for digestQuiet.
 type digester struct {
 	mu      sync.Mutex
 	queue   []digestJob
+	last    time.Time // when the last job was added
 	running bool
 	closed  bool
 	ctx     context.Context // ended by close
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// The clock, time.Now and time.After when nil (tests set theirs).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
 }
 
 // add queues j for run, and reports whether it did: not once closed.
@@ -75,7 +90,11 @@ func (g *digester) add(j digestJob, run func(context.Context, digestJob, []byte)
 	if g.closed {
 		return false
 	}
+	if g.now == nil {
+		g.now, g.after = time.Now, time.After
+	}
 	g.queue = append(g.queue, j)
+	g.last = g.now()
 	if g.running {
 		return true
 	}
@@ -84,21 +103,47 @@ func (g *digester) add(j digestJob, run func(context.Context, digestJob, []byte)
 	}
 	g.running = true
 	g.wg.Go(func() {
-		buf := make([]byte, copyBufferSize)
+		var buf []byte
 		for {
-			g.mu.Lock()
-			if len(g.queue) == 0 {
-				g.running = false
-				g.mu.Unlock()
+			j, ok := g.next()
+			if !ok {
 				return
 			}
-			j := g.queue[0]
-			g.queue = g.queue[1:]
-			g.mu.Unlock()
+			if buf == nil {
+				buf = make([]byte, copyBufferSize)
+			}
 			run(g.ctx, j, buf)
 		}
 	})
 	return true
+}
+
+// next waits until no job has been added for digestQuiet, and returns the
+// first job of the queue; false when the queue is empty, and the digester's
+// goroutine ends. Once closed, it returns the jobs without waiting: they
+// fail with the digester's context.
+func (g *digester) next() (digestJob, bool) {
+	g.mu.Lock()
+	for !g.closed && len(g.queue) > 0 {
+		wait := g.last.Add(digestQuiet).Sub(g.now())
+		if wait <= 0 {
+			break
+		}
+		g.mu.Unlock()
+		select {
+		case <-g.after(wait):
+		case <-g.ctx.Done():
+		}
+		g.mu.Lock()
+	}
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		g.running = false
+		return digestJob{}, false
+	}
+	j := g.queue[0]
+	g.queue = g.queue[1:]
+	return j, true
 }
 
 // close ends the jobs under way (they fail with the context's error),
