@@ -8,18 +8,26 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/vmre/vmre/bench/internal/median"
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/supervise"
@@ -40,8 +48,8 @@ const fillBytes = 1 << 20
 //
 //   - ns/op: from Run to all 64 running (the supervisor's State hook);
 //   - heap-B/VM and rss-B/VM: the process's live heap after a GC, and its
-//     resident memory, per VM, with the 64 idle and their log backlogs
-//     (nearly) empty; full-heap-B/VM and full-rss-B/VM once each VM has
+//     resident memory, per VM, with the 64 idle, their digests taken
+//     (awaitDigests), and their log backlogs (nearly) empty; full-heap-B/VM and full-rss-B/VM once each VM has
 //     written 1 MiB of log lines (SIGUSR1 to minvm with MINVM_FILL_LOG),
 //     more than its backlog keeps;
 //   - stopped-ns/op: from the end of Run's context to Run's return, all 64
@@ -56,6 +64,10 @@ const fillBytes = 1 << 20
 // Between ops it waits until the live heap is back to where it was before
 // the first (settle). make bench runs it apart, with BenchmarkRegistryLoadLarge:
 // an op takes seconds.
+//
+// node runs under the launcher's default limit on concurrent launches
+// (launcher.Config.MaxConcurrentLaunches: 4 per CPU); node-limit=1-per-cpu
+// and node-limit=none the same with one launch per CPU and with no limit.
 //
 // floor is 64 floor plugins started at once with os/exec until all have
 // dialled back (ns/op), then stopped at once, SIGTERM and wait, until all
@@ -95,23 +107,35 @@ func BenchmarkNode64(b *testing.B) {
 		b.ReportMetric(median.Of(stops), "stopped-ns/op")
 		cpu.report(b)
 	})
-	b.Run("node", func(b *testing.B) {
-		dir := b.TempDir()
-		for i := range nodeVMs {
-			if _, err := copyFile(filepath.Join(dir, fmt.Sprintf("vm%02d", i)), plugins(b).minimal); err != nil {
-				b.Fatal(err)
+	for _, l := range []struct {
+		name  string
+		limit int // launcher.Config.MaxConcurrentLaunches
+	}{{"node", 0}, {"node-limit=1-per-cpu", runtime.NumCPU()}, {"node-limit=none", -1}} {
+		b.Run(l.name, func(b *testing.B) {
+			dir := nodePluginDir(b)
+			var m nodeMeasures
+			nodeBaseOnce.Do(func() { nodeBase = takeSnapshot().heap })
+			for b.Loop() {
+				b.StopTimer()
+				settle(b, nodeBase)
+				b.StartTimer()
+				m.add(runNode64(b, dir, l.limit))
 			}
+			m.report(b)
+		})
+	}
+}
+
+// nodePluginDir returns a plugin directory of nodeVMs copies of the
+// minimal VM, removed at the end of b.
+func nodePluginDir(b *testing.B) string {
+	dir := b.TempDir()
+	for i := range nodeVMs {
+		if _, err := copyFile(filepath.Join(dir, fmt.Sprintf("vm%02d", i)), plugins(b).minimal); err != nil {
+			b.Fatal(err)
 		}
-		var m nodeMeasures
-		nodeBaseOnce.Do(func() { nodeBase = takeSnapshot().heap })
-		for b.Loop() {
-			b.StopTimer()
-			settle(b, nodeBase)
-			b.StartTimer()
-			m.add(runNode64(b, dir))
-		}
-		m.report(b)
-	})
+	}
+	return dir
 }
 
 // nodeBase is the live heap before BenchmarkNode64's first node, taken once
@@ -199,9 +223,9 @@ func (c *cpuMeasures) report(b *testing.B) {
 	b.ReportMetric(median.Of(c.stopBound), "stop-cpu-bound-ns/op")
 }
 
-// runNode64 runs one op of BenchmarkNode64's node: the timer runs from Run
-// to all VMs running.
-func runNode64(b *testing.B, dir string) nodeOp {
+// runNode64 runs one op of BenchmarkNode64's node, whose launcher has
+// MaxConcurrentLaunches limit: the timer runs from Run to all VMs running.
+func runNode64(b *testing.B, dir string, limit int) nodeOp {
 	b.StopTimer()
 	before, rssBefore := takeSnapshot(), residentBytes()
 	childrenBefore := childrenCPU()
@@ -216,7 +240,7 @@ func runNode64(b *testing.B, dir string) nodeOp {
 	n, err := node.New(node.Config{
 		PluginDir: dir,
 		Listener:  ln,
-		Launch:    launcher.Config{Env: []string{"MINVM_FILL_LOG=" + strconv.Itoa(fillBytes)}},
+		Launch:    launcher.Config{Env: []string{"MINVM_FILL_LOG=" + strconv.Itoa(fillBytes)}, MaxConcurrentLaunches: limit},
 		Logger:    slog.New(&filledCounter{filled: filled}),
 		Hooks: &node.Hooks{State: func(vm supervise.VM) {
 			if vm.State != supervise.StateRunning {
@@ -236,6 +260,7 @@ func runNode64(b *testing.B, dir string) nodeOp {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	stopProfile := profileStart(b)
 	hostBefore := selfCPU()
 	b.StartTimer()
 	go func() { done <- n.Run(ctx) }()
@@ -247,6 +272,7 @@ func runNode64(b *testing.B, dir string) nodeOp {
 		}
 	}
 	b.StopTimer()
+	stopProfile()
 	host := selfCPU() - hostBefore
 	var vms time.Duration
 	mu.Lock()
@@ -254,6 +280,7 @@ func runNode64(b *testing.B, dir string) nodeOp {
 		vms += processCPU(pid)
 	}
 	mu.Unlock()
+	awaitDigests(b, n)
 	idle, rssIdle := takeSnapshot(), residentBytes()
 	mu.Lock()
 	for name, pid := range pids {
@@ -292,6 +319,82 @@ func runNode64(b *testing.B, dir string) nodeOp {
 		rss:      perVM(float64(rssIdle), float64(rssBefore)),
 		fullHeap: perVM(float64(full.heap), float64(before.heap)),
 		fullRSS:  perVM(float64(rssFull), float64(rssBefore)),
+	}
+}
+
+// digestsTimeout bounds awaitDigests' wait.
+const digestsTimeout = 30 * time.Second
+
+// awaitDigests waits until the node knows the digests of all its VMs, as
+// its admin API lists them: it takes them in the background once its
+// launches have quieted down (registry.TakeDigest), hashing each VM's
+// file, 14 MB here, and that work is neither the node's idle cost nor its
+// stop's.
+func awaitDigests(b *testing.B, n *node.Node) {
+	c := adminv1connect.NewAdminServiceClient(&http.Client{Transport: handlerTransport{n.Handler()}}, "http://node")
+	deadline := time.Now().Add(digestsTimeout)
+	for {
+		resp, err := c.ListVMs(context.Background(), connect.NewRequest(&adminv1.ListVMsRequest{}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		known := 0
+		for _, vm := range resp.Msg.GetVms() {
+			if vm.GetDigest() != "" {
+				known++
+			}
+		}
+		if known == nodeVMs {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the node knows %d digests of its %d VMs %s after all ran", known, nodeVMs, digestsTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// handlerTransport is an http.RoundTripper that serves each request with
+// a handler, in the process: awaitDigests' calls to the node's admin API.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, req)
+	return rec.Result(), nil
+}
+
+// startProfileKey names a file for the CPU profile of the node's process
+// from Run to all VMs running, BenchmarkNode64's timed part alone: each
+// op's is written to FILE.SUB.N (SUB the sub-benchmark, N the op), to read
+// with go tool pprof. Not with -test.cpuprofile, which takes the profiler
+// for the whole run.
+const startProfileKey = "VMRE_BENCH_NODE_PROFILE"
+
+// startProfiles counts the profiles written, to name each.
+var startProfiles atomic.Int32
+
+// profileStart starts the CPU profile of an op's start when
+// startProfileKey asks for one, and returns what stops it and writes it.
+func profileStart(b *testing.B) (stop func()) {
+	name := os.Getenv(startProfileKey)
+	if name == "" {
+		return func() {}
+	}
+	sub := strings.ReplaceAll(strings.TrimPrefix(b.Name(), "BenchmarkNode64/"), "/", "_")
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", name, sub, startProfiles.Add(1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 
