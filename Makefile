@@ -21,6 +21,8 @@ endif
 # AvalancheGo registers vm/runtime/runtime.proto, as vmre's copy of the
 # rpcchainvm handshake does: one process holding both must not panic on it.
 PEERS_LDFLAGS := -X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
+# Where make bench writes the benchmarks' output, whose tables it prints.
+BENCH_OUT ?= bench.txt
 BENCHTIME_LARGE ?= 1x
 BENCHCOUNT_LARGE ?= 5
 FUZZTIME ?= 30s
@@ -107,12 +109,21 @@ run: build
 	$(BIN)/vmre run --listen 127.0.0.1:8080 $(BIN)/examplevm
 
 ## bench: the benchmarks of docs/PERFORMANCE.md; RegistryLoadLarge and
-## Node64 run apart, BENCHTIME_LARGE ops BENCHCOUNT_LARGE times, then the peers
+## Node64 run apart, BENCHTIME_LARGE ops BENCHCOUNT_LARGE times, then the peers;
+## all of it into BENCH_OUT (the load average at its start and end beside),
+## then the tables of docs/PERFORMANCE.md from it
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -skip 'RegistryLoadLarge|Node64' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
-	@if [ -n '$(BENCH_LARGE)' ]; then set -x; \
-	  $(GO) test -run '^$$' -bench '$(BENCH_LARGE)' -benchtime $(BENCHTIME_LARGE) -count $(BENCHCOUNT_LARGE) ./bench/; fi
-	@if [ -n '$(BENCH_PEERS)' ]; then $(MAKE) --no-print-directory bench-peers; fi
+	@rm -f '$(BENCH_OUT).failed'; { \
+	  echo "load average at the start: $$(cat /proc/loadavg 2>/dev/null)"; \
+	  $(GO) test -run '^$$' -bench '$(BENCH)' -skip 'RegistryLoadLarge|Node64' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/ || touch '$(BENCH_OUT).failed'; \
+	  if [ -n '$(BENCH_LARGE)' ]; then \
+	    $(GO) test -run '^$$' -bench '$(BENCH_LARGE)' -benchtime $(BENCHTIME_LARGE) -count $(BENCHCOUNT_LARGE) ./bench/ || touch '$(BENCH_OUT).failed'; fi; \
+	  if [ -n '$(BENCH_PEERS)' ]; then $(MAKE) --no-print-directory bench-peers || touch '$(BENCH_OUT).failed'; fi; \
+	  echo "load average at the end: $$(cat /proc/loadavg 2>/dev/null)"; \
+	} 2>&1 | tee '$(BENCH_OUT)'
+	@if [ -e '$(BENCH_OUT).failed' ]; then rm -f '$(BENCH_OUT).failed'; echo 'make bench: a benchmark failed (see $(BENCH_OUT))'; exit 1; fi
+	@echo; $(GO) run ./bench/internal/benchtable '$(BENCH_OUT)'
+	@if [ -n '$(BENCH_PEERS)' ]; then echo; cd bench/peers && $(GO) run ./peertable '$(abspath $(BENCH_OUT))'; fi
 
 ## bench-peers: vmre against AvalancheGo's subprocess runtime and
 ## hashicorp/go-plugin, with the floor, in one run (bench/peers, a module of
