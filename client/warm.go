@@ -45,7 +45,6 @@ const warmUpTimeout = time.Second
 // they never reach the VM's handler.
 type warmUp struct {
 	next http.Handler
-	srv  *http.Server // the VM's server
 	ln   *pipeListener
 
 	once   sync.Once       // starts the warm-up, or marks it never started
