@@ -178,14 +178,14 @@ type nodeOp struct {
 	heap, rss, fullHeap, fullRSS float64
 	// The CPU time of the host and of the VMs, from Run to all running,
 	// and during the stop.
-	host, vms, stopHost, stopVMs time.Duration
+	host, vms, stopHost, stopProcs time.Duration
 }
 
 func (m *nodeMeasures) add(op nodeOp) {
 	m.stops = append(m.stops, op.stop)
 	m.heap, m.rss = append(m.heap, op.heap), append(m.rss, op.rss)
 	m.fullHeap, m.fullRSS = append(m.fullHeap, op.fullHeap), append(m.fullRSS, op.fullRSS)
-	m.cpu.add(op.host, op.vms, op.stopHost, op.stopVMs)
+	m.cpu.add(op.host, op.vms, op.stopHost, op.stopProcs)
 }
 
 func (m *nodeMeasures) report(b *testing.B) {
@@ -200,16 +200,16 @@ func (m *nodeMeasures) report(b *testing.B) {
 // cpuMeasures are the CPU times of a start and a stop of many processes,
 // the host's and theirs, op by op.
 type cpuMeasures struct {
-	host, vms, bound, stopHost, stopVMs, stopBound []time.Duration
+	host, vms, bound, stopHost, stopProcs, stopBound []time.Duration
 }
 
 // add records one op's: the host's and the processes' CPU time during the
 // start and during the stop.
-func (c *cpuMeasures) add(host, vms, stopHost, stopVMs time.Duration) {
+func (c *cpuMeasures) add(host, vms, stopHost, stopProcs time.Duration) {
 	cpus := time.Duration(runtime.NumCPU())
 	c.host, c.vms, c.bound = append(c.host, host), append(c.vms, vms), append(c.bound, (host+vms)/cpus)
-	c.stopHost, c.stopVMs = append(c.stopHost, stopHost), append(c.stopVMs, stopVMs)
-	c.stopBound = append(c.stopBound, (stopHost+stopVMs)/cpus)
+	c.stopHost, c.stopProcs = append(c.stopHost, stopHost), append(c.stopProcs, stopProcs)
+	c.stopBound = append(c.stopBound, (stopHost+stopProcs)/cpus)
 }
 
 // report reports the medians, and the CPU-bound least time of the start
@@ -219,7 +219,7 @@ func (c *cpuMeasures) report(b *testing.B) {
 	b.ReportMetric(median.Of(c.vms), "vm-cpu-ns/op")
 	b.ReportMetric(median.Of(c.bound), "cpu-bound-ns/op")
 	b.ReportMetric(median.Of(c.stopHost), "stop-host-cpu-ns/op")
-	b.ReportMetric(median.Of(c.stopVMs), "stop-vm-cpu-ns/op")
+	b.ReportMetric(median.Of(c.stopProcs), "stop-vm-cpu-ns/op")
 	b.ReportMetric(median.Of(c.stopBound), "stop-cpu-bound-ns/op")
 }
 
@@ -310,15 +310,15 @@ func runNode64(b *testing.B, dir string, limit int) nodeOp {
 	b.StartTimer()
 	perVM := func(after, before float64) float64 { return (after - before) / nodeVMs }
 	return nodeOp{
-		stop:     stopped,
-		host:     host,
-		vms:      vms,
-		stopHost: stopHost,
-		stopVMs:  childrenCPU() - childrenBefore - vmsBeforeStop,
-		heap:     perVM(float64(idle.heap), float64(before.heap)),
-		rss:      perVM(float64(rssIdle), float64(rssBefore)),
-		fullHeap: perVM(float64(full.heap), float64(before.heap)),
-		fullRSS:  perVM(float64(rssFull), float64(rssBefore)),
+		stop:      stopped,
+		host:      host,
+		vms:       vms,
+		stopHost:  stopHost,
+		stopProcs: childrenCPU() - childrenBefore - vmsBeforeStop,
+		heap:      perVM(float64(idle.heap), float64(before.heap)),
+		rss:       perVM(float64(rssIdle), float64(rssBefore)),
+		fullHeap:  perVM(float64(full.heap), float64(before.heap)),
+		fullRSS:   perVM(float64(rssFull), float64(rssBefore)),
 	}
 }
 
