@@ -126,15 +126,17 @@ type testNode struct {
 	srv    *httptest.Server
 }
 
-// startNode runs a node of cfg (Addr, Logger, Hooks.State and KeepProcess set here)
-// until stop or the end of the test.
+// startNode runs a node of cfg (Addr, Hooks.State and KeepProcess set
+// here, and Logger unless cfg has one) until stop or the end of the test.
 func startNode(t *testing.T, cfg node.Config) *testNode {
 	t.Helper()
 	r := chi.NewRouter()
 	r.Get("/mine", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("the node's own route\n")) })
 	srv := httptest.NewUnstartedServer(r)
 	cfg.Addr = srv.Listener.Addr().String()
-	cfg.Logger = vmretest.Logger(t)
+	if cfg.Logger == nil {
+		cfg.Logger = vmretest.Logger(t)
+	}
 	// The test binary runs other tests' processes: it does not become
 	// their subreaper (the survivors' test counts on where an orphan goes),
 	// nor mark its descriptors; helper processes run nodes that do.
