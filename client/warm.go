@@ -57,8 +57,8 @@ type warmUp struct {
 	health http.Handler
 }
 
-// newWarmUp returns the warm-up of a server whose handler is next. The
-// server is set by start.
+// newWarmUp returns the warm-up of a server whose handler is next; start
+// is given the server.
 func newWarmUp(next http.Handler) *warmUp {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &warmUp{next: next, ln: newPipeListener(), ended: make(chan struct{}), ctx: ctx, cancel: cancel}
