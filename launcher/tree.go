@@ -61,8 +61,13 @@ func (t *tree) kill() {
 	}
 	var found []proctree.Stat
 	if subreaping.Load() {
+		// The host's own VMs are never another VM's: their stats are not
+		// read, or a node that stops its 64 VMs reads 64 × 64.
 		var kids []proctree.Stat
 		for _, c := range proctree.Children(os.Getpid()) {
+			if isOwnChild(c) {
+				continue
+			}
 			if st, err := proctree.ReadStat(c); err == nil {
 				kids = append(kids, st)
 			}
