@@ -260,7 +260,8 @@ func runNode64(b *testing.B, dir string, limit int) nodeOp {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	stopProfile := profileStart(b)
+	op := profiles.Add(1)
+	stopProfile := profileSpan(b, "start", op)
 	hostBefore := selfCPU()
 	b.StartTimer()
 	go func() { done <- n.Run(ctx) }()
@@ -299,6 +300,7 @@ func runNode64(b *testing.B, dir string, limit int) nodeOp {
 		vmsBeforeStop += processCPU(pid)
 	}
 	mu.Unlock()
+	stopProfile = profileSpan(b, "stop", op)
 	hostBefore = selfCPU()
 	begin := time.Now()
 	cancel()
@@ -307,6 +309,7 @@ func runNode64(b *testing.B, dir string, limit int) nodeOp {
 	}
 	stopped := time.Since(begin)
 	stopHost := selfCPU() - hostBefore
+	stopProfile()
 	b.StartTimer()
 	perVM := func(after, before float64) float64 { return (after - before) / nodeVMs }
 	return nodeOp{
@@ -364,25 +367,27 @@ func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// startProfileKey names a file for the CPU profile of the node's process
-// from Run to all VMs running, BenchmarkNode64's timed part alone: each
-// op's is written to FILE.SUB.N (SUB the sub-benchmark, N the op), to read
-// with go tool pprof. Not with -test.cpuprofile, which takes the profiler
-// for the whole run.
-const startProfileKey = "VMRE_BENCH_NODE_PROFILE"
+// profileKey names files for CPU profiles of the node's process over
+// BenchmarkNode64's two spans alone, from Run to all VMs running and from
+// the end of Run's context to Run's return: each op's are written to
+// FILE.SUB.start.N and FILE.SUB.stop.N (SUB the sub-benchmark, N the op),
+// to read with go tool pprof. Not with -test.cpuprofile, which takes the
+// profiler for the whole run.
+const profileKey = "VMRE_BENCH_NODE_PROFILE"
 
-// startProfiles counts the profiles written, to name each.
-var startProfiles atomic.Int32
+// profiles counts the ops profiled, to name their files.
+var profiles atomic.Int32
 
-// profileStart starts the CPU profile of an op's start when
-// startProfileKey asks for one, and returns what stops it and writes it.
-func profileStart(b *testing.B) (stop func()) {
-	name := os.Getenv(startProfileKey)
+// profileSpan starts the CPU profile of an op's span (start or stop) when
+// profileKey asks for one, and returns what stops it and writes it. n
+// names the op.
+func profileSpan(b *testing.B, span string, n int32) (stop func()) {
+	name := os.Getenv(profileKey)
 	if name == "" {
 		return func() {}
 	}
 	sub := strings.ReplaceAll(strings.TrimPrefix(b.Name(), "BenchmarkNode64/"), "/", "_")
-	f, err := os.Create(fmt.Sprintf("%s.%s.%d", name, sub, startProfiles.Add(1)))
+	f, err := os.Create(fmt.Sprintf("%s.%s.%s.%d", name, sub, span, n))
 	if err != nil {
 		b.Fatal(err)
 	}
