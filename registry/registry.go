@@ -46,6 +46,7 @@ type Registry struct {
 	byID    map[string]*VM
 	byName  map[string]*VM // IDs and aliases
 	retired []*VM          // VMs that left the registry, closed at Close
+	pins    map[string]Digest // the pins of the last load, by file name
 	closed  bool
 }
 
@@ -69,11 +70,11 @@ func Load(cfg Config) (*Registry, Report, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{cfg: cfg, buf: make([]byte, copyBufferSize)}
-	byID, report, err := r.load(nil)
+	byID, pins, report, err := r.load(nil)
 	if err != nil {
 		return nil, Report{}, err
 	}
-	r.install(byID)
+	r.install(byID, pins)
 	return r, report, nil
 }
 
@@ -95,6 +96,17 @@ func (r *Registry) Lookup(name string) (*VM, bool) {
 	return v, ok
 }
 
+// Pin returns the digest the pins file gives the file name (a file of the
+// directory, such as VM.File), as the last load read it, and whether it
+// gives one. With no pins file, or one that could not be read, no file
+// has a pin.
+func (r *Registry) Pin(file string) (Digest, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.pins[file]
+	return d, ok
+}
+
 // Reload reads the directory, the aliases file and the pins file again. A
 // VM whose file, digest and pin are unchanged keeps its *VM (and its sealed
 // copy: it is not copied again). A changed VM is added as a new version: a
@@ -114,16 +126,17 @@ func (r *Registry) Reload() (Report, error) {
 	if closed {
 		return Report{}, fmt.Errorf("reload the plugin directory: the registry is closed (%w)", fs.ErrClosed)
 	}
-	byID, report, err := r.load(prev)
+	byID, pins, report, err := r.load(prev)
 	if err != nil {
 		return Report{}, err
 	}
-	r.install(byID)
+	r.install(byID, pins)
 	return report, nil
 }
 
-// install makes byID the registry's VMs and retires the VMs it drops.
-func (r *Registry) install(byID map[string]*VM) {
+// install makes byID the registry's VMs and pins its pins, and retires
+// the VMs it drops.
+func (r *Registry) install(byID map[string]*VM, pins map[string]Digest) {
 	byName := make(map[string]*VM, len(byID))
 	for id, v := range byID {
 		byName[id] = v
@@ -147,7 +160,7 @@ func (r *Registry) install(byID map[string]*VM) {
 		}
 	}
 	r.retired = kept
-	r.byID, r.byName = byID, byName
+	r.byID, r.byName, r.pins = byID, byName, pins
 }
 
 // Close closes every VM the registry loaded, retired ones included, and
@@ -172,15 +185,16 @@ func (r *Registry) Close() error {
 	return errors.Join(errs...)
 }
 
-// load reads everything and returns the VMs by ID and the report against
-// prev, the VMs loaded before (nil for the first load).
-func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
+// load reads everything and returns the VMs by ID, the pins by file name
+// and the report against prev, the VMs loaded before (nil for the first
+// load).
+func (r *Registry) load(prev map[string]*VM) (map[string]*VM, map[string]Digest, Report, error) {
 	aliases, problems := readAliases(r.cfg.Aliases)
 	pins, pinProblems := readPins(r.cfg.Pins)
 	problems = append(problems, pinProblems...)
 	l, err := scanDir(r.cfg.Dir, aliases, r.cfg.Logger)
 	if err != nil {
-		return nil, Report{}, err
+		return nil, nil, Report{}, err
 	}
 	problems = append(problems, l.problems...)
 
@@ -274,7 +288,11 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 	})
 	report.Failed = problems
 	report.Remotes = remotes
-	return byID, report, nil
+	pinned := make(map[string]Digest, len(pins.byName))
+	for name, p := range pins.byName {
+		pinned[name] = p.digest
+	}
+	return byID, pinned, report, nil
 }
 
 // loadFile makes the VM of a candidate file, or says why it cannot load.
