@@ -66,6 +66,9 @@ type Config struct {
 	// Enrollments, when set, are the node's remote VMs (GetEnrollment,
 	// RotateEnrollment).
 	Enrollments Enrollments
+	// Rollouts, when set, are the node's rollouts (Rollout, Rollback,
+	// History); nil makes them unimplemented (a node of one VM, vmre run).
+	Rollouts Rollouts
 	// Token, when set, is required as "Authorization: Bearer TOKEN". A
 	// call without it is refused before its body is read.
 	Token string
@@ -85,6 +88,7 @@ type Service struct {
 	reload      func(context.Context) (*adminv1.ReloadResponse, error)
 	logs        *Logs
 	enrollments Enrollments
+	rollouts    Rollouts
 	token       bearer.Key
 	hasToken    bool
 	log         *slog.Logger
@@ -108,6 +112,7 @@ func New(cfg Config) (*Service, error) {
 		reload:      cfg.Reload,
 		logs:        cfg.Logs,
 		enrollments: cfg.Enrollments,
+		rollouts:    cfg.Rollouts,
 		log:         cfg.Logger,
 		onCall:      cfg.OnCall,
 		errors:      connect.NewErrorWriter(),

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,6 +36,9 @@ type Config struct {
 	// wait before it (supervise's defaults).
 	Restart supervise.Policy
 	Backoff supervise.Backoff
+	// Rollout says how a VM of the plugin directory whose file changed is
+	// rolled out (docs/NODE.md, "Upgrading a VM").
+	Rollout RolloutConfig
 	// Launch configures every launch (its zero values: the launcher's
 	// defaults). The node sets its Engine and EngineAddr to its own
 	// engine and Addr, joins its Hooks after the node's, and sets its
@@ -86,6 +90,29 @@ type Config struct {
 	Hooks *Hooks
 }
 
+// RolloutConfig says how the node rolls out a new version of a VM of its
+// plugin directory: at a reload that finds its file changed, at an
+// operator's Rollout or Rollback. Zero values mean supervise's defaults.
+type RolloutConfig struct {
+	// Strategy is how a new version takes the old one's place
+	// (supervise.Replace), except for the VMs of StartFirst (names or
+	// aliases), which can run twice at once: theirs start beside the old.
+	Strategy   supervise.Strategy
+	StartFirst []string
+	// MinHealthy is how long a new version must stay up and answer its
+	// health probe, and HealthyDeadline the time it has to get there.
+	MinHealthy, HealthyDeadline time.Duration
+	// NoAutoRevert keeps a version that failed its rollout as the VM's
+	// version, for debugging, instead of going back to the one before.
+	NoAutoRevert bool
+	// ProbeInterval is the wait between the health probes of a new
+	// version.
+	ProbeInterval time.Duration
+	// Keep is how many versions each VM keeps in its history, with a copy
+	// of their bytes (DefaultKeepVersions).
+	Keep int
+}
+
 // VM is a VM given by its command.
 type VM struct {
 	// Name names it (required).
@@ -121,14 +148,26 @@ type Hooks struct {
 	// EngineListening is told where remote VMs reach the engine, and its
 	// certificate's fingerprint, once Run serves them.
 	EngineListening func(addr, certSHA256 string)
+	// RolloutStarted is told when a VM's rollout begins, RolloutHealthy
+	// when its new version proved healthy and runs, RolloutReverted when
+	// it failed and the VM goes back to the version before, RolloutFailed
+	// when it failed and stays (NoAutoRevert) or was interrupted. The
+	// versions are digests. Each comes after the node has recorded it in
+	// the VM's history.
+	RolloutStarted, RolloutHealthy, RolloutReverted, RolloutFailed func(supervise.RolloutEvent)
 }
 
 // Report is what a load of the plugin directory found and did.
 type Report struct {
 	// Added are the VMs that started (remote ones: that were enrolled).
 	Added []string
-	// Changed are the VMs whose file changed: their next launch runs it.
+	// Changed are the VMs whose file changed: their rollout started (or,
+	// for a VM an operator stopped, starts when it is started).
 	Changed []string
+	// KnownBad are the VMs whose file holds a version that failed its
+	// rollout before, or that an operator rolled back from: it is not
+	// rolled out again until its bytes change or a rollout forces it.
+	KnownBad []string
 	// Unchanged are the VMs loaded before and left as they run.
 	Unchanged []string
 	// Removed are the VMs whose file or declaration left the directory:

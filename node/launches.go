@@ -120,13 +120,13 @@ func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (su
 	default:
 		run, err = supervise.FromLauncher(l).Launch(ctx, req)
 	}
-	ls.done(req.Cmd, of, err == nil)
+	ls.done(req.Cmd, of)
 	return run, err
 }
 
 // done ends the bookkeeping of a launch: its command has started or never
 // will. A version no launch can use any more is closed.
-func (ls *launches) done(cmd *exec.Cmd, of launchOf, started bool) {
+func (ls *launches) done(cmd *exec.Cmd, of launchOf) {
 	ls.mu.Lock()
 	delete(ls.pending, cmd)
 	if of.version != nil {
@@ -135,9 +135,6 @@ func (ls *launches) done(cmd *exec.Cmd, of launchOf, started bool) {
 		}
 	}
 	ls.mu.Unlock()
-	if started {
-		ls.n.launched(of)
-	}
 	ls.n.closeUnused(of.version)
 }
 

@@ -96,20 +96,92 @@ func (s *states) wait(t *testing.T, name string, state supervise.State, cond fun
 	}
 }
 
+// rollouts records what the node's rollout hooks tell, and lets a test
+// wait for it.
+type rollouts struct {
+	mu     sync.Mutex
+	list   []rolloutEvent
+	change chan struct{}
+}
+
+// rolloutEvent is one call of a rollout hook: kind is started, healthy,
+// reverted or failed.
+type rolloutEvent struct {
+	kind string
+	supervise.RolloutEvent
+}
+
+func (r *rollouts) hooks(h *node.Hooks) {
+	r.change = make(chan struct{})
+	add := func(kind string) func(supervise.RolloutEvent) {
+		return func(ev supervise.RolloutEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.list = append(r.list, rolloutEvent{kind, ev})
+			close(r.change)
+			r.change = make(chan struct{})
+		}
+	}
+	h.RolloutStarted, h.RolloutHealthy, h.RolloutReverted, h.RolloutFailed = add("started"), add("healthy"), add("reverted"), add("failed")
+}
+
+// wait returns the first event of the VM name after the first from ones
+// that is of kind, and its index.
+func (r *rollouts) wait(t *testing.T, name, kind string, from int) (supervise.RolloutStatus, int) {
+	t.Helper()
+	timeout := time.NewTimer(vmretest.WaitTimeout)
+	defer timeout.Stop()
+	for seen := from; ; {
+		r.mu.Lock()
+		list, change := r.list, r.change
+		r.mu.Unlock()
+		for ; seen < len(list); seen++ {
+			if ev := list[seen]; ev.VM == name && ev.kind == kind {
+				return ev.Rollout, seen + 1
+			}
+		}
+		select {
+		case <-change:
+		case <-timeout.C:
+			var kinds []string
+			for _, ev := range list {
+				kinds = append(kinds, ev.VM+":"+ev.kind)
+			}
+			t.Fatalf("no rollout %s of %s within %s; events: %v", kind, name, vmretest.WaitTimeout, kinds)
+			return supervise.RolloutStatus{}, 0
+		}
+	}
+}
+
+// count returns the number of events so far.
+func (r *rollouts) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.list)
+}
+
 // testNode is a node on a temporary plugin directory, mounted with a
 // route of its own on an httptest server, running until the test ends.
 type testNode struct {
-	n      *node.Node
-	url    string
-	admin  adminv1connect.AdminServiceClient
-	states *states
-	cancel context.CancelFunc
-	done   chan error
-	srv    *httptest.Server
+	n        *node.Node
+	url      string
+	admin    adminv1connect.AdminServiceClient
+	states   *states
+	rollouts *rollouts
+	cancel   context.CancelFunc
+	done     chan error
+	srv      *httptest.Server
 }
 
-// startNode runs a node of cfg (Addr, Logger and Hooks.State set here)
-// until stop or the end of the test.
+// Rollouts of the tests: a new version is healthy once it has answered
+// for testMinHealthy, probed every 20 ms.
+const (
+	testMinHealthy    = 200 * time.Millisecond
+	testProbeInterval = 20 * time.Millisecond
+)
+
+// startNode runs a node of cfg (Addr, Logger and Hooks set here, and the
+// rollouts' timings when unset) until stop or the end of the test.
 func startNode(t *testing.T, cfg node.Config) *testNode {
 	t.Helper()
 	r := chi.NewRouter()
@@ -118,9 +190,17 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	cfg.Addr = srv.Listener.Addr().String()
 	cfg.Logger = vmretest.Logger(t)
 	st := newStates()
+	ro := &rollouts{}
 	cfg.Hooks = &node.Hooks{State: st.add}
+	ro.hooks(cfg.Hooks)
 	if cfg.Backoff == (supervise.Backoff{}) {
 		cfg.Backoff = supervise.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+	}
+	if cfg.Rollout.MinHealthy == 0 {
+		cfg.Rollout.MinHealthy = testMinHealthy
+	}
+	if cfg.Rollout.ProbeInterval == 0 {
+		cfg.Rollout.ProbeInterval = testProbeInterval
 	}
 	n, err := node.New(cfg)
 	if err != nil {
@@ -130,7 +210,7 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	r.Mount("/", n.Handler())
 	srv.Start()
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{n: n, url: srv.URL, states: st, cancel: cancel, done: make(chan error, 1), srv: srv}
+	tn := &testNode{n: n, url: srv.URL, states: st, rollouts: ro, cancel: cancel, done: make(chan error, 1), srv: srv}
 	tn.admin = adminv1connect.NewAdminServiceClient(vmretest.HTTP1Client(t), srv.URL)
 	go func() { tn.done <- n.Run(ctx) }()
 	t.Cleanup(tn.stop)

@@ -42,13 +42,20 @@ type Node struct {
 	cert     *tls.Certificate // the TLS engine's, with Remote
 	remotes  *remotes         // nil without Remote
 	stops    *stopRecord
+	history  *history  // the VMs' versions
+	store    *store    // the copies of their bytes
 	launches *launches // the supervisor's launcher
 
-	reloadMu sync.Mutex // one reconciliation at a time
+	reloadMu sync.Mutex      // one reconciliation at a time
+	refused  map[string]bool // the VMs whose entry the last load refused, under reloadMu
+
+	kickFollow chan struct{} // the follow-up actor has VMs to reconcile (dirty)
 
 	mu      sync.Mutex
 	phase   phase
 	entries map[string]*entry // every VM, by name
+	dirty   map[string]bool   // VMs to reconcile again, after their rollouts
+	waiters map[string][]chan supervise.RolloutStatus
 	kill    context.CancelCauseFunc
 	tlsAddr string
 }
@@ -74,7 +81,8 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, entries: make(map[string]*entry)}
+	n := &Node{cfg: cfg, entries: make(map[string]*entry), dirty: make(map[string]bool), refused: make(map[string]bool),
+		waiters: make(map[string][]chan supervise.RolloutStatus), kickFollow: make(chan struct{}, 1)}
 	n.logs = admin.NewLogs(0)
 	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
 	stops, err := loadStops(cfg.DataDir)
@@ -82,17 +90,24 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.stops = stops
+	if n.history, err = loadHistory(cfg.DataDir, cfg.Rollout.Keep); err != nil {
+		return nil, err
+	}
 	if cfg.Remote.Listen != "" {
 		if n.cert, err = engineCertificate(cfg); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.PluginDir != "" {
+		if n.store, err = openStore(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		n.reg, n.initial, err = registry.Load(registry.Config{
 			Dir: cfg.PluginDir, Aliases: cfg.Aliases, Pins: cfg.Pins, RequirePins: cfg.RequirePins,
 			Logger: n.log.With(slog.String("component", "registry")),
 		})
 		if err != nil {
+			n.store.close()
 			return nil, err
 		}
 	}
@@ -114,11 +129,14 @@ func New(cfg Config) (*Node, error) {
 		Hooks:       n.metrics.EngineHooks(),
 		Services:    []string{admin.ServiceName},
 	})
+	hooks := &supervise.Hooks{State: n.stateChanged}
+	n.rolloutHooks(hooks)
 	n.sup, err = supervise.New(supervise.Config{
 		Launcher: n.launches,
 		Backoff:  cfg.Backoff,
-		Hooks:    &supervise.Hooks{State: n.stateChanged},
+		Hooks:    hooks,
 		Logger:   n.log.With(slog.String("component", "supervisor")),
+		Rollout:  supervise.RolloutConfig{Interval: cfg.Rollout.ProbeInterval},
 	})
 	if err != nil {
 		n.close()
@@ -135,6 +153,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.reg != nil {
 		acfg.Reload = n.reloadProto
+		acfg.Rollouts = rolloutsAPI{n}
 	}
 	if cfg.Remote.Listen != "" {
 		n.remotes = newRemotes(n)
@@ -160,6 +179,10 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("%w: remote VMs need a DataDir, where their tokens and the engine's certificate are kept", vmre.ErrInvalidConfig)
 	case cfg.MetricsToken && cfg.AdminToken == "":
 		return fmt.Errorf("%w: MetricsToken needs an AdminToken", vmre.ErrInvalidConfig)
+	case cfg.Rollout.Strategy != 0 && cfg.Rollout.Strategy != supervise.Replace && cfg.Rollout.Strategy != supervise.StartFirst:
+		return fmt.Errorf("%w: %s is not a rollout strategy", vmre.ErrInvalidConfig, cfg.Rollout.Strategy)
+	case cfg.Rollout.MinHealthy < 0 || cfg.Rollout.HealthyDeadline < 0 || cfg.Rollout.ProbeInterval < 0 || cfg.Rollout.Keep < 0:
+		return fmt.Errorf("%w: a RolloutConfig's durations and Keep are not negative", vmre.ErrInvalidConfig)
 	}
 	seen := map[string]bool{}
 	for _, vm := range cfg.VMs {
@@ -287,6 +310,13 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { cancel() })
 	}
+	{ // the follow-ups of rollouts, which end before the VMs stop
+		done := make(chan struct{})
+		g.Add(func() error {
+			n.followUps(done)
+			return nil
+		}, func(error) { close(done) })
+	}
 	{ // the VMs
 		done := make(chan struct{})
 		g.Add(func() error {
@@ -338,6 +368,9 @@ func (n *Node) close() {
 	if n.reg != nil {
 		n.reg.Close()
 	}
+	if n.store != nil {
+		n.store.close()
+	}
 }
 
 // stopVMs stops every VM in parallel and waits until they are reaped; ctx
@@ -357,6 +390,11 @@ func (n *Node) stopVMs(ctx context.Context) {
 // stateChanged tells the admin service's watchers and the hooks of a VM's
 // change.
 func (n *Node) stateChanged(vm supervise.VM) {
+	n.mu.Lock()
+	if e := n.entries[vm.Name]; e != nil {
+		e.shown = vm.Version
+	}
+	n.mu.Unlock()
 	n.admin.StateChanged(vm)
 	if h := n.cfg.Hooks; h != nil && h.State != nil {
 		h.State(vm)

@@ -174,6 +174,15 @@ func TestNodeClosesOldVersions(t *testing.T) {
 			t.Fatalf("reload %d: %v", i, report)
 		}
 	}
+	// The rollouts of the changes settle on the last version.
+	last := digestOf(t, filepath.Join(dir, "alpha"))
+	for from := 0; ; {
+		var r supervise.RolloutStatus
+		r, from = tn.rollouts.wait(t, "alpha", "healthy", from)
+		if r.To == last {
+			break
+		}
+	}
 	if got := memfds(t) - before; got != 2 {
 		t.Errorf("%d sealed copies after 20 changes of a pinned file; want 2, one per VM", got)
 	}
@@ -184,6 +193,17 @@ func TestNodeClosesOldVersions(t *testing.T) {
 	if got := memfds(t) - before; got != 2 {
 		t.Errorf("%d sealed copies after the restart; want 2", got)
 	}
+}
+
+// digestOf is the SHA-256 of the file at path, in hex.
+func digestOf(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // memfds counts the process's open memfds (links in /proc/self/fd to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 
 	"github.com/vmre/vmre"
@@ -13,8 +14,9 @@ import (
 
 // Reload reads the plugin directory, the aliases and the pins again and
 // reconciles the node with them (see the package doc). It returns once
-// the removed VMs are stopped (ctx cuts their graceful stop short). On
-// an error (the directory cannot be listed) nothing changes.
+// the removed VMs are stopped (ctx cuts their graceful stop short); the
+// rollouts of changed files go on. On an error (the directory cannot be
+// listed) nothing changes.
 func (n *Node) Reload(ctx context.Context) (Report, error) {
 	if n.reg == nil {
 		return Report{}, fmt.Errorf("%w: the node has no plugin directory to reload", vmre.ErrInvalidConfig)
@@ -31,7 +33,17 @@ func (n *Node) Reload(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return n.reconcile(ctx, report), nil
+	out := n.reconcile(ctx, report, nil)
+	n.loaded(out)
+	return out, nil
+}
+
+// loaded logs a load of the plugin directory and tells the hook.
+func (n *Node) loaded(r Report) {
+	n.logReport(r)
+	if h := n.cfg.Hooks; h != nil && h.Reload != nil {
+		h.Reload(r)
+	}
 }
 
 // reloadProto is Reload for the admin service.
@@ -40,31 +52,36 @@ func (n *Node) reloadProto(ctx context.Context) (*adminv1.ReloadResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	out := &adminv1.ReloadResponse{Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed}
+	out := &adminv1.ReloadResponse{Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, KnownBad: r.KnownBad}
 	for _, p := range r.Failed {
 		out.Failed = append(out.Failed, &adminv1.ReloadFailure{Entry: p.Entry, Vm: p.ID, Kind: p.Kind.String(), Error: p.Err.Error()})
 	}
 	return out, nil
 }
 
-// version is a registry VM's version, as reconciling compares them: its
-// file, its bytes and its pin.
-func version(vm *registry.VM) string {
-	return fmt.Sprintf("%s %s %t", vm.File(), vm.Digest(), vm.Pinned())
+// versionOf is a registry VM's version, as reconciling compares them.
+func versionOf(vm *registry.VM) version {
+	return version{key: fmt.Sprintf("%s %s %t", vm.File(), vm.Digest(), vm.Pinned()), digest: vm.Digest().String()}
 }
 
 // reconcile carries out what a load of the plugin directory asks for,
-// under reloadMu, and reports it.
-func (n *Node) reconcile(ctx context.Context, report registry.Report) Report {
-	want := desired{local: map[string]string{}, refused: map[string]bool{}, remotes: map[string]uint{}}
+// under reloadMu, and reports it. With only, it is a follow-up of the
+// VMs named there, after their rollouts ended: their changes alone (a
+// rollout, a swap, a version known bad), against the directory as the
+// last load found it.
+func (n *Node) reconcile(ctx context.Context, report registry.Report, only map[string]bool) Report {
+	want := desired{local: map[string]version{}, bad: map[string]bool{}, refused: map[string]bool{}, remotes: map[string]uint{}}
 	for _, vm := range n.reg.VMs() {
-		want.local[vm.ID()] = version(vm)
-	}
-	for _, p := range report.Failed {
-		if p.ID != "" {
-			want.refused[p.ID] = true
+		v := versionOf(vm)
+		want.local[vm.ID()] = v
+		if _, bad := n.history.bad(vm.ID(), v.digest); bad {
+			want.bad[vm.ID()] = true
 		}
 	}
+	if only == nil {
+		n.noteRefused(report)
+	}
+	maps.Copy(want.refused, n.refused)
 	declared := map[string]registry.Remote{}
 	for _, r := range report.Remotes {
 		want.remotes[r.ID], declared[r.ID] = r.ProtocolVersion, r
@@ -81,7 +98,7 @@ func (n *Node) reconcile(ctx context.Context, report registry.Report) Report {
 		case e.fromDir && e.remote != nil:
 			have.remotes[name] = e.remote.version
 		case e.fromDir:
-			have.local[name] = localState{version: version(e.vm), removed: e.removed}
+			have.local[name] = localState{version: versionOf(e.target()), removed: e.removed}
 		}
 	}
 	n.mu.Unlock()
@@ -91,6 +108,9 @@ func (n *Node) reconcile(ctx context.Context, report registry.Report) Report {
 	done := map[string]bool{}
 	var stopping sync.WaitGroup
 	for _, a := range actions {
+		if only != nil && (!only[a.name] || a.kind != actSwap && a.kind != actRollout && a.kind != actKnownBad) {
+			continue
+		}
 		if a.kind != actRestore {
 			done[a.name] = true
 		}
@@ -106,9 +126,15 @@ func (n *Node) reconcile(ctx context.Context, report registry.Report) Report {
 			n.keep(a.name)
 		case actRestore:
 			n.restore(ctx, a.name)
-		case actReplace:
+		case actSwap:
 			out.Changed = append(out.Changed, a.name)
-			n.replace(a.name)
+			n.swap(a.name)
+		case actRollout:
+			out.Changed = append(out.Changed, a.name)
+			n.rollOutFile(a.name)
+		case actKnownBad:
+			out.KnownBad = append(out.KnownBad, a.name)
+			n.knownBad(a.name)
 		case actAdd, actEnroll:
 			stopping.Wait() // a name that passes from a file to a declaration is free once stopped
 			if n.add(ctx, a, declared[a.name]) {
@@ -117,15 +143,13 @@ func (n *Node) reconcile(ctx context.Context, report registry.Report) Report {
 		}
 	}
 	stopping.Wait()
-	for _, name := range names(want.local) {
-		if !done[name] {
-			out.Unchanged = append(out.Unchanged, name)
+	if only == nil {
+		for _, name := range names(want.local) {
+			if !done[name] {
+				out.Unchanged = append(out.Unchanged, name)
+			}
 		}
-	}
-	out.Failed = report.Failed
-	n.logReport(out)
-	if h := n.cfg.Hooks; h != nil && h.Reload != nil {
-		h.Reload(out)
+		out.Failed = report.Failed
 	}
 	return out
 }
@@ -146,7 +170,7 @@ func (n *Node) remove(ctx context.Context, name string) {
 	}
 	if e != nil {
 		n.closeUnused(e.vm)
-		n.closeUnused(e.launched)
+		n.closeUnused(e.next)
 	}
 }
 
@@ -170,30 +194,75 @@ func (n *Node) restore(_ context.Context, name string) {
 	n.log.Info("the removed VM's file is back in the plugin directory", "vm", name)
 }
 
-// replace moves the VM name to the registry's version: its next launch
-// runs it; the old version is closed once no launch can use it.
-func (n *Node) replace(name string) {
+// swap moves the VM name to the registry's version of the bytes it runs,
+// whose file was renamed or whose pin changed: no rollout, the next
+// launch runs it. During a rollout it waits for the rollout's end.
+func (n *Node) swap(name string) {
 	vm, ok := n.reg.Lookup(name)
 	if !ok {
 		return
 	}
-	n.mu.Lock()
-	e := n.entries[name]
-	var old *registry.VM
-	if e != nil {
-		old, e.vm = e.vm, vm
-	}
-	n.mu.Unlock()
-	if old == nil {
+	n.keepHistory(name)(n.history.seen(name, vm))
+	run, err := n.runnable(name, vm)
+	if err != nil {
+		n.log.Error("cannot move the VM to its file's new name or pin", "vm", name, "error", err.Error())
 		return
 	}
-	n.log.Warn("the VM's file changed: its next launch runs the new version (restart it to run it now)",
-		"vm", name, "digest", vm.Digest().String(), "was", old.Digest().String())
+	n.mu.Lock()
+	e := n.entries[name]
+	if e == nil || e.rolling != nil {
+		n.mu.Unlock()
+		n.closeUnused(run) // the follow-up of the rollout moves it
+		return
+	}
+	oldReg := e.reg
+	e.reg = vm
+	var old *registry.VM
+	if e.next != nil {
+		old, e.next = e.next, run
+	} else {
+		old, e.vm = e.vm, run
+	}
+	n.mu.Unlock()
+	if err := n.sup.Replace(n.spec(name)); err != nil {
+		n.log.Warn("cannot move the VM to its file's new name or pin", "vm", name, "error", err.Error())
+	}
+	n.log.Info("the VM's file was renamed or its pin changed, its bytes did not: no rollout", "vm", name,
+		"file", vm.File(), "pinned", vm.Pinned())
 	n.closeUnused(old)
+	n.closeUnused(oldReg)
+}
+
+// setReg makes vm the registry's VM of the entry name, and returns the
+// one it was.
+func (n *Node) setReg(name string, vm *registry.VM) *registry.VM {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.entries[name]
+	if e == nil {
+		return nil
+	}
+	old := e.reg
+	e.reg = vm
+	return old
+}
+
+// knownBad logs a changed file whose version failed its rollout before.
+func (n *Node) knownBad(name string) {
+	vm, ok := n.reg.Lookup(name)
+	if !ok {
+		return
+	}
+	n.closeUnused(n.setReg(name, vm))
+	rec, _ := n.history.bad(name, vm.Digest().String())
+	n.log.Warn("the VM's file holds a version that failed before: it is not rolled out again until its bytes change, or a rollout forces it",
+		"vm", name, "digest", vm.Digest().String(), "result", rec.Result, "reason", rec.Reason)
 }
 
 // add supervises a new VM of the directory, or enrolls a new remote VM,
-// and reports whether it did.
+// and reports whether it did. A VM the node ran before starts at the
+// version it ran (its history's), and its file's version, if another and
+// not known bad, is rolled out next.
 func (n *Node) add(ctx context.Context, a action, decl registry.Remote) bool {
 	if a.kind == actEnroll {
 		if err := n.remotes.enroll(ctx, decl); err != nil {
@@ -206,14 +275,43 @@ func (n *Node) add(ctx context.Context, a action, decl registry.Remote) bool {
 	if !ok {
 		return false
 	}
+	n.keepHistory(a.name)(n.history.seen(a.name, vm))
+	run, err := n.startVersion(a.name, vm)
+	if err != nil {
+		n.log.Error("cannot run the VM", "vm", a.name, "error", err.Error())
+		return false
+	}
 	n.mu.Lock()
-	n.entries[a.name] = &entry{name: a.name, fromDir: true, vm: vm}
+	n.entries[a.name] = &entry{name: a.name, fromDir: true, reg: vm, vm: run}
 	n.mu.Unlock()
+	n.keepHistory(a.name)(n.history.running(a.name, run))
 	if err := n.supervise(a.name); err != nil {
 		n.log.Error("cannot supervise the VM", "vm", a.name, "error", err.Error())
 		return false
 	}
+	if run.Digest() != vm.Digest() {
+		n.follow(a.name)
+	}
 	return true
+}
+
+// startVersion is the version the VM name starts at: the one it ran
+// before, when its history has one of other bytes than its file and a
+// copy of it, else its file's.
+func (n *Node) startVersion(name string, vm *registry.VM) (*registry.VM, error) {
+	cur, ok := n.history.current(name)
+	if !ok || cur.Digest == vm.Digest().String() {
+		return n.runnable(name, vm)
+	}
+	run, err := n.store.open(name, cur, cur.Pinned)
+	if err != nil {
+		n.log.Warn("the VM starts at its file's version: the version it ran before cannot run again", "vm", name,
+			"ran", cur.Digest, "file", vm.Digest().String(), "error", err.Error())
+		return n.runnable(name, vm)
+	}
+	n.log.Info("the VM starts at the version it ran before; its file's version comes next, by a rollout unless it failed before",
+		"vm", name, "digest", cur.Digest, "file", vm.Digest().String())
+	return run, nil
 }
 
 // logReport logs a load of the plugin directory.

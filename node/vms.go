@@ -20,17 +20,45 @@ type entry struct {
 	fromDir bool
 	command *VM
 	remote  *remoteVM
-	// vm is the version its next launch runs; launched the version of the
-	// launch that started last (nil before one did).
-	vm, launched *registry.VM
+	// reg is the registry's VM of the name as last reconciled: the
+	// version of its file, and its aliases.
+	reg *registry.VM
+	// vm is the version the VM runs: what its launches run (reg itself
+	// when sealed, else the node's copy of its bytes, or of an earlier
+	// version's).
+	vm *registry.VM
+	// next is a version waiting for the VM's next start: its file changed
+	// while an operator had it stopped.
+	next *registry.VM
+	// rolling is its rollout in progress, or nil.
+	rolling *rollingOut
+	// shown is the version of the run the VM's state shows (its digest).
+	shown string
 	// removed: its file left the directory and it is kept running.
 	removed bool
 }
 
+// rollingOut is a VM's rollout in progress.
+type rollingOut struct {
+	to       *registry.VM
+	rollback bool
+}
+
+// target is the version the VM runs, is rolling out, or waits to run.
+func (e *entry) target() *registry.VM {
+	switch {
+	case e.rolling != nil:
+		return e.rolling.to
+	case e.next != nil:
+		return e.next
+	}
+	return e.vm
+}
+
 // pending is what the entry waits for, or "".
 func (e *entry) pending() string {
-	if e.launched != nil && e.launched != e.vm {
-		return "changed: runs at next restart"
+	if e.next != nil {
+		return "changed: rolls out " + short(e.next.Digest().String()) + " at its next start"
 	}
 	return ""
 }
@@ -50,8 +78,9 @@ func (n *Node) startVMs() {
 		}
 	}
 	if n.reg != nil {
-		n.reconcile(context.Background(), n.initial)
+		out := n.reconcile(context.Background(), n.initial, nil)
 		n.initial = registry.Report{}
+		n.loaded(out)
 	}
 }
 
@@ -63,7 +92,7 @@ func (n *Node) supervise(name string) error {
 		n.launches.hold(name, true)
 		defer n.launches.hold(name, false)
 	}
-	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Command: func() (*exec.Cmd, error) { return n.command(name) }})
+	err := n.sup.Add(n.spec(name))
 	if err != nil || !stopped {
 		return err
 	}
@@ -72,46 +101,55 @@ func (n *Node) supervise(name string) error {
 	return err
 }
 
-// command makes the command of the VM name's next launch.
-func (n *Node) command(name string) (*exec.Cmd, error) {
+// spec is the supervisor's Spec of the VM name: its command, or its
+// version's.
+func (n *Node) spec(name string) supervise.Spec {
+	spec := supervise.Spec{Name: name, Policy: n.cfg.Restart}
 	n.mu.Lock()
-	e := n.entries[name]
-	var of launchOf
-	var cmd *exec.Cmd
-	switch {
+	defer n.mu.Unlock()
+	switch e := n.entries[name]; {
 	case e == nil:
-		n.mu.Unlock()
-		return nil, fmt.Errorf("the VM %s left the node", name)
 	case e.command != nil:
-		cmd, of = exec.Command(e.command.Path, e.command.Args...), launchOf{name: name}
+		c := e.command
+		spec.Command = func() (*exec.Cmd, error) {
+			if !n.has(name) {
+				return nil, fmt.Errorf("the VM %s left the node", name)
+			}
+			cmd := exec.Command(c.Path, c.Args...)
+			n.launches.made(cmd, launchOf{name: name})
+			return cmd, nil
+		}
 	default:
-		cmd, of = e.vm.Command(), launchOf{name: name, version: e.vm}
+		spec.Command, spec.Version = n.commandOf(name, e.vm), e.vm.Digest().String()
 	}
-	n.mu.Unlock()
-	if cmd.Err != nil && of.version != nil {
-		return nil, cmd.Err // a refused pin, a closed version: no launch would change it
-	}
-	n.launches.made(cmd, of)
-	return cmd, nil
+	return spec
 }
 
-// launched records that a launch of of's version started.
-func (n *Node) launched(of launchOf) {
-	if of.version == nil {
-		return
-	}
+// has tells whether the node has the VM name.
+func (n *Node) has(name string) bool {
 	n.mu.Lock()
-	var prev *registry.VM
-	if e := n.entries[of.name]; e != nil {
-		prev, e.launched = e.launched, of.version
+	defer n.mu.Unlock()
+	return n.entries[name] != nil
+}
+
+// commandOf makes the commands of the version v of the VM name.
+func (n *Node) commandOf(name string, v *registry.VM) func() (*exec.Cmd, error) {
+	return func() (*exec.Cmd, error) {
+		if !n.has(name) {
+			return nil, fmt.Errorf("the VM %s left the node", name)
+		}
+		cmd := v.Command()
+		if cmd.Err != nil {
+			return nil, cmd.Err // a refused pin, a closed version: no launch would change it
+		}
+		n.launches.made(cmd, launchOf{name: name, version: v})
+		return cmd, nil
 	}
-	n.mu.Unlock()
-	n.closeUnused(prev)
 }
 
 // closeUnused closes version's sealed copy when no launch can use it any
-// more: it is no VM's next version, not the registry's, and no command of
-// it waits to start.
+// more: it is no VM's version, next version or version rolling out, not
+// the registry's, and no command of it waits to start.
 func (n *Node) closeUnused(version *registry.VM) {
 	if version == nil || n.launches.inUse(version) {
 		return
@@ -121,7 +159,7 @@ func (n *Node) closeUnused(version *registry.VM) {
 	}
 	n.mu.Lock()
 	for _, e := range n.entries {
-		if e.vm == version {
+		if e.vm == version || e.next == version || e.rolling != nil && e.rolling.to == version {
 			n.mu.Unlock()
 			return
 		}
@@ -141,7 +179,7 @@ func (n *Node) resolve(nameOrAlias string) (string, bool) {
 		return nameOrAlias, true
 	}
 	for name, e := range n.entries {
-		if e.vm != nil && slices.Contains(e.vm.Aliases(), nameOrAlias) {
+		if e.reg != nil && slices.Contains(e.reg.Aliases(), nameOrAlias) {
 			return name, true
 		}
 	}
@@ -153,14 +191,14 @@ func (n *Node) describe(name string) admin.Description {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e := n.entries[name]
-	if e == nil || e.vm == nil {
+	if e == nil || e.reg == nil {
 		return admin.Description{}
 	}
 	runs := e.vm
-	if e.launched != nil {
-		runs = e.launched
+	if e.rolling != nil && e.shown == e.rolling.to.Digest().String() {
+		runs = e.rolling.to
 	}
-	return admin.Description{Aliases: e.vm.Aliases(), Digest: runs.Digest().String(), Pinned: runs.Pinned(),
+	return admin.Description{Aliases: e.reg.Aliases(), Digest: runs.Digest().String(), Pinned: runs.Pinned(),
 		Removed: e.removed, Pending: e.pending()}
 }
 
@@ -180,7 +218,8 @@ func (n *Node) Stop(ctx context.Context, name string) (changed bool, err error) 
 
 // Start launches the stopped, exited or failed VM name, or at once one
 // that waits in a backoff, as supervise.Supervisor.Start does, and forgets
-// an operator's stop of it.
+// an operator's stop of it. A version that waits for the VM's next start
+// is rolled out instead.
 func (n *Node) Start(ctx context.Context, name string) (changed bool, err error) {
 	if _, ok := n.sup.Get(name); !ok {
 		return false, fmt.Errorf("%w %q", supervise.ErrUnknownVM, name)
@@ -188,11 +227,15 @@ func (n *Node) Start(ctx context.Context, name string) (changed bool, err error)
 	if err := n.stops.set(name, false); err != nil {
 		return false, fmt.Errorf("forget the stop of %s in the data directory: %w", name, err)
 	}
+	if started, err := n.startNext(name); started || err != nil {
+		return started, err
+	}
 	return n.sup.Start(ctx, name)
 }
 
 // Restart stops the VM name if it runs and launches it again, as
 // supervise.Supervisor.Restart does, and forgets an operator's stop of it.
+// A version that waits for the VM's next start is rolled out instead.
 func (n *Node) Restart(ctx context.Context, name string) error {
 	if _, ok := n.sup.Get(name); !ok {
 		return fmt.Errorf("%w %q", supervise.ErrUnknownVM, name)
@@ -200,7 +243,30 @@ func (n *Node) Restart(ctx context.Context, name string) error {
 	if err := n.stops.set(name, false); err != nil {
 		return fmt.Errorf("forget the stop of %s in the data directory: %w", name, err)
 	}
+	if started, err := n.startNext(name); started || err != nil {
+		return err
+	}
 	return n.sup.Restart(ctx, name)
+}
+
+// startNext rolls out the version that waits for the VM's next start, if
+// any, and reports whether it did.
+func (n *Node) startNext(name string) (bool, error) {
+	n.mu.Lock()
+	e := n.entries[name]
+	var next *registry.VM
+	if e != nil && e.rolling == nil {
+		next, e.next = e.next, nil
+	}
+	n.mu.Unlock()
+	if next == nil {
+		return false, nil
+	}
+	if _, err := n.startRollout(name, next, RolloutOptions{}, false); err != nil {
+		n.closeUnused(next)
+		return false, err
+	}
+	return true, nil
 }
 
 // List returns the supervisor's state of every VM.

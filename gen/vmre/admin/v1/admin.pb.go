@@ -103,6 +103,199 @@ func (VMState) EnumDescriptor() ([]byte, []int) {
 	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// RolloutStrategy is how a new version takes the old one's place.
+type RolloutStrategy int32
+
+const (
+	// The node's default.
+	RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED RolloutStrategy = 0
+	// Stop the old run, then start the new version.
+	RolloutStrategy_ROLLOUT_STRATEGY_REPLACE RolloutStrategy = 1
+	// Start the new version beside the old run, switch to it once it is
+	// healthy, then stop the old one.
+	RolloutStrategy_ROLLOUT_STRATEGY_START_FIRST RolloutStrategy = 2
+)
+
+// Enum value maps for RolloutStrategy.
+var (
+	RolloutStrategy_name = map[int32]string{
+		0: "ROLLOUT_STRATEGY_UNSPECIFIED",
+		1: "ROLLOUT_STRATEGY_REPLACE",
+		2: "ROLLOUT_STRATEGY_START_FIRST",
+	}
+	RolloutStrategy_value = map[string]int32{
+		"ROLLOUT_STRATEGY_UNSPECIFIED": 0,
+		"ROLLOUT_STRATEGY_REPLACE":     1,
+		"ROLLOUT_STRATEGY_START_FIRST": 2,
+	}
+)
+
+func (x RolloutStrategy) Enum() *RolloutStrategy {
+	p := new(RolloutStrategy)
+	*p = x
+	return p
+}
+
+func (x RolloutStrategy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutStrategy) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_admin_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (RolloutStrategy) Type() protoreflect.EnumType {
+	return &file_vmre_admin_v1_admin_proto_enumTypes[1]
+}
+
+func (x RolloutStrategy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutStrategy.Descriptor instead.
+func (RolloutStrategy) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// RolloutPhase is where a rollout is.
+type RolloutPhase int32
+
+const (
+	RolloutPhase_ROLLOUT_PHASE_UNSPECIFIED RolloutPhase = 0
+	// The new version is being launched and checked.
+	RolloutPhase_ROLLOUT_PHASE_ROLLING_OUT RolloutPhase = 1
+	// The new version was healthy; the VM runs it.
+	RolloutPhase_ROLLOUT_PHASE_SUCCEEDED RolloutPhase = 2
+	// The new version failed (error says why) and the VM went back to the
+	// version before.
+	RolloutPhase_ROLLOUT_PHASE_ROLLED_BACK RolloutPhase = 3
+	// The new version failed and stays (no auto-revert).
+	RolloutPhase_ROLLOUT_PHASE_FAILED RolloutPhase = 4
+	// A stop, a restart or the node's end ended the rollout; the VM keeps
+	// the version before.
+	RolloutPhase_ROLLOUT_PHASE_INTERRUPTED RolloutPhase = 5
+)
+
+// Enum value maps for RolloutPhase.
+var (
+	RolloutPhase_name = map[int32]string{
+		0: "ROLLOUT_PHASE_UNSPECIFIED",
+		1: "ROLLOUT_PHASE_ROLLING_OUT",
+		2: "ROLLOUT_PHASE_SUCCEEDED",
+		3: "ROLLOUT_PHASE_ROLLED_BACK",
+		4: "ROLLOUT_PHASE_FAILED",
+		5: "ROLLOUT_PHASE_INTERRUPTED",
+	}
+	RolloutPhase_value = map[string]int32{
+		"ROLLOUT_PHASE_UNSPECIFIED": 0,
+		"ROLLOUT_PHASE_ROLLING_OUT": 1,
+		"ROLLOUT_PHASE_SUCCEEDED":   2,
+		"ROLLOUT_PHASE_ROLLED_BACK": 3,
+		"ROLLOUT_PHASE_FAILED":      4,
+		"ROLLOUT_PHASE_INTERRUPTED": 5,
+	}
+)
+
+func (x RolloutPhase) Enum() *RolloutPhase {
+	p := new(RolloutPhase)
+	*p = x
+	return p
+}
+
+func (x RolloutPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (RolloutPhase) Type() protoreflect.EnumType {
+	return &file_vmre_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x RolloutPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutPhase.Descriptor instead.
+func (RolloutPhase) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+// VersionResult is what became of a version.
+type VersionResult int32
+
+const (
+	VersionResult_VERSION_RESULT_UNSPECIFIED VersionResult = 0
+	// Seen in the plugin directory, never run.
+	VersionResult_VERSION_RESULT_PENDING VersionResult = 1
+	// Its rollout is in progress.
+	VersionResult_VERSION_RESULT_ROLLING_OUT VersionResult = 2
+	// The VM's version.
+	VersionResult_VERSION_RESULT_RUNNING VersionResult = 3
+	// A later version took its place.
+	VersionResult_VERSION_RESULT_SUPERSEDED VersionResult = 4
+	// It failed its rollout and the VM went back, or an operator rolled
+	// back from it: not rolled out again unless forced.
+	VersionResult_VERSION_RESULT_ROLLED_BACK VersionResult = 5
+	// It failed its rollout and stays the VM's version (no auto-revert).
+	VersionResult_VERSION_RESULT_FAILED VersionResult = 6
+	// Its rollout was interrupted.
+	VersionResult_VERSION_RESULT_INTERRUPTED VersionResult = 7
+)
+
+// Enum value maps for VersionResult.
+var (
+	VersionResult_name = map[int32]string{
+		0: "VERSION_RESULT_UNSPECIFIED",
+		1: "VERSION_RESULT_PENDING",
+		2: "VERSION_RESULT_ROLLING_OUT",
+		3: "VERSION_RESULT_RUNNING",
+		4: "VERSION_RESULT_SUPERSEDED",
+		5: "VERSION_RESULT_ROLLED_BACK",
+		6: "VERSION_RESULT_FAILED",
+		7: "VERSION_RESULT_INTERRUPTED",
+	}
+	VersionResult_value = map[string]int32{
+		"VERSION_RESULT_UNSPECIFIED": 0,
+		"VERSION_RESULT_PENDING":     1,
+		"VERSION_RESULT_ROLLING_OUT": 2,
+		"VERSION_RESULT_RUNNING":     3,
+		"VERSION_RESULT_SUPERSEDED":  4,
+		"VERSION_RESULT_ROLLED_BACK": 5,
+		"VERSION_RESULT_FAILED":      6,
+		"VERSION_RESULT_INTERRUPTED": 7,
+	}
+)
+
+func (x VersionResult) Enum() *VersionResult {
+	p := new(VersionResult)
+	*p = x
+	return p
+}
+
+func (x VersionResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VersionResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_admin_v1_admin_proto_enumTypes[3].Descriptor()
+}
+
+func (VersionResult) Type() protoreflect.EnumType {
+	return &file_vmre_admin_v1_admin_proto_enumTypes[3]
+}
+
+func (x VersionResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VersionResult.Descriptor instead.
+func (VersionResult) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
 // VM is one VM of the node.
 type VM struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -144,9 +337,11 @@ type VM struct {
 	// Its file or declaration left the plugin directory and the node keeps
 	// it running (vmre node --keep-removed) until it is stopped.
 	Removed bool `protobuf:"varint,22,opt,name=removed,proto3" json:"removed,omitempty"`
-	// A change the VM waits for, such as "changed: runs at next restart"
-	// when its file changed and the run in progress is of the old bytes.
-	Pending       string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
+	// A change the VM waits for, such as "changed: rolls out 1f2e3d4c5b6a
+	// at its next start" when its file changed while it was stopped.
+	Pending string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Its latest rollout, in progress or ended; unset before its first.
+	Rollout       *Rollout `protobuf:"bytes,24,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -342,6 +537,144 @@ func (x *VM) GetPending() string {
 	return ""
 }
 
+func (x *VM) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// Rollout is a VM's rollout of a new version.
+type Rollout struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Phase    RolloutPhase           `protobuf:"varint,1,opt,name=phase,proto3,enum=vmre.admin.v1.RolloutPhase" json:"phase,omitempty"`
+	Strategy RolloutStrategy        `protobuf:"varint,2,opt,name=strategy,proto3,enum=vmre.admin.v1.RolloutStrategy" json:"strategy,omitempty"`
+	// The SHA-256 of the version before, and of the new one.
+	FromDigest string                 `protobuf:"bytes,3,opt,name=from_digest,json=fromDigest,proto3" json:"from_digest,omitempty"`
+	ToDigest   string                 `protobuf:"bytes,4,opt,name=to_digest,json=toDigest,proto3" json:"to_digest,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the new version must be healthy by.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// When its health probes began to pass; unset until they do.
+	HealthySince *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=healthy_since,json=healthySince,proto3" json:"healthy_since,omitempty"`
+	// How long it must answer its probes to be healthy.
+	MinHealthy *durationpb.Duration   `protobuf:"bytes,8,opt,name=min_healthy,json=minHealthy,proto3" json:"min_healthy,omitempty"`
+	EndedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// Why it failed or was interrupted.
+	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// The rollout's number on this node.
+	Id            uint64 `protobuf:"varint,11,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Rollout) GetPhase() RolloutPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return RolloutPhase_ROLLOUT_PHASE_UNSPECIFIED
+}
+
+func (x *Rollout) GetStrategy() RolloutStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED
+}
+
+func (x *Rollout) GetFromDigest() string {
+	if x != nil {
+		return x.FromDigest
+	}
+	return ""
+}
+
+func (x *Rollout) GetToDigest() string {
+	if x != nil {
+		return x.ToDigest
+	}
+	return ""
+}
+
+func (x *Rollout) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Rollout) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *Rollout) GetHealthySince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthySince
+	}
+	return nil
+}
+
+func (x *Rollout) GetMinHealthy() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthy
+	}
+	return nil
+}
+
+func (x *Rollout) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *Rollout) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Rollout) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 // Exit is how a VM process ended.
 type Exit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -361,7 +694,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +706,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +719,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Exit) GetCode() int32 {
@@ -433,7 +766,7 @@ type ListVMsRequest struct {
 
 func (x *ListVMsRequest) Reset() {
 	*x = ListVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +778,7 @@ func (x *ListVMsRequest) String() string {
 func (*ListVMsRequest) ProtoMessage() {}
 
 func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +791,7 @@ func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsRequest.ProtoReflect.Descriptor instead.
 func (*ListVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 // ListVMsResponse holds every VM.
@@ -471,7 +804,7 @@ type ListVMsResponse struct {
 
 func (x *ListVMsResponse) Reset() {
 	*x = ListVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +816,7 @@ func (x *ListVMsResponse) String() string {
 func (*ListVMsResponse) ProtoMessage() {}
 
 func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +829,7 @@ func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsResponse.ProtoReflect.Descriptor instead.
 func (*ListVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListVMsResponse) GetVms() []*VM {
@@ -516,7 +849,7 @@ type GetVMRequest struct {
 
 func (x *GetVMRequest) Reset() {
 	*x = GetVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +861,7 @@ func (x *GetVMRequest) String() string {
 func (*GetVMRequest) ProtoMessage() {}
 
 func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +874,7 @@ func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMRequest.ProtoReflect.Descriptor instead.
 func (*GetVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetVMRequest) GetName() string {
@@ -561,7 +894,7 @@ type GetVMResponse struct {
 
 func (x *GetVMResponse) Reset() {
 	*x = GetVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +906,7 @@ func (x *GetVMResponse) String() string {
 func (*GetVMResponse) ProtoMessage() {}
 
 func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +919,7 @@ func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMResponse.ProtoReflect.Descriptor instead.
 func (*GetVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetVMResponse) GetVm() *VM {
@@ -606,7 +939,7 @@ type StopVMRequest struct {
 
 func (x *StopVMRequest) Reset() {
 	*x = StopVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +951,7 @@ func (x *StopVMRequest) String() string {
 func (*StopVMRequest) ProtoMessage() {}
 
 func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +964,7 @@ func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMRequest.ProtoReflect.Descriptor instead.
 func (*StopVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StopVMRequest) GetName() string {
@@ -655,7 +988,7 @@ type StopVMResponse struct {
 
 func (x *StopVMResponse) Reset() {
 	*x = StopVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +1000,7 @@ func (x *StopVMResponse) String() string {
 func (*StopVMResponse) ProtoMessage() {}
 
 func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +1013,7 @@ func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMResponse.ProtoReflect.Descriptor instead.
 func (*StopVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StopVMResponse) GetVm() *VM {
@@ -714,7 +1047,7 @@ type StartVMRequest struct {
 
 func (x *StartVMRequest) Reset() {
 	*x = StartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +1059,7 @@ func (x *StartVMRequest) String() string {
 func (*StartVMRequest) ProtoMessage() {}
 
 func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +1072,7 @@ func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMRequest.ProtoReflect.Descriptor instead.
 func (*StartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StartVMRequest) GetName() string {
@@ -762,7 +1095,7 @@ type StartVMResponse struct {
 
 func (x *StartVMResponse) Reset() {
 	*x = StartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1107,7 @@ func (x *StartVMResponse) String() string {
 func (*StartVMResponse) ProtoMessage() {}
 
 func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1120,7 @@ func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMResponse.ProtoReflect.Descriptor instead.
 func (*StartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StartVMResponse) GetVm() *VM {
@@ -821,7 +1154,7 @@ type RestartVMRequest struct {
 
 func (x *RestartVMRequest) Reset() {
 	*x = RestartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1166,7 @@ func (x *RestartVMRequest) String() string {
 func (*RestartVMRequest) ProtoMessage() {}
 
 func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1179,7 @@ func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMRequest.ProtoReflect.Descriptor instead.
 func (*RestartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RestartVMRequest) GetName() string {
@@ -867,7 +1200,7 @@ type RestartVMResponse struct {
 
 func (x *RestartVMResponse) Reset() {
 	*x = RestartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1212,7 @@ func (x *RestartVMResponse) String() string {
 func (*RestartVMResponse) ProtoMessage() {}
 
 func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1225,7 @@ func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMResponse.ProtoReflect.Descriptor instead.
 func (*RestartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RestartVMResponse) GetVm() *VM {
@@ -918,7 +1251,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1263,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1276,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 // ReloadResponse reports a reload, as AvalancheGo's admin.loadVMs does,
@@ -960,14 +1293,18 @@ type ReloadResponse struct {
 	Changed []string `protobuf:"bytes,4,rep,name=changed,proto3" json:"changed,omitempty"`
 	// VMs whose file or declaration left the directory: stopped and
 	// forgotten, or, with --keep-removed, running on until stopped.
-	Removed       []string `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
+	Removed []string `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
+	// VMs whose file holds a version that failed its rollout before, or
+	// that an operator rolled back from: not rolled out again until its
+	// bytes change or a forced Rollout.
+	KnownBad      []string `protobuf:"bytes,6,rep,name=known_bad,json=knownBad,proto3" json:"known_bad,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1316,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1329,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReloadResponse) GetAdded() []string {
@@ -1030,6 +1367,13 @@ func (x *ReloadResponse) GetRemoved() []string {
 	return nil
 }
 
+func (x *ReloadResponse) GetKnownBad() []string {
+	if x != nil {
+		return x.KnownBad
+	}
+	return nil
+}
+
 // ReloadFailure is one refused entry of the plugin directory.
 type ReloadFailure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1046,7 +1390,7 @@ type ReloadFailure struct {
 
 func (x *ReloadFailure) Reset() {
 	*x = ReloadFailure{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1402,7 @@ func (x *ReloadFailure) String() string {
 func (*ReloadFailure) ProtoMessage() {}
 
 func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1415,7 @@ func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadFailure.ProtoReflect.Descriptor instead.
 func (*ReloadFailure) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReloadFailure) GetEntry() string {
@@ -1111,7 +1455,7 @@ type WatchVMsRequest struct {
 
 func (x *WatchVMsRequest) Reset() {
 	*x = WatchVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1467,7 @@ func (x *WatchVMsRequest) String() string {
 func (*WatchVMsRequest) ProtoMessage() {}
 
 func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1480,7 @@ func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsRequest.ProtoReflect.Descriptor instead.
 func (*WatchVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 // WatchVMsResponse is one VM's state: first of every VM, then at each
@@ -1150,7 +1494,7 @@ type WatchVMsResponse struct {
 
 func (x *WatchVMsResponse) Reset() {
 	*x = WatchVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1506,7 @@ func (x *WatchVMsResponse) String() string {
 func (*WatchVMsResponse) ProtoMessage() {}
 
 func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1519,7 @@ func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsResponse.ProtoReflect.Descriptor instead.
 func (*WatchVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchVMsResponse) GetVm() *VM {
@@ -1200,7 +1544,7 @@ type TailLogsRequest struct {
 
 func (x *TailLogsRequest) Reset() {
 	*x = TailLogsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1556,7 @@ func (x *TailLogsRequest) String() string {
 func (*TailLogsRequest) ProtoMessage() {}
 
 func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1569,7 @@ func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
 func (*TailLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TailLogsRequest) GetName() string {
@@ -1262,7 +1606,7 @@ type TailLogsResponse struct {
 
 func (x *TailLogsResponse) Reset() {
 	*x = TailLogsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1618,7 @@ func (x *TailLogsResponse) String() string {
 func (*TailLogsResponse) ProtoMessage() {}
 
 func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1631,7 @@ func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
 func (*TailLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TailLogsResponse) GetRecord() *LogRecord {
@@ -1323,7 +1667,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1679,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1692,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LogRecord) GetTime() *timestamppb.Timestamp {
@@ -1404,7 +1748,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1760,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1773,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -1456,7 +1800,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1812,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1825,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetEnrollmentRequest) GetName() string {
@@ -1510,7 +1854,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1866,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1879,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Enrollment) GetName() string {
@@ -1583,7 +1927,7 @@ type GetEnrollmentResponse struct {
 
 func (x *GetEnrollmentResponse) Reset() {
 	*x = GetEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1939,7 @@ func (x *GetEnrollmentResponse) String() string {
 func (*GetEnrollmentResponse) ProtoMessage() {}
 
 func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1952,7 @@ func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -1628,7 +1972,7 @@ type RotateEnrollmentRequest struct {
 
 func (x *RotateEnrollmentRequest) Reset() {
 	*x = RotateEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1984,7 @@ func (x *RotateEnrollmentRequest) String() string {
 func (*RotateEnrollmentRequest) ProtoMessage() {}
 
 func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1997,7 @@ func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RotateEnrollmentRequest) GetName() string {
@@ -1673,7 +2017,7 @@ type RotateEnrollmentResponse struct {
 
 func (x *RotateEnrollmentResponse) Reset() {
 	*x = RotateEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +2029,7 @@ func (x *RotateEnrollmentResponse) String() string {
 func (*RotateEnrollmentResponse) ProtoMessage() {}
 
 func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +2042,7 @@ func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -1708,11 +2052,579 @@ func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
 	return nil
 }
 
+// RolloutRequest names a VM and says how to roll it out; unset fields
+// take the node's settings (vmre node's flags).
+type RolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Roll out a version that failed its rollout before.
+	Force           bool                 `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Strategy        RolloutStrategy      `protobuf:"varint,3,opt,name=strategy,proto3,enum=vmre.admin.v1.RolloutStrategy" json:"strategy,omitempty"`
+	MinHealthy      *durationpb.Duration `protobuf:"bytes,4,opt,name=min_healthy,json=minHealthy,proto3" json:"min_healthy,omitempty"`
+	HealthyDeadline *durationpb.Duration `protobuf:"bytes,5,opt,name=healthy_deadline,json=healthyDeadline,proto3" json:"healthy_deadline,omitempty"`
+	// Keep the new version if it fails, instead of going back.
+	NoAutoRevert bool `protobuf:"varint,6,opt,name=no_auto_revert,json=noAutoRevert,proto3" json:"no_auto_revert,omitempty"`
+	// Answer once the rollout has ended, not once it has begun.
+	Wait          bool `protobuf:"varint,7,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutRequest) Reset() {
+	*x = RolloutRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutRequest) ProtoMessage() {}
+
+func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
+func (*RolloutRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RolloutRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RolloutRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RolloutRequest) GetStrategy() RolloutStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED
+}
+
+func (x *RolloutRequest) GetMinHealthy() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthy
+	}
+	return nil
+}
+
+func (x *RolloutRequest) GetHealthyDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.HealthyDeadline
+	}
+	return nil
+}
+
+func (x *RolloutRequest) GetNoAutoRevert() bool {
+	if x != nil {
+		return x.NoAutoRevert
+	}
+	return false
+}
+
+func (x *RolloutRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+// RolloutResponse holds the VM and its rollout.
+type RolloutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vm    *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	// False when there was nothing to roll out: the VM runs its file's
+	// version already.
+	Changed bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// What was done, in a sentence.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The rollout: as it ended with wait, else as it began.
+	Rollout       *Rollout `protobuf:"bytes,4,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutResponse) Reset() {
+	*x = RolloutResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutResponse) ProtoMessage() {}
+
+func (x *RolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutResponse.ProtoReflect.Descriptor instead.
+func (*RolloutResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RolloutResponse) GetVm() *VM {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *RolloutResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *RolloutResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RolloutResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// RollbackRequest names a VM and the version to go back to.
+type RollbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The digest of a version of its history, or its first digits (at
+	// least 4); unset: the version before the one it runs.
+	ToDigest string `protobuf:"bytes,2,opt,name=to_digest,json=toDigest,proto3" json:"to_digest,omitempty"`
+	// Roll back to a version that failed before, or that the pins file
+	// does not pin.
+	Force           bool                 `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	Strategy        RolloutStrategy      `protobuf:"varint,4,opt,name=strategy,proto3,enum=vmre.admin.v1.RolloutStrategy" json:"strategy,omitempty"`
+	MinHealthy      *durationpb.Duration `protobuf:"bytes,5,opt,name=min_healthy,json=minHealthy,proto3" json:"min_healthy,omitempty"`
+	HealthyDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=healthy_deadline,json=healthyDeadline,proto3" json:"healthy_deadline,omitempty"`
+	NoAutoRevert    bool                 `protobuf:"varint,7,opt,name=no_auto_revert,json=noAutoRevert,proto3" json:"no_auto_revert,omitempty"`
+	Wait            bool                 `protobuf:"varint,8,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RollbackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetToDigest() string {
+	if x != nil {
+		return x.ToDigest
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RollbackRequest) GetStrategy() RolloutStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED
+}
+
+func (x *RollbackRequest) GetMinHealthy() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthy
+	}
+	return nil
+}
+
+func (x *RollbackRequest) GetHealthyDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.HealthyDeadline
+	}
+	return nil
+}
+
+func (x *RollbackRequest) GetNoAutoRevert() bool {
+	if x != nil {
+		return x.NoAutoRevert
+	}
+	return false
+}
+
+func (x *RollbackRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+// RollbackResponse holds the VM and its rollout.
+type RollbackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vm            *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	Changed       bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Rollout       *Rollout               `protobuf:"bytes,4,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackResponse) Reset() {
+	*x = RollbackResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackResponse) ProtoMessage() {}
+
+func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
+func (*RollbackResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RollbackResponse) GetVm() *VM {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *RollbackResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *RollbackResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RollbackResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// HistoryRequest names a VM.
+type HistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *HistoryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// HistoryResponse holds a VM's versions.
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Newest first.
+	Versions      []*Version `protobuf:"bytes,2,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *HistoryResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HistoryResponse) GetVersions() []*Version {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// Version is one version of a VM.
+type Version struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SHA-256 of its bytes.
+	Digest string `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Its file's name in the plugin directory, and whether a pin matched.
+	File      string                 `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`
+	Pinned    bool                   `protobuf:"varint,3,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	// When it last became the VM's version.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Result    VersionResult          `protobuf:"varint,6,opt,name=result,proto3,enum=vmre.admin.v1.VersionResult" json:"result,omitempty"`
+	// Why it failed, such as "exit code 1 after 4ms, before its handshake".
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When its result last changed.
+	Since *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=since,proto3" json:"since,omitempty"`
+	// The node keeps its bytes: a rollback can run it.
+	Kept bool `protobuf:"varint,9,opt,name=kept,proto3" json:"kept,omitempty"`
+	// Its result in words, such as "rolled back: exit code 1 after 4ms,
+	// before its handshake".
+	Summary       string `protobuf:"bytes,10,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Version) Reset() {
+	*x = Version{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Version) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Version) ProtoMessage() {}
+
+func (x *Version) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Version.ProtoReflect.Descriptor instead.
+func (*Version) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Version) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Version) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *Version) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
+func (x *Version) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *Version) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Version) GetResult() VersionResult {
+	if x != nil {
+		return x.Result
+	}
+	return VersionResult_VERSION_RESULT_UNSPECIFIED
+}
+
+func (x *Version) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Version) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Version) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
+}
+
+func (x *Version) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
 var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x06\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x06\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -1739,7 +2651,24 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\vcert_sha256\x18\x15 \x01(\tR\n" +
 	"certSha256\x12\x18\n" +
 	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
-	"\apending\x18\x17 \x01(\tR\apending\"\x8f\x01\n" +
+	"\apending\x18\x17 \x01(\tR\apending\x120\n" +
+	"\arollout\x18\x18 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\x83\x04\n" +
+	"\aRollout\x121\n" +
+	"\x05phase\x18\x01 \x01(\x0e2\x1b.vmre.admin.v1.RolloutPhaseR\x05phase\x12:\n" +
+	"\bstrategy\x18\x02 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12\x1f\n" +
+	"\vfrom_digest\x18\x03 \x01(\tR\n" +
+	"fromDigest\x12\x1b\n" +
+	"\tto_digest\x18\x04 \x01(\tR\btoDigest\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x126\n" +
+	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
+	"\rhealthy_since\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fhealthySince\x12:\n" +
+	"\vmin_healthy\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minHealthy\x125\n" +
+	"\bended_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x12\x0e\n" +
+	"\x02id\x18\v \x01(\x04R\x02id\"\x8f\x01\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x14\n" +
@@ -1770,13 +2699,14 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x11RestartVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
-	"\rReloadRequest\"\xae\x01\n" +
+	"\rReloadRequest\"\xcb\x01\n" +
 	"\x0eReloadResponse\x12\x14\n" +
 	"\x05added\x18\x01 \x03(\tR\x05added\x124\n" +
 	"\x06failed\x18\x02 \x03(\v2\x1c.vmre.admin.v1.ReloadFailureR\x06failed\x12\x1c\n" +
 	"\tunchanged\x18\x03 \x03(\tR\tunchanged\x12\x18\n" +
 	"\achanged\x18\x04 \x03(\tR\achanged\x12\x18\n" +
-	"\aremoved\x18\x05 \x03(\tR\aremoved\"_\n" +
+	"\aremoved\x18\x05 \x03(\tR\aremoved\x12\x1b\n" +
+	"\tknown_bad\x18\x06 \x03(\tR\bknownBad\"_\n" +
 	"\rReloadFailure\x12\x14\n" +
 	"\x05entry\x18\x01 \x01(\tR\x05entry\x12\x0e\n" +
 	"\x02vm\x18\x02 \x01(\tR\x02vm\x12\x12\n" +
@@ -1821,7 +2751,55 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x18RotateEnrollmentResponse\x129\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
-	"enrollment*\xe7\x01\n" +
+	"enrollment\"\xb2\x02\n" +
+	"\x0eRolloutRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12:\n" +
+	"\bstrategy\x18\x03 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12:\n" +
+	"\vmin_healthy\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minHealthy\x12D\n" +
+	"\x10healthy_deadline\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fhealthyDeadline\x12$\n" +
+	"\x0eno_auto_revert\x18\x06 \x01(\bR\fnoAutoRevert\x12\x12\n" +
+	"\x04wait\x18\a \x01(\bR\x04wait\"\x9a\x01\n" +
+	"\x0fRolloutResponse\x12!\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x120\n" +
+	"\arollout\x18\x04 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\xd0\x02\n" +
+	"\x0fRollbackRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tto_digest\x18\x02 \x01(\tR\btoDigest\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\x12:\n" +
+	"\bstrategy\x18\x04 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12:\n" +
+	"\vmin_healthy\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minHealthy\x12D\n" +
+	"\x10healthy_deadline\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0fhealthyDeadline\x12$\n" +
+	"\x0eno_auto_revert\x18\a \x01(\bR\fnoAutoRevert\x12\x12\n" +
+	"\x04wait\x18\b \x01(\bR\x04wait\"\x9b\x01\n" +
+	"\x10RollbackResponse\x12!\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x120\n" +
+	"\arollout\x18\x04 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"$\n" +
+	"\x0eHistoryRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"Y\n" +
+	"\x0fHistoryResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
+	"\bversions\x18\x02 \x03(\v2\x16.vmre.admin.v1.VersionR\bversions\"\xf1\x02\n" +
+	"\aVersion\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\tR\x04file\x12\x16\n" +
+	"\x06pinned\x18\x03 \x01(\bR\x06pinned\x129\n" +
+	"\n" +
+	"first_seen\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x124\n" +
+	"\x06result\x18\x06 \x01(\x0e2\x1c.vmre.admin.v1.VersionResultR\x06result\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x120\n" +
+	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x12\n" +
+	"\x04kept\x18\t \x01(\bR\x04kept\x12\x18\n" +
+	"\asummary\x18\n" +
+	" \x01(\tR\asummary*\xe7\x01\n" +
 	"\aVMState\x12\x18\n" +
 	"\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VM_STATE_STARTING\x10\x01\x12\x14\n" +
@@ -1832,7 +2810,27 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fVM_STATE_EXITED\x10\x06\x12\x13\n" +
 	"\x0fVM_STATE_FAILED\x10\a\x12\x14\n" +
 	"\x10VM_STATE_WAITING\x10\b\x12\x11\n" +
-	"\rVM_STATE_LOST\x10\t2\xa3\x06\n" +
+	"\rVM_STATE_LOST\x10\t*s\n" +
+	"\x0fRolloutStrategy\x12 \n" +
+	"\x1cROLLOUT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18ROLLOUT_STRATEGY_REPLACE\x10\x01\x12 \n" +
+	"\x1cROLLOUT_STRATEGY_START_FIRST\x10\x02*\xc1\x01\n" +
+	"\fRolloutPhase\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_ROLLING_OUT\x10\x01\x12\x1b\n" +
+	"\x17ROLLOUT_PHASE_SUCCEEDED\x10\x02\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_ROLLED_BACK\x10\x03\x12\x18\n" +
+	"\x14ROLLOUT_PHASE_FAILED\x10\x04\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_INTERRUPTED\x10\x05*\x81\x02\n" +
+	"\rVersionResult\x12\x1e\n" +
+	"\x1aVERSION_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16VERSION_RESULT_PENDING\x10\x01\x12\x1e\n" +
+	"\x1aVERSION_RESULT_ROLLING_OUT\x10\x02\x12\x1a\n" +
+	"\x16VERSION_RESULT_RUNNING\x10\x03\x12\x1d\n" +
+	"\x19VERSION_RESULT_SUPERSEDED\x10\x04\x12\x1e\n" +
+	"\x1aVERSION_RESULT_ROLLED_BACK\x10\x05\x12\x19\n" +
+	"\x15VERSION_RESULT_FAILED\x10\x06\x12\x1e\n" +
+	"\x1aVERSION_RESULT_INTERRUPTED\x10\a2\x84\b\n" +
 	"\fAdminService\x12H\n" +
 	"\aListVMs\x12\x1d.vmre.admin.v1.ListVMsRequest\x1a\x1e.vmre.admin.v1.ListVMsResponse\x12B\n" +
 	"\x05GetVM\x12\x1b.vmre.admin.v1.GetVMRequest\x1a\x1c.vmre.admin.v1.GetVMResponse\x12E\n" +
@@ -1843,7 +2841,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\bWatchVMs\x12\x1e.vmre.admin.v1.WatchVMsRequest\x1a\x1f.vmre.admin.v1.WatchVMsResponse0\x01\x12M\n" +
 	"\bTailLogs\x12\x1e.vmre.admin.v1.TailLogsRequest\x1a\x1f.vmre.admin.v1.TailLogsResponse0\x01\x12Z\n" +
 	"\rGetEnrollment\x12#.vmre.admin.v1.GetEnrollmentRequest\x1a$.vmre.admin.v1.GetEnrollmentResponse\x12c\n" +
-	"\x10RotateEnrollment\x12&.vmre.admin.v1.RotateEnrollmentRequest\x1a'.vmre.admin.v1.RotateEnrollmentResponseB0Z.github.com/vmre/vmre/gen/vmre/admin/v1;adminv1b\x06proto3"
+	"\x10RotateEnrollment\x12&.vmre.admin.v1.RotateEnrollmentRequest\x1a'.vmre.admin.v1.RotateEnrollmentResponse\x12H\n" +
+	"\aRollout\x12\x1d.vmre.admin.v1.RolloutRequest\x1a\x1e.vmre.admin.v1.RolloutResponse\x12K\n" +
+	"\bRollback\x12\x1e.vmre.admin.v1.RollbackRequest\x1a\x1f.vmre.admin.v1.RollbackResponse\x12H\n" +
+	"\aHistory\x12\x1d.vmre.admin.v1.HistoryRequest\x1a\x1e.vmre.admin.v1.HistoryResponseB0Z.github.com/vmre/vmre/gen/vmre/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_vmre_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1857,86 +2858,126 @@ func file_vmre_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vmre_admin_v1_admin_proto_rawDescData
 }
 
-var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_vmre_admin_v1_admin_proto_goTypes = []any{
 	(VMState)(0),                     // 0: vmre.admin.v1.VMState
-	(*VM)(nil),                       // 1: vmre.admin.v1.VM
-	(*Exit)(nil),                     // 2: vmre.admin.v1.Exit
-	(*ListVMsRequest)(nil),           // 3: vmre.admin.v1.ListVMsRequest
-	(*ListVMsResponse)(nil),          // 4: vmre.admin.v1.ListVMsResponse
-	(*GetVMRequest)(nil),             // 5: vmre.admin.v1.GetVMRequest
-	(*GetVMResponse)(nil),            // 6: vmre.admin.v1.GetVMResponse
-	(*StopVMRequest)(nil),            // 7: vmre.admin.v1.StopVMRequest
-	(*StopVMResponse)(nil),           // 8: vmre.admin.v1.StopVMResponse
-	(*StartVMRequest)(nil),           // 9: vmre.admin.v1.StartVMRequest
-	(*StartVMResponse)(nil),          // 10: vmre.admin.v1.StartVMResponse
-	(*RestartVMRequest)(nil),         // 11: vmre.admin.v1.RestartVMRequest
-	(*RestartVMResponse)(nil),        // 12: vmre.admin.v1.RestartVMResponse
-	(*ReloadRequest)(nil),            // 13: vmre.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),           // 14: vmre.admin.v1.ReloadResponse
-	(*ReloadFailure)(nil),            // 15: vmre.admin.v1.ReloadFailure
-	(*WatchVMsRequest)(nil),          // 16: vmre.admin.v1.WatchVMsRequest
-	(*WatchVMsResponse)(nil),         // 17: vmre.admin.v1.WatchVMsResponse
-	(*TailLogsRequest)(nil),          // 18: vmre.admin.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),         // 19: vmre.admin.v1.TailLogsResponse
-	(*LogRecord)(nil),                // 20: vmre.admin.v1.LogRecord
-	(*LogAttr)(nil),                  // 21: vmre.admin.v1.LogAttr
-	(*GetEnrollmentRequest)(nil),     // 22: vmre.admin.v1.GetEnrollmentRequest
-	(*Enrollment)(nil),               // 23: vmre.admin.v1.Enrollment
-	(*GetEnrollmentResponse)(nil),    // 24: vmre.admin.v1.GetEnrollmentResponse
-	(*RotateEnrollmentRequest)(nil),  // 25: vmre.admin.v1.RotateEnrollmentRequest
-	(*RotateEnrollmentResponse)(nil), // 26: vmre.admin.v1.RotateEnrollmentResponse
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
+	(RolloutStrategy)(0),             // 1: vmre.admin.v1.RolloutStrategy
+	(RolloutPhase)(0),                // 2: vmre.admin.v1.RolloutPhase
+	(VersionResult)(0),               // 3: vmre.admin.v1.VersionResult
+	(*VM)(nil),                       // 4: vmre.admin.v1.VM
+	(*Rollout)(nil),                  // 5: vmre.admin.v1.Rollout
+	(*Exit)(nil),                     // 6: vmre.admin.v1.Exit
+	(*ListVMsRequest)(nil),           // 7: vmre.admin.v1.ListVMsRequest
+	(*ListVMsResponse)(nil),          // 8: vmre.admin.v1.ListVMsResponse
+	(*GetVMRequest)(nil),             // 9: vmre.admin.v1.GetVMRequest
+	(*GetVMResponse)(nil),            // 10: vmre.admin.v1.GetVMResponse
+	(*StopVMRequest)(nil),            // 11: vmre.admin.v1.StopVMRequest
+	(*StopVMResponse)(nil),           // 12: vmre.admin.v1.StopVMResponse
+	(*StartVMRequest)(nil),           // 13: vmre.admin.v1.StartVMRequest
+	(*StartVMResponse)(nil),          // 14: vmre.admin.v1.StartVMResponse
+	(*RestartVMRequest)(nil),         // 15: vmre.admin.v1.RestartVMRequest
+	(*RestartVMResponse)(nil),        // 16: vmre.admin.v1.RestartVMResponse
+	(*ReloadRequest)(nil),            // 17: vmre.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),           // 18: vmre.admin.v1.ReloadResponse
+	(*ReloadFailure)(nil),            // 19: vmre.admin.v1.ReloadFailure
+	(*WatchVMsRequest)(nil),          // 20: vmre.admin.v1.WatchVMsRequest
+	(*WatchVMsResponse)(nil),         // 21: vmre.admin.v1.WatchVMsResponse
+	(*TailLogsRequest)(nil),          // 22: vmre.admin.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),         // 23: vmre.admin.v1.TailLogsResponse
+	(*LogRecord)(nil),                // 24: vmre.admin.v1.LogRecord
+	(*LogAttr)(nil),                  // 25: vmre.admin.v1.LogAttr
+	(*GetEnrollmentRequest)(nil),     // 26: vmre.admin.v1.GetEnrollmentRequest
+	(*Enrollment)(nil),               // 27: vmre.admin.v1.Enrollment
+	(*GetEnrollmentResponse)(nil),    // 28: vmre.admin.v1.GetEnrollmentResponse
+	(*RotateEnrollmentRequest)(nil),  // 29: vmre.admin.v1.RotateEnrollmentRequest
+	(*RotateEnrollmentResponse)(nil), // 30: vmre.admin.v1.RotateEnrollmentResponse
+	(*RolloutRequest)(nil),           // 31: vmre.admin.v1.RolloutRequest
+	(*RolloutResponse)(nil),          // 32: vmre.admin.v1.RolloutResponse
+	(*RollbackRequest)(nil),          // 33: vmre.admin.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 34: vmre.admin.v1.RollbackResponse
+	(*HistoryRequest)(nil),           // 35: vmre.admin.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 36: vmre.admin.v1.HistoryResponse
+	(*Version)(nil),                  // 37: vmre.admin.v1.Version
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
 }
 var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: vmre.admin.v1.VM.state:type_name -> vmre.admin.v1.VMState
-	27, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
-	27, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
-	28, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
-	28, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
-	27, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
-	2,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
-	28, // 7: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
-	1,  // 8: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
-	1,  // 9: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 10: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 11: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 12: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	15, // 13: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
-	1,  // 14: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	28, // 15: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
-	20, // 16: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	27, // 17: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	21, // 18: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	23, // 19: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	23, // 20: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	3,  // 21: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	5,  // 22: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	7,  // 23: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	9,  // 24: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	11, // 25: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	13, // 26: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	16, // 27: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	18, // 28: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	22, // 29: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	25, // 30: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	4,  // 31: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	6,  // 32: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	8,  // 33: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	10, // 34: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	12, // 35: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	14, // 36: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	17, // 37: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	19, // 38: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	24, // 39: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	26, // 40: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	38, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
+	38, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
+	39, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
+	39, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
+	38, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
+	6,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
+	5,  // 7: vmre.admin.v1.VM.rollout:type_name -> vmre.admin.v1.Rollout
+	2,  // 8: vmre.admin.v1.Rollout.phase:type_name -> vmre.admin.v1.RolloutPhase
+	1,  // 9: vmre.admin.v1.Rollout.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	38, // 10: vmre.admin.v1.Rollout.started_at:type_name -> google.protobuf.Timestamp
+	38, // 11: vmre.admin.v1.Rollout.deadline:type_name -> google.protobuf.Timestamp
+	38, // 12: vmre.admin.v1.Rollout.healthy_since:type_name -> google.protobuf.Timestamp
+	39, // 13: vmre.admin.v1.Rollout.min_healthy:type_name -> google.protobuf.Duration
+	38, // 14: vmre.admin.v1.Rollout.ended_at:type_name -> google.protobuf.Timestamp
+	39, // 15: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
+	4,  // 16: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
+	4,  // 17: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 18: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 19: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 20: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	19, // 21: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
+	4,  // 22: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
+	39, // 23: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	24, // 24: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
+	38, // 25: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	25, // 26: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
+	27, // 27: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	27, // 28: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	1,  // 29: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	39, // 30: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
+	39, // 31: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 32: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
+	5,  // 33: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	1,  // 34: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	39, // 35: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
+	39, // 36: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 37: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
+	5,  // 38: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	37, // 39: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
+	38, // 40: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
+	38, // 41: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
+	3,  // 42: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
+	38, // 43: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
+	7,  // 44: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	9,  // 45: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	11, // 46: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	13, // 47: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	15, // 48: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	17, // 49: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	20, // 50: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	22, // 51: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	26, // 52: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	29, // 53: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	31, // 54: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
+	33, // 55: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
+	35, // 56: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
+	8,  // 57: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	10, // 58: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	12, // 59: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	14, // 60: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	16, // 61: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	18, // 62: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	21, // 63: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	23, // 64: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	28, // 65: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	30, // 66: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	32, // 67: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
+	34, // 68: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
+	36, // 69: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
+	57, // [57:70] is the sub-list for method output_type
+	44, // [44:57] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -1949,8 +2990,8 @@ func file_vmre_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_admin_v1_admin_proto_rawDesc), len(file_vmre_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   26,
+			NumEnums:      4,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

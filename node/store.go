@@ -1,0 +1,144 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/vmre/vmre/registry"
+)
+
+// versionsDir is the directory of the data directory where the node keeps
+// a copy of the bytes of each version of its VMs.
+const versionsDir = "versions"
+
+// store keeps a copy of the bytes of each version of the node's VMs, as
+// versions/NAME/DIGEST in the data directory (or in a temporary directory
+// of its own without one): the node runs an unpinned VM from its copy, so
+// that what runs changes only through a rollout, and runs an earlier
+// version from its copy when a rollout goes back to it, after its file
+// was overwritten too.
+type store struct {
+	dir  string
+	temp bool // a directory of the node's own, removed at close
+}
+
+// openStore opens the store of dataDir, or of a new temporary directory
+// when dataDir is "".
+func openStore(dataDir string) (*store, error) {
+	if dataDir == "" {
+		dir, err := os.MkdirTemp("", "vmre-versions-")
+		if err != nil {
+			return nil, fmt.Errorf("a directory for the copies of the VMs' versions: %w", err)
+		}
+		return &store{dir: dir, temp: true}, nil
+	}
+	return &store{dir: filepath.Join(dataDir, versionsDir)}, nil
+}
+
+// path is where the copy of the version digest of the VM name is.
+func (s *store) path(name, digest string) string { return filepath.Join(s.dir, name, digest) }
+
+// keep copies vm's bytes, unless they are kept already. The copy is
+// checked against vm's digest: a file that changed since it was loaded
+// is not kept.
+func (s *store) keep(name string, vm *registry.VM) error {
+	digest := vm.Digest().String()
+	path := s.path(name, digest)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	r, err := vm.Open()
+	if err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	defer r.Close()
+	tmp, err := os.CreateTemp(dir, "."+digest+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != digest {
+		return fmt.Errorf("keep a copy of VM %s: its file changed since it was loaded (sha256 %s, loaded as %s): the next reload reads it again",
+			name, sum, digest)
+	}
+	if err := tmp.Chmod(0o500); err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	ok = true
+	return nil
+}
+
+// has tells whether the store keeps a copy of the version.
+func (s *store) has(name, digest string) bool {
+	_, err := os.Stat(s.path(name, digest))
+	return err == nil
+}
+
+// open makes a VM of the copy of the version v of the VM name; pinned
+// seals it (on Linux). A copy whose bytes are not its digest's is removed,
+// so that the version's file, if it comes back, is copied again.
+func (s *store) open(name string, v versionRecord, pinned bool) (*registry.VM, error) {
+	d, err := hex.DecodeString(v.Digest)
+	if err != nil || len(d) != len(registry.Digest{}) {
+		return nil, fmt.Errorf("the version %q of VM %s is not a SHA-256 digest", v.Digest, name)
+	}
+	path := s.path(name, v.Digest)
+	vm, err := registry.OpenCopy(registry.Copy{ID: name, File: v.File, Path: path, Digest: registry.Digest(d), Pinned: pinned})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("the node keeps no copy of version %s of VM %s: %w", short(v.Digest), name, err)
+	case err != nil:
+		os.Remove(path)
+		return nil, err
+	}
+	return vm, nil
+}
+
+// drop removes the copy of a version.
+func (s *store) drop(name, digest string) error {
+	if err := os.Remove(s.path(name, digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// close removes a temporary store.
+func (s *store) close() {
+	if s.temp {
+		os.RemoveAll(s.dir)
+	}
+}
+
+// short is a digest as people read it: its first 12 digits.
+func short(digest string) string {
+	if len(digest) > 12 {
+		return digest[:12]
+	}
+	return digest
+}
