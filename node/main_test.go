@@ -23,10 +23,13 @@ import (
 	"github.com/vmre/vmre/supervise"
 )
 
-// exampleVM is the example VM plugin, built once by TestMain.
+// exampleVM is the example VM plugin, built once by TestMain; badVM is a
+// copy of it with bytes appended, which runs the same but is other bytes:
+// the bad versions of the rollout tests run it with their flags.
 var (
 	buildDir  string
 	exampleVM string
+	badVM     string
 )
 
 func TestMain(m *testing.M) {
@@ -37,6 +40,9 @@ func TestMain(m *testing.M) {
 			out, berr := exec.Command("go", "build", "-o", exampleVM, "github.com/vmre/vmre/cmd/examplevm").CombinedOutput()
 			if berr != nil {
 				err = fmt.Errorf("go build examplevm: %w\n%s", berr, out)
+			} else {
+				badVM = filepath.Join(dir, "badvm")
+				err = appendCopy(exampleVM, badVM, []byte("a bad version"))
 			}
 		}
 		if err != nil {
@@ -259,17 +265,23 @@ func pluginDir(t *testing.T, names ...string) string {
 // ELF binary runs the same with bytes after its end: a new version).
 func copyFile(t *testing.T, src, dst string, extra []byte) {
 	t.Helper()
+	if err := appendCopy(src, dst, extra); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendCopy copies src to dst, executable, with extra appended, by a
+// rename over dst.
+func appendCopy(src, dst string, extra []byte) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	tmp := dst + ".new"
 	if err := os.WriteFile(tmp, append(b, extra...), 0o755); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
+	return os.Rename(tmp, dst)
 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }

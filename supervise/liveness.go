@@ -155,9 +155,11 @@ func (l *liveness) stop() {
 	}
 	if l.timer != nil {
 		l.timer.Stop()
+		l.timer = nil
 	}
 	if l.cancel != nil {
 		l.cancel()
 		<-l.result
+		l.cancel = nil
 	}
 }

@@ -289,8 +289,10 @@ func (ro *rolling) fail(rerr *RolloutError) step {
 		s.stopRuns(v, nil, next)
 		exit, _ := next.Exit()
 		s.keepStderr(v, next)
-		if rerr.Exit == nil {
-			rerr.Exit = &exit // how it ended: by the stop of the revert
+		stopped := failed
+		failed = func(vs *VM) { // how it ended: stopped by the revert
+			stopped(vs)
+			vs.LastExit = &exit
 		}
 	}
 	if old := ro.old; old != nil { // StartFirst: the old run never stopped

@@ -350,6 +350,7 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 				continue
 			case cmdStop:
 				exit := stop(c.ctx)
+				live.stop() // before the answer: no probe outlives Stop
 				s.keepStderr(v, rt)
 				s.update(v, "stopped on request", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 				c.reply <- result{changed: true}
