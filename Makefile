@@ -21,6 +21,9 @@ BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
 # The TypeScript example VM: its packages come from npm with its lockfile.
 TSVM     := examples/typescript-vm
 TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
+# xsvm, AvalancheGo's example rpcchainvm plugin, built from its public
+# module: the sandbox's tests run it as a VM that nobody here wrote.
+XSVM     := sandbox/testdata/xsvm
 
 .PHONY: all generate lint check-generated examples test build run bench fuzz soak stress clean
 
@@ -51,8 +54,12 @@ check-generated: generate
 	  echo "generated code is stale: run 'make generate' and commit gen/ and $(TSVM)/src/gen/"; exit 1; fi
 
 ## examples: install the TypeScript example's packages (npm ci, which also
-## compiles it to dist/) and recompile it when its sources change
-examples: $(TSVM)/dist/main.js
+## compiles it to dist/) and recompile it when its sources change; build
+## xsvm for the sandbox's tests
+examples: $(TSVM)/dist/main.js $(XSVM)/xsvm
+
+$(XSVM)/xsvm: $(XSVM)/go.mod $(XSVM)/go.sum
+	cd $(XSVM) && $(GO) build -o xsvm github.com/ava-labs/avalanchego/vms/example/xsvm/cmd/xsvm
 
 $(TSVM_DEPS): $(TSVM)/package.json $(TSVM)/package-lock.json
 	cd $(TSVM) && npm ci --no-audit --no-fund
@@ -112,4 +119,4 @@ stress: examples
 	echo "== $(STRESS_RUNS) runs in a row passed in $$(( $$(date +%s) - begin ))s"
 
 clean:
-	rm -rf $(BIN) $(TSVM)/node_modules $(TSVM)/dist
+	rm -rf $(BIN) $(TSVM)/node_modules $(TSVM)/dist $(XSVM)/xsvm

@@ -32,6 +32,10 @@ const (
 	// byte and closes it to end the lease; an end of file without a byte
 	// means the host is gone (docs/PROTOCOL.md).
 	LeaseFDKey = "VMRE_RUNTIME_LEASE_FD"
+	// DataDirKey is the environment variable naming the VM's own data
+	// directory, which a sandboxed VM may read and write and which outlives
+	// its runs (docs/SANDBOX.md). Unset for a VM that has none.
+	DataDirKey = "VMRE_DATA_DIR"
 
 	// DefaultHandshakeTimeout is how long a host waits for a VM to call
 	// Initialize after it was started.

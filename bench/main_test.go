@@ -13,12 +13,16 @@ import (
 	"testing"
 
 	"github.com/vmre/vmre/internal/vmretest"
+	"github.com/vmre/vmre/sandbox"
 )
 
 // TestMain runs the benchmarks, removes the VMs it built, and fails the
 // package when a benchmark leaves a goroutine behind: every benchmark stops
 // its VMs and engines and waits for them.
-func TestMain(m *testing.M) { vmretest.Main(m, nil, vmretest.RemoveDir(&builtDir)) }
+func TestMain(m *testing.M) {
+	sandbox.Init() // BenchmarkLaunchSandbox's init step re-executes this binary
+	vmretest.Main(m, nil, vmretest.RemoveDir(&builtDir))
+}
 
 // pluginsKey names a directory that already holds the plugins, for running
 // a compiled benchmark binary outside the module (under strace or perf):
@@ -36,10 +40,11 @@ var (
 )
 
 type pluginSet struct {
-	floor   string // bench/internal/floorvm
-	minimal string // bench/internal/minvm
-	logs    string // bench/internal/logvm
-	example string // cmd/examplevm
+	floor    string // bench/internal/floorvm
+	minimal  string // bench/internal/minvm
+	logs     string // bench/internal/logvm
+	example  string // cmd/examplevm
+	initStep string // bench/internal/sandboxinit
 }
 
 // plugins builds the plugins, without the race detector whatever flags the
@@ -57,7 +62,7 @@ func plugins(b *testing.B) pluginSet {
 		builtDir = binDir
 		const pkg = "github.com/vmre/vmre/bench/internal/"
 		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
-			pkg+"floorvm", pkg+"minvm", pkg+"logvm", "github.com/vmre/vmre/cmd/examplevm")
+			pkg+"floorvm", pkg+"minvm", pkg+"logvm", pkg+"sandboxinit", "github.com/vmre/vmre/cmd/examplevm")
 		cmd.Env = append(os.Environ(), "GOFLAGS=", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build the benchmark's plugins: %w\n%s", err, out)
@@ -67,10 +72,11 @@ func plugins(b *testing.B) pluginSet {
 		b.Fatal(buildErr)
 	}
 	return pluginSet{
-		floor:   filepath.Join(binDir, "floorvm"),
-		minimal: filepath.Join(binDir, "minvm"),
-		logs:    filepath.Join(binDir, "logvm"),
-		example: filepath.Join(binDir, "examplevm"),
+		floor:    filepath.Join(binDir, "floorvm"),
+		minimal:  filepath.Join(binDir, "minvm"),
+		logs:     filepath.Join(binDir, "logvm"),
+		example:  filepath.Join(binDir, "examplevm"),
+		initStep: filepath.Join(binDir, "sandboxinit"),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
@@ -69,9 +70,20 @@ type Config struct {
 	Remote RemoteConfig
 
 	// DataDir is the node's own directory: the engine's certificate, the
-	// remote VMs' tokens, the operators' stops (docs/NODE.md). Required
-	// with Remote; without it, operators' stops last as long as the node.
+	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
+	// directories (docs/NODE.md). Required with Remote and Sandbox; without
+	// it, operators' stops last as long as the node.
 	DataDir string
+
+	// Sandbox is how the policy of each VM the node launches is applied
+	// (docs/SANDBOX.md; default sandbox.Off). A sandboxed VM gets a data
+	// directory of its own, DataDir/vms/NAME/data (VMRE_DATA_DIR), and a
+	// temporary one, DataDir/vms/NAME/tmp (TMPDIR), emptied before each
+	// launch. SandboxPolicy holds the VMs' policies, by name or alias
+	// (default: the default policy for every VM). The program must call
+	// sandbox.Init first in main: the init step re-executes it.
+	Sandbox       sandbox.Level
+	SandboxPolicy *sandbox.File
 	// DiscoveryDir, when set, is where Run leaves a file naming the node's
 	// URL, pid and AdminTokenFile, for the CLI's clients (vmre ps); it is
 	// removed when Run returns.

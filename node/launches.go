@@ -10,6 +10,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -36,6 +37,7 @@ type launches struct {
 type launchOf struct {
 	name    string
 	version *registry.VM // nil for a VM of Config.VMs
+	sandbox *sandbox.Cmd // the init step's, for a sandboxed VM
 }
 
 // start makes the node's launcher.
@@ -118,7 +120,24 @@ func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (su
 	case l == nil:
 		err = ErrNotRunning
 	default:
+		if of.sandbox != nil {
+			// The VM has handshaken: its init step exec'd it, its report
+			// is whole. It is kept before the VM is running in the
+			// supervisor, so that whoever sees it running finds it.
+			onReady := req.OnReady
+			req.OnReady = func(r supervise.Ready) {
+				ls.n.sandboxReport(of.name, of.sandbox, nil)
+				if onReady != nil {
+					onReady(r)
+				}
+			}
+		}
 		run, err = supervise.FromLauncher(l).Launch(ctx, req)
+	}
+	if of.sandbox != nil && err != nil {
+		// The command has started or never will: what the init step sent
+		// is all there is, and its descriptors are the node's to close.
+		ls.n.sandboxReport(of.name, of.sandbox, err)
 	}
 	ls.done(req.Cmd, of)
 	return run, err

@@ -20,6 +20,7 @@ import (
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/node"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -33,6 +34,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	sandbox.Init() // a sandboxed launch's init step re-executes this binary
 	if os.Getenv(vmretest.ModeKey) == "" {
 		dir, err := os.MkdirTemp("", "vmre-node-test-")
 		if err == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
@@ -51,13 +52,14 @@ type Node struct {
 
 	kickFollow chan struct{} // the follow-up actor has VMs to reconcile (dirty)
 
-	mu      sync.Mutex
-	phase   phase
-	entries map[string]*entry // every VM, by name
-	dirty   map[string]bool   // VMs to reconcile again, after their rollouts
-	waiters map[string][]chan supervise.RolloutStatus
-	kill    context.CancelCauseFunc
-	tlsAddr string
+	mu        sync.Mutex
+	phase     phase
+	entries   map[string]*entry          // every VM, by name
+	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
+	dirty     map[string]bool            // VMs to reconcile again, after their rollouts
+	waiters   map[string][]chan supervise.RolloutStatus
+	kill      context.CancelCauseFunc
+	tlsAddr   string
 }
 
 type phase int
@@ -183,6 +185,9 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("%w: %s is not a rollout strategy", vmre.ErrInvalidConfig, cfg.Rollout.Strategy)
 	case cfg.Rollout.MinHealthy < 0 || cfg.Rollout.HealthyDeadline < 0 || cfg.Rollout.ProbeInterval < 0 || cfg.Rollout.Keep < 0:
 		return fmt.Errorf("%w: a RolloutConfig's durations and Keep are not negative", vmre.ErrInvalidConfig)
+	}
+	if err := validateSandbox(cfg); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, vm := range cfg.VMs {

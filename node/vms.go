@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/registry"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -115,9 +116,7 @@ func (n *Node) spec(name string) supervise.Spec {
 			if !n.has(name) {
 				return nil, fmt.Errorf("the VM %s left the node", name)
 			}
-			cmd := exec.Command(c.Path, c.Args...)
-			n.launches.made(cmd, launchOf{name: name})
-			return cmd, nil
+			return n.prepare(exec.Command(c.Path, c.Args...), launchOf{name: name})
 		}
 	default:
 		spec.Command, spec.Version = n.commandOf(name, e.vm), e.vm.Digest().String()
@@ -142,9 +141,28 @@ func (n *Node) commandOf(name string, v *registry.VM) func() (*exec.Cmd, error) 
 		if cmd.Err != nil {
 			return nil, cmd.Err // a refused pin, a closed version: no launch would change it
 		}
-		n.launches.made(cmd, launchOf{name: name, version: v})
-		return cmd, nil
+		return n.prepare(cmd, launchOf{name: name, version: v})
 	}
+}
+
+// prepare runs cmd through the sandbox's init step, unless the sandbox is
+// off, and records what it launches.
+func (n *Node) prepare(cmd *exec.Cmd, of launchOf) (*exec.Cmd, error) {
+	if n.cfg.Sandbox != sandbox.Off {
+		var aliases []string
+		n.mu.Lock()
+		if e := n.entries[of.name]; e != nil && e.reg != nil {
+			aliases = e.reg.Aliases()
+		}
+		n.mu.Unlock()
+		sc, err := n.sandboxed(of.name, aliases, cmd)
+		if err != nil {
+			return nil, err // a refused policy: no launch would change it either
+		}
+		cmd, of.sandbox = sc.Cmd, sc
+	}
+	n.launches.made(cmd, of)
+	return cmd, nil
 }
 
 // closeUnused closes version's sealed copy when no launch can use it any

@@ -148,7 +148,7 @@ func (l *liveness) done(err error) error {
 }
 
 // stop ends the probing: the pending probe is cancelled, and a probe in
-// flight is cancelled and waited for.
+// flight is cancelled and waited for. A second stop does nothing.
 func (l *liveness) stop() {
 	if l == nil {
 		return

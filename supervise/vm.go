@@ -298,6 +298,7 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 	graceCtx, cutGrace := context.WithCancel(context.Background())
 	defer cutGrace()
 	stop := func(ctx context.Context) launcher.Exit {
+		live.stop() // before whoever asked for the stop hears of it
 		rt.Stop(graceCtx)
 		defer context.AfterFunc(ctx, cutGrace)()
 		<-rt.Done()
@@ -350,7 +351,6 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 				continue
 			case cmdStop:
 				exit := stop(c.ctx)
-				live.stop() // before the answer: no probe outlives Stop
 				s.keepStderr(v, rt)
 				s.update(v, "stopped on request", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 				c.reply <- result{changed: true}

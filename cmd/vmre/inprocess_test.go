@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,6 +30,10 @@ func envOf(stdout, stderr *vmretest.SyncBuffer, getenv func(string) string) env 
 // a whole run --check of the example VM, through vmreMain.
 func TestMainInProcess(t *testing.T) {
 	run := map[string]string{"XDG_RUNTIME_DIR": t.TempDir(), "XDG_STATE_HOME": t.TempDir(), "NO_COLOR": "1"}
+	badPolicy := filepath.Join(t.TempDir(), "sandbox.json")
+	if err := os.WriteFile(badPolicy, []byte(`{"default": {"files": {"reed": []}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -41,6 +47,8 @@ func TestMainInProcess(t *testing.T) {
 		{[]string{"node"}, exitUsage, "missing --plugin-dir"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--require-pins"}, exitUsage, "--require-pins needs --pins"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--listen", "0.0.0.0:0"}, exitUsage, "--admin-token-file"},
+		{[]string{"node", "--plugin-dir", t.TempDir(), "--sandbox", "strict"}, exitUsage, `--sandbox "strict": give off, best-effort or required`},
+		{[]string{"node", "--plugin-dir", t.TempDir(), "--sandbox-policy", badPolicy}, exitUsage, `default.files: unknown key "reed"`},
 		{[]string{"run"}, exitUsage, "missing PLUGIN"},
 		{[]string{"run", "--check", "--restart", "always", exampleVM}, exitUsage, "--check stops the VM"},
 		{[]string{"ps", "--node", "http://127.0.0.1:1"}, exitFailure, "is the node running?"},

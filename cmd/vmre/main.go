@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vmre/vmre/sandbox"
 )
 
 // env is what a command reads from and writes to besides its arguments.
@@ -42,6 +44,7 @@ var commands = []command{
 }
 
 func main() {
+	sandbox.Init() // a sandboxed VM's launch re-executes vmre as its init step
 	os.Exit(vmreMain(context.Background(), os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
 }
 

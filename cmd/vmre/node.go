@@ -14,6 +14,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/node"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
 )
 
@@ -56,6 +57,17 @@ refused at once. A VM stopped by vmre stop stays stopped across a restart
 of the node (kept in --data-dir). SIGINT or SIGTERM stops every VM in parallel (SIGTERM, then
 SIGKILL after --graceful-timeout; a second Ctrl-C kills at once) and exits 0.
 
+--sandbox LEVEL runs each VM with only what its policy grants
+(docs/SANDBOX.md): read and execute the system's directories and its own
+file, write only DataDir/vms/NAME/data (VMRE_DATA_DIR) and its temporary
+directory, TCP to the engine only, 1024/32768 open files, no core dumps,
+no new privileges; Landlock, setrlimit and no_new_privs, no root needed.
+best-effort (the default) applies what the kernel supports and logs what
+it could not; required refuses to launch a VM whose policy the kernel
+cannot apply, naming the missing feature; off runs VMs with the node's
+rights. --sandbox-policy FILE grants more, per VM (JSON, docs/SANDBOX.md):
+  {"vms": {"timestampvm": {"files": {"read": ["/opt/ts"]}, "network": {"connect": [443]}}}}
+
 The launch flags (--protocol-version, --legacy, --handshake-timeout, ...)
 apply to every VM.
 
@@ -74,6 +86,7 @@ type nodeFlags struct {
 	adminFlags
 	pluginDir, aliases, pins string
 	requirePins, keepRemoved bool
+	sandbox, sandboxPolicy   string
 	listen                   string
 	events                   string
 	// Remote VMs (docs/REMOTE.md).
@@ -91,6 +104,8 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&f.requirePins, "require-pins", false, "refuse every VM file that has no pin (needs --pins)")
 	fs.BoolVar(&f.keepRemoved, "keep-removed", false,
 		"keep a VM whose file left the plugin directory running (shown removed) until it is stopped, instead of stopping it at the reload")
+	fs.StringVar(&f.sandbox, "sandbox", sandbox.BestEffort.String(), "how each VM's policy is applied: `level` off, best-effort or required")
+	fs.StringVar(&f.sandboxPolicy, "sandbox-policy", "", "the VMs' sandbox policies, a JSON `file` (docs/SANDBOX.md)")
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
 	f.adminFlags.register(fs)
@@ -126,6 +141,14 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	}
 	if code := f.superviseFlags.validate(fs, e); code != exitOK {
 		return code
+	}
+	if _, err := sandbox.ParseLevel(f.sandbox); err != nil {
+		return usagef(fs, e, "--sandbox %q: give off, best-effort or required", f.sandbox)
+	}
+	if f.sandboxPolicy != "" {
+		if _, err := sandbox.ReadFile(f.sandboxPolicy); err != nil {
+			return usagef(fs, e, "--sandbox-policy: %v", err)
+		}
 	}
 	log := f.log.logger(e)
 	events, err := openEventLog(f.events, e.stdout)
@@ -187,6 +210,15 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir(getenv)
+	}
+	var err error
+	if cfg.Sandbox, err = sandbox.ParseLevel(f.sandbox); err != nil {
+		return node.Config{}, err
+	}
+	if f.sandboxPolicy != "" {
+		if cfg.SandboxPolicy, err = sandbox.ReadFile(f.sandboxPolicy); err != nil {
+			return node.Config{}, err
+		}
 	}
 	if f.engineListen != "" {
 		cfg.Remote = node.RemoteConfig{Listen: f.engineListen, Advertise: f.engineAdvertise,

@@ -340,8 +340,12 @@ type VM struct {
 	// A change the VM waits for, such as "changed: rolls out 1f2e3d4c5b6a
 	// at its next start" when its file changed while it was stopped.
 	Pending string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
+	// The SHA-256 of the public key (SubjectPublicKeyInfo) of its server's
+	// TLS certificate, in base64, as curl's --pinnedpubkey sha256//... takes
+	// it; empty when the VM did not send its certificate.
+	CertSpkiSha256 string `protobuf:"bytes,24,opt,name=cert_spki_sha256,json=certSpkiSha256,proto3" json:"cert_spki_sha256,omitempty"`
 	// Its latest rollout, in progress or ended; unset before its first.
-	Rollout       *Rollout `protobuf:"bytes,24,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	Rollout       *Rollout `protobuf:"bytes,25,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -533,6 +537,13 @@ func (x *VM) GetRemoved() bool {
 func (x *VM) GetPending() string {
 	if x != nil {
 		return x.Pending
+	}
+	return ""
+}
+
+func (x *VM) GetCertSpkiSha256() string {
+	if x != nil {
+		return x.CertSpkiSha256
 	}
 	return ""
 }
@@ -1848,8 +1859,12 @@ type Enrollment struct {
 	EngineCertSha256 string `protobuf:"bytes,4,opt,name=engine_cert_sha256,json=engineCertSha256,proto3" json:"engine_cert_sha256,omitempty"`
 	// The protocol version the node expects of it.
 	ProtocolVersion uint32 `protobuf:"varint,5,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How long the VM lets its connection to the engine stay silent before
+	// it pings it, and waits for the answer: the node's own ping
+	// (VMRE_RUNTIME_ENGINE_PING).
+	Ping          *durationpb.Duration `protobuf:"bytes,6,opt,name=ping,proto3" json:"ping,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Enrollment) Reset() {
@@ -1915,6 +1930,13 @@ func (x *Enrollment) GetProtocolVersion() uint32 {
 		return x.ProtocolVersion
 	}
 	return 0
+}
+
+func (x *Enrollment) GetPing() *durationpb.Duration {
+	if x != nil {
+		return x.Ping
+	}
+	return nil
 }
 
 // GetEnrollmentResponse holds the enrollment.
@@ -2624,7 +2646,7 @@ var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x06\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x06\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -2651,8 +2673,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\vcert_sha256\x18\x15 \x01(\tR\n" +
 	"certSha256\x12\x18\n" +
 	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
-	"\apending\x18\x17 \x01(\tR\apending\x120\n" +
-	"\arollout\x18\x18 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\x83\x04\n" +
+	"\apending\x18\x17 \x01(\tR\apending\x12(\n" +
+	"\x10cert_spki_sha256\x18\x18 \x01(\tR\x0ecertSpkiSha256\x120\n" +
+	"\arollout\x18\x19 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\x83\x04\n" +
 	"\aRollout\x121\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x1b.vmre.admin.v1.RolloutPhaseR\x05phase\x12:\n" +
 	"\bstrategy\x18\x02 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12\x1f\n" +
@@ -2733,7 +2756,7 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"*\n" +
 	"\x14GetEnrollmentRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xb0\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xdf\x01\n" +
 	"\n" +
 	"Enrollment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
@@ -2741,7 +2764,8 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"engineAddr\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12,\n" +
 	"\x12engine_cert_sha256\x18\x04 \x01(\tR\x10engineCertSha256\x12)\n" +
-	"\x10protocol_version\x18\x05 \x01(\rR\x0fprotocolVersion\"R\n" +
+	"\x10protocol_version\x18\x05 \x01(\rR\x0fprotocolVersion\x12-\n" +
+	"\x04ping\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04ping\"R\n" +
 	"\x15GetEnrollmentResponse\x129\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
@@ -2930,54 +2954,55 @@ var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	24, // 24: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
 	38, // 25: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
 	25, // 26: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	27, // 27: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	27, // 28: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	1,  // 29: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	39, // 30: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
-	39, // 31: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
-	4,  // 32: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
-	5,  // 33: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
-	1,  // 34: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	39, // 35: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
-	39, // 36: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
-	4,  // 37: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
-	5,  // 38: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
-	37, // 39: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
-	38, // 40: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
-	38, // 41: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
-	3,  // 42: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
-	38, // 43: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
-	7,  // 44: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	9,  // 45: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	11, // 46: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	13, // 47: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	15, // 48: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	17, // 49: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	20, // 50: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	22, // 51: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	26, // 52: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	29, // 53: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	31, // 54: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
-	33, // 55: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
-	35, // 56: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
-	8,  // 57: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	10, // 58: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	12, // 59: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	14, // 60: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	16, // 61: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	18, // 62: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	21, // 63: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	23, // 64: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	28, // 65: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	30, // 66: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	32, // 67: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
-	34, // 68: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
-	36, // 69: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
-	57, // [57:70] is the sub-list for method output_type
-	44, // [44:57] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	39, // 27: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	27, // 28: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	27, // 29: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	1,  // 30: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	39, // 31: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
+	39, // 32: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 33: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
+	5,  // 34: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	1,  // 35: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	39, // 36: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
+	39, // 37: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 38: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
+	5,  // 39: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	37, // 40: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
+	38, // 41: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
+	38, // 42: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
+	3,  // 43: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
+	38, // 44: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
+	7,  // 45: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	9,  // 46: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	11, // 47: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	13, // 48: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	15, // 49: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	17, // 50: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	20, // 51: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	22, // 52: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	26, // 53: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	29, // 54: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	31, // 55: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
+	33, // 56: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
+	35, // 57: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
+	8,  // 58: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	10, // 59: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	12, // 60: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	14, // 61: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	16, // 62: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	18, // 63: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	21, // 64: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	23, // 65: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	28, // 66: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	30, // 67: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	32, // 68: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
+	34, // 69: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
+	36, // 70: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
+	58, // [58:71] is the sub-list for method output_type
+	45, // [45:58] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }

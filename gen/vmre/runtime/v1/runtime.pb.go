@@ -32,7 +32,13 @@ type InitializeRequest struct {
 	// hex, when that server speaks TLS: the host dials it over TLS and checks
 	// that fingerprint, with no PKI. Empty (the default, and what VMs of
 	// earlier releases send) when it speaks plain HTTP.
-	CertSha256    string `protobuf:"bytes,3,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	CertSha256 string `protobuf:"bytes,3,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	// The DER certificate of the VM's server, when it speaks TLS (added
+	// after cert_sha256, compatibly). With it the engine checks cert_sha256
+	// (which it derives when left empty) and learns the certificate's public
+	// key, whose SHA-256 the node publishes for clients that pin keys rather
+	// than certificates (curl --pinnedpubkey). At most 8 KiB.
+	Certificate   []byte `protobuf:"bytes,4,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +92,13 @@ func (x *InitializeRequest) GetCertSha256() string {
 		return x.CertSha256
 	}
 	return ""
+}
+
+func (x *InitializeRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
 }
 
 // InitializeResponse is the host's side of the handshake.
@@ -287,12 +300,13 @@ var File_vmre_runtime_v1_runtime_proto protoreflect.FileDescriptor
 
 const file_vmre_runtime_v1_runtime_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmre/runtime/v1/runtime.proto\x12\x0fvmre.runtime.v1\"s\n" +
+	"\x1dvmre/runtime/v1/runtime.proto\x12\x0fvmre.runtime.v1\"\x95\x01\n" +
 	"\x11InitializeRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1f\n" +
 	"\vcert_sha256\x18\x03 \x01(\tR\n" +
-	"certSha256\"\\\n" +
+	"certSha256\x12 \n" +
+	"\vcertificate\x18\x04 \x01(\fR\vcertificate\"\\\n" +
 	"\x12InitializeResponse\x12\x1b\n" +
 	"\thost_name\x18\x01 \x01(\tR\bhostName\x12)\n" +
 	"\x10protocol_version\x18\x02 \x01(\rR\x0fprotocolVersion\"\x9a\x01\n" +

@@ -48,12 +48,16 @@ type RuntimeServiceClient interface {
 	// token), invalid_argument (addr is not a loopback host:port),
 	// failed_precondition (protocol version mismatch; the error carries a
 	// ProtocolVersionMismatch detail), already_exists (this launch already
-	// completed its handshake), not_found (this launch timed out or ended).
+	// completed its handshake; for a remote VM, another process holds its
+	// enrollment), not_found (this launch timed out or ended).
 	Initialize(context.Context, *connect.Request[v1.InitializeRequest]) (*connect.Response[v1.InitializeResponse], error)
 	// Lease is held open by the VM for as long as it runs. The host ends it
 	// when it stops the VM; when the host dies, the connection breaks. Either
 	// way the VM shuts down gracefully. Authenticated like Initialize, and
-	// only after a successful Initialize.
+	// only after a successful Initialize. A remote VM's lease that the node
+	// ends so that the VM starts again (a restart, a rotated token, the
+	// node's shutdown) ends with the error aborted: the VM exits with code
+	// 75 for its orchestrator to start it again (docs/REMOTE.md).
 	Lease(context.Context, *connect.Request[v1.LeaseRequest]) (*connect.ServerStreamForClient[v1.LeaseResponse], error)
 }
 
@@ -107,12 +111,16 @@ type RuntimeServiceHandler interface {
 	// token), invalid_argument (addr is not a loopback host:port),
 	// failed_precondition (protocol version mismatch; the error carries a
 	// ProtocolVersionMismatch detail), already_exists (this launch already
-	// completed its handshake), not_found (this launch timed out or ended).
+	// completed its handshake; for a remote VM, another process holds its
+	// enrollment), not_found (this launch timed out or ended).
 	Initialize(context.Context, *connect.Request[v1.InitializeRequest]) (*connect.Response[v1.InitializeResponse], error)
 	// Lease is held open by the VM for as long as it runs. The host ends it
 	// when it stops the VM; when the host dies, the connection breaks. Either
 	// way the VM shuts down gracefully. Authenticated like Initialize, and
-	// only after a successful Initialize.
+	// only after a successful Initialize. A remote VM's lease that the node
+	// ends so that the VM starts again (a restart, a rotated token, the
+	// node's shutdown) ends with the error aborted: the VM exits with code
+	// 75 for its orchestrator to start it again (docs/REMOTE.md).
 	Lease(context.Context, *connect.Request[v1.LeaseRequest], *connect.ServerStream[v1.LeaseResponse]) error
 }
 

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vmre/runtime/v1/runtime.proto.
  */
 export const file_vmre_runtime_v1_runtime: GenFile = /*@__PURE__*/
-  fileDesc("Ch12bXJlL3J1bnRpbWUvdjEvcnVudGltZS5wcm90bxIPdm1yZS5ydW50aW1lLnYxIlAKEUluaXRpYWxpemVSZXF1ZXN0EhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDAoEYWRkchgCIAEoCRITCgtjZXJ0X3NoYTI1NhgDIAEoCSJBChJJbml0aWFsaXplUmVzcG9uc2USEQoJaG9zdF9uYW1lGAEgASgJEhgKEHByb3RvY29sX3ZlcnNpb24YAiABKA0iaAoXUHJvdG9jb2xWZXJzaW9uTWlzbWF0Y2gSEQoJaG9zdF9uYW1lGAEgASgJEh0KFWhvc3RfcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIbChN2bV9wcm90b2NvbF92ZXJzaW9uGAMgASgNIg4KDExlYXNlUmVxdWVzdCIPCg1MZWFzZVJlc3BvbnNlMrEBCg5SdW50aW1lU2VydmljZRJVCgpJbml0aWFsaXplEiIudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXF1ZXN0GiMudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXNwb25zZRJICgVMZWFzZRIdLnZtcmUucnVudGltZS52MS5MZWFzZVJlcXVlc3QaHi52bXJlLnJ1bnRpbWUudjEuTGVhc2VSZXNwb25zZTABQjRaMmdpdGh1Yi5jb20vdm1yZS92bXJlL2dlbi92bXJlL3J1bnRpbWUvdjE7cnVudGltZXYxYgZwcm90bzM");
+  fileDesc("Ch12bXJlL3J1bnRpbWUvdjEvcnVudGltZS5wcm90bxIPdm1yZS5ydW50aW1lLnYxImUKEUluaXRpYWxpemVSZXF1ZXN0EhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDAoEYWRkchgCIAEoCRITCgtjZXJ0X3NoYTI1NhgDIAEoCRITCgtjZXJ0aWZpY2F0ZRgEIAEoDCJBChJJbml0aWFsaXplUmVzcG9uc2USEQoJaG9zdF9uYW1lGAEgASgJEhgKEHByb3RvY29sX3ZlcnNpb24YAiABKA0iaAoXUHJvdG9jb2xWZXJzaW9uTWlzbWF0Y2gSEQoJaG9zdF9uYW1lGAEgASgJEh0KFWhvc3RfcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIbChN2bV9wcm90b2NvbF92ZXJzaW9uGAMgASgNIg4KDExlYXNlUmVxdWVzdCIPCg1MZWFzZVJlc3BvbnNlMrEBCg5SdW50aW1lU2VydmljZRJVCgpJbml0aWFsaXplEiIudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXF1ZXN0GiMudm1yZS5ydW50aW1lLnYxLkluaXRpYWxpemVSZXNwb25zZRJICgVMZWFzZRIdLnZtcmUucnVudGltZS52MS5MZWFzZVJlcXVlc3QaHi52bXJlLnJ1bnRpbWUudjEuTGVhc2VSZXNwb25zZTABQjRaMmdpdGh1Yi5jb20vdm1yZS92bXJlL2dlbi92bXJlL3J1bnRpbWUvdjE7cnVudGltZXYxYgZwcm90bzM");
 
 /**
  * InitializeRequest is the VM's side of the handshake.
@@ -41,6 +41,17 @@ export type InitializeRequest = Message<"vmre.runtime.v1.InitializeRequest"> & {
    * @generated from field: string cert_sha256 = 3;
    */
   certSha256: string;
+
+  /**
+   * The DER certificate of the VM's server, when it speaks TLS (added
+   * after cert_sha256, compatibly). With it the engine checks cert_sha256
+   * (which it derives when left empty) and learns the certificate's public
+   * key, whose SHA-256 the node publishes for clients that pin keys rather
+   * than certificates (curl --pinnedpubkey). At most 8 KiB.
+   *
+   * @generated from field: bytes certificate = 4;
+   */
+  certificate: Uint8Array;
 };
 
 /**
@@ -161,7 +172,8 @@ export const RuntimeService: GenService<{
    * token), invalid_argument (addr is not a loopback host:port),
    * failed_precondition (protocol version mismatch; the error carries a
    * ProtocolVersionMismatch detail), already_exists (this launch already
-   * completed its handshake), not_found (this launch timed out or ended).
+   * completed its handshake; for a remote VM, another process holds its
+   * enrollment), not_found (this launch timed out or ended).
    *
    * @generated from rpc vmre.runtime.v1.RuntimeService.Initialize
    */
@@ -174,7 +186,10 @@ export const RuntimeService: GenService<{
    * Lease is held open by the VM for as long as it runs. The host ends it
    * when it stops the VM; when the host dies, the connection breaks. Either
    * way the VM shuts down gracefully. Authenticated like Initialize, and
-   * only after a successful Initialize.
+   * only after a successful Initialize. A remote VM's lease that the node
+   * ends so that the VM starts again (a restart, a rotated token, the
+   * node's shutdown) ends with the error aborted: the VM exits with code
+   * 75 for its orchestrator to start it again (docs/REMOTE.md).
    *
    * @generated from rpc vmre.runtime.v1.RuntimeService.Lease
    */
