@@ -58,6 +58,7 @@ type Node struct {
 	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
 	dirty     map[string]bool            // VMs to reconcile again, after their rollouts
 	waiters   map[string][]chan supervise.RolloutStatus
+	ended     map[string]supervise.RolloutStatus // each VM's last rollout that ended
 	kill      context.CancelCauseFunc
 	tlsAddr   string
 }
@@ -84,7 +85,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, entries: make(map[string]*entry), dirty: make(map[string]bool), refused: make(map[string]bool),
-		waiters: make(map[string][]chan supervise.RolloutStatus), kickFollow: make(chan struct{}, 1)}
+		waiters: make(map[string][]chan supervise.RolloutStatus), ended: make(map[string]supervise.RolloutStatus),
+		kickFollow: make(chan struct{}, 1)}
 	n.logs = admin.NewLogs(0)
 	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
 	stops, err := loadStops(cfg.DataDir)

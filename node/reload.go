@@ -329,5 +329,5 @@ func (n *Node) logReport(r Report) {
 	}
 	n.log.LogAttrs(context.Background(), slog.LevelInfo, "plugin directory loaded",
 		slog.Any("added", r.Added), slog.Any("changed", r.Changed), slog.Any("unchanged", r.Unchanged),
-		slog.Any("removed", r.Removed), slog.Any("failed", failed))
+		slog.Any("removed", r.Removed), slog.Any("known_bad", r.KnownBad), slog.Any("failed", failed))
 }

@@ -279,6 +279,10 @@ func (n *Node) operatorRollout(name string, run *registry.VM, opts RolloutOption
 func (n *Node) WaitRollout(ctx context.Context, name string, id uint64) (supervise.RolloutStatus, error) {
 	ch := make(chan supervise.RolloutStatus, 8)
 	n.mu.Lock()
+	if r, ok := n.ended[name]; ok && r.ID == id {
+		n.mu.Unlock()
+		return r, nil
+	}
 	n.waiters[name] = append(n.waiters[name], ch)
 	n.mu.Unlock()
 	defer func() {
@@ -286,10 +290,8 @@ func (n *Node) WaitRollout(ctx context.Context, name string, id uint64) (supervi
 		n.waiters[name] = slices.DeleteFunc(n.waiters[name], func(c chan supervise.RolloutStatus) bool { return c == ch })
 		n.mu.Unlock()
 	}()
-	if vm, ok := n.sup.Get(name); !ok {
+	if !n.has(name) {
 		return supervise.RolloutStatus{}, fmt.Errorf("%w %q", supervise.ErrUnknownVM, name)
-	} else if r := vm.Rollout; r != nil && r.ID == id && r.Phase != supervise.RolloutInProgress {
-		return *r, nil
 	}
 	for {
 		select {
@@ -481,6 +483,7 @@ func (n *Node) rolloutEnded(ev supervise.RolloutEvent, hook func(*Hooks) func(su
 		}
 	}
 	waiters := slices.Clone(n.waiters[ev.VM])
+	n.ended[ev.VM] = ev.Rollout
 	n.mu.Unlock()
 	reason := ""
 	if ev.Rollout.Err != nil {

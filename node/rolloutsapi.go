@@ -102,8 +102,12 @@ func (a rolloutsAPI) outcome(ctx context.Context, name string, res RolloutResult
 	if !ok {
 		return nil, nil, connect.NewError(connect.CodeNotFound, errors.New("the VM left the node"))
 	}
-	if r == nil && vm.Rollout != nil && vm.Rollout.ID == res.ID {
+	switch {
+	case r != nil || res.ID == 0:
+	case vm.Rollout != nil && vm.Rollout.ID == res.ID:
 		r = admin.RolloutView(*vm.Rollout)
+	default: // it has not begun yet: the VM's launch in progress ends first
+		r = &adminv1.Rollout{Id: res.ID, Phase: adminv1.RolloutPhase_ROLLOUT_PHASE_ROLLING_OUT, FromDigest: res.From, ToDigest: res.To}
 	}
 	return a.n.admin.View(vm), r, nil
 }

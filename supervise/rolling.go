@@ -232,20 +232,28 @@ func (ro *rolling) stopProbing() {
 func (ro *rolling) succeed() step {
 	s, v := ro.s, ro.v
 	ro.stopProbing()
-	ro.adopt()
-	ro.st.Phase, ro.st.Ended = RolloutSucceeded, s.clock.Now()
-	ro.show("rolled out: the new version is healthy", nil)
+	var oldExit *launcher.Exit
 	if old := ro.old; old != nil {
+		ro.adopt()
+		ro.show("rolling out: the new version is healthy; the VM switches to it and stops the old run", nil)
 		ro.old = nil
 		s.stopRuns(v, nil, old)
 		exit, _ := old.Exit()
+		oldExit = &exit
 		s.keepStderr(v, old)
-		s.update(v, "the old version stopped", func(vs *VM) { vs.LastExit = &exit })
 	}
-	return ro.end(func() step { return s.watch(v, ro.next, 0) })
+	ro.adopt()
+	ro.st.Phase, ro.st.Ended = RolloutSucceeded, s.clock.Now()
+	ro.finish("rolled out: the new version is healthy", func(vs *VM) {
+		if oldExit != nil {
+			vs.LastExit = oldExit
+		}
+	})
+	return s.watch(v, ro.next, 0)
 }
 
-// adopt makes the new version the VM's, and shows its run.
+// adopt makes the new version the VM's, and shows its run (the change is
+// told with the next).
 func (ro *rolling) adopt() {
 	s, v := ro.s, ro.v
 	s.mu.Lock()
@@ -273,15 +281,15 @@ func (ro *rolling) fail(rerr *RolloutError) step {
 	if ro.r.NoAutoRevert {
 		ro.st.Phase = RolloutFailed
 		ro.adopt()
-		ro.showChange("rollout failed; the new version stays (no auto-revert)", failed)
 		if old := ro.old; old != nil {
 			ro.old = nil
 			s.stopRuns(v, nil, old)
 		}
+		ro.finish("rollout failed; the new version stays (no auto-revert)", failed)
 		if ro.next != nil { // it runs on, unhealthy, for whoever debugs it
-			return ro.end(func() step { return s.watch(v, ro.next, ro.attempt) })
+			return s.watch(v, ro.next, ro.attempt)
 		}
-		return ro.end(func() step { return s.afterFailure(v, rerr, ro.attempt) })
+		return s.afterFailure(v, rerr, ro.attempt)
 	}
 	ro.st.Phase = RolloutReverted
 	if next := ro.next; next != nil {
@@ -296,11 +304,11 @@ func (ro *rolling) fail(rerr *RolloutError) step {
 		}
 	}
 	if old := ro.old; old != nil { // StartFirst: the old run never stopped
-		ro.showChange("rolled back: the old version runs on", failed)
-		return ro.end(func() step { return s.watch(v, old, ro.attempt) })
+		ro.finish("rolled back: the old version runs on", failed)
+		return s.watch(v, old, ro.attempt)
 	}
-	ro.showChange("rolled back: launching the old version again", failed)
-	return ro.end(func() step { return step{next: launchNow, attempt: ro.attempt} })
+	ro.finish("rolled back: launching the old version again", failed)
+	return step{next: launchNow, attempt: ro.attempt}
 }
 
 // afterFailure is where a VM goes whose new version failed and stays,
@@ -342,7 +350,7 @@ func (ro *rolling) interrupt(cutAt <-chan struct{}, why string, f func(*VM), nex
 		s.keepStderr(v, r)
 	}
 	ro.st.Phase, ro.st.Err, ro.st.Ended = RolloutInterrupted, errors.New(why), s.clock.Now()
-	ro.showChange("rollout interrupted: "+why, func(vs *VM) {
+	ro.finish("rollout interrupted: "+why, func(vs *VM) {
 		if last != nil {
 			vs.LastExit = last
 		}
@@ -356,19 +364,20 @@ func (ro *rolling) interrupt(cutAt <-chan struct{}, why string, f func(*VM), nex
 	if next.next == launchNow {
 		next.exit = last
 	}
-	return ro.end(func() step { return next })
+	return next
 }
 
-// end lets the VM take a new rollout, tells the hook how this one ended,
-// and goes on.
-func (ro *rolling) end(then func() step) step {
+// finish ends the rollout: the VM may take a new one, the hook hears how
+// this one ended, then the VM's state shows it, with f's change, so that
+// whoever sees it ended finds what the hook recorded.
+func (ro *rolling) finish(what string, f func(*VM)) {
 	ro.stopProbing()
 	if ro.deadline != nil {
 		ro.deadline.Stop()
 	}
 	ro.s.endRollout(ro.v)
 	ro.s.tellRollout(ro.v, ro.st)
-	return then()
+	ro.showChange(what, f)
 }
 
 // show records the rollout's status in the VM's state, with a record.

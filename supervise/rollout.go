@@ -305,9 +305,9 @@ func (s *Supervisor) dropRollout(v *vm, why string) {
 	st := RolloutStatus{ID: req.id, Phase: RolloutInterrupted, Strategy: req.r.Strategy, MinHealthy: req.r.MinHealthy,
 		HealthyDeadline: req.r.HealthyDeadline, From: s.spec(v).Version, To: req.r.Version, Started: now, Ended: now,
 		Err: errors.New(why + " before it began")}
-	s.update(v, "rollout interrupted before it began", func(vs *VM) { vs.Rollout = &st })
 	s.endRollout(v)
 	s.tellRollout(v, st)
+	s.update(v, "rollout interrupted before it began", func(vs *VM) { vs.Rollout = &st })
 }
 
 // endRollout lets the VM take a new rollout.

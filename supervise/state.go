@@ -123,13 +123,16 @@ type Hooks struct {
 	// goroutine that called Remove, after its last State.
 	Removed func(name string)
 
-	// RolloutStarted is called when a rollout begins; RolloutHealthy when
-	// it succeeded: its new version proved healthy, the VM runs it and
-	// (StartFirst) the old run has stopped; RolloutReverted when its new
-	// version failed and the VM goes back to its old one (under Replace
-	// its launch follows; under StartFirst the old run runs on);
-	// RolloutFailed when its new version failed and stays the VM's
-	// version (NoAutoRevert), or when it was interrupted. Each comes
-	// after the State change that shows it, on the VM's goroutine.
+	// RolloutStarted is called when a rollout begins, after the State
+	// change that shows it; RolloutHealthy when it succeeded: its new
+	// version proved healthy, the VM runs it and (StartFirst) the old run
+	// has stopped; RolloutReverted when its new version failed and the VM
+	// goes back to its old one (under Replace its launch follows; under
+	// StartFirst the old run runs on); RolloutFailed when its new version
+	// failed and stays the VM's version (NoAutoRevert), or when it was
+	// interrupted. These three come just before the State change that
+	// shows the rollout's end, so that whoever sees it ended finds what
+	// they recorded; the VM may take a new rollout from then on. All are
+	// called on the VM's goroutine.
 	RolloutStarted, RolloutHealthy, RolloutReverted, RolloutFailed func(RolloutEvent)
 }

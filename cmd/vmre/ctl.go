@@ -184,7 +184,7 @@ func psState(vm *adminv1.VM) string {
 	if p := vm.GetPending(); p != "" {
 		state += ", " + p
 	}
-	return state
+	return state + rolloutState(vm.GetRollout())
 }
 
 // psLast is a VM's LAST EXIT in ps: for a VM that fails, the error of its

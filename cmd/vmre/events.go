@@ -54,6 +54,12 @@ type event struct {
 	Unchanged []string `json:"unchanged,omitempty"`
 	Removed   []string `json:"removed,omitempty"`
 	Failed    []string `json:"failed,omitempty"`
+	KnownBad  []string `json:"known_bad,omitempty"`
+	// A rollout: the digests of the version before and of the new one.
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
+	Strategy string `json:"strategy,omitempty"`
+	ID       uint64 `json:"id,omitempty"`
 }
 
 // openEventLog opens --events: "" for none, "-" for stdout, else a file
@@ -171,10 +177,29 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 			for _, p := range r.Failed {
 				failed = append(failed, p.Entry)
 			}
-			l.write(event{Event: "reload", Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, Failed: failed})
+			l.write(event{Event: "reload", Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, Failed: failed,
+				KnownBad: r.KnownBad})
 		},
+		RolloutStarted:  l.rollout("rollout_started"),
+		RolloutHealthy:  l.rollout("rollout_healthy"),
+		RolloutReverted: l.rollout("rollout_reverted"),
+		RolloutFailed:   l.rollout("rollout_failed"),
 		EngineListening: func(addr, certSHA256 string) {
 			l.write(event{Event: "engine_listening", Addr: addr, CertSHA256: certSHA256})
 		},
+	}
+}
+
+// rollout returns the hook that writes a rollout's event of the name
+// event: its phase, the two versions, how long it took and why it failed.
+func (l *eventLog) rollout(name string) func(supervise.RolloutEvent) {
+	return func(ev supervise.RolloutEvent) {
+		r := ev.Rollout
+		e := event{Event: name, VM: ev.VM, ID: r.ID, Phase: r.Phase.String(), Strategy: r.Strategy.String(), From: r.From, To: r.To,
+			Error: errText(r.Err)}
+		if !r.Ended.IsZero() {
+			e.ElapsedMS = ms(r.Ended.Sub(r.Started))
+		}
+		l.write(e)
 	}
 }

@@ -39,6 +39,9 @@ var commands = []command{
 	{"start", "start [--node URL] NAME", "start a stopped VM of a running node", startCommand},
 	{"restart", "restart [--node URL] NAME", "restart a VM of a running node", restartCommand},
 	{"logs", "logs [-f] [--since D] [--node URL] NAME", "print, and follow, the log records of a VM of a running node", logsCommand},
+	{"rollout", "rollout [--force] [--node URL] NAME", "roll out the new version of a VM's file, health-gated, reverted by itself if it fails", rolloutCommand},
+	{"rollback", "rollback [--to DIGEST] [--node URL] NAME", "roll a VM back to an earlier version", rollbackCommand},
+	{"history", "history [--json] [--node URL] NAME", "list the versions of a VM and what became of them", historyCommand},
 	{"remote", "remote env|systemd|k8s|rotate [flags] NAME", "hand a remote VM what it needs to reach a running node (docs/REMOTE.md)", remoteCommand},
 	{"version", "version", "print vmre's version, protocol version and Go version", versionCommand},
 }

@@ -49,11 +49,22 @@ non-executable file, an exec format error and a refused pin are never
 retried: GET /v1/vms says why the VM failed.
 
 SIGHUP reloads the directory, the aliases and the pins, and reconciles the
-node with them: new VMs start; a VM whose file changed runs it at its next
-restart (vmre ps says "changed: runs at next restart"); a VM whose file
-left is stopped, with its graceful timeout, and forgotten (--keep-removed
-keeps it running, shown removed); a remote VM whose NAME.remote left is
-refused at once. A VM stopped by vmre stop stays stopped across a restart
+node with them: new VMs start; a VM whose file changed rolls out its new
+version; a VM whose file left is stopped, with its graceful timeout, and
+forgotten (--keep-removed keeps it running, shown removed); a remote VM
+whose NAME.remote left is refused at once.
+
+A rollout replaces the old run with the new version (--rollout-strategy
+replace), or starts the new one beside it and switches once it is healthy
+(start-first, for the VMs of --start-first). The new version is healthy
+once it has handshaken, answered its health probe (the probe of vmre run
+--check) and stayed up for --min-healthy (10s); if that has not happened
+within --healthy-deadline (60s), or it exits first, the VM goes back to
+the version before by itself (--no-auto-revert keeps the failed one) and
+the failed version is not rolled out again until its bytes change (vmre
+rollout NAME --force tries it anyway). vmre history NAME lists a VM's
+versions and vmre rollback NAME goes back to one; they are kept in
+--data-dir, with a copy of their bytes, across restarts of the node. A VM stopped by vmre stop stays stopped across a restart
 of the node (kept in --data-dir). SIGINT or SIGTERM stops every VM in parallel (SIGTERM, then
 SIGKILL after --graceful-timeout; a second Ctrl-C kills at once) and exits 0.
 
@@ -83,6 +94,7 @@ Examples:
 type nodeFlags struct {
 	launchFlags
 	superviseFlags
+	rolloutFlags
 	adminFlags
 	pluginDir, aliases, pins string
 	requirePins, keepRemoved bool
@@ -108,6 +120,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.sandboxPolicy, "sandbox-policy", "", "the VMs' sandbox policies, a JSON `file` (docs/SANDBOX.md)")
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
+	f.rolloutFlags.register(fs)
 	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.StringVar(&f.events, "events", "",
@@ -117,7 +130,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.engineAdvertise, "engine-advertise", "", "the `host:port` remote VMs dial (default: --engine-listen's address)")
 	fs.StringVar(&f.tlsCert, "engine-tls-cert", "", "the engine's TLS certificate `file` (PEM; default: a self-signed one kept in --data-dir)")
 	fs.StringVar(&f.tlsKey, "engine-tls-key", "", "the key `file` of --engine-tls-cert")
-	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate, the remote VMs' tokens and the VMs stopped by an operator "+
+	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate, the remote VMs' tokens, the VMs stopped by an operator and the VMs' versions "+
 		"(default $XDG_STATE_HOME/vmre, or ~/.local/state/vmre)")
 	fs.DurationVar(&f.remotePing, "remote-ping", tlspin.DefaultPings.Interval,
 		"ping a remote VM's silent connection after this long, and call it lost when the ping goes unanswered as long again")
@@ -140,6 +153,9 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	if code := f.superviseFlags.validate(fs, e); code != exitOK {
+		return code
+	}
+	if code := f.rolloutFlags.validate(fs, e); code != exitOK {
 		return code
 	}
 	if _, err := sandbox.ParseLevel(f.sandbox); err != nil {
@@ -204,7 +220,7 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	lcfg.Hooks = events.hooks()
 	cfg := node.Config{
 		PluginDir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins, KeepRemoved: f.keepRemoved,
-		Restart: f.policy, Backoff: f.backoff(), Launch: lcfg,
+		Restart: f.policy, Backoff: f.backoff(), Rollout: f.rolloutFlags.config(), Launch: lcfg,
 		DataDir: f.dataDir,
 		Hooks:   events.nodeHooks(nil),
 	}
