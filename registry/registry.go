@@ -44,8 +44,8 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	byID    map[string]*VM
-	byName  map[string]*VM // IDs and aliases
-	retired []*VM          // VMs that left the registry, closed at Close
+	byName  map[string]*VM    // IDs and aliases
+	retired []*VM             // VMs that left the registry, closed at Close
 	pins    map[string]Digest // the pins of the last load, by file name
 	closed  bool
 }
