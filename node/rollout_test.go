@@ -3,13 +3,18 @@
 package node_test
 
 import (
+	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -506,4 +511,103 @@ func TestRolloutStoppedVM(t *testing.T) {
 	}
 	tn.rollouts.wait(t, "vm", "healthy", 0)
 	tn.runningAt(t, "vm", v2)
+}
+
+// rollout-node DATADIR PLUGINDIR EXAMPLEVM runs a node whose VM vm is
+// rolling out a new version that takes an hour to be healthy: it prints
+// "rolling PID" once the new version runs, and runs until it is killed.
+func init() { helpers["rollout-node"] = rolloutNode }
+
+func rolloutNode(args []string) int {
+	data, plugins, example := args[0], args[1], args[2]
+	running := make(chan supervise.VM, 16)
+	n, err := node.New(node.Config{PluginDir: plugins, DataDir: data, Listener: mustListen(), Rollout: node.RolloutConfig{MinHealthy: time.Hour, HealthyDeadline: 2 * time.Hour},
+		Hooks: &node.Hooks{State: func(vm supervise.VM) {
+			if vm.State == supervise.StateRunning {
+				running <- vm
+			}
+		}}})
+	if err != nil {
+		fmt.Println("new:", err)
+		return 1
+	}
+	go n.Run(context.Background())
+	first := <-running
+	if err := appendCopy(example, filepath.Join(plugins, "vm"), []byte("version 2")); err != nil {
+		fmt.Println("write:", err)
+		return 1
+	}
+	if _, err := n.Reload(context.Background()); err != nil {
+		fmt.Println("reload:", err)
+		return 1
+	}
+	for vm := range running {
+		if vm.Version != first.Version {
+			fmt.Println("rolling", vm.Pid)
+			break
+		}
+	}
+	select {} // until killed
+}
+
+func mustListen() net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	return ln
+}
+
+// TestRolloutNodeKilled: a node killed with SIGKILL in the middle of a
+// rollout, its VMs with it, comes back consistent: the VM runs the
+// version it ran before the rollout, the history knows both, and the new
+// version rolls out again, to its end.
+func TestRolloutNodeKilled(t *testing.T) {
+	t.Parallel()
+	dir, data := pluginDir(t, "vm"), t.TempDir()
+	v1 := digestOf(t, filepath.Join(dir, "vm"))
+	cmd := vmretest.Command("rollout-node", data, dir, exampleVM)
+	var stderr vmretest.SyncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	guard := time.AfterFunc(vmretest.WaitTimeout, func() { cmd.Process.Kill() })
+	defer guard.Stop()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	cmd.Process.Kill()
+	cmd.Wait()
+	pid, ok := strings.CutPrefix(strings.TrimSpace(line), "rolling ")
+	if !ok {
+		t.Fatalf("the node did not get to its rollout: %q\n%s", line, stderr.String())
+	}
+	v2 := digestOf(t, filepath.Join(dir, "vm"))
+	if !vmretest.Eventually(func() bool { return vmretest.ProcessGone(atoi(t, pid)) }) {
+		t.Fatalf("the new version (pid %s) outlived its killed node", pid)
+	}
+
+	tn := startNode(t, node.Config{PluginDir: dir, DataDir: data, Restart: supervise.OnFailure})
+	tn.runningAt(t, "vm", v1)
+	done, _ := tn.rollouts.wait(t, "vm", "healthy", 0)
+	if done.From != v1 || done.To != v2 {
+		t.Errorf("the rollout after the restart: %+v", done)
+	}
+	tn.runningAt(t, "vm", v2)
+	h := tn.versions(t, "vm")
+	if h[v1].GetResult() != adminv1.VersionResult_VERSION_RESULT_SUPERSEDED || h[v2].GetResult() != adminv1.VersionResult_VERSION_RESULT_RUNNING {
+		t.Errorf("the history after the restart: %v", h)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
