@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
@@ -232,7 +234,20 @@ func (e *RolloutError) Error() string {
 		b.WriteString(e.Err.Error())
 	}
 	if n := len(stderr); n > 0 {
-		fmt.Fprintf(&b, "; its last words: %q", stderr[n-1])
+		fmt.Fprintf(&b, "; its last stderr line: %s", graphic(stderr[n-1]))
+	}
+	return b.String()
+}
+
+// graphic is s with its control characters escaped: a VM's bytes, shown.
+func graphic(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsGraphic(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteString(strings.Trim(strconv.QuoteRune(r), "'"))
+		}
 	}
 	return b.String()
 }

@@ -162,7 +162,7 @@ func TestRolloutFailures(t *testing.T) {
 		{"exits before its handshake", func(t *testing.T, f *fakeSupervisor, _ *fakeProber, l *fakeLaunch) {
 			l.fail(&launcher.LaunchError{Phase: launcher.PhaseHandshakeWait, VM: "vm", Err: vmre.ErrProcessNotFound,
 				Exit: &launcher.Exit{Code: 1, Ran: 5 * time.Millisecond}, Stderr: []string{"cannot open the chain"}})
-		}, `exit code 1 after 5ms, before its handshake; its last words: "cannot open the chain"`, vmre.ErrProcessNotFound},
+		}, "exit code 1 after 5ms, before its handshake; its last stderr line: cannot open the chain", vmre.ErrProcessNotFound},
 		{"unhealthy until the deadline", func(t *testing.T, f *fakeSupervisor, p *fakeProber, l *fakeLaunch) {
 			l.succeed(2)
 			for range deadline / probeEvery {
@@ -425,5 +425,18 @@ func TestParseStrategy(t *testing.T) {
 	}
 	if _, err := supervise.ParseStrategy("canary"); err == nil || !strings.Contains(err.Error(), "replace or start-first") {
 		t.Errorf("ParseStrategy(canary): %v", err)
+	}
+}
+
+// TestRolloutErrorEscapes: a failed version's last stderr line is shown
+// with its control characters escaped: a VM's bytes do not drive the
+// operator's terminal.
+func TestRolloutErrorEscapes(t *testing.T) {
+	t.Parallel()
+	err := &supervise.RolloutError{Version: "v2", Exit: &launcher.Exit{Code: 1, Ran: time.Second},
+		Stderr: []string{"\x1b[2Jfatal: bad\rdatabase é"}, Err: errors.New("before it was healthy for 3s")}
+	want := `exit code 1 after 1s, before it was healthy for 3s; its last stderr line: \x1b[2Jfatal: bad\rdatabase é`
+	if got := err.Error(); got != want {
+		t.Errorf("Error() = %q\nwant      %q", got, want)
 	}
 }

@@ -328,7 +328,7 @@ func historyCommand(ctx context.Context, args []string, e env) int {
 	}
 	const stamp = "2006-01-02 15:04:05"
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DIGEST\tFIRST SEEN\tLAST STARTED\tRESULT")
+	fmt.Fprintln(tw, "DIGEST\tFIRST SEEN\tBECAME CURRENT\tRESULT")
 	for _, v := range res.Msg.GetVersions() {
 		started := "-"
 		if v.GetStartedAt() != nil {
