@@ -43,8 +43,8 @@ type Description struct {
 	// Removed: its file or declaration left the plugin directory and the
 	// node keeps it running until it is stopped.
 	Removed bool
-	// Pending is a change it waits for, in a sentence ("changed: runs at
-	// next restart"), or "".
+	// Pending is a change it waits for, in a sentence ("changed: rolls out
+	// 0356559ddd51 at its next start"), or "".
 	Pending string
 }
 

@@ -1300,7 +1300,8 @@ type ReloadResponse struct {
 	Failed []*ReloadFailure `protobuf:"bytes,2,rep,name=failed,proto3" json:"failed,omitempty"`
 	// VMs loaded before, unchanged.
 	Unchanged []string `protobuf:"bytes,3,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
-	// VMs whose file changed: their next launch runs the new version.
+	// VMs whose file changed: their new version rolls out (for a VM an
+	// operator stopped, at its next start).
 	Changed []string `protobuf:"bytes,4,rep,name=changed,proto3" json:"changed,omitempty"`
 	// VMs whose file or declaration left the directory: stopped and
 	// forgotten, or, with --keep-removed, running on until stopped.

@@ -82,8 +82,8 @@ type AdminServiceClient interface {
 	RestartVM(context.Context, *connect.Request[v1.RestartVMRequest]) (*connect.Response[v1.RestartVMResponse], error)
 	// Reload reads the plugin directory, the aliases and the pins again, and
 	// reconciles the node with them: new VMs start, removed ones stop and
-	// leave, a removed remote VM's token is refused, a changed file runs at
-	// the VM's next launch. A node without a plugin directory (vmre run)
+	// leave, a removed remote VM's token is refused, a changed file rolls
+	// out (see Rollout). A node without a plugin directory (vmre run)
 	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
@@ -315,8 +315,8 @@ type AdminServiceHandler interface {
 	RestartVM(context.Context, *connect.Request[v1.RestartVMRequest]) (*connect.Response[v1.RestartVMResponse], error)
 	// Reload reads the plugin directory, the aliases and the pins again, and
 	// reconciles the node with them: new VMs start, removed ones stop and
-	// leave, a removed remote VM's token is refused, a changed file runs at
-	// the VM's next launch. A node without a plugin directory (vmre run)
+	// leave, a removed remote VM's token is refused, a changed file rolls
+	// out (see Rollout). A node without a plugin directory (vmre run)
 	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
