@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ func (s *Supervisor) rollOut(v *vm, prev step) step {
 	ro.st.Deadline = s.clock.Now().Add(ro.r.HealthyDeadline)
 	st := ro.st
 	l := s.launchWith(v, launchSpec{
-		what: "rolling out: launching " + short(ro.r.Version), command: ro.r.Command, version: ro.r.Version,
+		what: "rolling out: launching " + cmp.Or(short(ro.r.Version), "the new version"), command: ro.r.Command, version: ro.r.Version,
 		exit: oldExit, beside: ro.old != nil, deadline: ro.deadline,
 		also: func(vs *VM) { vs.Rollout = &st },
 		onReady: func(r Ready) {
