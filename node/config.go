@@ -71,8 +71,11 @@ type Config struct {
 
 	// DataDir is the node's own directory: the engine's certificate, the
 	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
-	// directories (docs/NODE.md). Required with Remote and Sandbox; without
-	// it, operators' stops last as long as the node.
+	// directories, the VMs' versions and the copies of their bytes
+	// (docs/NODE.md). Required with Remote and Sandbox; without it,
+	// operators' stops and the versions last as long as the node, and the
+	// copies are kept in a temporary directory that Run removes when it
+	// returns (or New, when it fails).
 	DataDir string
 
 	// Sandbox is how the policy of each VM the node launches is applied
