@@ -70,6 +70,13 @@ func (tn *testNode) runningAt(t *testing.T, name, digest string, not ...int) sup
 	return vm
 }
 
+// ranAt waits until the VM name runs version digest, as its state shows
+// it: the node may replace the run before its bytes can be read.
+func (tn *testNode) ranAt(t *testing.T, name, digest string) supervise.VM {
+	t.Helper()
+	return tn.states.wait(t, name, supervise.StateRunning, func(vm supervise.VM) bool { return vm.Version == digest })
+}
+
 // versions returns the VM's history through the admin API, by digest.
 func (tn *testNode) versions(t *testing.T, name string) map[string]*adminv1.Version {
 	t.Helper()
@@ -396,7 +403,7 @@ func TestRolloutNodeRestart(t *testing.T) {
 	}
 
 	second := startNode(t, node.Config{PluginDir: dir, DataDir: data, Restart: supervise.OnFailure})
-	second.runningAt(t, "vm", v1)
+	second.ranAt(t, "vm", v1) // its rollout of v2 follows at once
 	done, _ := second.rollouts.wait(t, "vm", "healthy", 0)
 	if done.From != v1 || done.To != v2 {
 		t.Errorf("the rollout after the restart: %+v", done)
@@ -591,7 +598,7 @@ func TestRolloutNodeKilled(t *testing.T) {
 	}
 
 	tn := startNode(t, node.Config{PluginDir: dir, DataDir: data, Restart: supervise.OnFailure})
-	tn.runningAt(t, "vm", v1)
+	tn.ranAt(t, "vm", v1) // its rollout of v2 follows at once
 	done, _ := tn.rollouts.wait(t, "vm", "healthy", 0)
 	if done.From != v1 || done.To != v2 {
 		t.Errorf("the rollout after the restart: %+v", done)
