@@ -9,6 +9,20 @@ PKGS     := ./...
 BENCH    ?= .
 BENCHTIME ?= 20x
 BENCHCOUNT ?= 6
+# BenchmarkRegistryLoadLarge (64 files of 100 MB) and BenchmarkNode64 (a node
+# of 64 VMs) take seconds an op: they run apart, with fewer ops, in a whole
+# `make bench` (or with BENCH_LARGE='RegistryLoadLarge|Node64').
+# The peers' benchmarks (bench/peers, a module of its own) run in a whole
+# `make bench` too, or alone with `make bench-peers`.
+ifeq ($(BENCH),.)
+BENCH_LARGE ?= RegistryLoadLarge|Node64
+BENCH_PEERS ?= 1
+endif
+# AvalancheGo registers vm/runtime/runtime.proto, as vmre's copy of the
+# rpcchainvm handshake does: one process holding both must not panic on it.
+PEERS_LDFLAGS := -X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
+BENCHTIME_LARGE ?= 1x
+BENCHCOUNT_LARGE ?= 5
 FUZZTIME ?= 30s
 STRESS_RUNS ?= 5
 STRESS_PKGS ?= $(PKGS)
@@ -25,7 +39,7 @@ TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
 # module: the sandbox's tests run it as a VM that nobody here wrote.
 XSVM     := sandbox/testdata/xsvm
 
-.PHONY: all generate lint check-generated examples test build run bench fuzz soak stress clean
+.PHONY: all generate lint check-generated examples test build run bench bench-peers fuzz soak stress clean
 
 all: build
 
@@ -82,9 +96,19 @@ build:
 run: build
 	$(BIN)/vmre run --listen 127.0.0.1:8080 $(BIN)/examplevm
 
-## bench: the benchmarks of docs/PERFORMANCE.md
+## bench: the benchmarks of docs/PERFORMANCE.md; RegistryLoadLarge and
+## Node64 run apart, BENCHTIME_LARGE ops BENCHCOUNT_LARGE times, then the peers
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -skip 'RegistryLoadLarge|Node64' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./bench/
+	@if [ -n '$(BENCH_LARGE)' ]; then set -x; \
+	  $(GO) test -run '^$$' -bench '$(BENCH_LARGE)' -benchtime $(BENCHTIME_LARGE) -count $(BENCHCOUNT_LARGE) ./bench/; fi
+	@if [ -n '$(BENCH_PEERS)' ]; then $(MAKE) --no-print-directory bench-peers; fi
+
+## bench-peers: vmre against AvalancheGo's subprocess runtime and
+## hashicorp/go-plugin, with the floor, in one run (bench/peers, a module of
+## its own, so that vmre's go.mod does not take their dependencies)
+bench-peers:
+	cd bench/peers && $(GO) test -ldflags='$(PEERS_LDFLAGS)' -run '^$$' -bench 'Peers' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) .
 
 ## fuzz: run each fuzz target for FUZZTIME. The targets are found in the
 ## sources: `go test -list` would run every package's TestMain, which builds

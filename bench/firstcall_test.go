@@ -33,7 +33,8 @@ var firstCallProtocols = []struct {
 // FirstCall/PROTOCOL/fresh makes the call with a new client: gRPC over h2c,
 // Connect over HTTP/1.1, each dialling its connection.
 // FirstCall/PROTOCOL/runtime makes it with the Runtime's client, whose
-// first connection Launch made.
+// first connection Launch made; runtime-no-warm-up the same, to the VM run
+// without client.Serve's warm-up (client.WithoutWarmUp).
 func BenchmarkFirstCall(b *testing.B) {
 	for _, p := range firstCallProtocols {
 		b.Run(p.name+"/fresh", func(b *testing.B) {
@@ -42,21 +43,19 @@ func BenchmarkFirstCall(b *testing.B) {
 				return c, c.CloseIdleConnections
 			})
 		})
-		b.Run(p.name+"/runtime", func(b *testing.B) {
-			firstCall(b, p.opts, func(rt *launcher.Runtime) (*http.Client, func()) {
-				return rt.HTTPClient(), func() {}
-			})
-		})
+		runtimeClient := func(rt *launcher.Runtime) (*http.Client, func()) { return rt.HTTPClient(), func() {} }
+		b.Run(p.name+"/runtime", func(b *testing.B) { firstCall(b, p.opts, runtimeClient) })
+		b.Run(p.name+"/runtime-no-warm-up", func(b *testing.B) { firstCall(b, p.opts, runtimeClient, "-no-warm-up") })
 	}
 }
 
 // firstCall times, per op, a health check with the client that client
-// returns for a VM just launched, and the function that closes it.
-func firstCall(b *testing.B, opts []connect.ClientOption, client func(*launcher.Runtime) (*http.Client, func())) {
+// returns for a VM just launched with args, and the function that closes it.
+func firstCall(b *testing.B, opts []connect.ClientOption, client func(*launcher.Runtime) (*http.Client, func()), args ...string) {
 	h := newVMRE(b, launcher.Config{})
 	for b.Loop() {
 		b.StopTimer()
-		rt, err := h.l.Launch(context.Background(), exec.Command(h.path))
+		rt, err := h.l.Launch(context.Background(), exec.Command(h.path, args...))
 		if err != nil {
 			b.Fatal(err)
 		}

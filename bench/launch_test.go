@@ -28,7 +28,8 @@ const concurrency = 16
 // same for the minimal VM's own binary told to do just that (its start-up,
 // imports and package init, without client.Serve); vmre is Launcher.Launch
 // of the minimal VM on client.Serve, up to a GET of its /ping handler with
-// the runtime's client.
+// the runtime's client; vmre-no-warm-up is the same VM without client.Serve's
+// warm-up (client.WithoutWarmUp).
 // vmre minus init-only is what the engine adds to the VM's own start-up.
 // Stopping the VM is outside the timed part in all three. vmre also reports
 // the median time the engine spent on the VM's Initialize call
@@ -37,26 +38,32 @@ const concurrency = 16
 func BenchmarkLaunch(b *testing.B) {
 	b.Run("floor", func(b *testing.B) { launchFloor(b, newFloor(b)) })
 	b.Run("init-only", func(b *testing.B) { launchFloor(b, newInitOnly(b)) })
-	b.Run("vmre", func(b *testing.B) {
-		var initialize []time.Duration
-		h := newVMRE(b, launcher.Config{Hooks: &launcher.Hooks{EngineCall: func(i launcher.EngineCallInfo) {
-			if i.Procedure == runtimev1connect.RuntimeServiceInitializeProcedure {
-				initialize = append(initialize, i.Elapsed) // launches are one at a time
-			}
-		}}})
-		defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
-		for b.Loop() {
-			rt, err := h.launch(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if err := h.stop(rt); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
+	b.Run("vmre", func(b *testing.B) { launchVMRE(b) })
+	b.Run("vmre-no-warm-up", func(b *testing.B) { launchVMRE(b, "-no-warm-up") })
+}
+
+// launchVMRE times launches of the minimal VM, run with args, to its first
+// answer, one VM at a time.
+func launchVMRE(b *testing.B, args ...string) {
+	var initialize []time.Duration
+	h := newVMRE(b, launcher.Config{Hooks: &launcher.Hooks{EngineCall: func(i launcher.EngineCallInfo) {
+		if i.Procedure == runtimev1connect.RuntimeServiceInitializeProcedure {
+			initialize = append(initialize, i.Elapsed) // launches are one at a time
 		}
-	})
+	}}})
+	h.args = args
+	defer func() { b.ReportMetric(median.Of(initialize), "initialize-ns/launch") }()
+	for b.Loop() {
+		rt, err := h.launch(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := h.stop(rt); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
 
 // launchFloor times f's starts, one plugin at a time.
@@ -77,22 +84,7 @@ func launchFloor(b *testing.B, f *floor) {
 // BenchmarkLaunchConcurrent starts 16 VMs at once, each from a goroutine of
 // its own, until all have answered their first call.
 func BenchmarkLaunchConcurrent(b *testing.B) {
-	b.Run("floor", func(b *testing.B) {
-		f := newFloor(b)
-		for b.Loop() {
-			cmds, err := all(concurrency, func(int) (*exec.Cmd, error) { return f.start() })
-			b.StopTimer()
-			for _, cmd := range cmds {
-				if err := f.stop(cmd); err != nil {
-					b.Error(err)
-				}
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
-	})
+	b.Run("floor", func(b *testing.B) { launchFloorConcurrent(b, concurrency) })
 	b.Run("vmre", func(b *testing.B) {
 		h := newVMRE(b, launcher.Config{})
 		for b.Loop() {
@@ -112,6 +104,68 @@ func BenchmarkLaunchConcurrent(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// launches64 is how many VMs BenchmarkLaunch64 starts at once: a node's start
+// with 64 chains.
+const launches64 = 64
+
+// BenchmarkLaunch64 starts 64 minimal VMs at once, each from a goroutine of
+// its own, until all have answered their first call, under a Launcher
+// without a limit on concurrent launches (limit=none), with its default
+// (launcher.Config.MaxConcurrentLaunches, 4 per CPU), and with a limit of
+// 2. It reports how many launches failed per op (failed/op, handshake
+// timeouts and others): a launch that fails is not retried, and the op
+// goes on with the VMs that started. floor is 64 floor plugins started at
+// once with plain os/exec.
+func BenchmarkLaunch64(b *testing.B) {
+	b.Run("floor", func(b *testing.B) { launchFloorConcurrent(b, launches64) })
+	for _, c := range []struct {
+		name  string
+		limit int
+	}{{"limit=none", -1}, {"limit=default", 0}, {"limit=2", 2}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := newVMRE(b, launcher.Config{MaxConcurrentLaunches: c.limit})
+			failed := 0
+			for b.Loop() {
+				rts, err := all(launches64, func(int) (*launcher.Runtime, error) { return h.launch(context.Background()) })
+				b.StopTimer()
+				failed += launches64 - len(rts)
+				if err != nil {
+					b.Logf("%d launches failed: %v", launches64-len(rts), err)
+				}
+				for _, rt := range rts {
+					rt.Stop(context.Background())
+				}
+				for _, rt := range rts {
+					if err := h.stop(rt); err != nil {
+						b.Error(err)
+					}
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(failed)/float64(b.N), "failed/op")
+		})
+	}
+}
+
+// launchFloorConcurrent times n floor plugins started at once, each from a
+// goroutine of its own, until all have dialled back.
+func launchFloorConcurrent(b *testing.B, n int) {
+	f := newFloor(b)
+	for b.Loop() {
+		cmds, err := all(n, func(int) (*exec.Cmd, error) { return f.start() })
+		b.StopTimer()
+		for _, cmd := range cmds {
+			if err := f.stop(cmd); err != nil {
+				b.Error(err)
+			}
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
 
 // BenchmarkStop is a cooperative VM's stop, from SIGTERM (Runtime.Stop for
@@ -236,6 +290,7 @@ type vmreHost struct {
 	b    *testing.B
 	l    *launcher.Launcher
 	path string
+	args []string // the VM's
 }
 
 func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
@@ -249,7 +304,7 @@ func newVMRE(b *testing.B, cfg launcher.Config) *vmreHost {
 
 // launch launches the minimal VM and calls its /ping.
 func (h *vmreHost) launch(ctx context.Context) (*launcher.Runtime, error) {
-	return h.launchCmd(ctx, exec.Command(h.path))
+	return h.launchCmd(ctx, exec.Command(h.path, h.args...))
 }
 
 // launchCmd launches cmd, a minimal VM, and calls its /ping.

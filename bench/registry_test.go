@@ -61,9 +61,11 @@ func BenchmarkLaunchPinned(b *testing.B) {
 
 // BenchmarkRegistryLoad is the one-time cost of loading a directory that
 // holds the example VM (about 14 MB), and closing the registry: an
-// unpinned load reads and hashes the file, a pinned one also copies it into
-// a memfd and seals it. One of each per op; it reports the median of each.
-// The file is in the page cache.
+// unpinned load lists and stats the file (its digest is taken later, from
+// the running VM: registry.TakeDigest), a pinned one reads and hashes it,
+// copies it into a memfd and seals it. One of each per op; it reports the
+// median of each (hash-ns/load is the unpinned load, named for what it did
+// before). The file is in the page cache.
 func BenchmarkRegistryLoad(b *testing.B) {
 	var cfgs [2]registry.Config
 	for i, pinned := range []bool{false, true} {

@@ -69,6 +69,7 @@ func (ec *engineClient) initializeUnary(ctx context.Context, vmAddr string) (*Ho
 	if _, err := conn.Write(append([]byte(req), body...)); err != nil {
 		return nil, ec.handshakeError(connect.NewError(connect.CodeUnavailable, contextError(ctx, err)), nil)
 	}
+	ec.sent()
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		return nil, ec.handshakeError(connect.NewError(connect.CodeUnavailable, contextError(ctx, err)), nil)

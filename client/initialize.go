@@ -53,6 +53,10 @@ func Initialize(ctx context.Context, vmAddr string, opts ...Option) (*Host, erro
 type engineClient struct {
 	o *options
 
+	// onSent, when set, is called once the Initialize request is on its
+	// way: the VM waits for the answer from then on.
+	onSent func()
+
 	mu     sync.Mutex // guards rpc and closer, made on first use
 	rpc    runtimev1connect.RuntimeServiceClient
 	closer interface{ CloseIdleConnections() }
@@ -121,6 +125,13 @@ func (ec *engineClient) close() {
 	}
 }
 
+// sent calls onSent, if set.
+func (ec *engineClient) sent() {
+	if ec.onSent != nil {
+		ec.onSent()
+	}
+}
+
 func (ec *engineClient) authorize(h http.Header) { h.Set("Authorization", "Bearer "+ec.o.token) }
 
 func (ec *engineClient) initialize(ctx context.Context, vmAddr string) (*Host, error) {
@@ -133,6 +144,7 @@ func (ec *engineClient) initializeTLS(ctx context.Context, vmAddr, certSum strin
 	if certSum == "" && ec.o.engineCert == "" && ec.o.protocol == ProtocolConnect && ec.o.httpClient == nil {
 		return ec.initializeUnary(ctx, vmAddr)
 	}
+	ec.sent() // connect-go sends and waits in one call
 	req := connect.NewRequest(&runtimev1.InitializeRequest{
 		ProtocolVersion: uint32(ec.o.protocolVersion),
 		Addr:            vmAddr,

@@ -46,6 +46,7 @@ type options struct {
 	listener        net.Listener
 	shutdownTimeout time.Duration
 	lease           bool
+	noWarmUp        bool
 	onReady         func(Ready)
 }
 
@@ -122,6 +123,13 @@ func WithShutdownTimeout(d time.Duration) Option {
 // WithoutLease makes Serve skip the lease: the VM then does not notice
 // when its host dies (on Linux the parent-death signal still ends it).
 func WithoutLease() Option { return optionFunc(func(o *options) { o.lease = false }) }
+
+// WithoutWarmUp makes Serve skip its warm-up: the two requests the VM makes
+// to its own server while it waits for the engine's answer, so that the
+// host's first call finds the serving path warm (docs/VM-AUTHORS.md, "The
+// host's first call"). The warm-up's requests never reach the VM's handler;
+// a listener given with WithListener accepts their two connections.
+func WithoutWarmUp() Option { return optionFunc(func(o *options) { o.noWarmUp = true }) }
 
 // Ready is what Serve knows once the VM is ready: its server serves, and the
 // host accepted its handshake.

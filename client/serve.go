@@ -26,6 +26,11 @@ import (
 // kills that group after the graceful shutdown, itself included, so that no
 // child of the VM outlives the host.
 //
+// While it waits for the engine's answer, Serve calls its own server the
+// ways a host will (gRPC over h2c, Connect over HTTP/1.1), so that the
+// host's first call runs no code for the first time; Serve answers those
+// requests itself, and h never sees them (WithoutWarmUp).
+//
 // Once the host has ended the VM's lease, SIGTERM stays caught until the
 // process exits: the host's SIGTERM may arrive after Serve has returned,
 // and must not kill the VM in the middle of its exit.
@@ -84,7 +89,8 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 	// Serve before the handshake: the host may call the VM the moment the
 	// handshake returns, and connections made earlier wait in the backlog.
-	srv := h2c.NewServer(h)
+	warm := newWarmUp(h)
+	srv := h2c.NewServer(warm)
 	tracked := newConns()
 	srv.ConnState = tracked.track
 	serve := func() error { return srv.Serve(ln) }
@@ -104,6 +110,13 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve() }()
+	// Warmed while the VM waits for the engine's answer, once its request
+	// is on its way; a remote VM's server speaks TLS to the network, and is
+	// not warmed.
+	if !remote && !o.noWarmUp {
+		ec.onSent = func() { warm.start(ln.Addr(), o.logger) }
+	}
+	defer warm.stop()
 
 	// The first timestamp of the VM's log loads the local time zone: done
 	// while the VM waits for the engine's answer, rather than after it,

@@ -93,6 +93,14 @@ type Config struct {
 
 	// Manager, when set, tracks every launched runtime.
 	Manager vmre.Tracker
+
+	// MaxConcurrentLaunches bounds how many launches run at once, from
+	// exec to the end of the handshake (default 4 per CPU, zero meaning
+	// that default; negative: no limit). The others wait for their turn
+	// before exec, so that their handshake timeouts have not begun; a
+	// launch whose context ends while it waits fails in PhaseExec with the
+	// context's cause.
+	MaxConcurrentLaunches int
 }
 
 // settings is Config with its defaults applied.

@@ -34,6 +34,7 @@ type Launcher struct {
 
 	exits   exitWatch    // learns when its VMs exit
 	clients *vmpeer.Pool // the HTTP transports of its runtimes' clients
+	slots   *launchSlots // Config.MaxConcurrentLaunches
 
 	mu   sync.Mutex
 	live map[*Runtime]struct{} // started and not yet exited
@@ -47,7 +48,8 @@ func New(cfg Config) (*Launcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr, clients: vmpeer.NewPool()}
+	l := &Launcher{s: s, engine: s.Engine, engineAddr: s.EngineAddr, clients: vmpeer.NewPool(),
+		slots: newLaunchSlots(maxConcurrentLaunches(s.MaxConcurrentLaunches))}
 	l.hooks = hookList{logHooks(s.Logger, s.GracefulTimeout)}
 	if s.Hooks != nil {
 		l.hooks = append(l.hooks, s.Hooks)
@@ -111,7 +113,6 @@ func (l *Launcher) Close() error {
 // (exec.CommandContext), stops the VM: Launch clears Cancel and WaitDelay. On any failure the VM has been stopped and reaped when Launch
 // returns, and the error is a *LaunchError whose Phase says what failed.
 func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOption) (*Runtime, error) {
-	begin := time.Now()
 	var o launchOptions
 	for _, opt := range opts {
 		opt.apply(&o)
@@ -131,6 +132,13 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	if r.name == "" {
 		r.name = filepath.Base(cmd.Path)
 	}
+	// Released once Launch has told its last event (deferred first, run
+	// last); the launch's times count from its turn.
+	if err := l.slots.acquire(ctx); err != nil {
+		return r.failed(&LaunchError{Phase: PhaseExec, Err: err})
+	}
+	defer l.slots.release()
+	begin := time.Now()
 
 	wait := &handshakeWait{mismatch: make(chan *vmre.VersionMismatchError, 1), accepted: make(chan struct{})}
 	wait.reach = newReach(server.AcceptVersions(l.s.HostName, l.s.versions...), l.s.HandshakeTimeout)

@@ -101,6 +101,10 @@ type Config struct {
 	// Logger receives the node's records and one per line of each VM's
 	// output (default: discard).
 	Logger *slog.Logger
+	// LogBacklogBytes is how much of each VM's recent log records the node
+	// keeps for TailLogs (vmre logs), counted as admin.NewLogs counts them
+	// (default admin.DefaultBacklogBytes).
+	LogBacklogBytes int
 	// Hooks, when set, are told of what happens to the node.
 	Hooks *Hooks
 }

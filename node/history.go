@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/vmre/vmre/internal/atomicfile"
-	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -50,9 +49,13 @@ const (
 
 // versionRecord is one version of a VM, as the history file holds it.
 type versionRecord struct {
-	Digest    string    `json:"digest"`
-	File      string    `json:"file"`
-	Pinned    bool      `json:"pinned"`
+	Digest string `json:"digest"`
+	File   string `json:"file"`
+	Pinned bool   `json:"pinned"`
+	// Identity is the settled identity of its file when the node kept its
+	// bytes (registry.VM.Identity): a file found later with the same one
+	// holds this version, unread.
+	Identity  string    `json:"identity,omitempty"`
 	FirstSeen time.Time `json:"first_seen"`
 	// Started is when it last became the VM's version.
 	Started time.Time `json:"started,omitzero"`
@@ -60,6 +63,13 @@ type versionRecord struct {
 	Reason  string    `json:"reason,omitempty"`
 	// Since is when its result last changed.
 	Since time.Time `json:"since"`
+}
+
+// seenVersion is what the node knows of a version it found: its digest,
+// its file, its pin and its file's settled identity ("" for none).
+type seenVersion struct {
+	digest, file, identity string
+	pinned                 bool
 }
 
 // bad tells whether the version failed and is not to be rolled out again
@@ -159,18 +169,20 @@ func (vh *vmHistory) find(digest string) *versionRecord {
 	return nil
 }
 
-// record returns the record of vm's version in name's history, made
-// (pending) when missing; its file and pin are vm's.
-func (h *history) record(name string, vm *registry.VM) *versionRecord {
+// record returns the record of the version sv in name's history, made
+// (pending) when missing; its file, pin and identity are sv's.
+func (h *history) record(name string, sv seenVersion) *versionRecord {
 	vh := h.vm(name)
-	digest := vm.Digest().String()
-	v := vh.find(digest)
+	v := vh.find(sv.digest)
 	if v == nil {
 		now := h.now()
-		vh.Versions = append(vh.Versions, versionRecord{Digest: digest, FirstSeen: now, Result: ResultPending, Since: now})
+		vh.Versions = append(vh.Versions, versionRecord{Digest: sv.digest, FirstSeen: now, Result: ResultPending, Since: now})
 		v = &vh.Versions[len(vh.Versions)-1]
 	}
-	v.File, v.Pinned = vm.File(), vm.Pinned()
+	v.File, v.Pinned = sv.file, sv.pinned
+	if sv.identity != "" {
+		v.Identity = sv.identity
+	}
 	return v
 }
 
@@ -179,26 +191,41 @@ func (h *history) set(v *versionRecord, result, reason string) {
 	v.Result, v.Reason, v.Since = result, reason, h.now()
 }
 
-// seen records vm's version of name, pending when it is new, and returns
-// the digests of the versions it drops to keep the last ones.
-func (h *history) seen(name string, vm *registry.VM) ([]string, error) {
+// seen records the version sv of name, pending when it is new, and
+// returns the digests of the versions it drops to keep the last ones.
+func (h *history) seen(name string, sv seenVersion) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if vh := h.vms[name]; vh != nil {
-		if v := vh.find(vm.Digest().String()); v != nil && v.File == vm.File() && v.Pinned == vm.Pinned() {
+		if v := vh.find(sv.digest); v != nil && v.File == sv.file && v.Pinned == sv.pinned && (sv.identity == "" || v.Identity == sv.identity) {
 			return nil, nil
 		}
 	}
-	h.record(name, vm)
+	h.record(name, sv)
 	return h.commitLocked(name)
 }
 
-// running records that name runs vm's version, as the node starts it.
-func (h *history) running(name string, vm *registry.VM) ([]string, error) {
+// byIdentity returns the version of name whose file had the settled
+// identity id.
+func (h *history) byIdentity(name, id string) (versionRecord, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if vh := h.vms[name]; vh != nil && id != "" {
+		for _, v := range vh.Versions {
+			if v.Identity == id {
+				return v, true
+			}
+		}
+	}
+	return versionRecord{}, false
+}
+
+// running records that name runs the version sv, as the node starts it.
+func (h *history) running(name string, sv seenVersion) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	vh := h.vm(name)
-	v := h.record(name, vm)
+	v := h.record(name, sv)
 	if vh.Current == v.Digest && v.Result == ResultRunning {
 		return nil, nil
 	}
@@ -212,7 +239,7 @@ func (h *history) running(name string, vm *registry.VM) ([]string, error) {
 }
 
 // started records the rollout of name from one version to another.
-func (h *history) started(name string, to *registry.VM, from string, rollback bool) ([]string, error) {
+func (h *history) started(name string, to seenVersion, from string, rollback bool) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	vh := h.vm(name)

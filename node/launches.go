@@ -140,6 +140,12 @@ func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (su
 		ls.n.sandboxReport(of.name, of.sandbox, err)
 	}
 	ls.done(req.Cmd, of)
+	// The launcher's Runtime knows the VM's pid (it has released the
+	// command's process): a version whose bytes the node has not kept yet
+	// is kept from it, in the background.
+	if rt, ok := run.(interface{ Status() vmre.Status }); ok && of.version != nil {
+		ls.n.keepLater(of.name, of.version, rt.Status().Pid)
+	}
 	return run, err
 }
 

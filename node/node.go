@@ -51,12 +51,14 @@ type Node struct {
 	refused  map[string]bool // the VMs whose entry the last load refused, under reloadMu
 
 	kickFollow chan struct{} // the follow-up actor has VMs to reconcile (dirty)
+	kickKeep   chan struct{} // the keeper has copies to keep (keeps)
 
 	mu        sync.Mutex
 	phase     phase
 	entries   map[string]*entry          // every VM, by name
 	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
 	dirty     map[string]bool            // VMs to reconcile again, after their rollouts
+	keeps     []keepJob                  // copies of versions to keep, in order
 	waiters   map[string][]chan supervise.RolloutStatus
 	ended     map[string]supervise.RolloutStatus // each VM's last rollout that ended
 	kill      context.CancelCauseFunc
@@ -86,8 +88,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, entries: make(map[string]*entry), dirty: make(map[string]bool), refused: make(map[string]bool),
 		waiters: make(map[string][]chan supervise.RolloutStatus), ended: make(map[string]supervise.RolloutStatus),
-		kickFollow: make(chan struct{}, 1)}
-	n.logs = admin.NewLogs(0)
+		kickFollow: make(chan struct{}, 1), kickKeep: make(chan struct{}, 1)}
+	n.logs = admin.NewLogs(cfg.LogBacklogBytes)
 	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
 	stops, err := loadStops(cfg.DataDir)
 	if err != nil {
@@ -117,7 +119,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.launches = &launches{n: n, pending: make(map[*exec.Cmd]launchOf), inflight: make(map[*registry.VM]int)}
 	n.metrics, err = metrics.New(metrics.Config{
-		VMs:            func() []supervise.VM { return n.sup.List() },
+		VMs:            n.listVersions,
 		Output:         n.launches.outputStats,
 		Registerer:     cfg.Registerer,
 		HostCollectors: cfg.Registerer == nil,
@@ -324,6 +326,13 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { close(done) })
 	}
+	{ // the keeper of the versions' copies
+		done := make(chan struct{})
+		g.Add(func() error {
+			n.keeper(done)
+			return nil
+		}, func(error) { close(done) })
+	}
 	{ // the VMs
 		done := make(chan struct{})
 		g.Add(func() error {
@@ -406,6 +415,21 @@ func (n *Node) stateChanged(vm supervise.VM) {
 	if h := n.cfg.Hooks; h != nil && h.State != nil {
 		h.State(vm)
 	}
+}
+
+// listVersions is the supervisor's List, each VM's Version the digest of
+// the version it runs when its run's is not known: an unpinned VM's first
+// run, whose bytes the node kept after it began.
+func (n *Node) listVersions() []supervise.VM {
+	vms := n.sup.List()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, vm := range vms {
+		if e := n.entries[vm.Name]; vm.Version == "" && e != nil && e.vm.run != nil {
+			vms[i].Version = digestText(e.vm.run)
+		}
+	}
+	return vms
 }
 
 // Get returns the supervisor's state of the VM name.

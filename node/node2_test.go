@@ -164,6 +164,8 @@ func TestNodeClosesOldVersions(t *testing.T) {
 	tn := startNode(t, node.Config{PluginDir: dir, Pins: pins, RequirePins: true, DataDir: t.TempDir()})
 	tn.states.wait(t, "alpha", supervise.StateRunning, nil)
 	tn.states.wait(t, "beta", supervise.StateRunning, nil)
+	tn.kept(t, "alpha", digestOf(t, filepath.Join(dir, "alpha"))) // the copy reads the seal
+	tn.kept(t, "beta", digestOf(t, filepath.Join(dir, "beta")))
 	if got := memfds(t) - before; got != 2 {
 		t.Fatalf("%d sealed copies for 2 pinned VMs", got)
 	}

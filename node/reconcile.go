@@ -16,7 +16,7 @@ import (
 // desired is what a plugin directory asks for.
 type desired struct {
 	// local are the VMs of its files, by name: their version.
-	local map[string]version
+	local map[string]versionKey
 	// bad are names whose version failed its rollout before (and is not
 	// forced now): it is not rolled out again.
 	bad map[string]bool
@@ -27,9 +27,11 @@ type desired struct {
 	remotes map[string]uint
 }
 
-// version is a version of a VM's file as reconciling compares them: key
-// is its file, bytes and pin; digest its bytes alone.
-type version struct {
+// versionKey is a version of a VM's file as reconciling compares them:
+// key is the registry's VM it comes from (the registry keeps a VM's *VM
+// while its file and pin are unchanged), digest its bytes ("" while an
+// unpinned VM's are unknown).
+type versionKey struct {
 	key, digest string
 }
 
@@ -41,7 +43,7 @@ type current struct {
 
 // localState is a VM of the directory as the node runs it.
 type localState struct {
-	version version // the version it runs, or is rolling out, or waits to
+	version versionKey // the version it runs, or is rolling out, or waits to
 	removed bool    // kept running after its file left (KeepRemoved)
 }
 
@@ -113,10 +115,10 @@ func (a action) String() string { return a.kind.String() + " " + a.name }
 func reconcile(have current, want desired, keepRemoved bool) []action {
 	var out []action
 	add := func(kind actionKind, name string) { out = append(out, action{kind, name}) }
-	change := func(name string, from, to version) {
+	change := func(name string, from, to versionKey) {
 		switch {
 		case from.key == to.key:
-		case from.digest == to.digest:
+		case from.digest != "" && from.digest == to.digest:
 			add(actSwap, name)
 		case want.bad[name]:
 			add(actKnownBad, name)

@@ -12,9 +12,9 @@ func TestReconcile(t *testing.T) {
 	t.Parallel()
 	// A version is its digest, and "+pin" when pinned: a pin added to the
 	// same bytes is another version of the same digest.
-	versionOf := func(s string) version {
+	versionOf := func(s string) versionKey {
 		digest, _, _ := strings.Cut(s, "+")
-		return version{key: s, digest: digest}
+		return versionKey{key: s, digest: digest}
 	}
 	local := func(kv ...string) map[string]localState {
 		m := map[string]localState{}
@@ -25,8 +25,8 @@ func TestReconcile(t *testing.T) {
 		}
 		return m
 	}
-	want := func(kv ...string) map[string]version {
-		m := map[string]version{}
+	want := func(kv ...string) map[string]versionKey {
+		m := map[string]versionKey{}
 		for _, s := range kv {
 			name, v, _ := strings.Cut(s, "=")
 			m[name] = versionOf(v)

@@ -59,25 +59,13 @@ func (n *Node) reloadProto(ctx context.Context) (*adminv1.ReloadResponse, error)
 	return out, nil
 }
 
-// versionOf is a registry VM's version, as reconciling compares them.
-func versionOf(vm *registry.VM) version {
-	return version{key: fmt.Sprintf("%s %s %t", vm.File(), vm.Digest(), vm.Pinned()), digest: vm.Digest().String()}
-}
-
 // reconcile carries out what a load of the plugin directory asks for,
 // under reloadMu, and reports it. With only, it is a follow-up of the
 // VMs named there, after their rollouts ended: their changes alone (a
 // rollout, a swap, a version known bad), against the directory as the
 // last load found it.
 func (n *Node) reconcile(ctx context.Context, report registry.Report, only map[string]bool) Report {
-	want := desired{local: map[string]version{}, bad: map[string]bool{}, refused: map[string]bool{}, remotes: map[string]uint{}}
-	for _, vm := range n.reg.VMs() {
-		v := versionOf(vm)
-		want.local[vm.ID()] = v
-		if _, bad := n.history.bad(vm.ID(), v.digest); bad {
-			want.bad[vm.ID()] = true
-		}
-	}
+	want := desired{local: map[string]versionKey{}, bad: map[string]bool{}, refused: map[string]bool{}, remotes: map[string]uint{}}
 	if only == nil {
 		n.noteRefused(report)
 	}
@@ -98,10 +86,28 @@ func (n *Node) reconcile(ctx context.Context, report registry.Report, only map[s
 		case e.fromDir && e.remote != nil:
 			have.remotes[name] = e.remote.version
 		case e.fromDir:
-			have.local[name] = localState{version: versionOf(e.target()), removed: e.removed}
+			have.local[name] = localState{version: e.target().keyOf(), removed: e.removed}
 		}
 	}
 	n.mu.Unlock()
+	// A file that changed is read (its copy kept) for its digest: the same
+	// bytes, a version that failed before, or one to roll out.
+	for _, vm := range n.reg.VMs() {
+		name, k := vm.ID(), versionKey{key: regKey(vm)}
+		if st, ok := have.local[name]; ok && st.version.key != k.key && (only == nil || only[name]) {
+			d, err := n.digestOf(name, vm)
+			if err != nil {
+				n.log.Warn("cannot read the VM's changed file: it runs on as it is, and the file is read again at the next reload",
+					"vm", name, "error", err.Error())
+				want.refused[name] = true
+			}
+			k.digest = d
+			if _, bad := n.history.bad(name, d); bad && d != "" {
+				want.bad[name] = true
+			}
+		}
+		want.local[name] = k
+	}
 
 	actions := reconcile(have, want, n.cfg.KeepRemoved)
 	var out Report
@@ -169,8 +175,10 @@ func (n *Node) remove(ctx context.Context, name string) {
 		n.log.Warn("cannot forget the removed VM's stop in the data directory", "vm", name, "error", err.Error())
 	}
 	if e != nil {
-		n.closeUnused(e.vm)
-		n.closeUnused(e.next)
+		n.closeUnused(e.vm.run)
+		if e.next != nil {
+			n.closeUnused(e.next.run)
+		}
 	}
 }
 
@@ -195,14 +203,13 @@ func (n *Node) restore(_ context.Context, name string) {
 }
 
 // swap moves the VM name to the registry's version of the bytes it runs,
-// whose file was renamed or whose pin changed: no rollout, the next
-// launch runs it. During a rollout it waits for the rollout's end.
+// whose file was renamed, touched or pinned: no rollout, the next launch
+// runs it. During a rollout it waits for the rollout's end.
 func (n *Node) swap(name string) {
 	vm, ok := n.reg.Lookup(name)
 	if !ok {
 		return
 	}
-	n.keepHistory(name)(n.history.seen(name, vm))
 	run, err := n.runnable(name, vm)
 	if err != nil {
 		n.log.Error("cannot move the VM to its file's new name or pin", "vm", name, "error", err.Error())
@@ -212,22 +219,22 @@ func (n *Node) swap(name string) {
 	e := n.entries[name]
 	if e == nil || e.rolling != nil {
 		n.mu.Unlock()
-		n.closeUnused(run) // the follow-up of the rollout moves it
+		n.closeUnused(run.run) // the follow-up of the rollout moves it
 		return
 	}
 	oldReg := e.reg
 	e.reg = vm
 	var old *registry.VM
 	if e.next != nil {
-		old, e.next = e.next, run
+		old, e.next = e.next.run, &run
 	} else {
-		old, e.vm = e.vm, run
+		old, e.vm = e.vm.run, run
 	}
 	n.mu.Unlock()
 	if err := n.sup.Replace(n.spec(name)); err != nil {
 		n.log.Warn("cannot move the VM to its file's new name or pin", "vm", name, "error", err.Error())
 	}
-	n.log.Info("the VM's file was renamed or its pin changed, its bytes did not: no rollout", "vm", name,
+	n.log.Info("the VM's file was renamed, touched or pinned, its bytes did not change: no rollout", "vm", name,
 		"file", vm.File(), "pinned", vm.Pinned())
 	n.closeUnused(old)
 	n.closeUnused(oldReg)
@@ -254,9 +261,10 @@ func (n *Node) knownBad(name string) {
 		return
 	}
 	n.closeUnused(n.setReg(name, vm))
-	rec, _ := n.history.bad(name, vm.Digest().String())
+	d, _ := n.knownDigest(name, vm)
+	rec, _ := n.history.bad(name, d)
 	n.log.Warn("the VM's file holds a version that failed before: it is not rolled out again until its bytes change, or a rollout forces it",
-		"vm", name, "digest", vm.Digest().String(), "result", rec.Result, "reason", rec.Reason)
+		"vm", name, "digest", d, "result", rec.Result, "reason", rec.Reason)
 }
 
 // add supervises a new VM of the directory, or enrolls a new remote VM,
@@ -275,43 +283,50 @@ func (n *Node) add(ctx context.Context, a action, decl registry.Remote) bool {
 	if !ok {
 		return false
 	}
-	n.keepHistory(a.name)(n.history.seen(a.name, vm))
-	run, err := n.startVersion(a.name, vm)
+	v, follow, err := n.startVersion(a.name, vm)
 	if err != nil {
 		n.log.Error("cannot run the VM", "vm", a.name, "error", err.Error())
 		return false
 	}
 	n.mu.Lock()
-	n.entries[a.name] = &entry{name: a.name, fromDir: true, reg: vm, vm: run}
+	n.entries[a.name] = &entry{name: a.name, fromDir: true, reg: vm, vm: v}
 	n.mu.Unlock()
-	n.keepHistory(a.name)(n.history.running(a.name, run))
+	if v.run.DigestKnown() {
+		n.keepHistory(a.name)(n.history.running(a.name, v.seen()))
+	}
 	if err := n.supervise(a.name); err != nil {
 		n.log.Error("cannot supervise the VM", "vm", a.name, "error", err.Error())
 		return false
 	}
-	if run.Digest() != vm.Digest() {
+	if follow {
 		n.follow(a.name)
 	}
 	return true
 }
 
 // startVersion is the version the VM name starts at: the one it ran
-// before, when its history has one of other bytes than its file and a
-// copy of it, else its file's.
-func (n *Node) startVersion(name string, vm *registry.VM) (*registry.VM, error) {
-	cur, ok := n.history.current(name)
-	if !ok || cur.Digest == vm.Digest().String() {
-		return n.runnable(name, vm)
-	}
-	run, err := n.store.open(name, cur, cur.Pinned)
-	if err != nil {
+// before, when its history has one and the file is not known to hold it
+// (the follow-up then reads the file and rolls its version out, unless it
+// failed before); else its file's version, from the node's copy when it
+// has one, or from its file, whose bytes it keeps once they run.
+func (n *Node) startVersion(name string, vm *registry.VM) (v version, follow bool, err error) {
+	cur, hasCur := n.history.current(name)
+	d, known := n.knownDigest(name, vm)
+	if hasCur && (!known || d != cur.Digest) && n.store.has(name, cur.Digest) {
+		run, err := n.store.open(name, cur, cur.Pinned)
+		if err == nil {
+			n.log.Info("the VM starts at the version it ran before; its file's version comes next, by a rollout unless it failed before",
+				"vm", name, "digest", cur.Digest, "file", d)
+			return version{run: run}, true, nil
+		}
 		n.log.Warn("the VM starts at its file's version: the version it ran before cannot run again", "vm", name,
-			"ran", cur.Digest, "file", vm.Digest().String(), "error", err.Error())
-		return n.runnable(name, vm)
+			"ran", cur.Digest, "error", err.Error())
 	}
-	n.log.Info("the VM starts at the version it ran before; its file's version comes next, by a rollout unless it failed before",
-		"vm", name, "digest", cur.Digest, "file", vm.Digest().String())
-	return run, nil
+	if known || vm.Sealed() {
+		v, err := n.runnable(name, vm)
+		return v, false, err
+	}
+	return version{run: vm, src: vm}, false, nil
 }
 
 // logReport logs a load of the plugin directory.

@@ -45,24 +45,42 @@ func badScript(args string) []byte { return []byte("#!/bin/sh\nexec " + badVM + 
 // file, the node's copy or a sealed memfd alike.
 func exeDigest(t *testing.T, pid int) string {
 	t.Helper()
+	d, ok := exeDigestOf(pid)
+	if !ok {
+		t.Fatalf("pid %d runs no more", pid)
+	}
+	return d
+}
+
+// exeDigestOf is exeDigest of a process that may be gone.
+func exeDigestOf(pid int) (string, bool) {
 	f, err := os.Open(filepath.Join("/proc", itoa(pid), "exe"))
 	if err != nil {
-		t.Fatal(err)
+		return "", false
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
+		return "", false
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), true
 }
 
 // runningAt waits until the VM name runs version digest, with a pid not
-// among not, and checks that the process runs those bytes.
+// among not, and checks that the process runs those bytes. A version the
+// node runs from its file before it has kept its bytes (an unpinned VM's
+// first run) shows no version: its process's bytes tell.
 func (tn *testNode) runningAt(t *testing.T, name, digest string, not ...int) supervise.VM {
 	t.Helper()
 	vm := tn.states.wait(t, name, supervise.StateRunning, func(vm supervise.VM) bool {
-		return vm.Version == digest && !slices.Contains(not, vm.Pid)
+		if slices.Contains(not, vm.Pid) {
+			return false
+		}
+		if vm.Version == "" {
+			d, ok := exeDigestOf(vm.Pid)
+			return ok && d == digest
+		}
+		return vm.Version == digest
 	})
 	if got := exeDigest(t, vm.Pid); got != digest {
 		t.Fatalf("%s (pid %d) is shown at version %s but runs the bytes of %s", name, vm.Pid, digest, got)
@@ -75,6 +93,24 @@ func (tn *testNode) runningAt(t *testing.T, name, digest string, not ...int) sup
 func (tn *testNode) ranAt(t *testing.T, name, digest string) supervise.VM {
 	t.Helper()
 	return tn.states.wait(t, name, supervise.StateRunning, func(vm supervise.VM) bool { return vm.Version == digest })
+}
+
+// kept waits until the node has kept the bytes of the versions of name:
+// after a first run from its file, it keeps them in the background, and
+// nothing signals it.
+func (tn *testNode) kept(t *testing.T, name string, digests ...string) {
+	t.Helper()
+	if !vmretest.Eventually(func() bool {
+		h := tn.versions(t, name)
+		for _, d := range digests {
+			if !h[d].GetKept() {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the node kept no copy of %s's versions %v within %s: %v", name, digests, vmretest.WaitTimeout, tn.versions(t, name))
+	}
 }
 
 // versions returns the VM's history through the admin API, by digest.
@@ -263,7 +299,10 @@ func TestRolloutBadVersions(t *testing.T) {
 // TestRolloutOverwrittenInPlace: the plugin's file rewritten in place by
 // a bad version (the same inode: the old bytes are nowhere in the plugin
 // directory any more) rolls back to the old bytes all the same: the
-// node's copy of them, unpinned, or the sealed copy, pinned.
+// node's copy of them, unpinned, or the sealed copy, pinned. An unpinned
+// VM's first run is of its file, which the kernel lets no one rewrite
+// while it runs (text file busy); the node keeps its bytes meanwhile, and
+// its later launches run the copy, as here after a restart.
 func TestRolloutOverwrittenInPlace(t *testing.T) {
 	t.Parallel()
 	for _, pinned := range []bool{false, true} {
@@ -279,6 +318,13 @@ func TestRolloutOverwrittenInPlace(t *testing.T) {
 			}
 			tn := startNode(t, cfg)
 			old := tn.runningAt(t, "vm", v1)
+			if !pinned {
+				tn.kept(t, "vm", v1)
+				if _, err := tn.admin.RestartVM(t.Context(), connect.NewRequest(&adminv1.RestartVMRequest{Name: "vm"})); err != nil {
+					t.Fatal(err)
+				}
+				old = tn.runningAt(t, "vm", v1, old.Pid)
+			}
 			bad := writeFile(t, path, exitsAtOnce, true)
 			if pinned {
 				writePin(t, cfg.Pins, "vm", bad)

@@ -143,30 +143,32 @@ func (n *Node) Rollout(ctx context.Context, name string, opts RolloutOptions) (R
 	if !ok || vm.ID() != name {
 		return RolloutResult{}, fmt.Errorf("%w: the file of VM %s left the plugin directory", ErrNoVersion, name)
 	}
-	n.keepHistory(name)(n.history.seen(name, vm))
 	n.closeUnused(n.setReg(name, vm))
 	n.mu.Lock()
 	e := n.entries[name]
-	from, target, next := e.vm.Digest().String(), versionOf(e.target()), e.next
+	from, target, next := digestText(e.vm.run), e.target().keyOf(), e.next
 	n.mu.Unlock()
-	want := versionOf(vm)
-	switch {
-	case want.key == target.key && next == nil:
-		return RolloutResult{From: from, To: want.digest,
-			Message: fmt.Sprintf("%s runs its file's version %s already: nothing to roll out", name, short(want.digest))}, nil
-	case want.digest == target.digest && want.key != target.key:
-		n.swap(name)
-		return RolloutResult{From: from, To: want.digest,
-			Message: fmt.Sprintf("%s's file was renamed or its pin changed, its bytes did not: no rollout", name)}, nil
+	if regKey(vm) == target.key && next == nil {
+		return RolloutResult{From: from, To: from,
+			Message: fmt.Sprintf("%s runs its file's version %s already: nothing to roll out", name, short(from))}, nil
 	}
-	if rec, bad := n.history.bad(name, want.digest); bad && !opts.Force {
-		return RolloutResult{}, &KnownBadError{VM: name, Digest: want.digest, Result: rec.Result, Reason: rec.Reason}
-	}
-	run, err := n.runnable(name, vm)
+	d, err := n.digestOf(name, vm)
 	if err != nil {
 		return RolloutResult{}, err
 	}
-	return n.operatorRollout(name, run, opts, false)
+	if d == target.digest && next == nil {
+		n.swap(name)
+		return RolloutResult{From: from, To: d,
+			Message: fmt.Sprintf("%s's file was renamed, touched or pinned, its bytes did not change: nothing to roll out", name)}, nil
+	}
+	if rec, bad := n.history.bad(name, d); bad && !opts.Force {
+		return RolloutResult{}, &KnownBadError{VM: name, Digest: d, Result: rec.Result, Reason: rec.Reason}
+	}
+	to, err := n.runnable(name, vm)
+	if err != nil {
+		return RolloutResult{}, err
+	}
+	return n.operatorRollout(name, to, opts, false)
 }
 
 // Rollback rolls the VM name out to an earlier version of its history:
@@ -187,7 +189,7 @@ func (n *Node) Rollback(ctx context.Context, name, digest string, opts RolloutOp
 		return RolloutResult{}, err
 	}
 	n.mu.Lock()
-	from := n.entries[name].vm.Digest().String()
+	from := digestText(n.entries[name].vm.run)
 	n.mu.Unlock()
 	if rec.Digest == from {
 		return RolloutResult{From: from, To: from, Message: fmt.Sprintf("%s runs version %s already: nothing to roll back", name, short(from))}, nil
@@ -207,16 +209,17 @@ func (n *Node) Rollback(ctx context.Context, name, digest string, opts RolloutOp
 			return RolloutResult{}, nerr
 		}
 	}
-	var run *registry.VM
-	if vm, ok := n.reg.Lookup(name); ok && vm.Digest().String() == rec.Digest && vm.Pinned() == pinned {
-		run, err = n.runnable(name, vm)
+	var to version
+	if vm, ok := n.reg.Lookup(name); ok && vm.Sealed() && vm.Digest().String() == rec.Digest && pinned {
+		to = version{run: vm, src: vm}
 	} else {
-		run, err = n.store.open(name, rec, pinned)
+		run, err := n.store.open(name, rec, pinned)
+		if err != nil {
+			return RolloutResult{}, err
+		}
+		to = version{run: run}
 	}
-	if err != nil {
-		return RolloutResult{}, err
-	}
-	return n.operatorRollout(name, run, opts, true)
+	return n.operatorRollout(name, to, opts, true)
 }
 
 // lockForRollout takes reloadMu for an operator's rollout of the VM name,
@@ -248,30 +251,35 @@ func (n *Node) lockForRollout(name string) (unlock func(), err error) {
 	return n.reloadMu.Unlock, nil
 }
 
-// operatorRollout starts an operator's rollout of run: it forgets an
+// operatorRollout starts an operator's rollout of to: it forgets an
 // operator's stop of the VM, and a version that waited for its start.
-func (n *Node) operatorRollout(name string, run *registry.VM, opts RolloutOptions, rollback bool) (RolloutResult, error) {
+func (n *Node) operatorRollout(name string, to version, opts RolloutOptions, rollback bool) (RolloutResult, error) {
 	if err := n.stops.set(name, false); err != nil {
-		n.closeUnused(run)
+		n.closeUnused(to.run)
 		return RolloutResult{}, fmt.Errorf("forget the stop of %s in the data directory: %w", name, err)
 	}
 	n.mu.Lock()
 	e := n.entries[name]
-	from, next := e.vm.Digest().String(), e.next
+	next := e.next
 	e.next = nil
 	n.mu.Unlock()
-	n.closeUnused(next)
-	id, err := n.startRollout(name, run, opts, rollback)
+	if next != nil {
+		n.closeUnused(next.run)
+	}
+	id, err := n.startRollout(name, to, opts, rollback)
 	if err != nil {
-		n.closeUnused(run)
+		n.closeUnused(to.run)
 		return RolloutResult{}, err
 	}
+	n.mu.Lock()
+	from := digestText(e.vm.run)
+	n.mu.Unlock()
 	what := "rolling out"
 	if rollback {
 		what = "rolling back"
 	}
-	to := run.Digest().String()
-	return RolloutResult{ID: id, From: from, To: to, Message: fmt.Sprintf("%s %s from %s to %s", what, name, short(from), short(to))}, nil
+	toDigest := digestText(to.run)
+	return RolloutResult{ID: id, From: from, To: toDigest, Message: fmt.Sprintf("%s %s from %s to %s", what, name, short(from), short(toDigest))}, nil
 }
 
 // WaitRollout waits until the rollout id of the VM name has ended, and
@@ -318,24 +326,6 @@ func (n *Node) History(name string) ([]Version, error) {
 	return out, nil
 }
 
-// runnable is the version the node runs of the registry's vm: vm itself
-// when sealed, else the node's copy of its bytes. Either way its bytes
-// are kept in the store.
-func (n *Node) runnable(name string, vm *registry.VM) (*registry.VM, error) {
-	err := n.store.keep(name, vm)
-	if vm.Sealed() {
-		if err != nil {
-			n.log.Warn("cannot keep a copy of the VM's version: it runs from its seal, but cannot come back after a restart of the node",
-				"vm", name, "error", err.Error())
-		}
-		return vm, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return n.store.open(name, versionRecord{Digest: vm.Digest().String(), File: vm.File()}, vm.Pinned())
-}
-
 // keepHistory returns what takes a change of the VM name's history: it
 // logs a failure to write it, and drops the copies of the versions it
 // dropped.
@@ -360,18 +350,16 @@ func (n *Node) rollOutFile(name string) {
 	if !ok {
 		return
 	}
-	n.keepHistory(name)(n.history.seen(name, vm))
 	n.closeUnused(n.setReg(name, vm))
 	n.mu.Lock()
 	e := n.entries[name]
 	rolling := e == nil || e.rolling != nil
 	n.mu.Unlock()
 	if rolling {
-		n.log.Info("the VM's file changed during its rollout: its new version rolls out once that ends", "vm", name,
-			"digest", vm.Digest().String())
+		n.log.Info("the VM's file changed during its rollout: its new version rolls out once that ends", "vm", name)
 		return
 	}
-	run, err := n.runnable(name, vm)
+	to, err := n.runnable(name, vm)
 	if err != nil {
 		n.log.Error("cannot roll out the VM's new version", "vm", name, "error", err.Error())
 		return
@@ -379,22 +367,32 @@ func (n *Node) rollOutFile(name string) {
 	if n.stops.has(name) {
 		n.mu.Lock()
 		old := e.next
-		e.next = run
+		e.next = &to
 		n.mu.Unlock()
-		n.closeUnused(old)
+		if old != nil {
+			n.closeUnused(old.run)
+		}
 		n.log.Warn("the VM's file changed while it is stopped: its start rolls the new version out", "vm", name,
-			"digest", vm.Digest().String())
+			"digest", digestText(to.run))
 		return
 	}
-	if _, err := n.startRollout(name, run, RolloutOptions{}, false); err != nil {
-		n.closeUnused(run)
+	if _, err := n.startRollout(name, to, RolloutOptions{}, false); err != nil {
+		n.closeUnused(to.run)
 		n.log.Error("cannot roll out the VM's new version", "vm", name, "error", err.Error())
 	}
 }
 
-// startRollout starts the rollout of the version to of the VM name.
-func (n *Node) startRollout(name string, to *registry.VM, opts RolloutOptions, rollback bool) (uint64, error) {
-	r := n.rolloutOf(name, to, opts)
+// startRollout starts the rollout of the version to of the VM name. The
+// version the VM runs is kept first: its revert runs it.
+func (n *Node) startRollout(name string, to version, opts RolloutOptions, rollback bool) (uint64, error) {
+	pid := 0
+	if vm, ok := n.sup.Get(name); ok && vm.State == supervise.StateRunning {
+		pid = vm.Pid
+	}
+	if !n.keepCurrent(name, pid) {
+		opts.NoAutoRevert = true
+	}
+	r := n.rolloutOf(name, to.run, opts)
 	n.mu.Lock()
 	e := n.entries[name]
 	switch {
@@ -458,7 +456,7 @@ func (n *Node) rolloutStarted(ev supervise.RolloutEvent) {
 	}
 	n.mu.Unlock()
 	if ro != nil {
-		n.keepHistory(ev.VM)(n.history.started(ev.VM, ro.to, ev.Rollout.From, ro.rollback))
+		n.keepHistory(ev.VM)(n.history.started(ev.VM, ro.to.seen(), ev.Rollout.From, ro.rollback))
 	}
 	if h := n.cfg.Hooks; h != nil && h.RolloutStarted != nil {
 		h.RolloutStarted(ev)
@@ -477,9 +475,9 @@ func (n *Node) rolloutEnded(ev supervise.RolloutEvent, hook func(*Hooks) func(su
 		e.rolling = nil
 		switch ev.Rollout.Phase {
 		case supervise.RolloutSucceeded, supervise.RolloutFailed:
-			prev, e.vm = e.vm, ro.to
+			prev, e.vm = e.vm.run, ro.to
 		default:
-			prev = ro.to
+			prev = ro.to.run
 		}
 	}
 	waiters := slices.Clone(n.waiters[ev.VM])

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,27 +43,23 @@ func openStore(dataDir string) (*store, error) {
 // path is where the copy of the version digest of the VM name is.
 func (s *store) path(name, digest string) string { return filepath.Join(s.dir, name, digest) }
 
-// keep copies vm's bytes, unless they are kept already. The copy is
-// checked against vm's digest: a file that changed since it was loaded
-// is not kept.
-func (s *store) keep(name string, vm *registry.VM) error {
-	digest := vm.Digest().String()
-	path := s.path(name, digest)
-	if _, err := os.Stat(path); err == nil {
-		return nil
+// keep copies the bytes of vm, the registry's VM of the name, unless
+// they are kept already, and returns their digest: those of its file as
+// it was loaded (registry.VM.CopyTo), or with pid, when it is not 0, those
+// that process runs, if it runs vm's file as loaded
+// (registry.VM.CopyFromProcess): the bytes of a version whose file was
+// replaced since. The copy is synced before it takes its name.
+func (s *store) keep(name string, vm *registry.VM, pid int) (string, error) {
+	if vm.DigestKnown() && s.has(name, vm.Digest().String()) {
+		return vm.Digest().String(), nil
 	}
-	dir := filepath.Dir(path)
+	dir := filepath.Join(s.dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
-	r, err := vm.Open()
+	tmp, err := os.CreateTemp(dir, ".copy.tmp-*")
 	if err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
-	}
-	defer r.Close()
-	tmp, err := os.CreateTemp(dir, "."+digest+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	ok := false
 	defer func() {
@@ -73,25 +68,42 @@ func (s *store) keep(name string, vm *registry.VM) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	var d registry.Digest
+	if pid != 0 {
+		d, err = vm.CopyFromProcess(pid, tmp)
 	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != digest {
-		return fmt.Errorf("keep a copy of VM %s: its file changed since it was loaded (sha256 %s, loaded as %s): the next reload reads it again",
-			name, sum, digest)
+	if pid == 0 || err != nil { // a script runs as its interpreter: its file, then
+		if _, serr := tmp.Seek(0, io.SeekStart); serr != nil {
+			return "", fmt.Errorf("keep a copy of VM %s: %w", name, serr)
+		}
+		if terr := tmp.Truncate(0); terr != nil {
+			return "", fmt.Errorf("keep a copy of VM %s: %w", name, terr)
+		}
+		d, err = vm.CopyTo(tmp)
 	}
+	if err != nil {
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	digest := d.String()
 	if err := tmp.Chmod(0o500); err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("keep a copy of VM %s: %w", name, err)
+	if s.has(name, digest) { // kept meanwhile, or before under another identity
+		os.Remove(tmp.Name())
+		ok = true
+		return digest, nil
+	}
+	if err := os.Rename(tmp.Name(), s.path(name, digest)); err != nil {
+		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	ok = true
-	return nil
+	return digest, nil
 }
 
 // has tells whether the store keeps a copy of the version.
@@ -109,7 +121,7 @@ func (s *store) open(name string, v versionRecord, pinned bool) (*registry.VM, e
 		return nil, fmt.Errorf("the version %q of VM %s is not a SHA-256 digest", v.Digest, name)
 	}
 	path := s.path(name, v.Digest)
-	vm, err := registry.OpenCopy(registry.Copy{ID: name, File: v.File, Path: path, Digest: registry.Digest(d), Pinned: pinned})
+	vm, err := registry.OpenCopy(registry.Copy{ID: name, File: v.File, Path: path, Digest: registry.Digest(d), Pinned: pinned, Verified: true})
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("the node keeps no copy of version %s of VM %s: %w", short(v.Digest), name, err)

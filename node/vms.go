@@ -24,13 +24,11 @@ type entry struct {
 	// reg is the registry's VM of the name as last reconciled: the
 	// version of its file, and its aliases.
 	reg *registry.VM
-	// vm is the version the VM runs: what its launches run (reg itself
-	// when sealed, else the node's copy of its bytes, or of an earlier
-	// version's).
-	vm *registry.VM
+	// vm is the version the VM runs: what its launches run.
+	vm version
 	// next is a version waiting for the VM's next start: its file changed
 	// while an operator had it stopped.
-	next *registry.VM
+	next *version
 	// rolling is its rollout in progress, or nil.
 	rolling *rollingOut
 	// shown is the version of the run the VM's state shows (its digest).
@@ -39,19 +37,43 @@ type entry struct {
 	removed bool
 }
 
+// version is a version of a VM that the node can run: run is what its
+// launches run (a sealed registry VM, the node's copy of its bytes, or,
+// until the node has kept them, the registry's unpinned VM itself), and
+// src the registry's VM it came from (nil for a version the node runs from
+// its copies alone: an earlier one, after a restart or a rollback).
+type version struct {
+	run, src *registry.VM
+}
+
+// keyOf is the version as reconciling compares it with the registry's.
+func (v version) keyOf() versionKey {
+	k := versionKey{digest: digestText(v.run)}
+	if v.src != nil {
+		k.key = regKey(v.src)
+	} else {
+		k.key = "copy " + k.digest
+	}
+	return k
+}
+
+// kept tells whether the version runs bytes that no change to its file
+// changes: sealed, or the node's copy.
+func (v version) kept() bool { return v.run.Sealed() || v.run != v.src }
+
 // rollingOut is a VM's rollout in progress.
 type rollingOut struct {
-	to       *registry.VM
+	to       version
 	rollback bool
 }
 
 // target is the version the VM runs, is rolling out, or waits to run.
-func (e *entry) target() *registry.VM {
+func (e *entry) target() version {
 	switch {
 	case e.rolling != nil:
 		return e.rolling.to
 	case e.next != nil:
-		return e.next
+		return *e.next
 	}
 	return e.vm
 }
@@ -59,7 +81,7 @@ func (e *entry) target() *registry.VM {
 // pending is what the entry waits for, or "".
 func (e *entry) pending() string {
 	if e.next != nil {
-		return "changed: rolls out " + short(e.next.Digest().String()) + " at its next start"
+		return "changed: rolls out " + short(digestText(e.next.run)) + " at its next start"
 	}
 	return ""
 }
@@ -119,7 +141,7 @@ func (n *Node) spec(name string) supervise.Spec {
 			return n.prepare(exec.Command(c.Path, c.Args...), launchOf{name: name})
 		}
 	default:
-		spec.Command, spec.Version = n.commandOf(name, e.vm), e.vm.Digest().String()
+		spec.Command, spec.Version = n.commandOf(name, e.vm.run), digestText(e.vm.run)
 	}
 	return spec
 }
@@ -165,26 +187,26 @@ func (n *Node) prepare(cmd *exec.Cmd, of launchOf) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// closeUnused closes version's sealed copy when no launch can use it any
-// more: it is no VM's version, next version or version rolling out, not
-// the registry's, and no command of it waits to start.
-func (n *Node) closeUnused(version *registry.VM) {
-	if version == nil || n.launches.inUse(version) {
+// closeUnused closes a version's VM (a sealed copy) when no launch can
+// use it any more: it is no VM's version, next version or version rolling
+// out, not the registry's, and no command of it waits to start.
+func (n *Node) closeUnused(vm *registry.VM) {
+	if vm == nil || n.launches.inUse(vm) {
 		return
 	}
-	if v, ok := n.reg.Lookup(version.ID()); ok && v == version {
+	if v, ok := n.reg.Lookup(vm.ID()); ok && v == vm {
 		return
 	}
 	n.mu.Lock()
 	for _, e := range n.entries {
-		if e.vm == version || e.next == version || e.rolling != nil && e.rolling.to == version {
+		if e.vm.run == vm || e.next != nil && e.next.run == vm || e.rolling != nil && e.rolling.to.run == vm {
 			n.mu.Unlock()
 			return
 		}
 	}
 	n.mu.Unlock()
-	if err := version.Close(); err != nil {
-		n.log.Warn("cannot close an old version of the VM", "vm", version.ID(), "digest", version.Digest().String(), "error", err.Error())
+	if err := vm.Close(); err != nil {
+		n.log.Warn("cannot close an old version of the VM", "vm", vm.ID(), "digest", digestText(vm), "error", err.Error())
 	}
 }
 
@@ -212,11 +234,11 @@ func (n *Node) describe(name string) admin.Description {
 	if e == nil || e.reg == nil {
 		return admin.Description{}
 	}
-	runs := e.vm
-	if e.rolling != nil && e.shown == e.rolling.to.Digest().String() {
-		runs = e.rolling.to
+	runs := e.vm.run
+	if e.rolling != nil && e.shown != "" && e.shown == digestText(e.rolling.to.run) {
+		runs = e.rolling.to.run
 	}
-	return admin.Description{Aliases: e.reg.Aliases(), Digest: runs.Digest().String(), Pinned: runs.Pinned(),
+	return admin.Description{Aliases: e.reg.Aliases(), Digest: digestText(runs), Pinned: runs.Pinned(),
 		Removed: e.removed, Pending: e.pending()}
 }
 
@@ -272,7 +294,7 @@ func (n *Node) Restart(ctx context.Context, name string) error {
 func (n *Node) startNext(name string) (bool, error) {
 	n.mu.Lock()
 	e := n.entries[name]
-	var next *registry.VM
+	var next *version
 	if e != nil && e.rolling == nil {
 		next, e.next = e.next, nil
 	}
@@ -280,8 +302,8 @@ func (n *Node) startNext(name string) (bool, error) {
 	if next == nil {
 		return false, nil
 	}
-	if _, err := n.startRollout(name, next, RolloutOptions{}, false); err != nil {
-		n.closeUnused(next)
+	if _, err := n.startRollout(name, *next, RolloutOptions{}, false); err != nil {
+		n.closeUnused(next.run)
 		return false, err
 	}
 	return true, nil

@@ -1,8 +1,8 @@
 package registry_test
 
 import (
+	"bytes"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,15 +54,17 @@ func TestOpenCopy(t *testing.T) {
 	}
 }
 
-// TestOpen: a VM's reader reads the bytes of its digest: a sealed VM's
-// from its seal, after its file was rewritten in place too; an unsealed
-// one's from its file. A closed VM has none.
-func TestOpen(t *testing.T) {
+// TestCopyTo: an unpinned VM's digest, unknown after its load, is known
+// once its bytes are copied; a file rewritten in place or replaced since
+// the load gives no copy (ErrChanged), a sealed VM's copy is its seal's,
+// whatever its file holds. The pins file's pins are told.
+func TestCopyTo(t *testing.T) {
 	t.Parallel()
 	elf := hashvmBytes(t)
 	dir := t.TempDir()
-	path := writeFile(t, dir, "vm", elf, 0o755)
-	writeFile(t, dir, "free", elf, 0o755)
+	pinnedPath := writeFile(t, dir, "vm", elf, 0o755)
+	freePath := writeFile(t, dir, "free", elf, 0o755)
+	writeFile(t, dir, "other", elf, 0o755)
 	pins := pinsFile(t, t.TempDir(), map[string][]byte{"vm": elf})
 	r, report := load(t, registry.Config{Dir: dir, Pins: pins})
 	noProblems(t, report)
@@ -72,35 +74,45 @@ func TestOpen(t *testing.T) {
 	if _, ok := r.Pin("free"); ok {
 		t.Error("Pin(free): a file without a pin has one")
 	}
-	readAll := func(v *registry.VM) []byte {
+	copyOf := func(v *registry.VM) ([]byte, registry.Digest, error) {
 		t.Helper()
-		rc, err := v.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, err := io.ReadAll(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		var b bytes.Buffer
+		d, err := v.CopyTo(&b)
+		return b.Bytes(), d, err
 	}
-	pinned, free := mustLookup(t, r, "vm"), mustLookup(t, r, "free")
-	if digestOf(readAll(free)) != free.Digest() {
-		t.Error("the unpinned VM's reader reads other bytes than its file's")
+	pinned, free, other := mustLookup(t, r, "vm"), mustLookup(t, r, "free"), mustLookup(t, r, "other")
+	if free.DigestKnown() {
+		t.Fatal("an unpinned VM's digest is known after its load")
+	}
+	if b, d, err := copyOf(free); err != nil || d != digestOf(elf) || !bytes.Equal(b, elf) || !free.DigestKnown() || free.Digest() != d {
+		t.Errorf("CopyTo(free): %s, %v, %d bytes, known %t", d, err, len(b), free.DigestKnown())
+	}
+	if id, _ := free.Identity(); id == "" {
+		t.Error("an unpinned VM has no identity")
+	}
+	// Rewritten in place: the file is no longer the one loaded.
+	if err := os.WriteFile(freePath, otherELF(t), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := copyOf(other); err != nil {
+		t.Errorf("CopyTo(other), an unchanged file beside: %v", err)
+	}
+	writeFile(t, dir, "other", otherELF(t), 0o755)
+	if _, _, err := copyOf(other); !errors.Is(err, registry.ErrChanged) {
+		t.Errorf("CopyTo of a file rewritten since its load: %v; want ErrChanged", err)
 	}
 	if runtime.GOOS == "linux" {
-		if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		if err := os.WriteFile(pinnedPath, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if digestOf(readAll(pinned)) != pinned.Digest() {
-		t.Error("the pinned VM's reader reads other bytes than its digest's")
+	if b, d, err := copyOf(pinned); err != nil || d != digestOf(elf) || !bytes.Equal(b, elf) {
+		t.Errorf("CopyTo(pinned) after its file changed: %s, %v; want the sealed bytes", d, err)
 	}
 	if err := free.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := free.Open(); !errors.Is(err, fs.ErrClosed) {
-		t.Errorf("Open of a closed VM: %v; want fs.ErrClosed", err)
+	if _, _, err := copyOf(free); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("CopyTo of a closed VM: %v; want fs.ErrClosed", err)
 	}
 }

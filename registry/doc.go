@@ -27,6 +27,29 @@
 // cause; it is skipped and the other entries load. AvalancheGo, by
 // contrast, refuses to start on one bad file.
 //
+// # Digests
+//
+// A load reads no unpinned file: a launch does not wait for a digest it
+// does not need, and a directory of large plugins loads in the time it takes
+// to list and stat it. An unpinned VM's digest is informational:
+// Registry.TakeDigest takes it once the VM runs, in the background, from
+// the executable of its process (/proc/PID/exe on Linux: the bytes that
+// run, whatever happened to the file since), and VM.DigestKnown tells
+// whether it has been taken. A "#!" script runs as its interpreter, whose
+// digest is not the VM's: a script's digest is never taken that way.
+//
+// A pinned VM's digest is known from its load: its file is hashed while its
+// sealed copy is made, several files at once, up to the number of CPUs.
+//
+// A reload reads no file whose identity (device, inode, size, modification
+// and change times), as git's index keeps it, is the one it had: such a
+// file is unchanged. Its times must be older than the moment that identity
+// was taken by two seconds, the coarsest clock of the file systems' time
+// stamps: otherwise a file written again within a tick could keep them, and
+// a pinned file is hashed again to be sure. An unpinned file is never read:
+// one whose identity changed is a new version (Report.Changed), even if only
+// its times did, and one whose identity did not is unchanged.
+//
 // # Pins
 //
 // A pins file lists SHA-256 digests as sha256sum prints them. A VM whose

@@ -78,7 +78,7 @@ func ExampleRegistry_Reload() {
 		fmt.Println("added", vm.ID())
 	}
 	for _, c := range report.Changed {
-		fmt.Println("changed", c.Old.ID(), c.Old.Digest().String()[:8], "->", c.New.Digest().String()[:8])
+		fmt.Println("changed", c.Old.ID(), c.Old.Size(), "bytes ->", c.New.Size(), "bytes")
 	}
 	for _, vm := range report.Removed {
 		fmt.Println("removed", vm.ID())
@@ -87,7 +87,7 @@ func ExampleRegistry_Reload() {
 	// Output:
 	// added beta
 	// added gamma
-	// changed beta 8b1da714 -> 0372605b
+	// changed beta 20 bytes -> 22 bytes
 	// removed alpha
 	// unchanged 0
 }

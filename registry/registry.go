@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vmre/vmre"
 )
@@ -37,8 +40,10 @@ type Config struct {
 // files into VMs whose Command a launcher starts. It is safe for concurrent
 // use.
 type Registry struct {
-	cfg Config // Dir absolute, Logger set
-	buf []byte // the copy buffer, used under reloadMu
+	cfg    Config // Dir absolute, Logger set
+	now    func() time.Time
+	hashed atomic.Int64 // files read and hashed by loads, for tests
+	bg     digester     // takes unpinned VMs' digests (TakeDigest)
 
 	reloadMu sync.Mutex // one Reload at a time; Close waits for it
 
@@ -51,7 +56,10 @@ type Registry struct {
 }
 
 // Load reads the plugin directory, the aliases file and the pins file, and
-// returns the registry of the VMs that loaded. An entry that cannot load is
+// returns the registry of the VMs that loaded. It reads no unpinned file:
+// their digests are not needed to launch them (VM.Digest); a pinned file is
+// hashed while its sealed copy is made, several files at once, up to the
+// number of CPUs. An entry that cannot load is
 // in the report's Failed and the others load regardless; the error is only
 // for a bad Config or a directory that cannot be listed.
 func Load(cfg Config) (*Registry, Report, error) {
@@ -69,7 +77,12 @@ func Load(cfg Config) (*Registry, Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{cfg: cfg, buf: make([]byte, copyBufferSize)}
+	return loadWith(cfg, time.Now)
+}
+
+// loadWith is Load with the clock that dates the files' identities.
+func loadWith(cfg Config, now func() time.Time) (*Registry, Report, error) {
+	r := &Registry{cfg: cfg, now: now}
 	byID, pins, report, err := r.load(nil)
 	if err != nil {
 		return nil, Report{}, err
@@ -108,8 +121,13 @@ func (r *Registry) Pin(file string) (Digest, bool) {
 }
 
 // Reload reads the directory, the aliases file and the pins file again. A
-// VM whose file, digest and pin are unchanged keeps its *VM (and its sealed
-// copy: it is not copied again). A changed VM is added as a new version: a
+// VM whose file and pin are unchanged keeps its *VM (and its sealed copy:
+// it is not copied again). As git's index does, a file whose identity
+// (device, inode, size, modification and change times) is the one it had
+// is not read again: a pinned file is hashed again only when its identity
+// changed, or was taken less than two seconds after the file was written
+// (its times cannot prove it then); an unpinned file, never hashed at load,
+// is a new version when its identity changed, even if its bytes did not. A changed VM is added as a new version: a
 // new *VM in Added, paired with the one it replaces in Changed. VMs that
 // leave the registry (changed, removed, or failing now) stay usable, so
 // that a running VM can still be restarted from the bytes it was started
@@ -175,6 +193,7 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.bg.close()
 	var errs []error
 	for _, v := range slices.Concat(sortedVMs(r.byID), r.retired) {
 		if err := v.Close(); err != nil {
@@ -243,6 +262,7 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, map[string]Digest,
 
 	byID := map[string]*VM{}
 	var report Report
+	var jobs []loadJob
 	for _, id := range slices.Sorted(maps.Keys(byIDFiles)) {
 		files := byIDFiles[id]
 		if len(files) > 1 {
@@ -256,21 +276,23 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, map[string]Digest,
 			}
 			continue
 		}
-		c := files[0]
-		old := prev[id]
-		v, unchanged, p := r.loadFile(c, pins, old)
-		if p != nil {
-			problems = append(problems, p)
+		jobs = append(jobs, loadJob{c: files[0], old: prev[id]})
+	}
+	r.loadFiles(jobs, pins)
+	for _, j := range jobs {
+		if j.p != nil {
+			problems = append(problems, j.p)
 			continue
 		}
+		id, v := j.c.id, j.v
 		v.setAliases(aliases.aliasesOf(id))
 		byID[id] = v
 		switch {
-		case unchanged:
+		case j.unchanged:
 			report.Unchanged = append(report.Unchanged, v)
-		case old != nil:
+		case j.old != nil:
 			report.Added = append(report.Added, v)
-			report.Changed = append(report.Changed, Change{Old: old, New: v})
+			report.Changed = append(report.Changed, Change{Old: j.old, New: v})
 		default:
 			report.Added = append(report.Added, v)
 		}
@@ -295,10 +317,43 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, map[string]Digest,
 	return byID, pinned, report, nil
 }
 
+// loadJob is a file to load, and the outcome.
+type loadJob struct {
+	c   candidate
+	old *VM // the VM of the same ID loaded before, or nil
+
+	v         *VM
+	unchanged bool
+	p         *Problem
+}
+
+// loadFiles loads the jobs' files, as many at once as there are CPUs: the
+// pinned ones are read, hashed and copied, which takes time in proportion
+// to their size.
+func (r *Registry) loadFiles(jobs []loadJob, pins pinSet) {
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	next := make(chan *loadJob)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var buf []byte // made when a file is read
+			for j := range next {
+				j.v, j.unchanged, j.p = r.loadFile(j.c, pins, j.old, &buf)
+			}
+		})
+	}
+	for i := range jobs {
+		next <- &jobs[i]
+	}
+	close(next)
+	wg.Wait()
+}
+
 // loadFile makes the VM of a candidate file, or says why it cannot load.
 // When old, the VM of the same ID loaded before, still holds (same file,
-// same bytes, same pin), it returns old itself with unchanged set.
-func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged bool, p *Problem) {
+// same bytes, same pin), it returns old itself with unchanged set. buf is
+// the worker's copy buffer, made on first use.
+func (r *Registry) loadFile(c candidate, pins pinSet, old *VM, buf *[]byte) (v *VM, unchanged bool, p *Problem) {
 	fail := func(kind Kind, err error) (*VM, bool, *Problem) {
 		return nil, false, &Problem{Entry: c.file, ID: c.id, Kind: kind, Err: err}
 	}
@@ -309,6 +364,7 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 	}
 	defer f.Close()
 	// The entry was checked by path; check what was opened.
+	now := r.now()
 	info, err := f.Stat()
 	if err != nil {
 		return fail(kindUnreadable, fmt.Errorf("stat: %w", err))
@@ -316,28 +372,70 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 	if p := checkMode(c.file, c.id, info); p != nil {
 		return nil, false, p
 	}
+	ident := identity{id: fileIDOf(info), at: now}
+	hash := func() (Digest, error) {
+		if *buf == nil {
+			*buf = make([]byte, copyBufferSize)
+		}
+		r.hashed.Add(1)
+		d, _, err := hashFile(f, *buf)
+		return d, err
+	}
 
-	seal := pinned && canSeal
+	var oldDigest Digest
+	var oldKnown bool
+	var oldIdent identity
 	reusable := old != nil && old.file == c.file && old.pinned == pinned && !old.isClosed()
+	if reusable {
+		oldDigest, oldKnown, oldIdent = old.digestState()
+	}
+	if !pinned {
+		switch {
+		case pins.err != nil || r.cfg.RequirePins:
+			// Refused: the digest tells the operator what to pin.
+			d, err := hash()
+			if err != nil {
+				return fail(kindUnreadable, fmt.Errorf("read: %w", err))
+			}
+			if pins.err != nil {
+				return fail(kindUnpinned, fmt.Errorf("%w: the file cannot be checked, its sha256 is %s: %w", vmre.ErrInvalidConfig, d, pins.err))
+			}
+			return fail(kindUnpinned, fmt.Errorf("%w: pins are required and %s has none; its sha256 is %s: if it is the file to run, add the line \"%s  %s\" to the pins file",
+				vmre.ErrInvalidConfig, c.file, d, d, c.file))
+		case reusable && oldIdent.id == ident.id && oldIdent.id != (fileID{}):
+			// The same file. Its identity is trusted even when it was taken
+			// within racyWindow of the file's writing: a file rewritten in
+			// place within a tick, to the same size, keeps it, but an
+			// unpinned VM runs whatever its file holds at each exec, and
+			// its digest, taken from a process, says what that process runs
+			// (a running executable cannot be written: ETXTBSY).
+			old.setIdentity(ident)
+			return old, true, nil
+		}
+		// Not hashed: the digest is informational (Registry.TakeDigest).
+		return &VM{id: c.id, file: c.file, path: c.path, size: info.Size(), ident: ident}, false, nil
+	}
+
+	if reusable && oldKnown && oldDigest == pn.digest && oldIdent.proves(ident.id) {
+		old.setIdentity(ident)
+		return old, true, nil
+	}
+	seal := canSeal
 	if !seal || reusable {
 		// Hash the file: enough for an unsealed VM, and for a sealed one
 		// whose bytes have not changed.
-		d, size, err := hashFile(f, r.buf)
+		d, err := hash()
 		if err != nil {
 			return fail(kindUnreadable, fmt.Errorf("read: %w", err))
 		}
 		switch {
-		case pins.err != nil:
-			return fail(kindUnpinned, fmt.Errorf("%w: the file cannot be checked, its sha256 is %s: %w", vmre.ErrInvalidConfig, d, pins.err))
-		case r.cfg.RequirePins && !pinned:
-			return fail(kindUnpinned, fmt.Errorf("%w: pins are required and %s has none; its sha256 is %s: if it is the file to run, add the line \"%s  %s\" to the pins file",
-				vmre.ErrInvalidConfig, c.file, d, d, c.file))
-		case pinned && d != pn.digest:
+		case d != pn.digest:
 			return fail(kindPinMismatch, &PinMismatchError{File: c.file, Pinned: pn.digest, Actual: d})
-		case reusable && d == old.digest:
+		case reusable && oldKnown && d == oldDigest:
+			old.setIdentity(ident)
 			return old, true, nil
 		case !seal:
-			return &VM{id: c.id, file: c.file, path: c.path, digest: d, size: size, pinned: pinned}, false, nil
+			return &VM{id: c.id, file: c.file, path: c.path, digest: d, digestKnown: true, size: info.Size(), pinned: true, ident: ident}, false, nil
 		}
 		// A changed pinned file: copy it from the start. The digest that
 		// counts is the copy's.
@@ -345,7 +443,11 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 			return fail(kindUnreadable, fmt.Errorf("seek: %w", err))
 		}
 	}
-	img, d, size, err := sealFile(f, c.id, r.buf)
+	if *buf == nil {
+		*buf = make([]byte, copyBufferSize)
+	}
+	r.hashed.Add(1)
+	img, d, size, err := sealFile(f, c.id, *buf)
 	if err != nil {
 		return fail(kindSeal, fmt.Errorf("make a sealed copy, which a pinned VM runs from: %w", err))
 	}
@@ -353,7 +455,7 @@ func (r *Registry) loadFile(c candidate, pins pinSet, old *VM) (v *VM, unchanged
 		img.close()
 		return fail(kindPinMismatch, &PinMismatchError{File: c.file, Pinned: pn.digest, Actual: d})
 	}
-	return &VM{id: c.id, file: c.file, path: c.path, digest: d, size: size, pinned: true, img: img}, false, nil
+	return &VM{id: c.id, file: c.file, path: c.path, digest: d, digestKnown: true, size: size, pinned: true, img: img, ident: ident}, false, nil
 }
 
 func sortedVMs(byID map[string]*VM) []*VM {

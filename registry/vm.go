@@ -14,14 +14,16 @@ type VM struct {
 	id     string
 	file   string // the file's name in the directory
 	path   string // the file's absolute path
-	digest Digest
 	size   int64
 	pinned bool
 	img    *image // the sealed copy, for a pinned VM on Linux
 
-	mu      sync.Mutex
-	aliases []string
-	closed  bool
+	mu          sync.Mutex
+	digest      Digest
+	digestKnown bool     // digest holds the digest: always for a pinned VM
+	ident       identity // the file's when it was loaded (or last proved unchanged)
+	aliases     []string
+	closed      bool
 }
 
 // ID is the VM's ID: its file name less an extension, or the VM an alias
@@ -50,8 +52,47 @@ func (v *VM) File() string { return v.file }
 // run from it (see Command).
 func (v *VM) Path() string { return v.path }
 
-// Digest is the SHA-256 digest of the VM's bytes as loaded.
-func (v *VM) Digest() Digest { return v.digest }
+// Digest is the SHA-256 digest of the VM's bytes, once it is known
+// (DigestKnown), else the zero Digest. A pinned VM's is known from its load:
+// its file is hashed while its sealed copy is made. An unpinned VM's is
+// informational and is not taken at load, so that no launch waits for it:
+// Registry.TakeDigest takes it later from a process that runs the VM.
+func (v *VM) Digest() Digest {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.digest
+}
+
+// DigestKnown tells whether Digest holds the VM's digest.
+func (v *VM) DigestKnown() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.digestKnown
+}
+
+// digestState returns the digest, whether it is known, and the file's
+// identity.
+func (v *VM) digestState() (Digest, bool, identity) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.digest, v.digestKnown, v.ident
+}
+
+// setDigest records the digest, once.
+func (v *VM) setDigest(d Digest) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.digestKnown {
+		v.digest, v.digestKnown = d, true
+	}
+}
+
+// setIdentity records the file's identity, found again unchanged.
+func (v *VM) setIdentity(i identity) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ident = i
+}
 
 // Size is the size of the VM's file as loaded, in bytes.
 func (v *VM) Size() int64 { return v.size }
@@ -115,8 +156,8 @@ func checkThenExec(v *VM, args []string) *exec.Cmd {
 	switch {
 	case err != nil:
 		cmd.Err = fmt.Errorf("verify VM %s before exec: %w", v.id, err)
-	case d != v.digest:
-		cmd.Err = &PinMismatchError{File: v.file, Pinned: v.digest, Actual: d}
+	case d != v.Digest():
+		cmd.Err = &PinMismatchError{File: v.file, Pinned: v.Digest(), Actual: d}
 	}
 	return cmd
 }

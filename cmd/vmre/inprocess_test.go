@@ -46,6 +46,7 @@ func TestMainInProcess(t *testing.T) {
 		{[]string{"version"}, exitOK, "protocol"},
 		{[]string{"node"}, exitUsage, "missing --plugin-dir"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--require-pins"}, exitUsage, "--require-pins needs --pins"},
+		{[]string{"node", "--plugin-dir", t.TempDir(), "--log-backlog-kib", "0"}, exitUsage, "--log-backlog-kib 0: give a size"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--listen", "0.0.0.0:0"}, exitUsage, "--admin-token-file"},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--sandbox", "strict"}, exitUsage, `--sandbox "strict": give off, best-effort or required`},
 		{[]string{"node", "--plugin-dir", t.TempDir(), "--sandbox-policy", badPolicy}, exitUsage, `default.files: unknown key "reed"`},

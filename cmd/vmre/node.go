@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/sandbox"
@@ -105,6 +106,7 @@ type nodeFlags struct {
 	engineListen, engineAdvertise string
 	tlsCert, tlsKey, dataDir      string
 	remotePing                    time.Duration
+	backlogKiB                    int
 }
 
 func nodeCommand(ctx context.Context, args []string, e env) int {
@@ -132,6 +134,8 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.tlsKey, "engine-tls-key", "", "the key `file` of --engine-tls-cert")
 	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate, the remote VMs' tokens, the VMs stopped by an operator and the VMs' versions "+
 		"(default $XDG_STATE_HOME/vmre, or ~/.local/state/vmre)")
+	fs.IntVar(&f.backlogKiB, "log-backlog-kib", admin.DefaultBacklogBytes>>10,
+		"keep the last `KiB` of each VM's log records, for vmre logs (when full, they hold about 1.7 times that in memory)")
 	fs.DurationVar(&f.remotePing, "remote-ping", tlspin.DefaultPings.Interval,
 		"ping a remote VM's silent connection after this long, and call it lost when the ping goes unanswered as long again")
 	if err := parseFlags(fs, nodeHead, exitCodesHelp, args, e); err != nil {
@@ -148,6 +152,8 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return usagef(fs, e, "--engine-tls-cert and --engine-tls-key go together")
 	case f.remotePing <= 0:
 		return usagef(fs, e, "--remote-ping %s: give a positive duration, such as 5s", f.remotePing)
+	case f.backlogKiB < 1 || f.backlogKiB > 1<<20:
+		return usagef(fs, e, "--log-backlog-kib %d: give a size from 1 to %d KiB", f.backlogKiB, 1<<20)
 	}
 	if code := f.launchFlags.validate(fs, e); code != exitOK {
 		return code
@@ -221,8 +227,8 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	cfg := node.Config{
 		PluginDir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins, KeepRemoved: f.keepRemoved,
 		Restart: f.policy, Backoff: f.backoff(), Rollout: f.rolloutFlags.config(), Launch: lcfg,
-		DataDir: f.dataDir,
-		Hooks:   events.nodeHooks(nil),
+		DataDir: f.dataDir, LogBacklogBytes: f.backlogKiB << 10,
+		Hooks: events.nodeHooks(nil),
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir(getenv)

@@ -88,15 +88,35 @@ type row struct {
 var rows = slices.Concat([]row{
 	{name: "Launch/floor", unit: "ns/op"},
 	{name: "Launch/init-only", unit: "ns/op", ref: "Launch/floor"},
-	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 1.3, atMost: true},
+	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/floor", target: 2, atMost: true},
 	{name: "Launch/vmre", unit: "ns/op", ref: "Launch/init-only", minus: true, target: 0.5e6, atMost: true},
 	{name: "Launch/vmre", unit: "initialize-ns/launch"},
+	{name: "Launch/vmre-no-warm-up", unit: "ns/op", ref: "Launch/floor"},
 	{name: "LaunchConcurrent/floor", unit: "ns/op"},
 	{name: "LaunchConcurrent/vmre", unit: "ns/op", ref: "LaunchConcurrent/floor", target: 1.3, atMost: true},
+	{name: "Launch64/floor", unit: "ns/op"},
+	{name: "Launch64/limit=none", unit: "ns/op", ref: "Launch64/floor"},
+	{name: "Launch64/limit=none", unit: "failed/op"},
+	{name: "Launch64/limit=default", unit: "ns/op", ref: "Launch64/floor"},
+	{name: "Launch64/limit=default", unit: "failed/op"},
+	{name: "Launch64/limit=2", unit: "ns/op", ref: "Launch64/floor"},
+	{name: "Launch64/limit=2", unit: "failed/op"},
+	{name: "Node64/floor", unit: "ns/op"},
+	{name: "Node64/node", unit: "ns/op", ref: "Node64/floor", target: 1.5, atMost: true},
+	{name: "Node64/floor", unit: "stopped-ns/op"},
+	{name: "Node64/node", unit: "stopped-ns/op", ref: "Node64/floor", target: 2, atMost: true},
+	{name: "Node64/node", unit: "heap-B/VM", target: 64 << 10, atMost: true},
+	{name: "Node64/node", unit: "full-heap-B/VM"},
+	{name: "Node64/node", unit: "rss-B/VM"},
+	{name: "Node64/node", unit: "full-rss-B/VM"},
 	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
 	{name: "LaunchPinned", unit: "pinned-ns/launch", ref: "LaunchPinned", refUnit: "unpinned-ns/launch"},
 	{name: "RegistryLoad", unit: "hash-ns/load"},
 	{name: "RegistryLoad", unit: "seal-ns/load", ref: "RegistryLoad", refUnit: "hash-ns/load"},
+	{name: "RegistryLoadLarge/unpinned", unit: "load-ns/op"},
+	{name: "RegistryLoadLarge/unpinned", unit: "first-exec-ns/op", target: 50e6, atMost: true},
+	{name: "RegistryLoadLarge/pinned", unit: "load-ns/op"},
+	{name: "RegistryLoadLarge/pinned", unit: "first-exec-ns/op"},
 	{name: "Stop/floor", unit: "ns/op"},
 	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
 	{name: "StopConcurrent/floor", unit: "ns/op"},
@@ -104,8 +124,10 @@ var rows = slices.Concat([]row{
 	{name: "StopConcurrent/vmre", unit: "ns/op", ref: "StopConcurrent/floor", target: 2, atMost: true},
 	{name: "FirstCall/grpc/fresh", unit: "ns/op"},
 	{name: "FirstCall/grpc/runtime", unit: "ns/op", target: 0.3e6, atMost: true},
+	{name: "FirstCall/grpc/runtime-no-warm-up", unit: "ns/op"},
 	{name: "FirstCall/connect/fresh", unit: "ns/op"},
 	{name: "FirstCall/connect/runtime", unit: "ns/op", target: 0.3e6, atMost: true},
+	{name: "FirstCall/connect/runtime-no-warm-up", unit: "ns/op"},
 	{name: "Initialize/connect-json", unit: "ns/op"},
 	{name: "Initialize/connect-proto", unit: "ns/op"},
 	{name: "Initialize/grpc", unit: "ns/op"},
@@ -154,7 +176,7 @@ func printTable(w io.Writer, r results) {
 			continue
 		}
 		label := row.name
-		if !strings.HasSuffix(row.unit, "/op") && !strings.HasSuffix(row.unit, "/s") {
+		if row.unit != "ns/op" && !strings.HasSuffix(row.unit, "/s") {
 			label += " " + row.unit
 		}
 		if row.minus {
@@ -204,7 +226,8 @@ func printTable(w io.Writer, r results) {
 // format prints a value in a unit people read: times in µs or ms.
 func format(v float64, unit string) string {
 	switch unit {
-	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load":
+	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load",
+		"load-ns/op", "first-exec-ns/op", "stopped-ns/op":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}
@@ -213,7 +236,7 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.0f MB/s", v)
 	case "allocs/line":
 		return fmt.Sprintf("%.2f", v)
-	case "heap-B/VM", "stack-B/VM", "client-heap-B/VM":
+	case "heap-B/VM", "stack-B/VM", "client-heap-B/VM", "full-heap-B/VM", "rss-B/VM", "full-rss-B/VM":
 		return fmt.Sprintf("%.1f KiB", v/1024)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)

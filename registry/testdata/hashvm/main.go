@@ -1,7 +1,8 @@
 // Command hashvm is the executable of the registry's tests. It prints its
 // arguments, the SHA-256 digest of the bytes it runs from (/proc/self/exe),
 // and how many memfds it holds open, then exits: a test that pins a file
-// and replaces it can tell which bytes ran.
+// and replaces it can tell which bytes ran. With -wait as its first
+// argument, it exits when its standard input ends instead.
 package main
 
 import (
@@ -34,4 +35,7 @@ func main() {
 		}
 	}
 	fmt.Printf("args=%s exe=%s memfds=%d\n", strings.Join(os.Args[1:], ","), hex.EncodeToString(h.Sum(nil)), memfds)
+	if len(os.Args) > 1 && os.Args[1] == "-wait" {
+		io.Copy(io.Discard, os.Stdin)
+	}
 }
