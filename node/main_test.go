@@ -76,8 +76,8 @@ func (s *states) add(vm supervise.VM) {
 	s.change = make(chan struct{})
 }
 
-// wait returns the first change after the from-th of the VM name to
-// state for which cond (when not nil) holds, and its index.
+// wait returns the first change of the VM name to state (0: any) for
+// which cond (when not nil) holds.
 func (s *states) wait(t *testing.T, name string, state supervise.State, cond func(supervise.VM) bool) supervise.VM {
 	t.Helper()
 	timeout := time.NewTimer(vmretest.WaitTimeout)
@@ -87,7 +87,7 @@ func (s *states) wait(t *testing.T, name string, state supervise.State, cond fun
 		list, change := s.list, s.change
 		s.mu.Unlock()
 		for ; seen < len(list); seen++ {
-			if vm := list[seen]; vm.Name == name && vm.State == state && (cond == nil || cond(vm)) {
+			if vm := list[seen]; vm.Name == name && (state == 0 || vm.State == state) && (cond == nil || cond(vm)) {
 				return vm
 			}
 		}
@@ -107,6 +107,7 @@ func (s *states) wait(t *testing.T, name string, state supervise.State, cond fun
 // rollouts records what the node's rollout hooks tell, and lets a test
 // wait for it.
 type rollouts struct {
+	states *states // where the state that shows a rollout's end comes
 	mu     sync.Mutex
 	list   []rolloutEvent
 	change chan struct{}
@@ -134,7 +135,8 @@ func (r *rollouts) hooks(h *node.Hooks) {
 }
 
 // wait returns the first event of the VM name after the first from ones
-// that is of kind, and its index.
+// that is of kind, and its index. An end's hook comes just before the
+// state that shows it: wait returns once the state does.
 func (r *rollouts) wait(t *testing.T, name, kind string, from int) (supervise.RolloutStatus, int) {
 	t.Helper()
 	timeout := time.NewTimer(vmretest.WaitTimeout)
@@ -145,6 +147,11 @@ func (r *rollouts) wait(t *testing.T, name, kind string, from int) (supervise.Ro
 		r.mu.Unlock()
 		for ; seen < len(list); seen++ {
 			if ev := list[seen]; ev.VM == name && ev.kind == kind {
+				if kind != "started" {
+					r.states.wait(t, name, 0, func(vm supervise.VM) bool {
+						return vm.Rollout != nil && vm.Rollout.ID == ev.Rollout.ID && vm.Rollout.Phase == ev.Rollout.Phase
+					})
+				}
 				return ev.Rollout, seen + 1
 			}
 		}
@@ -198,7 +205,7 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	cfg.Addr = srv.Listener.Addr().String()
 	cfg.Logger = vmretest.Logger(t)
 	st := newStates()
-	ro := &rollouts{}
+	ro := &rollouts{states: st}
 	cfg.Hooks = &node.Hooks{State: st.add}
 	ro.hooks(cfg.Hooks)
 	if cfg.Backoff == (supervise.Backoff{}) {

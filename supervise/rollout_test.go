@@ -66,12 +66,19 @@ func (f *fakeSupervisor) nextOf(t *testing.T, version string) *fakeLaunch {
 	return l
 }
 
-// told returns the next rollout event, which must be of kind.
+// told returns the next rollout event, which must be of kind. An end's
+// hook comes just before the state that shows it: told returns once the
+// state does.
 func (f *fakeSupervisor) told(t *testing.T, kind string) supervise.RolloutEvent {
 	t.Helper()
 	ev := receive(t, f.rollouts, "rollout event")
 	if ev.kind != kind {
 		t.Fatalf("rollout event %s (%+v); want %s", ev.kind, ev.Rollout, kind)
+	}
+	if kind != "started" {
+		f.rec.wait(t, 1, "the state of the rollout's end", func(vm supervise.VM) bool {
+			return vm.Rollout != nil && vm.Rollout.ID == ev.Rollout.ID && vm.Rollout.Phase == ev.Rollout.Phase
+		})
 	}
 	return ev.RolloutEvent
 }
