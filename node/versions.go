@@ -1,7 +1,9 @@
 package node
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/vmre/vmre/registry"
 )
@@ -173,7 +175,10 @@ func (n *Node) keeper(done <-chan struct{}) {
 // file to the copy: its later launches run the bytes kept.
 func (n *Node) keepNow(j keepJob) {
 	d, err := n.store.keep(j.name, j.vm, j.pid)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrClosed):
+		return // a version no launch uses any more
+	case err != nil:
 		n.log.Warn("cannot keep a copy of the VM's version; it is kept when it changes, or before a rollout", "vm", j.name, "error", err.Error())
 		return
 	}
