@@ -44,7 +44,7 @@ type current struct {
 // localState is a VM of the directory as the node runs it.
 type localState struct {
 	version versionKey // the version it runs, or is rolling out, or waits to
-	removed bool    // kept running after its file left (KeepRemoved)
+	removed bool       // kept running after its file left (KeepRemoved)
 }
 
 // actionKind is what reconciling does to one VM.
