@@ -32,6 +32,9 @@ CROSS_GOOS ?= windows darwin freebsd
 # The release the protos must stay wire-compatible with (buf breaking): the
 # first landing of vmre.
 BREAKING_AGAINST ?= 0147f4e7ae4aa16a7e8f12dd2403fb374df90f00
+# The Kubernetes manifests' tests: a module of their own (test/k8s/go.mod),
+# so that the k8s.io modules stay out of vmre's go.mod.
+K8STEST  := test/k8s
 # The TypeScript example VM: its packages come from npm with its lockfile.
 TSVM     := examples/typescript-vm
 TSVM_DEPS := $(TSVM)/node_modules/.package-lock.json
@@ -57,6 +60,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd $(K8STEST) && $(GO) vet ./...
 	$(STATICCHECK) $(PKGS)
 	@set -e; for os in $(CROSS_GOOS); do \
 	  echo "GOOS=$$os $(GO) build $(PKGS)"; GOOS=$$os $(GO) build $(PKGS); done
@@ -83,9 +87,10 @@ $(TSVM)/dist/main.js: $(TSVM_DEPS) $(TSVM)/tsconfig.json $(shell find $(TSVM)/sr
 	@touch $@
 
 ## test: lint, check generated code is fresh, build the examples, run every
-## test with the race detector
+## test with the race detector, then the Kubernetes manifests' module
 test: lint check-generated examples
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+	cd $(K8STEST) && $(GO) test -count=1 -timeout 5m ./...
 
 ## build: build the vmre CLI and the example VM into bin/
 build:

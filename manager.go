@@ -5,59 +5,77 @@ import (
 	"sync"
 )
 
-// exitNotifier is implemented by runtimes that know when they end. The
-// manager forgets such a runtime once it has ended, and waits for it in Stop.
-type exitNotifier interface {
+// doner is implemented by runtimes that tell when they have ended, as
+// *launcher.Runtime does: the manager forgets them once ended, and waits
+// for them in Stop.
+type doner interface {
 	Done() <-chan struct{}
-	// AfterExit arranges for f to run once the runtime has ended, like
-	// context.AfterFunc; stop cancels that.
-	AfterExit(f func()) (stop func() bool)
 }
 
 type manager struct {
 	mu       sync.Mutex
-	runtimes map[Stopper]func() bool // runtime -> cancels its AfterExit
+	runtimes map[Stopper]struct{}
 }
 
-// NewManager returns a Manager. Runtimes are tracked by identity, so a
-// Stopper must be comparable: use a pointer (as *launcher.Runtime is). A tracked runtime that has a Done channel
-// leaves the manager by itself when it ends; Stop stops all runtimes in
-// parallel and waits for each one that has a Done channel.
+// NewManager returns a Manager: what a node that launches VMs itself with
+// package launcher, without a supervisor, uses to stop them all at its
+// shutdown (a node of package node has its own). Track each runtime once
+// Launch returns it:
+//
+//	rt, err := l.Launch(ctx, cmd)
+//	if err == nil {
+//		m.TrackRuntime(rt)
+//	}
+//	...
+//	m.Stop(shutdownCtx) // every VM's SIGTERM at once, then waits for all
+//
+// Runtimes are tracked by identity, so a Stopper must be comparable: use a
+// pointer (as *launcher.Runtime is). A runtime with a Done channel that
+// has ended is forgotten at the next TrackRuntime; Stop stops all the
+// runtimes in parallel and waits for each one that has a Done channel.
 func NewManager() Manager {
-	return &manager{runtimes: make(map[Stopper]func() bool)}
+	return &manager{runtimes: make(map[Stopper]struct{})}
 }
 
 func (m *manager) TrackRuntime(runtime Stopper) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.runtimes[runtime]; ok {
-		return
-	}
-	cancel := func() bool { return false }
-	if n, ok := runtime.(exitNotifier); ok {
-		cancel = n.AfterExit(func() { m.forget(runtime) })
-	}
-	m.runtimes[runtime] = cancel
+	m.forgetEnded()
+	m.runtimes[runtime] = struct{}{}
 }
 
-func (m *manager) forget(runtime Stopper) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.runtimes, runtime)
+// forgetEnded drops the runtimes that have ended, under mu: the manager
+// holds no more than the runtimes that ran at its last TrackRuntime.
+func (m *manager) forgetEnded() {
+	for r := range m.runtimes {
+		if d, ok := r.(doner); ok && ended(d) {
+			delete(m.runtimes, r)
+		}
+	}
 }
 
-// Len reports how many runtimes are tracked. It is used by tests.
+func ended(d doner) bool {
+	select {
+	case <-d.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// Len reports how many runtimes are tracked that have not ended. It is
+// used by tests.
 func (m *manager) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forgetEnded()
 	return len(m.runtimes)
 }
 
 func (m *manager) Stop(ctx context.Context) {
 	m.mu.Lock()
 	runtimes := make([]Stopper, 0, len(m.runtimes))
-	for r, cancel := range m.runtimes {
-		cancel()
+	for r := range m.runtimes {
 		runtimes = append(runtimes, r)
 	}
 	clear(m.runtimes)
@@ -69,12 +87,12 @@ func (m *manager) Stop(ctx context.Context) {
 		r.Stop(ctx)
 	}
 	for _, r := range runtimes {
-		n, ok := r.(exitNotifier)
+		d, ok := r.(doner)
 		if !ok {
 			continue
 		}
 		select {
-		case <-n.Done():
+		case <-d.Done():
 		case <-ctx.Done():
 			return
 		}

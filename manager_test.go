@@ -17,14 +17,13 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeRuntime stops after delay once asked, and reports its end through
-// Done and AfterExit the way launcher.Runtime does.
+// Done the way launcher.Runtime does.
 type fakeRuntime struct {
 	delay time.Duration
 	once  sync.Once
 	done  chan struct{}
 
 	mu    sync.Mutex
-	after []func()
 	stops int
 }
 
@@ -39,25 +38,9 @@ func (f *fakeRuntime) Stop(context.Context) {
 	f.once.Do(func() { time.AfterFunc(f.delay, f.end) })
 }
 
-func (f *fakeRuntime) end() {
-	f.mu.Lock()
-	after := f.after
-	f.after = nil
-	f.mu.Unlock()
-	for _, fn := range after {
-		fn()
-	}
-	close(f.done)
-}
+func (f *fakeRuntime) end() { close(f.done) }
 
 func (f *fakeRuntime) Done() <-chan struct{} { return f.done }
-
-func (f *fakeRuntime) AfterExit(fn func()) func() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.after = append(f.after, fn)
-	return func() bool { return false }
-}
 
 // plainStopper has no Done: the manager can only ask it to stop.
 type plainStopper struct{ stopped chan struct{} }
@@ -156,15 +139,25 @@ func TestManagerStopHonoursContext(t *testing.T) {
 	}
 }
 
+// TestManagerForgetsEndedRuntimes: a runtime that ended leaves the
+// manager, so that a node launching VM after VM holds only those that run;
+// one without Done stays until Stop.
 func TestManagerForgetsEndedRuntimes(t *testing.T) {
 	t.Parallel()
 	m := vmre.NewManager()
-	f := newFake(0)
+	f, running := newFake(0), newFake(time.Hour)
+	plain := plainStopper{stopped: make(chan struct{})}
 	m.TrackRuntime(f)
+	m.TrackRuntime(running)
+	m.TrackRuntime(plain)
 	f.Stop(context.Background())
-	<-f.Done() // AfterExit callbacks ran before Done closed
-	if n := m.(interface{ Len() int }).Len(); n != 0 {
-		t.Fatalf("manager still tracks %d runtimes", n)
+	<-f.Done()
+	if n := m.(interface{ Len() int }).Len(); n != 2 {
+		t.Fatalf("manager tracks %d runtimes; want 2, those that may run", n)
+	}
+	m.TrackRuntime(newFake(0))
+	if n := m.(interface{ Len() int }).Len(); n != 3 {
+		t.Fatalf("manager tracks %d runtimes after one more; want 3", n)
 	}
 }
 

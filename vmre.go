@@ -26,6 +26,12 @@ const (
 	// reaches the engine over TLS and trusts exactly that certificate
 	// (docs/REMOTE.md). Unset for a VM that the host started.
 	EngineCertKey = "VMRE_RUNTIME_ENGINE_CERT_SHA256"
+	// EnginePingKey is the environment variable holding how long a remote
+	// VM lets its connection to the engine stay silent before it pings it,
+	// and then waits for the answer (a Go duration such as "5s"): the
+	// node's own ping, so that both ends notice a cut link alike
+	// (docs/REMOTE.md). Unset: 5 s.
+	EnginePingKey = "VMRE_RUNTIME_ENGINE_PING"
 	// LeaseFDKey is the environment variable naming the file descriptor of
 	// the VM's end of its lease pipe, when the host gives it one: the read
 	// end of a pipe whose write end only the host holds. The host writes a

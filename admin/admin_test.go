@@ -85,7 +85,7 @@ func newNode(t *testing.T, cfg nodeConfig) *node {
 	t.Cleanup(func() { n.launch.Close() })
 	var svc *admin.Service
 	n.sup, err = supervise.New(supervise.Config{Launcher: supervise.FromLauncher(n.launch), Backoff: cfg.backoff,
-		Hooks: &supervise.Hooks{State: func(vm supervise.VM) { svc.StateChanged(vm) }}})
+		Hooks: &supervise.Hooks{State: func(vm supervise.VM) { svc.StateChanged(vm) }, Removed: func(name string) { svc.Removed(name) }}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ var states = map[supervise.State]adminv1.VMState{
 	supervise.StateFailed:    adminv1.VMState_VM_STATE_FAILED,
 	supervise.StateWaiting:   adminv1.VMState_VM_STATE_WAITING,
 	supervise.StateLost:      adminv1.VMState_VM_STATE_LOST,
+	supervise.StateUnhealthy: adminv1.VMState_VM_STATE_UNHEALTHY,
 }
 
 // View is the admin API's view of a VM: the one view that ListVMs,
@@ -41,8 +42,8 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	if vm.Err != nil {
 		p.Error = vm.Err.Error()
 	}
-	p.Remote, p.Peer, p.CertSha256 = vm.Remote, vm.Peer, vm.CertSHA256
-	if vm.State == supervise.StateRunning {
+	p.Remote, p.Peer, p.CertSha256, p.CertSpkiSha256 = vm.Remote, vm.Peer, vm.CertSHA256, vm.CertSPKI
+	if vm.State == supervise.StateRunning || vm.State == supervise.StateUnhealthy { // an unhealthy VM runs until it is stopped
 		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 )
@@ -17,6 +19,9 @@ type Enrollment struct {
 	Token           string
 	EngineCertSHA   string
 	ProtocolVersion uint
+	// Ping is how long the VM lets its connection to the engine stay
+	// silent before it pings it: the node's (vmre.EnginePingKey).
+	Ping time.Duration
 }
 
 // Enrollments are the node's remote VMs.
@@ -29,8 +34,12 @@ type Enrollments interface {
 }
 
 func (e Enrollment) proto() *adminv1.Enrollment {
-	return &adminv1.Enrollment{Name: e.Name, EngineAddr: e.EngineAddr, Token: e.Token,
+	p := &adminv1.Enrollment{Name: e.Name, EngineAddr: e.EngineAddr, Token: e.Token,
 		EngineCertSha256: e.EngineCertSHA, ProtocolVersion: uint32(e.ProtocolVersion)}
+	if e.Ping > 0 {
+		p.Ping = durationpb.New(e.Ping)
+	}
+	return p
 }
 
 // enrollment finds a remote VM's enrollment, or answers not_found.

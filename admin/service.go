@@ -80,7 +80,8 @@ type Config struct {
 }
 
 // Service serves AdminService. Tell it of every change of a VM's state
-// with StateChanged, for WatchVMs.
+// with StateChanged, and of every VM that leaves with Removed, for
+// WatchVMs.
 type Service struct {
 	sup         Supervisor
 	resolve     func(string) (string, bool)
@@ -98,6 +99,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
+	last     map[string]supervise.VM // each VM's latest state, for Removed
 }
 
 // New returns a Service.
@@ -117,6 +119,7 @@ func New(cfg Config) (*Service, error) {
 		onCall:      cfg.OnCall,
 		errors:      connect.NewErrorWriter(),
 		watchers:    make(map[*watcher]struct{}),
+		last:        make(map[string]supervise.VM),
 	}
 	if cfg.Token != "" {
 		s.token, s.hasToken = bearer.KeyOf(cfg.Token), true

@@ -9,16 +9,16 @@ import (
 // A watcher that falls watcherBuffer changes behind is let go, and told so,
 // without StateChanged ever waiting for it; the others keep every change.
 func TestSlowWatcherIsLetGo(t *testing.T) {
-	s := &Service{watchers: map[*watcher]struct{}{}}
-	slow := &watcher{changes: make(chan supervise.VM, watcherBuffer), overflow: make(chan struct{})}
-	fast := &watcher{changes: make(chan supervise.VM, watcherBuffer), overflow: make(chan struct{})}
+	s := &Service{watchers: map[*watcher]struct{}{}, last: map[string]supervise.VM{}}
+	slow := &watcher{changes: make(chan change, watcherBuffer), overflow: make(chan struct{})}
+	fast := &watcher{changes: make(chan change, watcherBuffer), overflow: make(chan struct{})}
 	s.watchers[slow], s.watchers[fast] = struct{}{}, struct{}{}
 
 	const changes = watcherBuffer + 10
 	got := 0
 	for i := range changes { // on this goroutine: a blocking send would hang the test
 		s.StateChanged(supervise.VM{Name: "vm", Launches: i})
-		if vm := <-fast.changes; vm.Launches == i { // the fast one reads each change as it comes
+		if c := <-fast.changes; c.vm.Launches == i { // the fast one reads each change as it comes
 			got++
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -14,7 +15,7 @@ import (
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/h2c"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // ErrNotPlugin is returned when the program was not started by a vmre host:
@@ -51,7 +52,8 @@ func Initialize(ctx context.Context, vmAddr string, opts ...Option) (*Host, erro
 
 // engineClient calls one engine with one launch's token.
 type engineClient struct {
-	o *options
+	o     *options
+	pings tlspin.Pings // a remote VM's pings of the engine's connection
 
 	// onSent, when set, is called once the Initialize request is on its
 	// way: the VM waits for the answer from then on.
@@ -74,7 +76,23 @@ func newEngineClient(o *options) (*engineClient, error) {
 	if o.protocolVersion == 0 || o.protocolVersion > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: protocol version %d is out of range (1 to %d)", vmre.ErrInvalidConfig, o.protocolVersion, uint32(math.MaxUint32))
 	}
-	return &engineClient{o: o}, nil
+	ec := &engineClient{o: o, pings: tlspin.DefaultPings}
+	if o.engineCert != "" {
+		sum, err := tlspin.ParseFingerprint(o.engineCert)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", vmre.ErrInvalidConfig, vmre.EngineCertKey, err)
+		}
+		o.engineCert = sum
+	}
+	if o.enginePing != "" {
+		d, err := time.ParseDuration(o.enginePing)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%w: %s=%q is not a duration such as 5s (how long the connection to the engine stays silent before a ping)",
+				vmre.ErrInvalidConfig, vmre.EnginePingKey, o.enginePing)
+		}
+		ec.pings = tlspin.Pings{Interval: d, Timeout: d}
+	}
+	return ec, nil
 }
 
 // client returns the connect-go client of the engine, made on first use.
@@ -91,7 +109,8 @@ func (ec *engineClient) client() runtimev1connect.RuntimeServiceClient {
 			// fingerprint alone, over HTTP/2 whose pings notice a cut link.
 			scheme = "https://"
 			if httpClient == nil {
-				c := tlspin.NewClient(o.engineCert, tlspin.DefaultPings)
+				// The fingerprint was checked by newEngineClient.
+				c, _ := tlspin.NewClient(o.engineCert, ec.pings)
 				httpClient, ec.closer = c, c
 			}
 		case httpClient == nil:
@@ -135,20 +154,25 @@ func (ec *engineClient) sent() {
 func (ec *engineClient) authorize(h http.Header) { h.Set("Authorization", "Bearer "+ec.o.token) }
 
 func (ec *engineClient) initialize(ctx context.Context, vmAddr string) (*Host, error) {
-	return ec.initializeTLS(ctx, vmAddr, "")
+	return ec.initializeTLS(ctx, vmAddr, nil)
 }
 
-// initializeTLS is initialize for a VM whose server speaks TLS with the
-// certificate of fingerprint certSum ("" for plain HTTP).
-func (ec *engineClient) initializeTLS(ctx context.Context, vmAddr, certSum string) (*Host, error) {
-	if certSum == "" && ec.o.engineCert == "" && ec.o.protocol == ProtocolConnect && ec.o.httpClient == nil {
+// initializeTLS is initialize for a VM whose server speaks TLS with the DER
+// certificate cert (nil for plain HTTP).
+func (ec *engineClient) initializeTLS(ctx context.Context, vmAddr string, cert []byte) (*Host, error) {
+	if cert == nil && ec.o.engineCert == "" && ec.o.protocol == ProtocolConnect && ec.o.httpClient == nil {
 		return ec.initializeUnary(ctx, vmAddr)
+	}
+	var certSum string
+	if cert != nil {
+		certSum = tlspin.Fingerprint(cert)
 	}
 	ec.sent() // connect-go sends and waits in one call
 	req := connect.NewRequest(&runtimev1.InitializeRequest{
 		ProtocolVersion: uint32(ec.o.protocolVersion),
 		Addr:            vmAddr,
 		CertSha256:      certSum,
+		Certificate:     cert,
 	})
 	ec.authorize(req.Header())
 	res, err := ec.client().Initialize(ctx, req)

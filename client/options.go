@@ -42,6 +42,7 @@ type options struct {
 	engineAddr      string
 	token           string
 	engineCert      string // the engine's certificate fingerprint: a remote VM
+	enginePing      string // how long the engine's connection stays silent before a ping, as a duration
 	getenv          func(string) string
 	listener        net.Listener
 	shutdownTimeout time.Duration
@@ -70,7 +71,10 @@ func newOptions(opts []Option) *options {
 		o.token = o.getenv(vmre.EngineTokenKey)
 	}
 	if o.engineCert == "" {
-		o.engineCert = strings.ToLower(strings.TrimSpace(o.getenv(vmre.EngineCertKey)))
+		o.engineCert = strings.TrimSpace(o.getenv(vmre.EngineCertKey))
+	}
+	if o.enginePing == "" {
+		o.enginePing = strings.TrimSpace(o.getenv(vmre.EnginePingKey))
 	}
 	return o
 }
@@ -107,7 +111,15 @@ func WithEngine(addr, token string) Option {
 // from vmre.EngineCertKey: a VM on another host than its node
 // (docs/REMOTE.md).
 func WithEngineCert(fingerprint string) Option {
-	return optionFunc(func(o *options) { o.engineCert = strings.ToLower(fingerprint) })
+	return optionFunc(func(o *options) { o.engineCert = fingerprint })
+}
+
+// WithEnginePing sets how long a remote VM lets its connection to the
+// engine stay silent before it pings it, and then waits for the answer,
+// instead of reading it from vmre.EnginePingKey (default 5 s): a cut link
+// ends the VM within twice that (docs/REMOTE.md).
+func WithEnginePing(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.enginePing = d.String() })
 }
 
 // WithListener makes Serve serve on l instead of a new listener on

@@ -28,9 +28,52 @@ const (
 )
 
 // ErrNodeLost is Serve's error when a VM on another host lost its lease to
-// the node: the link broke or the node died. Exiting non-zero on it lets
-// the VM's orchestrator start it again.
+// the node: the link broke or the node died. ExitCode makes it ExitRestart,
+// so that the VM's orchestrator starts it again.
 var ErrNodeLost = errors.New("lost the lease to the node: the link broke or the node is gone")
+
+// ErrRestart is Serve's error when the node ended a remote VM's session
+// and wants it started again: its operator restarted it, rotated its token
+// (the orchestrator starts it with the new one), or the node shut down.
+// ExitCode makes it ExitRestart.
+var ErrRestart = errors.New("the node ended this VM's session: start it again")
+
+// restartError is ErrRestart with the node's words.
+type restartError struct{ msg string }
+
+func (e *restartError) Error() string        { return e.msg }
+func (e *restartError) Is(target error) bool { return target == ErrRestart }
+
+// Exit codes of a VM program, as ExitCode chooses them (docs/REMOTE.md).
+const (
+	// ExitOK: the VM stopped as asked: a signal of its orchestrator or
+	// host, or the node's operator stopped it (vmre stop).
+	ExitOK = 0
+	// ExitFailure: anything else went wrong, such as a refused handshake.
+	ExitFailure = 1
+	// ExitUsage: the VM cannot run as configured: started without a host's
+	// variables, or with variables that are not valid.
+	ExitUsage = 2
+	// ExitRestart (EX_TEMPFAIL of sysexits.h): a remote VM whose node ended
+	// its session (a restart, a rotated token, the node's shutdown) or was
+	// lost (the link broke). Its orchestrator should start it again: it
+	// handshakes anew once the node is reachable. systemd's
+	// Restart=on-failure and Kubernetes do.
+	ExitRestart = 75
+)
+
+// ExitCode is the exit code of a VM program whose Serve returned err.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrNotPlugin), errors.Is(err, vmre.ErrInvalidConfig):
+		return ExitUsage
+	case errors.Is(err, ErrRestart), errors.Is(err, ErrNodeLost):
+		return ExitRestart
+	}
+	return ExitFailure
+}
 
 // listenVM opens the VM's listener: on loopback, or, for a remote VM,
 // where ListenAddrKey says.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre/internal/h2c"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/internal/tlscert"
 )
 
 // Serve runs the VM side of a launch: it listens on 127.0.0.1:0, serves h
@@ -89,23 +89,26 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 	// Serve before the handshake: the host may call the VM the moment the
 	// handshake returns, and connections made earlier wait in the backlog.
+	if remote {
+		h = healthGET(h) // for a Kubernetes probe
+	}
 	warm := newWarmUp(h)
 	srv := h2c.NewServer(warm)
 	tracked := newConns()
 	srv.ConnState = tracked.track
 	serve := func() error { return srv.Serve(ln) }
-	var certSum string
+	var certDER []byte
 	if remote && o.getenv(PlaintextKey) != "1" {
-		cert, err := tlspin.SelfSigned([]string{hostOf(announce)}, 365*24*time.Hour)
+		cert, err := tlscert.SelfSigned([]string{hostOf(announce)}, 365*24*time.Hour)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("make the VM server's certificate: %w", err)
 		}
-		certSum = tlspin.Fingerprint(cert.Certificate[0])
+		certDER = cert.Certificate[0]
 		var protocols http.Protocols
 		protocols.SetHTTP1(true)
 		protocols.SetHTTP2(true)
-		srv.Protocols, srv.TLSConfig = &protocols, tlspin.ServerConfig(cert)
+		srv.Protocols, srv.TLSConfig = &protocols, tlscert.ServerConfig(cert)
 		serve = func() error { return srv.ServeTLS(ln, "", "") }
 	}
 	serveErr := make(chan error, 1)
@@ -126,7 +129,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		defer close(zoneLoaded)
 		_ = time.Local.String()
 	}()
-	host, err := ec.initializeTLS(ctx, announce, certSum)
+	host, err := ec.initializeTLS(ctx, announce, certDER)
 	<-zoneLoaded
 	if err != nil {
 		if pipe != nil {
@@ -161,7 +164,7 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 		// before the VM learns from it whether its host is alive.
 		l = startLease(context.WithoutCancel(ctx), ec)
 	}
-	stop := awaitStop(sigCtx, l, serveErr, o.logger)
+	stop := awaitStop(sigCtx, l, serveErr, remote, o.logger)
 	hostDead := stop.hostDead
 
 	var result error
@@ -190,7 +193,15 @@ func Serve(ctx context.Context, h http.Handler, opts ...Option) error {
 	}
 	l.stop()
 	if remote {
-		if hostDead && result == nil {
+		switch {
+		case result != nil:
+		case stop.restart != nil:
+			// The node ended the session and wants the VM back: exit
+			// ExitRestart, for its orchestrator to start it again.
+			result = &restartError{msg: connectMessage(stop.restart)}
+		case stop.refused != nil:
+			result = fmt.Errorf("the node refused the lease: %w", stop.refused)
+		case hostDead:
 			// Exit non-zero: its orchestrator starts it again, and it
 			// handshakes anew once the node is reachable.
 			result = ErrNodeLost

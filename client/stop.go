@@ -106,11 +106,15 @@ type stopCause struct {
 	askLease    bool  // a signal or ctx: the lease has yet to tell whether the host is alive
 	hostEnded   bool  // the host ended the lease: it is stopping the VM
 	serveFailed error // the VM's server failed
+	restart     error // (a remote VM) the node ended the session and wants the VM back: aborted
+	refused     error // (a remote VM) the node refused the lease
 }
 
 // awaitStop serves until a signal or ctx, the end of the lease, or a
-// failure of the VM's server, and says which.
-func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.Logger) stopCause {
+// failure of the VM's server, and says which. A remote VM's lease ends in
+// more ways than a launched VM's (docs/REMOTE.md): cleanly when the node's
+// operator stopped it, with aborted when the node wants it started again.
+func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, remote bool, log *slog.Logger) stopCause {
 	for {
 		select {
 		case <-ctx.Done():
@@ -119,6 +123,15 @@ func awaitStop(ctx context.Context, l *lease, serveErr <-chan error, log *slog.L
 		case err := <-l.ended():
 			l.end = nil
 			switch {
+			case remote && err == nil:
+				log.Info("shutting down", "reason", "the node's operator stopped this VM: its handshakes are refused until it is started on the node")
+				return stopCause{hostEnded: true}
+			case remote && connect.CodeOf(err) == connect.CodeAborted:
+				log.Warn("shutting down", "reason", "the node ended this VM's session, to be started again", "error", connectMessage(err))
+				return stopCause{restart: err}
+			case remote && engineAnswered(err):
+				log.Error("shutting down", "reason", "the node refused the lease", "error", err)
+				return stopCause{refused: err}
 			case err == nil:
 				log.Info("shutting down", "reason", "the host ended the lease")
 				keepCatchingSIGTERM()
@@ -164,6 +177,16 @@ func awaitSIGTERM(sigCtx context.Context, d time.Duration) {
 // they change its handling.
 func keepCatchingSIGTERM() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM)
+}
+
+// connectMessage is the message of a Connect error without its code, or
+// the error's text.
+func connectMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return err.Error()
 }
 
 // engineAnswered reports whether err is an answer of the engine rather than

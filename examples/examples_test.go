@@ -40,7 +40,13 @@ import (
 // vmreBin is the vmre CLI under test, built once by TestMain.
 var vmreBin string
 
+// helpers are the test binary's lives as a helper process, by mode.
+var helpers = map[string]vmretest.Helper{}
+
 func TestMain(m *testing.M) {
+	if os.Getenv(vmretest.ModeKey) != "" {
+		vmretest.Main(m, helpers) // the test binary as a helper process: it exits
+	}
 	dir, err := os.MkdirTemp("", "vmre-examples-test-")
 	if err == nil {
 		vmreBin = filepath.Join(dir, "vmre")

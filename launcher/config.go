@@ -91,9 +91,6 @@ type Config struct {
 	// AllowRemote lets VMs announce addresses that are not loopback.
 	AllowRemote bool
 
-	// Manager, when set, tracks every launched runtime.
-	Manager vmre.Tracker
-
 	// MaxConcurrentLaunches bounds how many launches run at once, from
 	// exec to the end of the handshake (default 4 per CPU, zero meaning
 	// that default; negative: no limit). The others wait for their turn

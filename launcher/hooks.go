@@ -29,8 +29,8 @@ type Hooks struct {
 	EngineCall func(EngineCallInfo)
 	// Handshake: the VM completed its handshake. On Launch's goroutine.
 	Handshake func(HandshakeInfo)
-	// Ready: Launch is about to return the Runtime; a Config.Manager tracks
-	// it already. On Launch's goroutine.
+	// Ready: Launch is about to return the Runtime. On Launch's
+	// goroutine.
 	Ready func(ReadyInfo)
 	// LaunchFailed: Launch is about to return err; the VM, if it started,
 	// is reaped. On Launch's goroutine.

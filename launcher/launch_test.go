@@ -268,19 +268,22 @@ func TestStopAfterExit(t *testing.T) {
 	}
 }
 
-// TestManagerStopsInParallel: Manager.Stop sends every VM its SIGTERM
-// before it waits for any. The VMs ignore SIGTERM and the graceful timeout
-// is an hour: a Manager that waited for one VM before stopping the next
-// would send one SIGTERM and hang. Once every VM has had its SIGTERM, the
-// test ends Stop's context, which kills them all.
+// TestManagerStopsInParallel: a vmre.Manager tracking the runtimes of a
+// launcher sends every VM its SIGTERM before it waits for any. The VMs
+// ignore SIGTERM and the graceful timeout is an hour: a Manager that
+// waited for one VM before stopping the next would send one SIGTERM and
+// hang. Once every VM has had its SIGTERM, the test ends Stop's context,
+// which kills them all.
 func TestManagerStopsInParallel(t *testing.T) {
 	t.Parallel()
 	const n = 4
 	m := vmre.NewManager()
-	l, events := newLauncherWithEvents(t, launcher.Config{GracefulTimeout: time.Hour, Manager: m})
+	l, events := newLauncherWithEvents(t, launcher.Config{GracefulTimeout: time.Hour})
 	var rts []*launcher.Runtime
 	for range n {
-		rts = append(rts, mustLaunch(t, l, "stubborn"))
+		rt := mustLaunch(t, l, "stubborn")
+		m.TrackRuntime(rt)
+		rts = append(rts, rt)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -306,13 +309,15 @@ func TestManagerStopsInParallel(t *testing.T) {
 	}
 }
 
+// TestManagerForgetsExitedRuntimes: a runtime whose VM ended leaves the
+// vmre.Manager that tracked it.
 func TestManagerForgetsExitedRuntimes(t *testing.T) {
 	t.Parallel()
 	m := vmre.NewManager()
-	l := newLauncher(t, launcher.Config{Manager: m})
+	l := newLauncher(t, launcher.Config{})
 	rt := mustLaunch(t, l, "quick")
+	m.TrackRuntime(rt)
 	waitDone(t, rt)
-	// AfterExit callbacks run before Done closes.
 	if n := m.(interface{ Len() int }).Len(); n != 0 {
 		t.Fatalf("manager still tracks %d runtimes after the VM ended", n)
 	}

@@ -81,8 +81,8 @@ func (l *Launcher) EngineAddr() string { return l.engineAddr }
 // Close stops the Launcher's own engine, ending the leases of its VMs (which
 // makes VMs on client.Serve shut down), the goroutine that starts VMs, and
 // the one that watches for their exits once the last has exited; Launch
-// fails from then on. It does not stop VMs otherwise: stop them, or their
-// Manager, first. Close is idempotent.
+// fails from then on. It does not stop VMs otherwise: stop them (or the
+// vmre.Manager that tracks them) first. Close is idempotent.
 func (l *Launcher) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -186,9 +186,6 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		ProtocolVersion: r.version, Elapsed: r.handshake})
 	if l.s.Legacy && l.s.LegacyShutdown {
 		r.shutdown = legacyShutdown(r.client, r.status.Addr)
-	}
-	if l.s.Manager != nil {
-		l.s.Manager.TrackRuntime(r) // before Ready: ready means listed
 	}
 	if o.ready != nil {
 		o.ready(r)

@@ -26,9 +26,9 @@ func WithHooks(h *Hooks) LaunchOption {
 }
 
 // WithReady calls f with this launch's Runtime once its handshake has
-// completed, on the goroutine of Launch, after Config.Manager and before
-// the Ready hooks: whoever learns of the VM from Ready finds that f has
-// recorded it (a supervisor's state, for example). f must not block.
+// completed, on the goroutine of Launch, before the Ready hooks: whoever
+// learns of the VM from Ready finds that f has recorded it (a supervisor's
+// state, for example). f must not block.
 func WithReady(f func(*Runtime)) LaunchOption {
 	return optionFunc(func(o *launchOptions) { o.ready = f })
 }

@@ -64,14 +64,11 @@ type Runtime struct {
 	// while they are told.
 	emitMu sync.Mutex
 
-	mu   sync.Mutex
-	gone bool // the VM has exited: no more signals, no new stop goroutine
-	// Callbacks of AfterExit, run by the wait goroutine before Done closes.
-	afterExit map[int]func()
-	nextAfter int
-	stage     Stage
-	exit      Exit
-	done      bool
+	mu    sync.Mutex
+	gone  bool // the VM has exited: no more signals, no new stop goroutine
+	stage Stage
+	exit  Exit
+	done  bool
 	// The host's client of the VM's server, made once the handshake has
 	// completed, and closed once the VM has exited.
 	transport    *vmpeer.Transport
@@ -184,13 +181,6 @@ func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
 	r.emitMu.Lock()
 	r.hooks.exited(ExitInfo{VM: r.name, Pid: r.status.Pid, Exit: exit})
 	r.emitMu.Unlock()
-	r.mu.Lock()
-	afterExit := r.afterExit
-	r.afterExit = nil
-	r.mu.Unlock()
-	for _, f := range afterExit {
-		f()
-	}
 	r.markExited()
 }
 
@@ -239,31 +229,6 @@ func (r *Runtime) HandshakeDuration() time.Duration { return r.handshake }
 
 // Done is closed once the VM has been reaped and its pipes closed.
 func (r *Runtime) Done() <-chan struct{} { return r.exited.Done() }
-
-// AfterExit arranges for f to run once the VM has ended, before Done is
-// closed; for a VM already done, f runs at once in a goroutine of its own.
-// stop cancels f if it has not run yet and reports whether it did so.
-func (r *Runtime) AfterExit(f func()) (stop func() bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
-		go f()
-		return func() bool { return false }
-	}
-	id := r.nextAfter
-	r.nextAfter++
-	if r.afterExit == nil {
-		r.afterExit = make(map[int]func())
-	}
-	r.afterExit[id] = f
-	return func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		_, pending := r.afterExit[id]
-		delete(r.afterExit, id)
-		return pending
-	}
-}
 
 // Exit returns how the VM ended, and false while it is still running.
 func (r *Runtime) Exit() (Exit, bool) {

@@ -48,6 +48,10 @@ type Config struct {
 // of their own; Config.Registerer, when given, holds them as well.
 type Metrics struct {
 	reg *prometheus.Registry
+	// registered are the collectors in Config.Registerer, which
+	// Unregister takes out.
+	registerer prometheus.Registerer
+	registered []prometheus.Collector
 
 	launches  *prometheus.CounterVec
 	handshake *prometheus.HistogramVec
@@ -107,6 +111,7 @@ func New(cfg Config) (*Metrics, error) {
 		if err := registerAll(cfg.Registerer, cs); err != nil {
 			return nil, err
 		}
+		m.registerer, m.registered = cfg.Registerer, cs
 	}
 	m.reg.MustRegister(cs...) // a registry of its own: nothing there to collide with
 	return m, nil
@@ -123,6 +128,16 @@ func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {
 		}
 	}
 	return nil
+}
+
+// Unregister takes the collectors out of Config.Registerer, so that the
+// registry may take those of another node: call it once the node is over.
+// It may be called more than once.
+func (m *Metrics) Unregister() {
+	for _, c := range m.registered {
+		m.registerer.Unregister(c)
+	}
+	m.registered = nil
 }
 
 // Handler serves the node's metrics, and the host's with HostCollectors,

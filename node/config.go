@@ -37,6 +37,12 @@ type Config struct {
 	// wait before it (supervise's defaults).
 	Restart supervise.Policy
 	Backoff supervise.Backoff
+	// Liveness probes each running VM of this host (not the remote ones)
+	// with the health probe of `vmre run --check`: one that fails
+	// Liveness.Failures probes in a row is unhealthy, stopped gracefully
+	// and launched again as Restart says (supervise.Liveness). Zero: no
+	// probes.
+	Liveness supervise.Liveness
 	// Rollout says how a VM of the plugin directory whose file changed is
 	// rolled out (docs/NODE.md, "Upgrading a VM").
 	Rollout RolloutConfig
@@ -153,6 +159,9 @@ type RemoteConfig struct {
 	Certificate *tls.Certificate
 	// Pings notice a cut link (zero: server.DefaultPings).
 	Pings server.Pings
+	// TokenHint is the advice the engine gives a VM whose token it does
+	// not know (server.Config.TokenHint): where the current token is.
+	TokenHint string
 }
 
 // Hooks tell of what happens to a node. Each is optional, called
@@ -161,6 +170,10 @@ type Hooks struct {
 	// State is told of every change of a VM's state, on the goroutine of
 	// the change, in the order of the VM's changes.
 	State func(supervise.VM)
+	// Removed is told that the VM name left the node (its file or
+	// declaration left the plugin directory), after its last State: it is
+	// no longer listed, and a VM of that name may come back.
+	Removed func(name string)
 	// Reload is told of each load of the plugin directory, the first one
 	// included.
 	Reload func(Report)

@@ -31,7 +31,13 @@
 // Run's context it removes the discovery file, stops serving remote VMs,
 // stops every VM in parallel (SIGTERM, then SIGKILL after the graceful
 // timeout, or at once after Kill), and only then stops serving the node's
-// HTTP, so that VMs keep their engine until they are gone.
+// HTTP, so that VMs keep their engine until they are gone. A node made by
+// New and never run gives back what New took with Close.
+//
+// Config.Liveness probes the running VMs with the health probe of `vmre
+// run --check`: a VM that fails them is unhealthy, stopped gracefully and
+// launched again by its policy. Hooks and the admin service's WatchVMs
+// tell of every change of a VM's state, and of a VM that leaves the node.
 //
 // An operator's stop (Node.Stop, the admin service's StopVM) is kept in
 // the data directory and outlives a restart of the node: a VM stopped on

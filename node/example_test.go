@@ -25,10 +25,12 @@ import (
 )
 
 // A node developer's node: its own routes and registry, and beside them
-// what `vmre node` runs, until SIGINT or SIGTERM (README's "Embedding the
-// engine in a node").
+// what `vmre node` runs, until SIGINT or SIGTERM. README's "Embedding the
+// engine in a node" shows this code (TestREADMEShowsTheExample keeps the
+// two the same).
 func Example() {
 	plugins, state := examplePlugins() // a plugin directory holding the example VM, and a data directory
+	logger := slog.New(slog.DiscardHandler)
 
 	reg := prometheus.NewRegistry() // the node developer's own, with its Go collector
 	reg.MustRegister(collectors.NewGoCollector())
@@ -45,7 +47,7 @@ func Example() {
 		Listener:   ln,  // Run serves r on it
 		Handler:    r,   // which mounts the node's routes below
 		Registerer: reg, // the node's collectors join the node developer's
-		Logger:     slog.New(slog.DiscardHandler),
+		Logger:     logger,
 		Hooks:      &node.Hooks{State: interruptOnceRunning}, // for this example: SIGTERM once the VM runs
 	})
 	if err != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"os/exec"
 	"sync"
 	"time"
@@ -14,15 +13,10 @@ import (
 	"github.com/vmre/vmre/supervise"
 )
 
-// errHeld is the cause of a VM left stopped at the node's start: an
-// operator stopped it before the node restarted.
-var errHeld = errors.New("stopped by an operator before the node restarted: start it to run it (vmre start NAME)")
-
 // launches is the supervisor's launcher: the node's launcher, with the
 // node's bookkeeping around each launch. It knows which version of a
 // registry VM each command runs, so that the sealed copy of an old version
-// is closed as soon as no launch can use it, and it holds back the launch
-// of a VM that an operator stopped before the node restarted.
+// is closed as soon as no launch can use it.
 type launches struct {
 	n *Node
 
@@ -30,7 +24,6 @@ type launches struct {
 	l        *launcher.Launcher // made by Run
 	pending  map[*exec.Cmd]launchOf
 	inflight map[*registry.VM]int // commands made of a version and not yet started
-	held     map[string]bool      // VMs whose first launch waits for the operator's stop
 }
 
 // launchOf is what a command launches.
@@ -90,36 +83,14 @@ func (ls *launches) made(cmd *exec.Cmd, of launchOf) {
 	}
 }
 
-// hold makes the next launch of name wait until it is cancelled: the
-// operator's Stop that follows cancels it.
-func (ls *launches) hold(name string, on bool) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if ls.held == nil {
-		ls.held = make(map[string]bool)
-	}
-	if on {
-		ls.held[name] = true
-	} else {
-		delete(ls.held, name)
-	}
-}
-
 // Launch implements supervise.Launcher.
 func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (supervise.Run, error) {
 	ls.mu.Lock()
-	of := ls.pending[req.Cmd]
-	held, l := ls.held[of.name], ls.l
+	of, l := ls.pending[req.Cmd], ls.l
 	ls.mu.Unlock()
 	var run supervise.Run
-	var err error
-	switch {
-	case held:
-		<-ctx.Done() // the operator's Stop, given as the VM was added
-		err = errHeld
-	case l == nil:
-		err = ErrNotRunning
-	default:
+	err := ErrNotRunning
+	if l != nil {
 		if of.sandbox != nil {
 			// The VM has handshaken: its init step exec'd it, its report
 			// is whole. It is kept before the VM is running in the

@@ -61,9 +61,10 @@ var helpers = map[string]vmretest.Helper{}
 // states records every change of the VMs' states that the node's hook
 // tells, and lets a test wait for one.
 type states struct {
-	mu     sync.Mutex
-	list   []supervise.VM
-	change chan struct{}
+	mu      sync.Mutex
+	list    []supervise.VM
+	removed []string // the VMs Hooks.Removed told of, in order
+	change  chan struct{}
 }
 
 func newStates() *states { return &states{change: make(chan struct{})} }
@@ -74,6 +75,21 @@ func (s *states) add(vm supervise.VM) {
 	s.list = append(s.list, vm)
 	close(s.change)
 	s.change = make(chan struct{})
+}
+
+func (s *states) remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.removed = append(s.removed, name)
+	close(s.change)
+	s.change = make(chan struct{})
+}
+
+// removals returns the VMs Hooks.Removed told of.
+func (s *states) removals() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.removed...)
 }
 
 // wait returns the first change of the VM name to state (0: any) for
@@ -206,7 +222,7 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	cfg.Logger = vmretest.Logger(t)
 	st := newStates()
 	ro := &rollouts{states: st}
-	cfg.Hooks = &node.Hooks{State: st.add}
+	cfg.Hooks = &node.Hooks{State: st.add, Removed: st.remove}
 	ro.hooks(cfg.Hooks)
 	if cfg.Backoff == (supervise.Backoff{}) {
 		cfg.Backoff = supervise.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
@@ -287,7 +303,7 @@ func appendCopy(src, dst string, extra []byte) error {
 		return err
 	}
 	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, append(b, extra...), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(tmp, append(b, extra...), 0o755); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dst)

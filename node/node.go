@@ -15,13 +15,13 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // ErrNotRunning is the error of a Reload outside Run.
@@ -134,12 +134,14 @@ func New(cfg Config) (*Node, error) {
 		Logger:      n.log.With(slog.String("component", "engine")),
 		Hooks:       n.metrics.EngineHooks(),
 		Services:    []string{admin.ServiceName},
+		TokenHint:   cfg.Remote.TokenHint,
 	})
-	hooks := &supervise.Hooks{State: n.stateChanged}
+	hooks := &supervise.Hooks{State: n.stateChanged, Removed: n.removed}
 	n.rolloutHooks(hooks)
 	n.sup, err = supervise.New(supervise.Config{
 		Launcher: n.launches,
 		Backoff:  cfg.Backoff,
+		Liveness: cfg.Liveness,
 		Hooks:    hooks,
 		Logger:   n.log.With(slog.String("component", "supervisor")),
 		Rollout:  supervise.RolloutConfig{Interval: cfg.Rollout.ProbeInterval},
@@ -248,7 +250,8 @@ func (n *Node) Kill(cause error) {
 	}
 }
 
-// Run runs the node until ctx ends or a part of it fails: it serves remote
+// Run runs the node until ctx ends (the log gives context.Cause(ctx) as
+// the reason of the stop) or a part of it fails: it serves remote
 // VMs over TLS (with Remote), starts the VMs, serves Handler on Listener
 // (when set), and leaves the discovery file (with DiscoveryDir). Then it
 // stops them in this order: the discovery file, the TLS engine, every VM
@@ -260,7 +263,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	if n.phase != phaseNew {
 		n.mu.Unlock()
-		return errors.New("node: Run called twice")
+		return errors.New("node: Run called twice, or after Close")
 	}
 	n.phase = phaseRunning
 	stopCtx, kill := context.WithCancelCause(context.Background())
@@ -289,23 +292,30 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 
-	// The VMs are supervised, and the remote ones enrolled, before anything
-	// is announced or served: the listeners queue what comes meanwhile.
+	// The VMs are supervised, and the remote ones enrolled, before the node
+	// serves anything or tells where remote VMs reach it: the listeners
+	// queue what comes meanwhile. The discovery file is there before
+	// anything happens to a VM, so that a client told of a VM's change (a
+	// hook, an event) finds the node, whose HTTP then answers once the VMs
+	// are supervised.
+	removeDiscovery := func() {}
+	if n.cfg.DiscoveryDir != "" {
+		removeDiscovery = n.announce()
+	}
 	n.startVMs()
 	var g run.Group
 	{ // the context
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
 			<-ctx.Done()
-			return nil
+			return stopRequested{context.Cause(ctx)}
 		}, func(error) { cancel() })
 	}
 	if n.cfg.DiscoveryDir != "" { // the file for the CLI
 		done := make(chan struct{})
 		g.Add(func() error {
-			remove := n.announce()
 			<-done
-			remove()
+			removeDiscovery()
 			return nil
 		}, func(error) { close(done) })
 	}
@@ -317,7 +327,10 @@ func (n *Node) Run(ctx context.Context) error {
 				return fmt.Errorf("the engine's TLS listener stopped: %w", err)
 			}
 			return nil
-		}, func(error) { cancel() })
+		}, func(error) {
+			n.remotes.shutdown() // their leases end with word to start again
+			cancel()
+		})
 	}
 	{ // the follow-ups of rollouts, which end before the VMs stop
 		done := make(chan struct{})
@@ -339,7 +352,7 @@ func (n *Node) Run(ctx context.Context) error {
 			<-done
 			return nil
 		}, func(err error) {
-			n.stopVMs(stopCtx)
+			n.stopVMs(stopCtx, err)
 			close(done)
 		})
 	}
@@ -359,7 +372,35 @@ func (n *Node) Run(ctx context.Context) error {
 			cancel()
 		})
 	}
-	return g.Run()
+	if err := g.Run(); !errors.As(err, new(stopRequested)) {
+		return err
+	}
+	return nil
+}
+
+// stopRequested ends Run's group when Run's context ends: Run then
+// returns nil. Its cause is the context's.
+type stopRequested struct{ cause error }
+
+func (s stopRequested) Error() string { return s.cause.Error() }
+
+// Close releases what New took, for a node whose Run is never called (a
+// start abandoned after New): the sealed copies of the plugin directory's
+// pinned files, the engine, the node's collectors in Config.Registerer
+// (which may then take another node's) and Config.Listener. Run releases
+// them itself when it returns, so Close after Run has begun does nothing;
+// Run after Close fails. Close may be called more than once; its error is
+// that of a sealed copy that would not close.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.phase != phaseNew {
+		n.mu.Unlock()
+		return nil
+	}
+	n.phase = phaseDone
+	n.mu.Unlock()
+	n.closeListener()
+	return n.close()
 }
 
 // closeListener closes Config.Listener when Run fails before serving it.
@@ -369,9 +410,9 @@ func (n *Node) closeListener() {
 	}
 }
 
-// close releases what New made: the engine, the remote enrollments and
-// the files of the plugin directory.
-func (n *Node) close() {
+// close releases what New made: the engine, the remote enrollments, the
+// files of the plugin directory and the collectors in Config.Registerer.
+func (n *Node) close() error {
 	n.mu.Lock()
 	n.phase = phaseDone
 	n.mu.Unlock()
@@ -381,23 +422,32 @@ func (n *Node) close() {
 	if n.remotes != nil {
 		n.remotes.closeAll()
 	}
-	if n.reg != nil {
-		n.reg.Close()
+	if n.metrics != nil {
+		n.metrics.Unregister()
 	}
 	if n.store != nil {
 		n.store.close()
 	}
+	if n.reg != nil {
+		return n.reg.Close()
+	}
+	return nil
 }
 
 // stopVMs stops every VM in parallel and waits until they are reaped; ctx
-// (Kill) cuts their grace short.
-func (n *Node) stopVMs(ctx context.Context) {
+// (Kill) cuts their grace short. why is the end of the actor that stopped
+// the node: Run's context (its cause), or a part of the node that failed.
+func (n *Node) stopVMs(ctx context.Context, why error) {
 	n.reloadMu.Lock() // a reconciliation in progress ends first
 	defer n.reloadMu.Unlock()
 	n.mu.Lock()
 	n.phase = phaseStopping
 	n.mu.Unlock()
-	n.log.Info("stopping the VMs", "graceful_timeout", n.launches.gracefulTimeout())
+	reason := "the node is stopping"
+	if why != nil {
+		reason = why.Error()
+	}
+	n.log.Info("stopping the VMs", "reason", reason, "graceful_timeout", n.launches.gracefulTimeout())
 	n.sup.Close(ctx)
 	n.sup.Close(context.Background()) // after a Kill, wait for their reaping
 	n.launches.close()
@@ -430,6 +480,15 @@ func (n *Node) listVersions() []supervise.VM {
 		}
 	}
 	return vms
+}
+
+// removed tells the admin service's watchers and the hooks that the VM
+// name left.
+func (n *Node) removed(name string) {
+	n.admin.Removed(name)
+	if h := n.cfg.Hooks; h != nil && h.Removed != nil {
+		h.Removed(name)
+	}
 }
 
 // Get returns the supervisor's state of the VM name.

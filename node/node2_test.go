@@ -19,7 +19,6 @@ import (
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/supervise"
@@ -72,8 +71,7 @@ func TestNodeRemoteDeclaration(t *testing.T) {
 	// Its session ended: the remote VM shuts down.
 	vmretest.WaitClosed(t, exited, "the remote VM's end, after its declaration left")
 	// The token is refused from now on.
-	c := tlspin.NewClient(en.GetEngineCertSha256(), tlspin.DefaultPings)
-	defer c.CloseIdleConnections()
+	c := vmretest.PinnedClient(t, en.GetEngineCertSha256())
 	engine := runtimev1connect.NewRuntimeServiceClient(c, "https://"+en.GetEngineAddr())
 	req := connect.NewRequest(&runtimev1.InitializeRequest{ProtocolVersion: 1, Addr: "127.0.0.1:9"})
 	req.Header().Set("Authorization", "Bearer "+en.GetToken())
@@ -122,8 +120,9 @@ func TestNodeRestartKeepsStop(t *testing.T) {
 	second := startNode(t, cfg)
 	second.states.wait(t, "alpha", supervise.StateRunning, nil)
 	second.states.wait(t, "beta", supervise.StateStopped, nil)
-	if vm := second.vms(t)["beta"]; vm.GetState() != adminv1.VMState_VM_STATE_STOPPED || vm.GetPid() != 0 {
-		t.Fatalf("beta after the node's restart: %v; want stopped", vm)
+	if vm := second.vms(t)["beta"]; vm.GetState() != adminv1.VMState_VM_STATE_STOPPED || vm.GetPid() != 0 ||
+		vm.GetError() != "" || vm.GetLastExit() != nil {
+		t.Fatalf("beta after the node's restart: %v; want stopped, with no error nor exit: it never ran", vm)
 	}
 	for _, vm := range second.states.list {
 		if vm.Name == "beta" && vm.Pid != 0 {
@@ -160,6 +159,7 @@ func TestNodeClosesOldVersions(t *testing.T) {
 		}
 	}
 	writePins()
+	memfds := func(t *testing.T) int { return memfdsOf(t, "alpha") + memfdsOf(t, "beta") } // the tests beside seal other VMs
 	before := memfds(t)
 	tn := startNode(t, node.Config{PluginDir: dir, Pins: pins, RequirePins: true, DataDir: t.TempDir()})
 	tn.states.wait(t, "alpha", supervise.StateRunning, nil)
@@ -209,11 +209,9 @@ func digestOf(t *testing.T, path string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// memfds counts the process's open memfds of the VMs alpha and beta
-// (links in /proc/self/fd to /memfd:vmre:NAME): the sealed copies of this
-// test's node, and not those of the tests beside it, whose VMs have other
-// names.
-func memfds(t *testing.T) int {
+// memfdsOf counts the process's open memfds of the VM name: the sealed
+// copies of its versions (links in /proc/self/fd to /memfd:vmre:NAME).
+func memfdsOf(t *testing.T, name string) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -221,10 +219,35 @@ func memfds(t *testing.T) int {
 	}
 	n := 0
 	for _, e := range entries {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err == nil && (strings.HasPrefix(target, "/memfd:vmre:alpha") || strings.HasPrefix(target, "/memfd:vmre:beta")) {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(target, "/memfd:vmre:"+name+" ") {
 			n++
 		}
+	}
+	return n
+}
+
+// memfds counts the process's open memfds (links in /proc/self/fd to
+// memfd:...): every one, or with of, those holding a copy of the bytes
+// whose SHA-256 is *of. Tests that count them all run in parallel only
+// with tests that make none (TestCloseWithoutRun is not parallel).
+func memfds(t *testing.T, of ...[sha256.Size]byte) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		path := filepath.Join("/proc/self/fd", e.Name())
+		if target, err := os.Readlink(path); err != nil || !strings.HasPrefix(target, "/memfd:") {
+			continue
+		}
+		if len(of) > 0 {
+			if b, err := os.ReadFile(path); err != nil || sha256.Sum256(b) != of[0] {
+				continue
+			}
+		}
+		n++
 	}
 	return n
 }
@@ -237,7 +260,7 @@ func TestNodeLastAttempt(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(t.TempDir(), "broken")
 	script := "#!/bin/sh\nif [ -e " + marker + " ]; then echo 'cannot open /etc/quitter.toml' >&2; exit 3; fi\nexec " + exampleVM + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(filepath.Join(dir, "quitter"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Restart: supervise.OnFailure})

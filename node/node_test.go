@@ -87,12 +87,32 @@ func TestNodeLifecycle(t *testing.T) {
 			vm.GetPending(), vm.GetDigest(), vm.GetRollout(), done.To)
 	}
 
-	// A file removed: the VM stops and leaves.
+	// A file removed: the VM stops and leaves; the hook and the admin
+	// API's watchers are told.
+	watch, err := tn.admin.WatchVMs(ctx, connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
 	if err := os.Remove(filepath.Join(dir, "gamma")); err != nil {
 		t.Fatal(err)
 	}
 	if report := reload(t, tn); !slices.Equal(report.GetRemoved(), []string{"gamma"}) {
 		t.Errorf("reload after a removal: %v", report)
+	}
+	if got := tn.states.removals(); !slices.Equal(got, []string{"gamma"}) {
+		t.Errorf("Hooks.Removed told of %v; want gamma", got)
+	}
+	for watch.Receive() {
+		if m := watch.Msg(); m.GetGone() {
+			if m.GetVm().GetName() != "gamma" || m.GetVm().GetState() != adminv1.VMState_VM_STATE_STOPPED {
+				t.Errorf("WatchVMs told gone: %v; want gamma, stopped", m.GetVm())
+			}
+			break
+		}
+	}
+	if err := watch.Err(); err != nil {
+		t.Fatalf("WatchVMs never told gamma gone: %v", err)
 	}
 	if !vmretest.ProcessGone(gamma.Pid) {
 		t.Errorf("gamma (pid %d) runs after its file left", gamma.Pid)

@@ -75,7 +75,7 @@ func (n *Node) reconcile(ctx context.Context, report registry.Report, only map[s
 		want.remotes[r.ID], declared[r.ID] = r.ProtocolVersion, r
 	}
 	if n.remotes == nil && len(report.Remotes) > 0 {
-		n.log.Warn("the plugin directory declares remote VMs, which only a node with an engine for them enrolls (vmre node --engine-listen)",
+		n.log.Warn("the plugin directory declares remote VMs, which only a node with an engine for them (Config.Remote) enrolls",
 			"remotes", len(report.Remotes))
 		want.remotes = map[string]uint{}
 	}
@@ -189,7 +189,7 @@ func (n *Node) keep(name string) {
 		e.removed = true
 	}
 	n.mu.Unlock()
-	n.log.Warn("the VM's file left the plugin directory; it runs on until stopped (--keep-removed)", "vm", name)
+	n.log.Warn("the VM's file left the plugin directory; it runs on until stopped (KeepRemoved)", "vm", name)
 }
 
 // restore unmarks a removed VM whose file is back.

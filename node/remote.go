@@ -10,14 +10,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
 	"github.com/vmre/vmre/internal/atomicfile"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/internal/tlscert"
 	"github.com/vmre/vmre/registry"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // remotes enrolls the remote VMs that the plugin directory declares
@@ -77,9 +79,13 @@ func (r *remotes) enroll(ctx context.Context, d registry.Remote) error {
 		Name:        name,
 		Token:       token,
 		Initializer: server.AcceptVersions(n.cfg.Launch.HostName, d.ProtocolVersion),
+		// Keep-alives as frequent as the pings: a VM that hears nothing for
+		// twice as long knows its link is cut, HTTP/1.1 or not.
+		KeepAlive: r.ping(),
 		OnSession: func(ev server.SessionEvent) {
 			if ev.Up {
-				sup.RemoteUp(name, supervise.Session{Peer: ev.Peer, Addr: ev.Addr, CertSHA256: ev.CertSHA256, ProtocolVersion: ev.ProtocolVersion})
+				sup.RemoteUp(name, supervise.Session{Peer: ev.Peer, Addr: ev.Addr, CertSHA256: ev.CertSHA256,
+					CertSPKI: ev.CertSPKI, ProtocolVersion: ev.ProtocolVersion})
 				return
 			}
 			sup.RemoteDown(name, ev.Err)
@@ -112,7 +118,7 @@ func (r *remotes) enroll(ctx context.Context, d registry.Remote) error {
 			return err
 		}
 	}
-	n.log.Info("remote VM enrolled: vmre remote env NAME prints its environment", "vm", name, "engine", r.addr())
+	n.log.Info("remote VM enrolled: the admin service's GetEnrollment gives what it needs to reach the node", "vm", name, "engine", r.addr())
 	return nil
 }
 
@@ -124,6 +130,15 @@ func (r *remotes) with(name string, f func(*remoteVM)) {
 	if rv != nil {
 		f(rv)
 	}
+}
+
+// ping is the interval of the engine's pings of a remote VM's connection,
+// which the VM's own pings follow.
+func (r *remotes) ping() time.Duration {
+	if p := r.n.cfg.Remote.Pings.Interval; p > 0 {
+		return p
+	}
+	return tlspin.DefaultPings.Interval
 }
 
 func (r *remotes) addr() string {
@@ -163,6 +178,17 @@ func (n *Node) revoke(ctx context.Context, name string) {
 	}
 }
 
+// shutdown ends every remote VM's session because the node shuts down:
+// their leases end with aborted, for their orchestrators to start them
+// again once the node is back.
+func (r *remotes) shutdown() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rv := range r.byName {
+		rv.en.Shutdown()
+	}
+}
+
 // closeAll closes every enrollment, when the node stops.
 func (r *remotes) closeAll() {
 	r.mu.Lock()
@@ -181,7 +207,7 @@ func (r *remotes) Enrollment(name string) (admin.Enrollment, bool) {
 		return admin.Enrollment{}, false
 	}
 	addr, sum := r.n.RemoteEngine()
-	return admin.Enrollment{Name: name, EngineAddr: addr, Token: rv.en.Token(), EngineCertSHA: sum, ProtocolVersion: rv.version}, true
+	return admin.Enrollment{Name: name, EngineAddr: addr, Token: rv.en.Token(), EngineCertSHA: sum, ProtocolVersion: rv.version, Ping: r.ping()}, true
 }
 
 // Rotate implements admin.Enrollments: the new token is kept before the
@@ -215,7 +241,7 @@ func engineCertificate(cfg Config) (*tls.Certificate, error) {
 		return cfg.Remote.Certificate, nil
 	}
 	hosts := []string{hostOf(cfg.Remote.Advertise), hostOf(cfg.Remote.Listen)}
-	cert, err := tlspin.LoadOrCreate(filepath.Join(cfg.DataDir, "engine.crt"), filepath.Join(cfg.DataDir, "engine.key"), hosts)
+	cert, err := tlscert.LoadOrCreate(filepath.Join(cfg.DataDir, "engine.crt"), filepath.Join(cfg.DataDir, "engine.key"), hosts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the engine's TLS certificate: %w", vmre.ErrInvalidConfig, err)
 	}

@@ -111,16 +111,12 @@ func (n *Node) startVMs() {
 // launches, unless an operator stopped it before the node restarted.
 func (n *Node) supervise(name string) error {
 	stopped := n.stops.has(name)
-	if stopped {
-		n.launches.hold(name, true)
-		defer n.launches.hold(name, false)
+	spec := n.spec(name)
+	spec.Stopped = stopped
+	err := n.sup.Add(spec)
+	if err == nil && stopped {
+		n.log.Info("the VM stays stopped: an operator stopped it before the node restarted; a Start runs it", "vm", name)
 	}
-	err := n.sup.Add(n.spec(name))
-	if err != nil || !stopped {
-		return err
-	}
-	n.log.Info("the VM stays stopped: an operator stopped it before the node restarted", "vm", name)
-	_, err = n.sup.Stop(context.Background(), name)
 	return err
 }
 

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/vmre/vmre/tlspin"
 )
 
 // maxAddrLen bounds the VM address; a host:port is never longer.
@@ -50,4 +53,39 @@ func checkFingerprint(s string) error {
 		return fmt.Errorf("cert_sha256 %q is not a SHA-256 fingerprint: want 64 lowercase hex digits, the SHA-256 of the DER certificate of the VM's server", s)
 	}
 	return nil
+}
+
+// maxCertBytes bounds the certificate a VM sends in Initialize; a
+// self-signed certificate is well under 1 KiB.
+const maxCertBytes = 8 << 10
+
+// vmCert is what a VM's Initialize says of its server's certificate.
+type vmCert struct {
+	sum  string // its SHA-256, lowercase hex, or ""
+	spki string // the SHA-256 of its public key, base64 (tlspin.PublicKeyPin), or ""
+}
+
+// checkCertificate checks cert_sha256 and certificate of an Initialize:
+// the fingerprint, when set, is one; the certificate, when sent, is an
+// X.509 certificate of that fingerprint (which it gives when the
+// fingerprint is left empty).
+func checkCertificate(sum string, der []byte) (vmCert, error) {
+	if err := checkFingerprint(sum); err != nil {
+		return vmCert{}, err
+	}
+	if len(der) == 0 {
+		return vmCert{sum: sum}, nil
+	}
+	if len(der) > maxCertBytes {
+		return vmCert{}, fmt.Errorf("certificate is %d bytes long; want at most %d, the DER of the VM server's certificate", len(der), maxCertBytes)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return vmCert{}, fmt.Errorf("certificate is not a DER X.509 certificate: %w", err)
+	}
+	got := tlspin.Fingerprint(der)
+	if sum != "" && sum != got {
+		return vmCert{}, fmt.Errorf("cert_sha256 %s is not the SHA-256 of the certificate sent, %s: send the fingerprint of the certificate the VM's server presents", sum, got)
+	}
+	return vmCert{sum: got, spki: tlspin.PublicKeyPin(c)}, nil
 }

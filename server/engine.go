@@ -59,6 +59,11 @@ type Config struct {
 	// (the node's admin service), listed by its reflection and reported
 	// serving by its grpc.health.v1 while the engine is.
 	Services []string
+	// TokenHint, when set, replaces the advice in the message of an
+	// unknown token: what a VM given a wrong or rotated token should do,
+	// such as the command that prints a remote VM's token (a node's CLI
+	// names it; the library names none).
+	TokenHint string
 	// LeaseKeepAlive is the interval at which the engine sends a lease's
 	// holder an empty LeaseResponse, so that no idle timeout of the VM's
 	// HTTP client or of a proxy ends a quiet lease (default
@@ -76,6 +81,7 @@ type Engine struct {
 	log           *slog.Logger
 	hooks         *Hooks
 	keepAlive     time.Duration
+	tokenHint     string
 	rejects       ratelog.Limiter
 	health        *grpchealth.StaticChecker
 	services      []string // every service for reflection: the engine's, health, Config.Services
@@ -102,6 +108,7 @@ func New(cfg Config) *Engine {
 		log:           cfg.Logger,
 		hooks:         cfg.Hooks,
 		keepAlive:     cfg.LeaseKeepAlive,
+		tokenHint:     cfg.TokenHint,
 		health:        grpchealth.NewStaticChecker(append([]string{runtimev1connect.RuntimeServiceName}, cfg.Services...)...),
 		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
@@ -178,21 +185,15 @@ func (e *Engine) authenticate(h http.Header) (*Launch, error) {
 			fmt.Errorf("missing bearer token: send the header Authorization: Bearer $%s", vmre.EngineTokenKey))
 	}
 	l := e.lookup(token)
+	if l == nil && e.tokenHint != "" {
+		return nil, connect.NewError(connect.CodeUnauthenticated,
+			errors.New("unknown token: it was not issued by this engine, or it was rotated: "+e.tokenHint))
+	}
 	if l == nil {
 		return nil, connect.NewError(connect.CodeUnauthenticated,
 			errors.New("unknown token: it was not issued by this engine; use the token the host put in "+vmre.EngineTokenKey))
 	}
 	return l, nil
-}
-
-// authenticateInitialize finds the launch an Initialize is for: the
-// launch of its token, or, for an Enrollment, a new session of it.
-func (e *Engine) authenticateInitialize(h http.Header) (*Launch, error) {
-	token := bearerToken(h.Get("Authorization"))
-	if en := e.lookupEnrollment(token); en != nil {
-		return en.newSession()
-	}
-	return e.authenticate(h)
 }
 
 // runtimeHandler serves RuntimeService for an Engine. It is a type of its
@@ -233,16 +234,20 @@ func (h runtimeHandler) Initialize(ctx context.Context, req *connect.Request[run
 // after (its VM died) still tells its hook of the call that completed it,
 // which its host waits for.
 func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.InitializeRequest]) (func(Call), *connect.Response[runtimev1.InitializeResponse], error) {
-	l, err := e.authenticateInitialize(req.Header())
+	if en := e.lookupEnrollment(bearerToken(req.Header().Get("Authorization"))); en != nil {
+		res, err := en.initialize(ctx, req)
+		return en.cfg.OnCall, res, err
+	}
+	l, err := e.authenticate(req.Header())
 	if err != nil {
 		return l.onCall(), nil, err
 	}
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
-	if err := checkAddr(addr, e.allowRemote || l.enrollment != nil); err != nil {
+	if err := checkAddr(addr, e.allowRemote); err != nil {
 		return l.onCall(), nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	certSum := req.Msg.GetCertSha256()
-	if err := checkFingerprint(certSum); err != nil {
+	cert, err := checkCertificate(req.Msg.GetCertSha256(), req.Msg.GetCertificate())
+	if err != nil {
 		return l.onCall(), nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
@@ -260,10 +265,8 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
 	l.state = stateInitialized
-	l.addr, l.version, l.certSum = addr, version, certSum
-	if l.enrollment == nil {
-		e.pending--
-	}
+	l.addr, l.version, l.certSum = addr, version, cert.sum
+	e.pending--
 	close(l.initialized)
 	return l.hook, connect.NewResponse(&runtimev1.InitializeResponse{
 		HostName:        e.hostName,
@@ -300,8 +303,9 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 	e := h.e
 	begin := time.Now()
 	l, err := e.authenticateLease(req.Header())
+	var up SessionEvent
 	if err == nil {
-		err = e.takeLease(l)
+		up, err = e.takeLease(l)
 	}
 	e.hooks.call(Call{
 		Procedure: runtimev1connect.RuntimeServiceLeaseProcedure,
@@ -315,40 +319,51 @@ func (h runtimeHandler) Lease(ctx context.Context, req *connect.Request[runtimev
 			slog.String("code", connect.CodeOf(err).String()), slog.String("error", errorMessage(err)))
 		return err
 	}
-	var since time.Time // when an enrollment's session took its lease
-	if l.enrollment != nil {
-		l.enrollment.leased(l, req.Peer().Addr)
-		since = time.Now()
+	en := l.enrollment
+	if en == nil {
+		e.holdLease(ctx, l, stream, e.keepAlive)
+		return nil
 	}
-	err = e.holdLease(ctx, l, stream)
-	if l.enrollment != nil {
-		l.enrollment.leaseEnded(l, since, err, ctx)
+	en.tellUp(l, up)
+	cause := EndUnknown // the node ended it, or the engine closed
+	var detail error
+	var pings Pings
+	if sendErr, vmSide := e.holdLease(ctx, l, stream, en.cfg.KeepAlive); vmSide {
+		cause, pings, detail = vmSideEnd(ctx, sendErr)
 	}
-	return nil
+	select {
+	case <-e.closing:
+		if cause == EndUnknown {
+			cause = EndNodeShutdown
+		}
+	default:
+	}
+	return en.leaseEndError(en.leaseEnded(l, cause, detail, pings))
 }
 
-// holdLease sends the lease's first message and its keep-alives until the
-// launch ends, the engine closes, or the VM goes away; it returns why the
-// lease ended when the VM went away or a send failed.
-func (e *Engine) holdLease(ctx context.Context, l *Launch, stream *connect.ServerStream[runtimev1.LeaseResponse]) error {
+// holdLease sends the lease's first message and its keep-alives, every
+// keepAlive, until the launch ends, the engine closes, or the VM goes
+// away. vmSide is true when the VM went away (ctx ended) or a send failed
+// (sendErr).
+func (e *Engine) holdLease(ctx context.Context, l *Launch, stream *connect.ServerStream[runtimev1.LeaseResponse], keepAlive time.Duration) (sendErr error, vmSide bool) {
 	msg := &runtimev1.LeaseResponse{}
 	if err := stream.Send(msg); err != nil {
-		return err
+		return err, true
 	}
-	keepAlive := time.NewTicker(e.keepAlive)
-	defer keepAlive.Stop()
+	ticker := time.NewTicker(keepAlive)
+	defer ticker.Stop()
 	for {
 		select {
-		case <-keepAlive.C:
+		case <-ticker.C:
 			if err := stream.Send(msg); err != nil {
-				return err
+				return err, true
 			}
 		case <-l.ended:
-			return nil
+			return nil, false
 		case <-e.closing:
-			return nil
+			return nil, false
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return nil, true
 		}
 	}
 }
@@ -363,19 +378,28 @@ func (e *Engine) authenticateLease(h http.Header) (*Launch, error) {
 	return e.authenticate(h)
 }
 
-func (e *Engine) takeLease(l *Launch) error {
+// takeLease gives the launch its lease. For an Enrollment's session, it
+// returns the session's beginning, made under the same lock: the session
+// that takes the lease is the one whose address and certificate it
+// publishes.
+func (e *Engine) takeLease(l *Launch) (SessionEvent, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
 	case l.state == statePending:
-		return connect.NewError(connect.CodeFailedPrecondition, errors.New("call Initialize before Lease"))
+		return SessionEvent{}, connect.NewError(connect.CodeFailedPrecondition, errors.New("call Initialize before Lease"))
+	case l.state == stateEnded && l.enrollment != nil:
+		return SessionEvent{}, connect.NewError(connect.CodeNotFound, errors.New("this session has ended: handshake again (Initialize), then take the lease"))
 	case l.state == stateEnded:
-		return connect.NewError(connect.CodeNotFound, errors.New("this launch has ended"))
+		return SessionEvent{}, connect.NewError(connect.CodeNotFound, errors.New("this launch has ended"))
 	case l.leased:
-		return connect.NewError(connect.CodeAlreadyExists, errors.New("this launch already holds a lease"))
+		return SessionEvent{}, connect.NewError(connect.CodeAlreadyExists, errors.New("this launch already holds a lease"))
 	}
 	l.leased = true
-	return nil
+	if l.enrollment != nil {
+		return l.enrollment.upEvent(l), nil
+	}
+	return SessionEvent{}, nil
 }
 
 func errorMessage(err error) string {

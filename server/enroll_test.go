@@ -13,9 +13,10 @@ import (
 
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/h2c"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/internal/tlscert"
 	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // sessions records an enrollment's session events.
@@ -121,7 +122,7 @@ func TestEnrollmentSessions(t *testing.T) {
 // its port with 400.
 func TestServeTLS(t *testing.T) {
 	t.Parallel()
-	cert, err := tlspin.SelfSigned([]string{"127.0.0.1"}, 3600e9)
+	cert, err := tlscert.SelfSigned([]string{"127.0.0.1"}, 3600e9)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,15 +149,13 @@ func TestServeTLS(t *testing.T) {
 	}
 	t.Cleanup(en.Close)
 
-	pinned := tlspin.NewClient(tlspin.Fingerprint(cert.Certificate[0]), tlspin.Pings{})
-	t.Cleanup(pinned.CloseIdleConnections)
+	pinned := vmretest.PinnedClient(t, tlspin.Fingerprint(cert.Certificate[0]))
 	c := runtimev1connect.NewRuntimeServiceClient(pinned, "https://"+addr, connect.WithGRPC())
 	if _, err := callInitializeTLS(t, c, token, "10.1.2.3:9650", ""); err != nil {
 		t.Fatalf("gRPC over TLS with the right pin: %v", err)
 	}
-	other, _ := tlspin.SelfSigned(nil, 3600e9)
-	wrong := tlspin.NewClient(tlspin.Fingerprint(other.Certificate[0]), tlspin.Pings{})
-	t.Cleanup(wrong.CloseIdleConnections)
+	other, _ := tlscert.SelfSigned(nil, 3600e9)
+	wrong := vmretest.PinnedClient(t, tlspin.Fingerprint(other.Certificate[0]))
 	_, err = callInitializeTLS(t, runtimev1connect.NewRuntimeServiceClient(wrong, "https://"+addr), token, "10.1.2.3:9650", "")
 	var mismatch *tlspin.MismatchError
 	if !errors.As(err, &mismatch) {

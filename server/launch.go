@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vmre/vmre"
 )
@@ -57,6 +58,13 @@ type Launch struct {
 	addr    string
 	version uint
 	certSum string // the VM server's certificate fingerprint, or ""
+
+	// Of an Enrollment's session, guarded by engine.mu.
+	certSPKI string    // the public key's pin of the certificate the VM sent, or ""
+	peer     string    // where its Initialize came from
+	accepted time.Time // when its Initialize was accepted
+	leasedAt time.Time // when it took its lease
+	cause    EndCause  // why it ended
 }
 
 // Token is the launch's bearer token, for vmre.EngineTokenKey.
@@ -83,7 +91,7 @@ func (l *Launch) End() {
 		return
 	}
 	if l.enrollment != nil {
-		l.endSession()
+		l.endSession(EndRemoved)
 		return
 	}
 	if l.state == statePending {

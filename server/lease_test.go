@@ -21,6 +21,8 @@ type lease struct {
 	done  chan struct{} // closed when the stream ends
 	msgs  int           // messages received; valid once done is closed
 	err   error         // the stream's error; valid once done is closed
+	// cancel ends the stream from the VM's side.
+	cancel context.CancelFunc
 }
 
 // openLease calls Lease with token and drains the stream in a goroutine
@@ -29,11 +31,13 @@ func openLease(t *testing.T, ctx context.Context, c runtimev1connect.RuntimeServ
 	t.Helper()
 	req := connect.NewRequest(&runtimev1.LeaseRequest{})
 	req.Header().Set("Authorization", "Bearer "+token)
+	ctx, cancel := context.WithCancel(ctx)
 	stream, err := c.Lease(ctx, req)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	ls := &lease{first: make(chan struct{}), each: make(chan struct{}, 64), done: make(chan struct{})}
+	ls := &lease{first: make(chan struct{}), each: make(chan struct{}, 64), done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(ls.done)
 		for stream.Receive() {
@@ -50,6 +54,7 @@ func openLease(t *testing.T, ctx context.Context, c runtimev1connect.RuntimeServ
 	t.Cleanup(func() {
 		stream.Close()
 		<-ls.done
+		cancel()
 	})
 	return ls, nil
 }

@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/vmre/vmre/internal/h2c"
-	"github.com/vmre/vmre/internal/tlspin"
+	"github.com/vmre/vmre/internal/tlscert"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // ShutdownTimeout bounds the graceful part of Serve's shutdown.
@@ -23,13 +24,13 @@ const ShutdownTimeout = 2 * time.Second
 // that stopped the server. It closes l.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	srv := h2c.NewServer(h)
-	return serve(ctx, srv, func() error { return srv.Serve(l) })
+	return serve(ctx, srv, func() error { return srv.Serve(l) }, nil)
 }
 
 // TLS configures ServeTLS.
 type TLS struct {
 	// Certificate is the server's; a remote VM checks its fingerprint
-	// (internal/tlspin).
+	// (package tlspin).
 	Certificate tls.Certificate
 	// Pings are the HTTP/2 health checks that notice a cut link, and so
 	// end the leases it carried (zero: a ping after 5 s of silence, and 5 s
@@ -47,23 +48,32 @@ type Pings struct {
 }
 
 // ServeTLS serves h on l over TLS (HTTP/2 and HTTP/1.1) as Serve does,
-// pinging idle HTTP/2 connections so that a lease over a link that was cut
-// ends within the pings' time. It is how a node's engine is reached by VMs
-// on other hosts; plain-text handshakes stay on loopback. It closes l.
+// pinging idle HTTP/2 connections, and (on Linux) making TCP give up on
+// data left unacknowledged for as long (TCP_USER_TIMEOUT), so that a lease
+// over a link that was cut ends within the pings' time, on HTTP/1.1 too
+// when the engine's keep-alives are as frequent as the pings
+// (EnrollConfig.KeepAlive). It records how each connection ends, so that
+// an Enrollment's session says whether its lease ended by a ping timeout,
+// a link error or the VM's shutdown (EndCause). It is how a node's engine
+// is reached by VMs on other hosts; plain-text handshakes stay on
+// loopback. It closes l.
 func ServeTLS(ctx context.Context, l net.Listener, h http.Handler, cfg TLS) error {
 	srv := h2c.NewServer(h)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	srv.Protocols = &protocols
-	srv.TLSConfig = tlspin.ServerConfig(cfg.Certificate)
+	srv.TLSConfig = tlscert.ServerConfig(cfg.Certificate)
 	srv.HTTP2 = tlspin.Pings(cfg.Pings).HTTP2()
 	srv.ErrorLog = log.New(io.Discard, "", 0) // refused TLS handshakes are the client's business
-	return serve(ctx, srv, func() error { return srv.ServeTLS(l, "", "") })
+	tl := &trackedListener{Listener: l, pings: cfg.Pings}
+	srv.ConnContext = connContext
+	return serve(ctx, srv, func() error { return srv.ServeTLS(tl, "", "") }, func() { tl.closing.Store(true) })
 }
 
-// serve runs run, which serves srv, until ctx is done, then shuts srv down.
-func serve(ctx context.Context, srv *http.Server, run func() error) error {
+// serve runs run, which serves srv, until ctx is done, then calls stopping
+// (when set) and shuts srv down.
+func serve(ctx context.Context, srv *http.Server, run func() error, stopping func()) error {
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
 	go func() { errc <- run() }()
@@ -71,6 +81,9 @@ func serve(ctx context.Context, srv *http.Server, run func() error) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if stopping != nil {
+		stopping()
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()

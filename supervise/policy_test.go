@@ -355,3 +355,38 @@ func TestCloseDuringLaunch(t *testing.T) {
 		t.Errorf("after Close: %s; want stopped", vm.State)
 	}
 }
+
+// TestAddStopped: a VM added stopped (an operator's stop that outlived a
+// restart of the node) is stopped from the first, launches nothing, and
+// has no error nor exit, until Start launches it.
+func TestAddStopped(t *testing.T) {
+	t.Parallel()
+	f := newFakeSupervisor(t, supervise.Backoff{}, 0.5)
+	if err := f.Add(supervise.Spec{Name: "vm", Command: fakeCommand, Policy: supervise.Always, Stopped: true}); err != nil {
+		t.Fatal(err)
+	}
+	if vm := f.get(t, "vm"); vm.State != supervise.StateStopped || vm.Launches != 0 {
+		t.Errorf("added stopped: %s after %d launches; want stopped, none", vm.State, vm.Launches)
+	}
+	// A Stop is answered by the VM's goroutine once it idles: nothing was
+	// launched before it, nor is after.
+	if changed, err := f.Stop(t.Context(), "vm"); err != nil || changed {
+		t.Fatalf("Stop of a VM added stopped: changed %v, %v; want nothing to do", changed, err)
+	}
+	f.launcher.none(t, "added stopped")
+	if vm := f.get(t, "vm"); vm.Err != nil || vm.LastExit != nil {
+		t.Errorf("added stopped: error %v, exit %v; want none: it never ran", vm.Err, vm.LastExit)
+	}
+	started := make(chan error, 1)
+	go func() {
+		_, err := f.Start(t.Context(), "vm")
+		started <- err
+	}()
+	f.launcher.next(t).succeed(100)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if vm := f.get(t, "vm"); vm.State != supervise.StateRunning || vm.Launches != 1 {
+		t.Errorf("after Start: %s after %d launches; want running after 1", vm.State, vm.Launches)
+	}
+}

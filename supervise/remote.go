@@ -24,8 +24,8 @@ type RemoteSpec struct {
 
 // Session is what a remote VM's session tells of it.
 type Session struct {
-	Peer, Addr, CertSHA256 string
-	ProtocolVersion        uint
+	Peer, Addr, CertSHA256, CertSPKI string
+	ProtocolVersion                  uint
 }
 
 // AddRemote starts following a remote VM, waiting for it to call.
@@ -70,13 +70,13 @@ func (s *Supervisor) RemoteUp(name string, sess Session) {
 		}
 		vs.Launches++
 		vs.State, vs.Since, vs.Err = StateRunning, s.clock.Now(), nil
-		vs.Peer, vs.Addr, vs.CertSHA256, vs.ProtocolVersion = sess.Peer, sess.Addr, sess.CertSHA256, sess.ProtocolVersion
+		vs.Peer, vs.Addr, vs.CertSHA256, vs.CertSPKI, vs.ProtocolVersion = sess.Peer, sess.Addr, sess.CertSHA256, sess.CertSPKI, sess.ProtocolVersion
 		vs.Started = vs.Since
 	})
 }
 
-// RemoteDown reports that the remote VM's session ended: lost, unless an
-// operator stopped it.
+// RemoteDown reports that the remote VM's session ended: lost since now,
+// unless an operator stopped it.
 func (s *Supervisor) RemoteDown(name string, cause error) {
 	v := s.remoteVM(name)
 	if v == nil {
@@ -87,7 +87,7 @@ func (s *Supervisor) RemoteDown(name string, cause error) {
 	s.update(v, "disconnected", func(vs *VM) {
 		vs.Err = cause
 		if vs.State != StateStopped {
-			vs.State = StateLost
+			vs.State, vs.Since = StateLost, s.clock.Now()
 		}
 	})
 }

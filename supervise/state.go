@@ -70,10 +70,12 @@ type VM struct {
 	Name string
 	// Remote is set for a VM on another host (AddRemote): it has no pid,
 	// Peer is where its lease comes from, and CertSHA256 the fingerprint
-	// of its server's certificate when that speaks TLS.
+	// of its server's certificate when that speaks TLS (CertSPKI: the
+	// SHA-256 of its public key, in base64, when the VM sent it).
 	Remote     bool
 	Peer       string
 	CertSHA256 string
+	CertSPKI   string
 	// State is where it is; Since is when it got there.
 	State State
 	Since time.Time

@@ -60,6 +60,10 @@ type Spec struct {
 	// Version labels what Command runs (a node gives its digest), in
 	// VM.Version and the rollouts' From.
 	Version string
+	// Stopped adds the VM stopped, as an operator's Stop leaves a VM: it
+	// launches at Start or Restart. A node gives it for a VM that an
+	// operator stopped before the node restarted.
+	Stopped bool
 }
 
 // Supervisor keeps a set of VMs running by their policies. Its methods are
@@ -133,6 +137,9 @@ func (s *Supervisor) Add(spec Spec) error {
 	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{}), removed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	v.ctx, v.cancel = context.WithCancel(s.ctx)
 	v.state = VM{Name: spec.Name, State: StateStarting, Since: s.clock.Now(), Version: spec.Version}
+	if spec.Stopped {
+		v.state.State = StateStopped
+	}
 	s.vms[spec.Name] = v
 	s.order = append(s.order, spec.Name)
 	go s.run(v)

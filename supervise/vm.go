@@ -78,6 +78,10 @@ const (
 func (s *Supervisor) run(v *vm) {
 	defer close(v.done)
 	st := step{next: launchNow}
+	if s.spec(v).Stopped {
+		s.update(v, "added stopped: Start or Restart launches it", func(vs *VM) { vs.State = StateStopped })
+		st = step{next: idle}
+	}
 	for {
 		if st.stopped {
 			s.dropRollout(v, "stopped on request")
@@ -112,7 +116,12 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 			s.update(v, "launch abandoned: "+s.quitting(v), func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
 			return step{next: quit}
 		case interrupted:
-			s.update(v, "launch abandoned on request", func(st *VM) { st.State = StateStopped; failedAttempt(st, err) })
+			s.update(v, "launch abandoned on request", func(st *VM) {
+				st.State = StateStopped
+				if !errors.Is(err, errNotLaunched) { // nothing was tried: the last attempt's outcome stands
+					failedAttempt(st, err)
+				}
+			})
 			return step{next: idle, interrupted: true}
 		case permanent(err) || s.spec(v).Policy == Never:
 			s.update(v, "launch failed; not retried", func(st *VM) { st.State = StateFailed; failedAttempt(st, err) })
@@ -122,6 +131,10 @@ func (s *Supervisor) attempt(v *vm, prev step) step {
 	}
 	return s.watch(v, rt, attempt)
 }
+
+// errNotLaunched is the error of a launch that a stop came before: no
+// command was made, nothing ran.
+var errNotLaunched = fmt.Errorf("%w: stopped before its launch began", context.Canceled)
 
 // launch makes the VM's command and launches it, under a context that an
 // operator's Stop or Restart, or Close, cancels.
@@ -170,7 +183,7 @@ func (s *Supervisor) launchWith(v *vm, ls launchSpec) launched {
 	if v.pendingStops > 0 || ctx.Err() != nil {
 		s.mu.Unlock()
 		cancel(nil)
-		return launched{err: context.Canceled, interrupted: true}
+		return launched{err: errNotLaunched, interrupted: true}
 	}
 	v.cancelAttempt = func() { cancel(nil) }
 	s.mu.Unlock()

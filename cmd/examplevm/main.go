@@ -119,10 +119,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		attrs = append(attrs, slog.String("hint", mismatch.Hint()))
 	}
 	log.LogAttrs(ctx, slog.LevelError, "examplevm stopped", attrs...)
-	if errors.Is(err, client.ErrNotPlugin) {
-		return 2
-	}
-	return 1
+	// 2 for a VM that cannot run as configured, 75 for a remote VM whose
+	// node ended its session or was lost (its orchestrator starts it
+	// again), 1 for any other failure.
+	return client.ExitCode(err)
 }
 
 // checkEnv refuses to run without the host's variables, as client.Serve

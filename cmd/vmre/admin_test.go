@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -308,27 +307,5 @@ func TestListenBeyondLoopbackNeedsAToken(t *testing.T) {
 		if strings.Contains(r.stdout, `"event":"listening"`) {
 			t.Errorf("%v: it listened before refusing", args)
 		}
-	}
-}
-
-// vmre ps says why a VM failed before it ran long enough to have an exit
-// of its own.
-func TestPsShowsWhyAVMFailed(t *testing.T) {
-	t.Parallel()
-	env := ownRunDir(t)
-	dir := filepath.Join(t.TempDir(), "plugins")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	quitter := "#!/bin/sh\necho 'cannot open /etc/quitter.toml' >&2\nexit 3\n"
-	if err := os.WriteFile(filepath.Join(dir, "quitter"), []byte(quitter), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := startProc(t, env, vmreBin, "node", "--plugin-dir", dir, "--data-dir", t.TempDir(), "--log-format", "json", "--events", "-")
-	p.stdout.waitFor(t, "quitter failed", 20*time.Second, isState("quitter", "failed", nil))
-
-	r := cli(t, env, "ps")
-	if r.code != exitOK || !regexp.MustCompile(`(?m)^quitter +failed .*the VM exited before its handshake: exit code 3`).MatchString(r.stdout) {
-		t.Errorf("vmre ps: exit %d; want the failed VM's reason in its row\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -189,11 +189,13 @@ func psState(vm *adminv1.VM) string {
 
 // psLast is a VM's LAST EXIT in ps: for a VM that fails, the error of its
 // latest attempt (a launch that failed before the VM ran, or a refused
-// handshake); else how its last run ended.
+// handshake), or for an unhealthy VM its failed liveness probes; else how
+// its last run ended.
 func psLast(vm *adminv1.VM) string {
 	first, _, _ := strings.Cut(vm.GetError(), "\n")
 	switch vm.GetState() {
-	case adminv1.VMState_VM_STATE_FAILED, adminv1.VMState_VM_STATE_CRASHLOOP, adminv1.VMState_VM_STATE_BACKOFF:
+	case adminv1.VMState_VM_STATE_FAILED, adminv1.VMState_VM_STATE_CRASHLOOP, adminv1.VMState_VM_STATE_BACKOFF,
+		adminv1.VMState_VM_STATE_UNHEALTHY:
 		if first != "" {
 			return first
 		}

@@ -73,7 +73,7 @@ func TestDoctor(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := runVMRE(t, 30*time.Second, append([]string{"doctor"}, tc.args...)...)
+			r := runInProcess(t, 30*time.Second, append([]string{"doctor"}, tc.args...)...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, tc.code, r.stdout, r.stderr)
 			}

@@ -45,6 +45,7 @@ type event struct {
 	Exit            *exitJSON `json:"exit,omitempty"`
 	State           string    `json:"state,omitempty"`
 	CertSHA256      string    `json:"cert_sha256,omitempty"`
+	CertSPKI        string    `json:"cert_spki_sha256,omitempty"`
 	Attempt         int       `json:"attempt,omitempty"`
 	DelayMS         float64   `json:"delay_ms,omitempty"`
 	Error           string    `json:"error,omitempty"`
@@ -160,7 +161,7 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 	return &node.Hooks{
 		State: func(vm supervise.VM) {
 			ev := event{Event: "state", VM: vm.Name, State: vm.State.String(), Pid: vm.Pid, Addr: vm.Addr, Peer: vm.Peer,
-				CertSHA256: vm.CertSHA256, Error: errText(vm.Err)}
+				CertSHA256: vm.CertSHA256, CertSPKI: vm.CertSPKI, Error: errText(vm.Err)}
 			if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
 				ev.Attempt, ev.DelayMS = vm.Attempt, ms(vm.Delay)
 			}

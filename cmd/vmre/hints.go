@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+
+	"github.com/vmre/vmre"
 )
 
 // connectJSON is the start of a curl command that calls a Connect unary
@@ -28,3 +30,9 @@ func logHints(log *slog.Logger, muxAddr, name, vm string, legacy bool) {
 func isExampleVM(name string) bool {
 	return strings.TrimSuffix(filepath.Base(name), ".exe") == "examplevm"
 }
+
+// remoteTokenHint is what the engine tells a VM whose token it does not
+// know, on a node that enrolls remote VMs: the fix is the enrollment's
+// current environment.
+const remoteTokenHint = "a remote VM gets its current token from `vmre remote env NAME` on the node " +
+	"(after `vmre remote rotate NAME`, only the new one works); a VM the node launched uses the one in " + vmre.EngineTokenKey

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/vmre/vmre/node"
@@ -41,7 +42,7 @@ func newNode(cfg node.Config, listenAddr string, admin *adminFlags, log *slog.Lo
 // command waits for it before it returns.
 type runningNode struct {
 	n      *node.Node
-	cancel context.CancelFunc // ends Run: the VMs stop gracefully
+	cancel context.CancelCauseFunc // ends Run: the VMs stop gracefully; the node logs the cause
 	unkill func() bool
 	done   chan struct{} // closed when Run has returned
 	err    error         // Run's error, read after done
@@ -50,7 +51,7 @@ type runningNode struct {
 // runNode runs n until stop is called or a part of it fails; kill (a
 // second signal) cuts the VMs' graceful stop short.
 func runNode(n *node.Node, kill context.Context) *runningNode {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	r := &runningNode{n: n, cancel: cancel, done: make(chan struct{})}
 	r.unkill = context.AfterFunc(kill, func() { n.Kill(context.Cause(kill)) })
 	go func() {
@@ -62,7 +63,13 @@ func runNode(n *node.Node, kill context.Context) *runningNode {
 
 // stop ends the node and waits until Run has returned.
 func (r *runningNode) stop() error {
-	r.cancel()
+	return r.stopBecause(errors.New("vmre run is done"))
+}
+
+// stopBecause ends the node, which logs why, and waits until Run has
+// returned.
+func (r *runningNode) stopBecause(why error) error {
+	r.cancel(why)
 	<-r.done
 	r.unkill()
 	return r.err

@@ -1,8 +1,30 @@
-// Command vmre is the VM Runtime Engine's command line: it launches a VM
-// plugin and serves the node mux (`vmre run`), runs a bare engine for a VM
-// started by hand or in a debugger (`vmre serve`), diagnoses a plugin's
-// launch phase by phase (`vmre doctor`), and prints its versions
-// (`vmre version`). Run `vmre --help` for the commands and their exit codes.
+// Command vmre is the VM Runtime Engine's command line. Its commands:
+//
+//   - `vmre run PLUGIN` launches one VM plugin and serves the node mux
+//     until interrupted; `--check` is a smoke test (handshake, health
+//     probe, stop).
+//   - `vmre node --plugin-dir DIR` runs every VM of a plugin directory
+//     under supervision (aliases, pins, restart policies, liveness probes,
+//     remote VMs over TLS) and serves the node mux and the admin service;
+//     SIGHUP reloads the directory.
+//   - `vmre serve` runs a bare engine for a VM started by hand or in a
+//     debugger.
+//   - `vmre doctor PLUGIN` launches a plugin once and diagnoses each phase
+//     of its launch.
+//   - `vmre ps`, `vmre stop NAME`, `vmre start NAME`, `vmre restart NAME`
+//     and `vmre logs [-f] NAME` observe and control a running node through
+//     its admin service.
+//   - `vmre rollout NAME`, `vmre rollback NAME` and `vmre history NAME`
+//     roll a VM's new version out (health-gated, rolled back by itself when
+//     it fails), go back to an earlier one, and list them.
+//   - `vmre remote env|systemd|k8s|rotate NAME` hands a VM on another host
+//     what it needs to reach a running node, and rotates its token.
+//   - `vmre version` prints vmre's version, protocol version and Go
+//     version.
+//
+// The node itself is package node: this command parses flags, calls it
+// and prints. Run `vmre --help` for the commands and their exit codes,
+// and `vmre COMMAND --help` for a command's flags.
 package main
 
 import (

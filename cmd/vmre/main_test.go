@@ -338,7 +338,7 @@ func writeScript(t *testing.T, name, body string) string {
 func writeExecutable(t *testing.T, name, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+	if err := vmretest.WriteExecutable(path, []byte(content), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -17,65 +17,12 @@ import (
 	"github.com/vmre/vmre/internal/vmretest"
 )
 
-// netnsPair is two network namespaces joined by a veth pair: the node's,
-// at 10.213.N.1, and the remote VM's, at 10.213.N.2. The addresses exist
-// only inside them.
-type netnsPair struct {
-	node, vm         string // the namespaces' names
-	nodeIP, vmIP     string
-	nodeLink, vmLink string // the veth ends
-}
+// netnsPair is vmretest's pair of namespaces, a node's and a VM's.
+type netnsPair = vmretest.NetnsPair
 
 // newNetnsPair makes the namespaces, or skips the test where they cannot
-// be made (not root, no ip, no CAP_NET_ADMIN): make test runs as root in CI.
-func newNetnsPair(t *testing.T) *netnsPair {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root: this test runs in CI, which runs make test as root")
-	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("no ip command (Debian's iproute2) to make network namespaces")
-	}
-	id := os.Getpid() % 100000
-	n := &netnsPair{
-		node: fmt.Sprintf("vmre-node-%d", id), vm: fmt.Sprintf("vmre-vm-%d", id),
-		nodeIP: fmt.Sprintf("10.213.%d.1", id%250), vmIP: fmt.Sprintf("10.213.%d.2", id%250),
-		nodeLink: fmt.Sprintf("vn%d", id), vmLink: fmt.Sprintf("vv%d", id),
-	}
-	run := func(args ...string) error {
-		out, err := exec.Command(ip, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := run("netns", "add", n.node); err != nil {
-		t.Skipf("network namespaces cannot be made here: %v", err)
-	}
-	t.Cleanup(func() { run("netns", "del", n.node) })
-	steps := [][]string{
-		{"netns", "add", n.vm},
-		{"link", "add", n.nodeLink, "type", "veth", "peer", "name", n.vmLink},
-		{"link", "set", n.nodeLink, "netns", n.node},
-		{"link", "set", n.vmLink, "netns", n.vm},
-		{"-n", n.node, "addr", "add", n.nodeIP + "/24", "dev", n.nodeLink},
-		{"-n", n.vm, "addr", "add", n.vmIP + "/24", "dev", n.vmLink},
-		{"-n", n.node, "link", "set", n.nodeLink, "up"},
-		{"-n", n.vm, "link", "set", n.vmLink, "up"},
-		{"-n", n.node, "link", "set", "lo", "up"},
-		{"-n", n.vm, "link", "set", "lo", "up"},
-	}
-	for i, step := range steps {
-		if err := run(step...); err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			t.Cleanup(func() { run("netns", "del", n.vm) }) // takes the veth pair with it
-		}
-	}
-	return n
-}
+// be made (but under CI=true): make test runs as root in CI.
+func newNetnsPair(t *testing.T) *netnsPair { return vmretest.NewNetnsPair(t) }
 
 // in returns the argv that runs name with args in namespace ns.
 func in(ns string, name string, args ...string) []string {
@@ -119,11 +66,12 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 	curl := needCurl(t)
 	const ping = 500 * time.Millisecond // the node's pings: lost within 1s of a silent link
 	env := ownRunDir(t)
-	engineAddr := n.nodeIP + ":9443"
-	node := startIn(t, env, n.node, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
+	engineAddr := n.NodeIP + ":9443"
+	node := startIn(t, env, n.Node, vmreBin, "node", "--plugin-dir", remoteDir(t), "--data-dir", t.TempDir(),
 		"--engine-listen", engineAddr, "--remote-ping", ping.String(), "--events", "-", "--log-format", "json")
+	mux := "http://" + parseRecord(node.stdout.waitFor(t, "the node mux", 20*time.Second, isEvent("listening", nil)))["addr"].(string)
 	node.stdout.waitFor(t, "the TLS engine", 20*time.Second, isEvent("engine_listening", nil))
-	envOut, stderr, code := runIn(t, env, n.node, vmreBin, "remote", "env", "far")
+	envOut, stderr, code := runIn(t, env, n.Node, vmreBin, "remote", "env", "--node", mux, "far")
 	if code != 0 {
 		t.Fatalf("vmre remote env: %d\n%s", code, stderr)
 	}
@@ -132,7 +80,7 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 		t.Fatalf("the engine's address %s; want %s", vars[vmre.EngineAddressKey], engineAddr)
 	}
 	vmEnv := func(overrides map[string]string) []string {
-		e := append(vmretest.Env(), client.ListenAddrKey+"="+n.vmIP+":9650")
+		e := append(vmretest.Env(), client.ListenAddrKey+"="+n.VMIP+":9650")
 		for k, v := range vars {
 			e = append(e, k+"="+v)
 		}
@@ -144,16 +92,27 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 	isFar := func(state string, cond func(record) bool) func(string) bool { return isState("far", state, cond) }
 
 	// The VM, in its namespace, handshakes over TLS.
-	vm := startIn(t, vmEnv(nil), n.vm, exampleVM)
+	vm := startIn(t, vmEnv(nil), n.VM, exampleVM)
 	up := parseRecord(node.stdout.waitFor(t, "far running", 20*time.Second, isFar("running", nil)))
 	peer, vmAddr, certSum := up["peer"].(string), up["addr"].(string), up["cert_sha256"].(string)
-	if !strings.HasPrefix(peer, n.vmIP+":") || vmAddr != n.vmIP+":9650" || len(certSum) != 64 {
-		t.Fatalf("running: %v; want the VM's address %s:9650 and a certificate", up, n.vmIP)
+	if !strings.HasPrefix(peer, n.VMIP+":") || vmAddr != n.VMIP+":9650" || len(certSum) != 64 || up["cert_spki_sha256"] == nil {
+		t.Fatalf("running: %v; want the VM's address %s:9650, a certificate and its public key's pin", up, n.VMIP)
+	}
+	// A client in another namespace does not find the node: its URL is a
+	// loopback address of the node's namespace.
+	if r := cli(t, env, "ps"); r.code == exitOK || !strings.Contains(r.stderr, "no node runs in this network namespace") {
+		t.Errorf("vmre ps outside the node's namespace: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// curl, pinned to the public key the node publishes, over the link.
+	health, _, _ := runIn(t, env, n.Node, curl, "-sS", "-k", "--pinnedpubkey", "sha256//"+up["cert_spki_sha256"].(string),
+		"https://"+vmAddr+"/grpc.health.v1.Health/Check")
+	if health != "SERVING\n" {
+		t.Errorf("curl --pinnedpubkey of the VM's health: %q; want SERVING", health)
 	}
 
 	// The host calls the VM's own RPC across the link, over TLS pinned to
 	// the certificate the VM announced.
-	callArgs := []string{"netns", "exec", n.node, os.Args[0], vmAddr, certSum}
+	callArgs := []string{"netns", "exec", n.Node, os.Args[0], vmAddr, certSum}
 	call := exec.CommandContext(t.Context(), "ip", callArgs...)
 	call.Env = append(vmretest.Env(), vmretest.ModeKey+"=call-vm")
 	if out, err := call.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "block ") {
@@ -163,7 +122,7 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 	// Refusals, none of which changes the node's view of the VM.
 	unchanged := func(what string) {
 		t.Helper()
-		out, stderr, code := runIn(t, env, n.node, vmreBin, "ps", "--json")
+		out, stderr, code := runIn(t, env, n.Node, vmreBin, "ps", "--node", mux, "--json")
 		var list struct {
 			Vms []struct {
 				State, Peer string
@@ -174,22 +133,22 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 			t.Errorf("after %s, the node's view changed: %d %s %s", what, code, out, stderr)
 		}
 	}
-	_, stderr, code = runIn(t, vmEnv(map[string]string{vmre.EngineCertKey: strings.Repeat("0", 64), client.ListenAddrKey: n.vmIP + ":0"}), n.vm, exampleVM)
+	_, stderr, code = runIn(t, vmEnv(map[string]string{vmre.EngineCertKey: strings.Repeat("0", 64), client.ListenAddrKey: n.VMIP + ":0"}), n.VM, exampleVM)
 	if code != 1 || !strings.Contains(stderr, "is not the one "+vmre.EngineCertKey+" names") {
 		t.Errorf("a VM with a wrong fingerprint: exit %d\n%s", code, stderr)
 	}
 	unchanged("a wrong fingerprint")
-	_, stderr, code = runIn(t, vmEnv(map[string]string{vmre.EngineTokenKey: strings.Repeat("f", 64), client.ListenAddrKey: n.vmIP + ":0"}), n.vm, exampleVM)
-	if code != 1 || !strings.Contains(stderr, "unauthenticated") {
+	_, stderr, code = runIn(t, vmEnv(map[string]string{vmre.EngineTokenKey: strings.Repeat("f", 64), client.ListenAddrKey: n.VMIP + ":0"}), n.VM, exampleVM)
+	if code != 1 || !strings.Contains(stderr, "unauthenticated") || !strings.Contains(stderr, "vmre remote env NAME") {
 		t.Errorf("a VM with a wrong token: exit %d\n%s", code, stderr)
 	}
 	unchanged("a wrong token")
-	_, stderr, code = runIn(t, vmEnv(map[string]string{client.ListenAddrKey: n.vmIP + ":9651"}), n.vm, exampleVM)
-	if code != 1 || !strings.Contains(stderr, "already_exists") {
+	_, stderr, code = runIn(t, vmEnv(map[string]string{client.ListenAddrKey: n.VMIP + ":9651"}), n.VM, exampleVM)
+	if code != 1 || !strings.Contains(stderr, "already_exists") || !strings.Contains(stderr, `another process holds VM \"far\"'s enrollment`) {
 		t.Errorf("a second VM with the same token: exit %d\n%s", code, stderr)
 	}
 	unchanged("a second VM")
-	status, _, _ := runIn(t, env, n.vm, curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+	status, _, _ := runIn(t, env, n.VM, curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
 		"-H", "Content-Type: application/json", "-d", "{}", "http://"+engineAddr+"/vmre.runtime.v1.RuntimeService/Initialize")
 	if status != "400" {
 		t.Errorf("plain text on the TLS port: HTTP %s; want 400", status)
@@ -198,30 +157,31 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 
 	// Cut the link: the node's pings go unanswered, and the VM is lost.
 	cut := time.Now()
-	if _, stderr, code := runIn(t, env, n.vm, "ip", "link", "set", n.vmLink, "down"); code != 0 {
-		t.Fatal(stderr)
-	}
-	node.stdout.waitFor(t, "far lost", 20*time.Second, isFar("lost", nil))
+	n.SetLink(t, false)
+	lost := parseRecord(node.stdout.waitFor(t, "far lost", 20*time.Second, isFar("lost", nil)))
 	detected := time.Since(cut)
+	if why := fmt.Sprint(lost["error"]); !strings.HasPrefix(why, "ping timeout") && !strings.HasPrefix(why, "link error") {
+		t.Errorf("lost: %s; want a ping timeout or a link error", why)
+	}
 	t.Logf("a cut link was noticed in %s (pings every %s, answered within %s)", detected.Round(time.Millisecond), ping, ping)
 	// The bound is the claim: a ping after a silent interval, its answer
 	// within the timeout, and room for a loaded machine.
 	if limit := 2*ping + 5*time.Second; detected > limit {
 		t.Errorf("the cut link was noticed after %s; want within %s", detected, limit)
 	}
-	// Its orchestrator would restart the VM: here the test kills the old
-	// one, restores the link, and starts another, which runs again.
-	vm.cmd.Process.Kill()
-	vm.wait(t, 20*time.Second)
-	if _, stderr, code := runIn(t, env, n.vm, "ip", "link", "set", n.vmLink, "up"); code != 0 {
-		t.Fatal(stderr)
+	// The VM notices too, by its own pings (vmre remote env gave it the
+	// node's), and exits for its orchestrator to start it again; here the
+	// test restores the link and starts another, which runs again.
+	if code := vm.wait(t, 20*time.Second); code != client.ExitRestart {
+		t.Errorf("the VM of the cut link exited %d; want %d\n%s", code, client.ExitRestart, vm.stderr)
 	}
-	startIn(t, vmEnv(nil), n.vm, exampleVM)
+	n.SetLink(t, true)
+	startIn(t, vmEnv(nil), n.VM, exampleVM)
 	back := parseRecord(node.stdout.waitFor(t, "far back", 30*time.Second, isFar("running", func(r record) bool { return r["peer"] != peer })))
 
 	// A rotated token: the session ends, the old token is refused, the new
 	// one works.
-	rotated, stderr, code := runIn(t, env, n.node, vmreBin, "remote", "rotate", "far")
+	rotated, stderr, code := runIn(t, env, n.Node, vmreBin, "remote", "rotate", "--node", mux, "far")
 	if code != 0 {
 		t.Fatalf("vmre remote rotate: %d\n%s", code, stderr)
 	}
@@ -229,12 +189,12 @@ func TestRemoteVMAcrossNamespaces(t *testing.T) {
 	node.stdout.waitFor(t, "the rotated session's end", 20*time.Second, isFar("lost", func(r record) bool {
 		return strings.Contains(fmt.Sprint(r["error"]), "the node ended the session")
 	}))
-	_, stderr, code = runIn(t, vmEnv(map[string]string{client.ListenAddrKey: n.vmIP + ":9652"}), n.vm, exampleVM)
+	_, stderr, code = runIn(t, vmEnv(map[string]string{client.ListenAddrKey: n.VMIP + ":9652"}), n.VM, exampleVM)
 	if code != 1 || !strings.Contains(stderr, "unauthenticated") {
 		t.Errorf("a VM with the rotated-out token: exit %d\n%s", code, stderr)
 	}
 	vars = newVars
-	startIn(t, vmEnv(map[string]string{client.ListenAddrKey: n.vmIP + ":9653"}), n.vm, exampleVM)
+	startIn(t, vmEnv(map[string]string{client.ListenAddrKey: n.VMIP + ":9653"}), n.VM, exampleVM)
 	node.stdout.waitFor(t, "far with its new token", 30*time.Second, isFar("running", func(r record) bool { return r["peer"] != back["peer"] }))
 
 	if code := node.signal(t, syscall.SIGINT, 30*time.Second); code != exitOK {

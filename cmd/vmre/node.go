@@ -13,10 +13,11 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
-	"github.com/vmre/vmre/internal/tlspin"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/supervise"
+	"github.com/vmre/vmre/tlspin"
 )
 
 const nodeHead = `Usage: vmre node --plugin-dir DIR [flags]
@@ -49,6 +50,16 @@ for --backoff-reset (10m). A protocol version mismatch, a missing or
 non-executable file, an exec format error and a refused pin are never
 retried: GET /v1/vms says why the VM failed.
 
+--liveness-interval (10s) and --liveness-failures (3) probe each running
+VM of this host with the health probe of vmre run --check (grpc.health.v1,
+or a plain HTTP request for a VM without it): a VM that fails that many
+probes in a row is unhealthy (vmre ps says why), stopped gracefully
+(SIGTERM, with SIGCONT for a VM stopped by SIGSTOP) and launched again as
+--restart says. A VM paused (SIGSTOP, then SIGCONT) or stalled for less
+than (failures - 1) x interval, 20s by default, survives; one that stays
+silent is restarted within about failures x (interval + 5s), 45s by
+default. --liveness-interval 0 turns the probes off.
+
 SIGHUP reloads the directory, the aliases and the pins, and reconciles the
 node with them: new VMs start; a VM whose file changed rolls out its new
 version; a VM whose file left is stopped, with its graceful timeout, and
@@ -65,8 +76,10 @@ the version before by itself (--no-auto-revert keeps the failed one) and
 the failed version is not rolled out again until its bytes change (vmre
 rollout NAME --force tries it anyway). vmre history NAME lists a VM's
 versions and vmre rollback NAME goes back to one; they are kept in
---data-dir, with a copy of their bytes, across restarts of the node. A VM stopped by vmre stop stays stopped across a restart
-of the node (kept in --data-dir). SIGINT or SIGTERM stops every VM in parallel (SIGTERM, then
+--data-dir, with a copy of their bytes, across restarts of the node.
+
+A VM stopped by vmre stop stays stopped across a restart of the node
+(kept in --data-dir). SIGINT or SIGTERM stops every VM in parallel (SIGTERM, then
 SIGKILL after --graceful-timeout; a second Ctrl-C kills at once) and exits 0.
 
 --sandbox LEVEL runs each VM with only what its policy grants
@@ -106,6 +119,8 @@ type nodeFlags struct {
 	engineListen, engineAdvertise string
 	tlsCert, tlsKey, dataDir      string
 	remotePing                    time.Duration
+	livenessInterval              time.Duration
+	livenessFailures              int
 	backlogKiB                    int
 }
 
@@ -123,6 +138,10 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
 	f.rolloutFlags.register(fs)
+	fs.DurationVar(&f.livenessInterval, "liveness-interval", supervise.DefaultLivenessInterval,
+		"probe each running VM's health this often; a VM that fails --liveness-failures probes in a row is restarted (0: no probes)")
+	fs.IntVar(&f.livenessFailures, "liveness-failures", supervise.DefaultLivenessFailures,
+		"the failed probes in a row that make a VM unhealthy; a pause shorter than (this - 1) x --liveness-interval is survived")
 	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.StringVar(&f.events, "events", "",
@@ -152,6 +171,10 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return usagef(fs, e, "--engine-tls-cert and --engine-tls-key go together")
 	case f.remotePing <= 0:
 		return usagef(fs, e, "--remote-ping %s: give a positive duration, such as 5s", f.remotePing)
+	case f.livenessInterval < 0:
+		return usagef(fs, e, "--liveness-interval %s: give a positive duration, such as 10s, or 0 for no probes", f.livenessInterval)
+	case f.livenessFailures < 1 && f.livenessInterval > 0:
+		return usagef(fs, e, "--liveness-failures %d: give 1 or more (or --liveness-interval 0 for no probes)", f.livenessFailures)
 	case f.backlogKiB < 1 || f.backlogKiB > 1<<20:
 		return usagef(fs, e, "--log-backlog-kib %d: give a size from 1 to %d KiB", f.backlogKiB, 1<<20)
 	}
@@ -209,8 +232,7 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 			}
 		case <-first:
 			first = nil
-			log.Info("stopping the VMs", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-			r.cancel()
+			r.cancel(context.Cause(sig.first)) // the node logs it
 		case <-r.done:
 			if err := r.stop(); err != nil {
 				return fail(log, "vmre node failed", err)
@@ -227,7 +249,8 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	cfg := node.Config{
 		PluginDir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins, KeepRemoved: f.keepRemoved,
 		Restart: f.policy, Backoff: f.backoff(), Rollout: f.rolloutFlags.config(), Launch: lcfg,
-		DataDir: f.dataDir, LogBacklogBytes: f.backlogKiB << 10,
+		Liveness: supervise.Liveness{Interval: f.livenessInterval, Failures: f.livenessFailures},
+		DataDir:  f.dataDir, LogBacklogBytes: f.backlogKiB << 10,
 		Hooks: events.nodeHooks(nil),
 	}
 	if cfg.DataDir == "" {
@@ -244,7 +267,8 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	}
 	if f.engineListen != "" {
 		cfg.Remote = node.RemoteConfig{Listen: f.engineListen, Advertise: f.engineAdvertise,
-			Pings: server.Pings{Interval: f.remotePing, Timeout: f.remotePing}}
+			Pings:     server.Pings{Interval: f.remotePing, Timeout: f.remotePing},
+			TokenHint: remoteTokenHint}
 		if f.tlsCert != "" {
 			cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 			if err != nil {

@@ -15,24 +15,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // copyFile copies src to dst with mode.
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	t.Helper()
-	in, err := os.Open(src)
+	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
+	if err := vmretest.WriteExecutable(dst, b, mode); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -171,16 +165,16 @@ func TestNodeUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{}, {"--plugin-dir", t.TempDir(), "extra"}, {"--plugin-dir", t.TempDir(), "--require-pins"},
 		{"--plugin-dir", t.TempDir(), "--restart", "sometimes"}, {"--plugin-dir", t.TempDir(), "--name", "x"}} {
-		r := runVMRE(t, 10*time.Second, append([]string{"node"}, args...)...)
+		r := runInProcess(t, 10*time.Second, append([]string{"node"}, args...)...)
 		if r.code != exitUsage {
 			t.Errorf("node %v: exit %d; want 2\nstderr:\n%s", args, r.code, r.stderr)
 		}
 	}
 	// --name names one VM: node names each by its file, and does not offer it.
-	if r := runVMRE(t, 10*time.Second, "node", "--help"); r.code != exitOK || strings.Contains(r.stdout+r.stderr, "--name") {
+	if r := runInProcess(t, 10*time.Second, "node", "--help"); r.code != exitOK || strings.Contains(r.stdout+r.stderr, "--name") {
 		t.Errorf("node --help: exit %d, and it offers --name:\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	r := runVMRE(t, 10*time.Second, "node", "--plugin-dir", filepath.Join(t.TempDir(), "missing"))
+	r := runInProcess(t, 10*time.Second, "node", "--plugin-dir", filepath.Join(t.TempDir(), "missing"))
 	if r.code == exitOK || !strings.Contains(r.stderr, "missing") {
 		t.Errorf("node on a missing directory: exit %d\nstderr:\n%s", r.code, r.stderr)
 	}

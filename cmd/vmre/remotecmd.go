@@ -9,11 +9,10 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/vmre/vmre"
-	"github.com/vmre/vmre/client"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 )
 
-const remoteHead = `Usage: vmre remote env|systemd|k8s|rotate [flags] NAME
+const remoteHead = `Usage: vmre remote env|systemd|k8s|rotate [flags] NAME [-- ARG...]
 
 remote hands a running node's remote VM what it needs to reach the node:
 a VM on another host, declared by a file NAME.remote in the node's plugin
@@ -22,17 +21,21 @@ handshaking with the node's engine over TLS (vmre node --engine-listen).
 See docs/REMOTE.md.
 
   env      print the VM's environment: the engine's TLS address, the VM's
-           token and the engine certificate's SHA-256, as KEY=VALUE lines
-  systemd  print a systemd unit that runs the VM binary (--exec) with them
-  k8s      print a Kubernetes Secret and Deployment that run the VM image
-           (--image) with them
+           token, the engine certificate's SHA-256 and the ping, as
+           KEY=VALUE lines
+  systemd  print a systemd unit that runs the VM binary (--exec, with the
+           arguments after NAME) with them
+  k8s      print a Kubernetes Secret, headless Service and Deployment that
+           run the VM image (--image) with them, under the restricted Pod
+           Security profile
   rotate   give the VM a new token: the old one is refused at once and its
-           session ends; print the new environment
+           session ends (the VM exits 75, to be started again with the new
+           one); print the new environment
 
 Examples:
   vmre remote env timestampvm > /etc/vmre/timestampvm.env; chmod 600 /etc/vmre/timestampvm.env
-  vmre remote systemd --exec /usr/local/bin/timestampvm timestampvm > /etc/systemd/system/timestampvm.service
-  vmre remote k8s --image registry.example/timestampvm:1.2 timestampvm | kubectl apply -f -
+  vmre remote systemd --exec /usr/local/bin/timestampvm --advertise 10.0.0.2:9650 timestampvm -- --log-level debug > /etc/systemd/system/timestampvm.service
+  vmre remote k8s --image registry.example/timestampvm:1.2 --namespace vms timestampvm | kubectl apply -f -
   vmre remote rotate timestampvm
 
 `
@@ -40,10 +43,14 @@ Examples:
 // remoteFlags are the flags of vmre remote.
 type remoteFlags struct {
 	clientFlags
-	exec, user, envFile string
-	listen, advertise   string
-	image, namespace    string
-	port                int
+	exec, user, envFile    string
+	listen, advertise      string
+	image, namespace       string
+	k8sName                string
+	port, uid              int
+	cpuRequest, memRequest string
+	cpuLimit, memLimit     string
+	secretOnly             bool
 }
 
 func remoteCommand(ctx context.Context, args []string, e env) int {
@@ -62,15 +69,22 @@ func remoteCommand(ctx context.Context, args []string, e env) int {
 	switch sub {
 	case "env", "rotate":
 	case "systemd":
-		fs.StringVar(&f.exec, "exec", "", "the VM binary's absolute `path` on the VM's host, and its arguments (required)")
+		fs.StringVar(&f.exec, "exec", "", "the VM binary's absolute `path` on the VM's host (required); its arguments follow NAME")
 		fs.StringVar(&f.user, "user", "", "run the VM as `user` (default: a dynamic user of its own)")
 		fs.StringVar(&f.envFile, "env-file", "", "the `file` the unit reads the environment from (default /etc/vmre/NAME.env)")
-		fs.StringVar(&f.listen, "listen", "0.0.0.0:9650", "the `address` the VM's server listens on")
-		fs.StringVar(&f.advertise, "advertise", "", "the `host:port` the node reaches the VM at (default: the host's address the VM listens on)")
+		fs.StringVar(&f.listen, "listen", "0.0.0.0:9650", "the IP:PORT `address` the VM's server listens on")
+		fs.StringVar(&f.advertise, "advertise", "", "the `host:port` the node reaches the VM at, or a host with --listen's port (required when --listen binds every interface)")
 	case "k8s":
-		fs.StringVar(&f.image, "image", "", "the VM's container `image` (required)")
+		fs.StringVar(&f.image, "image", "", "the VM's container `image` (required, but with --secret-only)")
 		fs.StringVar(&f.namespace, "namespace", "default", "the Kubernetes `namespace`")
+		fs.StringVar(&f.k8sName, "name", "", "the `name` of the VM's Deployment and Service, and of its Secret after vmre- (default: the VM's name, which must then be a DNS label)")
 		fs.IntVar(&f.port, "port", 9650, "the `port` the VM's server listens on in its pod")
+		fs.IntVar(&f.uid, "uid", 65532, "the user and group `id` the VM runs as (not root)")
+		fs.StringVar(&f.cpuRequest, "cpu-request", "100m", "the CPU the VM's pod requests (a Kubernetes `quantity`)")
+		fs.StringVar(&f.memRequest, "memory-request", "128Mi", "the memory the VM's pod requests (a Kubernetes `quantity`)")
+		fs.StringVar(&f.cpuLimit, "cpu-limit", "1", "the CPU the VM's pod may use at most (a Kubernetes `quantity`)")
+		fs.StringVar(&f.memLimit, "memory-limit", "512Mi", "the memory the VM's pod may use at most (a Kubernetes `quantity`)")
+		fs.BoolVar(&f.secretOnly, "secret-only", false, "print the Secret alone: after vmre remote rotate, apply it and restart the Deployment")
 	default:
 		fmt.Fprintf(e.stderr, "vmre remote: unknown subcommand %q: use env, systemd, k8s or rotate\nRun 'vmre remote --help' for usage.\n", sub)
 		return exitUsage
@@ -78,14 +92,28 @@ func remoteCommand(ctx context.Context, args []string, e env) int {
 	if err := parseFlags(fs, remoteHead, clientTail, args[1:], e); err != nil {
 		return flagExit(err)
 	}
-	if fs.NArg() != 1 {
-		return usagef(fs, e, "want one NAME, the remote VM's name (its NAME.remote file)")
+	rest := fs.Args()
+	if len(rest) > 1 && rest[1] == "--" {
+		rest = append(rest[:1:1], rest[2:]...)
 	}
 	switch {
-	case sub == "systemd" && !strings.HasPrefix(f.exec, "/"):
-		return usagef(fs, e, "--exec takes the absolute path of the VM binary on its host")
-	case sub == "k8s" && f.image == "":
-		return usagef(fs, e, "--image names the VM's container image")
+	case len(rest) == 0:
+		return usagef(fs, e, "want one NAME, the remote VM's name (its NAME.remote file)")
+	case len(rest) > 1 && sub != "systemd":
+		return usagef(fs, e, "want one NAME, the remote VM's name (its NAME.remote file); arguments after it are the VM's, for vmre remote systemd")
+	}
+	name := rest[0]
+	var unit unitConfig
+	var k8s k8sConfig
+	var err error
+	switch sub {
+	case "systemd":
+		unit, err = checkUnit(name, &f, rest[1:])
+	case "k8s":
+		k8s, err = checkK8s(name, &f)
+	}
+	if err != nil {
+		return usagef(fs, e, "%s", err)
 	}
 	c, done, err := f.client(e)
 	if err != nil {
@@ -94,7 +122,6 @@ func remoteCommand(ctx context.Context, args []string, e env) int {
 	defer done()
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	name := fs.Arg(0)
 	var en *adminv1.Enrollment
 	if sub == "rotate" {
 		res, err := c.RotateEnrollment(ctx, connect.NewRequest(&adminv1.RotateEnrollmentRequest{Name: name}))
@@ -111,123 +138,21 @@ func remoteCommand(ctx context.Context, args []string, e env) int {
 	}
 	switch sub {
 	case "systemd":
-		writeUnit(e.stdout, en, &f)
+		writeUnit(e.stdout, en, unit)
 	case "k8s":
-		writeK8s(e.stdout, en, &f)
+		writeK8s(e.stdout, en, k8s)
 	default:
 		writeEnv(e.stdout, en)
 	}
 	return exitOK
 }
 
+// writeEnv prints the VM's environment as KEY=VALUE lines, for a shell, an
+// EnvironmentFile or kubectl create secret --from-env-file.
 func writeEnv(w io.Writer, en *adminv1.Enrollment) {
 	fmt.Fprintf(w, "%s=%s\n%s=%s\n%s=%s\n", vmre.EngineAddressKey, en.GetEngineAddr(), vmre.EngineTokenKey, en.GetToken(),
 		vmre.EngineCertKey, en.GetEngineCertSha256())
-}
-
-// writeUnit prints a systemd unit: the token stays in the environment
-// file, readable by root alone; the unit holds no secret.
-func writeUnit(w io.Writer, en *adminv1.Enrollment, f *remoteFlags) {
-	name := en.GetName()
-	envFile := f.envFile
-	if envFile == "" {
-		envFile = "/etc/vmre/" + name + ".env"
+	if p := en.GetPing().AsDuration(); p > 0 {
+		fmt.Fprintf(w, "%s=%s\n", vmre.EnginePingKey, p)
 	}
-	fmt.Fprintf(w, `# The remote VM %[1]s of a vmre node, made by: vmre remote systemd %[1]s
-# Its environment holds its token: write it, readable by root alone, with
-#   vmre remote env %[1]s > %[2]s && chmod 600 %[2]s
-[Unit]
-Description=vmre remote VM %[1]s
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=exec
-ExecStart=%[3]s
-EnvironmentFile=%[2]s
-Environment=%[4]s=%[5]s
-`, name, envFile, f.exec, client.ListenAddrKey, f.listen)
-	if f.advertise != "" {
-		fmt.Fprintf(w, "Environment=%s=%s\n", client.AdvertiseAddrKey, f.advertise)
-	}
-	if f.user != "" {
-		fmt.Fprintf(w, "User=%s\n", f.user)
-	} else {
-		fmt.Fprintln(w, "DynamicUser=yes")
-	}
-	fmt.Fprint(w, `# A VM that lost its node exits non-zero; it starts again and handshakes
-# anew once the node is reachable.
-Restart=always
-RestartSec=5
-KillSignal=SIGTERM
-TimeoutStopSec=30
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-
-[Install]
-WantedBy=multi-user.target
-`)
-}
-
-// writeK8s prints a Secret holding the VM's environment and a Deployment
-// of one replica that runs the VM image with it.
-func writeK8s(w io.Writer, en *adminv1.Enrollment, f *remoteFlags) {
-	name := en.GetName()
-	fmt.Fprintf(w, `# The remote VM %[1]s of a vmre node, made by: vmre remote k8s %[1]s
-apiVersion: v1
-kind: Secret
-metadata:
-  name: vmre-%[1]s
-  namespace: %[2]s
-  labels:
-    app.kubernetes.io/name: %[1]s
-    app.kubernetes.io/managed-by: vmre
-type: Opaque
-stringData:
-  %[3]s: %[4]q
-  %[5]s: %[6]q
-  %[7]s: %[8]q
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-  namespace: %[2]s
-  labels:
-    app.kubernetes.io/name: %[1]s
-    app.kubernetes.io/managed-by: vmre
-spec:
-  replicas: 1
-  strategy:
-    type: Recreate
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: %[1]s
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: %[1]s
-    spec:
-      terminationGracePeriodSeconds: 30
-      containers:
-        - name: vm
-          image: %[9]q
-          envFrom:
-            - secretRef:
-                name: vmre-%[1]s
-          env:
-            - name: %[10]s
-              value: "0.0.0.0:%[11]d"
-            - name: %[12]s
-              valueFrom:
-                fieldRef:
-                  fieldPath: status.podIP
-          ports:
-            - name: vm
-              containerPort: %[11]d
-              protocol: TCP
-`, name, f.namespace, vmre.EngineAddressKey, en.GetEngineAddr(), vmre.EngineTokenKey, en.GetToken(),
-		vmre.EngineCertKey, en.GetEngineCertSha256(), f.image, client.ListenAddrKey, f.port, client.AdvertiseAddrKey)
 }

@@ -21,8 +21,9 @@ VM's stdout and stderr into a log record, and serves the node mux on --listen
 (HTTP/1.1 and h2c):
 
   GET /healthz      "ok" while vmre serves
-  GET /v1/vms       the VMs as JSON: name, pid, addr, state, protocol_version,
-                    started_at, handshake_ms, and how each one ended
+  GET /v1/vms       the VMs as JSON ({"vms": [...]}, as vmre ps --json): name,
+                    state, pid, addr, protocol_version, started_at, handshake,
+                    last_exit (how its last attempt ended) and error
   the engine        RuntimeService (the handshake), grpc.health.v1, reflection
 
 On SIGINT or SIGTERM it stops the VM (SIGTERM, then SIGKILL after
@@ -141,8 +142,7 @@ func (f *runFlags) serveVM(sig *signals, log *slog.Logger, r *runningNode, addr,
 				return vmEnded(log, vm)
 			}
 		case <-sig.first.Done():
-			log.Info("stopping the VM", "reason", context.Cause(sig.first).Error(), "graceful_timeout", f.gracefulTimeout)
-			r.stop()
+			r.stopBecause(context.Cause(sig.first)) // the node logs it
 			// A launch that the signal abandoned left an error and no exit.
 			if vm, _ := r.n.Get(name); vm.LastExit == nil && vm.Err != nil {
 				log.Warn("interrupted before the VM's handshake completed", "reason", context.Cause(sig.first).Error())

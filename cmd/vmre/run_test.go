@@ -30,7 +30,7 @@ func TestRunCheck(t *testing.T) {
 	t.Parallel()
 	t.Run("json", func(t *testing.T) {
 		t.Parallel()
-		r := runVMRE(t, 30*time.Second, "run", "--check", "--log-format", "json", exampleVM)
+		r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", exampleVM)
 		if r.code != exitOK {
 			t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -58,7 +58,7 @@ func TestRunCheck(t *testing.T) {
 	})
 	t.Run("text", func(t *testing.T) {
 		t.Parallel()
-		r := runVMRE(t, 30*time.Second, "run", "--check", exampleVM)
+		r := runInProcess(t, 30*time.Second, "run", "--check", exampleVM)
 		if r.code != exitOK {
 			t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -131,7 +131,7 @@ func TestRunExitCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := runVMRE(t, 30*time.Second, append([]string{"run"}, tc.args...)...)
+			r := runInProcess(t, 30*time.Second, append([]string{"run"}, tc.args...)...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d\nstderr:\n%s", r.code, tc.code, r.stderr)
 			}
@@ -363,7 +363,7 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 	}()
 
 	vm := curlHandshakeScript(t, curl, ln.Addr().String(), "exec sleep 30")
-	r := runVMRE(t, 30*time.Second, "run", "--check", "--log-format", "json", vm)
+	r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", vm)
 	if r.code != exitOK {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -374,7 +374,7 @@ func TestRunCheckWithoutHealthService(t *testing.T) {
 
 	// Nothing listens at the address this VM announces: the check fails.
 	vm = curlHandshakeScript(t, curl, "127.0.0.1:9", "exec sleep 30")
-	if r := runVMRE(t, 30*time.Second, "run", "--check", "--log-format", "json", vm); r.code != exitFailure {
+	if r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", vm); r.code != exitFailure {
 		t.Errorf("unreachable VM: exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 	}
 }

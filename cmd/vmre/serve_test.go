@@ -152,7 +152,7 @@ func TestServeLegacy(t *testing.T) {
 func TestServeUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"extra"}, {"--protocol-version", "0"}, {"--listen", "nope"}, {"--nope"}} {
-		r := runVMRE(t, 10*time.Second, append([]string{"serve"}, args...)...)
+		r := runInProcess(t, 10*time.Second, append([]string{"serve"}, args...)...)
 		if r.code != exitUsage || r.stdout != "" {
 			t.Errorf("serve %v: exit %d, stdout %q; want 2 and nothing\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
 		}

@@ -28,7 +28,7 @@ func TestHelp(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
-			r := runVMRE(t, 10*time.Second, tc.args...)
+			r := runInProcess(t, 10*time.Second, tc.args...)
 			if r.code != exitOK || r.stderr != "" {
 				t.Errorf("exit %d, stderr %q; want 0 and nothing", r.code, r.stderr)
 			}
@@ -43,7 +43,7 @@ func TestHelp(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	t.Parallel()
-	r := runVMRE(t, 10*time.Second, "version")
+	r := runInProcess(t, 10*time.Second, "version")
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -70,7 +70,7 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
-			r := runVMRE(t, 10*time.Second, tc.args...)
+			r := runInProcess(t, 10*time.Second, tc.args...)
 			if r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, a message with %q", r.code, r.stdout, r.stderr, tc.want)
 			}

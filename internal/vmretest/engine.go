@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/tlspin"
 )
 
 // StartEngine serves a new Engine on 127.0.0.1 (HTTP/1.1 and h2c), its
@@ -94,4 +95,17 @@ func ServeOn(t testing.TB, ln net.Listener, h http.Handler, http1Only bool) {
 			t.Errorf("serve: %v", err)
 		}
 	})
+}
+
+// PinnedClient returns an HTTP client that trusts exactly the TLS
+// certificate of fingerprint certSHA256 (package tlspin), whose idle
+// connections close when the test ends.
+func PinnedClient(t testing.TB, certSHA256 string) *http.Client {
+	t.Helper()
+	c, err := tlspin.NewClient(certSHA256, tlspin.Pings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }

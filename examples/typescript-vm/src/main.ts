@@ -5,6 +5,13 @@
 //
 //   npm ci                                   # installs and compiles to dist/
 //   vmre run node examples/typescript-vm/dist/main.js
+//
+// Given VMRE_RUNTIME_ENGINE_CERT_SHA256 too (`vmre remote env NAME` prints
+// it), it is a remote VM: it reaches the engine over TLS and HTTP/2 with
+// pings, checking the certificate's fingerprint before it sends its token;
+// serves TLS itself with a certificate made at start by the openssl
+// command, announcing it; holds the lease, and exits 75 when the node ends
+// its session or is lost, for its orchestrator to start it again.
 
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -16,6 +23,7 @@ import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-
 
 import { BlockNotFoundError, Chain, DataTooLargeError, type Block } from "./chain.js";
 import { log } from "./log.js";
+import * as remote from "./remote.js";
 import { ChainService, BlockSchema } from "./gen/vmre/example/v1/chain_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "./gen/grpc/health/v1/health_pb.js";
 import { ProtocolVersionMismatchSchema, RuntimeService } from "./gen/vmre/runtime/v1/runtime_pb.js";
@@ -30,7 +38,8 @@ const protocolVersion = 1;
 /** Exit codes. */
 const exitOK = 0;
 const exitFailure = 1;
-const exitUsage = 2; // bad flags, or started without the host's variables
+const exitUsage = 2; // bad flags, or started without the host's variables, or with bad ones
+const exitRestart = 75; // a remote VM whose node ended its session or was lost: start it again
 
 const usage = `Usage: node dist/main.js [--protocol-version N]
 
@@ -89,24 +98,83 @@ async function main(): Promise<number> {
   const started = Date.now();
   const chain = new Chain();
   let status = ServingStatus.NOT_SERVING;
+  const certFingerprint = process.env[remote.engineCertKey] ?? "";
+  const isRemote = certFingerprint !== "";
   log("info", "typescript-vm starting", {
     protocol_version: parsed.version,
     node: process.version,
     genesis_id: chain.lastAccepted().id,
+    remote: isRemote,
   });
 
-  // 1. Listen on a free loopback port and serve.
-  const server = http2.createServer(connectNodeAdapter({ routes: routes(chain, () => status) }));
+  // A remote VM's settings: its orchestrator's addresses, the engine's
+  // fingerprint and ping, its own certificate.
+  let cfg: RemoteConfig | undefined;
+  if (isRemote) {
+    try {
+      cfg = remoteConfig(certFingerprint);
+    } catch (err) {
+      if (err instanceof remote.UsageError) {
+        log("error", "typescript-vm cannot run as configured", { error: err.message });
+        return exitUsage;
+      }
+      throw err;
+    }
+  }
+
+  // 1. Listen and serve: on a free loopback port, or for a remote VM where
+  // its orchestrator says, over TLS.
+  const adapter = connectNodeAdapter({ routes: routes(chain, () => status) });
+  const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    // A Kubernetes probe (httpGet over HTTPS) of the health check: 200
+    // while serving, 503 otherwise.
+    if (req.method === "GET" && req.url.split("?")[0] === `/${Health.typeName}/Check`) {
+      const serving = status === ServingStatus.SERVING;
+      res.writeHead(serving ? 200 : 503, { "content-type": "text/plain; charset=utf-8" });
+      res.end(serving ? "SERVING\n" : "NOT_SERVING\n");
+      return;
+    }
+    adapter(req, res);
+  };
+  let cert: { key: string; cert: string; der: Buffer } | undefined;
+  let server: http2.Http2Server | http2.Http2SecureServer;
+  if (cfg && !cfg.plaintext) {
+    server = http2.createSecureServer({ allowHTTP1: true }, handler);
+  } else {
+    server = http2.createServer(handler);
+  }
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(cfg?.listenPort ?? 0, cfg?.listenHost ?? "127.0.0.1", () => resolve());
+    });
+  } catch (err) {
+    log("error", "typescript-vm cannot listen", { error: String(err) });
+    return exitFailure;
+  }
+  const bound = server.address() as AddressInfo;
+  let addr = `127.0.0.1:${bound.port}`;
+  if (cfg) {
+    try {
+      addr = remote.advertisedAddr(cfg.advertise, bound.address, bound.port);
+      if (!cfg.plaintext) {
+        cert = remote.selfSigned(remote.splitHostPort(addr, remote.advertiseAddrKey)[0]);
+        (server as http2.Http2SecureServer).setSecureContext({ key: cert.key, cert: cert.cert });
+      }
+    } catch (err) {
+      server.close();
+      if (err instanceof remote.UsageError) {
+        log("error", "typescript-vm cannot run as configured", { error: err.message });
+        return exitUsage;
+      }
+      throw err;
+    }
+  }
   status = ServingStatus.SERVING;
 
   // 2. The handshake: tell the host where we serve, with its token.
@@ -117,20 +185,38 @@ async function main(): Promise<number> {
   };
   const engine = createClient(
     RuntimeService,
-    createConnectTransport({
-      baseUrl: `http://${engineAddr}`,
-      httpVersion: "1.1",
-      nodeOptions: { agent },
-      interceptors: [auth],
-    }),
+    cfg
+      ? createConnectTransport({
+          // HTTP/2 over TLS, pinned, with pings that notice a cut link.
+          baseUrl: `https://${engineAddr}`,
+          httpVersion: "2",
+          nodeOptions: { createConnection: remote.pinnedConnection(cfg.fingerprint) },
+          pingIntervalMs: cfg.pingMs,
+          pingTimeoutMs: cfg.pingMs,
+          pingIdleConnection: true,
+          interceptors: [auth],
+        })
+      : createConnectTransport({
+          baseUrl: `http://${engineAddr}`,
+          httpVersion: "1.1",
+          nodeOptions: { agent },
+          interceptors: [auth],
+        }),
   );
   let reason: string;
   let code = exitOK;
   try {
-    const host = await engine.initialize({ protocolVersion: parsed.version, addr }, { signal: stop.signal });
-    log("info", "handshake succeeded", { addr, host: host.hostName, protocol_version: host.protocolVersion });
+    const host = await engine.initialize(
+      { protocolVersion: parsed.version, addr, certSha256: cert ? remote.sha256Hex(cert.der) : "", certificate: cert?.der },
+      { signal: stop.signal },
+    );
+    log("info", "handshake succeeded", { addr, host: host.hostName, protocol_version: host.protocolVersion, tls: cert !== undefined });
     // 3. Hold the lease until the host ends it or we are told to stop.
-    reason = await holdLease(engine, stop.signal);
+    if (cfg) {
+      ({ reason, code } = await holdRemoteLease(engine, stop.signal));
+    } else {
+      reason = await holdLease(engine, stop.signal);
+    }
   } catch (err) {
     if (stop.signal.aborted && ConnectError.from(err).code === Code.Canceled) {
       reason = `${String(stop.signal.reason)} during the handshake`;
@@ -182,6 +268,63 @@ async function holdLease(engine: ReturnType<typeof createClient<typeof RuntimeSe
     }
     log("warn", "lost the lease to the host", { error: ConnectError.from(err).message });
     return "lost the lease to the host";
+  }
+}
+
+/** A remote VM's settings, from its environment. */
+type RemoteConfig = {
+  fingerprint: string;
+  pingMs: number;
+  listenHost: string;
+  listenPort: number;
+  advertise: string;
+  plaintext: boolean;
+};
+
+function remoteConfig(fingerprint: string): RemoteConfig {
+  const [listenHost, listenPort] = remote.splitHostPort(process.env[remote.listenAddrKey] || "0.0.0.0:0", remote.listenAddrKey);
+  return {
+    fingerprint: remote.parseFingerprint(fingerprint),
+    pingMs: remote.parseDuration(process.env[remote.enginePingKey] || "5s"),
+    listenHost,
+    listenPort,
+    advertise: process.env[remote.advertiseAddrKey] ?? "",
+    plaintext: process.env[remote.plaintextKey] === "1",
+  };
+}
+
+/**
+ * Holds a remote VM's lease. Returns why it ended and the exit code: 0
+ * when the node's operator stopped the VM (a clean end) or a signal came,
+ * 75 when the node ended the session for it to start again (aborted) or
+ * was lost, 1 when the node refused the lease.
+ */
+async function holdRemoteLease(
+  engine: ReturnType<typeof createClient<typeof RuntimeService>>,
+  stop: AbortSignal,
+): Promise<{ reason: string; code: number }> {
+  try {
+    for await (const _ of engine.lease({}, { signal: stop })) {
+      // Keep-alives: the lease holds.
+    }
+    log("info", "the lease ended", { reason: "the node's operator stopped this VM" });
+    return { reason: "the node's operator stopped this VM", code: exitOK };
+  } catch (err) {
+    if (stop.aborted) {
+      return { reason: String(stop.reason), code: exitOK };
+    }
+    const cerr = ConnectError.from(err);
+    const answered = [Code.Unauthenticated, Code.InvalidArgument, Code.FailedPrecondition, Code.AlreadyExists, Code.NotFound];
+    if (cerr.code === Code.Aborted) {
+      log("warn", "the lease ended", { reason: "the node ended this VM's session, to be started again", error: cerr.rawMessage });
+      return { reason: "the node ended this VM's session, to be started again", code: exitRestart };
+    }
+    if (answered.includes(cerr.code)) {
+      log("error", "the lease ended", { reason: "the node refused the lease", code: Code[cerr.code], error: cerr.rawMessage });
+      return { reason: "the node refused the lease", code: exitFailure };
+    }
+    log("warn", "the lease ended", { reason: "lost the lease to the node: the link broke or the node is gone", error: cerr.message });
+    return { reason: "lost the lease to the node", code: exitRestart };
   }
 }
 

@@ -46,21 +46,26 @@ const (
 	VMState_VM_STATE_WAITING VMState = 8
 	// A remote VM whose lease broke; error says how.
 	VMState_VM_STATE_LOST VMState = 9
+	// The VM failed its liveness probes (vmre node --liveness-interval)
+	// and is being stopped, to be launched again by its restart policy;
+	// error says why, with the last probe's error.
+	VMState_VM_STATE_UNHEALTHY VMState = 10
 )
 
 // Enum value maps for VMState.
 var (
 	VMState_name = map[int32]string{
-		0: "VM_STATE_UNSPECIFIED",
-		1: "VM_STATE_STARTING",
-		2: "VM_STATE_RUNNING",
-		3: "VM_STATE_BACKOFF",
-		4: "VM_STATE_CRASHLOOP",
-		5: "VM_STATE_STOPPED",
-		6: "VM_STATE_EXITED",
-		7: "VM_STATE_FAILED",
-		8: "VM_STATE_WAITING",
-		9: "VM_STATE_LOST",
+		0:  "VM_STATE_UNSPECIFIED",
+		1:  "VM_STATE_STARTING",
+		2:  "VM_STATE_RUNNING",
+		3:  "VM_STATE_BACKOFF",
+		4:  "VM_STATE_CRASHLOOP",
+		5:  "VM_STATE_STOPPED",
+		6:  "VM_STATE_EXITED",
+		7:  "VM_STATE_FAILED",
+		8:  "VM_STATE_WAITING",
+		9:  "VM_STATE_LOST",
+		10: "VM_STATE_UNHEALTHY",
 	}
 	VMState_value = map[string]int32{
 		"VM_STATE_UNSPECIFIED": 0,
@@ -73,6 +78,7 @@ var (
 		"VM_STATE_FAILED":      7,
 		"VM_STATE_WAITING":     8,
 		"VM_STATE_LOST":        9,
+		"VM_STATE_UNHEALTHY":   10,
 	}
 )
 
@@ -306,7 +312,8 @@ type VM struct {
 	State   VMState  `protobuf:"varint,3,opt,name=state,proto3,enum=vmre.admin.v1.VMState" json:"state,omitempty"`
 	// When it entered its state.
 	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
-	// The process and RPC address of the running VM; 0 and "" otherwise.
+	// The process and RPC address of the running VM (running, or unhealthy
+	// while it is stopped); 0 and "" otherwise.
 	Pid  int32  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	Addr string `protobuf:"bytes,6,opt,name=addr,proto3" json:"addr,omitempty"`
 	// The protocol version agreed in its last handshake.
@@ -1496,10 +1503,14 @@ func (*WatchVMsRequest) Descriptor() ([]byte, []int) {
 }
 
 // WatchVMsResponse is one VM's state: first of every VM, then at each
-// change.
+// change; or a VM that left the node.
 type WatchVMsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vm            *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vm    *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	// The VM left the node: its file or declaration left the plugin
+	// directory, and it was stopped and forgotten. ListVMs no longer lists
+	// it; vm is its last state. A VM of the same name may come back later.
+	Gone          bool `protobuf:"varint,2,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1539,6 +1550,13 @@ func (x *WatchVMsResponse) GetVm() *VM {
 		return x.Vm
 	}
 	return nil
+}
+
+func (x *WatchVMsResponse) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
 }
 
 // TailLogsRequest names a VM and says which records to send.
@@ -2736,9 +2754,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x02vm\x18\x02 \x01(\tR\x02vm\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\x11\n" +
-	"\x0fWatchVMsRequest\"5\n" +
+	"\x0fWatchVMsRequest\"I\n" +
 	"\x10WatchVMsResponse\x12!\n" +
-	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"n\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x12\n" +
+	"\x04gone\x18\x02 \x01(\bR\x04gone\"n\n" +
 	"\x0fTailLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12/\n" +
@@ -2824,7 +2843,7 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x12\n" +
 	"\x04kept\x18\t \x01(\bR\x04kept\x12\x18\n" +
 	"\asummary\x18\n" +
-	" \x01(\tR\asummary*\xe7\x01\n" +
+	" \x01(\tR\asummary*\xff\x01\n" +
 	"\aVMState\x12\x18\n" +
 	"\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VM_STATE_STARTING\x10\x01\x12\x14\n" +
@@ -2835,7 +2854,9 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fVM_STATE_EXITED\x10\x06\x12\x13\n" +
 	"\x0fVM_STATE_FAILED\x10\a\x12\x14\n" +
 	"\x10VM_STATE_WAITING\x10\b\x12\x11\n" +
-	"\rVM_STATE_LOST\x10\t*s\n" +
+	"\rVM_STATE_LOST\x10\t\x12\x16\n" +
+	"\x12VM_STATE_UNHEALTHY\x10\n" +
+	"*s\n" +
 	"\x0fRolloutStrategy\x12 \n" +
 	"\x1cROLLOUT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ROLLOUT_STRATEGY_REPLACE\x10\x01\x12 \n" +

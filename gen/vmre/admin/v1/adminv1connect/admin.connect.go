@@ -87,8 +87,9 @@ type AdminServiceClient interface {
 	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
-	// VM's state as it happens. A watcher too slow to keep up is ended with
-	// resource_exhausted, and may watch again.
+	// VM's state as it happens, and the VMs that leave the node (gone). A
+	// watcher too slow to keep up is ended with resource_exhausted, and may
+	// watch again.
 	WatchVMs(context.Context, *connect.Request[v1.WatchVMsRequest]) (*connect.ServerStreamForClient[v1.WatchVMsResponse], error)
 	// TailLogs sends a VM's recent log records (a bounded backlog kept per
 	// VM), then, with follow, each new one. A follower too slow to keep up
@@ -320,8 +321,9 @@ type AdminServiceHandler interface {
 	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
-	// VM's state as it happens. A watcher too slow to keep up is ended with
-	// resource_exhausted, and may watch again.
+	// VM's state as it happens, and the VMs that leave the node (gone). A
+	// watcher too slow to keep up is ended with resource_exhausted, and may
+	// watch again.
 	WatchVMs(context.Context, *connect.Request[v1.WatchVMsRequest], *connect.ServerStream[v1.WatchVMsResponse]) error
 	// TailLogs sends a VM's recent log records (a bounded backlog kept per
 	// VM), then, with follow, each new one. A follower too slow to keep up

@@ -1,37 +1,27 @@
-// Package tlspin makes TLS between a node and a remote VM work without a
-// PKI: each side presents a self-signed certificate, and the other checks
-// its SHA-256 fingerprint, handed over out of band (the engine's in the
-// VM's environment, the VM's in its Initialize).
-package tlspin
+// Package tlscert makes and keeps the self-signed certificates of TLS
+// between a node and a remote VM, which work without a PKI: each side
+// presents one, and the other checks its SHA-256 fingerprint (package
+// tlspin), handed over out of band (the engine's in the VM's environment,
+// the VM's in its Initialize).
+package tlscert
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/vmre/vmre/internal/atomicfile"
 )
-
-// Fingerprint is the SHA-256 of a DER certificate, in lowercase hex, as
-// `openssl x509 -noout -fingerprint -sha256` prints it without colons.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
-}
 
 // SelfSigned makes an ECDSA P-256 certificate for hosts (IP addresses or
 // names), valid for the given time.
@@ -153,38 +143,6 @@ func parseKey(b []byte) (*ecdsa.PrivateKey, error) {
 	return key, nil
 }
 
-// MismatchError is the error of a peer whose certificate is not the one
-// expected.
-type MismatchError struct {
-	Want, Got string // fingerprints
-}
-
-func (e *MismatchError) Error() string {
-	return fmt.Sprintf("the server's certificate has SHA-256 %s, not the expected %s: "+
-		"this is not the server the fingerprint names (or its certificate changed)", e.Got, e.Want)
-}
-
-// ClientConfig is the TLS configuration of a client that trusts exactly the
-// server certificate whose fingerprint is want, and nothing else.
-func ClientConfig(want string) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// The chain is not checked against any CA: the fingerprint below is
-		// the whole of the trust.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the server presented no certificate")
-			}
-			got := Fingerprint(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-				return &MismatchError{Want: want, Got: got}
-			}
-			return nil
-		},
-	}
-}
-
 // ServerConfig is the TLS configuration of a server presenting cert; an
 // http.Server given it adds the protocols it speaks (h2, http/1.1).
 func ServerConfig(cert tls.Certificate) *tls.Config {
@@ -192,42 +150,4 @@ func ServerConfig(cert tls.Certificate) *tls.Config {
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
 	}
-}
-
-// Pings are the HTTP/2 health checks of a TLS connection that carries a
-// lease: a connection silent for Interval gets a ping, and one whose ping
-// is unanswered for Timeout is closed, which ends its streams. A cut link
-// is so noticed within Interval + Timeout, where TCP alone would take many
-// minutes.
-type Pings struct {
-	Interval, Timeout time.Duration
-}
-
-// DefaultPings notice a cut link within 10 s.
-var DefaultPings = Pings{Interval: 5 * time.Second, Timeout: 5 * time.Second}
-
-// HTTP2 is the HTTP/2 configuration of the pings.
-func (p Pings) HTTP2() *http.HTTP2Config {
-	if p.Interval <= 0 {
-		p = DefaultPings
-	}
-	return &http.HTTP2Config{SendPingTimeout: p.Interval, PingTimeout: p.Timeout}
-}
-
-// NewClient returns an HTTP client for https:// URLs that trusts exactly
-// the server certificate of fingerprint want, speaks HTTP/2 (and HTTP/1.1
-// to servers without it), and pings its connections.
-func NewClient(want string, pings Pings) *http.Client {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols:           &protocols,
-		TLSClientConfig:     ClientConfig(want),
-		HTTP2:               pings.HTTP2(),
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 1,
-		IdleConnTimeout:     2 * time.Minute,
-	}}
 }
