@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmre/vmre/bench/internal/median"
 	"github.com/vmre/vmre/internal/h2c"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/supervise"
 )
@@ -86,7 +87,7 @@ func benchRollout(b *testing.B, strategy supervise.Strategy) {
 	var downtimes, rollouts []float64
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if err := os.WriteFile(path+".new", versions[(i+1)%2], 0o755); err != nil {
+		if err := vmretest.WriteExecutable(path+".new", versions[(i+1)%2], 0o755); err != nil {
 			b.Fatal(err)
 		}
 		if err := os.Rename(path+".new", path); err != nil {

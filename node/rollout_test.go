@@ -131,23 +131,15 @@ func (tn *testNode) versions(t *testing.T, name string) map[string]*adminv1.Vers
 // in place (the same inode, truncated and written).
 func writeFile(t *testing.T, path string, data []byte, inPlace bool) string {
 	t.Helper()
+	target := path + ".new"
+	if inPlace {
+		target = path // opened with O_TRUNC: the same inode
+	}
+	if err := vmretest.WriteExecutable(target, data, 0o755); err != nil {
+		t.Fatal(err) // text file busy, were the node running the file itself
+	}
 	if !inPlace {
-		tmp := path + ".new"
-		if err := os.WriteFile(tmp, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-		if err != nil {
-			t.Fatal(err) // text file busy, were the node running the file itself
-		}
-		if _, err := f.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
+		if err := os.Rename(target, path); err != nil {
 			t.Fatal(err)
 		}
 	}

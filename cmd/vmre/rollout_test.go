@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/vmretest"
 )
 
 // TestRolloutCommands runs `vmre node` on a directory of one example VM,
@@ -37,7 +39,7 @@ func TestRolloutCommands(t *testing.T) {
 	}
 	writePlugin := func(data []byte) string {
 		t.Helper()
-		if err := os.WriteFile(path+".new", data, 0o755); err != nil {
+		if err := vmretest.WriteExecutable(path+".new", data, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(path+".new", path); err != nil {
