@@ -79,9 +79,10 @@ type Config struct {
 	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
 	// directories, the VMs' versions and the copies of their bytes
 	// (docs/NODE.md). Required with Remote and Sandbox; without it,
-	// operators' stops and the versions last as long as the node, and the
+	// operators' stops and the versions last as long as the node, the
 	// copies are kept in a temporary directory that Run removes when it
-	// returns (or New, when it fails).
+	// returns (or New, when it fails), and only those a rollout needs are
+	// made: an unpinned VM runs from its file until its first rollout.
 	DataDir string
 
 	// Sandbox is how the policy of each VM the node launches is applied

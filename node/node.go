@@ -340,11 +340,11 @@ func (n *Node) Run(ctx context.Context) error {
 		}, func(error) { close(done) })
 	}
 	{ // the keeper of the versions' copies
-		done := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
-			n.keeper(done)
+			n.keeper(ctx)
 			return nil
-		}, func(error) { close(done) })
+		}, func(error) { cancel() })
 	}
 	{ // the VMs
 		done := make(chan struct{})

@@ -656,3 +656,22 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestRolloutWithoutDataDir: a node without a data directory keeps no
+// copy in the background (its VM runs from its file), but keeps the
+// version that runs before a rollout, from its process, after a rename
+// over its file: the revert runs the old bytes.
+func TestRolloutWithoutDataDir(t *testing.T) {
+	t.Parallel()
+	dir := pluginDir(t, "vm")
+	path := filepath.Join(dir, "vm")
+	tn := startNode(t, node.Config{PluginDir: dir, Restart: supervise.OnFailure})
+	v1 := digestOf(t, path)
+	old := tn.runningAt(t, "vm", v1)
+	writeFile(t, path, exitsAtOnce, false)
+	reload(t, tn)
+	if r, _ := tn.rollouts.wait(t, "vm", "reverted", 0); r.From != v1 {
+		t.Errorf("the rollout from %q; want %s, the version kept from its process", r.From, v1)
+	}
+	tn.runningAt(t, "vm", v1, old.Pid)
+}

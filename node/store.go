@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -48,8 +49,9 @@ func (s *store) path(name, digest string) string { return filepath.Join(s.dir, n
 // it was loaded (registry.VM.CopyTo), or with pid, when it is not 0, those
 // that process runs, if it runs vm's file as loaded
 // (registry.VM.CopyFromProcess): the bytes of a version whose file was
-// replaced since. The copy is synced before it takes its name.
-func (s *store) keep(name string, vm *registry.VM, pid int) (string, error) {
+// replaced since. The copy is synced before it takes its name; the end of
+// ctx abandons it.
+func (s *store) keep(ctx context.Context, name string, vm *registry.VM, pid int) (string, error) {
 	if vm.DigestKnown() && s.has(name, vm.Digest().String()) {
 		return vm.Digest().String(), nil
 	}
@@ -68,9 +70,10 @@ func (s *store) keep(name string, vm *registry.VM, pid int) (string, error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	w := ctxWriter{ctx, tmp}
 	var d registry.Digest
 	if pid != 0 {
-		d, err = vm.CopyFromProcess(pid, tmp)
+		d, err = vm.CopyFromProcess(pid, w)
 	}
 	if pid == 0 || err != nil { // a script runs as its interpreter: its file, then
 		if _, serr := tmp.Seek(0, io.SeekStart); serr != nil {
@@ -79,7 +82,7 @@ func (s *store) keep(name string, vm *registry.VM, pid int) (string, error) {
 		if terr := tmp.Truncate(0); terr != nil {
 			return "", fmt.Errorf("keep a copy of VM %s: %w", name, terr)
 		}
-		d, err = vm.CopyTo(tmp)
+		d, err = vm.CopyTo(w)
 	}
 	if err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
@@ -104,6 +107,19 @@ func (s *store) keep(name string, vm *registry.VM, pid int) (string, error) {
 	}
 	ok = true
 	return digest, nil
+}
+
+// ctxWriter writes to w until ctx ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // has tells whether the store keeps a copy of the version.

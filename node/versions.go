@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -82,7 +83,7 @@ func (n *Node) digestOf(name string, vm *registry.VM) (string, error) {
 	if d, ok := n.knownDigest(name, vm); ok {
 		return d, nil
 	}
-	d, err := n.store.keep(name, vm, 0)
+	d, err := n.store.keep(context.Background(), name, vm, 0)
 	if err != nil {
 		return "", err
 	}
@@ -105,7 +106,7 @@ func (n *Node) runnable(name string, vm *registry.VM) (version, error) {
 		return version{}, err
 	}
 	if !n.store.has(name, d) {
-		if _, err := n.store.keep(name, vm, 0); err != nil {
+		if _, err := n.store.keep(context.Background(), name, vm, 0); err != nil {
 			return version{}, err
 		}
 	}
@@ -127,8 +128,17 @@ type keepJob struct {
 
 // keepLater queues the copy of vm's bytes, unless the store holds them,
 // for the keeper: the actor of Run that keeps copies one at a time, so
-// that they do not compete with launches for the CPUs.
+// that they do not compete with launches for the CPUs. A node without a
+// data directory keeps none in the background: its copies would not
+// outlive it, and a rollout keeps the version that runs first; the
+// registry takes the digest of what runs instead (Registry.TakeDigest).
 func (n *Node) keepLater(name string, vm *registry.VM, pid int) {
+	if n.store.temp { // a rollout keeps the bytes it needs; the digest informs
+		if pid != 0 && !vm.DigestKnown() {
+			n.reg.TakeDigest(vm, pid, nil)
+		}
+		return
+	}
 	if vm.DigestKnown() && n.store.has(name, vm.Digest().String()) {
 		return
 	}
@@ -144,8 +154,9 @@ func (n *Node) keepLater(name string, vm *registry.VM, pid int) {
 	}
 }
 
-// keeper keeps the queued copies until done closes.
-func (n *Node) keeper(done <-chan struct{}) {
+// keeper keeps the queued copies until ctx ends, which abandons the copy
+// under way.
+func (n *Node) keeper(ctx context.Context) {
 	for {
 		select {
 		case <-n.kickKeep:
@@ -158,14 +169,12 @@ func (n *Node) keeper(done <-chan struct{}) {
 				j := n.keeps[0]
 				n.keeps = n.keeps[1:]
 				n.mu.Unlock()
-				n.keepNow(j)
-				select {
-				case <-done:
+				n.keepNow(ctx, j)
+				if ctx.Err() != nil {
 					return
-				default:
 				}
 			}
-		case <-done:
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -173,11 +182,11 @@ func (n *Node) keeper(done <-chan struct{}) {
 
 // keepNow keeps a copy, records the version, and moves a VM that runs its
 // file to the copy: its later launches run the bytes kept.
-func (n *Node) keepNow(j keepJob) {
-	d, err := n.store.keep(j.name, j.vm, j.pid)
+func (n *Node) keepNow(ctx context.Context, j keepJob) {
+	d, err := n.store.keep(ctx, j.name, j.vm, j.pid)
 	switch {
-	case errors.Is(err, fs.ErrClosed):
-		return // a version no launch uses any more
+	case errors.Is(err, fs.ErrClosed), ctx.Err() != nil:
+		return // a version no launch uses any more, or the node's end
 	case err != nil:
 		n.log.Warn("cannot keep a copy of the VM's version; it is kept when it changes, or before a rollout", "vm", j.name, "error", err.Error())
 		return
@@ -237,7 +246,7 @@ func (n *Node) keepCurrent(name string, pid int) bool {
 	if e == nil || cur.run == nil || cur.kept() {
 		return true
 	}
-	d, err := n.store.keep(name, cur.run, pid)
+	d, err := n.store.keep(context.Background(), name, cur.run, pid)
 	if err != nil {
 		n.log.Warn("the version the VM runs has no copy: its rollout keeps the new version if it fails (no auto-revert)",
 			"vm", name, "error", err.Error())
