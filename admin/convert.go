@@ -60,6 +60,7 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	if s.describe != nil {
 		d := s.describe(vm.Name)
 		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending
+		p.Sandbox = d.Sandbox
 	}
 	return p
 }

@@ -46,6 +46,9 @@ type Description struct {
 	// Pending is a change it waits for, in a sentence ("changed: rolls out
 	// 0356559ddd51 at its next start"), or "".
 	Pending string
+	// Sandbox is what the VM's sandbox applied at its last launch that got
+	// as far, or nil.
+	Sandbox *adminv1.Sandbox
 }
 
 // Config configures a Service.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -98,6 +99,15 @@ type Config struct {
 	// launch whose context ends while it waits fails in PhaseExec with the
 	// context's cause.
 	MaxConcurrentLaunches int
+
+	// Start, when set, starts each VM's command in place of its own Start
+	// method: it must start cmd and set cmd.Process, as (*exec.Cmd).Start
+	// does, or return why it could not. The launcher calls it on the one OS
+	// thread that starts its VMs, locked for the Launcher's life (a VM's
+	// parent-death signal follows that thread), so a Start may ptrace the
+	// process it starts until it returns. sandbox.Start is one: it applies
+	// a sandboxed command's policy without the init step's second program.
+	Start func(cmd *exec.Cmd) error
 }
 
 // settings is Config with its defaults applied.

@@ -55,14 +55,14 @@ func New(cfg Config) (*Launcher, error) {
 		l.hooks = append(l.hooks, s.Hooks)
 	}
 	if l.engine != nil || s.Legacy {
-		l.starter = newStarter()
+		l.starter = newStarter(s.Start)
 		return l, nil
 	}
 	ln, err := h2c.ListenLoopback(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("listen for the engine: %w", err)
 	}
-	l.starter = newStarter()
+	l.starter = newStarter(s.Start)
 	l.engine = server.New(server.Config{
 		HostName:    s.HostName,
 		AllowRemote: s.AllowRemote,

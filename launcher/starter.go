@@ -18,6 +18,8 @@ var errClosed = fmt.Errorf("%w: the launcher is closed", vmre.ErrInvalidConfig)
 // shares can be ended by any goroutine that locks it and returns without
 // unlocking (network namespace code does that on purpose).
 type starter struct {
+	startCmd func(*exec.Cmd) error // Config.Start, or (*exec.Cmd).Start
+
 	mu     sync.Mutex
 	closed bool
 	reqs   chan startRequest
@@ -29,8 +31,11 @@ type startRequest struct {
 	err chan<- error
 }
 
-func newStarter() *starter {
-	s := &starter{reqs: make(chan startRequest), done: make(chan struct{})}
+func newStarter(start func(*exec.Cmd) error) *starter {
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	s := &starter{startCmd: start, reqs: make(chan startRequest), done: make(chan struct{})}
 	go s.run()
 	return s
 }
@@ -42,11 +47,15 @@ func (s *starter) run() {
 	// scheduler's pool, so the VMs it started keep their parent thread.
 	defer runtime.UnlockOSThread()
 	for req := range s.reqs {
-		req.err <- req.cmd.Start()
+		err := s.startCmd(req.cmd)
+		if err == nil && req.cmd.Process == nil {
+			err = fmt.Errorf("%w: launcher.Config.Start returned no error and no started process", vmre.ErrInvalidConfig)
+		}
+		req.err <- err
 	}
 }
 
-// start starts cmd on the starter's thread.
+// start starts cmd on the starter's thread, with Config.Start when set.
 func (s *starter) start(cmd *exec.Cmd) error {
 	errc := make(chan error, 1)
 	s.mu.Lock()

@@ -34,6 +34,9 @@ type Config struct {
 	// Output counts the lines of the VMs' output (a Launcher's
 	// OutputStats); may be nil.
 	Output func() []launcher.OutputStat
+	// Sandbox tells the level of the VMs' sandboxes, for vmre_vm_sandbox
+	// (with VMs); may be nil.
+	Sandbox *SandboxLevels
 	// Registerer, when set, receives the node's collectors too: an
 	// embedder's own registry, which then serves the node's metrics beside
 	// its own. Nothing else is registered there unless HostCollectors asks.
@@ -102,7 +105,7 @@ func New(cfg Config) (*Metrics, error) {
 	}
 	m.rollouts = newRollouts(cfg.VMs)
 	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped, m.abandoned,
-		newStateCollector(cfg.VMs, cfg.Output)}
+		newStateCollector(cfg.VMs, cfg.Output), newSandboxCollector(cfg.VMs, cfg.Sandbox)}
 	cs = append(cs, m.rollouts.collectors()...)
 	if cfg.HostCollectors {
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

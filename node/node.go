@@ -121,6 +121,7 @@ func New(cfg Config) (*Node, error) {
 	n.metrics, err = metrics.New(metrics.Config{
 		VMs:            n.listVersions,
 		Output:         n.launches.outputStats,
+		Sandbox:        n.sandboxMetric(),
 		Registerer:     cfg.Registerer,
 		HostCollectors: cfg.Registerer == nil,
 	})
@@ -541,6 +542,11 @@ func (n *Node) launcherConfig() launcher.Config {
 	lc := n.cfg.Launch
 	lc.Logger = n.log // the VMs' output passes the log backlog of TailLogs
 	lc.Hooks = launcher.JoinHooks(n.metrics.LauncherHooks(), lc.Hooks)
+	if lc.Start == nil {
+		// A sandboxed VM's policy is applied without a second program
+		// where the system allows (docs/SANDBOX.md, "How it works").
+		lc.Start = sandbox.Start
+	}
 	// The VMs call back the engine of the node's Handler; a legacy launch
 	// handshakes on a listener of its own instead.
 	if !lc.Legacy {

@@ -170,6 +170,7 @@ func (n *Node) remove(ctx context.Context, name string) {
 	n.mu.Lock()
 	e := n.entries[name]
 	delete(n.entries, name)
+	delete(n.sandboxes, name)
 	n.mu.Unlock()
 	if err := n.stops.set(name, false); err != nil {
 		n.log.Warn("cannot forget the removed VM's stop in the data directory", "vm", name, "error", err.Error())

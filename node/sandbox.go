@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/vmre/vmre"
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/metrics"
 	"github.com/vmre/vmre/sandbox"
 )
 
@@ -70,28 +72,70 @@ func (n *Node) sandboxReport(name string, sc *sandbox.Cmd, launchErr error) {
 	if report == nil {
 		return
 	}
-	n.mu.Lock()
-	if n.sandboxes == nil {
-		n.sandboxes = make(map[string]*sandbox.Report)
-	}
-	n.sandboxes[name] = report
-	n.mu.Unlock()
+	n.keepSandbox(name, report)
 	missing := report.NotApplied()
 	level := n.log.Info
 	if len(report.Missing()) > 0 {
 		level = n.log.Warn
 	}
-	level("sandbox", "vm", name, "level", report.Level.String(), "state", report.State().String(),
+	level("sandbox", "vm", name, "sandbox", report.Level.String(), "state", report.State().String(), "method", report.Method,
 		"landlock_abi", report.LandlockABI, "not_applied", len(missing), "report", report.String())
 }
 
+// keepSandbox keeps the report of the VM name's launch, for SandboxReport,
+// the admin API and the metrics.
+func (n *Node) keepSandbox(name string, report *sandbox.Report) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sandboxes == nil {
+		n.sandboxes = make(map[string]*sandbox.Report)
+	}
+	n.sandboxes[name] = report
+}
+
+// sandboxLevels are the states of the VMs' last reports, by name, for the
+// metric vmre_vm_sandbox.
+func (n *Node) sandboxLevels() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	levels := make(map[string]string, len(n.sandboxes))
+	for name, r := range n.sandboxes {
+		levels[name] = r.State().String()
+	}
+	return levels
+}
+
+// sandboxMetric is the metrics' view of the VMs' sandboxes.
+func (n *Node) sandboxMetric() *metrics.SandboxLevels {
+	var levels []string
+	for _, s := range sandbox.States() {
+		levels = append(levels, s.String())
+	}
+	return &metrics.SandboxLevels{Levels: levels, Of: n.sandboxLevels}
+}
+
 // SandboxReport returns what the sandbox applied at the last launch of the
-// VM name that got as far as its init step: docs/SANDBOX.md, "The report".
+// VM name that got as far as applying its policy (a report of level off
+// under sandbox.Off): docs/SANDBOX.md, "The report".
 func (n *Node) SandboxReport(name string) (*sandbox.Report, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	r, ok := n.sandboxes[name]
 	return r, ok
+}
+
+// sandboxView is a report as the admin API shows it; nil for none.
+func sandboxView(r *sandbox.Report) *adminv1.Sandbox {
+	if r == nil {
+		return nil
+	}
+	v := &adminv1.Sandbox{Level: r.Level.String(), State: r.State().String(), LandlockAbi: uint32(r.LandlockABI),
+		Kernel: r.Kernel, Method: r.Method, Summary: r.String()}
+	for _, rule := range r.Rules {
+		v.Rules = append(v.Rules, &adminv1.SandboxRule{Name: rule.Name, Applied: rule.Applied, Protective: rule.Protective,
+			Detail: rule.Detail, Missing: rule.Missing})
+	}
+	return v
 }
 
 // validateSandbox checks the sandbox's part of a Config.

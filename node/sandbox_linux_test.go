@@ -1,13 +1,21 @@
 package node_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	"github.com/vmre/vmre"
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
@@ -58,6 +66,9 @@ func TestNodeSandbox(t *testing.T) {
 	if !ok || report.State() != sandbox.StateFull || report.Level != sandbox.Required {
 		t.Errorf("examplevm's report: %v, %v; want the whole policy applied", report, ok)
 	}
+	if want := sandbox.MethodPtrace; ok && runtime.GOARCH == "amd64" && report.Method != want {
+		t.Errorf("examplevm's policy was applied by %s, want %s: the node starts its VMs with sandbox.Start", report.Method, want)
+	}
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(ran.Pid) + "/status")
 	if err != nil || !strings.Contains(string(status), "NoNewPrivs:\t1") {
 		t.Errorf("examplevm runs without no_new_privs: %v\n%s", err, status)
@@ -74,5 +85,132 @@ func TestNodeSandbox(t *testing.T) {
 	}
 	if _, ok := tn.n.SandboxReport("exigent"); ok {
 		t.Error("exigent has a report: its init step never ran")
+	}
+}
+
+// The sandbox's report of each VM shows in every view of it: the admin
+// API (ListVMs, GetVM, WatchVMs), GET /v1/vms, and the metric
+// vmre_vm_sandbox, one series per level, 1 for the VM's, which promtool
+// accepts. Under best-effort, a VM whose policy asks more than the kernel
+// has runs, partial, with the rule not applied and what it needs.
+func TestNodeSandboxReported(t *testing.T) {
+	requireLandlock(t)
+	t.Parallel()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed; the README asks for Debian's prometheus package: apt-get install -y prometheus")
+	}
+	dir := pluginDir(t, "examplevm", "partial")
+	kernel := sandbox.LandlockABI()
+	policies, err := sandbox.ParseFile([]byte(`{"vms": {"partial": {"landlock_abi": ` + strconv.Itoa(kernel+1) + `}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Sandbox: sandbox.BestEffort, SandboxPolicy: policies})
+	for _, name := range []string{"examplevm", "partial"} {
+		tn.states.wait(t, name, supervise.StateRunning, nil)
+	}
+	want := map[string]string{"examplevm": "full", "partial": "partial"}
+	check := func(how string, vm *adminv1.VM) {
+		t.Helper()
+		sb := vm.GetSandbox()
+		if sb.GetState() != want[vm.GetName()] || sb.GetLevel() != "best-effort" || sb.GetLandlockAbi() != uint32(kernel) ||
+			sb.GetKernel() == "" || !strings.HasPrefix(sb.GetSummary(), "sandbox best-effort, "+want[vm.GetName()]) {
+			t.Errorf("%s: %s's sandbox: %v; want best-effort, %s, Landlock ABI %d", how, vm.GetName(), sb, want[vm.GetName()], kernel)
+		}
+		rules := map[string]*adminv1.SandboxRule{}
+		for _, r := range sb.GetRules() {
+			rules[r.GetName()] = r
+		}
+		if r := rules["no_new_privs"]; !r.GetApplied() || !r.GetProtective() {
+			t.Errorf("%s: %s's no_new_privs rule: %v", how, vm.GetName(), r)
+		}
+		abi, ok := rules["landlock_abi"]
+		if vm.GetName() == "partial" && (!ok || abi.GetApplied() || abi.GetMissing() != "Landlock ABI "+strconv.Itoa(kernel+1)) {
+			t.Errorf("%s: partial's landlock_abi rule: %v; want it not applied, missing Landlock ABI %d", how, abi, kernel+1)
+		}
+		if runtime.GOARCH == "amd64" && sb.GetMethod() != sandbox.MethodPtrace {
+			t.Errorf("%s: %s's sandbox method %q, want ptrace", how, vm.GetName(), sb.GetMethod())
+		}
+	}
+
+	for name, vm := range tn.vms(t) {
+		check("ListVMs", vm)
+		res, err := tn.admin.GetVM(t.Context(), connect.NewRequest(&adminv1.GetVMRequest{Name: name}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("GetVM", res.Msg.GetVm())
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	stream, err := tn.admin.WatchVMs(ctx, connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range want {
+		if !stream.Receive() {
+			t.Fatalf("WatchVMs: %v", stream.Err())
+		}
+		check("WatchVMs", stream.Msg().GetVm())
+	}
+	cancel()
+	stream.Close()
+
+	var list struct {
+		VMs []struct {
+			Name    string `json:"name"`
+			Sandbox struct {
+				State string `json:"state"`
+				Rules []struct {
+					Name    string `json:"name"`
+					Applied bool   `json:"applied"`
+				} `json:"rules"`
+			} `json:"sandbox"`
+		} `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(get(t, tn.url+"/v1/vms")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.VMs) != len(want) {
+		t.Errorf("GET /v1/vms lists %d VMs, want %d", len(list.VMs), len(want))
+	}
+	for _, vm := range list.VMs {
+		if vm.Sandbox.State != want[vm.Name] || len(vm.Sandbox.Rules) == 0 {
+			t.Errorf("GET /v1/vms: %s's sandbox %+v, want %s with its rules", vm.Name, vm.Sandbox, want[vm.Name])
+		}
+	}
+
+	scrape := get(t, tn.url+"/metrics")
+	for name, level := range want {
+		for _, l := range []string{"off", "partial", "full"} {
+			v := "0"
+			if l == level {
+				v = "1"
+			}
+			if line := fmt.Sprintf("vmre_vm_sandbox{level=%q,vm=%q} %s\n", l, name, v); !strings.Contains(scrape, line) {
+				t.Errorf("GET /metrics lacks %q", line)
+			}
+		}
+	}
+	lint := exec.CommandContext(t.Context(), promtool, "check", "metrics")
+	lint.Stdin = strings.NewReader(scrape)
+	if out, err := lint.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// A node without the sandbox says so of each VM it launched: level and
+// state off, and the metric's off series at 1.
+func TestNodeSandboxOff(t *testing.T) {
+	t.Parallel()
+	tn := startNode(t, node.Config{PluginDir: pluginDir(t, "examplevm")})
+	tn.states.wait(t, "examplevm", supervise.StateRunning, nil)
+	sb := tn.vms(t)["examplevm"].GetSandbox()
+	if sb.GetLevel() != "off" || sb.GetState() != "off" || sb.GetSummary() != "sandbox off" || len(sb.GetRules()) != 0 {
+		t.Errorf("examplevm's sandbox under Off: %v", sb)
+	}
+	if scrape := get(t, tn.url+"/metrics"); !strings.Contains(scrape, `vmre_vm_sandbox{level="off",vm="examplevm"} 1`+"\n") {
+		t.Errorf("GET /metrics lacks the VM's off series:\n%s", scrape)
 	}
 }

@@ -166,7 +166,9 @@ func (n *Node) commandOf(name string, v *registry.VM) func() (*exec.Cmd, error) 
 // prepare runs cmd through the sandbox's init step, unless the sandbox is
 // off, and records what it launches.
 func (n *Node) prepare(cmd *exec.Cmd, of launchOf) (*exec.Cmd, error) {
-	if n.cfg.Sandbox != sandbox.Off {
+	if n.cfg.Sandbox == sandbox.Off {
+		n.keepSandbox(of.name, &sandbox.Report{Level: sandbox.Off}) // the VM runs with the node's rights
+	} else {
 		var aliases []string
 		n.mu.Lock()
 		if e := n.entries[of.name]; e != nil && e.reg != nil {
@@ -226,16 +228,17 @@ func (n *Node) resolve(nameOrAlias string) (string, bool) {
 func (n *Node) describe(name string) admin.Description {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	d := admin.Description{Sandbox: sandboxView(n.sandboxes[name])}
 	e := n.entries[name]
 	if e == nil || e.reg == nil {
-		return admin.Description{}
+		return d
 	}
 	runs := e.vm.run
 	if e.rolling != nil && e.shown != "" && e.shown == digestText(e.rolling.to.run) {
 		runs = e.rolling.to.run
 	}
-	return admin.Description{Aliases: e.reg.Aliases(), Digest: digestText(runs), Pinned: runs.Pinned(),
-		Removed: e.removed, Pending: e.pending()}
+	d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending = e.reg.Aliases(), digestText(runs), runs.Pinned(), e.removed, e.pending()
+	return d
 }
 
 // Stop stops the VM name as an operator does (the admin service's StopVM,

@@ -166,7 +166,7 @@ func newSpec(vm *exec.Cmd, p Policy, o Options) (s *spec, image *os.File, head [
 	// step, whose pid the VM keeps) and the host's figures: not the other
 	// processes' directories, whose environ and maps the VM's user may
 	// read, the node's included.
-	for _, path := range []string{"/etc", "/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
+	for _, path := range []string{"/etc", procSelf, "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
 		"/proc/uptime", "/proc/sys", "/dev/urandom", "/dev/random"} {
 		s.Files = append(s.Files, grant{Path: path, Access: accessRead, Optional: true})
 	}

@@ -35,11 +35,15 @@ type sandboxed struct {
 }
 
 // newLauncher returns a launcher closed with the test, whose VMs run the
-// test binary's mode when their command does not set its own Env.
+// test binary's mode when their command does not set its own Env. It
+// starts them with sandbox.Start, as a node does, unless cfg says how.
 func newLauncher(t *testing.T, cfg launcher.Config, mode string) *launcher.Launcher {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = vmretest.Logger(t)
+	}
+	if cfg.Start == nil {
+		cfg.Start = sandbox.Start
 	}
 	if mode != "" {
 		cfg.Env = append(cfg.Env, vmretest.ModeKey+"="+mode, "GORACE=atexit_sleep_ms=0")
@@ -73,7 +77,7 @@ func launch(t *testing.T, l *launcher.Launcher, vm *exec.Cmd, p sandbox.Policy, 
 	if rerr != nil {
 		t.Fatalf("report: %v", rerr)
 	}
-	t.Logf("%s", report)
+	t.Logf("%s (%s)", report, report.Method)
 	return sandboxed{rt: rt, report: report}
 }
 

@@ -50,8 +50,12 @@ func Init() {
 func init() { Init() }
 
 // isInitStep tells whether this process is an init step that Command
-// started.
-func isInitStep() bool { return len(os.Args) >= 3 && os.Args[0] == InitName }
+// started: its argv[0] is InitName, or a path that ends in a link of that
+// name, as a program such as strace, which runs a command by its path,
+// gives it (vmre doctor --sandbox does so).
+func isInitStep() bool {
+	return len(os.Args) >= 3 && (os.Args[0] == InitName || strings.HasSuffix(os.Args[0], "/"+InitName))
+}
 
 // runInit is the init step: it applies s and execs the VM with argv, or
 // returns the exit code of its failure.
@@ -90,13 +94,16 @@ func runInit(specJSON string, argv []string) int {
 	}
 
 	p, err := makePlan(&s, processFacts(os.Getenv))
+	if p != nil {
+		p.report.Method = MethodExec
+	}
 	if err == nil {
 		err = p.refused()
 	}
 	if err != nil {
 		return fail(exitRefused, reportOf(p), err)
 	}
-	rulesetFD, flags, err := ruleset(p)
+	rulesetFD, flags, err := ruleset(p, procSelf) // this process's pid is the VM's
 	if err != nil {
 		return fail(exitRefused, &p.report, err)
 	}
@@ -127,15 +134,27 @@ func reportOf(p *plan) *Report {
 	return &p.report
 }
 
+// procSelf is the grant of the VM's own /proc directory.
+const procSelf = "/proc/self"
+
 // ruleset makes the Landlock ruleset of p, or returns -1 when p restricts
-// nothing.
-func ruleset(p *plan) (int, uint32, error) {
+// nothing. self names the VM's own /proc directory, which the grant of
+// procSelf gives: procSelf itself in the VM's process (the init step's pid
+// is the VM's), or "" to leave it out for the node to add once the VM's
+// pid is known (addSelf).
+func ruleset(p *plan, self string) (int, uint32, error) {
 	cfg := p.cfg
 	if cfg.HandledAccessFS == 0 && cfg.HandledAccessNet == 0 && cfg.Scoped == 0 {
 		return -1, 0, nil
 	}
 	rules := make([]landlock.Rule, 0, len(p.files)+len(p.net))
 	for _, g := range p.files {
+		if g.Path == procSelf {
+			if self == "" {
+				continue
+			}
+			g.Path = self
+		}
 		var st unix.Stat_t
 		if err := unix.Stat(g.Path, &st); err != nil {
 			if g.Optional && errors.Is(err, unix.ENOENT) {
@@ -153,6 +172,16 @@ func ruleset(p *plan) (int, uint32, error) {
 	}
 	rules = append(rules, p.net...)
 	return cfg.NewRulesetFD(rules...)
+}
+
+// addPathRule adds to a ruleset the rights set beneath the directory fd
+// names (an O_PATH descriptor).
+func addPathRule(rulesetFD, fd int, set landlock.AccessFSSet) error {
+	attr := ll.PathBeneathAttr{AllowedAccess: uint64(set), ParentFd: fd}
+	if err := ll.LandlockAddPathBeneathRule(rulesetFD, &attr, 0); err != nil {
+		return fmt.Errorf("landlock_add_rule: %w", err)
+	}
+	return nil
 }
 
 // fileRights are the Landlock rights that apply to a file.

@@ -8,8 +8,8 @@ import (
 	"github.com/vmre/vmre"
 )
 
-// InitName is the name the init step runs under: its argv[0], which Init
-// recognises.
+// InitName is the name the init step runs under: its argv[0], or the base
+// name of a link to the program, which Init recognises.
 const InitName = "vmre-sandbox-init"
 
 // Options are what the node gives one launch beside the VM's policy. Every

@@ -16,11 +16,25 @@ type Report struct {
 	LandlockABI int `json:"landlock_abi"`
 	// Kernel is the kernel's release (uname -r).
 	Kernel string `json:"kernel,omitempty"`
+	// Method is how the policy was applied: MethodPtrace or MethodExec;
+	// "" under Off.
+	Method string `json:"method,omitempty"`
 	// Rules are the policy's rules in a fixed order: files, files.truncate,
 	// files.ioctl_dev, network, network.mptcp, ipc_scope, audit_log,
 	// landlock_abi, no_new_privs, user, limits.NAME (docs/SANDBOX.md).
 	Rules []Rule `json:"rules"`
 }
+
+// How a policy is applied (Report.Method). Both give the VM the same
+// rules from its first instruction; docs/SANDBOX.md, "How it works".
+const (
+	// MethodPtrace: the node started the VM stopped at its first
+	// instruction, applied the policy to it, and let it run (Start).
+	MethodPtrace = "ptrace"
+	// MethodExec: the init step, a second program started in the VM's
+	// place, applied the policy to itself and exec'd the VM.
+	MethodExec = "exec"
+)
 
 // Rule is one rule of a VM's sandbox and whether it was applied.
 type Rule struct {

@@ -41,6 +41,8 @@ var vms = map[string]vmretest.Helper{
 		}
 		return 0
 	},
+	// ptrace-refused-node is a node that may not ptrace (TestStartPtraceRefused).
+	"ptrace-refused-node": ptraceRefusedNode,
 	// euid prints its effective and real user ids: run setuid-root, it
 	// tells whether the setuid bit gave it root.
 	"euid": func([]string) int {

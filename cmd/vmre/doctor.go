@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
+	"github.com/vmre/vmre/sandbox"
 )
 
 const doctorHead = `Usage: vmre doctor [flags] PLUGIN [ARGS...]
@@ -29,6 +31,15 @@ of the launch with its time:
              HTTP/1.1 (without a health service: the server answers HTTP)
   stop       the VM stops on SIGTERM within --graceful-timeout
 
+With --sandbox it launches the VM under its sandbox policy, as vmre node
+does (docs/SANDBOX.md): the default policy, or the VM's in --sandbox-policy
+FILE (by --name, else the plugin's file name), at best-effort, and adds:
+
+  sandbox    what the sandbox applied on this kernel, rule by rule
+  denied     what the sandbox refused the VM during its start, its first
+             call (the health check) and its stop, traced with strace -f
+             (when strace is installed), and the policy that grants it
+
 For a failure it says the likely cause and the fix. The report goes to
 stdout; the launcher's and the VM's logs go to stderr (warnings and errors
 only, unless --log-level says otherwise). The exit code is 0 for a healthy
@@ -41,6 +52,7 @@ Examples:
   vmre doctor ./bin/examplevm --protocol-version 9     # a VM of another version
   vmre doctor --handshake-timeout 2s ./my-plugin
   vmre doctor --legacy ./plugins/my-rpcchainvm-plugin
+  vmre doctor --sandbox --sandbox-policy /etc/vmre/sandbox.json ./plugins/examplevm
 
 `
 
@@ -57,9 +69,14 @@ const (
 
 func doctorCommand(ctx context.Context, args []string, e env) int {
 	var f launchFlags
+	var sandboxed bool
+	var policyFile string
 	fs := newFlagSet("doctor")
 	f.register(fs, slog.LevelWarn)
 	f.registerName(fs)
+	fs.BoolVar(&sandboxed, "sandbox", false,
+		"launch the VM under its sandbox policy and list what the sandbox refused it (with strace -f, where installed)")
+	fs.StringVar(&policyFile, "sandbox-policy", "", "with --sandbox: the VMs' sandbox policies, a JSON `file` (docs/SANDBOX.md)")
 	if err := parseFlags(fs, doctorHead, exitCodesHelp, args, e); err != nil {
 		return flagExit(err)
 	}
@@ -69,10 +86,35 @@ func doctorCommand(ctx context.Context, args []string, e env) int {
 	if code := f.validate(fs, e); code != exitOK {
 		return code
 	}
+	d := &doctor{flags: &f, log: f.log.logger(e), plugin: fs.Arg(0), args: fs.Args()[1:]}
+	switch {
+	case policyFile != "" && !sandboxed:
+		return usagef(fs, e, "--sandbox-policy needs --sandbox")
+	case sandboxed:
+		var file *sandbox.File
+		if policyFile != "" {
+			var err error
+			if file, err = sandbox.ReadFile(policyFile); err != nil {
+				return usagef(fs, e, "--sandbox-policy: %v", err)
+			}
+		}
+		name := f.name
+		if name == "" {
+			name = filepath.Base(d.plugin)
+		}
+		sb, err := newSandboxRun(name, file)
+		if err != nil {
+			return fail(d.log, "vmre doctor failed", err)
+		}
+		defer sb.close()
+		d.sandbox = sb
+	}
 	sig := catchSignals(ctx)
 	defer sig.stop()
-	d := &doctor{flags: &f, log: f.log.logger(e), plugin: fs.Arg(0), args: fs.Args()[1:]}
 	r := d.run(sig)
+	if d.sandbox != nil {
+		d.addSandbox()
+	}
 	r.print(e.stdout)
 	return r.code
 }
@@ -85,6 +127,8 @@ type doctor struct {
 	args   []string
 	info   pluginInfo
 	report report
+	// sandbox, with --sandbox, launches the VM under its policy.
+	sandbox *sandboxRun
 }
 
 func (d *doctor) run(sig *signals) *report {
@@ -93,6 +137,17 @@ func (d *doctor) run(sig *signals) *report {
 		return &d.report
 	}
 	cfg := d.flags.config(d.log)
+	cmd := exec.Command(d.info.path, d.args...)
+	if d.sandbox != nil {
+		cfg = d.sandbox.config(cfg)
+		var err error
+		if cmd, err = d.sandbox.command(cmd, d.flags.engineKey); err != nil {
+			d.report.failed(phase{name: phaseSandbox, detail: err.Error(),
+				fix: "fix the policy (docs/SANDBOX.md, \"The policy file\")"}, exitCode(err), "the sandbox policy cannot be applied",
+				phaseExec, phaseDialBack, phaseVersion, phaseServer, phaseHealth, phaseStop)
+			return &d.report
+		}
+	}
 	l, err := launcher.New(cfg)
 	if err != nil {
 		d.report.failed(phase{name: phaseExec, detail: err.Error()}, exitCode(err), "the launcher could not start",
@@ -102,12 +157,15 @@ func (d *doctor) run(sig *signals) *report {
 	defer l.Close()
 
 	trace := &launchTrace{}
-	rt, err := l.Launch(sig.first, exec.Command(d.info.path, d.args...), d.flags.launchOptions(launcher.WithHooks(trace.hooks()))...)
+	rt, err := l.Launch(sig.first, cmd, d.flags.launchOptions(launcher.WithName(d.vmName()), launcher.WithHooks(trace.hooks()))...)
 	if !d.checkExec(err, trace) {
 		return &d.report
 	}
 	if !d.checkHandshake(sig, rt, err, trace) {
 		return &d.report
+	}
+	if d.sandbox != nil {
+		d.sandbox.served(rt.Status().Addr)
 	}
 	defer func() {
 		rt.Stop(context.Background()) // a no-op once stopped; kills at the graceful timeout
@@ -117,6 +175,26 @@ func (d *doctor) run(sig *signals) *report {
 		d.checkStop(sig, rt)
 	}
 	return &d.report
+}
+
+// vmName is the VM's name in logs: --name, else the plugin's file name
+// (the command a sandboxed launch starts is the init step's, or strace).
+func (d *doctor) vmName() string {
+	if d.flags.name != "" {
+		return d.flags.name
+	}
+	return filepath.Base(d.plugin)
+}
+
+// addSandbox adds the sandbox's phases once the VM has ended, and says in
+// the verdict what the sandbox refused a VM that failed.
+func (d *doctor) addSandbox() {
+	for _, p := range d.sandbox.phases() {
+		d.report.add(p)
+		if p.name == phaseDenied && p.outcome == phaseWarn && d.report.code != exitOK {
+			d.report.verdict += "; the sandbox refused the VM calls it made: see denied"
+		}
+	}
 }
 
 func (d *doctor) checkFile() bool {

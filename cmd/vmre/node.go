@@ -110,9 +110,9 @@ type nodeFlags struct {
 	superviseFlags
 	rolloutFlags
 	adminFlags
+	sandboxFlags
 	pluginDir, aliases, pins string
 	requirePins, keepRemoved bool
-	sandbox, sandboxPolicy   string
 	listen                   string
 	events                   string
 	// Remote VMs (docs/REMOTE.md).
@@ -133,8 +133,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&f.requirePins, "require-pins", false, "refuse every VM file that has no pin (needs --pins)")
 	fs.BoolVar(&f.keepRemoved, "keep-removed", false,
 		"keep a VM whose file left the plugin directory running (shown removed) until it is stopped, instead of stopping it at the reload")
-	fs.StringVar(&f.sandbox, "sandbox", sandbox.BestEffort.String(), "how each VM's policy is applied: `level` off, best-effort or required")
-	fs.StringVar(&f.sandboxPolicy, "sandbox-policy", "", "the VMs' sandbox policies, a JSON `file` (docs/SANDBOX.md)")
+	f.sandboxFlags.register(fs, sandbox.BestEffort)
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
 	f.rolloutFlags.register(fs)
@@ -187,13 +186,8 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	if code := f.rolloutFlags.validate(fs, e); code != exitOK {
 		return code
 	}
-	if _, err := sandbox.ParseLevel(f.sandbox); err != nil {
-		return usagef(fs, e, "--sandbox %q: give off, best-effort or required", f.sandbox)
-	}
-	if f.sandboxPolicy != "" {
-		if _, err := sandbox.ReadFile(f.sandboxPolicy); err != nil {
-			return usagef(fs, e, "--sandbox-policy: %v", err)
-		}
+	if code := f.sandboxFlags.validate(fs, e); code != exitOK {
+		return code
 	}
 	log := f.log.logger(e)
 	events, err := openEventLog(f.events, e.stdout)
@@ -256,14 +250,8 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir(getenv)
 	}
-	var err error
-	if cfg.Sandbox, err = sandbox.ParseLevel(f.sandbox); err != nil {
+	if err := f.sandboxFlags.apply(&cfg); err != nil {
 		return node.Config{}, err
-	}
-	if f.sandboxPolicy != "" {
-		if cfg.SandboxPolicy, err = sandbox.ReadFile(f.sandboxPolicy); err != nil {
-			return node.Config{}, err
-		}
 	}
 	if f.engineListen != "" {
 		cfg.Remote = node.RemoteConfig{Listen: f.engineListen, Advertise: f.engineAdvertise,

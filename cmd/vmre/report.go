@@ -14,6 +14,7 @@ const (
 	phaseOK   outcome = "ok"
 	phaseFail outcome = "FAIL"
 	phaseSkip outcome = "skip"
+	phaseWarn outcome = "WARN" // passed, with something to look at
 )
 
 // phase is one line of doctor's report.
@@ -25,6 +26,7 @@ type phase struct {
 	cause   string   // for a failure: the likely cause
 	fix     string   // for a failure: what to do
 	lines   []string // the VM's last stderr lines, when they help
+	header  string   // what lines are, when not stderr lines
 }
 
 // report is doctor's verdict on one plugin.
@@ -64,7 +66,11 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "        fix:   %s\n", p.fix)
 		}
 		if len(p.lines) > 0 {
-			fmt.Fprintln(w, "        last stderr lines of the VM:")
+			header := p.header
+			if header == "" {
+				header = "last stderr lines of the VM:"
+			}
+			fmt.Fprintln(w, "        "+header)
 			for _, l := range p.lines {
 				fmt.Fprintf(w, "          | %s\n", l)
 			}

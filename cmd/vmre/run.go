@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/node"
+	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -30,6 +32,11 @@ On SIGINT or SIGTERM it stops the VM (SIGTERM, then SIGKILL after
 --graceful-timeout; a second Ctrl-C kills it at once) and exits 0. A VM that
 exits on its own ends run too: exit 0 if the VM exited 0, else 1.
 
+--sandbox LEVEL runs the VM under its sandbox policy as vmre node does
+(docs/SANDBOX.md; default off): the default policy, or the VM's in
+--sandbox-policy FILE, by --name. Its data and temporary directories are
+made in a temporary directory, removed when run exits.
+
 Flags come before PLUGIN; everything after PLUGIN goes to the plugin as is.
 
 Examples:
@@ -39,6 +46,7 @@ Examples:
   vmre run --legacy --host-name odysseygo ./plugins/my-rpcchainvm-plugin
   vmre run --events - ./bin/examplevm | jq -c 'select(.event == "ready")'
   vmre run --name myvm node ./vm.js
+  vmre run --sandbox required ./bin/examplevm
 
 `
 
@@ -47,6 +55,7 @@ type runFlags struct {
 	launchFlags
 	superviseFlags
 	adminFlags
+	sandboxFlags
 	listen string
 	check  bool
 	events string
@@ -59,6 +68,7 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	f.launchFlags.registerName(fs)
 	f.superviseFlags.register(fs)
 	f.adminFlags.register(fs)
+	f.sandboxFlags.register(fs, sandbox.Off)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
 	fs.BoolVar(&f.check, "check", false,
 		"exit 0 right after a successful handshake and a health probe of the VM, stopping the VM (a smoke test)")
@@ -79,6 +89,9 @@ func runCommand(ctx context.Context, args []string, e env) int {
 	}
 	if f.check && f.policy != supervise.Never {
 		return usagef(fs, e, "--check stops the VM after its probe: it takes no --restart")
+	}
+	if code := f.sandboxFlags.validate(fs, e); code != exitOK {
+		return code
 	}
 	log := f.log.logger(e)
 	events, err := openEventLog(f.events, e.stdout)
@@ -101,13 +114,26 @@ func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv 
 	lcfg := f.launchFlags.config(log)
 	lcfg.Hooks = events.hooks()
 	changed := make(chan struct{}, 1)
-	n, addr, err := newNode(node.Config{
+	cfg := node.Config{
 		VMs:     []node.VM{{Name: name, Path: plugin, Args: args}},
 		Restart: f.policy,
 		Backoff: f.backoff(),
 		Launch:  lcfg,
 		Hooks:   events.nodeHooks(changed),
-	}, f.listen, &f.adminFlags, log, events, getenv)
+	}
+	if err := f.sandboxFlags.apply(&cfg); err != nil {
+		return fail(log, "vmre run failed", err)
+	}
+	if cfg.Sandbox != sandbox.Off {
+		// The sandboxed VM's directories, for this run only.
+		dir, err := os.MkdirTemp("", "vmre-run-")
+		if err != nil {
+			return fail(log, "vmre run failed", err)
+		}
+		defer os.RemoveAll(dir)
+		cfg.DataDir = dir
+	}
+	n, addr, err := newNode(cfg, f.listen, &f.adminFlags, log, events, getenv)
 	if err != nil {
 		return fail(log, "vmre run failed", err)
 	}

@@ -651,8 +651,13 @@ def main():
 
             lease_exit = []
             threading.Thread(target=hold_lease, args=(engine, ping, on_end), name="lease", daemon=True).start()
-        # 3. Serve until SIGTERM (or, remote, the lease's end).
-        stop.wait()
+        # 3. Serve until SIGTERM (or, remote, the lease's end). Python runs
+        # a signal's handler on the main thread, but the kernel may deliver
+        # the signal to another (it does under a tracer such as strace), and
+        # a wait without a timeout is then never interrupted to run it: wake
+        # up now and then.
+        while not stop.wait(0.25):
+            pass
         reason = stop_reason[0]
         if remote and lease_exit and not reason.startswith("received "):
             code = lease_exit[0]  # the lease ended first: its exit code

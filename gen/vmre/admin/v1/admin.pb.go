@@ -351,8 +351,12 @@ type VM struct {
 	// TLS certificate, in base64, as curl's --pinnedpubkey sha256//... takes
 	// it; empty when the VM did not send its certificate.
 	CertSpkiSha256 string `protobuf:"bytes,24,opt,name=cert_spki_sha256,json=certSpkiSha256,proto3" json:"cert_spki_sha256,omitempty"`
+	// What the sandbox applied at its last launch that got as far as
+	// applying the policy; unset before that, and for a remote VM
+	// (docs/SANDBOX.md, "The report").
+	Sandbox *Sandbox `protobuf:"bytes,25,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	// Its latest rollout, in progress or ended; unset before its first.
-	Rollout       *Rollout `protobuf:"bytes,25,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	Rollout       *Rollout `protobuf:"bytes,26,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,11 +559,206 @@ func (x *VM) GetCertSpkiSha256() string {
 	return ""
 }
 
+func (x *VM) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
 func (x *VM) GetRollout() *Rollout {
 	if x != nil {
 		return x.Rollout
 	}
 	return nil
+}
+
+// Sandbox is what a VM's sandbox applied when it was launched.
+type Sandbox struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's level: off, best-effort or required.
+	Level string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	// How much of the policy holds: full (every protective rule), partial
+	// (some protective rule was not applied: see rules) or off. The label of
+	// the metric vmre_vm_sandbox.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// The kernel's Landlock ABI, 0 without Landlock, and its release.
+	LandlockAbi uint32 `protobuf:"varint,3,opt,name=landlock_abi,json=landlockAbi,proto3" json:"landlock_abi,omitempty"`
+	Kernel      string `protobuf:"bytes,4,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	// How the policy was applied: ptrace (by the node, to the VM stopped at
+	// its first instruction) or exec (by the init step before it exec'd the
+	// VM); empty when off.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// The policy's rules in a fixed order: files, files.truncate,
+	// files.ioctl_dev, network, network.mptcp, ipc_scope, audit_log,
+	// landlock_abi, no_new_privs, user, limits.NAME.
+	Rules []*SandboxRule `protobuf:"bytes,6,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The report in one line, as the node logs it.
+	Summary       string `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sandbox) Reset() {
+	*x = Sandbox{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sandbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sandbox) ProtoMessage() {}
+
+func (x *Sandbox) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
+func (*Sandbox) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Sandbox) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *Sandbox) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Sandbox) GetLandlockAbi() uint32 {
+	if x != nil {
+		return x.LandlockAbi
+	}
+	return 0
+}
+
+func (x *Sandbox) GetKernel() string {
+	if x != nil {
+		return x.Kernel
+	}
+	return ""
+}
+
+func (x *Sandbox) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Sandbox) GetRules() []*SandboxRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *Sandbox) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// SandboxRule is one rule of a VM's sandbox, and whether it holds.
+type SandboxRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule: "files", "network", "limits.open_files", ...
+	Name    string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Applied bool   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// A protective rule's absence leaves the VM a right its policy denies:
+	// required refuses to launch without it.
+	Protective bool `protobuf:"varint,3,opt,name=protective,proto3" json:"protective,omitempty"`
+	// What an applied rule grants, or why a rule was not applied.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// What a rule not applied needs: a kernel feature ("Landlock ABI 4
+	// (Linux 6.7)") or a privilege.
+	Missing       string `protobuf:"bytes,5,opt,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxRule) Reset() {
+	*x = SandboxRule{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxRule) ProtoMessage() {}
+
+func (x *SandboxRule) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxRule.ProtoReflect.Descriptor instead.
+func (*SandboxRule) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SandboxRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SandboxRule) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *SandboxRule) GetProtective() bool {
+	if x != nil {
+		return x.Protective
+	}
+	return false
+}
+
+func (x *SandboxRule) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *SandboxRule) GetMissing() string {
+	if x != nil {
+		return x.Missing
+	}
+	return ""
 }
 
 // Rollout is a VM's rollout of a new version.
@@ -588,7 +787,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +799,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +812,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Rollout) GetPhase() RolloutPhase {
@@ -712,7 +911,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +923,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +936,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Exit) GetCode() int32 {
@@ -784,7 +983,7 @@ type ListVMsRequest struct {
 
 func (x *ListVMsRequest) Reset() {
 	*x = ListVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +995,7 @@ func (x *ListVMsRequest) String() string {
 func (*ListVMsRequest) ProtoMessage() {}
 
 func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1008,7 @@ func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsRequest.ProtoReflect.Descriptor instead.
 func (*ListVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 // ListVMsResponse holds every VM.
@@ -822,7 +1021,7 @@ type ListVMsResponse struct {
 
 func (x *ListVMsResponse) Reset() {
 	*x = ListVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1033,7 @@ func (x *ListVMsResponse) String() string {
 func (*ListVMsResponse) ProtoMessage() {}
 
 func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1046,7 @@ func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsResponse.ProtoReflect.Descriptor instead.
 func (*ListVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListVMsResponse) GetVms() []*VM {
@@ -867,7 +1066,7 @@ type GetVMRequest struct {
 
 func (x *GetVMRequest) Reset() {
 	*x = GetVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1078,7 @@ func (x *GetVMRequest) String() string {
 func (*GetVMRequest) ProtoMessage() {}
 
 func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1091,7 @@ func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMRequest.ProtoReflect.Descriptor instead.
 func (*GetVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVMRequest) GetName() string {
@@ -912,7 +1111,7 @@ type GetVMResponse struct {
 
 func (x *GetVMResponse) Reset() {
 	*x = GetVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1123,7 @@ func (x *GetVMResponse) String() string {
 func (*GetVMResponse) ProtoMessage() {}
 
 func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1136,7 @@ func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMResponse.ProtoReflect.Descriptor instead.
 func (*GetVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetVMResponse) GetVm() *VM {
@@ -957,7 +1156,7 @@ type StopVMRequest struct {
 
 func (x *StopVMRequest) Reset() {
 	*x = StopVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1168,7 @@ func (x *StopVMRequest) String() string {
 func (*StopVMRequest) ProtoMessage() {}
 
 func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1181,7 @@ func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMRequest.ProtoReflect.Descriptor instead.
 func (*StopVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StopVMRequest) GetName() string {
@@ -1006,7 +1205,7 @@ type StopVMResponse struct {
 
 func (x *StopVMResponse) Reset() {
 	*x = StopVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1217,7 @@ func (x *StopVMResponse) String() string {
 func (*StopVMResponse) ProtoMessage() {}
 
 func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1230,7 @@ func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMResponse.ProtoReflect.Descriptor instead.
 func (*StopVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StopVMResponse) GetVm() *VM {
@@ -1065,7 +1264,7 @@ type StartVMRequest struct {
 
 func (x *StartVMRequest) Reset() {
 	*x = StartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1276,7 @@ func (x *StartVMRequest) String() string {
 func (*StartVMRequest) ProtoMessage() {}
 
 func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1289,7 @@ func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMRequest.ProtoReflect.Descriptor instead.
 func (*StartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StartVMRequest) GetName() string {
@@ -1113,7 +1312,7 @@ type StartVMResponse struct {
 
 func (x *StartVMResponse) Reset() {
 	*x = StartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1324,7 @@ func (x *StartVMResponse) String() string {
 func (*StartVMResponse) ProtoMessage() {}
 
 func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1337,7 @@ func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMResponse.ProtoReflect.Descriptor instead.
 func (*StartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartVMResponse) GetVm() *VM {
@@ -1172,7 +1371,7 @@ type RestartVMRequest struct {
 
 func (x *RestartVMRequest) Reset() {
 	*x = RestartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1383,7 @@ func (x *RestartVMRequest) String() string {
 func (*RestartVMRequest) ProtoMessage() {}
 
 func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1396,7 @@ func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMRequest.ProtoReflect.Descriptor instead.
 func (*RestartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartVMRequest) GetName() string {
@@ -1218,7 +1417,7 @@ type RestartVMResponse struct {
 
 func (x *RestartVMResponse) Reset() {
 	*x = RestartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1429,7 @@ func (x *RestartVMResponse) String() string {
 func (*RestartVMResponse) ProtoMessage() {}
 
 func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1442,7 @@ func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMResponse.ProtoReflect.Descriptor instead.
 func (*RestartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RestartVMResponse) GetVm() *VM {
@@ -1269,7 +1468,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1480,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1493,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 // ReloadResponse reports a reload, as AvalancheGo's admin.loadVMs does,
@@ -1323,7 +1522,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1534,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1547,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReloadResponse) GetAdded() []string {
@@ -1409,7 +1608,7 @@ type ReloadFailure struct {
 
 func (x *ReloadFailure) Reset() {
 	*x = ReloadFailure{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1620,7 @@ func (x *ReloadFailure) String() string {
 func (*ReloadFailure) ProtoMessage() {}
 
 func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1633,7 @@ func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadFailure.ProtoReflect.Descriptor instead.
 func (*ReloadFailure) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReloadFailure) GetEntry() string {
@@ -1474,7 +1673,7 @@ type WatchVMsRequest struct {
 
 func (x *WatchVMsRequest) Reset() {
 	*x = WatchVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1685,7 @@ func (x *WatchVMsRequest) String() string {
 func (*WatchVMsRequest) ProtoMessage() {}
 
 func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1698,7 @@ func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsRequest.ProtoReflect.Descriptor instead.
 func (*WatchVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 // WatchVMsResponse is one VM's state: first of every VM, then at each
@@ -1517,7 +1716,7 @@ type WatchVMsResponse struct {
 
 func (x *WatchVMsResponse) Reset() {
 	*x = WatchVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1728,7 @@ func (x *WatchVMsResponse) String() string {
 func (*WatchVMsResponse) ProtoMessage() {}
 
 func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1741,7 @@ func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsResponse.ProtoReflect.Descriptor instead.
 func (*WatchVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchVMsResponse) GetVm() *VM {
@@ -1574,7 +1773,7 @@ type TailLogsRequest struct {
 
 func (x *TailLogsRequest) Reset() {
 	*x = TailLogsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1785,7 @@ func (x *TailLogsRequest) String() string {
 func (*TailLogsRequest) ProtoMessage() {}
 
 func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1798,7 @@ func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
 func (*TailLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TailLogsRequest) GetName() string {
@@ -1636,7 +1835,7 @@ type TailLogsResponse struct {
 
 func (x *TailLogsResponse) Reset() {
 	*x = TailLogsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1847,7 @@ func (x *TailLogsResponse) String() string {
 func (*TailLogsResponse) ProtoMessage() {}
 
 func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1860,7 @@ func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
 func (*TailLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TailLogsResponse) GetRecord() *LogRecord {
@@ -1697,7 +1896,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1908,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1921,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogRecord) GetTime() *timestamppb.Timestamp {
@@ -1778,7 +1977,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1989,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +2002,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -1830,7 +2029,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2041,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2054,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetEnrollmentRequest) GetName() string {
@@ -1888,7 +2087,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2099,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2112,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Enrollment) GetName() string {
@@ -1968,7 +2167,7 @@ type GetEnrollmentResponse struct {
 
 func (x *GetEnrollmentResponse) Reset() {
 	*x = GetEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2179,7 @@ func (x *GetEnrollmentResponse) String() string {
 func (*GetEnrollmentResponse) ProtoMessage() {}
 
 func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2192,7 @@ func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -2013,7 +2212,7 @@ type RotateEnrollmentRequest struct {
 
 func (x *RotateEnrollmentRequest) Reset() {
 	*x = RotateEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2224,7 @@ func (x *RotateEnrollmentRequest) String() string {
 func (*RotateEnrollmentRequest) ProtoMessage() {}
 
 func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2237,7 @@ func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RotateEnrollmentRequest) GetName() string {
@@ -2058,7 +2257,7 @@ type RotateEnrollmentResponse struct {
 
 func (x *RotateEnrollmentResponse) Reset() {
 	*x = RotateEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2269,7 @@ func (x *RotateEnrollmentResponse) String() string {
 func (*RotateEnrollmentResponse) ProtoMessage() {}
 
 func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2282,7 @@ func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -2113,7 +2312,7 @@ type RolloutRequest struct {
 
 func (x *RolloutRequest) Reset() {
 	*x = RolloutRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2324,7 @@ func (x *RolloutRequest) String() string {
 func (*RolloutRequest) ProtoMessage() {}
 
 func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2337,7 @@ func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
 func (*RolloutRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RolloutRequest) GetName() string {
@@ -2207,7 +2406,7 @@ type RolloutResponse struct {
 
 func (x *RolloutResponse) Reset() {
 	*x = RolloutResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2418,7 @@ func (x *RolloutResponse) String() string {
 func (*RolloutResponse) ProtoMessage() {}
 
 func (x *RolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2431,7 @@ func (x *RolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutResponse.ProtoReflect.Descriptor instead.
 func (*RolloutResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RolloutResponse) GetVm() *VM {
@@ -2284,7 +2483,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2495,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2508,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RollbackRequest) GetName() string {
@@ -2381,7 +2580,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2592,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2605,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RollbackResponse) GetVm() *VM {
@@ -2447,7 +2646,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2658,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2671,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HistoryRequest) GetName() string {
@@ -2494,7 +2693,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2705,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2718,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HistoryResponse) GetName() string {
@@ -2563,7 +2762,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2774,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2787,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Version) GetDigest() string {
@@ -2665,7 +2864,7 @@ var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x06\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\a\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -2694,7 +2893,24 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
 	"\apending\x18\x17 \x01(\tR\apending\x12(\n" +
 	"\x10cert_spki_sha256\x18\x18 \x01(\tR\x0ecertSpkiSha256\x120\n" +
-	"\arollout\x18\x19 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\x83\x04\n" +
+	"\asandbox\x18\x19 \x01(\v2\x16.vmre.admin.v1.SandboxR\asandbox\x120\n" +
+	"\arollout\x18\x1a \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\xd4\x01\n" +
+	"\aSandbox\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12!\n" +
+	"\flandlock_abi\x18\x03 \x01(\rR\vlandlockAbi\x12\x16\n" +
+	"\x06kernel\x18\x04 \x01(\tR\x06kernel\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x120\n" +
+	"\x05rules\x18\x06 \x03(\v2\x1a.vmre.admin.v1.SandboxRuleR\x05rules\x12\x18\n" +
+	"\asummary\x18\a \x01(\tR\asummary\"\x8d\x01\n" +
+	"\vSandboxRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\x12\x1e\n" +
+	"\n" +
+	"protective\x18\x03 \x01(\bR\n" +
+	"protective\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x18\n" +
+	"\amissing\x18\x05 \x01(\tR\amissing\"\x83\x04\n" +
 	"\aRollout\x121\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x1b.vmre.admin.v1.RolloutPhaseR\x05phase\x12:\n" +
 	"\bstrategy\x18\x02 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12\x1f\n" +
@@ -2905,126 +3121,130 @@ func file_vmre_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_vmre_admin_v1_admin_proto_goTypes = []any{
 	(VMState)(0),                     // 0: vmre.admin.v1.VMState
 	(RolloutStrategy)(0),             // 1: vmre.admin.v1.RolloutStrategy
 	(RolloutPhase)(0),                // 2: vmre.admin.v1.RolloutPhase
 	(VersionResult)(0),               // 3: vmre.admin.v1.VersionResult
 	(*VM)(nil),                       // 4: vmre.admin.v1.VM
-	(*Rollout)(nil),                  // 5: vmre.admin.v1.Rollout
-	(*Exit)(nil),                     // 6: vmre.admin.v1.Exit
-	(*ListVMsRequest)(nil),           // 7: vmre.admin.v1.ListVMsRequest
-	(*ListVMsResponse)(nil),          // 8: vmre.admin.v1.ListVMsResponse
-	(*GetVMRequest)(nil),             // 9: vmre.admin.v1.GetVMRequest
-	(*GetVMResponse)(nil),            // 10: vmre.admin.v1.GetVMResponse
-	(*StopVMRequest)(nil),            // 11: vmre.admin.v1.StopVMRequest
-	(*StopVMResponse)(nil),           // 12: vmre.admin.v1.StopVMResponse
-	(*StartVMRequest)(nil),           // 13: vmre.admin.v1.StartVMRequest
-	(*StartVMResponse)(nil),          // 14: vmre.admin.v1.StartVMResponse
-	(*RestartVMRequest)(nil),         // 15: vmre.admin.v1.RestartVMRequest
-	(*RestartVMResponse)(nil),        // 16: vmre.admin.v1.RestartVMResponse
-	(*ReloadRequest)(nil),            // 17: vmre.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),           // 18: vmre.admin.v1.ReloadResponse
-	(*ReloadFailure)(nil),            // 19: vmre.admin.v1.ReloadFailure
-	(*WatchVMsRequest)(nil),          // 20: vmre.admin.v1.WatchVMsRequest
-	(*WatchVMsResponse)(nil),         // 21: vmre.admin.v1.WatchVMsResponse
-	(*TailLogsRequest)(nil),          // 22: vmre.admin.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),         // 23: vmre.admin.v1.TailLogsResponse
-	(*LogRecord)(nil),                // 24: vmre.admin.v1.LogRecord
-	(*LogAttr)(nil),                  // 25: vmre.admin.v1.LogAttr
-	(*GetEnrollmentRequest)(nil),     // 26: vmre.admin.v1.GetEnrollmentRequest
-	(*Enrollment)(nil),               // 27: vmre.admin.v1.Enrollment
-	(*GetEnrollmentResponse)(nil),    // 28: vmre.admin.v1.GetEnrollmentResponse
-	(*RotateEnrollmentRequest)(nil),  // 29: vmre.admin.v1.RotateEnrollmentRequest
-	(*RotateEnrollmentResponse)(nil), // 30: vmre.admin.v1.RotateEnrollmentResponse
-	(*RolloutRequest)(nil),           // 31: vmre.admin.v1.RolloutRequest
-	(*RolloutResponse)(nil),          // 32: vmre.admin.v1.RolloutResponse
-	(*RollbackRequest)(nil),          // 33: vmre.admin.v1.RollbackRequest
-	(*RollbackResponse)(nil),         // 34: vmre.admin.v1.RollbackResponse
-	(*HistoryRequest)(nil),           // 35: vmre.admin.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 36: vmre.admin.v1.HistoryResponse
-	(*Version)(nil),                  // 37: vmre.admin.v1.Version
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
+	(*Sandbox)(nil),                  // 5: vmre.admin.v1.Sandbox
+	(*SandboxRule)(nil),              // 6: vmre.admin.v1.SandboxRule
+	(*Rollout)(nil),                  // 7: vmre.admin.v1.Rollout
+	(*Exit)(nil),                     // 8: vmre.admin.v1.Exit
+	(*ListVMsRequest)(nil),           // 9: vmre.admin.v1.ListVMsRequest
+	(*ListVMsResponse)(nil),          // 10: vmre.admin.v1.ListVMsResponse
+	(*GetVMRequest)(nil),             // 11: vmre.admin.v1.GetVMRequest
+	(*GetVMResponse)(nil),            // 12: vmre.admin.v1.GetVMResponse
+	(*StopVMRequest)(nil),            // 13: vmre.admin.v1.StopVMRequest
+	(*StopVMResponse)(nil),           // 14: vmre.admin.v1.StopVMResponse
+	(*StartVMRequest)(nil),           // 15: vmre.admin.v1.StartVMRequest
+	(*StartVMResponse)(nil),          // 16: vmre.admin.v1.StartVMResponse
+	(*RestartVMRequest)(nil),         // 17: vmre.admin.v1.RestartVMRequest
+	(*RestartVMResponse)(nil),        // 18: vmre.admin.v1.RestartVMResponse
+	(*ReloadRequest)(nil),            // 19: vmre.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),           // 20: vmre.admin.v1.ReloadResponse
+	(*ReloadFailure)(nil),            // 21: vmre.admin.v1.ReloadFailure
+	(*WatchVMsRequest)(nil),          // 22: vmre.admin.v1.WatchVMsRequest
+	(*WatchVMsResponse)(nil),         // 23: vmre.admin.v1.WatchVMsResponse
+	(*TailLogsRequest)(nil),          // 24: vmre.admin.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),         // 25: vmre.admin.v1.TailLogsResponse
+	(*LogRecord)(nil),                // 26: vmre.admin.v1.LogRecord
+	(*LogAttr)(nil),                  // 27: vmre.admin.v1.LogAttr
+	(*GetEnrollmentRequest)(nil),     // 28: vmre.admin.v1.GetEnrollmentRequest
+	(*Enrollment)(nil),               // 29: vmre.admin.v1.Enrollment
+	(*GetEnrollmentResponse)(nil),    // 30: vmre.admin.v1.GetEnrollmentResponse
+	(*RotateEnrollmentRequest)(nil),  // 31: vmre.admin.v1.RotateEnrollmentRequest
+	(*RotateEnrollmentResponse)(nil), // 32: vmre.admin.v1.RotateEnrollmentResponse
+	(*RolloutRequest)(nil),           // 33: vmre.admin.v1.RolloutRequest
+	(*RolloutResponse)(nil),          // 34: vmre.admin.v1.RolloutResponse
+	(*RollbackRequest)(nil),          // 35: vmre.admin.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 36: vmre.admin.v1.RollbackResponse
+	(*HistoryRequest)(nil),           // 37: vmre.admin.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 38: vmre.admin.v1.HistoryResponse
+	(*Version)(nil),                  // 39: vmre.admin.v1.Version
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 41: google.protobuf.Duration
 }
 var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: vmre.admin.v1.VM.state:type_name -> vmre.admin.v1.VMState
-	38, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
-	38, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
-	39, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
-	39, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
-	38, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
-	6,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
-	5,  // 7: vmre.admin.v1.VM.rollout:type_name -> vmre.admin.v1.Rollout
-	2,  // 8: vmre.admin.v1.Rollout.phase:type_name -> vmre.admin.v1.RolloutPhase
-	1,  // 9: vmre.admin.v1.Rollout.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	38, // 10: vmre.admin.v1.Rollout.started_at:type_name -> google.protobuf.Timestamp
-	38, // 11: vmre.admin.v1.Rollout.deadline:type_name -> google.protobuf.Timestamp
-	38, // 12: vmre.admin.v1.Rollout.healthy_since:type_name -> google.protobuf.Timestamp
-	39, // 13: vmre.admin.v1.Rollout.min_healthy:type_name -> google.protobuf.Duration
-	38, // 14: vmre.admin.v1.Rollout.ended_at:type_name -> google.protobuf.Timestamp
-	39, // 15: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
-	4,  // 16: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
-	4,  // 17: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
-	4,  // 18: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
-	4,  // 19: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	4,  // 20: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	19, // 21: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
-	4,  // 22: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	39, // 23: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
-	24, // 24: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	38, // 25: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	25, // 26: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	39, // 27: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
-	27, // 28: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	27, // 29: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	1,  // 30: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	39, // 31: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
-	39, // 32: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
-	4,  // 33: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
-	5,  // 34: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
-	1,  // 35: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	39, // 36: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
-	39, // 37: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
-	4,  // 38: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
-	5,  // 39: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
-	37, // 40: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
-	38, // 41: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
-	38, // 42: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
-	3,  // 43: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
-	38, // 44: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
-	7,  // 45: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	9,  // 46: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	11, // 47: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	13, // 48: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	15, // 49: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	17, // 50: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	20, // 51: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	22, // 52: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	26, // 53: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	29, // 54: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	31, // 55: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
-	33, // 56: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
-	35, // 57: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
-	8,  // 58: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	10, // 59: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	12, // 60: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	14, // 61: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	16, // 62: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	18, // 63: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	21, // 64: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	23, // 65: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	28, // 66: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	30, // 67: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	32, // 68: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
-	34, // 69: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
-	36, // 70: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
-	58, // [58:71] is the sub-list for method output_type
-	45, // [45:58] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	40, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
+	40, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
+	41, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
+	41, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
+	40, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
+	8,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
+	5,  // 7: vmre.admin.v1.VM.sandbox:type_name -> vmre.admin.v1.Sandbox
+	7,  // 8: vmre.admin.v1.VM.rollout:type_name -> vmre.admin.v1.Rollout
+	6,  // 9: vmre.admin.v1.Sandbox.rules:type_name -> vmre.admin.v1.SandboxRule
+	2,  // 10: vmre.admin.v1.Rollout.phase:type_name -> vmre.admin.v1.RolloutPhase
+	1,  // 11: vmre.admin.v1.Rollout.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	40, // 12: vmre.admin.v1.Rollout.started_at:type_name -> google.protobuf.Timestamp
+	40, // 13: vmre.admin.v1.Rollout.deadline:type_name -> google.protobuf.Timestamp
+	40, // 14: vmre.admin.v1.Rollout.healthy_since:type_name -> google.protobuf.Timestamp
+	41, // 15: vmre.admin.v1.Rollout.min_healthy:type_name -> google.protobuf.Duration
+	40, // 16: vmre.admin.v1.Rollout.ended_at:type_name -> google.protobuf.Timestamp
+	41, // 17: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
+	4,  // 18: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
+	4,  // 19: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 20: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 21: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 22: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	21, // 23: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
+	4,  // 24: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
+	41, // 25: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	26, // 26: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
+	40, // 27: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	27, // 28: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
+	41, // 29: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	29, // 30: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	29, // 31: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	1,  // 32: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	41, // 33: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
+	41, // 34: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 35: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
+	7,  // 36: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	1,  // 37: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	41, // 38: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
+	41, // 39: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 40: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
+	7,  // 41: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	39, // 42: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
+	40, // 43: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
+	40, // 44: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
+	3,  // 45: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
+	40, // 46: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
+	9,  // 47: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	11, // 48: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	13, // 49: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	15, // 50: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	17, // 51: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	19, // 52: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	22, // 53: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	24, // 54: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	28, // 55: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	31, // 56: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	33, // 57: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
+	35, // 58: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
+	37, // 59: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
+	10, // 60: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	12, // 61: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	14, // 62: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	16, // 63: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	18, // 64: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	20, // 65: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	23, // 66: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	25, // 67: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	30, // 68: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	32, // 69: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	34, // 70: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
+	36, // 71: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
+	38, // 72: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
+	60, // [60:73] is the sub-list for method output_type
+	47, // [47:60] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -3038,7 +3258,7 @@ func file_vmre_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_admin_v1_admin_proto_rawDesc), len(file_vmre_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
