@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/vmre/vmre/admin"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
@@ -182,6 +183,71 @@ func TestUnaryRPCs(t *testing.T) {
 	}
 }
 
+// TestStopTimeout: a stop's timeout cuts the VM's graceful timeout short:
+// a VM that ignores SIGTERM is killed after it, not after the launcher's
+// 5 s.
+func TestStopTimeout(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{})
+	n.add(t, "stubborn", "stubborn", supervise.Never)
+	n.running(t, "stubborn", 0)
+	logs, err := n.client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: "stubborn", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for logs.Receive() && logs.Msg().GetRecord().GetMessage() != "ignoring SIGTERM" {
+	}
+	logs.Close()
+	stop, err := n.client.StopVM(t.Context(), connect.NewRequest(&adminv1.StopVMRequest{Name: "stubborn", Timeout: durationpb.New(100 * time.Millisecond)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exit := stop.Msg.GetVm().GetLastExit()
+	if exit.GetStage() != "sigkill" || exit.GetRan().AsDuration() >= 5*time.Second {
+		t.Errorf("exit %v; want killed at the stop's timeout, before the graceful timeout", exit)
+	}
+}
+
+// TestCloseEndsStreams: Close ends a follower of logs and a watcher
+// without an error (the node stops), and a stream begun after it ends
+// once sent what it holds.
+func TestCloseEndsStreams(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{})
+	n.add(t, "alpha", "serve", supervise.Never)
+	n.running(t, "alpha", 0)
+	follow, err := n.client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: "alpha", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := n.client.WatchVMs(t.Context(), connect.NewRequest(&adminv1.WatchVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !follow.Receive() || !watch.Receive() { // both streams are open
+		t.Fatalf("no first message: %v, %v", follow.Err(), watch.Err())
+	}
+	n.svc.Close()
+	for follow.Receive() {
+	}
+	for watch.Receive() {
+	}
+	if follow.Err() != nil || watch.Err() != nil {
+		t.Errorf("streams ended with %v, %v; want no error", follow.Err(), watch.Err())
+	}
+	later, err := n.client.TailLogs(t.Context(), connect.NewRequest(&adminv1.TailLogsRequest{Name: "alpha", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for later.Receive() {
+		sent++
+	}
+	if later.Err() != nil || sent == 0 {
+		t.Errorf("a follow after Close: %d records, %v; want the backlog, then the end", sent, later.Err())
+	}
+}
+
 func TestRestartDuringBackoffRestartsNow(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, nodeConfig{backoff: supervise.Backoff{Initial: time.Hour}})
@@ -278,6 +344,9 @@ func TestTailLogsBacklogThenFollow(t *testing.T) {
 	var ticks []string
 	for backlog.Receive() {
 		r := backlog.Msg().GetRecord()
+		if r.GetStream() == admin.NodeStream {
+			continue // the node's records about chatty: launching, running
+		}
 		if r.GetStream() != "stderr" || r.GetPid() == 0 {
 			t.Fatalf("record %v; want the VM's stderr and pid", r)
 		}

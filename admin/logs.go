@@ -19,6 +19,10 @@ import (
 // keeps: a few thousand lines of a usual size.
 const DefaultBacklogBytes = 256 << 10
 
+// NodeStream is the stream of a record of the node about a VM in the VM's
+// backlog (LogRecord.stream), beside stdout and stderr.
+const NodeStream = "vmre"
+
 // followerBuffer is how many records a TailLogs follower may fall behind
 // before it misses some.
 const followerBuffer = 256
@@ -94,8 +98,27 @@ type tap struct {
 func (t *tap) Enabled(ctx context.Context, level slog.Level) bool { return t.next.Enabled(ctx, level) }
 
 func (t *tap) Handle(ctx context.Context, r slog.Record) error {
-	if t.stream != "" && t.vm != "" {
+	switch {
+	case t.stream != "" && t.vm != "":
 		t.logs.add(t.vm, entry{rec: r.Clone(), stream: t.stream, pid: t.pid})
+	case t.stream == "" && !t.group:
+		// A record of the node about a VM (the supervisor's, the
+		// launcher's): kept in that VM's backlog too, as journalctl -u
+		// shows the service manager's lines among the unit's own.
+		if vm, pid := t.vm, t.pid; vm != "" || r.NumAttrs() > 0 {
+			r.Attrs(func(a slog.Attr) bool {
+				switch a.Key {
+				case "vm":
+					vm = a.Value.String()
+				case "pid":
+					pid = int(a.Value.Int64())
+				}
+				return true
+			})
+			if vm != "" {
+				t.logs.add(vm, entry{rec: r.Clone(), stream: NodeStream, pid: pid})
+			}
+		}
 	}
 	return t.next.Handle(ctx, r)
 }
@@ -181,9 +204,10 @@ func (l *Logs) Bytes() map[string]int {
 }
 
 // tail returns the VM's kept records since the time since (all when it is
-// zero), and, when follow is set, a follower registered in the same step,
-// so that no record falls between the two.
-func (l *Logs) tail(vm string, since time.Time, follow bool) ([]entry, *follower) {
+// zero), the last n of them when n is not negative, and, when follow is
+// set, a follower registered in the same step, so that no record falls
+// between the two.
+func (l *Logs) tail(vm string, since time.Time, n int, follow bool) ([]entry, *follower) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.vms[vm]
@@ -196,6 +220,9 @@ func (l *Logs) tail(vm string, since time.Time, follow bool) ([]entry, *follower
 		if since.IsZero() || !e.rec.Time.Before(since) {
 			out = append(out, e)
 		}
+	}
+	if n >= 0 && len(out) > n {
+		out = out[len(out)-n:]
 	}
 	var f *follower
 	if follow {
@@ -222,6 +249,9 @@ func (e entry) proto() *adminv1.LogRecord {
 		Pid:     int32(e.pid),
 	}
 	e.rec.Attrs(func(a slog.Attr) bool {
+		if e.stream == NodeStream && (a.Key == "vm" || a.Key == "pid") {
+			return true // the VM tailed, and the record's pid
+		}
 		p.Attrs = append(p.Attrs, &adminv1.LogAttr{Key: a.Key, Value: a.Value.Resolve().String()})
 		return true
 	})
@@ -241,7 +271,14 @@ func (h handler) TailLogs(ctx context.Context, req *connect.Request[adminv1.Tail
 	if d := req.Msg.GetSince(); d != nil {
 		since = time.Now().Add(-d.AsDuration())
 	}
-	backlog, f := s.logs.tail(vm.Name, since, req.Msg.GetFollow())
+	if t := req.Msg.GetSinceTime(); t != nil && t.AsTime().After(since) {
+		since = t.AsTime()
+	}
+	n := -1
+	if req.Msg.Tail != nil {
+		n = int(req.Msg.GetTail())
+	}
+	backlog, f := s.logs.tail(vm.Name, since, n, req.Msg.GetFollow())
 	if f != nil {
 		defer s.logs.unfollow(vm.Name, f)
 	}
@@ -261,6 +298,8 @@ func (h handler) TailLogs(ctx context.Context, req *connect.Request[adminv1.Tail
 			}
 		case <-ctx.Done():
 			return nil
+		case <-s.closing:
+			return nil // the node stops: the follower is told by the stream's clean end
 		}
 	}
 }

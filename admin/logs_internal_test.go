@@ -14,7 +14,7 @@ import (
 func TestLogsNeverBlock(t *testing.T) {
 	const limit, records = 16 << 10, 10000
 	l := NewLogs(limit)
-	_, slow := l.tail("vm", time.Time{}, true)
+	_, slow := l.tail("vm", time.Time{}, -1, true)
 	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range records {
 		log.Info("line", "n", i) // returns at once: the follower is never waited for
@@ -31,15 +31,47 @@ func TestLogsNeverBlock(t *testing.T) {
 	if b := l.Bytes()["vm"]; b > limit || b < limit/2 {
 		t.Errorf("backlog of %d bytes; want it near and under %d", b, limit)
 	}
-	backlog, _ := l.tail("vm", time.Time{}, false)
+	backlog, _ := l.tail("vm", time.Time{}, -1, false)
 	if first, last := backlog[0].rec.Message, backlog[len(backlog)-1]; first != "line" || last.pid != 42 || last.stream != "stderr" {
 		t.Errorf("backlog ends with %+v", last)
 	}
 	l.unfollow("vm", slow)
-	// Records of the host itself (no stream) are not a VM's output.
-	slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "other").Info("vm exited")
-	if _, ok := l.Bytes()["other"]; ok {
-		t.Error("a host record went into a VM's backlog")
+	// A record of the node about a VM (no stream) goes into that VM's
+	// backlog, marked as the node's; one about no VM goes nowhere.
+	host := slog.New(l.Handler(vmretest.EnabledDiscard{}))
+	host.Info("plugin directory loaded", "added", []string{"other"})
+	host.With("component", "supervisor").Warn("waiting to restart", "vm", "other", "state", "backoff")
+	host.Info("vm exited", "vm", "other", "pid", 7, "exit", "exit code 1")
+	kept, _ := l.tail("other", time.Time{}, -1, false)
+	if len(kept) != 2 || kept[0].stream != NodeStream || kept[1].pid != 7 || kept[1].rec.Message != "vm exited" {
+		t.Errorf("the node's records about other: %+v; want its two, marked %s", kept, NodeStream)
+	}
+	if p := kept[1].proto(); len(p.GetAttrs()) != 1 || p.GetAttrs()[0].GetKey() != "exit" || p.GetPid() != 7 {
+		t.Errorf("a node record as sent: %v; want its pid as the record's and no vm attribute", p)
+	}
+	if len(l.Bytes()) != 2 {
+		t.Errorf("backlogs %v; want vm's and other's only", l.Bytes())
+	}
+}
+
+// TestTailLast: n keeps the last records of the backlog, after since.
+func TestTailLast(t *testing.T) {
+	l := NewLogs(0)
+	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 1, "stream", "stdout")
+	for i := range 20 {
+		log.Info("line", "n", i)
+	}
+	for _, c := range []struct{ n, want int }{{-1, 20}, {0, 0}, {5, 5}, {25, 20}} {
+		got, _ := l.tail("vm", time.Time{}, c.n, false)
+		if len(got) != c.want {
+			t.Errorf("tail %d: %d records; want %d", c.n, len(got), c.want)
+		}
+		if c.want > 0 && got[len(got)-1].rec.Message != "line" {
+			t.Errorf("tail %d ends with %v", c.n, got[len(got)-1].rec)
+		}
+	}
+	if got, _ := l.tail("vm", time.Now().Add(time.Hour), 5, false); len(got) != 0 {
+		t.Errorf("tail since a later time: %d records; want none", len(got))
 	}
 }
 
@@ -49,7 +81,7 @@ func TestLogsNeverBlock(t *testing.T) {
 func TestDroppedBeforeMarksTheGap(t *testing.T) {
 	const missed = 10
 	l := NewLogs(0)
-	_, f := l.tail("vm", time.Time{}, true)
+	_, f := l.tail("vm", time.Time{}, -1, true)
 	defer l.unfollow("vm", f)
 	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range followerBuffer + missed {
@@ -75,7 +107,7 @@ func TestBacklogKeepsTheNewest(t *testing.T) {
 	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
 	for i := range records {
 		log.Info("line", "n", i)
-		backlog, _ := l.tail("vm", time.Time{}, false)
+		backlog, _ := l.tail("vm", time.Time{}, -1, false)
 		next := i + 1 - len(backlog)
 		for _, e := range backlog {
 			var n int64 = -1

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +29,18 @@ func TestMain(m *testing.M) {
 					time.Sleep(20 * time.Millisecond) // the VM's own pace, not a wait of the test
 				}
 			})
+		},
+		// stubborn: serves without a lease and ignores SIGTERM once ready:
+		// only SIGKILL ends it.
+		"stubborn": func([]string) int {
+			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			err := client.Serve(context.Background(), http.NewServeMux(), client.WithLogger(log), client.WithoutLease(),
+				client.WithOnReady(func(client.Ready) {
+					signal.Ignore(syscall.SIGTERM)
+					log.Info("ignoring SIGTERM")
+				}))
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		},
 		// flood: logs as fast as it can while it serves.
 		"flood": func([]string) int {

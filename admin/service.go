@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/vmre/vmre"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
@@ -103,6 +104,9 @@ type Service struct {
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
 	last     map[string]supervise.VM // each VM's latest state, for Removed
+
+	closing   chan struct{} // closed by Close: the node stops
+	closeOnce sync.Once
 }
 
 // New returns a Service.
@@ -122,6 +126,7 @@ func New(cfg Config) (*Service, error) {
 		onCall:      cfg.OnCall,
 		errors:      connect.NewErrorWriter(),
 		watchers:    make(map[*watcher]struct{}),
+		closing:     make(chan struct{}),
 		last:        make(map[string]supervise.VM),
 	}
 	if cfg.Token != "" {
@@ -131,6 +136,15 @@ func New(cfg Config) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
+}
+
+// Close ends the streams of the service, WatchVMs and TailLogs with
+// follow, without an error, and those that begin afterwards once they
+// have sent what they hold: the node stops, and its HTTP server's shutdown
+// must not wait for them. The unary calls still answer. Close is
+// idempotent.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // handler implements the RPCs of AdminService over a Service.
@@ -251,7 +265,7 @@ func (h handler) StopVM(ctx context.Context, req *connect.Request[adminv1.StopVM
 	if err != nil {
 		return nil, err
 	}
-	changed, err := h.s.sup.Stop(ctx, vm.Name)
+	changed, err := h.s.sup.Stop(withTimeout(ctx, req.Msg.GetTimeout()), vm.Name)
 	if err != nil {
 		return nil, controlError(err)
 	}
@@ -285,11 +299,19 @@ func (h handler) RestartVM(ctx context.Context, req *connect.Request[adminv1.Res
 	if err != nil {
 		return nil, err
 	}
-	if err := h.s.sup.Restart(ctx, vm.Name); err != nil {
+	if err := h.s.sup.Restart(withTimeout(ctx, req.Msg.GetTimeout()), vm.Name); err != nil {
 		return nil, controlError(err)
 	}
 	after, _ := h.s.sup.Get(vm.Name)
 	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: h.s.View(after), Message: "restarted " + vm.Name}), nil
+}
+
+// withTimeout gives a stop the request's timeout, when it has one.
+func withTimeout(ctx context.Context, timeout *durationpb.Duration) context.Context {
+	if timeout == nil {
+		return ctx
+	}
+	return supervise.WithGrace(ctx, timeout.AsDuration())
 }
 
 // controlError is the Connect error of a Stop, Start or Restart that

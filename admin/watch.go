@@ -105,6 +105,8 @@ func (h handler) WatchVMs(ctx context.Context, _ *connect.Request[adminv1.WatchV
 			}
 		case <-ctx.Done():
 			return nil
+		case <-s.closing:
+			return nil
 		}
 	}
 }

@@ -85,6 +85,14 @@ type LaunchError struct {
 	// Stderr holds the VM's last stderr lines (Runtime.LastStderr), when
 	// it ran.
 	Stderr []string
+	// Output holds the VM's last lines of stdout and stderr, marked by
+	// stream (Runtime.LastOutput), when it ran: the error's text shows
+	// them.
+	Output []string
+	// Diagnosis, for PhaseExec, is what the file itself tells of why the
+	// system refused it ("it is an ELF program built for arm64; this
+	// machine is amd64: ..."), or "".
+	Diagnosis string
 	// Err is the cause.
 	Err error
 }
@@ -105,6 +113,10 @@ func (e *LaunchError) Error() string {
 		b.WriteString(e.Err.Error())
 	case e.Phase == PhaseExec:
 		fmt.Fprintf(&b, "exec %s: %v", e.Path, execCause(e.Err))
+		if e.Diagnosis != "" {
+			b.WriteString(": ")
+			b.WriteString(e.Diagnosis)
+		}
 	case e.Phase == PhaseReady:
 		b.WriteString(e.Err.Error())
 		b.WriteString("; a VM listens on the address it announces before it calls Initialize")
@@ -127,9 +139,13 @@ func (e *LaunchError) Error() string {
 	default:
 		b.WriteString(e.Err.Error())
 	}
-	if len(e.Stderr) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait || e.Phase == PhaseReady) {
-		b.WriteString("\nlast stderr lines of the VM:\n\t")
-		b.WriteString(strings.Join(e.Stderr, "\n\t"))
+	lines, what := e.Output, "output"
+	if len(lines) == 0 {
+		lines, what = e.Stderr, "stderr"
+	}
+	if len(lines) > 0 && (e.Exit != nil || e.Phase == PhaseHandshakeWait || e.Phase == PhaseReady) {
+		b.WriteString("\nlast " + what + " lines of the VM:\n\t")
+		b.WriteString(strings.Join(lines, "\n\t"))
 	}
 	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/execdiag"
 	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/vmpeer"
 	"github.com/vmre/vmre/server"
@@ -125,12 +126,12 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 		return r.failed(&LaunchError{Phase: PhaseConfig,
 			Err: fmt.Errorf("%w: Launch needs an unstarted *exec.Cmd with nil Stdout and Stderr", vmre.ErrInvalidConfig)})
 	}
-	r.path = cmd.Path
+	r.path = commandFile(cmd)
 	if r.name == "" {
 		r.name = l.s.Name
 	}
 	if r.name == "" {
-		r.name = filepath.Base(cmd.Path)
+		r.name = filepath.Base(r.path)
 	}
 	// Released once Launch has told its last event (deferred first, run
 	// last); the launch's times count from its turn.
@@ -163,17 +164,16 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 
 	if err := r.start(cmd, l.starter, l); err != nil {
 		hs.End()
-		phase := PhaseExec
 		if errors.Is(err, errClosed) {
-			phase = PhaseConfig
+			return r.failed(&LaunchError{Phase: PhaseConfig, Err: err})
 		}
-		return r.failed(&LaunchError{Phase: phase, Err: err})
+		return r.failed(&LaunchError{Phase: PhaseExec, Err: err, Diagnosis: execdiag.Explain(cmd.Path, err)})
 	}
 	r.hooks.started(StartedInfo{VM: r.name, Pid: r.status.Pid, Path: r.path, Exec: time.Since(begin)})
 
 	if lerr := l.awaitHandshake(ctx, r, hs, wait); lerr != nil {
 		wait.reach.take("") // closes what it dialled
-		lerr.Stderr = r.LastStderr()
+		lerr.Stderr, lerr.Output = r.LastStderr(), r.LastOutput()
 		return r.failed(lerr)
 	}
 	if l.s.Legacy {
@@ -210,6 +210,16 @@ func (l *Launcher) forget(r *Runtime) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.live, r)
+}
+
+// commandFile is the file a command runs, as its operators name it: its
+// Path, or, for a sealed copy run through /proc/self/fd/N (package
+// registry), the file named by its Args[0].
+func commandFile(cmd *exec.Cmd) string {
+	if strings.HasPrefix(cmd.Path, "/proc/self/fd/") && len(cmd.Args) > 0 && filepath.IsAbs(cmd.Args[0]) {
+		return cmd.Args[0]
+	}
+	return cmd.Path
 }
 
 // failed completes err with what the launch knows, reports it and returns it.

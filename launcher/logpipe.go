@@ -32,9 +32,12 @@ var (
 
 // logPipe turns one stream of a VM's output into slog records.
 type logPipe struct {
-	log      *slog.Logger                     // carries vm, pid, stream
-	raw      io.Writer                        // optional copy of each line
-	tail     *tail                            // last lines, for error reports; nil for stdout
+	log    *slog.Logger // carries vm, pid, stream
+	raw    io.Writer    // optional copy of each line
+	tail   *tail        // last lines, for error reports; nil for stdout
+	output *tail        // last lines of both streams, each after its mark
+	mark   string       // "stdout: " or "stderr: "
+
 	drop     func(truncated int, unread bool) // told of lost output; may be nil
 	counts   *levelCounts                     // lines by level; may be nil
 	panicked bool                             // a Go crash's first line was seen (crashHeader)
@@ -141,6 +144,9 @@ func (p *logPipe) line(line []byte, truncated bool) {
 	}
 	if p.tail != nil {
 		p.tail.add(line)
+	}
+	if p.output != nil {
+		p.output.addMarked(p.mark, line)
 	}
 	if len(line) > 0 && line[0] == '{' && !truncated && p.json.parse(line) {
 		p.count(p.json.level)

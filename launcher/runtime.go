@@ -35,7 +35,8 @@ type Runtime struct {
 	outputs *outputs     // the Launcher's line counts
 	log     *slog.Logger // carries vm and pid: the VM's output goes there
 	started time.Time
-	tail    tail
+	tail    tail         // stderr's last lines
+	output  tail         // the last lines of stdout and stderr, marked
 	pid     atomic.Int64 // status.Pid, for the engine's goroutines
 
 	// Set once by the launch, before the Runtime is shared.
@@ -136,11 +137,13 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
 	}
 	go func() {
 		defer readerDone()
-		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, drop: r.dropped("stdout"), counts: &counts.stdout}).run(outR)
+		(&logPipe{log: r.log.With(slog.String("stream", "stdout")), raw: r.s.Stdout, output: &r.output, mark: "stdout: ",
+			drop: r.dropped("stdout"), counts: &counts.stdout}).run(outR)
 	}()
 	go func() {
 		defer readerDone()
-		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, drop: r.dropped("stderr"), counts: &counts.stderr}).run(errR)
+		(&logPipe{log: r.log.With(slog.String("stream", "stderr")), raw: r.s.Stderr, tail: &r.tail, output: &r.output, mark: "stderr: ",
+			drop: r.dropped("stderr"), counts: &counts.stderr}).run(errR)
 	}()
 	afterExit(r.status.Pid, r.exits, func() { r.wait(outR, errR, readersDone) })
 	return nil
@@ -251,6 +254,12 @@ func (r *Runtime) Wait(ctx context.Context) (Exit, error) {
 // LastStderr returns the last lines the VM wrote to stderr, oldest first.
 func (r *Runtime) LastStderr() []string { return r.tail.lines() }
 
+// LastOutput returns the last lines the VM wrote to stdout and stderr, in
+// the order they were read, each after its stream: "stdout: ..." or
+// "stderr: ...". A VM that gives its reason on stdout before it exits is
+// heard there.
+func (r *Runtime) LastOutput() []string { return r.output.lines() }
+
 // Stop starts the stop sequence and returns at once: SIGTERM to the VM's
 // process group (after /vm.VM/Shutdown with LegacyShutdown), then SIGKILL
 // when the graceful timeout passes or ctx ends, whichever is first. Stop is
@@ -274,7 +283,7 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return &LaunchError{Phase: PhaseStop, VM: r.name, Path: r.path, Pid: r.status.Pid,
-		Timeout: r.s.GracefulTimeout, Exit: &exit, Stderr: r.LastStderr(), Err: errKilled}
+		Timeout: r.s.GracefulTimeout, Exit: &exit, Stderr: r.LastStderr(), Output: r.LastOutput(), Err: errKilled}
 }
 
 func (r *Runtime) stopFor(ctx context.Context, reason StopReason) {

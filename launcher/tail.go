@@ -19,10 +19,14 @@ type tail struct {
 	count int
 }
 
-func (t *tail) add(line []byte) {
+func (t *tail) add(line []byte) { t.addMarked("", line) }
+
+// addMarked keeps line after mark, such as the name of its stream.
+func (t *tail) addMarked(mark string, line []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.slot[t.next] = append(t.slot[t.next][:0], line[:min(len(line), tailLineBytes)]...)
+	slot := append(t.slot[t.next][:0], mark...)
+	t.slot[t.next] = append(slot, line[:min(len(line), tailLineBytes)]...)
 	t.next = (t.next + 1) % tailLines
 	t.count = min(t.count+1, tailLines)
 }

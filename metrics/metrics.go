@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,12 +46,24 @@ type Config struct {
 	// the host (go_*, process_*), as `vmre node` serves them. Leave it off
 	// when the Registerer has them already.
 	HostCollectors bool
+	// Describe tells what the node knows of a VM beyond its supervision:
+	// its aliases, digest and pin (vmre_vm_info). A VM's vm label is its
+	// first alias when it has one, else its name. May be nil.
+	Describe func(name string) VMInfo
+}
+
+// VMInfo is what vmre_vm_info tells of a VM.
+type VMInfo struct {
+	Aliases []string
+	Digest  string
+	Pinned  bool
 }
 
 // Metrics holds a node's collectors. Handler serves them from a registry
 // of their own; Config.Registerer, when given, holds them as well.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg      *prometheus.Registry
+	describe func(string) VMInfo
 	// registered are the collectors in Config.Registerer, which
 	// Unregister takes out.
 	registerer prometheus.Registerer
@@ -72,7 +85,8 @@ type Metrics struct {
 // collector with HostCollectors).
 func New(cfg Config) (*Metrics, error) {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		describe: cfg.Describe,
 		launches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmre_launches_total",
 			Help: "Launches of VMs by result: ready, or the phase that failed (config, listen, exec, handshake_wait, version).",
@@ -103,9 +117,9 @@ func New(cfg Config) (*Metrics, error) {
 			Help: "Times reading a VM's stdout or stderr stopped before the pipe's end: after the VM's exit, a process outside its group held the pipe open past the drain time; what it writes from then on is not read.",
 		}, []string{"vm", "stream"}),
 	}
-	m.rollouts = newRollouts(cfg.VMs)
+	m.rollouts = newRollouts(cfg.VMs, m.label, cfg.Describe)
 	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped, m.abandoned,
-		newStateCollector(cfg.VMs, cfg.Output), newSandboxCollector(cfg.VMs, cfg.Sandbox)}
+		newStateCollector(cfg.VMs, cfg.Output, m.label, cfg.Describe), newSandboxCollector(cfg.VMs, cfg.Sandbox, m.label), buildInfo()}
 	cs = append(cs, m.rollouts.collectors()...)
 	if cfg.HostCollectors {
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -153,26 +167,38 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) LauncherHooks() *launcher.Hooks {
 	return &launcher.Hooks{
 		Ready: func(i launcher.ReadyInfo) {
-			m.launches.WithLabelValues(i.VM, "ready").Inc()
+			m.launches.WithLabelValues(m.label(i.VM), "ready").Inc()
 		},
 		Handshake: func(i launcher.HandshakeInfo) {
-			m.handshake.WithLabelValues(i.VM).Observe(i.Elapsed.Seconds())
+			m.handshake.WithLabelValues(m.label(i.VM)).Observe(i.Elapsed.Seconds())
 		},
 		LaunchFailed: func(err *launcher.LaunchError) {
-			m.launches.WithLabelValues(err.VM, strings.ReplaceAll(err.Phase.String(), " ", "_")).Inc()
+			m.launches.WithLabelValues(m.label(err.VM), strings.ReplaceAll(err.Phase.String(), " ", "_")).Inc()
 		},
 		Exited: func(i launcher.ExitInfo) {
-			m.exits.WithLabelValues(i.VM, exitHow(i.Exit)).Inc()
+			m.exits.WithLabelValues(m.label(i.VM), exitHow(i.Exit)).Inc()
 		},
 		OutputDropped: func(i launcher.OutputDropInfo) {
 			if i.Truncated > 0 {
-				m.dropped.WithLabelValues(i.VM, i.Stream, "truncated").Add(float64(i.Truncated))
+				m.dropped.WithLabelValues(m.label(i.VM), i.Stream, "truncated").Add(float64(i.Truncated))
 			}
 			if i.Unread {
-				m.abandoned.WithLabelValues(i.VM, i.Stream).Inc()
+				m.abandoned.WithLabelValues(m.label(i.VM), i.Stream).Inc()
 			}
 		},
 	}
+}
+
+// label is the vm label of the VM name: its first alias when it has one,
+// else its name, so that a VM is named in its metrics as its operators
+// name it; vmre_vm_info maps the label to the name.
+func (m *Metrics) label(name string) string {
+	if m.describe != nil {
+		if a := m.describe(name).Aliases; len(a) > 0 {
+			return a[0]
+		}
+	}
+	return name
 }
 
 // exitHow classes an exit for vmre_vm_exits_total.
@@ -219,18 +245,28 @@ func splitProcedure(p string) (service, method string) {
 
 // stateCollector reads the VMs' states and processes at scrape time.
 type stateCollector struct {
-	list   func() []supervise.VM
-	output func() []launcher.OutputStat
+	list     func() []supervise.VM
+	output   func() []launcher.OutputStat
+	label    func(string) string
+	describe func(string) VMInfo
 
-	vms, restarts, backoff        *prometheus.Desc
-	cpu, rss, fds, started, lines *prometheus.Desc
+	vms, state, info, restarts, backoff *prometheus.Desc
+	cpu, rss, fds, started, lines       *prometheus.Desc
 }
 
-func newStateCollector(list func() []supervise.VM, output func() []launcher.OutputStat) *stateCollector {
+func newStateCollector(list func() []supervise.VM, output func() []launcher.OutputStat, label func(string) string, describe func(string) VMInfo) *stateCollector {
 	return &stateCollector{
 		list:     list,
 		output:   output,
+		label:    label,
+		describe: describe,
 		vms:      prometheus.NewDesc("vmre_vms", "VMs by state: starting, running, unhealthy, backoff, crashloop, stopped, exited, failed, and for remote VMs waiting and lost.", []string{"state"}, nil),
+		state: prometheus.NewDesc("vmre_vm_state",
+			"A VM's state: 1 for the state it is in, 0 for every other (kube-state-metrics' shape); the vm label is its first alias when it has one.",
+			[]string{"vm", "state"}, nil),
+		info: prometheus.NewDesc("vmre_vm_info",
+			"Always 1: a VM's ID (its name in the plugin directory), the digest of the bytes it runs, whether they matched a pin, and its aliases (comma-separated).",
+			[]string{"vm", "id", "digest", "pinned", "aliases"}, nil),
 		restarts: prometheus.NewDesc("vmre_vm_restarts_total", "Launches a VM's restart policy made after it ended or failed.", []string{"vm"}, nil),
 		backoff:  prometheus.NewDesc("vmre_vm_backoff_seconds", "The delay before a VM's next attempt while it waits in a backoff, else 0.", []string{"vm"}, nil),
 		cpu:      prometheus.NewDesc("vmre_vm_cpu_seconds_total", "User and system CPU time of a running VM's process.", []string{"vm"}, nil),
@@ -242,7 +278,7 @@ func newStateCollector(list func() []supervise.VM, output func() []launcher.Outp
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.vms, c.restarts, c.backoff, c.cpu, c.rss, c.fds, c.started, c.lines} {
+	for _, d := range []*prometheus.Desc{c.vms, c.state, c.info, c.restarts, c.backoff, c.cpu, c.rss, c.fds, c.started, c.lines} {
 		ch <- d
 	}
 }
@@ -256,14 +292,28 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		byState := make(map[supervise.State]int, len(allStates))
 		for _, vm := range c.list() {
 			byState[vm.State]++
-			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), vm.Name)
+			label := c.label(vm.Name)
+			for _, s := range allStates {
+				one := 0.0
+				if s == vm.State {
+					one = 1
+				}
+				ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, one, label, s.String())
+			}
+			var info VMInfo
+			if c.describe != nil {
+				info = c.describe(vm.Name)
+			}
+			ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, label, vm.Name, info.Digest,
+				strconv.FormatBool(info.Pinned), strings.Join(info.Aliases, ","))
+			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), label)
 			delay := 0.0
 			if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
 				delay = vm.Delay.Seconds()
 			}
-			ch <- prometheus.MustNewConstMetric(c.backoff, prometheus.GaugeValue, delay, vm.Name)
+			ch <- prometheus.MustNewConstMetric(c.backoff, prometheus.GaugeValue, delay, label)
 			if vm.State == supervise.StateRunning && vm.Pid > 0 {
-				c.collectProcess(ch, vm.Name, vm.Pid)
+				c.collectProcess(ch, label, vm.Pid)
 			}
 		}
 		for _, s := range allStates {
@@ -272,7 +322,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.output != nil {
 		for _, o := range c.output() {
-			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(o.Lines), o.VM, o.Stream, o.Level)
+			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(o.Lines), c.label(o.VM), o.Stream, o.Level)
 		}
 	}
 }

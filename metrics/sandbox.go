@@ -23,11 +23,12 @@ type SandboxLevels struct {
 type sandboxCollector struct {
 	list   func() []supervise.VM
 	levels *SandboxLevels
+	label  func(name string) string // the vm label of a VM: its first alias, or its name
 	desc   *prometheus.Desc
 }
 
-func newSandboxCollector(list func() []supervise.VM, levels *SandboxLevels) *sandboxCollector {
-	return &sandboxCollector{list: list, levels: levels,
+func newSandboxCollector(list func() []supervise.VM, levels *SandboxLevels, label func(string) string) *sandboxCollector {
+	return &sandboxCollector{list: list, levels: levels, label: label,
 		desc: prometheus.NewDesc("vmre_vm_sandbox",
 			"How much of a VM's sandbox policy holds, as of its last launch: one series per level, 1 for the VM's: "+
 				"full (every protective rule applied), partial (some not: the admin API's sandbox rules say which), off (no sandbox).",
@@ -51,7 +52,7 @@ func (c *sandboxCollector) Collect(ch chan<- prometheus.Metric) {
 			if l == level {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, vm.Name, l)
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, c.label(vm.Name), l)
 		}
 	}
 }

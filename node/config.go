@@ -95,9 +95,10 @@ type Config struct {
 	Sandbox       sandbox.Level
 	SandboxPolicy *sandbox.File
 	// DiscoveryDir, when set, is where Run leaves a file naming the node's
-	// URL, pid and AdminTokenFile, for the CLI's clients (vmre ps); it is
-	// removed when Run returns.
+	// URL, Name, pid, start time and AdminTokenFile, for the CLI's clients
+	// (vmre ps); it is removed when Run returns.
 	DiscoveryDir   string
+	Name           string
 	AdminTokenFile string
 
 	// Registerer, when set, gets the node's collectors (an embedder's own
@@ -181,6 +182,10 @@ type Hooks struct {
 	// EngineListening is told where remote VMs reach the engine, and its
 	// certificate's fingerprint, once Run serves them.
 	EngineListening func(addr, certSHA256 string)
+	// Serving is told once Run has supervised the VMs of its first load
+	// and left its discovery file (with DiscoveryDir): the clients find
+	// the node from then on.
+	Serving func()
 	// RolloutStarted is told when a VM's rollout begins, RolloutHealthy
 	// when its new version proved healthy and runs, RolloutReverted when
 	// it failed and the VM goes back to the version before, RolloutFailed

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/vmre/vmre/internal/atomicfile"
 )
@@ -25,8 +27,13 @@ import (
 type Announcement struct {
 	// URL is the node's HTTP address, such as http://127.0.0.1:8080.
 	URL string `json:"url"`
+	// Name is the node's name (Config.Name), by which a client may choose
+	// it; "" when it has none.
+	Name string `json:"name,omitempty"`
 	// Pid is the node's process.
 	Pid int `json:"pid"`
+	// Started is when the node started serving.
+	Started time.Time `json:"started"`
 	// TokenFile is the absolute path of the file holding the node's admin
 	// token, when it has one.
 	TokenFile string `json:"token_file,omitempty"`
@@ -57,18 +64,29 @@ func (e *ElsewhereError) Error() string {
 	return b.String()
 }
 
+// announced counts the nodes of this process that left a file: the first
+// writes its discoveryName, the next one with -2 before .json, and so on,
+// so that two nodes of one process (an embedder's, a test's) each have
+// theirs.
+var announced atomic.Int64
+
 // announce writes the node's discovery file and returns the function that
 // removes it. A file that cannot be written is logged: the clients can
 // still be given the URL.
 func (n *Node) announce() (remove func()) {
-	a := Announcement{URL: "http://" + n.cfg.Addr, Pid: os.Getpid(), TokenFile: n.cfg.AdminTokenFile, NetNS: netNamespace()}
+	a := Announcement{URL: "http://" + n.cfg.Addr, Name: n.cfg.Name, Pid: os.Getpid(), Started: time.Now().UTC(),
+		TokenFile: n.cfg.AdminTokenFile, NetNS: netNamespace()}
 	if a.TokenFile != "" {
 		if abs, err := filepath.Abs(a.TokenFile); err == nil {
 			a.TokenFile = abs
 		}
 	}
 	b, err := json.Marshal(a)
-	path := filepath.Join(n.cfg.DiscoveryDir, discoveryName(a))
+	file := discoveryName(a)
+	if seq := announced.Add(1); seq > 1 {
+		file = strings.TrimSuffix(file, ".json") + "-" + strconv.FormatInt(seq, 10) + ".json"
+	}
+	path := filepath.Join(n.cfg.DiscoveryDir, file)
 	if err == nil {
 		err = atomicfile.Write(path, append(b, '\n'), 0o600)
 	}

@@ -124,6 +124,10 @@ func New(cfg Config) (*Node, error) {
 		Sandbox:        n.sandboxMetric(),
 		Registerer:     cfg.Registerer,
 		HostCollectors: cfg.Registerer == nil,
+		Describe: func(name string) metrics.VMInfo {
+			d := n.describe(name)
+			return metrics.VMInfo{Aliases: d.Aliases, Digest: d.Digest, Pinned: d.Pinned}
+		},
 	})
 	if err != nil {
 		n.close()
@@ -257,7 +261,8 @@ func (n *Node) Kill(cause error) {
 // (when set), and leaves the discovery file (with DiscoveryDir). Then it
 // stops them in this order: the discovery file, the TLS engine, every VM
 // in parallel (SIGTERM, SIGKILL after the graceful timeout or at Kill),
-// and last the HTTP serving. It returns nil after ctx ended, else the
+// the admin service's streams (followers of logs and watchers end
+// cleanly), and last the HTTP serving. It returns nil after ctx ended, else the
 // error that ended it, once everything it started has stopped and every
 // file of the plugin directory is closed. Run may be called once.
 func (n *Node) Run(ctx context.Context) error {
@@ -304,6 +309,9 @@ func (n *Node) Run(ctx context.Context) error {
 		removeDiscovery = n.announce()
 	}
 	n.startVMs()
+	if h := n.cfg.Hooks; h != nil && h.Serving != nil {
+		h.Serving()
+	}
 	var g run.Group
 	{ // the context
 		ctx, cancel := context.WithCancel(ctx)
@@ -312,7 +320,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return stopRequested{context.Cause(ctx)}
 		}, func(error) { cancel() })
 	}
-	if n.cfg.DiscoveryDir != "" { // the file for the CLI
+	{ // the file for the CLI, removed first
 		done := make(chan struct{})
 		g.Add(func() error {
 			<-done
@@ -354,6 +362,10 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		}, func(err error) {
 			n.stopVMs(stopCtx, err)
+			// The VMs' last records are sent; the followers of their logs
+			// and the watchers end now, so that the HTTP server's shutdown
+			// never waits for them.
+			n.admin.Close()
 			close(done)
 		})
 	}

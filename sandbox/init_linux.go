@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -13,6 +14,8 @@ import (
 	"github.com/landlock-lsm/go-landlock/landlock"
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
+
+	"github.com/vmre/vmre/internal/execdiag"
 )
 
 // Exit codes of an init step that did not exec its VM.
@@ -122,9 +125,25 @@ func runInit(specJSON string, argv []string) int {
 	send(message{Report: &p.report})
 
 	err = syscall.Exec(s.Path, argv, vmEnv(os.Environ(), s.Env))
-	send(message{Error: fmt.Sprintf("exec %s: %v", s.Path, err)})
-	fmt.Fprintf(os.Stderr, "%s: exec %s: %v\n", InitName, s.Path, err)
+	msg := execFailure(s.Path, argv, err)
+	send(message{Error: msg})
+	fmt.Fprintf(os.Stderr, "%s: %s\n", InitName, msg)
 	return exitNoExec
+}
+
+// execFailure says why the exec of the VM failed: the file as its
+// operators name it (a sealed copy runs from /proc/self/fd/N, its argv[0]
+// names the file), and what the file tells of why (execdiag).
+func execFailure(path string, argv []string, err error) string {
+	name := path
+	if strings.HasPrefix(path, "/proc/self/fd/") && len(argv) > 0 && filepath.IsAbs(argv[0]) {
+		name = argv[0]
+	}
+	msg := fmt.Sprintf("exec %s: %v", name, err)
+	if why := execdiag.Explain(path, err); why != "" {
+		msg += ": " + why
+	}
+	return msg
 }
 
 func reportOf(p *plan) *Report {

@@ -311,7 +311,8 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 	graceCtx, cutGrace := context.WithCancel(context.Background())
 	defer cutGrace()
 	stop := func(ctx context.Context) launcher.Exit {
-		live.stop() // before whoever asked for the stop hears of it
+		live.stop()                          // before whoever asked for the stop hears of it
+		defer cutAfterGrace(ctx, cutGrace)() // before the SIGTERM: a grace of 0 is SIGKILL at once
 		rt.Stop(graceCtx)
 		defer context.AfterFunc(ctx, cutGrace)()
 		<-rt.Done()

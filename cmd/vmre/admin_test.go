@@ -89,13 +89,18 @@ func TestNodeAdmin(t *testing.T) {
 		listed.Vms[0].State != "VM_STATE_RUNNING" || listed.Vms[0].Pid != pids[listed.Vms[0].Name] {
 		t.Fatalf("vmre ps --json: %v\n%s", err, psJSON.stdout)
 	}
-	// A client with the node's URL but no token is refused, and told why.
-	if r := cli(t, env, "ps", "--node", url); r.code != exitFailure || !strings.Contains(r.stderr, "--admin-token-file") {
+	// With the node's URL, the token file comes from the node's own file;
+	// where that is not found, the client is refused, and told why.
+	if r := cli(t, env, "ps", "--node", url); r.code != exitOK {
+		t.Errorf("vmre ps --node URL of a tokened node: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := cli(t, ownRunDir(t), "ps", "--node", url); r.code != exitUnauthenticated || !strings.Contains(r.stderr, "--admin-token-file") ||
+		strings.HasPrefix(r.stderr, "vmre ps: unauthenticated") {
 		t.Errorf("vmre ps without the token: exit %d\n%s", r.code, r.stderr)
 	}
 	// An empty token file is named as such, not taken for no token.
 	empty := writeExecutable(t, "empty-token", "")
-	if r := cli(t, env, "ps", "--node", url, "--admin-token-file", empty); r.code != exitFailure ||
+	if r := cli(t, env, "ps", "--node", url, "--admin-token-file", empty); r.code != exitUsage ||
 		!strings.Contains(r.stderr, "--admin-token-file "+empty+" is empty") {
 		t.Errorf("vmre ps with an empty token file: exit %d\n%s", r.code, r.stderr)
 	}
@@ -159,7 +164,7 @@ func TestNodeAdmin(t *testing.T) {
 	if r := cli(t, env, "start", "beta"); r.code != exitOK || !strings.Contains(r.stdout, "started beta: running") {
 		t.Errorf("vmre start: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if r := cli(t, env, "stop", "gamma"); r.code != exitFailure || !strings.Contains(r.stderr, `no VM named "gamma"`) {
+	if r := cli(t, env, "stop", "gamma"); r.code != exitNotFound || !strings.Contains(r.stderr, `no VM named "gamma" (names: alpha, beta)`) {
 		t.Errorf("vmre stop of an unknown VM: exit %d\n%s", r.code, r.stderr)
 	}
 
@@ -167,7 +172,7 @@ func TestNodeAdmin(t *testing.T) {
 		t.Fatalf("node: exit %d\n%s", code, p.stderr)
 	}
 	// The node took its address away: the clients find no node.
-	if r := cli(t, env, "ps"); r.code != exitFailure || !strings.Contains(r.stderr, "no running node found") {
+	if r := cli(t, env, "ps"); r.code != exitUnavailable || !strings.Contains(r.stderr, "no running node found") {
 		t.Errorf("vmre ps with no node: exit %d\n%s", r.code, r.stderr)
 	}
 }

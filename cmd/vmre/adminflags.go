@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +17,7 @@ import (
 type adminFlags struct {
 	tokenFile    string
 	metricsToken bool
+	strictPerms  bool
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
@@ -23,11 +25,24 @@ func (f *adminFlags) register(fs *flag.FlagSet) {
 		"a `file` holding the token that admin calls (vmre ps, stop, start, restart, logs) must send as Authorization: Bearer; "+
 			"required to listen beyond loopback")
 	fs.BoolVar(&f.metricsToken, "metrics-token", false, "require the admin token on GET /metrics too")
+	fs.BoolVar(&f.strictPerms, "strict-token-perms", false,
+		"refuse an --admin-token-file that its group or others may read or write (without it: a warning, as ssh gives for a key)")
+}
+
+// tokenPermsProblem says what is wrong with a token file that its group
+// or others may read or write, or "".
+func tokenPermsProblem(path string) string {
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the admin token file %s may be read by others (mode %s): chmod 600 %s", path, st.Mode().Perm(), path)
 }
 
 // token reads the token file, and refuses a listen address beyond
-// loopback without one, before anything binds.
-func (f *adminFlags) token(listen string) (string, error) {
+// loopback without one, before anything binds. A token file others may
+// read is logged, or refused with --strict-token-perms.
+func (f *adminFlags) token(listen string, log *slog.Logger) (string, error) {
 	if f.metricsToken && f.tokenFile == "" {
 		return "", fmt.Errorf("%w: --metrics-token needs --admin-token-file", vmre.ErrInvalidConfig)
 	}
@@ -42,6 +57,12 @@ func (f *adminFlags) token(listen string) (string, error) {
 	b, err := os.ReadFile(f.tokenFile)
 	if err != nil {
 		return "", fmt.Errorf("%w: --admin-token-file: %w", vmre.ErrInvalidConfig, err)
+	}
+	if problem := tokenPermsProblem(f.tokenFile); problem != "" {
+		if f.strictPerms {
+			return "", fmt.Errorf("%w: %s (--strict-token-perms)", vmre.ErrInvalidConfig, problem)
+		}
+		log.Warn(problem + ", or run with --strict-token-perms to refuse it")
 	}
 	token := strings.TrimSpace(string(b))
 	if len(token) < 16 {

@@ -121,10 +121,13 @@ func (f *launchFlags) launchHint(err error) string {
 				return hintOf(err)
 			}
 		}
-		if len(lerr.Stderr) == 0 {
-			return "it wrote nothing to stderr; run it by hand under `vmre serve` to see what it does, or `vmre doctor PLUGIN`"
+		if hint := f.legacyHint(lerr.Path); hint != "" {
+			return hint
 		}
-		return "its last stderr lines say why; `vmre doctor PLUGIN` tells more"
+		if len(outputOf(lerr)) == 0 {
+			return "it wrote nothing to stdout or stderr; run it by hand under `vmre serve` to see what it does, or `vmre doctor PLUGIN`"
+		}
+		return "its last lines of output say why; `vmre doctor PLUGIN` tells more"
 	case lerr.Phase == launcher.PhaseExec:
 		info, err := inspectPlugin(lerr.Path)
 		if err != nil {
@@ -136,6 +139,24 @@ func (f *launchFlags) launchHint(err error) string {
 	return ""
 }
 
+// legacyHint is the hint for a plugin that looks like an rpcchainvm
+// plugin (see rpcchainvmKey) and was launched without --legacy, or with
+// another engine key: such a plugin, started without the variable it
+// reads, exits at once, often without a word.
+func (f *launchFlags) legacyHint(path string) string {
+	key := rpcchainvmKey(path)
+	switch {
+	case key == "":
+		return ""
+	case !f.legacy:
+		return "it looks like an rpcchainvm plugin (it reads " + key + "), which speaks the legacy handshake: " +
+			"run it with --legacy --engine-key " + key
+	case f.engineKeyName() != key:
+		return "it reads " + key + ", not " + f.engineKeyName() + ": run it with --engine-key " + key
+	}
+	return ""
+}
+
 // hintOf is the hint of inspectPlugin's finding: why the file cannot run,
 // and what to do.
 func hintOf(err error) string {
@@ -143,4 +164,13 @@ func hintOf(err error) string {
 		return problem.reason + ": " + problem.fix
 	}
 	return err.Error()
+}
+
+// outputOf is a failed launch's last lines of output, marked by stream;
+// its stderr lines when it has no others.
+func outputOf(lerr *launcher.LaunchError) []string {
+	if len(lerr.Output) > 0 {
+		return lerr.Output
+	}
+	return lerr.Stderr
 }

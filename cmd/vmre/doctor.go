@@ -280,7 +280,7 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, t
 		p := phase{name: phaseServer, detail: lerr.Err.Error(),
 			cause: "the VM called back before it listened, or announced another address than its listener's",
 			fix:   "listen first, then call Initialize with the listener's own address (client.Serve does both)",
-			lines: lerr.Stderr}
+			lines: outputOf(lerr)}
 		d.report.failed(p, exitCode(err), "the VM's server is not reachable", phaseHealth, phaseStop)
 
 	case call != nil && !call.Accepted():
@@ -288,25 +288,28 @@ func (d *doctor) checkHandshake(sig *signals, rt *launcher.Runtime, err error, t
 		dial.cause = "the VM's Initialize request is not valid (see the engine's message); then: " + launchOutcome(lerr)
 		dial.fix = "announce the VM's own listener as a loopback host:port and send the token of " + vmre.EngineTokenKey +
 			" as Authorization: Bearer (docs/VM-AUTHORS.md)"
-		dial.lines = lerr.Stderr
+		dial.lines = outputOf(lerr)
 		d.report.failed(dial, exitCode(err), "the engine refused the VM's handshake", rest...)
 
 	case errors.Is(err, vmre.ErrHandshakeTimeout):
 		dial.elapsed = lerr.Timeout
 		dial.detail = fmt.Sprintf("the VM did not call back within %s", lerr.Timeout)
 		dial.cause, dial.fix = d.neverCalledBack()
-		dial.lines = lerr.Stderr
+		dial.lines = outputOf(lerr)
 		d.report.failed(dial, exitHandshakeTimeout, "the VM never called back", rest...)
 
 	case lerr.Exit != nil:
 		dial.elapsed = lerr.Exit.Ran
 		dial.detail = "the VM exited before its handshake: " + lerr.Exit.String()
-		dial.cause = "the VM crashed or refused to start before it called back; its last stderr lines say why"
+		dial.cause = "the VM crashed or refused to start before it called back; its last lines of output say why"
 		dial.fix = "run it by hand with an engine: start `vmre serve`, export the lines it prints, run " +
 			d.report.command + " and read its errors"
-		dial.lines = lerr.Stderr
+		dial.lines = outputOf(lerr)
 		if len(dial.lines) == 0 {
-			dial.cause = "the VM exited before it called back, and wrote nothing on stderr"
+			dial.cause = "the VM exited before it called back, and wrote nothing on stdout or stderr"
+		}
+		if hint := d.flags.legacyHint(d.info.path); hint != "" {
+			dial.cause, dial.fix = "it is not started the way it expects", hint
 		}
 		d.report.failed(dial, exitVMExited, "the VM exited before its handshake", rest...)
 

@@ -156,7 +156,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // nodeHooks are the node's hooks that write the event log: each change of
 // a VM's state, each load of the plugin directory, the engine's TLS
 // listener. changed, when not nil, gets a value after every change of
-// state, for a command that follows its VM.
+// state, every load of the plugin directory and once the node serves, for
+// a command that follows its VMs.
 func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 	return &node.Hooks{
 		State: func(vm supervise.VM) {
@@ -180,6 +181,12 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 			}
 			l.write(event{Event: "reload", Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, Failed: failed,
 				KnownBad: r.KnownBad})
+			if changed != nil {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
 		},
 		RolloutStarted:  l.rollout("rollout_started"),
 		RolloutHealthy:  l.rollout("rollout_healthy"),
@@ -187,6 +194,15 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 		RolloutFailed:   l.rollout("rollout_failed"),
 		EngineListening: func(addr, certSHA256 string) {
 			l.write(event{Event: "engine_listening", Addr: addr, CertSHA256: certSHA256})
+		},
+		Serving: func() {
+			l.write(event{Event: "serving"})
+			if changed != nil {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
 		},
 	}
 }

@@ -17,6 +17,24 @@ const (
 	exitVMExited         = 5 // vmre.ErrProcessNotFound: the VM exited before its handshake
 )
 
+// Exit codes of the clients of a running node (ps, inspect, logs, events,
+// stop, start, restart, reload, remote), by the admin service's answer;
+// docs/OPERATIONS.md lists them. 0, 1 and 2 are as above.
+const (
+	exitNotFound        = 6 // not_found: no VM of that name
+	exitUnauthenticated = 7 // unauthenticated, permission_denied: the admin token
+	exitUnavailable     = 8 // no node found, or it does not answer
+)
+
+const clientCodesHelp = `Exit codes of ps, inspect, logs, events, stop, start, restart and reload:
+  0  success
+  1  the node refused or failed the call (a launch that failed, a reload with refused entries)
+  2  bad flags, or several nodes run and none was chosen (--node, VMRE_NODE)
+  6  no VM of that name
+  7  the node refused the admin token
+  8  no node found, or the node does not answer
+`
+
 const exitCodesHelp = `Exit codes:
   0  success
   1  any other failure (exec, listen, health probe, a VM that exited non-zero)

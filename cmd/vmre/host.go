@@ -12,7 +12,7 @@ import (
 // admin token is read, and a listen address beyond loopback without one is
 // refused, before anything binds.
 func newNode(cfg node.Config, listenAddr string, admin *adminFlags, log *slog.Logger, events *eventLog, getenv func(string) string) (*node.Node, string, error) {
-	token, err := admin.token(listenAddr)
+	token, err := admin.token(listenAddr, log)
 	if err != nil {
 		return nil, "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 
 	"github.com/lmittmann/tint"
 	"golang.org/x/term"
@@ -58,7 +59,7 @@ func (l logFlags) loggerAtLeast(e env, floor slog.Level) *slog.Logger {
 // stderr is not a terminal.
 func (l logFlags) handler(e env, level slog.Level) slog.Handler {
 	if l.format == logJSON {
-		return slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level})
+		return slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: jsonAttr})
 	}
 	if !isTerminal(e.stderr) {
 		return slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
@@ -73,4 +74,19 @@ func (l logFlags) handler(e env, level slog.Level) slog.Handler {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(interface{ Fd() uintptr })
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// jsonAttr gives the JSON logs one unit of time and no null lists: a
+// duration is a number of milliseconds ("graceful_timeout":5000, as
+// --events' _ms fields), not slog's nanoseconds; a nil list is [].
+func jsonAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
+		return slog.Float64(a.Key, float64(a.Value.Duration().Microseconds())/1000)
+	case slog.KindAny:
+		if v := reflect.ValueOf(a.Value.Any()); v.Kind() == reflect.Slice && v.IsNil() {
+			return slog.Any(a.Key, []any{})
+		}
+	}
+	return a
 }

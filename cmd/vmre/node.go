@@ -3,16 +3,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/admin"
+	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/server"
@@ -60,11 +63,12 @@ than (failures - 1) x interval, 20s by default, survives; one that stays
 silent is restarted within about failures x (interval + 5s), 45s by
 default. --liveness-interval 0 turns the probes off.
 
-SIGHUP reloads the directory, the aliases and the pins, and reconciles the
-node with them: new VMs start; a VM whose file changed rolls out its new
-version; a VM whose file left is stopped, with its graceful timeout, and
-forgotten (--keep-removed keeps it running, shown removed); a remote VM
-whose NAME.remote left is refused at once.
+vmre reload (or SIGHUP, as systemd's ExecReload= sends it) reloads the
+directory, the aliases and the pins, and reconciles the node with them: new
+VMs start; a VM whose file changed rolls out its new version; a VM whose
+file left is stopped, with its graceful timeout, and forgotten
+(--keep-removed keeps it running, shown removed); a remote VM whose
+NAME.remote left is refused at once.
 
 A rollout replaces the old run with the new version (--rollout-strategy
 replace), or starts the new one beside it and switches once it is healthy
@@ -96,11 +100,20 @@ rights. --sandbox-policy FILE grants more, per VM (JSON, docs/SANDBOX.md):
 The launch flags (--protocol-version, --legacy, --handshake-timeout, ...)
 apply to every VM.
 
+Under systemd (Type=notify, a unit ships in deploy/systemd/), the node tells
+the service manager READY=1 once its VMs are launched, RELOADING=1 and
+READY=1 around a reload, STOPPING=1, its VMs' counts as STATUS=, and
+WATCHDOG=1 when WatchdogSec= asks.
+
+The clients (vmre ps, logs, stop, reload, ...) find the node by the file it
+leaves in $XDG_RUNTIME_DIR/vmre; with several nodes, by --node-name, pid or
+URL (--node, VMRE_NODE).
+
 Examples:
   vmre node --plugin-dir ./plugins
   vmre node --plugin-dir ./plugins --aliases aliases.json --pins pins.sha256 --require-pins --restart on-failure
-  kill -HUP $(pgrep -x vmre)          # reload the directory
-  curl -s http://127.0.0.1:PORT/v1/vms
+  vmre reload                         # reload the directory
+  vmre ps                             # the VMs and their states
 
 `
 
@@ -115,6 +128,8 @@ type nodeFlags struct {
 	requirePins, keepRemoved bool
 	listen                   string
 	events                   string
+	nodeName                 string
+	serving                  atomic.Bool // the VMs of the first load are supervised, the discovery file left
 	// Remote VMs (docs/REMOTE.md).
 	engineListen, engineAdvertise string
 	tlsCert, tlsKey, dataDir      string
@@ -143,6 +158,8 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		"the failed probes in a row that make a VM unhealthy; a pause shorter than (this - 1) x --liveness-interval is survived")
 	f.adminFlags.register(fs)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "the `address` of the node mux (port 0 picks a free port)")
+	fs.StringVar(&f.nodeName, "node-name", "",
+		"the node's `name`, by which the clients choose it (--node NAME, VMRE_NODE=NAME) when several run (default: the plugin directory's name)")
 	fs.StringVar(&f.events, "events", "",
 		"write what happens to the VMs as JSON lines to `file` (- for stdout): the events of run, reload and engine_listening")
 	fs.StringVar(&f.engineListen, "engine-listen", "",
@@ -189,6 +206,9 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	if code := f.sandboxFlags.validate(fs, e); code != exitOK {
 		return code
 	}
+	if err := f.checkFiles(); err != nil {
+		return usagef(fs, e, "%v", err)
+	}
 	log := f.log.logger(e)
 	events, err := openEventLog(f.events, e.stdout)
 	if err != nil {
@@ -200,6 +220,31 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	return f.run(sig, log, events, e.getenv)
 }
 
+// checkFiles refuses, before anything starts, a plugin directory that
+// cannot be listed and an aliases or pins file that cannot be read: a
+// node that started without them would run what they were meant to name
+// or forbid.
+func (f *nodeFlags) checkFiles() error {
+	if _, err := os.ReadDir(f.pluginDir); err != nil {
+		return fmt.Errorf("--plugin-dir: %w", err)
+	}
+	for _, file := range []struct{ flag, path string }{{"--aliases", f.aliases}, {"--pins", f.pins}} {
+		if file.path == "" {
+			continue
+		}
+		fh, err := os.Open(file.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file.flag, err)
+		}
+		st, err := fh.Stat()
+		fh.Close()
+		if err == nil && st.IsDir() {
+			return fmt.Errorf("%s %s is a directory: give the file", file.flag, file.path)
+		}
+	}
+	return nil
+}
+
 // run serves the node and supervises the VMs of its plugin directory
 // until a signal.
 func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv func(string) string) int {
@@ -208,7 +253,8 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, err := f.config(log, events, getenv)
+	changed := make(chan struct{}, 1)
+	cfg, err := f.config(log, events, getenv, changed)
 	if err != nil {
 		return fail(log, "vmre node failed", err)
 	}
@@ -216,18 +262,30 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 	if err != nil {
 		return fail(log, "vmre node failed", err)
 	}
+	sd := newServiceManager(getenv, log, &f.serving)
 	r := runNode(n, sig.second)
 	first := sig.first.Done()
+	watchdog := sd.watchdog()
+	hints := hinted{}
 	for {
 		select {
 		case <-hup:
+			sd.reloading()
 			if _, err := n.Reload(context.Background()); err != nil {
 				log.Error("reload failed; the VMs run on as they were", "error", err.Error())
 			}
+			sd.reloaded(n)
+		case <-changed:
+			sd.changed(n)
+			f.hintFailures(log, events, n, hints)
+		case <-watchdog.C():
+			sd.alive()
 		case <-first:
 			first = nil
+			sd.stopping(n)
 			r.cancel(context.Cause(sig.first)) // the node logs it
 		case <-r.done:
+			watchdog.Stop()
 			if err := r.stop(); err != nil {
 				return fail(log, "vmre node failed", err)
 			}
@@ -236,16 +294,29 @@ func (f *nodeFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv
 	}
 }
 
-// config is the node's configuration of the flags.
-func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(string) string) (node.Config, error) {
+// config is the node's configuration of the flags. changed gets a value
+// after each change of a VM's state, and after each load of the plugin
+// directory.
+func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(string) string, changed chan<- struct{}) (node.Config, error) {
 	lcfg := f.launchFlags.config(log)
 	lcfg.Hooks = events.hooks()
+	name := f.nodeName
+	if name == "" {
+		if abs, err := filepath.Abs(f.pluginDir); err == nil {
+			name = filepath.Base(abs)
+		}
+	}
 	cfg := node.Config{
 		PluginDir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins, KeepRemoved: f.keepRemoved,
 		Restart: f.policy, Backoff: f.backoff(), Rollout: f.rolloutFlags.config(), Launch: lcfg,
 		Liveness: supervise.Liveness{Interval: f.livenessInterval, Failures: f.livenessFailures},
-		DataDir:  f.dataDir, LogBacklogBytes: f.backlogKiB << 10,
-		Hooks: events.nodeHooks(nil),
+		DataDir:  f.dataDir, Name: name, LogBacklogBytes: f.backlogKiB << 10,
+		Hooks: events.nodeHooks(changed),
+	}
+	serving := cfg.Hooks.Serving
+	cfg.Hooks.Serving = func() {
+		f.serving.Store(true) // before changed hears of it
+		serving()
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir(getenv)
@@ -277,4 +348,30 @@ func defaultDataDir(getenv func(string) string) string {
 		return filepath.Join(home, ".local", "state", "vmre")
 	}
 	return filepath.Join(os.TempDir(), "vmre-state")
+}
+
+// hinted are the failures of VMs whose hint the node has logged, by VM.
+type hinted map[string]string
+
+// hintFailures logs, once per failure, and writes as a hint event, the
+// CLI's hint for a VM that failed: what its file tells (built for another machine, an rpcchainvm
+// plugin run without --legacy, ...) and what to do.
+func (f *nodeFlags) hintFailures(log *slog.Logger, events *eventLog, n *node.Node, seen hinted) {
+	for _, vm := range n.List() {
+		if vm.State != supervise.StateFailed || vm.Err == nil {
+			delete(seen, vm.Name)
+			continue
+		}
+		if seen[vm.Name] == vm.Err.Error() {
+			continue
+		}
+		seen[vm.Name] = vm.Err.Error()
+		if _, ok := errors.AsType[*launcher.LaunchError](vm.Err); !ok {
+			continue
+		}
+		if hint := f.launchHint(vm.Err); hint != "" {
+			log.Warn("the VM failed; how to fix it", "vm", vm.Name, "hint", hint)
+			events.write(event{Event: "hint", VM: vm.Name, Reason: hint})
+		}
+	}
 }

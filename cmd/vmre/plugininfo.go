@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"debug/buildinfo"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +13,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/execdiag"
 )
 
 // Module paths that tell what kind of plugin a Go program is.
@@ -93,7 +98,7 @@ func inspectPlugin(name string) (pluginInfo, error) {
 func (p *pluginInfo) runnable() error {
 	if p.platform != "" && !runsHere(p.platform) {
 		return &fileProblem{
-			reason: fmt.Sprintf("%s is a Go program built for %s; this machine is %s/%s", p.path, p.platform, runtime.GOOS, runtime.GOARCH),
+			reason: fmt.Sprintf("%s is a program built for %s; this machine is %s/%s", p.path, p.platform, runtime.GOOS, runtime.GOARCH),
 			fix:    fmt.Sprintf("build it for this machine: GOOS=%s GOARCH=%s go build", runtime.GOOS, runtime.GOARCH),
 		}
 	}
@@ -129,17 +134,11 @@ func (p *pluginInfo) runnable() error {
 	return nil
 }
 
-// runsHere reports whether a Go program built for platform ("GOOS/GOARCH")
-// runs on this machine: the same platform, or 32-bit x86 or ARM on their
-// 64-bit kin.
+// runsHere reports whether a program built for platform ("GOOS/GOARCH")
+// runs on this machine (execdiag.RunsHere).
 func runsHere(platform string) bool {
 	goos, goarch, _ := strings.Cut(platform, "/")
-	if goos != runtime.GOOS {
-		return false
-	}
-	return goarch == runtime.GOARCH ||
-		runtime.GOARCH == "amd64" && goarch == "386" ||
-		runtime.GOARCH == "arm64" && goarch == "arm"
+	return execdiag.RunsHere(goos, goarch)
 }
 
 // read learns what kind of program the file is: a Go program (and with
@@ -179,6 +178,10 @@ func (p *pluginInfo) read() {
 		p.script = string(line)
 	}
 	p.binary = p.script == "" && hasExecMagic(head[:n])
+	if ef, err := elf.NewFile(f); err == nil { // not a Go program: its ELF header tells its architecture
+		p.platform = runtime.GOOS + "/" + execdiag.Arch(ef.Machine, ef.Class, ef.ByteOrder == binary.BigEndian)
+		ef.Close()
+	}
 }
 
 // hasExecMagic reports whether head starts as an ELF, Mach-O or PE file.
@@ -218,4 +221,54 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// rpcchainvmKey returns the engine address variable an rpcchainvm plugin
+// reads (AVALANCHE_VM_RUNTIME_ENGINE_ADDR, ODYSSEY_VM_RUNTIME_ENGINE_ADDR,
+// ...), when the file at path looks like one: its bytes name the legacy
+// runtime service (vm.runtime.Runtime) and such a variable, and not vmre's
+// own (a VM of vmre's client, or vmre itself, names both). Else "".
+func rpcchainvmKey(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const suffix, service, own = "_VM_RUNTIME_ENGINE_ADDR", "vm.runtime.Runtime", vmre.EngineAddressKey
+	var key string
+	var hasService bool
+	buf := make([]byte, 1<<20)
+	keep := 0 // bytes carried over from the chunk before, so no name is cut in two
+	for read := 0; read < 512<<20; {
+		n, err := f.Read(buf[keep:])
+		read += n
+		chunk := buf[:keep+n]
+		if bytes.Contains(chunk, []byte(own)) {
+			return ""
+		}
+		hasService = hasService || bytes.Contains(chunk, []byte(service))
+		for rest := chunk; ; {
+			i := bytes.Index(rest, []byte(suffix))
+			if i < 0 {
+				break
+			}
+			start := i
+			for start > 0 && (rest[start-1] >= 'A' && rest[start-1] <= 'Z' || rest[start-1] == '_') {
+				start--
+			}
+			if name := string(rest[start : i+len(suffix)]); key == "" && name != suffix {
+				key = name
+			}
+			rest = rest[i+len(suffix):]
+		}
+		if err != nil {
+			break
+		}
+		keep = min(len(chunk), 64)
+		copy(buf, chunk[len(chunk)-keep:])
+	}
+	if !hasService {
+		return ""
+	}
+	return key
 }

@@ -176,7 +176,7 @@ func TestRemoteSystemd(t *testing.T) {
 	if again := remoteEnv(t, cli(t, env, "remote", "env", "--node", node, "far").stdout); again[vmre.EngineTokenKey] != rotated[vmre.EngineTokenKey] {
 		t.Error("env after rotate does not give the new token")
 	}
-	if r := cli(t, env, "remote", "env", "--node", node, "nope"); r.code != exitFailure || !strings.Contains(r.stderr, `no remote VM named "nope"`) {
+	if r := cli(t, env, "remote", "env", "--node", node, "nope"); r.code != exitNotFound || !strings.Contains(r.stderr, `no remote VM named "nope"`) {
 		t.Errorf("env of an unknown VM: exit %d\n%s", r.code, r.stderr)
 	}
 	if code := p.signal(t, syscall.SIGINT, 20*time.Second); code != exitOK {

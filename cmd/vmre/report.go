@@ -25,8 +25,8 @@ type phase struct {
 	detail  string
 	cause   string   // for a failure: the likely cause
 	fix     string   // for a failure: what to do
-	lines   []string // the VM's last stderr lines, when they help
-	header  string   // what lines are, when not stderr lines
+	lines   []string // the VM's last output lines, marked by stream, when they help
+	header  string   // what lines are, when not the VM's last output lines
 }
 
 // report is doctor's verdict on one plugin.
@@ -68,7 +68,7 @@ func (r *report) print(w io.Writer) {
 		if len(p.lines) > 0 {
 			header := p.header
 			if header == "" {
-				header = "last stderr lines of the VM:"
+				header = "last output lines of the VM:"
 			}
 			fmt.Fprintln(w, "        "+header)
 			for _, l := range p.lines {

@@ -166,19 +166,23 @@ func rolloutClient(ctx context.Context, args []string, e env, name, head string,
 	return followRollout(sig.first, c, e, vm, verb, r)
 }
 
-// rolloutFail prints a rollout's or rollback's error with what to do.
+// rolloutFail prints a rollout's or rollback's error with what to do: a
+// refusal that --force overrides says so.
 func rolloutFail(e env, cmd, vm, to string, err error) int {
-	var cerr *connect.Error
-	if errors.As(err, &cerr) {
+	if ce, ok := errors.AsType[*connect.Error](err); ok {
+		hint := ""
 		switch {
-		case cerr.Meta().Get(node.RefusalKey) == node.RefusedKnownBad && cmd == "rollout":
-			err = fmt.Errorf("%w (vmre rollout %s --force rolls it out all the same)", err, vm)
-		case cerr.Meta().Get(node.RefusalKey) == node.RefusedKnownBad:
-			err = fmt.Errorf("%w (vmre rollback %s --to %s --force rolls back to it all the same)", err, vm, to)
-		case cerr.Meta().Get(node.RefusalKey) == node.RefusedNotPinned:
-			err = fmt.Errorf("%w (vmre rollback %s --force runs it unpinned)", err, vm)
-		case cerr.Code() == connect.CodeAborted:
-			err = fmt.Errorf("%w (vmre ps shows how it goes)", err)
+		case ce.Meta().Get(node.RefusalKey) == node.RefusedKnownBad && cmd == "rollout":
+			hint = fmt.Sprintf("vmre rollout %s --force rolls it out all the same", vm)
+		case ce.Meta().Get(node.RefusalKey) == node.RefusedKnownBad:
+			hint = fmt.Sprintf("vmre rollback %s --to %s --force rolls back to it all the same", vm, to)
+		case ce.Meta().Get(node.RefusalKey) == node.RefusedNotPinned:
+			hint = fmt.Sprintf("vmre rollback %s --force runs it unpinned", vm)
+		case ce.Code() == connect.CodeAborted:
+			hint = "vmre ps shows how it goes"
+		}
+		if hint != "" {
+			err = fmt.Errorf("%s (%s)", ce.Message(), hint) // refused: exit code 1
 		}
 	}
 	return clientFail(e, cmd, err)
@@ -346,20 +350,20 @@ func historyCommand(ctx context.Context, args []string, e env) int {
 }
 
 // rolloutState is what ps adds to a VM's STATE for its rollout: one in
-// progress, or the last one when it did not succeed.
+// progress, or the last one when it did not succeed; "" for none.
 func rolloutState(r *adminv1.Rollout) string {
 	to := short(r.GetToDigest())
 	switch r.GetPhase() {
 	case adminv1.RolloutPhase_ROLLOUT_PHASE_ROLLING_OUT:
 		if r.GetHealthySince() != nil {
 			left := time.Until(r.GetHealthySince().AsTime().Add(r.GetMinHealthy().AsDuration())).Round(100 * time.Millisecond)
-			return fmt.Sprintf(", rolling out %s (healthy in %s)", to, max(left, 0))
+			return fmt.Sprintf("rolling out %s, healthy in %s", to, max(left, 0))
 		}
-		return ", rolling out " + to
+		return "rolling out " + to
 	case adminv1.RolloutPhase_ROLLOUT_PHASE_ROLLED_BACK:
-		return ", rolled back from " + to
+		return "rolled back from " + to
 	case adminv1.RolloutPhase_ROLLOUT_PHASE_FAILED:
-		return ", rollout of " + to + " failed"
+		return "rollout of " + to + " failed"
 	}
 	return ""
 }

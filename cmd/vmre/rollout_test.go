@@ -79,7 +79,7 @@ func TestRolloutCommands(t *testing.T) {
 		!strings.Contains(errOut, "vmre rollout alpha --force") {
 		t.Errorf("rollout of the bad version again: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, _ := vmre("ps"); code != exitOK || !strings.Contains(out, "running, rolled back from "+bad[:12]) {
+	if code, out, _ := vmre("ps"); code != exitOK || !strings.Contains(out, "running (rolled back from "+bad[:12]+")") {
 		t.Errorf("ps after the revert: exit %d\n%s", code, out)
 	}
 
@@ -124,8 +124,8 @@ func TestRolloutCommands(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"rollout", "nope"}, exitFailure, `no VM named "nope"`},
-		{[]string{"rollback", "--to", "ffff", "alpha"}, exitFailure, "no version ffff"},
+		{[]string{"rollout", "nope"}, exitNotFound, `"nope"`},
+		{[]string{"rollback", "--to", "ffff", "alpha"}, exitNotFound, "no version ffff"},
 		{[]string{"rollback", "--to", bad[:8], "alpha"}, exitFailure, "--force rolls back to it all the same"},
 	} {
 		if code, out, errOut := vmre(c.args...); code != c.code || !strings.Contains(out+errOut, c.want) {

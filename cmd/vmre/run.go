@@ -116,6 +116,7 @@ func (f *runFlags) run(sig *signals, log *slog.Logger, events *eventLog, getenv 
 	changed := make(chan struct{}, 1)
 	cfg := node.Config{
 		VMs:     []node.VM{{Name: name, Path: plugin, Args: args}},
+		Name:    name,
 		Restart: f.policy,
 		Backoff: f.backoff(),
 		Launch:  lcfg,

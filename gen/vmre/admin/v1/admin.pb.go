@@ -1148,8 +1148,11 @@ func (x *GetVMResponse) GetVm() *VM {
 
 // StopVMRequest names a VM.
 type StopVMRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// At most this long between SIGTERM and SIGKILL (zero: SIGKILL at
+	// once); unset: the node's graceful timeout, which also caps it.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1189,6 +1192,13 @@ func (x *StopVMRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *StopVMRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
 }
 
 // StopVMResponse holds the VM after the stop.
@@ -1363,8 +1373,10 @@ func (x *StartVMResponse) GetMessage() string {
 
 // RestartVMRequest names a VM.
 type RestartVMRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The stop's timeout, as StopVMRequest's.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1404,6 +1416,13 @@ func (x *RestartVMRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *RestartVMRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
 }
 
 // RestartVMResponse holds the VM after the new launch.
@@ -1766,7 +1785,13 @@ type TailLogsRequest struct {
 	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// Send only the backlog's records of this last stretch of time (all of
 	// the backlog when unset).
-	Since         *durationpb.Duration `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	Since *durationpb.Duration `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Send at most this many of the backlog's records, the latest (all when
+	// unset; 0: none, only the new ones with follow).
+	Tail *uint32 `protobuf:"varint,4,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// Send only the backlog's records from this time on; with since, the
+	// later of the two.
+	SinceTime     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since_time,json=sinceTime,proto3" json:"since_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1818,6 +1843,20 @@ func (x *TailLogsRequest) GetFollow() bool {
 func (x *TailLogsRequest) GetSince() *durationpb.Duration {
 	if x != nil {
 		return x.Since
+	}
+	return nil
+}
+
+func (x *TailLogsRequest) GetTail() uint32 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *TailLogsRequest) GetSinceTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SinceTime
 	}
 	return nil
 }
@@ -1884,7 +1923,8 @@ type LogRecord struct {
 	// DEBUG, INFO, WARN or ERROR (slog's names, with offsets such as ERROR+2).
 	Level   string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// stdout or stderr.
+	// stdout or stderr for a line of the VM's output; vmre for a record of
+	// the node about the VM (launched, exited, waiting to restart, ...).
 	Stream string `protobuf:"bytes,4,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The process that wrote it.
 	Pid int32 `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -2939,9 +2979,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\fGetVMRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"2\n" +
 	"\rGetVMResponse\x12!\n" +
-	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"#\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\"X\n" +
 	"\rStopVMRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"g\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"g\n" +
 	"\x0eStopVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
@@ -2951,9 +2992,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fStartVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"&\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"[\n" +
 	"\x10RestartVMRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"P\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"P\n" +
 	"\x11RestartVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
@@ -2973,11 +3015,15 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x0fWatchVMsRequest\"I\n" +
 	"\x10WatchVMsResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x12\n" +
-	"\x04gone\x18\x02 \x01(\bR\x04gone\"n\n" +
+	"\x04gone\x18\x02 \x01(\bR\x04gone\"\xcb\x01\n" +
 	"\x0fTailLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12/\n" +
-	"\x05since\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05since\"k\n" +
+	"\x05since\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05since\x12\x17\n" +
+	"\x04tail\x18\x04 \x01(\rH\x00R\x04tail\x88\x01\x01\x129\n" +
+	"\n" +
+	"since_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tsinceTimeB\a\n" +
+	"\x05_tail\"k\n" +
 	"\x10TailLogsResponse\x120\n" +
 	"\x06record\x18\x01 \x01(\v2\x18.vmre.admin.v1.LogRecordR\x06record\x12%\n" +
 	"\x0edropped_before\x18\x02 \x01(\x03R\rdroppedBefore\"\xc3\x01\n" +
@@ -3187,64 +3233,67 @@ var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	41, // 17: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
 	4,  // 18: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
 	4,  // 19: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
-	4,  // 20: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
-	4,  // 21: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	4,  // 22: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	21, // 23: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
-	4,  // 24: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	41, // 25: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
-	26, // 26: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	40, // 27: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	27, // 28: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	41, // 29: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
-	29, // 30: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	29, // 31: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	1,  // 32: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	41, // 33: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
-	41, // 34: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
-	4,  // 35: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
-	7,  // 36: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
-	1,  // 37: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
-	41, // 38: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
-	41, // 39: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
-	4,  // 40: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
-	7,  // 41: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
-	39, // 42: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
-	40, // 43: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
-	40, // 44: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
-	3,  // 45: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
-	40, // 46: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
-	9,  // 47: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	11, // 48: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	13, // 49: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	15, // 50: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	17, // 51: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	19, // 52: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	22, // 53: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	24, // 54: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	28, // 55: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	31, // 56: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	33, // 57: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
-	35, // 58: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
-	37, // 59: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
-	10, // 60: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	12, // 61: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	14, // 62: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	16, // 63: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	18, // 64: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	20, // 65: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	23, // 66: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	25, // 67: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	30, // 68: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	32, // 69: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	34, // 70: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
-	36, // 71: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
-	38, // 72: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
-	60, // [60:73] is the sub-list for method output_type
-	47, // [47:60] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	41, // 20: vmre.admin.v1.StopVMRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 21: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 22: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	41, // 23: vmre.admin.v1.RestartVMRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 24: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	21, // 25: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
+	4,  // 26: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
+	41, // 27: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	40, // 28: vmre.admin.v1.TailLogsRequest.since_time:type_name -> google.protobuf.Timestamp
+	26, // 29: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
+	40, // 30: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	27, // 31: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
+	41, // 32: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	29, // 33: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	29, // 34: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	1,  // 35: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	41, // 36: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
+	41, // 37: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 38: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
+	7,  // 39: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	1,  // 40: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	41, // 41: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
+	41, // 42: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 43: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
+	7,  // 44: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	39, // 45: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
+	40, // 46: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
+	40, // 47: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
+	3,  // 48: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
+	40, // 49: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
+	9,  // 50: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	11, // 51: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	13, // 52: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	15, // 53: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	17, // 54: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	19, // 55: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	22, // 56: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	24, // 57: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	28, // 58: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	31, // 59: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	33, // 60: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
+	35, // 61: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
+	37, // 62: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
+	10, // 63: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	12, // 64: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	14, // 65: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	16, // 66: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	18, // 67: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	20, // 68: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	23, // 69: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	25, // 70: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	30, // 71: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	32, // 72: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	34, // 73: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
+	36, // 74: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
+	38, // 75: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
+	63, // [63:76] is the sub-list for method output_type
+	50, // [50:63] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -3252,6 +3301,7 @@ func file_vmre_admin_v1_admin_proto_init() {
 	if File_vmre_admin_v1_admin_proto != nil {
 		return
 	}
+	file_vmre_admin_v1_admin_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

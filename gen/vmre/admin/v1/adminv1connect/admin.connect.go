@@ -89,12 +89,13 @@ type AdminServiceClient interface {
 	// WatchVMs sends the current state of every VM, then every change of a
 	// VM's state as it happens, and the VMs that leave the node (gone). A
 	// watcher too slow to keep up is ended with resource_exhausted, and may
-	// watch again.
+	// watch again; the stream ends without an error when the node stops.
 	WatchVMs(context.Context, *connect.Request[v1.WatchVMsRequest]) (*connect.ServerStreamForClient[v1.WatchVMsResponse], error)
 	// TailLogs sends a VM's recent log records (a bounded backlog kept per
-	// VM), then, with follow, each new one. A follower too slow to keep up
-	// misses records rather than slowing the VM: the next record it gets
-	// says how many it missed.
+	// VM), the node's records about the VM among them, then, with follow,
+	// each new one. A follower too slow to keep up misses records rather
+	// than slowing the VM: the next record it gets says how many it missed.
+	// A follow ends without an error only when the node stops.
 	TailLogs(context.Context, *connect.Request[v1.TailLogsRequest]) (*connect.ServerStreamForClient[v1.TailLogsResponse], error)
 	// GetEnrollment returns what a remote VM needs to reach the node: the
 	// engine's TLS address, its certificate's fingerprint and the VM's
@@ -323,12 +324,13 @@ type AdminServiceHandler interface {
 	// WatchVMs sends the current state of every VM, then every change of a
 	// VM's state as it happens, and the VMs that leave the node (gone). A
 	// watcher too slow to keep up is ended with resource_exhausted, and may
-	// watch again.
+	// watch again; the stream ends without an error when the node stops.
 	WatchVMs(context.Context, *connect.Request[v1.WatchVMsRequest], *connect.ServerStream[v1.WatchVMsResponse]) error
 	// TailLogs sends a VM's recent log records (a bounded backlog kept per
-	// VM), then, with follow, each new one. A follower too slow to keep up
-	// misses records rather than slowing the VM: the next record it gets
-	// says how many it missed.
+	// VM), the node's records about the VM among them, then, with follow,
+	// each new one. A follower too slow to keep up misses records rather
+	// than slowing the VM: the next record it gets says how many it missed.
+	// A follow ends without an error only when the node stops.
 	TailLogs(context.Context, *connect.Request[v1.TailLogsRequest], *connect.ServerStream[v1.TailLogsResponse]) error
 	// GetEnrollment returns what a remote VM needs to reach the node: the
 	// engine's TLS address, its certificate's fingerprint and the VM's
