@@ -24,6 +24,8 @@ PEERS_LDFLAGS := -X=google.golang.org/protobuf/reflect/protoregistry.conflictPol
 BENCHTIME_LARGE ?= 1x
 BENCHCOUNT_LARGE ?= 5
 FUZZTIME ?= 30s
+# How long make test fuzzes the path of untrusted bytes (FuzzPipeline).
+TEST_FUZZTIME ?= 10s
 STRESS_RUNS ?= 5
 STRESS_PKGS ?= $(PKGS)
 STRESS_LOAD ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
@@ -87,10 +89,13 @@ $(TSVM)/dist/main.js: $(TSVM_DEPS) $(TSVM)/tsconfig.json $(shell find $(TSVM)/sr
 	@touch $@
 
 ## test: lint, check generated code is fresh, build the examples, run every
-## test with the race detector, then the Kubernetes manifests' module
+## test with the race detector, the Kubernetes manifests' module, then fuzz
+## the path of untrusted bytes (names and VM output through a whole node:
+## registry, supervisor, metrics, admin, terminal rendering) for TEST_FUZZTIME
 test: lint check-generated examples
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 	cd $(K8STEST) && $(GO) test -count=1 -timeout 5m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzPipeline$$' -fuzztime $(TEST_FUZZTIME) ./internal/safetext/
 
 ## build: build the vmre CLI and the example VM into bin/
 build:

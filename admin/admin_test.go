@@ -3,10 +3,14 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -455,5 +459,171 @@ func TestReload(t *testing.T) {
 	wantCode(t, err, connect.CodeFailedPrecondition)
 	if !reloaded {
 		t.Error("Reload did not reload")
+	}
+}
+
+// TestBytesNotUTF8: a VM's line that is not valid UTF-8 reaches TailLogs
+// escaped (x\xff), as the node's log writes it, and so do the records
+// after it, in the backlog and for a follower, whose stream goes on; a
+// terminal escape stays as it is, for the client to escape on a terminal.
+// A VM whose name is not UTF-8 is listed under its escaped name.
+func TestBytesNotUTF8(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{quiet: true})
+	n.add(t, "bytes", "badbytes", supervise.Never)
+	n.add(t, "bad\xffname", "serve", supervise.Never)
+	n.running(t, "bytes", 0)
+	n.running(t, `bad\xffname`, 0)
+	ctx := t.Context()
+
+	list, err := n.client.ListVMs(ctx, connect.NewRequest(&adminv1.ListVMsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, vm := range list.Msg.GetVms() {
+		names = append(names, vm.GetName())
+	}
+	if !slices.Contains(names, `bad\xffname`) {
+		t.Errorf("ListVMs names %q; want bad\\xffname among them", names)
+	}
+
+	// read takes records until it has seen "x\xff", the escape line and
+	// two "after N" lines after them.
+	read := func(what string, stream *connect.ServerStreamForClient[adminv1.TailLogsResponse]) {
+		t.Helper()
+		var sawBad, sawEsc bool
+		after := 0
+		for after < 2 && stream.Receive() {
+			switch msg := stream.Msg().GetRecord().GetMessage(); {
+			case msg == `x\xff`:
+				sawBad = true
+			case msg == "\x1b]0;PWNED\x07\x1b[2J":
+				sawEsc = true
+			case strings.HasPrefix(msg, "after ") && sawBad && sawEsc:
+				after++
+			}
+		}
+		if after < 2 {
+			t.Fatalf("%s: ended before two records after the bad ones (x\\xff %v, escapes %v): %v", what, sawBad, sawEsc, stream.Err())
+		}
+	}
+	follow, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "bytes", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Close()
+	read("follower", follow)
+	backlog, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "bytes"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read("backlog", backlog)
+	read("follower, later", follow) // still following
+}
+
+// TestFollowerSeesTheEnd: a follower that stops reading while the VM
+// writes a burst far larger than the backlog, then reads again while the
+// VM is silent, gets at once the count of the records it missed and the
+// newest records, the burst's last line included: it does not wait for a
+// line the VM may never write.
+func TestFollowerSeesTheEnd(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{backlog: 16 << 10, quiet: true})
+	n.add(t, "burst", "burst", supervise.Never)
+	vm := n.running(t, "burst", 0)
+	// Bounded: a follower that waits for a line the VM never writes fails.
+	ctx, cancel := context.WithTimeout(t.Context(), vmretest.WaitTimeout)
+	defer cancel()
+	slow, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "burst", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fast, err := n.client.TailLogs(ctx, connect.NewRequest(&adminv1.TailLogsRequest{Name: "burst", Follow: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	if err := syscall.Kill(int(vm.GetPid()), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	// The fast follower reads the whole burst: then it is all logged, and
+	// the slow one, which read nothing, is far behind.
+	var fastDropped int64
+	for fast.Receive() && fast.Msg().GetRecord().GetMessage() != "burst end" {
+		fastDropped += fast.Msg().GetDroppedBefore()
+	}
+	if fast.Err() != nil {
+		t.Fatal(fast.Err())
+	}
+	// The slow one: a note of what it missed, then the newest lines without
+	// a gap, to the last, with no line from the VM after it.
+	var dropped int64
+	next := -1 // the burst line due next, once the gap is behind
+	for slow.Receive() {
+		msg := slow.Msg()
+		dropped += msg.GetDroppedBefore()
+		text := msg.GetRecord().GetMessage()
+		if text == "burst end" {
+			break
+		}
+		var i int
+		if _, err := fmt.Sscanf(text, "burst %d", &i); err != nil {
+			continue // a line of the VM's before the burst
+		}
+		if msg.GetDroppedBefore() > 0 {
+			next = i
+		}
+		if next >= 0 && i != next {
+			t.Fatalf("after the gap, burst line %d came where %d was due", i, next)
+		}
+		if next >= 0 {
+			next++
+		}
+	}
+	if slow.Err() != nil {
+		t.Fatal(slow.Err())
+	}
+	t.Logf("the slow follower was told of %d missed; the fast one of %d", dropped, fastDropped)
+	if dropped == 0 || next != burstLines {
+		t.Errorf("the slow follower was told of %d missed and went on to line %d; want some missed, then every line to the last (%d)", dropped, next-1, burstLines-1)
+	}
+}
+
+// TestTokenBeforeBody: with a token, a call without it is refused before
+// its body is read: a request that declares a 200 MB body, which never
+// comes, gets its 401 at once.
+func TestTokenBeforeBody(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nodeConfig{token: "s3cret-admin-token-for-tests"})
+	body, w := io.Pipe()
+	defer w.Close() // the body never comes: a handler that read it would wait
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, n.url+"/vmre.admin.v1.AdminService/ListVMs", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = 200 << 20
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := vmretest.HTTP1Client(t).Do(req)
+		if err != nil {
+			t.Error(err)
+			done <- nil
+			return
+		}
+		done <- resp
+	}()
+	select {
+	case resp := <-done:
+		if resp != nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("status %s; want 401 Unauthorized", resp.Status)
+			}
+		}
+	case <-time.After(vmretest.WaitTimeout):
+		t.Fatal("no answer while the body did not come: the token is checked after the body is read")
 	}
 }

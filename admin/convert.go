@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -33,18 +35,18 @@ var states = map[supervise.State]adminv1.VMState{
 // exit, or none, and never an earlier run's.
 func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	p := &adminv1.VM{
-		Name:     vm.Name,
+		Name:     safetext.Valid(vm.Name),
 		State:    states[vm.State],
 		Since:    timestamppb.New(vm.Since),
 		Launches: int32(vm.Launches),
 		Restarts: int32(vm.Restarts),
 	}
 	if vm.Err != nil {
-		p.Error = vm.Err.Error()
+		p.Error = safetext.Valid(vm.Err.Error()) // it may quote the VM's stderr
 	}
-	p.Remote, p.Peer, p.CertSha256, p.CertSpkiSha256 = vm.Remote, vm.Peer, vm.CertSHA256, vm.CertSPKI
+	p.Remote, p.Peer, p.CertSha256, p.CertSpkiSha256 = vm.Remote, safetext.Valid(vm.Peer), safetext.Valid(vm.CertSHA256), safetext.Valid(vm.CertSPKI)
 	if vm.State == supervise.StateRunning || vm.State == supervise.StateUnhealthy { // an unhealthy VM runs until it is stopped
-		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), vm.Addr, uint32(vm.ProtocolVersion)
+		p.Pid, p.Addr, p.ProtocolVersion = int32(vm.Pid), safetext.Valid(vm.Addr), uint32(vm.ProtocolVersion)
 		p.StartedAt, p.Handshake = timestamppb.New(vm.Started), durationpb.New(vm.Handshake)
 	}
 	if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {
@@ -52,17 +54,34 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 	}
 	if e := vm.LastExit; e != nil {
 		p.LastExit = &adminv1.Exit{Code: int32(e.Code), Signal: e.Signal, Stage: e.Stage.String(),
-			Ran: durationpb.New(e.Ran), Summary: e.String()}
+			Ran: durationpb.New(e.Ran), Summary: safetext.Valid(e.String())}
 	}
 	if vm.Rollout != nil {
 		p.Rollout = RolloutView(*vm.Rollout)
 	}
 	if s.describe != nil {
 		d := s.describe(vm.Name)
-		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending
+		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = validAll(d.Aliases), d.Digest, d.Pinned, d.Removed, d.Pending
 		p.Sandbox = d.Sandbox
 	}
 	return p
+}
+
+// validAll makes each string valid UTF-8, as protobuf strings must be
+// (docs/NODE.md): a VM's names, its error and its output may hold any
+// bytes; the text is otherwise kept as it is, control characters included,
+// for the client to escape on a terminal.
+func validAll(ss []string) []string {
+	for i, s := range ss {
+		if v := safetext.Valid(s); v != s {
+			ss = slices.Clone(ss)
+			for j := i; j < len(ss); j++ {
+				ss[j] = safetext.Valid(ss[j])
+			}
+			return ss
+		}
+	}
+	return ss
 }
 
 // JSON is m as the admin API's JSON: protojson with the proto's field

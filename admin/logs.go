@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/internal/safetext"
 )
 
 // DefaultBacklogBytes is how much of each VM's recent log records Logs
@@ -23,14 +24,21 @@ const DefaultBacklogBytes = 256 << 10
 // backlog (LogRecord.stream), beside stdout and stderr.
 const NodeStream = "vmre"
 
-// followerBuffer is how many records a TailLogs follower may fall behind
-// before it misses some.
-const followerBuffer = 256
+// followerBatch is how many records a TailLogs follower takes from the
+// backlog at a time.
+const followerBatch = 256
 
 // Logs keeps a bounded backlog of each VM's log records, and hands new
 // ones to TailLogs followers. Its Handler is a slog.Handler to put in the
 // host's chain: records of a VM's output (those with the launcher's vm and
 // stream attributes) are kept as well as passed on.
+//
+// A follower reads the backlog itself, from the record after the last it
+// sent: the VM's output never waits for a follower, and a follower holds
+// no copy of its own. One that fell so far behind that the backlog dropped
+// records it had not sent is told how many (dropped_before), and goes on
+// with the oldest record kept, as soon as it reads again: the last record
+// of a burst reaches it without waiting for the VM's next line.
 type Logs struct {
 	maxBytes int
 
@@ -53,6 +61,7 @@ type backlog struct {
 	records   []entry // records[start:] are kept; those before were dropped
 	start     int
 	bytes     int
+	next      uint64 // the seq of the next record added
 	followers map[*follower]struct{}
 }
 
@@ -65,19 +74,22 @@ type entry struct {
 	stream string
 	pid    int
 	size   int
+	seq    uint64 // its place among all the VM's records
 }
 
 // follower is one TailLogs stream that follows a VM.
 type follower struct {
-	records chan followed
-	missed  int64 // records it missed since the last one it got; guarded by Logs.mu
+	wake chan struct{} // holds a token once records were added since it last read
+	next uint64        // the seq of the next record it sends; guarded by Logs.mu
 }
 
-// followed is a record handed to a follower, with the number of records it
-// missed just before this one.
-type followed struct {
-	entry
-	dropped int64
+// firstSeq is the seq of the oldest record the backlog keeps, or next
+// when it keeps none.
+func (b *backlog) firstSeq() uint64 {
+	if kept := b.kept(); len(kept) > 0 {
+		return kept[0].seq
+	}
+	return b.next
 }
 
 // Handler wraps next: every record passes on to next, and a record of a
@@ -161,11 +173,9 @@ func (l *Logs) add(vm string, e entry) {
 	})
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.vms[vm]
-	if b == nil {
-		b = &backlog{followers: make(map[*follower]struct{})}
-		l.vms[vm] = b
-	}
+	b := l.backlog(vm)
+	e.seq = b.next
+	b.next++
 	b.records = append(b.records, e)
 	b.bytes += e.size
 	for b.bytes > l.maxBytes && b.start < len(b.records)-1 {
@@ -184,12 +194,20 @@ func (l *Logs) add(vm string, e entry) {
 	}
 	for f := range b.followers {
 		select {
-		case f.records <- followed{e, f.missed}:
-			f.missed = 0
-		default:
-			f.missed++
+		case f.wake <- struct{}{}:
+		default: // woken already
 		}
 	}
+}
+
+// backlog returns the VM's backlog, made on first use. It runs under mu.
+func (l *Logs) backlog(vm string) *backlog {
+	b := l.vms[vm]
+	if b == nil {
+		b = &backlog{followers: make(map[*follower]struct{})}
+		l.vms[vm] = b
+	}
+	return b
 }
 
 // Bytes reports how much of each VM's backlog Logs holds, by its count.
@@ -210,11 +228,7 @@ func (l *Logs) Bytes() map[string]int {
 func (l *Logs) tail(vm string, since time.Time, n int, follow bool) ([]entry, *follower) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.vms[vm]
-	if b == nil {
-		b = &backlog{followers: make(map[*follower]struct{})}
-		l.vms[vm] = b
-	}
+	b := l.backlog(vm)
 	var out []entry
 	for _, e := range b.kept() {
 		if since.IsZero() || !e.rec.Time.Before(since) {
@@ -226,10 +240,27 @@ func (l *Logs) tail(vm string, since time.Time, n int, follow bool) ([]entry, *f
 	}
 	var f *follower
 	if follow {
-		f = &follower{records: make(chan followed, followerBuffer)}
+		f = &follower{wake: make(chan struct{}, 1), next: b.next}
 		b.followers[f] = struct{}{}
 	}
 	return slices.Clip(out), f
+}
+
+// follow returns the records of the VM that f has not sent yet, oldest
+// first and up to followerBatch of them, and how many of those it should
+// have sent first the backlog no longer keeps; it moves f past them.
+func (l *Logs) follow(vm string, f *follower) (records []entry, dropped uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.backlog(vm)
+	if first := b.firstSeq(); f.next < first {
+		dropped, f.next = first-f.next, first
+	}
+	kept := b.kept()
+	i := len(kept) - int(b.next-f.next) // the index of f.next among the kept
+	records = slices.Clone(kept[i:min(len(kept), i+followerBatch)])
+	f.next += uint64(len(records))
+	return records, dropped
 }
 
 func (l *Logs) unfollow(vm string, f *follower) {
@@ -240,11 +271,15 @@ func (l *Logs) unfollow(vm string, f *follower) {
 	}
 }
 
+// proto is the record as the admin API sends it. A VM's output may hold
+// any bytes, and protobuf strings must be valid UTF-8: bytes that are not
+// are escaped as the node's log escapes them (x\xff), so that the record
+// and those after it reach the client.
 func (e entry) proto() *adminv1.LogRecord {
 	p := &adminv1.LogRecord{
 		Time:    timestamppb.New(e.rec.Time),
 		Level:   e.rec.Level.String(),
-		Message: e.rec.Message,
+		Message: safetext.Valid(e.rec.Message),
 		Stream:  e.stream,
 		Pid:     int32(e.pid),
 	}
@@ -252,7 +287,7 @@ func (e entry) proto() *adminv1.LogRecord {
 		if e.stream == NodeStream && (a.Key == "vm" || a.Key == "pid") {
 			return true // the VM tailed, and the record's pid
 		}
-		p.Attrs = append(p.Attrs, &adminv1.LogAttr{Key: a.Key, Value: a.Value.Resolve().String()})
+		p.Attrs = append(p.Attrs, &adminv1.LogAttr{Key: safetext.Valid(a.Key), Value: safetext.Valid(a.Value.Resolve().String())})
 		return true
 	})
 	return p
@@ -290,16 +325,33 @@ func (h handler) TailLogs(ctx context.Context, req *connect.Request[adminv1.Tail
 	if f == nil {
 		return nil
 	}
-	for {
-		select {
-		case e := <-f.records:
-			if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: e.dropped}); err != nil {
-				return err
+	// send sends what the follower has not seen yet, up to the backlog's end.
+	send := func() error {
+		for {
+			records, dropped := s.logs.follow(vm.Name, f)
+			for _, e := range records {
+				if err := stream.Send(&adminv1.TailLogsResponse{Record: e.proto(), DroppedBefore: int64(dropped)}); err != nil {
+					return err
+				}
+				dropped = 0
 			}
+			if len(records) < followerBatch {
+				return nil // none left for now
+			}
+		}
+	}
+	for {
+		if err := send(); err != nil {
+			return err
+		}
+		select {
+		case <-f.wake:
 		case <-ctx.Done():
 			return nil
 		case <-s.closing:
-			return nil // the node stops: the follower is told by the stream's clean end
+			// The node stops, its VMs stopped: their last records, then
+			// the stream's clean end tells the follower.
+			return send()
 		}
 	}
 }

@@ -9,8 +9,10 @@ import (
 )
 
 // TestLogsNeverBlock: records of a VM pass through the tap whatever its
-// followers do; a follower that reads nothing misses the records past its
-// buffer, and counts them; the backlog stays within its bytes.
+// followers do; a follower that reads nothing holds nothing, and once it
+// reads again it is told how many records it missed and gets the newest
+// the backlog keeps, the last one included; the backlog stays within its
+// bytes.
 func TestLogsNeverBlock(t *testing.T) {
 	const limit, records = 16 << 10, 10000
 	l := NewLogs(limit)
@@ -19,21 +21,30 @@ func TestLogsNeverBlock(t *testing.T) {
 	for i := range records {
 		log.Info("line", "n", i) // returns at once: the follower is never waited for
 	}
-	if got := len(slow.records); got != followerBuffer {
-		t.Errorf("the follower holds %d records; want its buffer, %d", got, followerBuffer)
-	}
-	l.mu.Lock()
-	missed := slow.missed
-	l.mu.Unlock()
-	if missed != records-followerBuffer {
-		t.Errorf("the follower missed %d records; want %d", missed, records-followerBuffer)
-	}
 	if b := l.Bytes()["vm"]; b > limit || b < limit/2 {
 		t.Errorf("backlog of %d bytes; want it near and under %d", b, limit)
 	}
 	backlog, _ := l.tail("vm", time.Time{}, -1, false)
-	if first, last := backlog[0].rec.Message, backlog[len(backlog)-1]; first != "line" || last.pid != 42 || last.stream != "stderr" {
-		t.Errorf("backlog ends with %+v", last)
+	got, dropped := l.follow("vm", slow)
+	if int(dropped) != records-len(backlog) {
+		t.Errorf("the follower is told of %d records missed; want %d, all but the %d kept", dropped, records-len(backlog), len(backlog))
+	}
+	if len(got) == 0 || n(got[0]) != records-len(backlog) {
+		t.Fatalf("the follower goes on with %d records from %d; want the oldest kept, %d", len(got), n(got[0]), records-len(backlog))
+	}
+	last := got[len(got)-1]
+	for {
+		more, d := l.follow("vm", slow)
+		if len(more) == 0 {
+			break
+		}
+		if d != 0 {
+			t.Fatalf("a later batch says %d were missed", d)
+		}
+		last = more[len(more)-1]
+	}
+	if n(last) != records-1 || last.pid != 42 || last.stream != "stderr" {
+		t.Errorf("the follower's last record: n=%d %+v; want the last one logged, %d", n(last), last, records-1)
 	}
 	l.unfollow("vm", slow)
 	// A record of the node about a VM (no stream) goes into that VM's
@@ -75,26 +86,54 @@ func TestTailLast(t *testing.T) {
 	}
 }
 
-// TestDroppedBeforeMarksTheGap: the count of missed records comes with the
-// first record after them, not with the records the follower had in its
-// buffer before them.
+// n is the "n" attribute of a record of these tests.
+func n(e entry) int {
+	v := -1
+	e.rec.Attrs(func(a slog.Attr) bool { v = int(a.Value.Int64()); return false })
+	return v
+}
+
+// TestDroppedBeforeMarksTheGap: a follower gets every record in order
+// while it keeps up; when it falls behind the backlog, the count of the
+// records it missed comes with the first record after them, once, and it
+// goes on without a gap to the last record logged.
 func TestDroppedBeforeMarksTheGap(t *testing.T) {
-	const missed = 10
-	l := NewLogs(0)
+	l := NewLogs(8 << 10)
 	_, f := l.tail("vm", time.Time{}, -1, true)
 	defer l.unfollow("vm", f)
 	log := slog.New(l.Handler(vmretest.EnabledDiscard{})).With("vm", "vm", "pid", 42).With("stream", "stderr")
-	for i := range followerBuffer + missed {
+	for i := range 10 {
 		log.Info("line", "n", i)
 	}
-	for i := range followerBuffer { // what it holds came before the gap
-		if e := <-f.records; e.dropped != 0 {
-			t.Fatalf("record %d of the buffer says %d were missed before it", i, e.dropped)
-		}
+	got, dropped := l.follow("vm", f)
+	if len(got) != 10 || dropped != 0 || n(got[0]) != 0 || n(got[9]) != 9 {
+		t.Fatalf("a follower that keeps up: %d records from %d, %d missed; want 0 to 9, none missed", len(got), n(got[0]), dropped)
 	}
-	log.Info("after the gap")
-	if e := <-f.records; e.rec.Message != "after the gap" || e.dropped != missed {
-		t.Errorf("the record after the gap: %q, %d missed before it; want %d", e.rec.Message, e.dropped, missed)
+	select {
+	case <-f.wake:
+	default:
+		t.Fatal("records came and the follower was not woken")
+	}
+	for i := 10; i < 5000; i++ {
+		log.Info("line", "n", i)
+	}
+	got, dropped = l.follow("vm", f)
+	if int(dropped) != n(got[0])-10 || dropped == 0 {
+		t.Errorf("after the gap: %d missed, then record %d; want the records from 10 to it missed", dropped, n(got[0]))
+	}
+	next := n(got[len(got)-1]) + 1
+	for {
+		more, d := l.follow("vm", f)
+		if len(more) == 0 {
+			break
+		}
+		if d != 0 || n(more[0]) != next {
+			t.Fatalf("a later batch: %d missed, from record %d; want none missed, from %d", d, n(more[0]), next)
+		}
+		next = n(more[len(more)-1]) + 1
+	}
+	if next != 5000 {
+		t.Errorf("the follower stopped before record %d; want all up to 4999", next)
 	}
 }
 

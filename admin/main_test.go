@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,32 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		},
+		// badbytes: writes a line that is not UTF-8 and one with terminal
+		// escapes, then "after N", every 20 ms while it serves.
+		"badbytes": func([]string) int {
+			return serve(func(*slog.Logger) {
+				for i := 0; ; i++ {
+					fmt.Fprintf(os.Stderr, "x\xff\n\x1b]0;PWNED\x07\x1b[2J\nafter %d\n", i)
+					time.Sleep(20 * time.Millisecond) // the VM's own pace, not a wait of the test
+				}
+			})
+		},
+		// burst: on each SIGUSR1, writes burstLines numbered lines to stderr
+		// as fast as it can, the last "burst end", then stays silent.
+		"burst": func([]string) int {
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			return serve(func(*slog.Logger) {
+				for range usr1 {
+					w := bufio.NewWriter(os.Stderr)
+					for i := range burstLines {
+						fmt.Fprintf(w, "burst %d 0123456789abcdef0123456789abcdef\n", i)
+					}
+					fmt.Fprintln(w, "burst end")
+					w.Flush()
+				}
+			})
+		},
 		// flood: logs as fast as it can while it serves.
 		"flood": func([]string) int {
 			return serve(func(log *slog.Logger) {
@@ -52,6 +79,9 @@ func TestMain(m *testing.M) {
 		},
 	})
 }
+
+// burstLines is how many lines a "burst" VM writes at a time.
+const burstLines = 20000
 
 // serve runs a VM on client.Serve, with logger writing JSON to stderr
 // handed to talk in a goroutine once the VM is ready.

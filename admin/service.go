@@ -16,6 +16,7 @@ import (
 	"github.com/vmre/vmre/gen/vmre/admin/v1/adminv1connect"
 	"github.com/vmre/vmre/internal/bearer"
 	"github.com/vmre/vmre/internal/ratelog"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -274,7 +275,7 @@ func (h handler) StopVM(ctx context.Context, req *connect.Request[adminv1.StopVM
 	if !changed {
 		msg = vm.Name + " was not running (" + vm.State.String() + "): nothing to stop"
 	}
-	return connect.NewResponse(&adminv1.StopVMResponse{Vm: h.s.View(after), Changed: changed, Message: msg}), nil
+	return connect.NewResponse(&adminv1.StopVMResponse{Vm: h.s.View(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
 func (h handler) StartVM(ctx context.Context, req *connect.Request[adminv1.StartVMRequest]) (*connect.Response[adminv1.StartVMResponse], error) {
@@ -291,7 +292,7 @@ func (h handler) StartVM(ctx context.Context, req *connect.Request[adminv1.Start
 	if !changed {
 		msg = vm.Name + " is running already: nothing to start"
 	}
-	return connect.NewResponse(&adminv1.StartVMResponse{Vm: h.s.View(after), Changed: changed, Message: msg}), nil
+	return connect.NewResponse(&adminv1.StartVMResponse{Vm: h.s.View(after), Changed: changed, Message: safetext.Valid(msg)}), nil
 }
 
 func (h handler) RestartVM(ctx context.Context, req *connect.Request[adminv1.RestartVMRequest]) (*connect.Response[adminv1.RestartVMResponse], error) {
@@ -303,7 +304,7 @@ func (h handler) RestartVM(ctx context.Context, req *connect.Request[adminv1.Res
 		return nil, controlError(err)
 	}
 	after, _ := h.s.sup.Get(vm.Name)
-	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: h.s.View(after), Message: "restarted " + vm.Name}), nil
+	return connect.NewResponse(&adminv1.RestartVMResponse{Vm: h.s.View(after), Message: safetext.Valid("restarted " + vm.Name)}), nil
 }
 
 // withTimeout gives a stop the request's timeout, when it has one.

@@ -170,7 +170,8 @@ func launchFloorConcurrent(b *testing.B, n int) {
 
 // BenchmarkStop is a cooperative VM's stop, from SIGTERM (Runtime.Stop for
 // vmre) to the VM reaped (Done). The VM is launched, and settled (it has
-// answered a call), outside the timed part.
+// answered a call), outside the timed part. vmre-subreaper is vmre under a
+// Subreaper, as in a node.
 func BenchmarkStop(b *testing.B) {
 	b.Run("floor", func(b *testing.B) {
 		f := newFloor(b)
@@ -186,7 +187,7 @@ func BenchmarkStop(b *testing.B) {
 			}
 		}
 	})
-	b.Run("vmre", func(b *testing.B) {
+	stopVMRE := func(b *testing.B) {
 		h := newVMRE(b, launcher.Config{})
 		for b.Loop() {
 			b.StopTimer()
@@ -199,6 +200,17 @@ func BenchmarkStop(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+	b.Run("vmre", stopVMRE)
+	// As a node stops a VM: under a Subreaper, which adopts what a VM
+	// leaves, the stop does not read /proc for the VM's descendants first.
+	b.Run("vmre-subreaper", func(b *testing.B) {
+		sr, err := launcher.StartSubreaper(nil)
+		if err != nil {
+			b.Skip(err)
+		}
+		defer sr.Close()
+		stopVMRE(b)
 	})
 }
 

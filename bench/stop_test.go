@@ -17,11 +17,12 @@ import (
 //
 // init-only is the floor's stop for the minimal VM's binary told to do what
 // the floor plugin does (see BenchmarkLaunch): what a process of the VM's
-// size costs to stop, the engine aside.
+// size costs to stop, the engine aside. vmre-subreaper is vmre under a
+// Subreaper, as in a node.
 func BenchmarkStopConcurrent(b *testing.B) {
 	b.Run("floor", func(b *testing.B) { stopFloors(b, newFloor(b)) })
 	b.Run("init-only", func(b *testing.B) { stopFloors(b, newInitOnly(b)) })
-	b.Run("vmre", func(b *testing.B) {
+	stopVMREs := func(b *testing.B) {
 		h := newVMRE(b, launcher.Config{})
 		for b.Loop() {
 			b.StopTimer()
@@ -42,6 +43,15 @@ func BenchmarkStopConcurrent(b *testing.B) {
 				}
 			}
 		}
+	}
+	b.Run("vmre", stopVMREs)
+	b.Run("vmre-subreaper", func(b *testing.B) { // as in a node; see BenchmarkStop
+		sr, err := launcher.StartSubreaper(nil)
+		if err != nil {
+			b.Skip(err)
+		}
+		defer sr.Close()
+		stopVMREs(b)
 	})
 }
 

@@ -3,6 +3,7 @@ package client_test
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -80,9 +81,12 @@ func TestInitialize(t *testing.T) {
 	t.Parallel()
 	var protos protoLog
 	e, engineAddr := vmretest.StartEngine(t, server.Config{}, protos.wrap)
-	for _, tr := range transports {
+	for i, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
+			// The cases share the engine, which refuses an address another
+			// VM of it serves: each announces its own.
+			vmAddr := "127.0.0.1:" + strconv.Itoa(40001+i)
 			l := vmretest.NewLaunch(t, e, 1, nil)
 			opts := append(transportOptions(t, tr.protocol, tr.transport), client.WithEngine(engineAddr, l.Token()))
 			host, err := client.Initialize(t.Context(), vmAddr, opts...)

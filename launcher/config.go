@@ -91,6 +91,15 @@ type Config struct {
 	EngineAddr string
 	// AllowRemote lets VMs announce addresses that are not loopback.
 	AllowRemote bool
+	// NoCallerCheck turns off the engine's check, on Linux, that an
+	// Initialize comes from the launched VM or one of its descendants and
+	// announces an address they listen on (docs/PROTOCOL.md, "The caller
+	// check"). Without it, a process that learns a VM's token (another VM
+	// of the same user reads /proc/PID/environ) can complete the VM's
+	// handshake in its place. Turn it off only where the engine cannot see
+	// its callers' sockets: behind a proxy, or in a network namespace of
+	// its own.
+	NoCallerCheck bool
 
 	// MaxConcurrentLaunches bounds how many launches run at once, from
 	// exec to the end of the handshake (default 4 per CPU, zero meaning

@@ -20,6 +20,12 @@
 // of net/http/httptrace; a failed launch returns a *LaunchError whose Phase
 // and cause code can test. The log is for people.
 //
+// A node (a process that runs VMs for long) calls StartSubreaper once,
+// before it launches anything, and closes it last: the processes that a
+// VM's descendants leave behind come to the node, and the VM's stop ends
+// them (docs/RELIABILITY.md, "No survivors"). CloseInheritedFDs, at the
+// same moment, keeps the descriptors the node inherited out of its VMs.
+//
 // The handshake itself is served by package server; the launcher makes one
 // RPC of its own, the legacy /vm.VM/Shutdown of rpcchainvm plugins.
 // docs/ARCHITECTURE.md describes the launch, the stop and the order of the

@@ -36,9 +36,10 @@ const (
 	// PhaseStop: a stop did not end gracefully (Runtime.Shutdown).
 	PhaseStop
 	// PhaseReady: the VM called back with an address where the host could
-	// not connect: nothing listens there. The engine refused the call
-	// (failed_precondition), and the VM was stopped. The error unwraps to
-	// the dial's (syscall.ECONNREFUSED).
+	// not connect: nothing listens there (the engine refused the call,
+	// failed_precondition, and the error unwraps to the dial's,
+	// syscall.ECONNREFUSED), or the listener accepts nothing, its queue full,
+	// until the handshake timeout. The VM was stopped.
 	PhaseReady
 )
 
@@ -119,7 +120,12 @@ func (e *LaunchError) Error() string {
 		}
 	case e.Phase == PhaseReady:
 		b.WriteString(e.Err.Error())
-		b.WriteString("; a VM listens on the address it announces before it calls Initialize")
+		var full *notAcceptedError
+		if errors.As(e.Err, &full) {
+			b.WriteString("; a VM accepts connections on the listener it announces (it may serve it only once answered, but its queue must not be full)")
+		} else {
+			b.WriteString("; a VM listens on the address it announces before it calls Initialize")
+		}
 	case e.Phase == PhaseVersion:
 		b.WriteString(e.Err.Error())
 		var mismatch *vmre.VersionMismatchError

@@ -90,15 +90,26 @@ func (w *lineLog) Write(p []byte) (int, error) {
 // the test if none comes within vmretest.WaitTimeout.
 func (w *lineLog) await(t *testing.T, prefix string) string {
 	t.Helper()
+	return w.awaitAll(t, prefix, 1)[0]
+}
+
+// awaitAll returns the rest of the first n lines that start with prefix,
+// failing the test if there are not n within vmretest.WaitTimeout.
+func (w *lineLog) awaitAll(t *testing.T, prefix string, n int) []string {
+	t.Helper()
 	timeout := time.NewTimer(vmretest.WaitTimeout)
 	defer timeout.Stop()
 	for {
 		w.mu.Lock()
+		var found []string
 		for _, line := range w.lines {
 			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				w.mu.Unlock()
-				return rest
+				found = append(found, rest)
 			}
+		}
+		if len(found) >= n {
+			w.mu.Unlock()
+			return found[:n]
 		}
 		if w.change == nil {
 			w.change = make(chan struct{})
@@ -108,7 +119,7 @@ func (w *lineLog) await(t *testing.T, prefix string) string {
 		select {
 		case <-change:
 		case <-timeout.C:
-			t.Fatalf("no line %q... within %s; lines: %q", prefix, vmretest.WaitTimeout, w.String())
+			t.Fatalf("%d lines %q... within %s; want %d; lines: %q", len(found), prefix, vmretest.WaitTimeout, n, w.String())
 		}
 	}
 }

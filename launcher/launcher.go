@@ -149,6 +149,8 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	wait.reach.setHandshake(hs)
 	r.onStop = hs.End
+	// The token, or the legacy listener's address: this launch's alone.
+	marker := engineEnv[len(engineEnv)-1]
 	if !l.s.Legacy { // rpcchainvm plugins know no lease
 		leaseEnv, vmEnd, hostEnd, err := openLease(cmd)
 		if err != nil {
@@ -162,13 +164,14 @@ func (l *Launcher) Launch(ctx context.Context, cmd *exec.Cmd, opts ...LaunchOpti
 	}
 	cmd.Env = childEnv(&l.s, cmd.Env, engineEnv)
 
-	if err := r.start(cmd, l.starter, l); err != nil {
+	if err := r.start(cmd, l.starter, l, marker); err != nil {
 		hs.End()
 		if errors.Is(err, errClosed) {
 			return r.failed(&LaunchError{Phase: PhaseConfig, Err: err})
 		}
 		return r.failed(&LaunchError{Phase: PhaseExec, Err: err, Diagnosis: execdiag.Explain(cmd.Path, err)})
 	}
+	hs.SetProcess(r.status.Pid) // its Initialize may be waiting for it
 	r.hooks.started(StartedInfo{VM: r.name, Pid: r.status.Pid, Path: r.path, Exec: time.Since(begin)})
 
 	if lerr := l.awaitHandshake(ctx, r, hs, wait); lerr != nil {
@@ -262,13 +265,14 @@ func (l *Launcher) register(r *Runtime, wait *handshakeWait) (server.Handshake, 
 			AllowRemote: l.s.AllowRemote,
 			Logger:      l.s.Logger.With(slog.String("component", "engine")),
 			Hooks:       &server.Hooks{Call: onCall},
+			CheckCaller: !l.s.NoCallerCheck,
 		})
 		if err != nil {
 			return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 		}
 		return ll, []string{l.s.EngineAddressKey + "=" + ll.Addr()}, nil
 	}
-	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall})
+	launch, err := l.engine.NewLaunch(server.LaunchConfig{Initializer: init, OnCall: onCall, CheckCaller: !l.s.NoCallerCheck})
 	if err != nil {
 		return nil, nil, &LaunchError{Phase: PhaseListen, Err: err}
 	}
@@ -302,6 +306,11 @@ func (l *Launcher) awaitHandshake(ctx context.Context, r *Runtime, hs server.Han
 		lerr = &LaunchError{Phase: PhaseReady, Err: err}
 	case <-timer.C:
 		lerr = &LaunchError{Phase: PhaseHandshakeWait, Timeout: l.s.HandshakeTimeout, Err: vmre.ErrHandshakeTimeout}
+		if err := wait.reach.notAccepted(); err != nil {
+			// It called, and waits for its answer, which waits for the
+			// host's connection to its listener.
+			lerr = &LaunchError{Phase: PhaseReady, Timeout: l.s.HandshakeTimeout, Err: err}
+		}
 	case <-r.Done():
 		select {
 		case <-hs.Initialized():

@@ -32,6 +32,9 @@ func legacyVM(stubborn bool) int {
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM)
 	}
+	if os.Getenv(waitUSR1Key) != "" {
+		waitUSR1()
+	}
 	engineAddr := os.Getenv(launcher.AvalancheEngineAddressKey)
 	if engineAddr == "" {
 		fmt.Fprintln(os.Stderr, launcher.AvalancheEngineAddressKey+" is not set")

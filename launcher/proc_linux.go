@@ -31,10 +31,12 @@ func afterExit(pid int, w *exitWatch, wait func()) {
 
 // reap reaps the VM pid, which has exited: it is a zombie, so its pid, and
 // so its process group id, cannot have been reused. It kills the group
-// first, so that grandchildren go with the VM.
-func reap(_ *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
+// and the rest of the VM's tree (killTree) first, so that grandchildren go
+// with the VM.
+func reap(_ *exec.Cmd, pid int, markGone, killTree func()) (syscall.WaitStatus, error) {
 	markGone()
 	kill(pid)
+	killTree()
 	var ws syscall.WaitStatus
 	for {
 		_, err := syscall.Wait4(pid, &ws, 0, nil)

@@ -23,10 +23,11 @@ func detach(*exec.Cmd) {}
 // that still has members keeps its id; an empty one's id could in principle
 // be taken by a new process between the reap and the kill (Linux closes
 // that window with waitid WNOWAIT; kqueue could here).
-func reap(cmd *exec.Cmd, pid int, markGone func()) (syscall.WaitStatus, error) {
+func reap(cmd *exec.Cmd, pid int, markGone, killTree func()) (syscall.WaitStatus, error) {
 	ws, err := waitCmd(cmd)
 	markGone()
 	kill(pid)
+	killTree()
 	return ws, err
 }
 

@@ -33,6 +33,10 @@ func signalGroup(pid int, sig syscall.Signal) error {
 	return err
 }
 
+// termSignals are what terminate sends, in order; a VM's descendants
+// outside its group get them too.
+var termSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGCONT}
+
 // terminate sends SIGTERM to the VM's group, then SIGCONT, as systemd
 // does: a VM stopped by SIGSTOP (a debugger, a job control stop) gets the
 // SIGTERM once it runs again, and so exits gracefully instead of sitting
@@ -45,6 +49,9 @@ func terminate(pid int) error {
 }
 
 func kill(pid int) error { return signalGroup(pid, syscall.SIGKILL) }
+
+// resume sends the group SIGCONT.
+func resume(pid int) error { return signalGroup(pid, syscall.SIGCONT) }
 
 // canTerminate reports whether a graceful stop exists on this system.
 const canTerminate = true

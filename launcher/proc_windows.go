@@ -11,8 +11,14 @@ import (
 // prepare does nothing: there are no process groups to set up.
 func prepare(*exec.Cmd, *settings) {}
 
+// termSignals are none: there is no process tree to signal.
+var termSignals []syscall.Signal
+
 // terminate kills at once: there is no SIGTERM.
 func terminate(pid int) error { return kill(pid) }
+
+// resume does nothing: processes are not stopped by signals here.
+func resume(int) error { return nil }
 
 func kill(pid int) error {
 	p, err := os.FindProcess(pid)
@@ -30,7 +36,7 @@ func afterExit(_ int, _ *exitWatch, wait func()) { go wait() }
 func detach(*exec.Cmd) {}
 
 // reap reaps the VM.
-func reap(cmd *exec.Cmd, _ int, markGone func()) (syscall.WaitStatus, error) {
+func reap(cmd *exec.Cmd, _ int, markGone, _ func()) (syscall.WaitStatus, error) {
 	ws, err := waitCmd(cmd)
 	markGone()
 	return ws, err

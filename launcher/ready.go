@@ -34,6 +34,8 @@ type reach struct {
 	// does not dial for it.
 	initialized <-chan struct{}
 	conns       map[string]net.Conn // by address; nil once taken
+	dialing     string              // the address being dialled, or ""
+	dialStart   time.Time
 }
 
 func newReach(versions vmre.Initializer, timeout time.Duration) *reach {
@@ -62,7 +64,13 @@ func (r *reach) Initialize(ctx context.Context, version uint, addr string) error
 			return nil // the launch has ended: not_found
 		}
 	}
+	r.mu.Lock()
+	r.dialing, r.dialStart = addr, time.Now()
+	r.mu.Unlock()
 	conn, err := (&net.Dialer{Timeout: r.timeout}).DialContext(ctx, "tcp", addr)
+	r.mu.Lock()
+	r.dialing = ""
+	r.mu.Unlock()
 	if err != nil {
 		select {
 		case r.unreachable <- fmt.Errorf("the VM announced %s, where nothing answers: %w", addr, err):
@@ -82,6 +90,31 @@ func (r *reach) Initialize(ctx context.Context, version uint, addr string) error
 	}
 	r.conns[addr] = conn
 	return nil
+}
+
+// notAccepted returns the error of a launch whose handshake timed out
+// while the host was still connecting to the address the VM announced: the
+// VM did call back, but nothing accepts on its listener, whose queue is
+// full. It is nil when no such connection is under way.
+func (r *reach) notAccepted() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dialing == "" {
+		return nil
+	}
+	return &notAcceptedError{addr: r.dialing, waited: time.Since(r.dialStart)}
+}
+
+// notAcceptedError is why a launch failed whose VM called back with the
+// address of a listener that accepts no connection.
+type notAcceptedError struct {
+	addr   string
+	waited time.Duration
+}
+
+func (e *notAcceptedError) Error() string {
+	return fmt.Sprintf("the VM called Initialize announcing %s, but the host's connection to it was not accepted in %s: the listener's queue is full",
+		e.addr, e.waited.Round(time.Millisecond))
 }
 
 // take returns the connection to addr, or nil, and closes the others: the

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -180,6 +181,37 @@ func TestLaunchUnreachableAddress(t *testing.T) {
 	for _, ev := range events.List() {
 		if c, ok := ev.Info.(launcher.EngineCallInfo); ok && c.Code() != connect.CodeFailedPrecondition {
 			t.Errorf("EngineCall %+v; want failed_precondition", c)
+		}
+	}
+}
+
+// TestLaunchListenerQueueFull: a VM that calls back with the address of a
+// listener whose queue is full (it accepts nothing) makes the host wait on
+// its connection until the handshake timeout; the launch fails saying the
+// VM called and its listener did not accept, not that it never called.
+func TestLaunchListenerQueueFull(t *testing.T) {
+	t.Parallel()
+	const timeout = 2 * time.Second
+	l, events := hooksOnly(t, launcher.Config{HandshakeTimeout: timeout})
+	_, err := l.Launch(t.Context(), vmretest.Command("fullqueue"))
+	var lerr *launcher.LaunchError
+	if !errors.As(err, &lerr) || lerr.Phase != launcher.PhaseReady {
+		t.Fatalf("err = %v; want a LaunchError of the ready phase", err)
+	}
+	if errors.Is(err, vmre.ErrHandshakeTimeout) || !errors.Is(err, vmre.ErrHandshakeFailed) {
+		t.Errorf("err = %v; want ErrHandshakeFailed, and not ErrHandshakeTimeout", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "the VM called Initialize announcing 127.0.0.1:") ||
+		!strings.Contains(msg, "was not accepted in") || !strings.Contains(msg, "queue is full") ||
+		strings.Contains(msg, "did not call back") {
+		t.Errorf("error text %q", msg)
+	}
+	if lerr.Pid == 0 || !vmretest.ProcessGone(lerr.Pid) {
+		t.Errorf("the VM (pid %d) was not stopped and reaped", lerr.Pid)
+	}
+	for _, ev := range events.List() {
+		if ev.Kind == vmretest.Handshake {
+			t.Errorf("a handshake completed: %+v", ev.Info)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vmre/vmre"
@@ -45,6 +46,7 @@ type Runtime struct {
 	handshake time.Duration
 	shutdown  func(ctx context.Context) error // the legacy /vm.VM/Shutdown call, or nil
 	onStop    func()                          // ends the launch in the engine
+	tree      *tree                           // what of the VM's tree its group's signals miss
 
 	// The lease pipe: the VM's end until it has started, the host's end
 	// until the lease ends (endLease) or the VM has exited; nil without one.
@@ -82,7 +84,7 @@ type Runtime struct {
 // Started or not, the VM's end of the lease pipe is closed on return (the
 // child has its own copy: the VM's is the only one left), and the host's
 // too when the VM did not start.
-func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
+func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher, marker string) (err error) {
 	defer func() {
 		if r.leaseVMEnd != nil {
 			r.leaseVMEnd.Close()
@@ -104,7 +106,12 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepare(cmd, r.s)
 
-	err = st.start(cmd)
+	err = startChild(func() (int, error) {
+		if err := st.start(cmd); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
 	// The child has its own copies of the write ends; closing ours now means
 	// the readers see EOF as soon as the VM's processes close theirs.
 	outW.Close()
@@ -121,6 +128,7 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
 	r.cmd = cmd
 	r.status.Pid = cmd.Process.Pid
 	r.pid.Store(int64(r.status.Pid))
+	r.tree = &tree{pid: r.status.Pid, marker: marker}
 	detach(cmd)
 	r.log = r.s.Logger.With(slog.String("vm", r.name), slog.Int("pid", r.status.Pid))
 	r.exited, r.markExited = context.WithCancel(context.Background())
@@ -153,7 +161,8 @@ func (r *Runtime) start(cmd *exec.Cmd, st *starter, l *Launcher) (err error) {
 // closes its pipes, and marks it exited. It runs once the VM has exited
 // (on Linux; elsewhere it waits for the exit itself).
 func (r *Runtime) wait(outR, errR *os.File, readersDone <-chan struct{}) {
-	ws, err := reap(r.cmd, r.status.Pid, r.markGone)
+	ws, err := reap(r.cmd, r.status.Pid, r.markGone, r.tree.kill)
+	reapedChild(r.status.Pid)
 	ran := time.Since(r.started)
 
 	drain(readersDone, outR, errR)
@@ -309,10 +318,25 @@ func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 		// SIGTERM before the end of the lease: a VM that saw its lease end
 		// first could exit before the signal came, and seem to have ended
 		// on its own, or return from client.Serve, stop catching SIGTERM,
-		// and die of it.
-		r.signal(StageTerm, reason, nil)
-		r.endLease()
-		r.closeIdle()
+		// and die of it. The rest of the tree is found before the VM is
+		// told (once it has exited, no parent chain leads from it to its
+		// descendants), on a goroutine of the stop's, so that Stop returns
+		// at once and the stops of many VMs share their reading of /proc.
+		r.mu.Lock()
+		if r.gone {
+			r.mu.Unlock()
+			return
+		}
+		r.stopWG.Add(1) // before the reap, which waits for it: the VM is not gone
+		r.mu.Unlock()
+		go func() {
+			defer r.stopWG.Done()
+			tree := r.tree.find()
+			r.signal(StageTerm, reason, nil)
+			r.endLease()
+			r.closeIdle()
+			signalAll(tree, termSignals...)
+		}()
 		return
 	}
 	r.endLease()
@@ -322,6 +346,7 @@ func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 		return
 	}
 	r.stage = StageShutdown
+	resume(r.status.Pid) // a VM stopped by SIGSTOP could not answer the Shutdown call
 	r.stopWG.Add(1)
 	r.emitMu.Lock()
 	r.mu.Unlock()
@@ -329,11 +354,13 @@ func (r *Runtime) stop(ctx context.Context, reason StopReason) {
 	r.emitMu.Unlock()
 	go func() {
 		defer r.stopWG.Done()
+		tree := r.tree.find() // before the VM is told: see above
 		callCtx, cancel := context.WithTimeout(ctx, r.s.GracefulTimeout)
 		defer cancel()
 		err := r.shutdown(callCtx)
 		r.signal(StageTerm, reason, err)
 		r.closeIdle()
+		signalAll(tree, termSignals...)
 	}()
 }
 
@@ -410,6 +437,12 @@ func (r *Runtime) signal(s Stage, reason StopReason, cause error) {
 	r.emitMu.Lock()
 	r.mu.Unlock()
 	defer r.emitMu.Unlock()
+	// The rest of the tree by pidfds, which cannot reach another process
+	// that took a pid: not under mu, which waits on nothing slow. SIGTERM
+	// reaches it from stop, once the VM has been told all else.
+	if s == StageKill {
+		signalAll(r.tree.find(), syscall.SIGKILL)
+	}
 	if err == nil {
 		err = cause
 	}

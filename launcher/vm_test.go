@@ -172,6 +172,9 @@ var vms = map[string]vmretest.Helper{
 	"unreachable": func([]string) int {
 		return unreachableVM()
 	},
+	"fullqueue": func([]string) int {
+		return fullQueueVM()
+	},
 	"nolease": func([]string) int {
 		return serve(context.Background(), pingMux(), client.WithoutLease())
 	},
@@ -236,13 +239,19 @@ const (
 // setsid is set, and returns its pid once the child ignores SIGTERM: a stop
 // signal sent from then on cannot end it, so only a SIGKILL can.
 func startIgnoringChild(setsid bool, stdio ...*os.File) (int, error) {
+	return startOrphan(setsid, vmretest.Command("orphan").Env, stdio...)
+}
+
+// startOrphan is startIgnoringChild with the child's environment, to
+// which it adds readyFDKey.
+func startOrphan(setsid bool, env []string, stdio ...*os.File) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, err
 	}
 	defer r.Close()
 	child := vmretest.Command("orphan")
-	child.Env = append(child.Env, readyFDKey+"=3")
+	child.Env = append(env, readyFDKey+"=3")
 	child.ExtraFiles = []*os.File{w}
 	if len(stdio) == 2 {
 		child.Stdout, child.Stderr = stdio[0], stdio[1]

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
@@ -73,6 +74,7 @@ type Metrics struct {
 	handshake *prometheus.HistogramVec
 	exits     *prometheus.CounterVec
 	calls     *prometheus.CounterVec
+	owners    *prometheus.CounterVec
 	admin     *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	abandoned *prometheus.CounterVec
@@ -104,6 +106,10 @@ func New(cfg Config) (*Metrics, error) {
 			Name: "vmre_engine_calls_total",
 			Help: "Calls to the handshake engine by service, method and result (ok or the Connect code of the refusal), refused calls with unknown tokens included.",
 		}, []string{"service", "method", "result"}),
+		owners: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_engine_owner_refusals_total",
+			Help: "Initialize calls refused because the call, or the address it announced, is not the launched VM's, by what did not match: caller (the connection is another process's: a stolen token), listener (another process listens there), node_address, vm_address (docs/PROTOCOL.md, The caller check).",
+		}, []string{"reason"}),
 		admin: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmre_admin_calls_total",
 			Help: "Calls to the admin service by method and result (ok or the Connect code), refused ones included.",
@@ -118,7 +124,7 @@ func New(cfg Config) (*Metrics, error) {
 		}, []string{"vm", "stream"}),
 	}
 	m.rollouts = newRollouts(cfg.VMs, m.label, cfg.Describe)
-	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.admin, m.dropped, m.abandoned,
+	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.owners, m.admin, m.dropped, m.abandoned,
 		newStateCollector(cfg.VMs, cfg.Output, m.label, cfg.Describe), newSandboxCollector(cfg.VMs, cfg.Sandbox, m.label), buildInfo()}
 	cs = append(cs, m.rollouts.collectors()...)
 	if cfg.HostCollectors {
@@ -191,14 +197,16 @@ func (m *Metrics) LauncherHooks() *launcher.Hooks {
 
 // label is the vm label of the VM name: its first alias when it has one,
 // else its name, so that a VM is named in its metrics as its operators
-// name it; vmre_vm_info maps the label to the name.
+// name it (vmre_vm_info maps the label to the name); made valid UTF-8, as
+// every label value must be (the client panics on one that is not), the
+// way the node's log escapes it (bad\xffname).
 func (m *Metrics) label(name string) string {
 	if m.describe != nil {
 		if a := m.describe(name).Aliases; len(a) > 0 {
-			return a[0]
+			return safetext.Valid(a[0])
 		}
 	}
-	return name
+	return safetext.Valid(name)
 }
 
 // exitHow classes an exit for vmre_vm_exits_total.
@@ -216,11 +224,16 @@ func exitHow(e launcher.Exit) string {
 	return "code_nonzero"
 }
 
-// EngineHooks count the engine's calls, accepted or refused.
+// EngineHooks count the engine's calls, accepted or refused, and the
+// refusals of calls that were not the launched VM's by reason.
 func (m *Metrics) EngineHooks() *server.Hooks {
 	return &server.Hooks{Call: func(c server.Call) {
 		service, method := splitProcedure(c.Procedure)
 		m.calls.WithLabelValues(service, method, c.Result()).Inc()
+		var oe *server.OwnerError
+		if errors.As(c.Err, &oe) {
+			m.owners.WithLabelValues(oe.Reason).Inc()
+		}
 	}}
 }
 
@@ -304,8 +317,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			if c.describe != nil {
 				info = c.describe(vm.Name)
 			}
-			ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, label, vm.Name, info.Digest,
-				strconv.FormatBool(info.Pinned), strings.Join(info.Aliases, ","))
+			ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, label, safetext.Valid(vm.Name), info.Digest,
+				strconv.FormatBool(info.Pinned), safetext.Valid(strings.Join(info.Aliases, ",")))
 			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(vm.Restarts), label)
 			delay := 0.0
 			if vm.State == supervise.StateBackoff || vm.State == supervise.StateCrashLoop {

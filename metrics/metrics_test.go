@@ -16,6 +16,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/launcher"
 	"github.com/vmre/vmre/metrics"
+	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/supervise"
 )
 
@@ -43,6 +44,78 @@ vmre_vm_output_pipes_abandoned_total{stream="stdout",vm="a"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"vmre_vm_output_lines_dropped_total", "vmre_vm_output_pipes_abandoned_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// A VM name that is not valid UTF-8 (a plugin run by its path) becomes an
+// escaped label in every series, through every hook and the scrape of the
+// states, instead of the client's panic.
+func TestNameNotUTF8(t *testing.T) {
+	const name = "bad\xffname"
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(metrics.Config{
+		VMs: func() []supervise.VM {
+			return []supervise.VM{{Name: name, State: supervise.StateBackoff, Restarts: 2}}
+		},
+		Output: func() []launcher.OutputStat {
+			return []launcher.OutputStat{{VM: name, Stream: "stderr", Level: "info", Lines: 5}}
+		},
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := m.LauncherHooks()
+	hooks.Ready(launcher.ReadyInfo{VM: name})
+	hooks.Handshake(launcher.HandshakeInfo{VM: name})
+	hooks.LaunchFailed(&launcher.LaunchError{VM: name, Phase: launcher.PhaseExec})
+	hooks.Exited(launcher.ExitInfo{VM: name})
+	hooks.OutputDropped(launcher.OutputDropInfo{VM: name, Stream: "stdout", Truncated: 1, Unread: true})
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := 0
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() != "vm" {
+					continue
+				}
+				series++
+				if l.GetValue() != `bad\xffname` {
+					t.Errorf("%s: vm=%q, want bad\\xffname", f.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	// launches (2), handshake, exits, dropped, abandoned, restarts,
+	// backoff, lines, info, and vmre_vm_state for each of the ten states.
+	if want := 20; series != want {
+		t.Errorf("%d series with a vm label, want %d", series, want)
+	}
+}
+
+// A refusal of the caller check counts by its reason, besides its code.
+func TestOwnerRefusals(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(metrics.Config{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := m.EngineHooks()
+	refused := connect.NewError(connect.CodePermissionDenied, &server.OwnerError{Reason: server.ReasonCaller})
+	hooks.Call(server.Call{Procedure: "/vmre.runtime.v1.RuntimeService/Initialize", Err: refused})
+	hooks.Call(server.Call{Procedure: "/vmre.runtime.v1.RuntimeService/Initialize", Err: connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))})
+	hooks.Call(server.Call{Procedure: "/vmre.runtime.v1.RuntimeService/Initialize"})
+	want := `
+# HELP vmre_engine_owner_refusals_total Initialize calls refused because the call, or the address it announced, is not the launched VM's, by what did not match: caller (the connection is another process's: a stolen token), listener (another process listens there), node_address, vm_address (docs/PROTOCOL.md, The caller check).
+# TYPE vmre_engine_owner_refusals_total counter
+vmre_engine_owner_refusals_total{reason="caller"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vmre_engine_owner_refusals_total"); err != nil {
 		t.Error(err)
 	}
 }

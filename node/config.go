@@ -77,13 +77,25 @@ type Config struct {
 
 	// DataDir is the node's own directory: the engine's certificate, the
 	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
-	// directories, the VMs' versions and the copies of their bytes
-	// (docs/NODE.md). Required with Remote and Sandbox; without it,
-	// operators' stops and the versions last as long as the node, the
-	// copies are kept in a temporary directory that Run removes when it
-	// returns (or New, when it fails), and only those a rollout needs are
-	// made: an unpinned VM runs from its file until its first rollout.
+	// directories, the record of the running VMs, the VMs' versions and
+	// the copies of their bytes (docs/NODE.md). Required with Remote and
+	// Sandbox; without it, operators' stops and the versions last as long
+	// as the node, a node killed (SIGKILL) and started again cannot stop
+	// the VMs it left running, the copies are kept in a temporary
+	// directory that Run removes when it returns (or New, when it fails),
+	// and only those a rollout needs are made: an unpinned VM runs from
+	// its file until its first rollout.
 	DataDir string
+
+	// KeepProcess leaves the process as Run finds it. By default Run makes
+	// the process the child subreaper of its VMs' descendants, so that a
+	// VM's stop ends the processes it left behind (launcher.StartSubreaper),
+	// and marks every descriptor the process inherited close-on-exec, so
+	// that no VM gets one (launcher.CloseInheritedFDs). An embedder whose
+	// program starts children of its own in process groups or sessions of
+	// their own, or hands inherited descriptors to children on purpose,
+	// sets it (docs/RELIABILITY.md, "No survivors").
+	KeepProcess bool
 
 	// Sandbox is how the policy of each VM the node launches is applied
 	// (docs/SANDBOX.md; default sandbox.Off). A sandboxed VM gets a data
@@ -193,6 +205,10 @@ type Hooks struct {
 	// versions are digests. Each comes after the node has recorded it in
 	// the VM's history.
 	RolloutStarted, RolloutHealthy, RolloutReverted, RolloutFailed func(supervise.RolloutEvent)
+	// Survivor is told of each VM that a previous run of the node left
+	// running (it was killed) and that Run stopped at its start, before it
+	// launched anything (DataDir's record of the running VMs).
+	Survivor func(SurvivorInfo)
 }
 
 // Report is what a load of the plugin directory found and did.

@@ -140,7 +140,8 @@ func TestCrashConsistency(t *testing.T) {
 		t.Fatalf("no round published a fingerprint in %d rounds", rounds)
 	}
 	// A last start, to its end: it starts, with the published fingerprint.
-	n, err := node.New(node.Config{PluginDir: plugins, DataDir: data, Addr: "127.0.0.1:1", Remote: node.RemoteConfig{Listen: "127.0.0.1:0"}})
+	n, err := node.New(node.Config{PluginDir: plugins, DataDir: data, Addr: "127.0.0.1:1", Remote: node.RemoteConfig{Listen: "127.0.0.1:0"},
+		KeepProcess: true}) // in the test binary: see startNode
 	if err != nil {
 		t.Fatalf("after %d kills: %v", rounds, err)
 	}

@@ -211,8 +211,8 @@ const (
 	testProbeInterval = 20 * time.Millisecond
 )
 
-// startNode runs a node of cfg (Addr, Logger and Hooks set here, and the
-// rollouts' timings when unset) until stop or the end of the test.
+// startNode runs a node of cfg (Addr, Logger, Hooks and KeepProcess set
+// here, and the rollouts' timings when unset) until stop or the end of the test.
 func startNode(t *testing.T, cfg node.Config) *testNode {
 	t.Helper()
 	r := chi.NewRouter()
@@ -220,6 +220,10 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	srv := httptest.NewUnstartedServer(r)
 	cfg.Addr = srv.Listener.Addr().String()
 	cfg.Logger = vmretest.Logger(t)
+	// The test binary runs other tests' processes: it does not become
+	// their subreaper (the survivors' test counts on where an orphan goes),
+	// nor mark its descriptors; helper processes run nodes that do.
+	cfg.KeepProcess = true
 	st := newStates()
 	ro := &rollouts{states: st}
 	cfg.Hooks = &node.Hooks{State: st.add, Removed: st.remove}

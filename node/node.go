@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"sync"
 
 	"github.com/oklog/run"
@@ -45,6 +46,7 @@ type Node struct {
 	stops    *stopRecord
 	history  *history  // the VMs' versions
 	store    *store    // the copies of their bytes
+	running  *running  // the record of the running VMs; nil without a DataDir
 	launches *launches // the supervisor's launcher
 
 	reloadMu sync.Mutex      // one reconciliation at a time
@@ -98,6 +100,9 @@ func New(cfg Config) (*Node, error) {
 	n.stops = stops
 	if n.history, err = loadHistory(cfg.DataDir, cfg.Rollout.Keep); err != nil {
 		return nil, err
+	}
+	if cfg.DataDir != "" {
+		n.running = newRunning(cfg.DataDir, n.log)
 	}
 	if cfg.Remote.Listen != "" {
 		if n.cert, err = engineCertificate(cfg); err != nil {
@@ -277,6 +282,24 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	defer kill(nil)
 	defer n.close()
+	if !n.cfg.KeepProcess {
+		release, err := n.takeProcess()
+		if err != nil {
+			n.closeListener()
+			return err
+		}
+		defer release()
+	}
+	if n.running != nil {
+		// Before anything is launched: no VM runs twice.
+		for _, s := range n.running.stopSurvivors(n.launches.gracefulTimeout()) {
+			if n.cfg.Hooks != nil && n.cfg.Hooks.Survivor != nil {
+				n.cfg.Hooks.Survivor(s)
+			}
+		}
+		go n.running.run()
+		defer n.running.close() // after the VMs have stopped: the record is empty
+	}
 
 	var tlsLn net.Listener
 	if n.cfg.Remote.Listen != "" {
@@ -289,6 +312,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.mu.Lock()
 		n.tlsAddr = addr
 		n.mu.Unlock()
+		n.engine.Reserve(ln.Addr().String()) // no VM announces the node's own listener
 	}
 	if err := n.launches.start(); err != nil {
 		n.closeListener()
@@ -414,6 +438,28 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.closeListener()
 	return n.close()
+}
+
+// takeProcess makes the process the child subreaper of the VMs'
+// descendants and marks its inherited descriptors close-on-exec, before any
+// VM starts (Config.KeepProcess). release stops the subreaper, once the
+// VMs have stopped.
+func (n *Node) takeProcess() (release func(), err error) {
+	if err := launcher.CloseInheritedFDs(); err != nil {
+		n.log.Warn("cannot mark the inherited descriptors close-on-exec: the VMs may inherit them", slog.String("error", err.Error()))
+	}
+	sr, err := launcher.StartSubreaper(n.log.With(slog.String("component", "subreaper")))
+	if err != nil {
+		if runtime.GOOS == "linux" {
+			return nil, err
+		}
+		return func() {}, nil // no subreaper here: a VM's process group is all its stop reaches
+	}
+	return func() {
+		if err := sr.Close(); err != nil {
+			n.log.Error("processes VMs left behind survived the node", slog.String("error", err.Error()))
+		}
+	}, nil
 }
 
 // closeListener closes Config.Listener when Run fails before serving it.
@@ -554,6 +600,9 @@ func (n *Node) launcherConfig() launcher.Config {
 	lc := n.cfg.Launch
 	lc.Logger = n.log // the VMs' output passes the log backlog of TailLogs
 	lc.Hooks = launcher.JoinHooks(n.metrics.LauncherHooks(), lc.Hooks)
+	if n.running != nil {
+		lc.Hooks = launcher.JoinHooks(n.running.hooks(), lc.Hooks)
+	}
 	if lc.Start == nil {
 		// A sandboxed VM's policy is applied without a second program
 		// where the system allows (docs/SANDBOX.md, "How it works").

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmre/vmre"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/internal/safetext"
 	"github.com/vmre/vmre/registry"
 )
 
@@ -54,7 +55,10 @@ func (n *Node) reloadProto(ctx context.Context) (*adminv1.ReloadResponse, error)
 	}
 	out := &adminv1.ReloadResponse{Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, KnownBad: r.KnownBad}
 	for _, p := range r.Failed {
-		out.Failed = append(out.Failed, &adminv1.ReloadFailure{Entry: p.Entry, Vm: p.ID, Kind: p.Kind.String(), Error: p.Err.Error()})
+		// A problem may quote any bytes of a file's name or of the pins
+		// file; protobuf strings must be valid UTF-8 (docs/NODE.md).
+		out.Failed = append(out.Failed, &adminv1.ReloadFailure{Entry: safetext.Valid(p.Entry), Vm: safetext.Valid(p.ID),
+			Kind: p.Kind.String(), Error: safetext.Valid(p.Err.Error())})
 	}
 	return out, nil
 }

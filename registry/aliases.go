@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/safetext"
 )
 
 // aliasTable is the aliases file, read and checked on its own: which VM ID
@@ -54,9 +55,17 @@ func checkAliases(file map[string][]string, source string) (aliasTable, []*Probl
 				Err: fmt.Errorf("%w: the aliases file gives aliases to an empty VM ID", vmre.ErrInvalidConfig)})
 			continue
 		}
+		if !safetext.Printable(id) {
+			problems = append(problems, &Problem{Entry: id, Kind: kindBadName,
+				Err: badName("the aliases file's VM ID", id, "fix it in "+source)})
+			continue
+		}
 		t.listed[id] = file[id]
 		for _, alias := range file[id] {
 			switch {
+			case !safetext.Printable(alias):
+				problems = append(problems, &Problem{Entry: alias, ID: id, Kind: kindBadName,
+					Err: badName("the aliases file's alias", alias, "fix it in "+source)})
 			case alias == id:
 				// A VM's own ID as its alias adds nothing.
 			case strings.TrimSpace(alias) == "":

@@ -48,6 +48,12 @@ const (
 	// kindSeal: the sealed copy of a pinned file could not be made (see
 	// VM.Sealed).
 	kindSeal
+	// kindBadName: a file name, or a VM ID or alias of the aliases file,
+	// is not valid UTF-8 or holds a control character (a newline, an
+	// escape), so it cannot be a VM's name: a name is shown in logs, on
+	// terminals, in metric labels and in the admin API. The entry is
+	// refused; the Problem's Entry shows it escaped (bad\xffname).
+	kindBadName
 )
 
 var kindNames = [...]string{
@@ -62,6 +68,7 @@ var kindNames = [...]string{
 	kindUnpinned:       "no pin",
 	kindMissingFile:    "missing file",
 	kindSeal:           "seal failed",
+	kindBadName:        "bad name",
 }
 
 func (k Kind) String() string {
@@ -80,7 +87,9 @@ func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 type Problem struct {
 	// Entry names what was refused: a file name of the directory, an
 	// alias, a VM ID of the aliases file, the path of the aliases or pins
-	// file, or PINSFILE:LINE.
+	// file, or PINSFILE:LINE. It is printable text: a name that is not
+	// valid UTF-8 or holds control characters is escaped as the node's log
+	// escapes it (bad\xffname, evil\nfake).
 	Entry string
 	// ID is the VM the entry concerns, or "" when there is none.
 	ID string

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/safetext"
 )
 
 // Config configures a Registry. Every zero value means the documented
@@ -301,6 +302,9 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, map[string]Digest,
 		if !claimed[id] {
 			report.Removed = append(report.Removed, prev[id])
 		}
+	}
+	for _, p := range problems {
+		p.Entry = safetext.Terminal(p.Entry) // a pin may name any bytes
 	}
 	slices.SortStableFunc(problems, func(a, b *Problem) int {
 		if c := strings.Compare(a.Entry, b.Entry); c != 0 {

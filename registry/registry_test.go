@@ -10,9 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/registry"
@@ -304,4 +307,53 @@ func (h *recorder) files() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Sorted(slices.Values(h.names))
+}
+
+// TestBadNames loads a directory whose files have names that cannot name
+// a VM: bytes that are not UTF-8, a terminal escape, a newline. Each is
+// refused with a problem that names it escaped, the good VM loads, and
+// every text of the report is valid UTF-8 without control characters. So
+// are the aliases file's names.
+func TestBadNames(t *testing.T) {
+	t.Parallel()
+	dir, etc := t.TempDir(), t.TempDir()
+	writeFile(t, dir, "good", script("good"), 0o755)
+	bad := map[string]string{ // file name -> the entry that reports it
+		"bad\xffname":    `bad\xffname`,
+		"esc\x1b[31mRED": `esc\x1b[31mRED`,
+		"evil\nfake":     `evil\nfake`,
+		"bidi\u202eexe":  `bidi\u202eexe`,
+	}
+	for name := range bad {
+		writeFile(t, dir, name, script("bad"), 0o755)
+	}
+	aliases := writeFile(t, etc, "aliases.json", []byte(`{"good": ["g", "red\u001b[31m"], "x\u0007": ["y"]}`), 0o644)
+	r, report := load(t, registry.Config{Dir: dir, Aliases: aliases})
+
+	if got := ids(r.VMs()); !slices.Equal(got, []string{"good"}) {
+		t.Errorf("VMs %v, want [good]", got)
+	}
+	if got := mustLookup(t, r, "good").Aliases(); !slices.Equal(got, []string{"g"}) {
+		t.Errorf("good's aliases %v, want [g]", got)
+	}
+	problems := failed(t, report)
+	for name, entry := range bad {
+		p := problems[entry]
+		isKind(t, p, entry, "bad name", vmre.ErrInvalidConfig)
+		if p != nil && !strings.Contains(p.Error(), "the file name "+entry+" ") {
+			t.Errorf("%q: %v does not name the file as %s", name, p, entry)
+		}
+	}
+	isKind(t, problems[`red\x1b[31m`], "alias red\x1b[31m", "bad name", vmre.ErrInvalidConfig)
+	isKind(t, problems[`x\a`], "VM ID x\a", "bad name", vmre.ErrInvalidConfig)
+	for _, p := range report.Failed {
+		for _, s := range []string{p.Entry, p.ID, p.Error()} {
+			if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
+				t.Errorf("problem text %q is not printable UTF-8", s)
+			}
+		}
+	}
+	if len(report.Failed) != len(bad)+2 {
+		t.Errorf("%d problems, want %d: %v", len(report.Failed), len(bad)+2, report.Failed)
+	}
 }

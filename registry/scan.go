@@ -7,6 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/safetext"
 )
 
 // candidate is a directory entry that may be a VM: a regular executable
@@ -40,6 +44,10 @@ func scanDir(dir string, aliases aliasTable, log *slog.Logger) (listing, error) 
 		path := filepath.Join(dir, name)
 		if strings.HasPrefix(name, ".") {
 			log.Debug("skipped a dotfile of the plugin directory", slog.String("file", name))
+			continue
+		}
+		if p := checkName(name); p != nil {
+			l.problems = append(l.problems, p)
 			continue
 		}
 		id := aliases.idOf(strings.TrimSuffix(name, filepath.Ext(name)))
@@ -77,4 +85,27 @@ func checkMode(name, id string, info fs.FileInfo) *Problem {
 			Err: fmt.Errorf("not executable (mode %v): %s: %w", info.Mode(), executableHint, fs.ErrPermission)}
 	}
 	return nil
+}
+
+// checkName refuses a file name that cannot be a VM's name: one that is
+// not valid UTF-8 (protobuf strings and Prometheus labels must be) or that
+// holds a control character, which a terminal would act on. The Problem
+// names the file escaped, as the node's log does.
+func checkName(name string) *Problem {
+	if safetext.Printable(name) {
+		return nil
+	}
+	return &Problem{Entry: safetext.Terminal(name), Kind: kindBadName,
+		Err: badName("the file name", name, "rename the file (ls -b shows its bytes)")}
+}
+
+// badName says why name, the name of what, cannot name a VM, and fix what
+// to do.
+func badName(what, name, fix string) error {
+	why := "holds a control character"
+	if !utf8.ValidString(name) {
+		why = "is not valid UTF-8"
+	}
+	return fmt.Errorf("%w: %s %s %s, and a VM's name is shown in logs, on terminals, in metric labels and in the admin API: %s",
+		vmre.ErrInvalidConfig, what, safetext.Terminal(name), why, fix)
 }

@@ -17,6 +17,7 @@ import (
 	runtimev1 "github.com/vmre/vmre/gen/vmre/runtime/v1"
 	"github.com/vmre/vmre/gen/vmre/runtime/v1/runtimev1connect"
 	"github.com/vmre/vmre/internal/ratelog"
+	"github.com/vmre/vmre/internal/sockowner"
 )
 
 // Defaults of Config's zero values.
@@ -88,10 +89,13 @@ type Engine struct {
 
 	closing   chan struct{} // closed by Close; ends every lease
 	closeOnce sync.Once
+	owners    sockowner.Checker // the caller check's: released when no launch is pending, closed by Close
 
 	mu          sync.Mutex
 	closed      bool
 	launches    map[tokenKey]*Launch
+	serving     map[*Launch]struct{} // completed their handshake, not ended: their addr is taken
+	reserved    []string             // the host's own addresses (Reserve)
 	enrollments map[tokenKey]*Enrollment
 	pending     int
 	tombstones  []tokenKey // ended launches, oldest first
@@ -113,6 +117,7 @@ func New(cfg Config) *Engine {
 		services:      append([]string{runtimev1connect.RuntimeServiceName, grpchealth.HealthV1ServiceName}, cfg.Services...),
 		closing:       make(chan struct{}),
 		launches:      make(map[tokenKey]*Launch),
+		serving:       make(map[*Launch]struct{}),
 		enrollments:   make(map[tokenKey]*Enrollment),
 	}
 	if e.hostName == "" {
@@ -174,6 +179,7 @@ func (e *Engine) Close() {
 			}
 		}
 		close(e.closing)
+		e.owners.Close()
 	})
 }
 
@@ -250,6 +256,9 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 	if err != nil {
 		return l.onCall(), nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	if err := e.checkOwner(ctx, l, req.Peer().Addr, addr); err != nil {
+		return l.onCall(), nil, err
+	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
 		return l.onCall(), nil, initializerError(err)
 	}
@@ -264,9 +273,16 @@ func (e *Engine) initialize(ctx context.Context, req *connect.Request[runtimev1.
 		return l.hook, nil, connect.NewError(connect.CodeNotFound,
 			errors.New("this launch has ended (its handshake timed out or the host stopped it)"))
 	}
+	// Again under the lock that takes the address: another launch may
+	// have announced it meanwhile.
+	if err := e.addrTaken(l, localAddr(ctx), req.Peer().Addr, addr); err != nil {
+		return l.hook, nil, err
+	}
+	e.serving[l] = struct{}{}
 	l.state = stateInitialized
+	l.closeProc()
 	l.addr, l.version, l.certSum = addr, version, cert.sum
-	e.pending--
+	e.launchDone()
 	close(l.initialized)
 	return l.hook, connect.NewResponse(&runtimev1.InitializeResponse{
 		HostName:        e.hostName,

@@ -287,6 +287,16 @@ func (en *Enrollment) initialize(ctx context.Context, req *connect.Request[runti
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	// The node's own addresses and other VMs' are refused to a remote VM
+	// too; its own previous session's is its own. It runs elsewhere: its
+	// caller is not checked (docs/PROTOCOL.md, "The caller check").
+	local := localAddr(ctx)
+	e.mu.Lock()
+	err = e.addrTaken(en.session, local, req.Peer().Addr, addr)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if err := en.cfg.Initializer.Initialize(ctx, version, addr); err != nil {
 		return nil, initializerError(err)
 	}
@@ -298,6 +308,9 @@ func (en *Enrollment) initialize(ctx context.Context, req *connect.Request[runti
 	}
 	if held := en.session; en.holds(held) {
 		return nil, connect.NewError(connect.CodeAlreadyExists, en.heldError(held))
+	}
+	if err := e.addrTaken(en.session, local, req.Peer().Addr, addr); err != nil {
+		return nil, err
 	}
 	if en.session != nil {
 		en.session.endSession(EndVMShutdown) // its lease ended, or it never took one: nothing to tell
@@ -321,6 +334,7 @@ func (en *Enrollment) initialize(ctx context.Context, req *connect.Request[runti
 	}
 	close(l.initialized)
 	en.session = l
+	e.serving[l] = struct{}{}
 	return connect.NewResponse(&runtimev1.InitializeResponse{HostName: e.hostName, ProtocolVersion: uint32(version)}), nil
 }
 
@@ -352,6 +366,7 @@ func (l *Launch) endSession(cause EndCause) {
 	if l.state == stateEnded {
 		return
 	}
+	delete(l.engine.serving, l)
 	l.state = stateEnded
 	l.cause = cause
 	close(l.ended)

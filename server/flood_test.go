@@ -101,7 +101,7 @@ func TestTokenFlood(t *testing.T) {
 	if isClosed(bystander.Initialized()) {
 		t.Fatal("the flood completed a launch it had no token for")
 	}
-	if _, err := callInitialize(t.Context(), clients[1], bystander.Token(), 1, vmAddr); err != nil {
+	if _, err := callInitialize(t.Context(), clients[1], bystander.Token(), 1, otherVMAddr()); err != nil {
 		t.Fatalf("the bystander launch after the flood: %v", err)
 	}
 

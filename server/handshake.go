@@ -20,6 +20,9 @@ type Handshake interface {
 	// lease ends, and a listener of the launch's own closes. It is
 	// idempotent.
 	End()
+	// SetProcess names the process launched for the handshake, which alone
+	// (with its descendants) may complete it when the caller is checked.
+	SetProcess(pid int)
 }
 
 var (

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/sockowner"
 )
 
 // ErrEngineClosed is returned by NewLaunch after Close.
@@ -33,6 +34,14 @@ type LaunchConfig struct {
 	// (The engine remembers an ended launch's token, not its OnCall: what
 	// the function holds is freed once the launch ends.)
 	OnCall func(Call)
+	// CheckCaller makes the engine accept an Initialize only from the
+	// process the host launched for this launch, which it names with
+	// Launch.SetProcess, or from one of its descendants, announcing an
+	// address where that process tree listens: anything else is refused as
+	// permission_denied with an *OwnerError. It is checked on Linux;
+	// elsewhere it changes nothing (docs/PROTOCOL.md, "The caller check").
+	// An Initialize that comes before SetProcess waits for it.
+	CheckCaller bool
 }
 
 // Launch is one VM's pending handshake in an Engine. The host gives the VM
@@ -47,17 +56,22 @@ type Launch struct {
 
 	initialized chan struct{} // closed on a successful Initialize
 	ended       chan struct{} // closed by End
+	started     chan struct{} // closed by SetProcess
+	checkCaller bool
 
 	// Set for a session of an Enrollment: its calls may announce addresses
 	// beyond loopback, and it is not counted among the pending launches.
 	enrollment *Enrollment
 
 	// Guarded by engine.mu.
-	state   launchState
-	leased  bool
-	addr    string
-	version uint
-	certSum string // the VM server's certificate fingerprint, or ""
+	pid      int             // the launched process, once SetProcess has named it
+	proc     *sockowner.Proc // its descriptors, for the caller check; closed once it is not pending
+	checking int             // caller checks under way, which read proc
+	state    launchState
+	leased   bool
+	addr     string
+	version  uint
+	certSum  string // the VM server's certificate fingerprint, or ""
 
 	// Of an Enrollment's session, guarded by engine.mu.
 	certSPKI string    // the public key's pin of the certificate the VM sent, or ""
@@ -95,9 +109,11 @@ func (l *Launch) End() {
 		return
 	}
 	if l.state == statePending {
-		e.pending--
+		e.launchDone()
 	}
+	delete(e.serving, l)
 	l.state = stateEnded
+	l.closeProc()
 	l.hook = nil // the tombstone must not keep what the hook holds (a host's whole runtime)
 	close(l.ended)
 	e.tombstones = append(e.tombstones, l.key)
@@ -107,6 +123,16 @@ func (l *Launch) End() {
 		if gone := e.launches[old]; gone != nil && gone.state == stateEnded {
 			delete(e.launches, old)
 		}
+	}
+}
+
+// launchDone counts a launch that is no longer pending. With none left,
+// the caller check's socket is let go: an idle engine holds no descriptor
+// for it. It runs under engine.mu.
+func (e *Engine) launchDone() {
+	e.pending--
+	if e.pending == 0 {
+		e.owners.Release()
 	}
 }
 
@@ -135,6 +161,8 @@ func (e *Engine) NewLaunch(cfg LaunchConfig) (*Launch, error) {
 		hook:        cfg.OnCall,
 		initialized: make(chan struct{}),
 		ended:       make(chan struct{}),
+		started:     make(chan struct{}),
+		checkCaller: cfg.CheckCaller,
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -78,7 +78,7 @@ func openLeaseErr(t *testing.T, c runtimev1connect.RuntimeServiceClient, token s
 func initialized(t *testing.T, e *server.Engine, c runtimev1connect.RuntimeServiceClient) *server.Launch {
 	t.Helper()
 	l := vmretest.NewLaunch(t, e, 1, nil)
-	if _, err := callInitialize(t.Context(), c, l.Token(), 1, vmAddr); err != nil {
+	if _, err := callInitialize(t.Context(), c, l.Token(), 1, otherVMAddr()); err != nil {
 		t.Fatal(err)
 	}
 	return l

@@ -18,6 +18,7 @@ import (
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/internal/h2c"
 	"github.com/vmre/vmre/internal/ratelog"
+	"github.com/vmre/vmre/internal/sockowner"
 )
 
 // LegacyConfig configures a LegacyListener.
@@ -37,6 +38,11 @@ type LegacyConfig struct {
 	// Listener, when set, is served instead of a new listener on
 	// 127.0.0.1; the LegacyListener closes it.
 	Listener net.Listener
+	// CheckCaller accepts an Initialize only from the process the host
+	// launched, named with SetProcess, or one of its descendants,
+	// announcing an address where that tree listens, as
+	// LaunchConfig.CheckCaller does for the native handshake.
+	CheckCaller bool
 }
 
 // LegacyListener serves the rpcchainvm handshake, /vm.runtime.Runtime/Initialize,
@@ -54,8 +60,13 @@ type LegacyListener struct {
 	served      chan struct{} // closed when the serving goroutine returns
 	initialized chan struct{}
 	closeOnce   sync.Once
+	checkCaller bool
+	owners      sockowner.Checker // closed by End
+	started     chan struct{}     // closed by SetProcess
+	ended       chan struct{}     // closed by End
 
 	mu      sync.Mutex
+	pid     int
 	done    bool // a VM completed the handshake
 	closed  bool // Close was called
 	addr    string
@@ -86,6 +97,9 @@ func ListenLegacy(cfg LegacyConfig) (*LegacyListener, error) {
 		ln:          ln,
 		served:      make(chan struct{}),
 		initialized: make(chan struct{}),
+		checkCaller: cfg.CheckCaller,
+		started:     make(chan struct{}),
+		ended:       make(chan struct{}),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -127,11 +141,13 @@ func (l *LegacyListener) End() {
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
+		close(l.ended)
 		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
 		if l.srv.Shutdown(ctx) != nil {
 			l.srv.Close()
 		}
+		l.owners.Close()
 	})
 	<-l.served
 }
@@ -144,7 +160,7 @@ func (h legacyHandler) Initialize(ctx context.Context, req *connect.Request[runt
 	l := h.l
 	begin := time.Now()
 	addr, version := req.Msg.GetAddr(), uint(req.Msg.GetProtocolVersion())
-	err := l.initialize(ctx, addr, version)
+	err := l.initialize(ctx, req.Peer().Addr, addr, version)
 	l.hooks.call(Call{
 		Procedure:       runtimepbconnect.RuntimeInitializeProcedure,
 		Protocol:        req.Peer().Protocol,
@@ -164,9 +180,24 @@ func (h legacyHandler) Initialize(ctx context.Context, req *connect.Request[runt
 	return connect.NewResponse(&emptypb.Empty{}), nil
 }
 
-func (l *LegacyListener) initialize(ctx context.Context, addr string, version uint) error {
+// SetProcess names the process the host launched, whose tree alone may
+// complete the handshake when LegacyConfig.CheckCaller is set; an
+// Initialize that came before waits for it. Only the first call counts.
+func (l *LegacyListener) SetProcess(pid int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pid == 0 {
+		l.pid = pid
+		close(l.started)
+	}
+}
+
+func (l *LegacyListener) initialize(ctx context.Context, peer, addr string, version uint) error {
 	if err := checkAddr(addr, l.allowRemote); err != nil {
 		return connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if err := l.checkOwner(ctx, peer, addr); err != nil {
+		return err
 	}
 	if err := l.init.Initialize(ctx, version, addr); err != nil {
 		return initializerError(err)
@@ -184,4 +215,30 @@ func (l *LegacyListener) initialize(ctx context.Context, addr string, version ui
 	close(l.initialized)
 	l.ln.Close() // first valid call wins: accept no more connections
 	return nil
+}
+
+// checkOwner refuses addr when it is the listener's own, and, with
+// CheckCaller, a call or an address that is not the launched tree's.
+func (l *LegacyListener) checkOwner(ctx context.Context, peer, addr string) error {
+	l.mu.Lock()
+	pending := !l.done && !l.closed
+	l.mu.Unlock()
+	if !pending {
+		return nil // refused later as done or ended
+	}
+	local := localAddr(ctx)
+	if local != "" && sameEndpoint(addr, local) {
+		return ownerRefusal(ReasonNodeAddr, 0, peer, addr,
+			"addr %q is the address of the handshake's listener, not the VM's: announce the address of the VM's own listener", addr)
+	}
+	if !l.checkCaller {
+		return nil
+	}
+	if ok, err := awaitProcess(ctx, l.started, l.ended); !ok {
+		return err
+	}
+	l.mu.Lock()
+	pid := l.pid
+	l.mu.Unlock()
+	return checkCaller(&l.owners, sockowner.Query{Pid: pid}, local, peer, addr)
 }

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -20,8 +22,15 @@ func TestMain(m *testing.M) {
 }
 
 // vmAddr is the address the tests' VMs announce. Nothing listens there: the
-// engine only checks its form.
+// engine only checks its form, and that no other VM of the engine serves
+// there (otherVMAddr gives each further VM an address of its own).
 const vmAddr = "127.0.0.1:40000"
+
+var nextVMPort atomic.Int32
+
+// otherVMAddr is a loopback address no other call of the tests announces,
+// for a VM beside the one at vmAddr.
+func otherVMAddr() string { return "127.0.0.1:" + strconv.Itoa(41000+int(nextVMPort.Add(1))) }
 
 // runtimeClient is a Connect-protocol RuntimeService client over h2c.
 func runtimeClient(t *testing.T, addr string, opts ...connect.ClientOption) runtimev1connect.RuntimeServiceClient {

@@ -54,6 +54,7 @@ func TestConnectGoClients(t *testing.T) {
 			}
 			c := runtimev1connect.NewRuntimeServiceClient(hc, "http://"+addr, tc.opts...)
 			l := vmretest.NewLaunch(t, e, 1, nil)
+			vmAddr := otherVMAddr() // the cases share the engine
 			ctx := t.Context()
 
 			_, err := callInitialize(ctx, c, "", 1, vmAddr)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -160,7 +159,8 @@ func TestRunVMExitsOnItsOwn(t *testing.T) {
 			// The VM lives a moment after its handshake: one that exited at
 			// the very moment its handshake completed could be reported
 			// either way by the launcher, which sees both at once.
-			vm := curlHandshakeScript(t, curl, listening(t), "sleep 0.2\nexit "+strconv.Itoa(tc.vmExit))
+			addr, listen := vmListener(t)
+			vm := writeScript(t, "vm", listen+curlHandshake(curl, addr)+"sleep 0.2\nexit "+strconv.Itoa(tc.vmExit)+"\n")
 			r := runVMRE(t, 30*time.Second, "run", "--events", "-", vm)
 			if r.code != tc.code {
 				t.Fatalf("exit %d, want %d\nstderr:\n%s", r.code, tc.code, r.stderr)
@@ -282,9 +282,9 @@ func TestRunServesNodeMux(t *testing.T) {
 func TestRunLegacy(t *testing.T) {
 	t.Parallel()
 	curl := needCurl(t)
-	addr := listening(t)
+	addr, listen := vmListener(t)
 	body := legacyInitializeFrame(t, 1, addr)
-	vm := writeScript(t, "legacyvm", curl+` -sS --http2-prior-knowledge -o /dev/null -H 'Content-Type: application/grpc' \
+	vm := writeScript(t, "legacyvm", listen+curl+` -sS --http2-prior-knowledge -o /dev/null -H 'Content-Type: application/grpc' \
   -H 'TE: trailers' --data-binary @`+body+` "http://$AVALANCHE_VM_RUNTIME_ENGINE_ADDR/vm.runtime.Runtime/Initialize" >&2 || exit 9
 exec sleep 30
 `)
@@ -318,19 +318,6 @@ func legacyInitializeFrame(t *testing.T, version byte, addr string) string {
 	return path
 }
 
-// listening returns the address of a loopback listener that is open until
-// the test ends and serves nothing, for a VM that only has to announce an
-// address the host can connect to.
-func listening(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
-}
-
 // curlHandshakeScript is a VM that completes the native handshake with
 // curl, announcing vmAddr, then runs then.
 func curlHandshakeScript(t *testing.T, curl, vmAddr, then string) string {
@@ -350,19 +337,8 @@ func curlHandshake(curl, vmAddr string) string {
 func TestRunCheckWithoutHealthService(t *testing.T) {
 	t.Parallel()
 	curl := needCurl(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := h2c.NewServer(http.NotFoundHandler())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		srv.Close()
-		<-served
-	}()
-
-	vm := curlHandshakeScript(t, curl, ln.Addr().String(), "exec sleep 30")
+	addr, listen := vmListener(t) // serves 404
+	vm := writeScript(t, "vm", listen+curlHandshake(curl, addr)+"exec sleep 30\n")
 	r := runInProcess(t, 30*time.Second, "run", "--check", "--log-format", "json", vm)
 	if r.code != exitOK {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
@@ -385,7 +361,8 @@ func TestRunSecondSignalKills(t *testing.T) {
 	curl := needCurl(t)
 	// The VM ignores SIGTERM from its first line, before its handshake:
 	// the first signal must not end it.
-	vm := writeScript(t, "stubborn", "trap '' TERM\n"+curlHandshake(curl, listening(t))+"while :; do sleep 1; done\n")
+	addr, listen := vmListener(t)
+	vm := writeScript(t, "stubborn", "trap '' TERM\n"+listen+curlHandshake(curl, addr)+"while :; do sleep 1; done\n")
 	p, _, hs := startRun(t, "--graceful-timeout", "60s", vm)
 	pid := int(hs["pid"].(float64))
 	start := time.Now()

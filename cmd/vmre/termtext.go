@@ -1,20 +1,20 @@
 package main
 
-import "io"
+import (
+	"io"
+
+	"github.com/vmre/vmre/internal/safetext"
+)
 
 // textFor returns how a command writes text that comes from VMs (names,
-// log records) to w: escaped on a terminal, as journalctl and ls do, so
-// that a VM's control bytes cannot drive the operator's terminal; as it
-// is with raw (--raw) or when w is not a terminal.
+// log records, errors) to w: escaped on a terminal, as journalctl and ls
+// do, so that a VM's control bytes cannot drive the operator's terminal
+// (set its title, clear it, hide what follows); as it is with raw (--raw)
+// or when w is not a terminal, for the programs that read it. The escape
+// is the node's own text log's: \x1b, \a, \xff.
 func (e env) textFor(w io.Writer, raw bool) func(string) string {
 	if raw || !e.isTTY(w) {
 		return func(s string) string { return s }
 	}
-	return terminalText
+	return safetext.Terminal
 }
-
-// terminalText is what textFor writes of a VM's text to a terminal. It is
-// the one place where the project's sanitising of terminal text (control
-// bytes and invalid UTF-8 escaped, as the node's own log escapes them) is
-// to be called; it passes s as it is until that package is in the tree.
-func terminalText(s string) string { return s }

@@ -109,6 +109,10 @@ var rows = slices.Concat([]row{
 	{name: "Node64/node", unit: "full-heap-B/VM"},
 	{name: "Node64/node", unit: "rss-B/VM"},
 	{name: "Node64/node", unit: "full-rss-B/VM"},
+	{name: "CallerCheck", unit: "unchecked-ns/launch"},
+	{name: "CallerCheck", unit: "checked-ns/launch", ref: "CallerCheck", refUnit: "unchecked-ns/launch", minus: true, target: 0.1e6, atMost: true},
+	{name: "CallerCheck", unit: "unchecked-initialize-ns"},
+	{name: "CallerCheck", unit: "checked-initialize-ns", ref: "CallerCheck", refUnit: "unchecked-initialize-ns", minus: true},
 	{name: "LaunchPinned", unit: "unpinned-ns/launch"},
 	{name: "LaunchPinned", unit: "pinned-ns/launch", ref: "LaunchPinned", refUnit: "unpinned-ns/launch"},
 	{name: "RegistryLoad", unit: "hash-ns/load"},
@@ -119,9 +123,11 @@ var rows = slices.Concat([]row{
 	{name: "RegistryLoadLarge/pinned", unit: "first-exec-ns/op"},
 	{name: "Stop/floor", unit: "ns/op"},
 	{name: "Stop/vmre", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
+	{name: "Stop/vmre-subreaper", unit: "ns/op", ref: "Stop/floor", target: 1.2, atMost: true},
 	{name: "StopConcurrent/floor", unit: "ns/op"},
 	{name: "StopConcurrent/init-only", unit: "ns/op", ref: "StopConcurrent/floor"},
 	{name: "StopConcurrent/vmre", unit: "ns/op", ref: "StopConcurrent/floor", target: 2, atMost: true},
+	{name: "StopConcurrent/vmre-subreaper", unit: "ns/op", ref: "StopConcurrent/floor", target: 2, atMost: true},
 	{name: "FirstCall/grpc/fresh", unit: "ns/op"},
 	{name: "FirstCall/grpc/runtime", unit: "ns/op", target: 0.3e6, atMost: true},
 	{name: "FirstCall/grpc/runtime-no-warm-up", unit: "ns/op"},
@@ -227,7 +233,8 @@ func printTable(w io.Writer, r results) {
 func format(v float64, unit string) string {
 	switch unit {
 	case "ns/op", "initialize-ns/launch", "unpinned-ns/launch", "pinned-ns/launch", "hash-ns/load", "seal-ns/load",
-		"load-ns/op", "first-exec-ns/op", "stopped-ns/op":
+		"load-ns/op", "first-exec-ns/op", "stopped-ns/op",
+		"checked-ns/launch", "unchecked-ns/launch", "checked-initialize-ns", "unchecked-initialize-ns":
 		if v >= 1e6 {
 			return fmt.Sprintf("%.2f ms", v/1e6)
 		}
