@@ -198,10 +198,16 @@ func psState(r psRow) string {
 }
 
 // colorState colours a STATE cell as systemctl does: green running, red
-// failing, yellow on the way.
+// failing or back from a failed rollout, yellow on the way or rolling out.
 func colorState(cell string) string {
 	const green, red, yellow, reset = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 	state, _, _ := strings.Cut(cell, " ")
+	switch {
+	case strings.Contains(cell, "rolled back from") || strings.Contains(cell, "rollout of "):
+		return red + cell + reset // the VM's new version failed its rollout: it asks for a look
+	case strings.Contains(cell, "rolling out"):
+		return yellow + cell + reset
+	}
 	switch state {
 	case "running":
 		return green + cell + reset

@@ -155,7 +155,7 @@ func rolloutClient(ctx context.Context, args []string, e env, name, head string,
 	if err != nil {
 		return rolloutFail(e, name, vm, *to, err)
 	}
-	fmt.Fprintln(e.stdout, msg)
+	fmt.Fprintln(e.stdout, e.textFor(e.stdout, false)(msg))
 	if !changed || o.noWait || r == nil {
 		return exitOK
 	}
@@ -196,7 +196,7 @@ func followRollout(ctx context.Context, c adminv1connect.AdminServiceClient, e e
 		return clientFail(e, "rollout", err)
 	}
 	defer stream.Close()
-	p := progress{w: e.stdout, id: r.GetId(), started: time.Now(), verb: verb}
+	p := progress{w: e.stdout, text: e.textFor(e.stdout, false), id: r.GetId(), started: time.Now(), verb: verb}
 	if r.GetStartedAt() != nil {
 		p.started = r.GetStartedAt().AsTime()
 	}
@@ -219,7 +219,8 @@ func followRollout(ctx context.Context, c adminv1connect.AdminServiceClient, e e
 // progress prints the changes of a rollout as they come.
 type progress struct {
 	w       io.Writer
-	verb    string // rolled out, rolled back
+	text    func(string) string // how the VMs' text is written (textFor)
+	verb    string              // rolled out, rolled back
 	id      uint64
 	started time.Time
 	state   adminv1.VMState
@@ -234,7 +235,7 @@ type progress struct {
 func (p *progress) show(vm *adminv1.VM) (int, bool) {
 	r := vm.GetRollout()
 	at := func(format string, args ...any) {
-		fmt.Fprintf(p.w, "%6.2fs  %s\n", time.Since(p.started).Seconds(), fmt.Sprintf(format, args...))
+		fmt.Fprintf(p.w, "%6.2fs  %s\n", time.Since(p.started).Seconds(), p.text(fmt.Sprintf(format, args...)))
 	}
 	to := short(r.GetToDigest())
 	if p.back {
@@ -331,6 +332,7 @@ func historyCommand(ctx context.Context, args []string, e env) int {
 		return exitOK
 	}
 	const stamp = "2006-01-02 15:04:05"
+	text := e.textFor(e.stdout, false)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIGEST\tFIRST SEEN\tBECAME CURRENT\tRESULT")
 	for _, v := range res.Msg.GetVersions() {
@@ -343,7 +345,7 @@ func historyCommand(ctx context.Context, args []string, e env) int {
 			result += " (no copy kept)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(v.GetDigest()), v.GetFirstSeen().AsTime().Local().Format(stamp), started,
-			strings.ReplaceAll(result, "\n", " "))
+			text(strings.ReplaceAll(result, "\n", " ")))
 	}
 	tw.Flush()
 	return exitOK
