@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 	"github.com/vmre/vmre/internal/vmretest"
 )
 
@@ -170,5 +171,42 @@ func TestRolloutUsage(t *testing.T) {
 	}
 	if code, out, _ := inProcess(t, env, "help", "rollout"); code != exitOK || !strings.Contains(out, "--no-auto-revert") {
 		t.Errorf("help rollout: exit %d\n%s", code, out)
+	}
+}
+
+// TestRolloutStateInPs: ps's STATE adds a VM's rollout to its state, in
+// progress or ended without success, and colours it on a terminal: yellow
+// while it rolls out, red once it failed or was rolled back; a rollout
+// that succeeded adds nothing.
+func TestRolloutStateInPs(t *testing.T) {
+	t.Parallel()
+	const from, to = "9d0eaedb0154350d3476b646b301eed5", "269350a7d70c332955822bb96f52313f"
+	const green, red, yellow = "\x1b[32m", "\x1b[31m", "\x1b[33m"
+	rollout := func(p adminv1.RolloutPhase) *adminv1.Rollout {
+		return &adminv1.Rollout{Phase: p, FromDigest: from, ToDigest: to}
+	}
+	for _, c := range []struct {
+		vm          *adminv1.VM
+		state, want string
+	}{
+		{&adminv1.VM{State: adminv1.VMState_VM_STATE_RUNNING, Rollout: rollout(adminv1.RolloutPhase_ROLLOUT_PHASE_ROLLING_OUT)},
+			"running (rolling out 269350a7d70c)", yellow},
+		{&adminv1.VM{State: adminv1.VMState_VM_STATE_RUNNING, Rollout: rollout(adminv1.RolloutPhase_ROLLOUT_PHASE_ROLLED_BACK)},
+			"running (rolled back from 269350a7d70c)", red},
+		{&adminv1.VM{State: adminv1.VMState_VM_STATE_CRASHLOOP, Rollout: rollout(adminv1.RolloutPhase_ROLLOUT_PHASE_FAILED)},
+			"crashloop (rollout of 269350a7d70c failed)", red},
+		{&adminv1.VM{State: adminv1.VMState_VM_STATE_RUNNING, Rollout: rollout(adminv1.RolloutPhase_ROLLOUT_PHASE_SUCCEEDED)},
+			"running", green},
+		{&adminv1.VM{State: adminv1.VMState_VM_STATE_RUNNING, Pending: "changed: rolls out 269350a7d70c at its next start",
+			Rollout: rollout(adminv1.RolloutPhase_ROLLOUT_PHASE_ROLLED_BACK)},
+			"running (changed: rolls out 269350a7d70c at its next start, rolled back from 269350a7d70c)", red},
+	} {
+		state := psState(newPsRow(c.vm))
+		if state != c.state {
+			t.Errorf("STATE %q, want %q", state, c.state)
+		}
+		if got := colorState(state); got != c.want+c.state+"\x1b[0m" {
+			t.Errorf("STATE %q coloured %q, want it in %q", state, got, c.want)
+		}
 	}
 }
