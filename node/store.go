@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/vmre/vmre/registry"
 )
@@ -59,54 +61,101 @@ func (s *store) keep(ctx context.Context, name string, vm *registry.VM, pid int)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
+	// No descriptor of the copy open for writing outlives a write
+	// (appendFile): the node forks other VMs meanwhile.
+	syscall.ForkLock.RLock()
 	tmp, err := os.CreateTemp(dir, ".copy.tmp-*")
+	if err == nil {
+		err = tmp.Close()
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
+	path := tmp.Name()
 	ok := false
 	defer func() {
 		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			os.Remove(path)
 		}
 	}()
-	w := ctxWriter{ctx, tmp}
+	buf := bufio.NewWriterSize(appendFile{path}, copyChunk)
+	w := ctxWriter{ctx, buf}
 	var d registry.Digest
 	if pid != 0 {
 		d, err = vm.CopyFromProcess(pid, w)
 	}
 	if pid == 0 || err != nil { // a script runs as its interpreter: its file, then
-		if _, serr := tmp.Seek(0, io.SeekStart); serr != nil {
-			return "", fmt.Errorf("keep a copy of VM %s: %w", name, serr)
-		}
-		if terr := tmp.Truncate(0); terr != nil {
+		buf.Reset(appendFile{path})
+		if terr := os.Truncate(path, 0); terr != nil {
 			return "", fmt.Errorf("keep a copy of VM %s: %w", name, terr)
 		}
 		d, err = vm.CopyTo(w)
+	}
+	if err == nil {
+		err = buf.Flush()
 	}
 	if err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	digest := d.String()
-	if err := tmp.Chmod(0o500); err != nil {
+	if err := os.Chmod(path, 0o500); err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
+	if err := syncFile(path); err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	if s.has(name, digest) { // kept meanwhile, or before under another identity
-		os.Remove(tmp.Name())
+		os.Remove(path)
 		ok = true
 		return digest, nil
 	}
-	if err := os.Rename(tmp.Name(), s.path(name, digest)); err != nil {
+	if err := os.Rename(path, s.path(name, digest)); err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	ok = true
 	return digest, nil
+}
+
+// copyChunk is how much of a copy appendFile writes at once: a write
+// holds back the node's forks (its VMs' launches) for about a millisecond.
+const copyChunk = 1 << 20
+
+// appendFile appends each write to the file at path, which it opens for
+// it and closes after it, under syscall.ForkLock held for reading, as
+// os/exec holds it for writing around each fork. A process forked while
+// a descriptor of the copy is open for writing would hold it until its
+// own exec, and an exec of the copy in that window (the launch of the
+// version just kept) would fail with "text file busy" (ETXTBSY): the
+// version would be taken for a bad one.
+type appendFile struct{ path string }
+
+func (a appendFile) Write(p []byte) (int, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return 0, err
+	}
+	n, err := f.Write(p)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// syncFile syncs the file at path through a descriptor open for reading
+// alone, which no fork makes a writer of it.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ctxWriter writes to w until ctx ends.
