@@ -90,12 +90,24 @@ func validAll(ss []string) []string {
 // protojson's own spacing), so that scripts and tests may grep it. It is
 // the JSON of GET /v1/vms and vmre ps --json.
 func JSON(m proto.Message) ([]byte, error) {
+	return marshalJSON(m, func(out *bytes.Buffer, b []byte) error { return json.Indent(out, b, "", "  ") })
+}
+
+// JSONLine is m as JSON on one line, for a stream of messages (vmre
+// events --json, logs --json: one message a line, as jq and docker
+// events read them): the fields and names of JSON, compact.
+func JSONLine(m proto.Message) ([]byte, error) { return marshalJSON(m, json.Compact) }
+
+// marshalJSON marshals m with the field names of the protos and every
+// field, and lays it out with layout (protojson's own spacing varies
+// from build to build, on purpose), with a newline.
+func marshalJSON(m proto.Message, layout func(*bytes.Buffer, []byte) error) ([]byte, error) {
 	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
 	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
+	if err := layout(&out, b); err != nil {
 		return nil, err
 	}
 	out.WriteByte('\n')

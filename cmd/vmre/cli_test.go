@@ -396,15 +396,33 @@ func TestEvents(t *testing.T) {
 	ev.out.waitFor(t, "alpha running", vmretest.WaitTimeout, func(l string) bool {
 		return strings.Contains(l, "  alpha  running  pid "+strconv.Itoa(pid))
 	})
+	// --json: one message a line, in the schema of ps --json (every
+	// field, restarts 0 included).
+	evJSON := startCLI(t, vars, "events", "--json")
+	evJSON.out.waitFor(t, "alpha running as JSON", vmretest.WaitTimeout, func(l string) bool {
+		return strings.Contains(l, `"state":"VM_STATE_RUNNING"`)
+	})
 	if code, _, errOut := inProcess(t, vars, "stop", "--timeout", "0", "alpha"); code != exitOK {
 		t.Fatalf("stop: %d\n%s", code, errOut)
 	}
 	ev.out.waitFor(t, "alpha stopped", vmretest.WaitTimeout, func(l string) bool {
 		return strings.Contains(l, "  alpha  stopped  ")
 	})
+	evJSON.out.waitFor(t, "alpha stopped as JSON", vmretest.WaitTimeout, func(l string) bool {
+		return strings.Contains(l, `"state":"VM_STATE_STOPPED"`)
+	})
 	n.stop(t)
 	if code := ev.wait(t); code != exitOK || !strings.Contains(ev.stderr.String(), "vmre events: node stopped") {
 		t.Errorf("events: exit %d\n%s", code, ev.stderr)
+	}
+	evJSON.wait(t)
+	for _, l := range evJSON.out.lines() {
+		var m struct {
+			VM map[string]any `json:"vm"`
+		}
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m.VM["name"] != "alpha" || m.VM["restarts"] != float64(0) {
+			t.Errorf("events --json line %q: %v; want a VM named alpha with restarts 0", l, err)
+		}
 	}
 	if slices.ContainsFunc(ev.out.lines(), func(l string) bool { return !regexp.MustCompile(`^\d{4}-`).MatchString(l) }) {
 		t.Errorf("events printed lines that are not events:\n%s", ev.out)

@@ -146,7 +146,7 @@ func clientFail(e env, cmd string, err error) int { return reportFailure(e, cmd,
 // asJSON, as {"error": {...}} on stdout, and returns its exit code.
 func reportFailure(e env, cmd string, err error, asJSON bool) int {
 	f := describeFailure(err)
-	fmt.Fprintf(e.stderr, "vmre %s: %s\n", cmd, f.msg)
+	fmt.Fprintf(e.stderr, "vmre %s: %s\n", cmd, textLines(e.textFor(e.stderr, false), f.msg)) // it may quote a VM's output
 	if asJSON {
 		b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": f.rpc, "message": f.msg, "exit_code": f.code}})
 		fmt.Fprintln(e.stdout, string(b))

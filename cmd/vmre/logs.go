@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -100,8 +99,8 @@ func logsCommand(ctx context.Context, args []string, e env) int {
 	p := &recordPrinter{w: e.stdout, timestamps: f.timestamps, text: e.textFor(e.stdout, f.raw)}
 	for stream.Receive() {
 		if f.asJSON {
-			b, _ := protojson.MarshalOptions{UseProtoNames: true}.Marshal(stream.Msg())
-			fmt.Fprintln(e.stdout, string(b))
+			b, _ := admin.JSONLine(stream.Msg())
+			e.stdout.Write(b)
 			continue
 		}
 		p.print(stream.Msg())

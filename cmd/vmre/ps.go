@@ -121,7 +121,7 @@ func psCommand(ctx context.Context, args []string, e env) int {
 		}
 	case tmpl != nil:
 		for _, r := range rows {
-			r.Name, r.ID = text(r.Name), text(r.ID)
+			r = r.escaped(text)
 			var b strings.Builder
 			if err := tmpl.Execute(&b, r); err != nil {
 				return usagef(fs, e, "--format: %v", err)
@@ -131,7 +131,8 @@ func psCommand(ctx context.Context, args []string, e env) int {
 	default:
 		var cells [][]string
 		for _, r := range rows {
-			name := text(r.Name)
+			r = r.escaped(text)
+			name := r.Name
 			if !noTrunc {
 				name = truncate(name, nameWidth)
 			}
@@ -142,7 +143,7 @@ func psCommand(ctx context.Context, args []string, e env) int {
 			case r.Remote:
 				pid = "remote"
 			}
-			cells = append(cells, []string{name, psState(r), pid, r.Uptime, strconv.Itoa(r.Restarts), text(r.LastExit), shortDigest(r.Digest)})
+			cells = append(cells, []string{name, psState(r), pid, r.Uptime, strconv.Itoa(r.Restarts), r.LastExit, shortDigest(r.Digest)})
 		}
 		var style func(int, string) string
 		if e.color(e.stdout) {

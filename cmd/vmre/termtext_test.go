@@ -45,3 +45,37 @@ func TestLogsEscapedOnATerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsEscapedOnATerminal: a VM that writes control bytes and fails
+// before its handshake: its error reaches a terminal escaped through
+// ps --format and through a failed vmre start, whose message quotes the
+// VM's last lines (their line breaks kept); through a pipe as it is.
+func TestErrorsEscapedOnATerminal(t *testing.T) {
+	t.Parallel()
+	vars := clientEnv(t)
+	dir := t.TempDir()
+	script := "#!/bin/sh\nprintf '\\033[2Jcleared\\n' >&2\nexit 1\n"
+	if err := vmretest.WriteExecutable(filepath.Join(dir, "wiper"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := startInNode(t, vars, "--plugin-dir", dir)
+	n.waitState(t, "wiper", "failed", nil)
+	run := func(tty bool, args ...string) (code int, stdout, stderr string) {
+		var out, errOut vmretest.SyncBuffer
+		e := env2(&out, &errOut, vars)
+		e.terminal = func(io.Writer) bool { return tty }
+		code = vmreMain(t.Context(), args, e)
+		return code, out.String(), errOut.String()
+	}
+	const raw, escaped = "stderr: \x1b[2Jcleared", `stderr: \x1b[2Jcleared`
+	if _, out, _ := run(true, "ps", "-a", "--format", "{{.Error}}"); !strings.Contains(out, escaped) || strings.Contains(out, "\x1b") {
+		t.Errorf("ps --format {{.Error}} on a terminal: %q; want %s and no control byte", out, escaped)
+	}
+	if _, out, _ := run(false, "ps", "-a", "--format", "{{.Error}}"); !strings.Contains(out, raw) {
+		t.Errorf("ps --format {{.Error}} through a pipe: %q; want the bytes as they are", out)
+	}
+	code, _, errOut := run(true, "start", "wiper")
+	if code != exitFailure || !strings.Contains(errOut, "\n\t"+escaped) || strings.Contains(errOut, "\x1b") {
+		t.Errorf("start of a failing VM on a terminal: exit %d %q; want exit %d, the VM's line escaped on a line of its own", code, errOut, exitFailure)
+	}
+}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
+	"github.com/vmre/vmre/admin"
 
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
 )
@@ -32,7 +32,7 @@ func eventsCommand(ctx context.Context, args []string, e env) int {
 	var asJSON, raw bool
 	fs := newFlagSet("events")
 	f.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print each change as a JSON line")
+	fs.BoolVar(&asJSON, "json", false, "print each change as a JSON line: the VM in the fields of ps --json, and gone")
 	fs.BoolVar(&raw, "raw", false, "write names and errors as they are, control bytes too, even to a terminal")
 	pos, err := parseArgs(fs, eventsHead, clientTail+clientCodesHelp, args, e)
 	if err != nil {
@@ -58,8 +58,8 @@ func eventsCommand(ctx context.Context, args []string, e env) int {
 	for stream.Receive() {
 		vm := stream.Msg().GetVm()
 		if asJSON {
-			b, _ := protojson.MarshalOptions{UseProtoNames: true}.Marshal(stream.Msg())
-			fmt.Fprintln(e.stdout, string(b))
+			b, _ := admin.JSONLine(stream.Msg())
+			e.stdout.Write(b)
 			continue
 		}
 		state := stateName(vm)
