@@ -31,7 +31,8 @@ show with -a only.
 
 --format takes a Go template, executed for each VM, with the fields
 .Name .ID .Aliases .State .Pid .Addr .Uptime .Restarts .LastExit .Error
-.Digest .Pinned .Remote .Removed .Pending; --json prints ListVMs' answer.
+.Digest .Pinned .Remote .Removed .Pending .Rollout; --json prints ListVMs'
+answer.
 
 Examples:
   vmre ps

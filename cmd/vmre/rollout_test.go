@@ -83,6 +83,9 @@ func TestRolloutCommands(t *testing.T) {
 	if code, out, _ := vmre("ps"); code != exitOK || !strings.Contains(out, "running (rolled back from "+bad[:12]+")") {
 		t.Errorf("ps after the revert: exit %d\n%s", code, out)
 	}
+	if code, out, _ := vmre("ps", "--format", "{{.Name}}: {{.Rollout}}"); code != exitOK || out != "alpha: rolled back from "+bad[:12]+"\n" {
+		t.Errorf("ps --format .Rollout after the revert: exit %d\n%s", code, out)
+	}
 
 	// The history, as text and JSON.
 	code, out, _ = vmre("history", "alpha")
