@@ -199,9 +199,12 @@ type testNode struct {
 	admin    adminv1connect.AdminServiceClient
 	states   *states
 	rollouts *rollouts
-	cancel   context.CancelFunc
-	done     chan error
-	srv      *httptest.Server
+	// serving is closed once Run has supervised the VMs of its first load
+	// (Hooks.Serving): the remote ones are enrolled.
+	serving chan struct{}
+	cancel  context.CancelFunc
+	done    chan error
+	srv     *httptest.Server
 }
 
 // Rollouts of the tests: a new version is healthy once it has answered
@@ -211,22 +214,26 @@ const (
 	testProbeInterval = 20 * time.Millisecond
 )
 
-// startNode runs a node of cfg (Addr, Logger, Hooks and KeepProcess set
-// here, and the rollouts' timings when unset) until stop or the end of the test.
+// startNode runs a node of cfg (Addr, Hooks and KeepProcess set here,
+// Logger unless cfg has one, and the rollouts' timings when unset) until
+// stop or the end of the test.
 func startNode(t *testing.T, cfg node.Config) *testNode {
 	t.Helper()
 	r := chi.NewRouter()
 	r.Get("/mine", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("the node's own route\n")) })
 	srv := httptest.NewUnstartedServer(r)
 	cfg.Addr = srv.Listener.Addr().String()
-	cfg.Logger = vmretest.Logger(t)
+	if cfg.Logger == nil {
+		cfg.Logger = vmretest.Logger(t)
+	}
 	// The test binary runs other tests' processes: it does not become
 	// their subreaper (the survivors' test counts on where an orphan goes),
 	// nor mark its descriptors; helper processes run nodes that do.
 	cfg.KeepProcess = true
 	st := newStates()
 	ro := &rollouts{states: st}
-	cfg.Hooks = &node.Hooks{State: st.add, Removed: st.remove}
+	serving := make(chan struct{})
+	cfg.Hooks = &node.Hooks{State: st.add, Removed: st.remove, Serving: func() { close(serving) }}
 	ro.hooks(cfg.Hooks)
 	if cfg.Backoff == (supervise.Backoff{}) {
 		cfg.Backoff = supervise.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
@@ -245,7 +252,7 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	r.Mount("/", n.Handler())
 	srv.Start()
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{n: n, url: srv.URL, states: st, rollouts: ro, cancel: cancel, done: make(chan error, 1), srv: srv}
+	tn := &testNode{n: n, url: srv.URL, states: st, rollouts: ro, serving: serving, cancel: cancel, done: make(chan error, 1), srv: srv}
 	tn.admin = adminv1connect.NewAdminServiceClient(vmretest.HTTP1Client(t), srv.URL)
 	go func() { tn.done <- n.Run(ctx) }()
 	t.Cleanup(tn.stop)
