@@ -67,7 +67,10 @@ const fillBytes = 1 << 20
 //
 // node runs under the launcher's default limit on concurrent launches
 // (launcher.Config.MaxConcurrentLaunches: 4 per CPU); node-limit=1-per-cpu
-// and node-limit=none the same with one launch per CPU and with no limit.
+// and node-limit=none the same with one launch per CPU and with no limit;
+// node-data-dir with a new data directory each op, as vmre node always
+// has one: the node then keeps a copy of each VM's bytes there, in the
+// background, from its first run on.
 //
 // floor is 64 floor plugins started at once with os/exec until all have
 // dialled back (ns/op), then stopped at once, SIGTERM and wait, until all
@@ -108,9 +111,10 @@ func BenchmarkNode64(b *testing.B) {
 		cpu.report(b)
 	})
 	for _, l := range []struct {
-		name  string
-		limit int // launcher.Config.MaxConcurrentLaunches
-	}{{"node", 0}, {"node-limit=1-per-cpu", runtime.NumCPU()}, {"node-limit=none", -1}} {
+		name    string
+		limit   int  // launcher.Config.MaxConcurrentLaunches
+		dataDir bool // a node.Config.DataDir of its own for each op
+	}{{"node", 0, false}, {"node-limit=1-per-cpu", runtime.NumCPU(), false}, {"node-limit=none", -1, false}, {"node-data-dir", 0, true}} {
 		b.Run(l.name, func(b *testing.B) {
 			dir := nodePluginDir(b)
 			var m nodeMeasures
@@ -118,8 +122,12 @@ func BenchmarkNode64(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				settle(b, nodeBase)
+				dataDir := ""
+				if l.dataDir {
+					dataDir = b.TempDir()
+				}
 				b.StartTimer()
-				m.add(runNode64(b, dir, l.limit))
+				m.add(runNode64(b, dir, l.limit, dataDir))
 			}
 			m.report(b)
 		})
@@ -225,7 +233,7 @@ func (c *cpuMeasures) report(b *testing.B) {
 
 // runNode64 runs one op of BenchmarkNode64's node, whose launcher has
 // MaxConcurrentLaunches limit: the timer runs from Run to all VMs running.
-func runNode64(b *testing.B, dir string, limit int) nodeOp {
+func runNode64(b *testing.B, dir string, limit int, dataDir string) nodeOp {
 	b.StopTimer()
 	before, rssBefore := takeSnapshot(), residentBytes()
 	childrenBefore := childrenCPU()
@@ -239,6 +247,7 @@ func runNode64(b *testing.B, dir string, limit int) nodeOp {
 	}
 	n, err := node.New(node.Config{
 		PluginDir: dir,
+		DataDir:   dataDir,
 		Listener:  ln,
 		Launch:    launcher.Config{Env: []string{"MINVM_FILL_LOG=" + strconv.Itoa(fillBytes)}, MaxConcurrentLaunches: limit},
 		Logger:    slog.New(&filledCounter{filled: filled}),
