@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/oklog/run"
 
@@ -55,12 +56,17 @@ type Node struct {
 	kickFollow chan struct{} // the follow-up actor has VMs to reconcile (dirty)
 	kickKeep   chan struct{} // the keeper has copies to keep (keeps)
 
+	// The keeper's clock: time.Now and time.After (tests set theirs).
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+
 	mu        sync.Mutex
 	phase     phase
 	entries   map[string]*entry          // every VM, by name
 	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
 	dirty     map[string]bool            // VMs to reconcile again, after their rollouts
 	keeps     []keepJob                  // copies of versions to keep, in order
+	lastKeep  time.Time                  // when the last copy was queued (keepLater)
 	waiters   map[string][]chan supervise.RolloutStatus
 	ended     map[string]supervise.RolloutStatus // each VM's last rollout that ended
 	kill      context.CancelCauseFunc
@@ -90,7 +96,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, entries: make(map[string]*entry), dirty: make(map[string]bool), refused: make(map[string]bool),
 		waiters: make(map[string][]chan supervise.RolloutStatus), ended: make(map[string]supervise.RolloutStatus),
-		kickFollow: make(chan struct{}, 1), kickKeep: make(chan struct{}, 1)}
+		kickFollow: make(chan struct{}, 1), kickKeep: make(chan struct{}, 1), now: time.Now, after: time.After}
 	n.logs = admin.NewLogs(cfg.LogBacklogBytes)
 	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
 	stops, err := loadStops(cfg.DataDir)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/vmre/vmre/registry"
 )
@@ -127,8 +128,9 @@ type keepJob struct {
 }
 
 // keepLater queues the copy of vm's bytes, unless the store holds them,
-// for the keeper: the actor of Run that keeps copies one at a time, so
-// that they do not compete with launches for the CPUs. A node without a
+// for the keeper: the actor of Run that keeps copies one at a time, once
+// the launches have quieted down, so that they do not compete with them
+// for the CPUs. A node without a
 // data directory keeps none in the background: its copies would not
 // outlive it, and a rollout keeps the version that runs first; the
 // registry takes the digest of what runs instead (Registry.TakeDigest).
@@ -147,6 +149,7 @@ func (n *Node) keepLater(name string, vm *registry.VM, pid int) {
 	}
 	n.mu.Lock()
 	n.keeps = append(n.keeps, keepJob{name: name, vm: vm, pid: pid})
+	n.lastKeep = n.now()
 	n.mu.Unlock()
 	select {
 	case n.kickKeep <- struct{}{}:
@@ -154,13 +157,42 @@ func (n *Node) keepLater(name string, vm *registry.VM, pid int) {
 	}
 }
 
+// keepQuiet is how long the keeper waits after the last copy was queued
+// before it copies: a node that starts dozens of VMs queues a copy as each
+// runs, and copying them then (reading, hashing and writing 14 MB each)
+// took all 64 from running in 153 ms to 629 ms (docs/PERFORMANCE.md, "A
+// node of 64 VMs"); once the launches have quieted down, it takes the CPUs
+// from none.
+const keepQuiet = 100 * time.Millisecond
+
+// awaitQuiet waits until no copy has been queued for keepQuiet, and
+// reports whether it did: false when ctx ended first.
+func (n *Node) awaitQuiet(ctx context.Context) bool {
+	for {
+		n.mu.Lock()
+		wait := n.lastKeep.Add(keepQuiet).Sub(n.now())
+		n.mu.Unlock()
+		if wait <= 0 {
+			return true
+		}
+		select {
+		case <-n.after(wait):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // keeper keeps the queued copies until ctx ends, which abandons the copy
-// under way.
+// under way; each once no copy has been queued for keepQuiet.
 func (n *Node) keeper(ctx context.Context) {
 	for {
 		select {
 		case <-n.kickKeep:
 			for {
+				if !n.awaitQuiet(ctx) {
+					return
+				}
 				n.mu.Lock()
 				if len(n.keeps) == 0 {
 					n.mu.Unlock()
