@@ -298,6 +298,10 @@ func TestNodeNameNotUTF8(t *testing.T) {
 	if code != exitFailure || !utf8.ValidString(out) || !strings.Contains(out, escaped) {
 		t.Errorf("vmre reload: exit %d; want 1 and the entry %s\n%s", code, escaped, out)
 	}
+	// The node's own log names the refused entry escaped, in valid UTF-8.
+	if log := n.stderr.String(); !utf8.ValidString(log) || !strings.Contains(log, `"entry":"bad\\xffname","kind":"bad name"`) {
+		t.Errorf("the node's log does not name the refused entry escaped, or is not UTF-8:\n%q", log)
+	}
 	// The good VM ran through all this.
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Errorf("good (pid %d): %v", pid, err)
