@@ -56,6 +56,9 @@ func (s *Service) View(vm supervise.VM) *adminv1.VM {
 		p.LastExit = &adminv1.Exit{Code: int32(e.Code), Signal: e.Signal, Stage: e.Stage.String(),
 			Ran: durationpb.New(e.Ran), Summary: safetext.Valid(e.String())}
 	}
+	if vm.Rollout != nil {
+		p.Rollout = RolloutView(*vm.Rollout)
+	}
 	if s.describe != nil {
 		d := s.describe(vm.Name)
 		p.Aliases, p.Digest, p.Pinned, p.Removed, p.Pending = validAll(d.Aliases), d.Digest, d.Pinned, d.Removed, d.Pending

@@ -45,8 +45,8 @@ type Description struct {
 	// Removed: its file or declaration left the plugin directory and the
 	// node keeps it running until it is stopped.
 	Removed bool
-	// Pending is a change it waits for, in a sentence ("changed: runs at
-	// next restart"), or "".
+	// Pending is a change it waits for, in a sentence ("changed: rolls out
+	// 0356559ddd51 at its next start"), or "".
 	Pending string
 	// Sandbox is what the VM's sandbox applied at its last launch that got
 	// as far, or nil.
@@ -71,6 +71,9 @@ type Config struct {
 	// Enrollments, when set, are the node's remote VMs (GetEnrollment,
 	// RotateEnrollment).
 	Enrollments Enrollments
+	// Rollouts, when set, are the node's rollouts (Rollout, Rollback,
+	// History); nil makes them unimplemented (a node of one VM, vmre run).
+	Rollouts Rollouts
 	// Token, when set, is required as "Authorization: Bearer TOKEN". A
 	// call without it is refused before its body is read.
 	Token string
@@ -91,6 +94,7 @@ type Service struct {
 	reload      func(context.Context) (*adminv1.ReloadResponse, error)
 	logs        *Logs
 	enrollments Enrollments
+	rollouts    Rollouts
 	token       bearer.Key
 	hasToken    bool
 	log         *slog.Logger
@@ -118,6 +122,7 @@ func New(cfg Config) (*Service, error) {
 		reload:      cfg.Reload,
 		logs:        cfg.Logs,
 		enrollments: cfg.Enrollments,
+		rollouts:    cfg.Rollouts,
 		log:         cfg.Logger,
 		onCall:      cfg.OnCall,
 		errors:      connect.NewErrorWriter(),

@@ -24,7 +24,7 @@ const helloPath = "/hello"
 // binary as one, and otherwise the tests, failing the package when one
 // leaves a goroutine behind.
 func TestMain(m *testing.M) {
-	vmretest.Main(m, map[string]vmretest.Helper{"vm": runVM})
+	vmretest.Main(m, map[string]vmretest.Helper{"vm": runVM, "remote-vm": runRemoteVM})
 }
 
 // runVM is the whole main of a VM built on client.Serve: a handler and

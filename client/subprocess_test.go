@@ -36,8 +36,14 @@ type vmProcess struct {
 // the VM if a test left it running, and reaps it.
 func startVM(t *testing.T, version uint, env ...string) *vmProcess {
 	t.Helper()
-	vm := &vmProcess{exited: make(chan struct{})}
-	vm.cmd = vmretest.Command("vm", strconv.FormatUint(uint64(version), 10))
+	return startCommand(t, vmretest.Command("vm", strconv.FormatUint(uint64(version), 10)), env...)
+}
+
+// startCommand starts cmd, a helper of the test binary, with env added to
+// its environment.
+func startCommand(t *testing.T, cmd *exec.Cmd, env ...string) *vmProcess {
+	t.Helper()
+	vm := &vmProcess{cmd: cmd, exited: make(chan struct{})}
 	vm.cmd.Env = append(vm.cmd.Env, env...)
 	vm.cmd.Stderr = &vm.stderr
 	if err := vm.cmd.Start(); err != nil {

@@ -78,6 +78,7 @@ type Metrics struct {
 	admin     *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	abandoned *prometheus.CounterVec
+	rollouts  rollouts
 }
 
 // New returns the metrics of a node whose VMs cfg tells of. It fails,
@@ -122,8 +123,10 @@ func New(cfg Config) (*Metrics, error) {
 			Help: "Times reading a VM's stdout or stderr stopped before the pipe's end: after the VM's exit, a process outside its group held the pipe open past the drain time; what it writes from then on is not read.",
 		}, []string{"vm", "stream"}),
 	}
+	m.rollouts = newRollouts(cfg.VMs, m.label, cfg.Describe)
 	cs := []prometheus.Collector{m.launches, m.handshake, m.exits, m.calls, m.owners, m.admin, m.dropped, m.abandoned,
 		newStateCollector(cfg.VMs, cfg.Output, m.label, cfg.Describe), newSandboxCollector(cfg.VMs, cfg.Sandbox, m.label), buildInfo()}
+	cs = append(cs, m.rollouts.collectors()...)
 	if cfg.HostCollectors {
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// and launched again as Restart says (supervise.Liveness). Zero: no
 	// probes.
 	Liveness supervise.Liveness
+	// Rollout says how a VM of the plugin directory whose file changed is
+	// rolled out (docs/NODE.md, "Upgrading a VM").
+	Rollout RolloutConfig
 	// Launch configures every launch (its zero values: the launcher's
 	// defaults). The node sets its Engine and EngineAddr to its own
 	// engine and Addr, joins its Hooks after the node's, and sets its
@@ -73,10 +77,14 @@ type Config struct {
 
 	// DataDir is the node's own directory: the engine's certificate, the
 	// remote VMs' tokens, the operators' stops, the sandboxed VMs' own
-	// directories, the record of the running VMs (docs/NODE.md). Required
-	// with Remote and Sandbox; without it, operators' stops last as long
-	// as the node, and a node killed (SIGKILL) and started again cannot
-	// stop the VMs it left running.
+	// directories, the record of the running VMs, the VMs' versions and
+	// the copies of their bytes (docs/NODE.md). Required with Remote and
+	// Sandbox; without it, operators' stops and the versions last as long
+	// as the node, a node killed (SIGKILL) and started again cannot stop
+	// the VMs it left running, the copies are kept in a temporary
+	// directory that Run removes when it returns (or New, when it fails),
+	// and only those a rollout needs are made: an unpinned VM runs from
+	// its file until its first rollout.
 	DataDir string
 
 	// KeepProcess leaves the process as Run finds it. By default Run makes
@@ -119,6 +127,29 @@ type Config struct {
 	LogBacklogBytes int
 	// Hooks, when set, are told of what happens to the node.
 	Hooks *Hooks
+}
+
+// RolloutConfig says how the node rolls out a new version of a VM of its
+// plugin directory: at a reload that finds its file changed, at an
+// operator's Rollout or Rollback. Zero values mean supervise's defaults.
+type RolloutConfig struct {
+	// Strategy is how a new version takes the old one's place
+	// (supervise.Replace), except for the VMs of StartFirst (names or
+	// aliases), which can run twice at once: theirs start beside the old.
+	Strategy   supervise.Strategy
+	StartFirst []string
+	// MinHealthy is how long a new version must stay up and answer its
+	// health probe, and HealthyDeadline the time it has to get there.
+	MinHealthy, HealthyDeadline time.Duration
+	// NoAutoRevert keeps a version that failed its rollout as the VM's
+	// version, for debugging, instead of going back to the one before.
+	NoAutoRevert bool
+	// ProbeInterval is the wait between the health probes of a new
+	// version.
+	ProbeInterval time.Duration
+	// Keep is how many versions each VM keeps in its history, with a copy
+	// of their bytes (DefaultKeepVersions).
+	Keep int
 }
 
 // VM is a VM given by its command.
@@ -167,6 +198,13 @@ type Hooks struct {
 	// and left its discovery file (with DiscoveryDir): the clients find
 	// the node from then on.
 	Serving func()
+	// RolloutStarted is told when a VM's rollout begins, RolloutHealthy
+	// when its new version proved healthy and runs, RolloutReverted when
+	// it failed and the VM goes back to the version before, RolloutFailed
+	// when it failed and stays (NoAutoRevert) or was interrupted. The
+	// versions are digests. Each comes after the node has recorded it in
+	// the VM's history.
+	RolloutStarted, RolloutHealthy, RolloutReverted, RolloutFailed func(supervise.RolloutEvent)
 	// Survivor is told of each VM that a previous run of the node left
 	// running (it was killed) and that Run stopped at its start, before it
 	// launched anything (DataDir's record of the running VMs).
@@ -177,8 +215,13 @@ type Hooks struct {
 type Report struct {
 	// Added are the VMs that started (remote ones: that were enrolled).
 	Added []string
-	// Changed are the VMs whose file changed: their next launch runs it.
+	// Changed are the VMs whose file changed: their rollout started (or,
+	// for a VM an operator stopped, starts when it is started).
 	Changed []string
+	// KnownBad are the VMs whose file holds a version that failed its
+	// rollout before, or that an operator rolled back from: it is not
+	// rolled out again until its bytes change or a rollout forces it.
+	KnownBad []string
 	// Unchanged are the VMs loaded before and left as they run.
 	Unchanged []string
 	// Removed are the VMs whose file or declaration left the directory:

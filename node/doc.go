@@ -15,9 +15,16 @@
 // what runs with them (docs/NODE.md): new VMs start, a removed VM is
 // stopped with its graceful timeout and forgotten (Config.KeepRemoved
 // keeps it running, marked removed), a removed remote VM's token is
-// refused at once, a changed file runs at the VM's next launch and is
-// shown pending until then, and the sealed copy of an old version is
-// closed as soon as no launch can use it.
+// refused at once, a changed file rolls out (health-gated, and reverted
+// by itself when it fails: docs/NODE.md, "Upgrading a VM"), and the
+// sealed copy of an old version is closed as soon as no launch can use
+// it.
+//
+// Each VM of the plugin directory keeps its versions in the data
+// directory: the history of the last ones (which runs, which failed and
+// why) and a copy of their bytes, from which the node runs an unpinned VM
+// and goes back to an earlier version after its file changed. Rollout,
+// Rollback and History are an operator's hands on them.
 //
 // Run is one run group (oklog/run): each part of the node is an actor,
 // and the first to end stops the others in a fixed order. On the end of

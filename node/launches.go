@@ -110,18 +110,19 @@ func (ls *launches) Launch(ctx context.Context, req supervise.LaunchRequest) (su
 		// is all there is, and its descriptors are the node's to close.
 		ls.n.sandboxReport(of.name, of.sandbox, err)
 	}
-	ls.done(req.Cmd, of, err == nil)
+	ls.done(req.Cmd, of)
 	// The launcher's Runtime knows the VM's pid (it has released the
-	// command's process).
+	// command's process): a version whose bytes the node has not kept yet
+	// is kept from it, in the background.
 	if rt, ok := run.(interface{ Status() vmre.Status }); ok && of.version != nil {
-		ls.n.takeDigest(of.version, rt.Status().Pid)
+		ls.n.keepLater(of.name, of.version, rt.Status().Pid)
 	}
 	return run, err
 }
 
 // done ends the bookkeeping of a launch: its command has started or never
 // will. A version no launch can use any more is closed.
-func (ls *launches) done(cmd *exec.Cmd, of launchOf, started bool) {
+func (ls *launches) done(cmd *exec.Cmd, of launchOf) {
 	ls.mu.Lock()
 	delete(ls.pending, cmd)
 	if of.version != nil {
@@ -130,9 +131,6 @@ func (ls *launches) done(cmd *exec.Cmd, of launchOf, started bool) {
 		}
 	}
 	ls.mu.Unlock()
-	if started {
-		ls.n.launched(of)
-	}
 	ls.n.closeUnused(of.version)
 }
 

@@ -44,15 +44,25 @@ type Node struct {
 	cert     *tls.Certificate // the TLS engine's, with Remote
 	remotes  *remotes         // nil without Remote
 	stops    *stopRecord
+	history  *history  // the VMs' versions
+	store    *store    // the copies of their bytes
 	running  *running  // the record of the running VMs; nil without a DataDir
 	launches *launches // the supervisor's launcher
 
-	reloadMu sync.Mutex // one reconciliation at a time
+	reloadMu sync.Mutex      // one reconciliation at a time
+	refused  map[string]bool // the VMs whose entry the last load refused, under reloadMu
+
+	kickFollow chan struct{} // the follow-up actor has VMs to reconcile (dirty)
+	kickKeep   chan struct{} // the keeper has copies to keep (keeps)
 
 	mu        sync.Mutex
 	phase     phase
 	entries   map[string]*entry          // every VM, by name
 	sandboxes map[string]*sandbox.Report // the last launch's, by VM name
+	dirty     map[string]bool            // VMs to reconcile again, after their rollouts
+	keeps     []keepJob                  // copies of versions to keep, in order
+	waiters   map[string][]chan supervise.RolloutStatus
+	ended     map[string]supervise.RolloutStatus // each VM's last rollout that ended
 	kill      context.CancelCauseFunc
 	tlsAddr   string
 }
@@ -78,7 +88,9 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, entries: make(map[string]*entry)}
+	n := &Node{cfg: cfg, entries: make(map[string]*entry), dirty: make(map[string]bool), refused: make(map[string]bool),
+		waiters: make(map[string][]chan supervise.RolloutStatus), ended: make(map[string]supervise.RolloutStatus),
+		kickFollow: make(chan struct{}, 1), kickKeep: make(chan struct{}, 1)}
 	n.logs = admin.NewLogs(cfg.LogBacklogBytes)
 	n.log = slog.New(n.logs.Handler(cfg.Logger.Handler())) // keeps each VM's recent records for TailLogs
 	stops, err := loadStops(cfg.DataDir)
@@ -86,6 +98,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.stops = stops
+	if n.history, err = loadHistory(cfg.DataDir, cfg.Rollout.Keep); err != nil {
+		return nil, err
+	}
 	if cfg.DataDir != "" {
 		n.running = newRunning(cfg.DataDir, n.log)
 	}
@@ -95,17 +110,21 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	if cfg.PluginDir != "" {
+		if n.store, err = openStore(cfg.DataDir); err != nil {
+			return nil, err
+		}
 		n.reg, n.initial, err = registry.Load(registry.Config{
 			Dir: cfg.PluginDir, Aliases: cfg.Aliases, Pins: cfg.Pins, RequirePins: cfg.RequirePins,
 			Logger: n.log.With(slog.String("component", "registry")),
 		})
 		if err != nil {
+			n.store.close()
 			return nil, err
 		}
 	}
 	n.launches = &launches{n: n, pending: make(map[*exec.Cmd]launchOf), inflight: make(map[*registry.VM]int)}
 	n.metrics, err = metrics.New(metrics.Config{
-		VMs:            func() []supervise.VM { return n.sup.List() },
+		VMs:            n.listVersions,
 		Output:         n.launches.outputStats,
 		Sandbox:        n.sandboxMetric(),
 		Registerer:     cfg.Registerer,
@@ -127,12 +146,15 @@ func New(cfg Config) (*Node, error) {
 		Services:    []string{admin.ServiceName},
 		TokenHint:   cfg.Remote.TokenHint,
 	})
+	hooks := &supervise.Hooks{State: n.stateChanged, Removed: n.removed}
+	n.rolloutHooks(hooks)
 	n.sup, err = supervise.New(supervise.Config{
 		Launcher: n.launches,
 		Backoff:  cfg.Backoff,
 		Liveness: cfg.Liveness,
-		Hooks:    &supervise.Hooks{State: n.stateChanged, Removed: n.removed},
+		Hooks:    hooks,
 		Logger:   n.log.With(slog.String("component", "supervisor")),
+		Rollout:  supervise.RolloutConfig{Interval: cfg.Rollout.ProbeInterval},
 	})
 	if err != nil {
 		n.close()
@@ -149,6 +171,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.reg != nil {
 		acfg.Reload = n.reloadProto
+		acfg.Rollouts = rolloutsAPI{n}
 	}
 	if cfg.Remote.Listen != "" {
 		n.remotes = newRemotes(n)
@@ -174,6 +197,10 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("%w: remote VMs need a DataDir, where their tokens and the engine's certificate are kept", vmre.ErrInvalidConfig)
 	case cfg.MetricsToken && cfg.AdminToken == "":
 		return fmt.Errorf("%w: MetricsToken needs an AdminToken", vmre.ErrInvalidConfig)
+	case cfg.Rollout.Strategy != 0 && cfg.Rollout.Strategy != supervise.Replace && cfg.Rollout.Strategy != supervise.StartFirst:
+		return fmt.Errorf("%w: %s is not a rollout strategy", vmre.ErrInvalidConfig, cfg.Rollout.Strategy)
+	case cfg.Rollout.MinHealthy < 0 || cfg.Rollout.HealthyDeadline < 0 || cfg.Rollout.ProbeInterval < 0 || cfg.Rollout.Keep < 0:
+		return fmt.Errorf("%w: a RolloutConfig's durations and Keep are not negative", vmre.ErrInvalidConfig)
 	}
 	if err := validateSandbox(cfg); err != nil {
 		return err
@@ -338,6 +365,20 @@ func (n *Node) Run(ctx context.Context) error {
 			cancel()
 		})
 	}
+	{ // the follow-ups of rollouts, which end before the VMs stop
+		done := make(chan struct{})
+		g.Add(func() error {
+			n.followUps(done)
+			return nil
+		}, func(error) { close(done) })
+	}
+	{ // the keeper of the versions' copies
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			n.keeper(ctx)
+			return nil
+		}, func(error) { cancel() })
+	}
 	{ // the VMs
 		done := make(chan struct{})
 		g.Add(func() error {
@@ -443,6 +484,9 @@ func (n *Node) close() error {
 	if n.metrics != nil {
 		n.metrics.Unregister()
 	}
+	if n.store != nil {
+		n.store.close()
+	}
 	if n.reg != nil {
 		return n.reg.Close()
 	}
@@ -471,10 +515,30 @@ func (n *Node) stopVMs(ctx context.Context, why error) {
 // stateChanged tells the admin service's watchers and the hooks of a VM's
 // change.
 func (n *Node) stateChanged(vm supervise.VM) {
+	n.mu.Lock()
+	if e := n.entries[vm.Name]; e != nil {
+		e.shown = vm.Version
+	}
+	n.mu.Unlock()
 	n.admin.StateChanged(vm)
 	if h := n.cfg.Hooks; h != nil && h.State != nil {
 		h.State(vm)
 	}
+}
+
+// listVersions is the supervisor's List, each VM's Version the digest of
+// the version it runs when its run's is not known: an unpinned VM's first
+// run, whose bytes the node kept after it began.
+func (n *Node) listVersions() []supervise.VM {
+	vms := n.sup.List()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, vm := range vms {
+		if e := n.entries[vm.Name]; vm.Version == "" && e != nil && e.vm.run != nil {
+			vms[i].Version = digestText(e.vm.run)
+		}
+	}
+	return vms
 }
 
 // removed tells the admin service's watchers and the hooks that the VM

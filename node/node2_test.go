@@ -159,10 +159,13 @@ func TestNodeClosesOldVersions(t *testing.T) {
 		}
 	}
 	writePins()
+	memfds := func(t *testing.T) int { return memfdsOf(t, "alpha") + memfdsOf(t, "beta") } // the tests beside seal other VMs
 	before := memfds(t)
 	tn := startNode(t, node.Config{PluginDir: dir, Pins: pins, RequirePins: true, DataDir: t.TempDir()})
 	tn.states.wait(t, "alpha", supervise.StateRunning, nil)
 	tn.states.wait(t, "beta", supervise.StateRunning, nil)
+	tn.kept(t, "alpha", digestOf(t, filepath.Join(dir, "alpha"))) // the copy reads the seal
+	tn.kept(t, "beta", digestOf(t, filepath.Join(dir, "beta")))
 	if got := memfds(t) - before; got != 2 {
 		t.Fatalf("%d sealed copies for 2 pinned VMs", got)
 	}
@@ -173,6 +176,16 @@ func TestNodeClosesOldVersions(t *testing.T) {
 			t.Fatalf("reload %d: %v", i, report)
 		}
 	}
+	// The rollouts of the changes settle on the last version.
+	last := digestOf(t, filepath.Join(dir, "alpha"))
+	for from := 0; ; {
+		var r supervise.RolloutStatus
+		r, from = tn.rollouts.wait(t, "alpha", "healthy", from)
+		if r.To == last {
+			break
+		}
+	}
+	tn.kept(t, "alpha", last) // its copy, read from its seal, is made
 	if got := memfds(t) - before; got != 2 {
 		t.Errorf("%d sealed copies after 20 changes of a pinned file; want 2, one per VM", got)
 	}
@@ -183,6 +196,34 @@ func TestNodeClosesOldVersions(t *testing.T) {
 	if got := memfds(t) - before; got != 2 {
 		t.Errorf("%d sealed copies after the restart; want 2", got)
 	}
+}
+
+// digestOf is the SHA-256 of the file at path, in hex.
+func digestOf(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// memfdsOf counts the process's open memfds of the VM name: the sealed
+// copies of its versions (links in /proc/self/fd to /memfd:vmre:NAME).
+func memfdsOf(t *testing.T, name string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(target, "/memfd:vmre:"+name+" ") {
+			n++
+		}
+	}
+	return n
 }
 
 // memfds counts the process's open memfds (links in /proc/self/fd to

@@ -74,22 +74,17 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 	gamma := tn.states.wait(t, "gamma", supervise.StateRunning, nil)
 
-	// A file changed: pending until the VM's next launch runs it.
+	// A file changed: rolled out.
 	betaBefore := tn.vms(t)["beta"]
 	copyFile(t, exampleVM, filepath.Join(dir, "beta"), []byte("version 2"))
 	if report := reload(t, tn); !slices.Equal(report.GetChanged(), []string{"beta"}) || len(report.GetAdded()) != 0 {
 		t.Errorf("reload after a change: %v", report)
 	}
-	if vm := tn.vms(t)["beta"]; vm.GetPending() != "changed: runs at next restart" || vm.GetDigest() != betaBefore.GetDigest() {
-		t.Errorf("beta after its file changed: pending %q, digest %s; want pending, the digest of what runs (%s)",
-			vm.GetPending(), vm.GetDigest(), betaBefore.GetDigest())
-	}
-	if _, err := tn.admin.RestartVM(ctx, connect.NewRequest(&adminv1.RestartVMRequest{Name: "beta"})); err != nil {
-		t.Fatal(err)
-	}
-	newDigest := func() bool { d := tn.vms(t)["beta"].GetDigest(); return d != "" && d != betaBefore.GetDigest() }
-	if vm := tn.vms(t)["beta"]; vm.GetPending() != "" || !vmretest.Eventually(newDigest) {
-		t.Errorf("beta after its restart: pending %q, digest %s; want none, the new digest", vm.GetPending(), tn.vms(t)["beta"].GetDigest())
+	done, _ := tn.rollouts.wait(t, "beta", "healthy", 0)
+	if vm := tn.vms(t)["beta"]; vm.GetPending() != "" || vm.GetDigest() == betaBefore.GetDigest() || vm.GetDigest() != done.To ||
+		vm.GetRollout().GetPhase() != adminv1.RolloutPhase_ROLLOUT_PHASE_SUCCEEDED {
+		t.Errorf("beta after its file changed: pending %q, digest %s, rollout %v; want none, the new digest %s, succeeded",
+			vm.GetPending(), vm.GetDigest(), vm.GetRollout(), done.To)
 	}
 
 	// A file removed: the VM stops and leaves; the hook and the admin

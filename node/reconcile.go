@@ -16,12 +16,23 @@ import (
 // desired is what a plugin directory asks for.
 type desired struct {
 	// local are the VMs of its files, by name: their version.
-	local map[string]string
+	local map[string]versionKey
+	// bad are names whose version failed its rollout before (and is not
+	// forced now): it is not rolled out again.
+	bad map[string]bool
 	// refused are names whose entry is there but refused now (a pin that
 	// no longer matches, an unreadable file): what runs is left alone.
 	refused map[string]bool
 	// remotes are its remote declarations: their protocol version.
 	remotes map[string]uint
+}
+
+// versionKey is a version of a VM's file as reconciling compares them:
+// key is the registry's VM it comes from (the registry keeps a VM's *VM
+// while its file and pin are unchanged), digest its bytes ("" while an
+// unpinned VM's are unknown).
+type versionKey struct {
+	key, digest string
 }
 
 // current is what the node runs of its plugin directory.
@@ -32,8 +43,8 @@ type current struct {
 
 // localState is a VM of the directory as the node runs it.
 type localState struct {
-	version string // the version its next launch runs
-	removed bool   // kept running after its file left (KeepRemoved)
+	version versionKey // the version it runs, or is rolling out, or waits to
+	removed bool       // kept running after its file left (KeepRemoved)
 }
 
 // actionKind is what reconciling does to one VM.
@@ -48,12 +59,17 @@ const (
 	// actKeep marks a VM whose file left as removed and keeps it running
 	// (KeepRemoved).
 	actKeep
-	// actRestore unmarks a removed VM whose file is back; its next launch
-	// runs the version now there.
+	// actRestore unmarks a removed VM whose file is back.
 	actRestore
-	// actReplace records a changed file: the VM's next launch runs the new
-	// version, and it is pending until then.
-	actReplace
+	// actSwap moves a VM to a version of the same bytes (its file was
+	// renamed, or pinned): no rollout, its launches run it from now.
+	actSwap
+	// actRollout rolls out a changed file's new version (or, for a VM an
+	// operator stopped, keeps it for the VM's next start).
+	actRollout
+	// actKnownBad reports a changed file whose version failed its rollout
+	// before: it is not rolled out.
+	actKnownBad
 	// actAdd supervises a new VM: it launches.
 	actAdd
 	// actEnroll enrolls a new remote VM: it may handshake.
@@ -70,8 +86,12 @@ func (k actionKind) String() string {
 		return "keep"
 	case actRestore:
 		return "restore"
-	case actReplace:
-		return "replace"
+	case actSwap:
+		return "swap"
+	case actRollout:
+		return "rollout"
+	case actKnownBad:
+		return "known-bad"
 	case actAdd:
 		return "add"
 	case actEnroll:
@@ -95,6 +115,17 @@ func (a action) String() string { return a.kind.String() + " " + a.name }
 func reconcile(have current, want desired, keepRemoved bool) []action {
 	var out []action
 	add := func(kind actionKind, name string) { out = append(out, action{kind, name}) }
+	change := func(name string, from, to versionKey) {
+		switch {
+		case from.key == to.key:
+		case from.digest != "" && from.digest == to.digest:
+			add(actSwap, name)
+		case want.bad[name]:
+			add(actKnownBad, name)
+		default:
+			add(actRollout, name)
+		}
+	}
 	for name, st := range have.local {
 		wantVersion, isLocal := want.local[name]
 		_, isRemote := want.remotes[name]
@@ -111,11 +142,9 @@ func reconcile(have current, want desired, keepRemoved bool) []action {
 			// Kept, and marked already.
 		case st.removed:
 			add(actRestore, name)
-			if wantVersion != st.version {
-				add(actReplace, name)
-			}
-		case wantVersion != st.version:
-			add(actReplace, name)
+			change(name, st.version, wantVersion)
+		default:
+			change(name, st.version, wantVersion)
 		}
 	}
 	for name, version := range have.remotes {

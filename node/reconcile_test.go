@@ -10,20 +10,26 @@ import (
 // actions that take the node from one to the other. No processes.
 func TestReconcile(t *testing.T) {
 	t.Parallel()
+	// A version is its digest, and "+pin" when pinned: a pin added to the
+	// same bytes is another version of the same digest.
+	versionOf := func(s string) versionKey {
+		digest, _, _ := strings.Cut(s, "+")
+		return versionKey{key: s, digest: digest}
+	}
 	local := func(kv ...string) map[string]localState {
 		m := map[string]localState{}
 		for _, s := range kv {
-			name, version, _ := strings.Cut(s, "=")
-			removed := strings.HasSuffix(version, "!")
-			m[name] = localState{version: strings.TrimSuffix(version, "!"), removed: removed}
+			name, v, _ := strings.Cut(s, "=")
+			removed := strings.HasSuffix(v, "!")
+			m[name] = localState{version: versionOf(strings.TrimSuffix(v, "!")), removed: removed}
 		}
 		return m
 	}
-	want := func(kv ...string) map[string]string {
-		m := map[string]string{}
+	want := func(kv ...string) map[string]versionKey {
+		m := map[string]versionKey{}
 		for _, s := range kv {
-			name, version, _ := strings.Cut(s, "=")
-			m[name] = version
+			name, v, _ := strings.Cut(s, "=")
+			m[name] = versionOf(v)
 		}
 		return m
 	}
@@ -73,10 +79,19 @@ func TestReconcile(t *testing.T) {
 			actions: []string{"restore b"}},
 		{name: "a kept file put back changed", have: current{local: local("b=1!")},
 			want: desired{local: want("b=2")}, keepRemoved: true,
-			actions: []string{"restore b", "replace b"}},
+			actions: []string{"restore b", "rollout b"}},
 		{name: "a file changed", have: current{local: local("a=1", "b=1")},
 			want:    desired{local: want("a=2", "b=1")},
-			actions: []string{"replace a"}},
+			actions: []string{"rollout a"}},
+		{name: "a file changed to a version that failed before", have: current{local: local("a=1", "b=1")},
+			want:    desired{local: want("a=2", "b=2"), bad: set("a")},
+			actions: []string{"rollout b", "known-bad a"}},
+		{name: "a file pinned, its bytes unchanged", have: current{local: local("a=1")},
+			want:    desired{local: want("a=1+pin")},
+			actions: []string{"swap a"}},
+		{name: "a file pinned and changed", have: current{local: local("a=1")},
+			want:    desired{local: want("a=2+pin")},
+			actions: []string{"rollout a"}},
 		{name: "a file refused now runs on", have: current{local: local("a=1")},
 			want: desired{local: want(), refused: set("a")}},
 		{name: "a declaration removed", have: current{remotes: remotes("far=1", "near=1")},
@@ -96,7 +111,7 @@ func TestReconcile(t *testing.T) {
 			actions: []string{"revoke x", "add x"}},
 		{name: "everything at once", have: current{local: local("gone=1", "same=1", "new-bytes=1"), remotes: remotes("old=1")},
 			want:    desired{local: want("same=1", "new-bytes=2", "fresh=1"), remotes: remotes("young=1")},
-			actions: []string{"remove gone", "revoke old", "replace new-bytes", "add fresh", "enroll young"}},
+			actions: []string{"remove gone", "revoke old", "rollout new-bytes", "add fresh", "enroll young"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var got []string

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/vmre/vmre"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
@@ -73,13 +74,19 @@ func (n *Node) sandboxReport(name string, sc *sandbox.Cmd, launchErr error) {
 		return
 	}
 	n.keepSandbox(name, report)
-	missing := report.NotApplied()
 	level := n.log.Info
-	if len(report.Missing()) > 0 {
-		level = n.log.Warn
+	// A protective rule not applied makes a warning that names it.
+	var missing []string
+	for _, r := range report.Missing() {
+		missing = append(missing, r.Name)
 	}
-	level("sandbox", "vm", name, "sandbox", report.Level.String(), "state", report.State().String(), "method", report.Method,
-		"landlock_abi", report.LandlockABI, "not_applied", len(missing), "report", report.String())
+	attrs := []any{"vm", name, "sandbox", report.Level.String(), "state", report.State().String(), "method", report.Method,
+		"landlock_abi", report.LandlockABI, "not_applied", len(report.NotApplied())}
+	if len(missing) > 0 {
+		level = n.log.Warn
+		attrs = append(attrs, "missing", strings.Join(missing, ","))
+	}
+	level("sandbox", append(attrs, "report", report.String())...)
 }
 
 // keepSandbox keeps the report of the VM name's launch, for SandboxReport,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/vmre/vmre"
 	adminv1 "github.com/vmre/vmre/gen/vmre/admin/v1"
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/node"
 	"github.com/vmre/vmre/sandbox"
 	"github.com/vmre/vmre/supervise"
@@ -91,8 +93,9 @@ func TestNodeSandbox(t *testing.T) {
 // The sandbox's report of each VM shows in every view of it: the admin
 // API (ListVMs, GetVM, WatchVMs), GET /v1/vms, and the metric
 // vmre_vm_sandbox, one series per level, 1 for the VM's, which promtool
-// accepts. Under best-effort, a VM whose policy asks more than the kernel
-// has runs, partial, with the rule not applied and what it needs.
+// accepts, and the node's log, a warning naming what is missing. Under
+// best-effort, a VM whose policy asks more than the kernel has runs,
+// partial, with the rule not applied and what it needs.
 func TestNodeSandboxReported(t *testing.T) {
 	requireLandlock(t)
 	t.Parallel()
@@ -106,11 +109,28 @@ func TestNodeSandboxReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Sandbox: sandbox.BestEffort, SandboxPolicy: policies})
+	rec := vmretest.NewRecorder()
+	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Sandbox: sandbox.BestEffort, SandboxPolicy: policies,
+		Logger: slog.New(slog.NewMultiHandler(rec, vmretest.Logger(t).Handler()))})
 	for _, name := range []string{"examplevm", "partial"} {
 		tn.states.wait(t, name, supervise.StateRunning, nil)
 	}
 	want := map[string]string{"examplevm": "full", "partial": "partial"}
+
+	// The log: a warning that names the rule not applied for partial (it
+	// is kept before the VM is running), a plain record for examplevm.
+	logged := map[string]vmretest.Record{}
+	for _, r := range rec.Records() {
+		if name, _ := r.Attrs["vm"].(string); r.Message == "sandbox" && want[name] != "" {
+			logged[name] = r
+		}
+	}
+	if r := logged["partial"]; r.Level != slog.LevelWarn || r.Attrs["state"] != "partial" || r.Attrs["missing"] != "landlock_abi" {
+		t.Errorf("the sandbox record of partial: %+v; want a warning, state partial, missing landlock_abi", r)
+	}
+	if r, ok := logged["examplevm"]; !ok || r.Level != slog.LevelInfo || r.Attrs["state"] != "full" || r.Attrs["missing"] != nil {
+		t.Errorf("the sandbox record of examplevm: %+v, %v; want an information, state full, nothing missing", r, ok)
+	}
 	check := func(how string, vm *adminv1.VM) {
 		t.Helper()
 		sb := vm.GetSandbox()

@@ -21,17 +21,67 @@ type entry struct {
 	fromDir bool
 	command *VM
 	remote  *remoteVM
-	// vm is the version its next launch runs; launched the version of the
-	// launch that started last (nil before one did).
-	vm, launched *registry.VM
+	// reg is the registry's VM of the name as last reconciled: the
+	// version of its file, and its aliases.
+	reg *registry.VM
+	// vm is the version the VM runs: what its launches run.
+	vm version
+	// next is a version waiting for the VM's next start: its file changed
+	// while an operator had it stopped.
+	next *version
+	// rolling is its rollout in progress, or nil.
+	rolling *rollingOut
+	// shown is the version of the run the VM's state shows (its digest).
+	shown string
 	// removed: its file left the directory and it is kept running.
 	removed bool
 }
 
+// version is a version of a VM that the node can run: run is what its
+// launches run (a sealed registry VM, the node's copy of its bytes, or,
+// until the node has kept them, the registry's unpinned VM itself), and
+// src the registry's VM it came from (nil for a version the node runs from
+// its copies alone: an earlier one, after a restart or a rollback).
+type version struct {
+	run, src *registry.VM
+}
+
+// keyOf is the version as reconciling compares it with the registry's.
+func (v version) keyOf() versionKey {
+	k := versionKey{digest: digestText(v.run)}
+	if v.src != nil {
+		k.key = regKey(v.src)
+	} else {
+		k.key = "copy " + k.digest
+	}
+	return k
+}
+
+// kept tells whether the version runs bytes that no change to its file
+// changes: sealed, or the node's copy.
+func (v version) kept() bool { return v.run.Sealed() || v.run != v.src }
+
+// rollingOut is a VM's rollout in progress.
+type rollingOut struct {
+	to       version
+	rollback bool
+}
+
+// target is the version the VM runs, is rolling out, or waits to run.
+func (e *entry) target() version {
+	switch {
+	case e.rolling != nil:
+		return e.rolling.to
+	case e.next != nil:
+		return *e.next
+	}
+	return e.vm
+}
+
 // pending is what the entry waits for, or "".
 func (e *entry) pending() string {
-	if e.launched != nil && e.launched != e.vm {
-		return "changed: runs at next restart"
+	if e.next != nil {
+		return "changed: rolls out " + short(digestText(e.next.run)) + " at its next start"
 	}
 	return ""
 }
@@ -51,8 +101,9 @@ func (n *Node) startVMs() {
 		}
 	}
 	if n.reg != nil {
-		n.reconcile(context.Background(), n.initial)
+		out := n.reconcile(context.Background(), n.initial, nil)
 		n.initial = registry.Report{}
+		n.loaded(out)
 	}
 }
 
@@ -60,41 +111,71 @@ func (n *Node) startVMs() {
 // launches, unless an operator stopped it before the node restarted.
 func (n *Node) supervise(name string) error {
 	stopped := n.stops.has(name)
-	err := n.sup.Add(supervise.Spec{Name: name, Policy: n.cfg.Restart, Stopped: stopped,
-		Command: func() (*exec.Cmd, error) { return n.command(name) }})
+	spec := n.spec(name)
+	spec.Stopped = stopped
+	err := n.sup.Add(spec)
 	if err == nil && stopped {
 		n.log.Info("the VM stays stopped: an operator stopped it before the node restarted; a Start runs it", "vm", name)
 	}
 	return err
 }
 
-// command makes the command of the VM name's next launch.
-func (n *Node) command(name string) (*exec.Cmd, error) {
+// spec is the supervisor's Spec of the VM name: its command, or its
+// version's.
+func (n *Node) spec(name string) supervise.Spec {
+	spec := supervise.Spec{Name: name, Policy: n.cfg.Restart}
 	n.mu.Lock()
-	e := n.entries[name]
-	var of launchOf
-	var cmd *exec.Cmd
-	switch {
+	defer n.mu.Unlock()
+	switch e := n.entries[name]; {
 	case e == nil:
-		n.mu.Unlock()
-		return nil, fmt.Errorf("the VM %s left the node", name)
 	case e.command != nil:
-		cmd, of = exec.Command(e.command.Path, e.command.Args...), launchOf{name: name}
+		c := e.command
+		spec.Command = func() (*exec.Cmd, error) {
+			if !n.has(name) {
+				return nil, fmt.Errorf("the VM %s left the node", name)
+			}
+			return n.prepare(exec.Command(c.Path, c.Args...), launchOf{name: name})
+		}
 	default:
-		cmd, of = e.vm.Command(), launchOf{name: name, version: e.vm}
+		spec.Command, spec.Version = n.commandOf(name, e.vm.run), digestText(e.vm.run)
 	}
-	n.mu.Unlock()
-	if cmd.Err != nil && of.version != nil {
-		return nil, cmd.Err // a refused pin, a closed version: no launch would change it
+	return spec
+}
+
+// has tells whether the node has the VM name.
+func (n *Node) has(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.entries[name] != nil
+}
+
+// commandOf makes the commands of the version v of the VM name.
+func (n *Node) commandOf(name string, v *registry.VM) func() (*exec.Cmd, error) {
+	return func() (*exec.Cmd, error) {
+		if !n.has(name) {
+			return nil, fmt.Errorf("the VM %s left the node", name)
+		}
+		cmd := v.Command()
+		if cmd.Err != nil {
+			return nil, cmd.Err // a refused pin, a closed version: no launch would change it
+		}
+		return n.prepare(cmd, launchOf{name: name, version: v})
 	}
+}
+
+// prepare runs cmd through the sandbox's init step, unless the sandbox is
+// off, and records what it launches.
+func (n *Node) prepare(cmd *exec.Cmd, of launchOf) (*exec.Cmd, error) {
 	if n.cfg.Sandbox == sandbox.Off {
-		n.keepSandbox(name, &sandbox.Report{Level: sandbox.Off}) // the VM runs with the node's rights
+		n.keepSandbox(of.name, &sandbox.Report{Level: sandbox.Off}) // the VM runs with the node's rights
 	} else {
 		var aliases []string
-		if of.version != nil {
-			aliases = of.version.Aliases()
+		n.mu.Lock()
+		if e := n.entries[of.name]; e != nil && e.reg != nil {
+			aliases = e.reg.Aliases()
 		}
-		sc, err := n.sandboxed(name, aliases, cmd)
+		n.mu.Unlock()
+		sc, err := n.sandboxed(of.name, aliases, cmd)
 		if err != nil {
 			return nil, err // a refused policy: no launch would change it either
 		}
@@ -104,54 +185,26 @@ func (n *Node) command(name string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// launched records that a launch of of's version started.
-func (n *Node) launched(of launchOf) {
-	if of.version == nil {
+// closeUnused closes a version's VM (a sealed copy) when no launch can
+// use it any more: it is no VM's version, next version or version rolling
+// out, not the registry's, and no command of it waits to start.
+func (n *Node) closeUnused(vm *registry.VM) {
+	if vm == nil || n.launches.inUse(vm) {
 		return
 	}
-	n.mu.Lock()
-	var prev *registry.VM
-	if e := n.entries[of.name]; e != nil {
-		prev, e.launched = e.launched, of.version
-	}
-	n.mu.Unlock()
-	n.closeUnused(prev)
-}
-
-// takeDigest has the registry take version's digest, unknown for an
-// unpinned VM until it runs, from pid, a process that runs it: in the
-// background, once per version (docs/NODE.md).
-func (n *Node) takeDigest(version *registry.VM, pid int) {
-	if n.reg == nil || version.DigestKnown() {
-		return
-	}
-	n.reg.TakeDigest(version, pid, func(_ registry.Digest, err error) {
-		if err != nil {
-			n.log.Debug("the VM's digest is not known", "vm", version.ID(), "pid", pid, "error", err.Error())
-		}
-	})
-}
-
-// closeUnused closes version's sealed copy when no launch can use it any
-// more: it is no VM's next version, not the registry's, and no command of
-// it waits to start.
-func (n *Node) closeUnused(version *registry.VM) {
-	if version == nil || n.launches.inUse(version) {
-		return
-	}
-	if v, ok := n.reg.Lookup(version.ID()); ok && v == version {
+	if v, ok := n.reg.Lookup(vm.ID()); ok && v == vm {
 		return
 	}
 	n.mu.Lock()
 	for _, e := range n.entries {
-		if e.vm == version {
+		if e.vm.run == vm || e.next != nil && e.next.run == vm || e.rolling != nil && e.rolling.to.run == vm {
 			n.mu.Unlock()
 			return
 		}
 	}
 	n.mu.Unlock()
-	if err := version.Close(); err != nil {
-		n.log.Warn("cannot close an old version of the VM", "vm", version.ID(), "digest", digestText(version), "error", err.Error())
+	if err := vm.Close(); err != nil {
+		n.log.Warn("cannot close an old version of the VM", "vm", vm.ID(), "digest", digestText(vm), "error", err.Error())
 	}
 }
 
@@ -164,7 +217,7 @@ func (n *Node) resolve(nameOrAlias string) (string, bool) {
 		return nameOrAlias, true
 	}
 	for name, e := range n.entries {
-		if e.vm != nil && slices.Contains(e.vm.Aliases(), nameOrAlias) {
+		if e.reg != nil && slices.Contains(e.reg.Aliases(), nameOrAlias) {
 			return name, true
 		}
 	}
@@ -177,14 +230,14 @@ func (n *Node) describe(name string) admin.Description {
 	defer n.mu.Unlock()
 	d := admin.Description{Sandbox: sandboxView(n.sandboxes[name])}
 	e := n.entries[name]
-	if e == nil || e.vm == nil {
+	if e == nil || e.reg == nil {
 		return d
 	}
-	runs := e.vm
-	if e.launched != nil {
-		runs = e.launched
+	runs := e.vm.run
+	if e.rolling != nil && e.shown != "" && e.shown == digestText(e.rolling.to.run) {
+		runs = e.rolling.to.run
 	}
-	d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending = e.vm.Aliases(), digestText(runs), runs.Pinned(), e.removed, e.pending()
+	d.Aliases, d.Digest, d.Pinned, d.Removed, d.Pending = e.reg.Aliases(), digestText(runs), runs.Pinned(), e.removed, e.pending()
 	return d
 }
 
@@ -204,7 +257,8 @@ func (n *Node) Stop(ctx context.Context, name string) (changed bool, err error) 
 
 // Start launches the stopped, exited or failed VM name, or at once one
 // that waits in a backoff, as supervise.Supervisor.Start does, and forgets
-// an operator's stop of it.
+// an operator's stop of it. A version that waits for the VM's next start
+// is rolled out instead.
 func (n *Node) Start(ctx context.Context, name string) (changed bool, err error) {
 	if _, ok := n.sup.Get(name); !ok {
 		return false, fmt.Errorf("%w %q", supervise.ErrUnknownVM, name)
@@ -212,11 +266,15 @@ func (n *Node) Start(ctx context.Context, name string) (changed bool, err error)
 	if err := n.stops.set(name, false); err != nil {
 		return false, fmt.Errorf("forget the stop of %s in the data directory: %w", name, err)
 	}
+	if started, err := n.startNext(name); started || err != nil {
+		return started, err
+	}
 	return n.sup.Start(ctx, name)
 }
 
 // Restart stops the VM name if it runs and launches it again, as
 // supervise.Supervisor.Restart does, and forgets an operator's stop of it.
+// A version that waits for the VM's next start is rolled out instead.
 func (n *Node) Restart(ctx context.Context, name string) error {
 	if _, ok := n.sup.Get(name); !ok {
 		return fmt.Errorf("%w %q", supervise.ErrUnknownVM, name)
@@ -224,7 +282,30 @@ func (n *Node) Restart(ctx context.Context, name string) error {
 	if err := n.stops.set(name, false); err != nil {
 		return fmt.Errorf("forget the stop of %s in the data directory: %w", name, err)
 	}
+	if started, err := n.startNext(name); started || err != nil {
+		return err
+	}
 	return n.sup.Restart(ctx, name)
+}
+
+// startNext rolls out the version that waits for the VM's next start, if
+// any, and reports whether it did.
+func (n *Node) startNext(name string) (bool, error) {
+	n.mu.Lock()
+	e := n.entries[name]
+	var next *version
+	if e != nil && e.rolling == nil {
+		next, e.next = e.next, nil
+	}
+	n.mu.Unlock()
+	if next == nil {
+		return false, nil
+	}
+	if _, err := n.startRollout(name, *next, RolloutOptions{}, false); err != nil {
+		n.closeUnused(next.run)
+		return false, err
+	}
+	return true, nil
 }
 
 // List returns the supervisor's state of every VM.

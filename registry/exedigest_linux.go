@@ -43,3 +43,6 @@ func exeDigest(ctx context.Context, pid int, want fileID, buf []byte) (Digest, e
 	h.Sum(d[:0])
 	return d, nil
 }
+
+// openExe opens the executable of process pid.
+func openExe(pid int) (*os.File, error) { return os.Open("/proc/" + strconv.Itoa(pid) + "/exe") }

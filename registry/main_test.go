@@ -74,10 +74,10 @@ func elfOutput(b []byte, args ...string) string {
 func writeFile(t *testing.T, dir, name string, data []byte, mode os.FileMode) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil { // WriteFile keeps an existing file's mode
+	// Under the fork lock, and with its mode set on an existing file too: a
+	// process forked meanwhile by a parallel test would hold the file open
+	// for writing, and its exec would fail with "text file busy".
+	if err := vmretest.WriteExecutable(path, data, mode); err != nil {
 		t.Fatal(err)
 	}
 	return path

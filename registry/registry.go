@@ -50,8 +50,9 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	byID    map[string]*VM
-	byName  map[string]*VM // IDs and aliases
-	retired []*VM          // VMs that left the registry, closed at Close
+	byName  map[string]*VM    // IDs and aliases
+	retired []*VM             // VMs that left the registry, closed at Close
+	pins    map[string]Digest // the pins of the last load, by file name
 	closed  bool
 }
 
@@ -83,11 +84,11 @@ func Load(cfg Config) (*Registry, Report, error) {
 // loadWith is Load with the clock that dates the files' identities.
 func loadWith(cfg Config, now func() time.Time) (*Registry, Report, error) {
 	r := &Registry{cfg: cfg, now: now}
-	byID, report, err := r.load(nil)
+	byID, pins, report, err := r.load(nil)
 	if err != nil {
 		return nil, Report{}, err
 	}
-	r.install(byID)
+	r.install(byID, pins)
 	return r, report, nil
 }
 
@@ -107,6 +108,17 @@ func (r *Registry) Lookup(name string) (*VM, bool) {
 	defer r.mu.RUnlock()
 	v, ok := r.byName[name]
 	return v, ok
+}
+
+// Pin returns the digest the pins file gives the file name (a file of the
+// directory, such as VM.File), as the last load read it, and whether it
+// gives one. With no pins file, or one that could not be read, no file
+// has a pin.
+func (r *Registry) Pin(file string) (Digest, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.pins[file]
+	return d, ok
 }
 
 // Reload reads the directory, the aliases file and the pins file again. A
@@ -133,16 +145,17 @@ func (r *Registry) Reload() (Report, error) {
 	if closed {
 		return Report{}, fmt.Errorf("reload the plugin directory: the registry is closed (%w)", fs.ErrClosed)
 	}
-	byID, report, err := r.load(prev)
+	byID, pins, report, err := r.load(prev)
 	if err != nil {
 		return Report{}, err
 	}
-	r.install(byID)
+	r.install(byID, pins)
 	return report, nil
 }
 
-// install makes byID the registry's VMs and retires the VMs it drops.
-func (r *Registry) install(byID map[string]*VM) {
+// install makes byID the registry's VMs and pins its pins, and retires
+// the VMs it drops.
+func (r *Registry) install(byID map[string]*VM, pins map[string]Digest) {
 	byName := make(map[string]*VM, len(byID))
 	for id, v := range byID {
 		byName[id] = v
@@ -166,7 +179,7 @@ func (r *Registry) install(byID map[string]*VM) {
 		}
 	}
 	r.retired = kept
-	r.byID, r.byName = byID, byName
+	r.byID, r.byName, r.pins = byID, byName, pins
 }
 
 // Close closes every VM the registry loaded, retired ones included, and
@@ -192,15 +205,16 @@ func (r *Registry) Close() error {
 	return errors.Join(errs...)
 }
 
-// load reads everything and returns the VMs by ID and the report against
-// prev, the VMs loaded before (nil for the first load).
-func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
+// load reads everything and returns the VMs by ID, the pins by file name
+// and the report against prev, the VMs loaded before (nil for the first
+// load).
+func (r *Registry) load(prev map[string]*VM) (map[string]*VM, map[string]Digest, Report, error) {
 	aliases, problems := readAliases(r.cfg.Aliases)
 	pins, pinProblems := readPins(r.cfg.Pins)
 	problems = append(problems, pinProblems...)
 	l, err := scanDir(r.cfg.Dir, aliases, r.cfg.Logger)
 	if err != nil {
-		return nil, Report{}, err
+		return nil, nil, Report{}, err
 	}
 	problems = append(problems, l.problems...)
 
@@ -300,7 +314,11 @@ func (r *Registry) load(prev map[string]*VM) (map[string]*VM, Report, error) {
 	})
 	report.Failed = problems
 	report.Remotes = remotes
-	return byID, report, nil
+	pinned := make(map[string]Digest, len(pins.byName))
+	for name, p := range pins.byName {
+		pinned[name] = p.digest
+	}
+	return byID, pinned, report, nil
 }
 
 // loadJob is a file to load, and the outcome.

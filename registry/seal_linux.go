@@ -120,4 +120,14 @@ func (m *image) command(argv0 string, args []string) *exec.Cmd {
 	return cmd
 }
 
+// open returns a read-only descriptor of the image of its own, which its
+// reader reads with ReadAt and closes.
+func (m *image) open() (*os.File, error) {
+	fd, err := unix.FcntlInt(uintptr(m.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), m.f.Name()), nil
+}
+
 func (m *image) close() error { return m.f.Close() }

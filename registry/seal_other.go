@@ -22,4 +22,6 @@ func (*image) command(string, []string) *exec.Cmd {
 	panic("registry: no sealed images on this platform")
 }
 
+func (*image) open() (*os.File, error) { return nil, errors.ErrUnsupported }
+
 func (*image) close() error { return nil }

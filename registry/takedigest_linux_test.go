@@ -2,9 +2,12 @@ package registry_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/vmre/vmre/registry"
@@ -96,5 +99,38 @@ func TestTakeDigest(t *testing.T) {
 	}
 	if _, err := takeDigest(t, r, beta, sh.Process.Pid); !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("TakeDigest on a closed registry: %v; want fs.ErrClosed", err)
+	}
+}
+
+// TestCopyFromProcess: the bytes a process runs are copied from it after
+// its file was replaced by a rename (the old bytes are nowhere else); a
+// process that runs something else (a script's interpreter) gives none.
+func TestCopyFromProcess(t *testing.T) {
+	t.Parallel()
+	elf := hashvmBytes(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "alpha", elf, 0o755)
+	writeFile(t, dir, "beta", []byte("#!/bin/sh\necho beta\nexec cat\n"), 0o755)
+	r, report := load(t, registry.Config{Dir: dir})
+	noProblems(t, report)
+	alpha, beta := mustLookup(t, r, "alpha"), mustLookup(t, r, "beta")
+	cmd := started(t, alpha.Command("-wait"))
+	// A new version renamed over the file: the old one's inode lives on in
+	// the process alone (its change time changed, not its bytes).
+	tmp := writeFile(t, dir, ".alpha.new", otherELF(t), 0o755)
+	if err := os.Rename(tmp, filepath.Join(dir, "alpha")); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	d, err := alpha.CopyFromProcess(cmd.Process.Pid, &b)
+	if err != nil || d != digestOf(elf) || !bytes.Equal(b.Bytes(), elf) || alpha.Digest() != d {
+		t.Errorf("CopyFromProcess(alpha) = %s, %v, %d bytes; want the old bytes, %s", d, err, b.Len(), digestOf(elf))
+	}
+	if _, err := alpha.CopyTo(&b); !errors.Is(err, registry.ErrChanged) {
+		t.Errorf("CopyTo(alpha) from its replaced file: %v; want ErrChanged", err)
+	}
+	sh := started(t, beta.Command())
+	if _, err := beta.CopyFromProcess(sh.Process.Pid, &b); !errors.Is(err, registry.ErrChanged) {
+		t.Errorf("CopyFromProcess(beta) from its interpreter: %v; want ErrChanged", err)
 	}
 }

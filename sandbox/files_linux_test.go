@@ -98,3 +98,60 @@ func TestFiles(t *testing.T) {
 			st.Values["VMRE_DATA_DIR"], st.Values["os.TempDir"], o.DataDir, o.TempDir)
 	}
 }
+
+// A policy's files.write paths are the VM's to write, a directory with
+// what lies beneath it or a single file; its files.read paths it may read
+// and not write (EACCES), nor may it write beside them.
+func TestFilesDeclared(t *testing.T) {
+	requireLandlock(t)
+	base := t.TempDir()
+	rw, ro, beside := filepath.Join(base, "shared-db"), filepath.Join(base, "genesis"), filepath.Join(base, "undeclared")
+	for _, d := range []string{rw, ro, beside} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rwFile, roFile, besideFile := filepath.Join(base, "peers.json"), filepath.Join(ro, "genesis.json"), filepath.Join(beside, "config.json")
+	for _, f := range []string{rwFile, roFile, besideFile} {
+		if err := os.WriteFile(f, []byte("{}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := newLauncher(t, launcher.Config{}, "probe")
+	vm := launch(t, l, execCommand(os.Args[0]), sandbox.Policy{Files: sandbox.Files{
+		Read:  []string{ro},
+		Write: []string{rw, rwFile},
+	}}, dirs(t))
+	if r, ok := vm.report.Rule("files"); !ok || !r.Applied {
+		t.Fatalf("the report's files rule: %+v, %v; want it applied", r, ok)
+	}
+
+	for what, req := range map[string]probeRequest{
+		"a new file in a write directory":     {Op: "write", Path: filepath.Join(rw, "state")},
+		"a directory in a write directory":    {Op: "mkdir", Path: filepath.Join(rw, "db")},
+		"a write file":                        {Op: "write", Path: rwFile},
+		"a file in a read directory, to read": {Op: "read", Path: roFile},
+	} {
+		if res := vm.probe(t, req); res.Errno != 0 {
+			t.Errorf("%s (%s %s): %+v; want it allowed", what, req.Op, req.Path, res)
+		}
+	}
+	if b, err := os.ReadFile(rwFile); err != nil || string(b) != "written by the VM\n" {
+		t.Errorf("the write file after the VM wrote it: %q, %v", b, err)
+	}
+	for what, req := range map[string]probeRequest{
+		"a file in a read directory":              {Op: "write", Path: roFile},
+		"a new file in a read directory":          {Op: "write", Path: filepath.Join(ro, "planted")},
+		"a directory in a read directory":         {Op: "mkdir", Path: filepath.Join(ro, "db")},
+		"a file beside the write file":            {Op: "write", Path: filepath.Join(base, "beside.json")},
+		"a directory declared in no key":          {Op: "write", Path: filepath.Join(beside, "state")},
+		"a directory declared in no key, to read": {Op: "read", Path: besideFile},
+	} {
+		if res := vm.probe(t, req); res.Errno != int(syscall.EACCES) {
+			t.Errorf("%s (%s %s): %+v; want EACCES", what, req.Op, req.Path, res)
+		}
+	}
+	if b, err := os.ReadFile(roFile); err != nil || string(b) != "{}\n" {
+		t.Errorf("the read-only file after the VM's refused write: %q, %v", b, err)
+	}
+}

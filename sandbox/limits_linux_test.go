@@ -44,7 +44,8 @@ func sharedDir(t *testing.T) string {
 
 // The VM's open-files limit is the policy's, or by default 1024 (soft) and
 // 32768 (hard) where the node's hard limit allows, which a VM raises as
-// rpcchainvm plugins do; core size is 0.
+// rpcchainvm plugins do; core size is 0; its address space, data and CPU
+// seconds are those its policy declares.
 func TestLimits(t *testing.T) {
 	requireLandlock(t)
 	l := newLauncher(t, launcher.Config{}, "probe")
@@ -90,6 +91,42 @@ func TestLimits(t *testing.T) {
 		}
 		if res := vm.probe(t, probeRequest{Op: "raise-nofile", N: 32768}); res.Errno != int(syscall.EPERM) {
 			t.Errorf("the VM raised its open-files limit above its hard limit: %+v", res)
+		}
+	})
+
+	// Address space, data and CPU time, which the node leaves at its own
+	// (unlimited here) unless a policy sets them: the VM reads back each
+	// value the policy declares. The sizes leave room for the race
+	// detector's reservations.
+	t.Run("address space, data and CPU", func(t *testing.T) {
+		declared := map[string]sandbox.Limit{
+			"as":   {Soft: 64 << 30, Hard: 128 << 30},
+			"data": {Soft: 32 << 30, Hard: 64 << 30},
+			"cpu":  {Soft: 3600, Hard: 7200},
+		}
+		for name, res := range map[string]int{"as": unix.RLIMIT_AS, "data": unix.RLIMIT_DATA, "cpu": unix.RLIMIT_CPU} {
+			var rl unix.Rlimit
+			if err := unix.Getrlimit(res, &rl); err != nil {
+				t.Fatal(err)
+			}
+			if rl.Max < declared[name].Hard {
+				t.Skipf("the node's hard %s limit is %d, below the test's %d: the policy could not be applied", name, rl.Max, declared[name].Hard)
+			}
+			if rl.Cur == declared[name].Soft && rl.Max == declared[name].Hard {
+				t.Fatalf("the node's own %s limit is the one the test declares: the test could not fail", name)
+			}
+		}
+		as, data, cpu := declared["as"], declared["data"], declared["cpu"]
+		p := sandbox.Policy{Limits: sandbox.Limits{AddressSpace: &as, Data: &data, CPUSeconds: &cpu}}
+		vm := launch(t, l, execCommand(os.Args[0]), p, dirs(t))
+		st := vm.probe(t, probeRequest{Op: "status"})
+		for name, rule := range map[string]string{"as": "limits.address_space", "data": "limits.data", "cpu": "limits.cpu_seconds"} {
+			if want := fmt.Sprintf("%d/%d", declared[name].Soft, declared[name].Hard); st.Values[name] != want {
+				t.Errorf("the VM's %s limit %s (soft/hard), want the policy's %s", name, st.Values[name], want)
+			}
+			if r, ok := vm.report.Rule(rule); !ok || !r.Applied {
+				t.Errorf("the report's %s: %+v, %v; want it applied", rule, r, ok)
+			}
 		}
 	})
 }

@@ -139,7 +139,8 @@ func status() (map[string]string, error) {
 			v["NoNewPrivs"] = strings.TrimSpace(val)
 		}
 	}
-	for name, res := range map[string]int{"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "core": unix.RLIMIT_CORE} {
+	for name, res := range map[string]int{"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "core": unix.RLIMIT_CORE,
+		"as": unix.RLIMIT_AS, "data": unix.RLIMIT_DATA, "cpu": unix.RLIMIT_CPU} {
 		var rl unix.Rlimit
 		if err := unix.Getrlimit(res, &rl); err != nil {
 			return v, err

@@ -14,6 +14,15 @@
 // state of every VM is read with List and Get, and each change is told, in
 // order, through Hooks.
 //
+// Rollout puts a new version of a VM in place of the one that runs, as
+// Nomad's update block and Kubernetes' Deployments do for services: the
+// new version must complete its handshake, answer its health probe and
+// stay up for a minimum time before a deadline, or the VM goes back to
+// its old version by itself. Under Replace the old run stops first;
+// under StartFirst the new one starts beside it, and the VM switches once
+// it is healthy. The hooks tell when a rollout starts, succeeds, is
+// reverted or fails, and VM.Rollout shows it.
+//
 // The Supervisor reaches processes only through its Launcher (FromLauncher
 // adapts a *launcher.Launcher) and reads the time from its Clock and the
 // jitter from its Rand: a test gives fakes of all three and drives the

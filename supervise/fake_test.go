@@ -76,6 +76,28 @@ func (c *fakeClock) advance(d time.Duration) {
 	})
 }
 
+// waitFor waits until a timer of d is pending.
+func (c *fakeClock) waitFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	timeout := time.NewTimer(vmretest.WaitTimeout)
+	defer timeout.Stop()
+	for {
+		c.mu.Lock()
+		timers, change := c.timers, c.change
+		c.mu.Unlock()
+		for _, p := range timers {
+			if p.d == d {
+				return
+			}
+		}
+		select {
+		case <-change:
+		case <-timeout.C:
+			t.Fatalf("no timer of %s within %s; pending: %v", d, vmretest.WaitTimeout, c.pending())
+		}
+	}
+}
+
 // pending returns the durations of the pending timers.
 func (c *fakeClock) pending() []time.Duration {
 	c.mu.Lock()
@@ -255,6 +277,14 @@ type fakeSupervisor struct {
 	clock    *fakeClock
 	launcher *fakeLauncher
 	rec      *states
+	rollouts chan rolloutEvent // what the rollout hooks told
+}
+
+// rolloutEvent is one call of a rollout hook: kind names it (started,
+// healthy, reverted, failed).
+type rolloutEvent struct {
+	kind string
+	supervise.RolloutEvent
 }
 
 func newFakeSupervisor(t *testing.T, backoff supervise.Backoff, r float64) *fakeSupervisor {
@@ -266,9 +296,14 @@ func newFakeSupervisor(t *testing.T, backoff supervise.Backoff, r float64) *fake
 // logger, clock and random source it sets.
 func newFakeSupervisorWith(t *testing.T, cfg supervise.Config, r float64) *fakeSupervisor {
 	t.Helper()
-	f := &fakeSupervisor{clock: newFakeClock(), launcher: &fakeLauncher{launches: make(chan *fakeLaunch)}, rec: newStates()}
+	f := &fakeSupervisor{clock: newFakeClock(), launcher: &fakeLauncher{launches: make(chan *fakeLaunch)}, rec: newStates(),
+		rollouts: make(chan rolloutEvent, 64)}
 	cfg.Launcher, cfg.Clock, cfg.Rand = f.launcher, f.clock, fixedRand(r)
-	cfg.Hooks = &supervise.Hooks{State: f.rec.add, Removed: f.rec.remove}
+	told := func(kind string) func(supervise.RolloutEvent) {
+		return func(ev supervise.RolloutEvent) { f.rollouts <- rolloutEvent{kind, ev} }
+	}
+	cfg.Hooks = &supervise.Hooks{State: f.rec.add, Removed: f.rec.remove,
+		RolloutStarted: told("started"), RolloutHealthy: told("healthy"), RolloutReverted: told("reverted"), RolloutFailed: told("failed")}
 	cfg.Logger = vmretest.Logger(t)
 	s, err := supervise.New(cfg)
 	if err != nil {

@@ -106,6 +106,12 @@ type VM struct {
 	// Err is the error of the latest launch when it failed (why the VM
 	// cannot run, in StateFailed); nil once a launch succeeds.
 	Err error
+	// Version is the version of the run that Pid and Addr are of, or of
+	// the latest launch: its Spec's Version, or a Rollout's.
+	Version string
+	// Rollout is the VM's latest rollout, in progress or ended; nil
+	// before its first.
+	Rollout *RolloutStatus
 }
 
 // Hooks tell of the Supervisor's events. Each field is optional and is
@@ -118,4 +124,17 @@ type Hooks struct {
 	// Removed is called once Remove has forgotten the VM name, on the
 	// goroutine that called Remove, after its last State.
 	Removed func(name string)
+
+	// RolloutStarted is called when a rollout begins, after the State
+	// change that shows it; RolloutHealthy when it succeeded: its new
+	// version proved healthy, the VM runs it and (StartFirst) the old run
+	// has stopped; RolloutReverted when its new version failed and the VM
+	// goes back to its old one (under Replace its launch follows; under
+	// StartFirst the old run runs on); RolloutFailed when its new version
+	// failed and stays the VM's version (NoAutoRevert), or when it was
+	// interrupted. These three come just before the State change that
+	// shows the rollout's end, so that whoever sees it ended finds what
+	// they recorded; the VM may take a new rollout from then on. All are
+	// called on the VM's goroutine.
+	RolloutStarted, RolloutHealthy, RolloutReverted, RolloutFailed func(RolloutEvent)
 }

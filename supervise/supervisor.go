@@ -40,6 +40,9 @@ type Config struct {
 	Rand Rand
 	// Liveness probes the running VMs (zero: no probes).
 	Liveness Liveness
+	// Rollout says how a rollout's new version is found healthy (zero
+	// values: the defaults).
+	Rollout RolloutConfig
 }
 
 // Spec is one VM to supervise.
@@ -54,6 +57,9 @@ type Spec struct {
 	Policy Policy
 	// Hooks, when set, see the launcher's events of this VM's launches.
 	Hooks *launcher.Hooks
+	// Version labels what Command runs (a node gives its digest), in
+	// VM.Version and the rollouts' From.
+	Version string
 	// Stopped adds the VM stopped, as an operator's Stop leaves a VM: it
 	// launches at Start or Restart. A node gives it for a VM that an
 	// operator stopped before the node restarted.
@@ -69,6 +75,7 @@ type Supervisor struct {
 	log      *slog.Logger
 	clock    Clock
 	liveness Liveness
+	rollout  RolloutConfig
 
 	randMu sync.Mutex
 	rand   Rand
@@ -77,10 +84,11 @@ type Supervisor struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 
-	mu      sync.Mutex
-	vms     map[string]*vm
-	order   []string        // names, in the order they were added
-	stopCtx context.Context // Close's context, which cuts the VMs' grace short
+	mu       sync.Mutex
+	vms      map[string]*vm
+	order    []string        // names, in the order they were added
+	stopCtx  context.Context // Close's context, which cuts the VMs' grace short
+	rollouts uint64          // the rollouts given, the last one's ID
 }
 
 // New returns a Supervisor with no VMs.
@@ -95,6 +103,7 @@ func New(cfg Config) (*Supervisor, error) {
 		log:      cfg.Logger,
 		clock:    cfg.Clock,
 		liveness: cfg.Liveness.withDefaults(),
+		rollout:  cfg.Rollout.withDefaults(),
 		rand:     cfg.Rand,
 		vms:      make(map[string]*vm),
 		stopCtx:  context.Background(),
@@ -125,9 +134,9 @@ func (s *Supervisor) Add(spec Spec) error {
 	if _, ok := s.vms[spec.Name]; ok {
 		return fmt.Errorf("%w: a VM named %q is already supervised", vmre.ErrInvalidConfig, spec.Name)
 	}
-	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{}), removed: make(chan struct{})}
+	v := &vm{spec: spec, cmds: make(chan command), done: make(chan struct{}), removed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	v.ctx, v.cancel = context.WithCancel(s.ctx)
-	v.state = VM{Name: spec.Name, State: StateStarting, Since: s.clock.Now()}
+	v.state = VM{Name: spec.Name, State: StateStarting, Since: s.clock.Now(), Version: spec.Version}
 	if spec.Stopped {
 		v.state.State = StateStopped
 	}
@@ -138,9 +147,9 @@ func (s *Supervisor) Add(spec Spec) error {
 }
 
 // Replace gives the VM spec.Name a new Spec: its command, policy and hooks
-// serve every launch from then on, the run in progress carries on. It is
-// how a node moves a VM to a new version of its file: the next restart, or
-// an operator's Restart, runs it.
+// serve every launch from then on, the run in progress carries on: the
+// next restart, or an operator's Restart, runs it. Rollout moves a VM to
+// a new version with a health check and a way back.
 func (s *Supervisor) Replace(spec Spec) error {
 	if spec.Command == nil {
 		return fmt.Errorf("%w: a Spec needs a Command", vmre.ErrInvalidConfig)

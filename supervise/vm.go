@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ type vm struct {
 	cmds   chan command  // operator commands, to run
 	done   chan struct{} // closed when run returns
 	remote *RemoteSpec   // set for a VM on another host, which has no goroutine
+	kick   chan struct{} // a rollout waits in pendingRollout (holds one)
 
 	// ctx ends when the VM is removed or the Supervisor closes: its
 	// goroutine stops it and returns.
@@ -40,6 +42,10 @@ type vm struct {
 	// goroutine: a launch that begins meanwhile, as a backoff ends, is
 	// abandoned before it starts, as the command that comes next expects.
 	pendingStops int
+	// pendingRollout is the rollout given and not yet begun; rolling is
+	// set from Rollout to the rollout's end.
+	pendingRollout *rolloutReq
+	rolling        bool
 }
 
 // step is where a VM's goroutine goes after a phase.
@@ -51,6 +57,9 @@ type step struct {
 	restart     bool           // the next launch is the policy's restart
 	err         error          // the failed launch, or the liveness failure, that led here
 	exit        *launcher.Exit // how the run that led here ended
+	stopped     bool           // an operator's Stop led here
+	roll        *rolloutReq    // the rollout to begin (rollingOut)
+	run         Run            // the run in progress, which the rollout replaces
 }
 
 // next is what a VM's goroutine does after a phase.
@@ -59,8 +68,9 @@ type next int
 const (
 	launchNow next = iota
 	backoffThenLaunch
-	idle // wait for an operator's Start or Restart
-	quit // the Supervisor closed
+	idle       // wait for an operator's Start or Restart
+	rollingOut // a rollout begins
+	quit       // the Supervisor closed
 )
 
 // run is the life of a VM under supervision: launch, watch, decide, wait,
@@ -73,6 +83,9 @@ func (s *Supervisor) run(v *vm) {
 		st = step{next: idle}
 	}
 	for {
+		if st.stopped {
+			s.dropRollout(v, "stopped on request")
+		}
 		switch st.next {
 		case launchNow:
 			st = s.attempt(v, st)
@@ -80,7 +93,10 @@ func (s *Supervisor) run(v *vm) {
 			st = s.backoffWait(v, st)
 		case idle:
 			st = s.idleWait(v, st.interrupted)
+		case rollingOut:
+			st = s.rollOut(v, st)
 		case quit:
+			s.dropRollout(v, s.quitting(v))
 			return
 		}
 	}
@@ -123,48 +139,115 @@ var errNotLaunched = fmt.Errorf("%w: stopped before its launch began", context.C
 // launch makes the VM's command and launches it, under a context that an
 // operator's Stop or Restart, or Close, cancels.
 func (s *Supervisor) launch(v *vm, prev step) (rt Run, err error, interrupted bool) {
-	ctx, cancel := context.WithCancel(v.ctx)
+	what := "launching"
+	if prev.restart {
+		what = "restarting"
+	}
+	spec := s.spec(v)
+	l := s.launchWith(v, launchSpec{what: what, command: spec.Command, version: spec.Version, restart: prev.restart, exit: prev.exit})
+	return l.run, l.err, l.interrupted
+}
+
+// launchSpec is one launch of a VM's goroutine.
+type launchSpec struct {
+	what    string // the record of the change of state
+	command func() (*exec.Cmd, error)
+	version string
+	restart bool           // the policy's restart
+	exit    *launcher.Exit // the previous run's end, the VM's last exit from now
+	// beside: the VM shows another run meanwhile (a rollout's old run):
+	// the launch neither makes it starting nor, by default, running.
+	beside bool
+	// onReady is told of the handshake (default: the VM runs this run).
+	onReady func(Ready)
+	// also changes the VM's state with the launch's change.
+	also func(*VM)
+	// deadline, when set, abandons the launch when it fires.
+	deadline Timer
+}
+
+// launched is how a launch ended.
+type launched struct {
+	run Run
+	err error
+	// interrupted: an operator's command, or the VM's end, abandoned it;
+	// deadline: the launch's deadline did.
+	interrupted, deadline bool
+}
+
+// launchWith makes a command and launches it, under a context that an
+// operator's Stop or Restart, or Close, cancels.
+func (s *Supervisor) launchWith(v *vm, ls launchSpec) launched {
+	ctx, cancel := context.WithCancelCause(v.ctx)
 	s.mu.Lock()
 	if v.pendingStops > 0 || ctx.Err() != nil {
 		s.mu.Unlock()
-		cancel()
-		return nil, errNotLaunched, true
+		cancel(nil)
+		return launched{err: errNotLaunched, interrupted: true}
 	}
-	v.cancelAttempt = cancel
+	v.cancelAttempt = func() { cancel(nil) }
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		v.cancelAttempt = nil
 		s.mu.Unlock()
-		cancel()
+		cancel(nil)
 	}()
-	what := "launching"
-	if prev.restart {
-		what = "restarting"
-	}
-	s.update(v, what, func(st *VM) {
-		st.State = StateStarting
+	s.update(v, ls.what, func(st *VM) {
+		if !ls.beside {
+			st.State = StateStarting
+		}
 		st.Launches++
-		if prev.restart {
+		if ls.restart {
 			st.Restarts++
 		}
-		if prev.exit != nil {
-			st.LastExit = prev.exit
+		if ls.exit != nil {
+			st.LastExit = ls.exit
+		}
+		if ls.also != nil {
+			ls.also(st)
 		}
 	})
 	spec := s.spec(v)
-	cmd, err := spec.Command()
+	cmd, err := ls.command()
 	if err != nil {
-		return nil, err, false
+		return launched{err: err}
+	}
+	deadline := func() bool { return false }
+	if ls.deadline != nil {
+		deadline = abandonAt(ls.deadline, cancel)
+	}
+	onReady := ls.onReady
+	if onReady == nil {
+		onReady = func(r Ready) { s.running(v, r, ls.version) }
 	}
 	// The VM is running in its state before the launcher tells anyone it
 	// is ready: ready means listed.
-	rt, err = s.launcher.Launch(ctx, LaunchRequest{Name: spec.Name, Cmd: cmd, Hooks: spec.Hooks,
-		OnReady: func(r Ready) { s.running(v, r) }})
+	rt, err := s.launcher.Launch(ctx, LaunchRequest{Name: spec.Name, Cmd: cmd, Hooks: spec.Hooks, OnReady: onReady})
 	if err == nil && rt == nil {
 		err = fmt.Errorf("%w: the Launcher returned neither a run nor an error", vmre.ErrInvalidConfig)
 	}
-	return rt, err, err != nil && ctx.Err() != nil
+	fired := deadline()
+	return launched{run: rt, err: err, deadline: fired, interrupted: err != nil && ctx.Err() != nil && !fired}
+}
+
+// abandonAt cancels a launch when t fires. Its result stops the watch,
+// once the launch has returned, and reports whether t fired.
+func abandonAt(t Timer, cancel context.CancelCauseFunc) (stop func() bool) {
+	done, fired := make(chan struct{}), make(chan bool, 1)
+	go func() {
+		select {
+		case <-t.C():
+			cancel(errLaunchDeadline)
+			fired <- true
+		case <-done:
+			fired <- false
+		}
+	}()
+	return func() bool {
+		close(done)
+		return <-fired
+	}
 }
 
 // quitting says why the VM's goroutine ends: its removal or Close.
@@ -238,7 +321,15 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 	}
 	var unhealthy error // set once the liveness probes gave up on the VM
 	for {
+		kick := v.kick
+		if unhealthy != nil {
+			kick = nil // it is being stopped: its rollout begins after
+		}
 		select {
+		case <-kick:
+			if req := s.takeRollout(v); req != nil {
+				return step{next: rollingOut, roll: req, run: rt, attempt: attempt}
+			}
 		case <-rt.Done():
 			exit, _ := rt.Exit()
 			s.keepStderr(v, rt)
@@ -277,7 +368,7 @@ func (s *Supervisor) watch(v *vm, rt Run, attempt int) step {
 				s.keepStderr(v, rt)
 				s.update(v, "stopped on request", func(vs *VM) { vs.State, vs.LastExit = StateStopped, &exit })
 				c.reply <- result{changed: true}
-				return step{next: idle}
+				return step{next: idle, stopped: true}
 			case cmdRestart:
 				exit := stop(c.ctx)
 				s.keepStderr(v, rt)
@@ -337,12 +428,16 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// running records the VM running, as its launch's handshake completes.
-func (s *Supervisor) running(v *vm, r Ready) {
-	s.update(v, "running", func(vs *VM) {
-		vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, r.Pid, r.Addr, r.ProtocolVersion, nil
-		vs.Started, vs.Handshake = r.Started, r.Handshake
-	})
+// running records the VM running its version's run, as the launch's
+// handshake completes.
+func (s *Supervisor) running(v *vm, r Ready, version string) {
+	s.update(v, "running", func(vs *VM) { runs(vs, r, version) })
+}
+
+// runs shows the run r of version as the VM's.
+func runs(vs *VM, r Ready, version string) {
+	vs.State, vs.Pid, vs.Addr, vs.ProtocolVersion, vs.Err = StateRunning, r.Pid, r.Addr, r.ProtocolVersion, nil
+	vs.Started, vs.Handshake, vs.Version = r.Started, r.Handshake, version
 }
 
 // backoffWait waits out the delay before the next attempt, unless an
@@ -371,12 +466,17 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 		select {
 		case <-timer.C():
 			return step{next: launchNow, attempt: attempt, restart: true}
+		case <-v.kick:
+			if req := s.takeRollout(v); req != nil {
+				return step{next: rollingOut, roll: req, attempt: attempt}
+			}
 		case c := <-v.cmds:
 			v.received(s, c)
 			if c.kind == cmdStop {
+				timer.Stop() // before the answer: the restart is cancelled when Stop returns
 				s.update(v, "stopped on request; the restart is cancelled", func(vs *VM) { vs.State = StateStopped })
 				c.reply <- result{changed: true}
-				return step{next: idle}
+				return step{next: idle, stopped: true}
 			}
 			return step{next: launchNow, attempt: attempt, waiting: &c} // Start and Restart: now
 		case <-v.ctx.Done():
@@ -392,9 +492,14 @@ func (s *Supervisor) backoffWait(v *vm, prev step) step {
 func (s *Supervisor) idleWait(v *vm, interrupted bool) step {
 	for {
 		select {
+		case <-v.kick:
+			if req := s.takeRollout(v); req != nil {
+				return step{next: rollingOut, roll: req}
+			}
 		case c := <-v.cmds:
 			v.received(s, c)
 			if c.kind == cmdStop {
+				s.dropRollout(v, "stopped on request")
 				c.reply <- result{changed: interrupted}
 				interrupted = false
 				continue
@@ -409,15 +514,32 @@ func (s *Supervisor) idleWait(v *vm, interrupted bool) step {
 // update changes the VM's state under the lock, then logs the change and
 // tells the hooks, on the VM's goroutine.
 func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
+	snap := s.change(v, f)
+	s.logChange(what, snap)
+	s.tellState(snap)
+}
+
+// change changes the VM's state under the lock and returns it.
+func (s *Supervisor) change(v *vm, f func(*VM)) VM {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	before := v.state.State
 	f(&v.state)
 	if v.state.State != before {
 		v.state.Since = s.clock.Now()
 	}
-	snap := v.state
-	s.mu.Unlock()
+	return v.state
+}
 
+// tellState tells the hook of a change of the VM's state.
+func (s *Supervisor) tellState(snap VM) {
+	if s.hooks != nil && s.hooks.State != nil {
+		s.hooks.State(snap)
+	}
+}
+
+// logChange logs a change of the VM's state.
+func (s *Supervisor) logChange(what string, snap VM) {
 	attrs := []slog.Attr{slog.String("vm", snap.Name), slog.String("state", snap.State.String())}
 	level := slog.LevelInfo
 	switch snap.State {
@@ -443,7 +565,4 @@ func (s *Supervisor) update(v *vm, what string, f func(*VM)) {
 		}
 	}
 	s.log.LogAttrs(context.Background(), level, what, attrs...)
-	if s.hooks != nil && s.hooks.State != nil {
-		s.hooks.State(snap)
-	}
 }

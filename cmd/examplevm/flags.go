@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"time"
 
 	"github.com/vmre/vmre"
 )
@@ -16,6 +17,8 @@ type config struct {
 	protocolVersion uint
 	logLevel        slog.Level
 	noHandshake     bool
+	unhealthy       bool
+	exitAfter       time.Duration
 }
 
 const usageHead = `Usage: examplevm [flags]
@@ -50,6 +53,10 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 		"the lowest `level` logged: debug, info, warn or error")
 	fs.BoolVar(&cfg.noHandshake, "no-handshake", false,
 		"listen but never call the host back, to reproduce a \"VM never called back\" handshake timeout")
+	fs.BoolVar(&cfg.unhealthy, "unhealthy", false,
+		"answer grpc.health.v1 Check with NOT_SERVING, to reproduce a VM that starts but is not healthy (a rollout rolls it back)")
+	fs.DurationVar(&cfg.exitAfter, "exit-after", 0,
+		"exit 1 this `long` after the handshake, to reproduce a VM that crashes soon after it starts")
 	fs.Usage = func() {} // printed below: all of it for --help, a hint after an error
 
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -61,6 +68,9 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return usageError(fs, "unexpected argument %q: examplevm takes flags only", fs.Arg(0))
+	}
+	if cfg.exitAfter < 0 {
+		return usageError(fs, "--exit-after %s: give a positive duration, such as 2s", cfg.exitAfter)
 	}
 	if cfg.protocolVersion > math.MaxUint32 {
 		return usageError(fs, "--protocol-version %d is out of range: the handshake carries a uint32", cfg.protocolVersion)

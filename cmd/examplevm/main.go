@@ -24,6 +24,9 @@ import (
 // version is the VM's version; set it with -ldflags "-X main.version=v1.2.3".
 var version string
 
+// errCrash ends the VM --exit-after its handshake.
+var errCrash = errors.New("exiting 1 as --exit-after asks")
+
 // handshakeAnswerGrace is how long a signal that comes during the handshake
 // lets the host's answer come, well within a host's graceful timeout.
 const handshakeAnswerGrace = time.Second
@@ -57,7 +60,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		slog.Uint64("protocol_version", uint64(cfg.protocolVersion)),
 		slog.String("genesis_id", c.LastAccepted().ID), slog.Bool("no_handshake", cfg.noHandshake))
 
-	h := newHandler(c, log)
+	h := newHandler(c, log, cfg.unhealthy)
+	var crashed context.Context // ends with errCrash --exit-after the handshake
 	if cfg.noHandshake {
 		err = serveWithoutHandshake(ctx, h, log)
 	} else {
@@ -68,6 +72,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		// short when no answer has come within handshakeAnswerGrace.
 		serveCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		defer cancel(nil)
+		crashed = serveCtx
 		ready := make(chan struct{})
 		defer context.AfterFunc(ctx, func() {
 			select {
@@ -84,7 +89,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			cancel(context.Cause(ctx))
 		})()
 		err = client.Serve(serveCtx, h, client.WithLogger(log), client.WithProtocolVersion(cfg.protocolVersion),
-			client.WithOnReady(func(client.Ready) { close(ready) }))
+			client.WithOnReady(func(client.Ready) {
+				close(ready)
+				if cfg.exitAfter > 0 {
+					time.AfterFunc(cfg.exitAfter, func() { cancel(errCrash) })
+				}
+			}))
+	}
+	if crashed != nil && errors.Is(context.Cause(crashed), errCrash) {
+		log.LogAttrs(ctx, slog.LevelError, "examplevm crashed", slog.String("reason", errCrash.Error()),
+			slog.Duration("exit_after", cfg.exitAfter))
+		return 1
 	}
 
 	attrs := []slog.Attr{slog.Uint64("last_height", c.LastAccepted().Height),

@@ -30,7 +30,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%s: exit %d, want 0", arg, code)
 		}
 		for _, want := range []string{"vmre run", "--protocol-version version", "--log-level level",
-			"--no-handshake", "never call the host back", vmre.EngineAddressKey, "-h, --help"} {
+			"--no-handshake", "never call the host back", "--unhealthy", "--exit-after", vmre.EngineAddressKey, "-h, --help"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%s: help lacks %q:\n%s", arg, want, out.String())
 			}
@@ -49,6 +49,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--protocol-version", "4294967296"}, "out of range"},
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--exit-after", "-1s"}, "give a positive duration"},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer

@@ -313,6 +313,47 @@ func TestPluginNoHandshake(t *testing.T) {
 	}
 }
 
+// TestPluginBadVersions: the VM's two ways to be a bad version for a
+// rollout: --unhealthy handshakes and serves, but its health service says
+// NOT_SERVING; --exit-after handshakes, then exits 1 that long after.
+func TestPluginBadVersions(t *testing.T) {
+	t.Parallel()
+	t.Run("unhealthy", func(t *testing.T) {
+		t.Parallel()
+		engine := &fakeEngine{}
+		p := startPlugin(t, startEngine(t, engine), "--unhealthy")
+		addr := engine.nextCall(t).GetAddr()
+		p.waitFor(t, "handshake accepted")
+		httpClient := newHTTPClient(t, true)
+		defer httpClient.CloseIdleConnections()
+		for _, service := range []string{"", examplev1connect.ChainServiceName} {
+			res, err := grpchealth.NewClient(httpClient, "http://"+addr).Check(t.Context(), &grpchealth.CheckRequest{Service: service})
+			if err != nil || res.Status != grpchealth.StatusNotServing {
+				t.Errorf("health of %q = %v, %v; want not serving", service, res, err)
+			}
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code := p.wait(t); code != 0 {
+			t.Errorf("exit %d after SIGTERM, want 0", code)
+		}
+	})
+	t.Run("exit after", func(t *testing.T) {
+		t.Parallel()
+		engine := &fakeEngine{}
+		p := startPlugin(t, startEngine(t, engine), "--exit-after", "100ms")
+		engine.nextCall(t)
+		rec := p.waitFor(t, "examplevm crashed")
+		if rec["level"] != "ERROR" || rec["exit_after"] == nil {
+			t.Errorf("the crash's record: %v", rec)
+		}
+		if code := p.wait(t); code != 1 {
+			t.Errorf("exit %d, want 1; records: %v", code, p.records)
+		}
+	})
+}
+
 // TestPluginSignalDuringHandshake stops the VM while its Initialize call is
 // in flight, as a host does that gives up right then: the VM exits 0.
 func TestPluginSignalDuringHandshake(t *testing.T) {

@@ -27,12 +27,17 @@ type chainService struct {
 var _ examplev1connect.ChainServiceHandler = (*chainService)(nil)
 
 // newHandler returns the VM's HTTP handler: ChainService and grpc.health.v1
-// (reporting ChainService as serving) on their gRPC paths.
-func newHandler(c *chain, log *slog.Logger) http.Handler {
+// (reporting ChainService and the whole server as serving, or as not
+// serving when unhealthy) on their gRPC paths.
+func newHandler(c *chain, log *slog.Logger, unhealthy bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(examplev1connect.NewChainServiceHandler(&chainService{chain: c, log: log},
 		connect.WithReadMaxBytes(maxRequestBytes)))
 	checker := grpchealth.NewStaticChecker(examplev1connect.ChainServiceName)
+	if unhealthy {
+		checker.SetStatus("", grpchealth.StatusNotServing)
+		checker.SetStatus(examplev1connect.ChainServiceName, grpchealth.StatusNotServing)
+	}
 	mux.Handle(grpchealth.NewHandler(checker, connect.WithReadMaxBytes(maxRequestBytes)))
 	return mux
 }

@@ -49,7 +49,7 @@ func TestChainService(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			url := serveH2C(t, newHandler(newChain(nil), slog.New(slog.DiscardHandler)))
+			url := serveH2C(t, newHandler(newChain(nil), slog.New(slog.DiscardHandler), false))
 			httpClient := newHTTPClient(t, p.h2c)
 			chain := examplev1connect.NewChainServiceClient(httpClient, url, p.opts...)
 

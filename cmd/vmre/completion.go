@@ -12,8 +12,8 @@ import (
 const completionHead = `Usage: vmre completion bash|zsh|fish
 
 completion prints a shell's completion script for vmre: the commands, each
-command's flags, and for stop, start, restart, logs and inspect the names of
-the VMs of the running node (vmre ps -a -q, as VMRE_NODE chooses it).
+command's flags, and for stop, start, restart, logs, inspect, rollout,
+rollback and history the names of the VMs of the running node (vmre ps -a -q, as VMRE_NODE chooses it).
 
 Examples:
   source <(vmre completion bash)                       # in ~/.bashrc
@@ -23,7 +23,7 @@ Examples:
 `
 
 // vmCommands take VM names as arguments.
-var vmCommands = []string{"stop", "start", "restart", "logs", "inspect"}
+var vmCommands = []string{"stop", "start", "restart", "logs", "inspect", "rollout", "rollback", "history"}
 
 func completionCommand(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("completion")

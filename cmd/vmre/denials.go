@@ -120,7 +120,10 @@ func parseTrace(r io.Reader, exists func(string) bool) ([]denial, error) {
 			}
 			continue // the init step's own calls
 		}
-		if errno != "EACCES" && errno != "EPERM" {
+		if errno != "EACCES" && errno != "EPERM" || call == "rt_sigreturn" || call == "sigreturn" {
+			// A sigreturn returns the value of the call the signal
+			// interrupted (a connect refused, Go's preemption signal
+			// in between): that call's own line names it.
 			continue
 		}
 		d := describeDenial(call, args, errno, exists)

@@ -24,6 +24,8 @@ func TestParseTrace(t *testing.T) {
 100 mkdir("/home/vm/.cache", 0700) = -1 EACCES (Permission denied)
 100 openat(AT_FDCWD, "/missing", O_RDONLY) = -1 ENOENT (No such file or directory)
 104 connect(7, {sa_family=AF_INET, sin_port=htons(9650), sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EACCES (Permission denied)
+104 --- SIGURG {si_signo=SIGURG, si_code=SI_TKILL, si_pid=100, si_uid=0} ---
+104 rt_sigreturn({mask=[]}) = -1 EACCES (Permission denied)
 104 bind(8, {sa_family=AF_INET6, sin6_port=htons(8080), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::", &sin6_addr), sin6_scope_id=0}, 28) = -1 EACCES (Permission denied)
 104 kill(1, 0) = -1 EPERM (Operation not permitted)
 100 openat(AT_FDCWD, "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY) = -1 EACCES (Permission denied)

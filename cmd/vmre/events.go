@@ -55,6 +55,12 @@ type event struct {
 	Unchanged []string `json:"unchanged,omitempty"`
 	Removed   []string `json:"removed,omitempty"`
 	Failed    []string `json:"failed,omitempty"`
+	KnownBad  []string `json:"known_bad,omitempty"`
+	// A rollout: the digests of the version before and of the new one.
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
+	Strategy string `json:"strategy,omitempty"`
+	ID       uint64 `json:"id,omitempty"`
 }
 
 // openEventLog opens --events: "" for none, "-" for stdout, else a file
@@ -173,7 +179,8 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 			for _, p := range r.Failed {
 				failed = append(failed, p.Entry)
 			}
-			l.write(event{Event: "reload", Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, Failed: failed})
+			l.write(event{Event: "reload", Added: r.Added, Changed: r.Changed, Unchanged: r.Unchanged, Removed: r.Removed, Failed: failed,
+				KnownBad: r.KnownBad})
 			if changed != nil {
 				select {
 				case changed <- struct{}{}:
@@ -181,6 +188,10 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 				}
 			}
 		},
+		RolloutStarted:  l.rollout("rollout_started"),
+		RolloutHealthy:  l.rollout("rollout_healthy"),
+		RolloutReverted: l.rollout("rollout_reverted"),
+		RolloutFailed:   l.rollout("rollout_failed"),
 		EngineListening: func(addr, certSHA256 string) {
 			l.write(event{Event: "engine_listening", Addr: addr, CertSHA256: certSHA256})
 		},
@@ -193,5 +204,19 @@ func (l *eventLog) nodeHooks(changed chan<- struct{}) *node.Hooks {
 				}
 			}
 		},
+	}
+}
+
+// rollout returns the hook that writes a rollout's event of the name
+// event: its phase, the two versions, how long it took and why it failed.
+func (l *eventLog) rollout(name string) func(supervise.RolloutEvent) {
+	return func(ev supervise.RolloutEvent) {
+		r := ev.Rollout
+		e := event{Event: name, VM: ev.VM, ID: r.ID, Phase: r.Phase.String(), Strategy: r.Strategy.String(), From: r.From, To: r.To,
+			Error: errText(r.Err)}
+		if !r.Ended.IsZero() {
+			e.ElapsedMS = ms(r.Ended.Sub(r.Started))
+		}
+		l.write(e)
 	}
 }

@@ -127,6 +127,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"vmre", "re"}, "restart reload remote"},
 		{[]string{"vmre", "logs", "--ti"}, "--timestamps"},
 		{[]string{"vmre", "stop", "al"}, "alpha"},
+		{[]string{"vmre", "rollback", "al"}, "alpha"},
+		{[]string{"vmre", "rollout", "--no-"}, "--no-auto-revert --no-wait"},
 	} {
 		if got := complete(c.words...); got != c.want {
 			t.Errorf("completion of %v: %q; want %q", c.words, got, c.want)

@@ -17,6 +17,9 @@
 //     service, as docker, systemctl and nomad users expect
 //     (docs/OPERATIONS.md).
 //   - `vmre completion bash|zsh|fish` prints a shell's completion script.
+//   - `vmre rollout NAME`, `vmre rollback NAME` and `vmre history NAME`
+//     roll a VM's new version out (health-gated, rolled back by itself when
+//     it fails), go back to an earlier one, and list them.
 //   - `vmre remote env|systemd|k8s|rotate NAME` hands a VM on another host
 //     what it needs to reach a running node, and rotates its token.
 //   - `vmre version` prints vmre's version, protocol version and Go
@@ -84,6 +87,9 @@ func init() {
 		{"start", "start NAME...|--all", "start stopped VMs of a running node", startCommand},
 		{"restart", "restart [--timeout D] NAME...|--all", "restart VMs of a running node", restartCommand},
 		{"reload", "reload [--json]", "reload a running node's plugin directory, aliases and pins", reloadCommand},
+		{"rollout", "rollout [--force] [--strategy S] NAME", "roll out the new version of a VM's file, health-gated, reverted by itself if it fails", rolloutCommand},
+		{"rollback", "rollback [--to DIGEST] NAME", "roll a VM back to an earlier version", rollbackCommand},
+		{"history", "history [--json] NAME", "list the versions of a VM and what became of them", historyCommand},
 		{"remote", "remote env|systemd|k8s|rotate [flags] NAME", "hand a remote VM what it needs to reach a running node (docs/REMOTE.md)", remoteCommand},
 		{"completion", "completion bash|zsh|fish", "print a shell's completion script for vmre", completionCommand},
 		{"version", "version", "print vmre's version, protocol version and Go version", versionCommand},

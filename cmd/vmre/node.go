@@ -64,12 +64,26 @@ silent is restarted within about failures x (interval + 5s), 45s by
 default. --liveness-interval 0 turns the probes off.
 
 vmre reload (or SIGHUP, as systemd's ExecReload= sends it) reloads the
-directory, the aliases and the pins, and reconciles the node with them: new VMs start; a VM whose file changed runs it at its next
-restart (vmre ps says "changed: runs at next restart"); a VM whose file
-left is stopped, with its graceful timeout, and forgotten (--keep-removed
-keeps it running, shown removed); a remote VM whose NAME.remote left is
-refused at once. A VM stopped by vmre stop stays stopped across a restart
-of the node (kept in --data-dir). SIGINT or SIGTERM stops every VM in parallel (SIGTERM, then
+directory, the aliases and the pins, and reconciles the node with them: new
+VMs start; a VM whose file changed rolls out its new version; a VM whose
+file left is stopped, with its graceful timeout, and forgotten
+(--keep-removed keeps it running, shown removed); a remote VM whose
+NAME.remote left is refused at once.
+
+A rollout replaces the old run with the new version (--rollout-strategy
+replace), or starts the new one beside it and switches once it is healthy
+(start-first, for the VMs of --start-first). The new version is healthy
+once it has handshaken, answered its health probe (the probe of vmre run
+--check) and stayed up for --min-healthy (10s); if that has not happened
+within --healthy-deadline (60s), or it exits first, the VM goes back to
+the version before by itself (--no-auto-revert keeps the failed one) and
+the failed version is not rolled out again until its bytes change (vmre
+rollout NAME --force tries it anyway). vmre history NAME lists a VM's
+versions and vmre rollback NAME goes back to one; they are kept in
+--data-dir, with a copy of their bytes, across restarts of the node.
+
+A VM stopped by vmre stop stays stopped across a restart of the node
+(kept in --data-dir). SIGINT or SIGTERM stops every VM in parallel (SIGTERM, then
 SIGKILL after --graceful-timeout; a second Ctrl-C kills at once) and exits 0.
 
 --sandbox LEVEL runs each VM with only what its policy grants
@@ -107,6 +121,7 @@ Examples:
 type nodeFlags struct {
 	launchFlags
 	superviseFlags
+	rolloutFlags
 	adminFlags
 	sandboxFlags
 	pluginDir, aliases, pins string
@@ -136,6 +151,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	f.sandboxFlags.register(fs, sandbox.BestEffort)
 	f.launchFlags.register(fs, slog.LevelInfo)
 	f.superviseFlags.register(fs)
+	f.rolloutFlags.register(fs)
 	fs.DurationVar(&f.livenessInterval, "liveness-interval", supervise.DefaultLivenessInterval,
 		"probe each running VM's health this often; a VM that fails --liveness-failures probes in a row is restarted (0: no probes)")
 	fs.IntVar(&f.livenessFailures, "liveness-failures", supervise.DefaultLivenessFailures,
@@ -151,7 +167,7 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.engineAdvertise, "engine-advertise", "", "the `host:port` remote VMs dial (default: --engine-listen's address)")
 	fs.StringVar(&f.tlsCert, "engine-tls-cert", "", "the engine's TLS certificate `file` (PEM; default: a self-signed one kept in --data-dir)")
 	fs.StringVar(&f.tlsKey, "engine-tls-key", "", "the key `file` of --engine-tls-cert")
-	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate, the remote VMs' tokens and the VMs stopped by an operator "+
+	fs.StringVar(&f.dataDir, "data-dir", "", "the node's `directory` for its certificate, the remote VMs' tokens, the VMs stopped by an operator and the VMs' versions "+
 		"(default $XDG_STATE_HOME/vmre, or ~/.local/state/vmre)")
 	fs.IntVar(&f.backlogKiB, "log-backlog-kib", admin.DefaultBacklogBytes>>10,
 		"keep the last `KiB` of each VM's log records, for vmre logs (when full, they hold about 1.7 times that in memory)")
@@ -182,6 +198,9 @@ func nodeCommand(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	if code := f.superviseFlags.validate(fs, e); code != exitOK {
+		return code
+	}
+	if code := f.rolloutFlags.validate(fs, e); code != exitOK {
 		return code
 	}
 	if code := f.sandboxFlags.validate(fs, e); code != exitOK {
@@ -289,7 +308,7 @@ func (f *nodeFlags) config(log *slog.Logger, events *eventLog, getenv func(strin
 	}
 	cfg := node.Config{
 		PluginDir: f.pluginDir, Aliases: f.aliases, Pins: f.pins, RequirePins: f.requirePins, KeepRemoved: f.keepRemoved,
-		Restart: f.policy, Backoff: f.backoff(), Launch: lcfg,
+		Restart: f.policy, Backoff: f.backoff(), Rollout: f.rolloutFlags.config(), Launch: lcfg,
 		Liveness: supervise.Liveness{Interval: f.livenessInterval, Failures: f.livenessFailures},
 		DataDir:  f.dataDir, Name: name, LogBacklogBytes: f.backlogKiB << 10,
 		Hooks: events.nodeHooks(changed),

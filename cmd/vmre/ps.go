@@ -32,7 +32,8 @@ once they no longer run, show with -a only; a removed VM that runs on
 
 --format takes a Go template, executed for each VM, with the fields
 .Name .ID .Aliases .State .Pid .Addr .Uptime .Restarts .LastExit .Error
-.Digest .Pinned .Remote .Removed .Pending; --json prints ListVMs' answer.
+.Digest .Pinned .Remote .Removed .Pending .Rollout; --json prints ListVMs'
+answer.
 
 Examples:
   vmre ps
@@ -59,6 +60,7 @@ type psRow struct {
 	Remote   bool
 	Removed  bool
 	Pending  string
+	Rollout  string // a rollout in progress, or the last one when it did not succeed
 }
 
 func psCommand(ctx context.Context, args []string, e env) int {
@@ -178,7 +180,7 @@ func newPsRow(vm *adminv1.VM) psRow {
 	r := psRow{Name: displayName(vm), ID: vm.GetName(), Aliases: vm.GetAliases(), State: stateName(vm),
 		Pid: int(vm.GetPid()), Addr: vm.GetAddr(), Uptime: "-", Restarts: int(vm.GetRestarts()), LastExit: psLast(vm),
 		Error: vm.GetError(), Digest: vm.GetDigest(), Pinned: vm.GetPinned(), Remote: vm.GetRemote(),
-		Removed: vm.GetRemoved(), Pending: vm.GetPending()}
+		Removed: vm.GetRemoved(), Pending: vm.GetPending(), Rollout: rolloutState(vm.GetRollout())}
 	if r.Aliases == nil {
 		r.Aliases = []string{}
 	}
@@ -193,24 +195,36 @@ func newPsRow(vm *adminv1.VM) psRow {
 }
 
 // psState is a VM's STATE in ps: its state, removed for a VM whose file
-// left the plugin directory, and what it waits for (its backoff, a
-// changed file).
+// left the plugin directory, what it waits for (its backoff, a changed
+// file) and its rollout.
 func psState(r psRow) string {
 	state := r.State
 	if r.Removed {
 		state = "removed (" + state + ")"
 	}
-	if r.Pending != "" {
-		state += " (" + r.Pending + ")"
+	var more []string
+	for _, s := range []string{r.Pending, r.Rollout} {
+		if s != "" {
+			more = append(more, s)
+		}
+	}
+	if len(more) > 0 {
+		state += " (" + strings.Join(more, ", ") + ")"
 	}
 	return state
 }
 
 // colorState colours a STATE cell as systemctl does: green running, red
-// failing, yellow on the way.
+// failing or back from a failed rollout, yellow on the way or rolling out.
 func colorState(cell string) string {
 	const green, red, yellow, reset = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
 	state, _, _ := strings.Cut(cell, " ")
+	switch {
+	case strings.Contains(cell, "rolled back from") || strings.Contains(cell, "rollout of "):
+		return red + cell + reset // the VM's new version failed its rollout: it asks for a look
+	case strings.Contains(cell, "rolling out"):
+		return yellow + cell + reset
+	}
 	switch state {
 	case "running":
 		return green + cell + reset

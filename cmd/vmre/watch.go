@@ -83,7 +83,7 @@ func eventsCommand(ctx context.Context, args []string, e env) int {
 }
 
 // eventDetail is what an events line adds to a VM's state: its pid, its
-// backoff, its exit or error.
+// backoff, its rollout, its exit or error.
 func eventDetail(vm *adminv1.VM) string {
 	var parts []string
 	if vm.GetPid() != 0 {
@@ -91,6 +91,9 @@ func eventDetail(vm *adminv1.VM) string {
 	}
 	if vm.GetBackoff() != nil {
 		parts = append(parts, fmt.Sprintf("attempt %d, next in %s", vm.GetAttempt(), vm.GetBackoff().AsDuration().Round(time.Millisecond)))
+	}
+	if r := rolloutState(vm.GetRollout()); r != "" {
+		parts = append(parts, r)
 	}
 	if vm.GetState() != adminv1.VMState_VM_STATE_RUNNING {
 		if last := psLast(vm); last != "-" {

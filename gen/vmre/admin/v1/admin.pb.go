@@ -109,6 +109,199 @@ func (VMState) EnumDescriptor() ([]byte, []int) {
 	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// RolloutStrategy is how a new version takes the old one's place.
+type RolloutStrategy int32
+
+const (
+	// The node's default.
+	RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED RolloutStrategy = 0
+	// Stop the old run, then start the new version.
+	RolloutStrategy_ROLLOUT_STRATEGY_REPLACE RolloutStrategy = 1
+	// Start the new version beside the old run, switch to it once it is
+	// healthy, then stop the old one.
+	RolloutStrategy_ROLLOUT_STRATEGY_START_FIRST RolloutStrategy = 2
+)
+
+// Enum value maps for RolloutStrategy.
+var (
+	RolloutStrategy_name = map[int32]string{
+		0: "ROLLOUT_STRATEGY_UNSPECIFIED",
+		1: "ROLLOUT_STRATEGY_REPLACE",
+		2: "ROLLOUT_STRATEGY_START_FIRST",
+	}
+	RolloutStrategy_value = map[string]int32{
+		"ROLLOUT_STRATEGY_UNSPECIFIED": 0,
+		"ROLLOUT_STRATEGY_REPLACE":     1,
+		"ROLLOUT_STRATEGY_START_FIRST": 2,
+	}
+)
+
+func (x RolloutStrategy) Enum() *RolloutStrategy {
+	p := new(RolloutStrategy)
+	*p = x
+	return p
+}
+
+func (x RolloutStrategy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutStrategy) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_admin_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (RolloutStrategy) Type() protoreflect.EnumType {
+	return &file_vmre_admin_v1_admin_proto_enumTypes[1]
+}
+
+func (x RolloutStrategy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutStrategy.Descriptor instead.
+func (RolloutStrategy) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// RolloutPhase is where a rollout is.
+type RolloutPhase int32
+
+const (
+	RolloutPhase_ROLLOUT_PHASE_UNSPECIFIED RolloutPhase = 0
+	// The new version is being launched and checked.
+	RolloutPhase_ROLLOUT_PHASE_ROLLING_OUT RolloutPhase = 1
+	// The new version was healthy; the VM runs it.
+	RolloutPhase_ROLLOUT_PHASE_SUCCEEDED RolloutPhase = 2
+	// The new version failed (error says why) and the VM went back to the
+	// version before.
+	RolloutPhase_ROLLOUT_PHASE_ROLLED_BACK RolloutPhase = 3
+	// The new version failed and stays (no auto-revert).
+	RolloutPhase_ROLLOUT_PHASE_FAILED RolloutPhase = 4
+	// A stop, a restart or the node's end ended the rollout; the VM keeps
+	// the version before.
+	RolloutPhase_ROLLOUT_PHASE_INTERRUPTED RolloutPhase = 5
+)
+
+// Enum value maps for RolloutPhase.
+var (
+	RolloutPhase_name = map[int32]string{
+		0: "ROLLOUT_PHASE_UNSPECIFIED",
+		1: "ROLLOUT_PHASE_ROLLING_OUT",
+		2: "ROLLOUT_PHASE_SUCCEEDED",
+		3: "ROLLOUT_PHASE_ROLLED_BACK",
+		4: "ROLLOUT_PHASE_FAILED",
+		5: "ROLLOUT_PHASE_INTERRUPTED",
+	}
+	RolloutPhase_value = map[string]int32{
+		"ROLLOUT_PHASE_UNSPECIFIED": 0,
+		"ROLLOUT_PHASE_ROLLING_OUT": 1,
+		"ROLLOUT_PHASE_SUCCEEDED":   2,
+		"ROLLOUT_PHASE_ROLLED_BACK": 3,
+		"ROLLOUT_PHASE_FAILED":      4,
+		"ROLLOUT_PHASE_INTERRUPTED": 5,
+	}
+)
+
+func (x RolloutPhase) Enum() *RolloutPhase {
+	p := new(RolloutPhase)
+	*p = x
+	return p
+}
+
+func (x RolloutPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (RolloutPhase) Type() protoreflect.EnumType {
+	return &file_vmre_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x RolloutPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutPhase.Descriptor instead.
+func (RolloutPhase) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+// VersionResult is what became of a version.
+type VersionResult int32
+
+const (
+	VersionResult_VERSION_RESULT_UNSPECIFIED VersionResult = 0
+	// Seen in the plugin directory, never run.
+	VersionResult_VERSION_RESULT_PENDING VersionResult = 1
+	// Its rollout is in progress.
+	VersionResult_VERSION_RESULT_ROLLING_OUT VersionResult = 2
+	// The VM's version.
+	VersionResult_VERSION_RESULT_RUNNING VersionResult = 3
+	// A later version took its place.
+	VersionResult_VERSION_RESULT_SUPERSEDED VersionResult = 4
+	// It failed its rollout and the VM went back, or an operator rolled
+	// back from it: not rolled out again unless forced.
+	VersionResult_VERSION_RESULT_ROLLED_BACK VersionResult = 5
+	// It failed its rollout and stays the VM's version (no auto-revert).
+	VersionResult_VERSION_RESULT_FAILED VersionResult = 6
+	// Its rollout was interrupted.
+	VersionResult_VERSION_RESULT_INTERRUPTED VersionResult = 7
+)
+
+// Enum value maps for VersionResult.
+var (
+	VersionResult_name = map[int32]string{
+		0: "VERSION_RESULT_UNSPECIFIED",
+		1: "VERSION_RESULT_PENDING",
+		2: "VERSION_RESULT_ROLLING_OUT",
+		3: "VERSION_RESULT_RUNNING",
+		4: "VERSION_RESULT_SUPERSEDED",
+		5: "VERSION_RESULT_ROLLED_BACK",
+		6: "VERSION_RESULT_FAILED",
+		7: "VERSION_RESULT_INTERRUPTED",
+	}
+	VersionResult_value = map[string]int32{
+		"VERSION_RESULT_UNSPECIFIED": 0,
+		"VERSION_RESULT_PENDING":     1,
+		"VERSION_RESULT_ROLLING_OUT": 2,
+		"VERSION_RESULT_RUNNING":     3,
+		"VERSION_RESULT_SUPERSEDED":  4,
+		"VERSION_RESULT_ROLLED_BACK": 5,
+		"VERSION_RESULT_FAILED":      6,
+		"VERSION_RESULT_INTERRUPTED": 7,
+	}
+)
+
+func (x VersionResult) Enum() *VersionResult {
+	p := new(VersionResult)
+	*p = x
+	return p
+}
+
+func (x VersionResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VersionResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_admin_v1_admin_proto_enumTypes[3].Descriptor()
+}
+
+func (VersionResult) Type() protoreflect.EnumType {
+	return &file_vmre_admin_v1_admin_proto_enumTypes[3]
+}
+
+func (x VersionResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VersionResult.Descriptor instead.
+func (VersionResult) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
 // VM is one VM of the node.
 type VM struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -151,8 +344,8 @@ type VM struct {
 	// Its file or declaration left the plugin directory and the node keeps
 	// it running (vmre node --keep-removed) until it is stopped.
 	Removed bool `protobuf:"varint,22,opt,name=removed,proto3" json:"removed,omitempty"`
-	// A change the VM waits for, such as "changed: runs at next restart"
-	// when its file changed and the run in progress is of the old bytes.
+	// A change the VM waits for, such as "changed: rolls out 1f2e3d4c5b6a
+	// at its next start" when its file changed while it was stopped.
 	Pending string `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
 	// The SHA-256 of the public key (SubjectPublicKeyInfo) of its server's
 	// TLS certificate, in base64, as curl's --pinnedpubkey sha256//... takes
@@ -161,7 +354,9 @@ type VM struct {
 	// What the sandbox applied at its last launch that got as far as
 	// applying the policy; unset before that, and for a remote VM
 	// (docs/SANDBOX.md, "The report").
-	Sandbox       *Sandbox `protobuf:"bytes,25,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	Sandbox *Sandbox `protobuf:"bytes,25,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Its latest rollout, in progress or ended; unset before its first.
+	Rollout       *Rollout `protobuf:"bytes,26,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -371,6 +566,13 @@ func (x *VM) GetSandbox() *Sandbox {
 	return nil
 }
 
+func (x *VM) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
 // Sandbox is what a VM's sandbox applied when it was launched.
 type Sandbox struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -559,6 +761,137 @@ func (x *SandboxRule) GetMissing() string {
 	return ""
 }
 
+// Rollout is a VM's rollout of a new version.
+type Rollout struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Phase    RolloutPhase           `protobuf:"varint,1,opt,name=phase,proto3,enum=vmre.admin.v1.RolloutPhase" json:"phase,omitempty"`
+	Strategy RolloutStrategy        `protobuf:"varint,2,opt,name=strategy,proto3,enum=vmre.admin.v1.RolloutStrategy" json:"strategy,omitempty"`
+	// The SHA-256 of the version before, and of the new one.
+	FromDigest string                 `protobuf:"bytes,3,opt,name=from_digest,json=fromDigest,proto3" json:"from_digest,omitempty"`
+	ToDigest   string                 `protobuf:"bytes,4,opt,name=to_digest,json=toDigest,proto3" json:"to_digest,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// When the new version must be healthy by.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// When its health probes began to pass; unset until they do.
+	HealthySince *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=healthy_since,json=healthySince,proto3" json:"healthy_since,omitempty"`
+	// How long it must answer its probes to be healthy.
+	MinHealthy *durationpb.Duration   `protobuf:"bytes,8,opt,name=min_healthy,json=minHealthy,proto3" json:"min_healthy,omitempty"`
+	EndedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// Why it failed or was interrupted.
+	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// The rollout's number on this node.
+	Id            uint64 `protobuf:"varint,11,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Rollout) GetPhase() RolloutPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return RolloutPhase_ROLLOUT_PHASE_UNSPECIFIED
+}
+
+func (x *Rollout) GetStrategy() RolloutStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED
+}
+
+func (x *Rollout) GetFromDigest() string {
+	if x != nil {
+		return x.FromDigest
+	}
+	return ""
+}
+
+func (x *Rollout) GetToDigest() string {
+	if x != nil {
+		return x.ToDigest
+	}
+	return ""
+}
+
+func (x *Rollout) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Rollout) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *Rollout) GetHealthySince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthySince
+	}
+	return nil
+}
+
+func (x *Rollout) GetMinHealthy() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthy
+	}
+	return nil
+}
+
+func (x *Rollout) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *Rollout) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Rollout) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 // Exit is how a VM process ended.
 type Exit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -578,7 +911,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +923,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +936,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Exit) GetCode() int32 {
@@ -650,7 +983,7 @@ type ListVMsRequest struct {
 
 func (x *ListVMsRequest) Reset() {
 	*x = ListVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +995,7 @@ func (x *ListVMsRequest) String() string {
 func (*ListVMsRequest) ProtoMessage() {}
 
 func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1008,7 @@ func (x *ListVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsRequest.ProtoReflect.Descriptor instead.
 func (*ListVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 // ListVMsResponse holds every VM.
@@ -688,7 +1021,7 @@ type ListVMsResponse struct {
 
 func (x *ListVMsResponse) Reset() {
 	*x = ListVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +1033,7 @@ func (x *ListVMsResponse) String() string {
 func (*ListVMsResponse) ProtoMessage() {}
 
 func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +1046,7 @@ func (x *ListVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVMsResponse.ProtoReflect.Descriptor instead.
 func (*ListVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListVMsResponse) GetVms() []*VM {
@@ -733,7 +1066,7 @@ type GetVMRequest struct {
 
 func (x *GetVMRequest) Reset() {
 	*x = GetVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +1078,7 @@ func (x *GetVMRequest) String() string {
 func (*GetVMRequest) ProtoMessage() {}
 
 func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +1091,7 @@ func (x *GetVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMRequest.ProtoReflect.Descriptor instead.
 func (*GetVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVMRequest) GetName() string {
@@ -778,7 +1111,7 @@ type GetVMResponse struct {
 
 func (x *GetVMResponse) Reset() {
 	*x = GetVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1123,7 @@ func (x *GetVMResponse) String() string {
 func (*GetVMResponse) ProtoMessage() {}
 
 func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1136,7 @@ func (x *GetVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVMResponse.ProtoReflect.Descriptor instead.
 func (*GetVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetVMResponse) GetVm() *VM {
@@ -826,7 +1159,7 @@ type StopVMRequest struct {
 
 func (x *StopVMRequest) Reset() {
 	*x = StopVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1171,7 @@ func (x *StopVMRequest) String() string {
 func (*StopVMRequest) ProtoMessage() {}
 
 func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1184,7 @@ func (x *StopVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMRequest.ProtoReflect.Descriptor instead.
 func (*StopVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StopVMRequest) GetName() string {
@@ -882,7 +1215,7 @@ type StopVMResponse struct {
 
 func (x *StopVMResponse) Reset() {
 	*x = StopVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1227,7 @@ func (x *StopVMResponse) String() string {
 func (*StopVMResponse) ProtoMessage() {}
 
 func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1240,7 @@ func (x *StopVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVMResponse.ProtoReflect.Descriptor instead.
 func (*StopVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StopVMResponse) GetVm() *VM {
@@ -941,7 +1274,7 @@ type StartVMRequest struct {
 
 func (x *StartVMRequest) Reset() {
 	*x = StartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1286,7 @@ func (x *StartVMRequest) String() string {
 func (*StartVMRequest) ProtoMessage() {}
 
 func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1299,7 @@ func (x *StartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMRequest.ProtoReflect.Descriptor instead.
 func (*StartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StartVMRequest) GetName() string {
@@ -989,7 +1322,7 @@ type StartVMResponse struct {
 
 func (x *StartVMResponse) Reset() {
 	*x = StartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1334,7 @@ func (x *StartVMResponse) String() string {
 func (*StartVMResponse) ProtoMessage() {}
 
 func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1347,7 @@ func (x *StartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVMResponse.ProtoReflect.Descriptor instead.
 func (*StartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartVMResponse) GetVm() *VM {
@@ -1050,7 +1383,7 @@ type RestartVMRequest struct {
 
 func (x *RestartVMRequest) Reset() {
 	*x = RestartVMRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1395,7 @@ func (x *RestartVMRequest) String() string {
 func (*RestartVMRequest) ProtoMessage() {}
 
 func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1408,7 @@ func (x *RestartVMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMRequest.ProtoReflect.Descriptor instead.
 func (*RestartVMRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartVMRequest) GetName() string {
@@ -1103,7 +1436,7 @@ type RestartVMResponse struct {
 
 func (x *RestartVMResponse) Reset() {
 	*x = RestartVMResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1448,7 @@ func (x *RestartVMResponse) String() string {
 func (*RestartVMResponse) ProtoMessage() {}
 
 func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1461,7 @@ func (x *RestartVMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartVMResponse.ProtoReflect.Descriptor instead.
 func (*RestartVMResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RestartVMResponse) GetVm() *VM {
@@ -1154,7 +1487,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1499,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1512,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 // ReloadResponse reports a reload, as AvalancheGo's admin.loadVMs does,
@@ -1192,18 +1525,23 @@ type ReloadResponse struct {
 	Failed []*ReloadFailure `protobuf:"bytes,2,rep,name=failed,proto3" json:"failed,omitempty"`
 	// VMs loaded before, unchanged.
 	Unchanged []string `protobuf:"bytes,3,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
-	// VMs whose file changed: their next launch runs the new version.
+	// VMs whose file changed: their new version rolls out (for a VM an
+	// operator stopped, at its next start).
 	Changed []string `protobuf:"bytes,4,rep,name=changed,proto3" json:"changed,omitempty"`
 	// VMs whose file or declaration left the directory: stopped and
 	// forgotten, or, with --keep-removed, running on until stopped.
-	Removed       []string `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
+	Removed []string `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
+	// VMs whose file holds a version that failed its rollout before, or
+	// that an operator rolled back from: not rolled out again until its
+	// bytes change or a forced Rollout.
+	KnownBad      []string `protobuf:"bytes,6,rep,name=known_bad,json=knownBad,proto3" json:"known_bad,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1553,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1566,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReloadResponse) GetAdded() []string {
@@ -1266,6 +1604,13 @@ func (x *ReloadResponse) GetRemoved() []string {
 	return nil
 }
 
+func (x *ReloadResponse) GetKnownBad() []string {
+	if x != nil {
+		return x.KnownBad
+	}
+	return nil
+}
+
 // ReloadFailure is one refused entry of the plugin directory.
 type ReloadFailure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1282,7 +1627,7 @@ type ReloadFailure struct {
 
 func (x *ReloadFailure) Reset() {
 	*x = ReloadFailure{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1639,7 @@ func (x *ReloadFailure) String() string {
 func (*ReloadFailure) ProtoMessage() {}
 
 func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1652,7 @@ func (x *ReloadFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadFailure.ProtoReflect.Descriptor instead.
 func (*ReloadFailure) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReloadFailure) GetEntry() string {
@@ -1347,7 +1692,7 @@ type WatchVMsRequest struct {
 
 func (x *WatchVMsRequest) Reset() {
 	*x = WatchVMsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1704,7 @@ func (x *WatchVMsRequest) String() string {
 func (*WatchVMsRequest) ProtoMessage() {}
 
 func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1717,7 @@ func (x *WatchVMsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsRequest.ProtoReflect.Descriptor instead.
 func (*WatchVMsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 // WatchVMsResponse is one VM's state: first of every VM, then at each
@@ -1390,7 +1735,7 @@ type WatchVMsResponse struct {
 
 func (x *WatchVMsResponse) Reset() {
 	*x = WatchVMsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1747,7 @@ func (x *WatchVMsResponse) String() string {
 func (*WatchVMsResponse) ProtoMessage() {}
 
 func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1760,7 @@ func (x *WatchVMsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchVMsResponse.ProtoReflect.Descriptor instead.
 func (*WatchVMsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchVMsResponse) GetVm() *VM {
@@ -1453,7 +1798,7 @@ type TailLogsRequest struct {
 
 func (x *TailLogsRequest) Reset() {
 	*x = TailLogsRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1810,7 @@ func (x *TailLogsRequest) String() string {
 func (*TailLogsRequest) ProtoMessage() {}
 
 func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1823,7 @@ func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
 func (*TailLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TailLogsRequest) GetName() string {
@@ -1529,7 +1874,7 @@ type TailLogsResponse struct {
 
 func (x *TailLogsResponse) Reset() {
 	*x = TailLogsResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1886,7 @@ func (x *TailLogsResponse) String() string {
 func (*TailLogsResponse) ProtoMessage() {}
 
 func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1899,7 @@ func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
 func (*TailLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TailLogsResponse) GetRecord() *LogRecord {
@@ -1591,7 +1936,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1948,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1961,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogRecord) GetTime() *timestamppb.Timestamp {
@@ -1672,7 +2017,7 @@ type LogAttr struct {
 
 func (x *LogAttr) Reset() {
 	*x = LogAttr{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +2029,7 @@ func (x *LogAttr) String() string {
 func (*LogAttr) ProtoMessage() {}
 
 func (x *LogAttr) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +2042,7 @@ func (x *LogAttr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAttr.ProtoReflect.Descriptor instead.
 func (*LogAttr) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogAttr) GetKey() string {
@@ -1724,7 +2069,7 @@ type GetEnrollmentRequest struct {
 
 func (x *GetEnrollmentRequest) Reset() {
 	*x = GetEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2081,7 @@ func (x *GetEnrollmentRequest) String() string {
 func (*GetEnrollmentRequest) ProtoMessage() {}
 
 func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2094,7 @@ func (x *GetEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetEnrollmentRequest) GetName() string {
@@ -1782,7 +2127,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2139,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2152,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Enrollment) GetName() string {
@@ -1862,7 +2207,7 @@ type GetEnrollmentResponse struct {
 
 func (x *GetEnrollmentResponse) Reset() {
 	*x = GetEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2219,7 @@ func (x *GetEnrollmentResponse) String() string {
 func (*GetEnrollmentResponse) ProtoMessage() {}
 
 func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2232,7 @@ func (x *GetEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*GetEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -1907,7 +2252,7 @@ type RotateEnrollmentRequest struct {
 
 func (x *RotateEnrollmentRequest) Reset() {
 	*x = RotateEnrollmentRequest{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2264,7 @@ func (x *RotateEnrollmentRequest) String() string {
 func (*RotateEnrollmentRequest) ProtoMessage() {}
 
 func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2277,7 @@ func (x *RotateEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RotateEnrollmentRequest) GetName() string {
@@ -1952,7 +2297,7 @@ type RotateEnrollmentResponse struct {
 
 func (x *RotateEnrollmentResponse) Reset() {
 	*x = RotateEnrollmentResponse{}
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2309,7 @@ func (x *RotateEnrollmentResponse) String() string {
 func (*RotateEnrollmentResponse) ProtoMessage() {}
 
 func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2322,7 @@ func (x *RotateEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*RotateEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
@@ -1987,11 +2332,579 @@ func (x *RotateEnrollmentResponse) GetEnrollment() *Enrollment {
 	return nil
 }
 
+// RolloutRequest names a VM and says how to roll it out; unset fields
+// take the node's settings (vmre node's flags).
+type RolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Roll out a version that failed its rollout before.
+	Force           bool                 `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Strategy        RolloutStrategy      `protobuf:"varint,3,opt,name=strategy,proto3,enum=vmre.admin.v1.RolloutStrategy" json:"strategy,omitempty"`
+	MinHealthy      *durationpb.Duration `protobuf:"bytes,4,opt,name=min_healthy,json=minHealthy,proto3" json:"min_healthy,omitempty"`
+	HealthyDeadline *durationpb.Duration `protobuf:"bytes,5,opt,name=healthy_deadline,json=healthyDeadline,proto3" json:"healthy_deadline,omitempty"`
+	// Keep the new version if it fails, instead of going back.
+	NoAutoRevert bool `protobuf:"varint,6,opt,name=no_auto_revert,json=noAutoRevert,proto3" json:"no_auto_revert,omitempty"`
+	// Answer once the rollout has ended, not once it has begun.
+	Wait          bool `protobuf:"varint,7,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutRequest) Reset() {
+	*x = RolloutRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutRequest) ProtoMessage() {}
+
+func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
+func (*RolloutRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RolloutRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RolloutRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RolloutRequest) GetStrategy() RolloutStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED
+}
+
+func (x *RolloutRequest) GetMinHealthy() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthy
+	}
+	return nil
+}
+
+func (x *RolloutRequest) GetHealthyDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.HealthyDeadline
+	}
+	return nil
+}
+
+func (x *RolloutRequest) GetNoAutoRevert() bool {
+	if x != nil {
+		return x.NoAutoRevert
+	}
+	return false
+}
+
+func (x *RolloutRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+// RolloutResponse holds the VM and its rollout.
+type RolloutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Vm    *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	// False when there was nothing to roll out: the VM runs its file's
+	// version already.
+	Changed bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// What was done, in a sentence.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The rollout: as it ended with wait, else as it began.
+	Rollout       *Rollout `protobuf:"bytes,4,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutResponse) Reset() {
+	*x = RolloutResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutResponse) ProtoMessage() {}
+
+func (x *RolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutResponse.ProtoReflect.Descriptor instead.
+func (*RolloutResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RolloutResponse) GetVm() *VM {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *RolloutResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *RolloutResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RolloutResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// RollbackRequest names a VM and the version to go back to.
+type RollbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The digest of a version of its history, or its first digits (at
+	// least 4); unset: the version before the one it runs.
+	ToDigest string `protobuf:"bytes,2,opt,name=to_digest,json=toDigest,proto3" json:"to_digest,omitempty"`
+	// Roll back to a version that failed before, or that the pins file
+	// does not pin.
+	Force           bool                 `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	Strategy        RolloutStrategy      `protobuf:"varint,4,opt,name=strategy,proto3,enum=vmre.admin.v1.RolloutStrategy" json:"strategy,omitempty"`
+	MinHealthy      *durationpb.Duration `protobuf:"bytes,5,opt,name=min_healthy,json=minHealthy,proto3" json:"min_healthy,omitempty"`
+	HealthyDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=healthy_deadline,json=healthyDeadline,proto3" json:"healthy_deadline,omitempty"`
+	NoAutoRevert    bool                 `protobuf:"varint,7,opt,name=no_auto_revert,json=noAutoRevert,proto3" json:"no_auto_revert,omitempty"`
+	Wait            bool                 `protobuf:"varint,8,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RollbackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetToDigest() string {
+	if x != nil {
+		return x.ToDigest
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RollbackRequest) GetStrategy() RolloutStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RolloutStrategy_ROLLOUT_STRATEGY_UNSPECIFIED
+}
+
+func (x *RollbackRequest) GetMinHealthy() *durationpb.Duration {
+	if x != nil {
+		return x.MinHealthy
+	}
+	return nil
+}
+
+func (x *RollbackRequest) GetHealthyDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.HealthyDeadline
+	}
+	return nil
+}
+
+func (x *RollbackRequest) GetNoAutoRevert() bool {
+	if x != nil {
+		return x.NoAutoRevert
+	}
+	return false
+}
+
+func (x *RollbackRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+// RollbackResponse holds the VM and its rollout.
+type RollbackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vm            *VM                    `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	Changed       bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Rollout       *Rollout               `protobuf:"bytes,4,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackResponse) Reset() {
+	*x = RollbackResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackResponse) ProtoMessage() {}
+
+func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
+func (*RollbackResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RollbackResponse) GetVm() *VM {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *RollbackResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *RollbackResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RollbackResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// HistoryRequest names a VM.
+type HistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *HistoryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// HistoryResponse holds a VM's versions.
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Newest first.
+	Versions      []*Version `protobuf:"bytes,2,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *HistoryResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HistoryResponse) GetVersions() []*Version {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// Version is one version of a VM.
+type Version struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SHA-256 of its bytes.
+	Digest string `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Its file's name in the plugin directory, and whether a pin matched.
+	File      string                 `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`
+	Pinned    bool                   `protobuf:"varint,3,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	// When it last became the VM's version.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Result    VersionResult          `protobuf:"varint,6,opt,name=result,proto3,enum=vmre.admin.v1.VersionResult" json:"result,omitempty"`
+	// Why it failed, such as "exit code 1 after 4ms, before its handshake".
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When its result last changed.
+	Since *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=since,proto3" json:"since,omitempty"`
+	// The node keeps its bytes: a rollback can run it.
+	Kept bool `protobuf:"varint,9,opt,name=kept,proto3" json:"kept,omitempty"`
+	// Its result in words, such as "rolled back: exit code 1 after 4ms,
+	// before its handshake".
+	Summary       string `protobuf:"bytes,10,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Version) Reset() {
+	*x = Version{}
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Version) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Version) ProtoMessage() {}
+
+func (x *Version) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Version.ProtoReflect.Descriptor instead.
+func (*Version) Descriptor() ([]byte, []int) {
+	return file_vmre_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Version) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Version) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *Version) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
+func (x *Version) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *Version) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Version) GetResult() VersionResult {
+	if x != nil {
+		return x.Result
+	}
+	return VersionResult_VERSION_RESULT_UNSPECIFIED
+}
+
+func (x *Version) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Version) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Version) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
+}
+
+func (x *Version) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
 var File_vmre_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x06\n" +
+	"\x19vmre/admin/v1/admin.proto\x12\rvmre.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\a\n" +
 	"\x02VM\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12,\n" +
@@ -2020,7 +2933,8 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\aremoved\x18\x16 \x01(\bR\aremoved\x12\x18\n" +
 	"\apending\x18\x17 \x01(\tR\apending\x12(\n" +
 	"\x10cert_spki_sha256\x18\x18 \x01(\tR\x0ecertSpkiSha256\x120\n" +
-	"\asandbox\x18\x19 \x01(\v2\x16.vmre.admin.v1.SandboxR\asandbox\"\xd4\x01\n" +
+	"\asandbox\x18\x19 \x01(\v2\x16.vmre.admin.v1.SandboxR\asandbox\x120\n" +
+	"\arollout\x18\x1a \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\xd4\x01\n" +
 	"\aSandbox\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12!\n" +
@@ -2036,7 +2950,23 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"protective\x18\x03 \x01(\bR\n" +
 	"protective\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x18\n" +
-	"\amissing\x18\x05 \x01(\tR\amissing\"\x8f\x01\n" +
+	"\amissing\x18\x05 \x01(\tR\amissing\"\x83\x04\n" +
+	"\aRollout\x121\n" +
+	"\x05phase\x18\x01 \x01(\x0e2\x1b.vmre.admin.v1.RolloutPhaseR\x05phase\x12:\n" +
+	"\bstrategy\x18\x02 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12\x1f\n" +
+	"\vfrom_digest\x18\x03 \x01(\tR\n" +
+	"fromDigest\x12\x1b\n" +
+	"\tto_digest\x18\x04 \x01(\tR\btoDigest\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x126\n" +
+	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
+	"\rhealthy_since\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fhealthySince\x12:\n" +
+	"\vmin_healthy\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minHealthy\x125\n" +
+	"\bended_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x12\x0e\n" +
+	"\x02id\x18\v \x01(\x04R\x02id\"\x8f\x01\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x14\n" +
@@ -2069,13 +2999,14 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x11RestartVMResponse\x12!\n" +
 	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x0f\n" +
-	"\rReloadRequest\"\xae\x01\n" +
+	"\rReloadRequest\"\xcb\x01\n" +
 	"\x0eReloadResponse\x12\x14\n" +
 	"\x05added\x18\x01 \x03(\tR\x05added\x124\n" +
 	"\x06failed\x18\x02 \x03(\v2\x1c.vmre.admin.v1.ReloadFailureR\x06failed\x12\x1c\n" +
 	"\tunchanged\x18\x03 \x03(\tR\tunchanged\x12\x18\n" +
 	"\achanged\x18\x04 \x03(\tR\achanged\x12\x18\n" +
-	"\aremoved\x18\x05 \x03(\tR\aremoved\"_\n" +
+	"\aremoved\x18\x05 \x03(\tR\aremoved\x12\x1b\n" +
+	"\tknown_bad\x18\x06 \x03(\tR\bknownBad\"_\n" +
 	"\rReloadFailure\x12\x14\n" +
 	"\x05entry\x18\x01 \x01(\tR\x05entry\x12\x0e\n" +
 	"\x02vm\x18\x02 \x01(\tR\x02vm\x12\x12\n" +
@@ -2126,7 +3057,55 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x18RotateEnrollmentResponse\x129\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x19.vmre.admin.v1.EnrollmentR\n" +
-	"enrollment*\xff\x01\n" +
+	"enrollment\"\xb2\x02\n" +
+	"\x0eRolloutRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12:\n" +
+	"\bstrategy\x18\x03 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12:\n" +
+	"\vmin_healthy\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minHealthy\x12D\n" +
+	"\x10healthy_deadline\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fhealthyDeadline\x12$\n" +
+	"\x0eno_auto_revert\x18\x06 \x01(\bR\fnoAutoRevert\x12\x12\n" +
+	"\x04wait\x18\a \x01(\bR\x04wait\"\x9a\x01\n" +
+	"\x0fRolloutResponse\x12!\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x120\n" +
+	"\arollout\x18\x04 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"\xd0\x02\n" +
+	"\x0fRollbackRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tto_digest\x18\x02 \x01(\tR\btoDigest\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\x12:\n" +
+	"\bstrategy\x18\x04 \x01(\x0e2\x1e.vmre.admin.v1.RolloutStrategyR\bstrategy\x12:\n" +
+	"\vmin_healthy\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"minHealthy\x12D\n" +
+	"\x10healthy_deadline\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0fhealthyDeadline\x12$\n" +
+	"\x0eno_auto_revert\x18\a \x01(\bR\fnoAutoRevert\x12\x12\n" +
+	"\x04wait\x18\b \x01(\bR\x04wait\"\x9b\x01\n" +
+	"\x10RollbackResponse\x12!\n" +
+	"\x02vm\x18\x01 \x01(\v2\x11.vmre.admin.v1.VMR\x02vm\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x120\n" +
+	"\arollout\x18\x04 \x01(\v2\x16.vmre.admin.v1.RolloutR\arollout\"$\n" +
+	"\x0eHistoryRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"Y\n" +
+	"\x0fHistoryResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
+	"\bversions\x18\x02 \x03(\v2\x16.vmre.admin.v1.VersionR\bversions\"\xf1\x02\n" +
+	"\aVersion\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\tR\x04file\x12\x16\n" +
+	"\x06pinned\x18\x03 \x01(\bR\x06pinned\x129\n" +
+	"\n" +
+	"first_seen\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x124\n" +
+	"\x06result\x18\x06 \x01(\x0e2\x1c.vmre.admin.v1.VersionResultR\x06result\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x120\n" +
+	"\x05since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x12\n" +
+	"\x04kept\x18\t \x01(\bR\x04kept\x12\x18\n" +
+	"\asummary\x18\n" +
+	" \x01(\tR\asummary*\xff\x01\n" +
 	"\aVMState\x12\x18\n" +
 	"\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VM_STATE_STARTING\x10\x01\x12\x14\n" +
@@ -2139,7 +3118,27 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\x10VM_STATE_WAITING\x10\b\x12\x11\n" +
 	"\rVM_STATE_LOST\x10\t\x12\x16\n" +
 	"\x12VM_STATE_UNHEALTHY\x10\n" +
-	"2\xa3\x06\n" +
+	"*s\n" +
+	"\x0fRolloutStrategy\x12 \n" +
+	"\x1cROLLOUT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18ROLLOUT_STRATEGY_REPLACE\x10\x01\x12 \n" +
+	"\x1cROLLOUT_STRATEGY_START_FIRST\x10\x02*\xc1\x01\n" +
+	"\fRolloutPhase\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_ROLLING_OUT\x10\x01\x12\x1b\n" +
+	"\x17ROLLOUT_PHASE_SUCCEEDED\x10\x02\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_ROLLED_BACK\x10\x03\x12\x18\n" +
+	"\x14ROLLOUT_PHASE_FAILED\x10\x04\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_INTERRUPTED\x10\x05*\x81\x02\n" +
+	"\rVersionResult\x12\x1e\n" +
+	"\x1aVERSION_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16VERSION_RESULT_PENDING\x10\x01\x12\x1e\n" +
+	"\x1aVERSION_RESULT_ROLLING_OUT\x10\x02\x12\x1a\n" +
+	"\x16VERSION_RESULT_RUNNING\x10\x03\x12\x1d\n" +
+	"\x19VERSION_RESULT_SUPERSEDED\x10\x04\x12\x1e\n" +
+	"\x1aVERSION_RESULT_ROLLED_BACK\x10\x05\x12\x19\n" +
+	"\x15VERSION_RESULT_FAILED\x10\x06\x12\x1e\n" +
+	"\x1aVERSION_RESULT_INTERRUPTED\x10\a2\x84\b\n" +
 	"\fAdminService\x12H\n" +
 	"\aListVMs\x12\x1d.vmre.admin.v1.ListVMsRequest\x1a\x1e.vmre.admin.v1.ListVMsResponse\x12B\n" +
 	"\x05GetVM\x12\x1b.vmre.admin.v1.GetVMRequest\x1a\x1c.vmre.admin.v1.GetVMResponse\x12E\n" +
@@ -2150,7 +3149,10 @@ const file_vmre_admin_v1_admin_proto_rawDesc = "" +
 	"\bWatchVMs\x12\x1e.vmre.admin.v1.WatchVMsRequest\x1a\x1f.vmre.admin.v1.WatchVMsResponse0\x01\x12M\n" +
 	"\bTailLogs\x12\x1e.vmre.admin.v1.TailLogsRequest\x1a\x1f.vmre.admin.v1.TailLogsResponse0\x01\x12Z\n" +
 	"\rGetEnrollment\x12#.vmre.admin.v1.GetEnrollmentRequest\x1a$.vmre.admin.v1.GetEnrollmentResponse\x12c\n" +
-	"\x10RotateEnrollment\x12&.vmre.admin.v1.RotateEnrollmentRequest\x1a'.vmre.admin.v1.RotateEnrollmentResponseB0Z.github.com/vmre/vmre/gen/vmre/admin/v1;adminv1b\x06proto3"
+	"\x10RotateEnrollment\x12&.vmre.admin.v1.RotateEnrollmentRequest\x1a'.vmre.admin.v1.RotateEnrollmentResponse\x12H\n" +
+	"\aRollout\x12\x1d.vmre.admin.v1.RolloutRequest\x1a\x1e.vmre.admin.v1.RolloutResponse\x12K\n" +
+	"\bRollback\x12\x1e.vmre.admin.v1.RollbackRequest\x1a\x1f.vmre.admin.v1.RollbackResponse\x12H\n" +
+	"\aHistory\x12\x1d.vmre.admin.v1.HistoryRequest\x1a\x1e.vmre.admin.v1.HistoryResponseB0Z.github.com/vmre/vmre/gen/vmre/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_vmre_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -2164,94 +3166,134 @@ func file_vmre_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_vmre_admin_v1_admin_proto_rawDescData
 }
 
-var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_vmre_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_vmre_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_vmre_admin_v1_admin_proto_goTypes = []any{
 	(VMState)(0),                     // 0: vmre.admin.v1.VMState
-	(*VM)(nil),                       // 1: vmre.admin.v1.VM
-	(*Sandbox)(nil),                  // 2: vmre.admin.v1.Sandbox
-	(*SandboxRule)(nil),              // 3: vmre.admin.v1.SandboxRule
-	(*Exit)(nil),                     // 4: vmre.admin.v1.Exit
-	(*ListVMsRequest)(nil),           // 5: vmre.admin.v1.ListVMsRequest
-	(*ListVMsResponse)(nil),          // 6: vmre.admin.v1.ListVMsResponse
-	(*GetVMRequest)(nil),             // 7: vmre.admin.v1.GetVMRequest
-	(*GetVMResponse)(nil),            // 8: vmre.admin.v1.GetVMResponse
-	(*StopVMRequest)(nil),            // 9: vmre.admin.v1.StopVMRequest
-	(*StopVMResponse)(nil),           // 10: vmre.admin.v1.StopVMResponse
-	(*StartVMRequest)(nil),           // 11: vmre.admin.v1.StartVMRequest
-	(*StartVMResponse)(nil),          // 12: vmre.admin.v1.StartVMResponse
-	(*RestartVMRequest)(nil),         // 13: vmre.admin.v1.RestartVMRequest
-	(*RestartVMResponse)(nil),        // 14: vmre.admin.v1.RestartVMResponse
-	(*ReloadRequest)(nil),            // 15: vmre.admin.v1.ReloadRequest
-	(*ReloadResponse)(nil),           // 16: vmre.admin.v1.ReloadResponse
-	(*ReloadFailure)(nil),            // 17: vmre.admin.v1.ReloadFailure
-	(*WatchVMsRequest)(nil),          // 18: vmre.admin.v1.WatchVMsRequest
-	(*WatchVMsResponse)(nil),         // 19: vmre.admin.v1.WatchVMsResponse
-	(*TailLogsRequest)(nil),          // 20: vmre.admin.v1.TailLogsRequest
-	(*TailLogsResponse)(nil),         // 21: vmre.admin.v1.TailLogsResponse
-	(*LogRecord)(nil),                // 22: vmre.admin.v1.LogRecord
-	(*LogAttr)(nil),                  // 23: vmre.admin.v1.LogAttr
-	(*GetEnrollmentRequest)(nil),     // 24: vmre.admin.v1.GetEnrollmentRequest
-	(*Enrollment)(nil),               // 25: vmre.admin.v1.Enrollment
-	(*GetEnrollmentResponse)(nil),    // 26: vmre.admin.v1.GetEnrollmentResponse
-	(*RotateEnrollmentRequest)(nil),  // 27: vmre.admin.v1.RotateEnrollmentRequest
-	(*RotateEnrollmentResponse)(nil), // 28: vmre.admin.v1.RotateEnrollmentResponse
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 30: google.protobuf.Duration
+	(RolloutStrategy)(0),             // 1: vmre.admin.v1.RolloutStrategy
+	(RolloutPhase)(0),                // 2: vmre.admin.v1.RolloutPhase
+	(VersionResult)(0),               // 3: vmre.admin.v1.VersionResult
+	(*VM)(nil),                       // 4: vmre.admin.v1.VM
+	(*Sandbox)(nil),                  // 5: vmre.admin.v1.Sandbox
+	(*SandboxRule)(nil),              // 6: vmre.admin.v1.SandboxRule
+	(*Rollout)(nil),                  // 7: vmre.admin.v1.Rollout
+	(*Exit)(nil),                     // 8: vmre.admin.v1.Exit
+	(*ListVMsRequest)(nil),           // 9: vmre.admin.v1.ListVMsRequest
+	(*ListVMsResponse)(nil),          // 10: vmre.admin.v1.ListVMsResponse
+	(*GetVMRequest)(nil),             // 11: vmre.admin.v1.GetVMRequest
+	(*GetVMResponse)(nil),            // 12: vmre.admin.v1.GetVMResponse
+	(*StopVMRequest)(nil),            // 13: vmre.admin.v1.StopVMRequest
+	(*StopVMResponse)(nil),           // 14: vmre.admin.v1.StopVMResponse
+	(*StartVMRequest)(nil),           // 15: vmre.admin.v1.StartVMRequest
+	(*StartVMResponse)(nil),          // 16: vmre.admin.v1.StartVMResponse
+	(*RestartVMRequest)(nil),         // 17: vmre.admin.v1.RestartVMRequest
+	(*RestartVMResponse)(nil),        // 18: vmre.admin.v1.RestartVMResponse
+	(*ReloadRequest)(nil),            // 19: vmre.admin.v1.ReloadRequest
+	(*ReloadResponse)(nil),           // 20: vmre.admin.v1.ReloadResponse
+	(*ReloadFailure)(nil),            // 21: vmre.admin.v1.ReloadFailure
+	(*WatchVMsRequest)(nil),          // 22: vmre.admin.v1.WatchVMsRequest
+	(*WatchVMsResponse)(nil),         // 23: vmre.admin.v1.WatchVMsResponse
+	(*TailLogsRequest)(nil),          // 24: vmre.admin.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),         // 25: vmre.admin.v1.TailLogsResponse
+	(*LogRecord)(nil),                // 26: vmre.admin.v1.LogRecord
+	(*LogAttr)(nil),                  // 27: vmre.admin.v1.LogAttr
+	(*GetEnrollmentRequest)(nil),     // 28: vmre.admin.v1.GetEnrollmentRequest
+	(*Enrollment)(nil),               // 29: vmre.admin.v1.Enrollment
+	(*GetEnrollmentResponse)(nil),    // 30: vmre.admin.v1.GetEnrollmentResponse
+	(*RotateEnrollmentRequest)(nil),  // 31: vmre.admin.v1.RotateEnrollmentRequest
+	(*RotateEnrollmentResponse)(nil), // 32: vmre.admin.v1.RotateEnrollmentResponse
+	(*RolloutRequest)(nil),           // 33: vmre.admin.v1.RolloutRequest
+	(*RolloutResponse)(nil),          // 34: vmre.admin.v1.RolloutResponse
+	(*RollbackRequest)(nil),          // 35: vmre.admin.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 36: vmre.admin.v1.RollbackResponse
+	(*HistoryRequest)(nil),           // 37: vmre.admin.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 38: vmre.admin.v1.HistoryResponse
+	(*Version)(nil),                  // 39: vmre.admin.v1.Version
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 41: google.protobuf.Duration
 }
 var file_vmre_admin_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: vmre.admin.v1.VM.state:type_name -> vmre.admin.v1.VMState
-	29, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
-	29, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
-	30, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
-	30, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
-	29, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
-	4,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
-	2,  // 7: vmre.admin.v1.VM.sandbox:type_name -> vmre.admin.v1.Sandbox
-	3,  // 8: vmre.admin.v1.Sandbox.rules:type_name -> vmre.admin.v1.SandboxRule
-	30, // 9: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
-	1,  // 10: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
-	1,  // 11: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
-	30, // 12: vmre.admin.v1.StopVMRequest.timeout:type_name -> google.protobuf.Duration
-	1,  // 13: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
-	1,  // 14: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	30, // 15: vmre.admin.v1.RestartVMRequest.timeout:type_name -> google.protobuf.Duration
-	1,  // 16: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
-	17, // 17: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
-	1,  // 18: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
-	30, // 19: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
-	29, // 20: vmre.admin.v1.TailLogsRequest.since_time:type_name -> google.protobuf.Timestamp
-	22, // 21: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
-	29, // 22: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	23, // 23: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
-	30, // 24: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
-	25, // 25: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	25, // 26: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
-	5,  // 27: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
-	7,  // 28: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
-	9,  // 29: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
-	11, // 30: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
-	13, // 31: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
-	15, // 32: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
-	18, // 33: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
-	20, // 34: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
-	24, // 35: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
-	27, // 36: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
-	6,  // 37: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
-	8,  // 38: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
-	10, // 39: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
-	12, // 40: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
-	14, // 41: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
-	16, // 42: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
-	19, // 43: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
-	21, // 44: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
-	26, // 45: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
-	28, // 46: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
-	37, // [37:47] is the sub-list for method output_type
-	27, // [27:37] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	40, // 1: vmre.admin.v1.VM.since:type_name -> google.protobuf.Timestamp
+	40, // 2: vmre.admin.v1.VM.started_at:type_name -> google.protobuf.Timestamp
+	41, // 3: vmre.admin.v1.VM.handshake:type_name -> google.protobuf.Duration
+	41, // 4: vmre.admin.v1.VM.backoff:type_name -> google.protobuf.Duration
+	40, // 5: vmre.admin.v1.VM.next_attempt:type_name -> google.protobuf.Timestamp
+	8,  // 6: vmre.admin.v1.VM.last_exit:type_name -> vmre.admin.v1.Exit
+	5,  // 7: vmre.admin.v1.VM.sandbox:type_name -> vmre.admin.v1.Sandbox
+	7,  // 8: vmre.admin.v1.VM.rollout:type_name -> vmre.admin.v1.Rollout
+	6,  // 9: vmre.admin.v1.Sandbox.rules:type_name -> vmre.admin.v1.SandboxRule
+	2,  // 10: vmre.admin.v1.Rollout.phase:type_name -> vmre.admin.v1.RolloutPhase
+	1,  // 11: vmre.admin.v1.Rollout.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	40, // 12: vmre.admin.v1.Rollout.started_at:type_name -> google.protobuf.Timestamp
+	40, // 13: vmre.admin.v1.Rollout.deadline:type_name -> google.protobuf.Timestamp
+	40, // 14: vmre.admin.v1.Rollout.healthy_since:type_name -> google.protobuf.Timestamp
+	41, // 15: vmre.admin.v1.Rollout.min_healthy:type_name -> google.protobuf.Duration
+	40, // 16: vmre.admin.v1.Rollout.ended_at:type_name -> google.protobuf.Timestamp
+	41, // 17: vmre.admin.v1.Exit.ran:type_name -> google.protobuf.Duration
+	4,  // 18: vmre.admin.v1.ListVMsResponse.vms:type_name -> vmre.admin.v1.VM
+	4,  // 19: vmre.admin.v1.GetVMResponse.vm:type_name -> vmre.admin.v1.VM
+	41, // 20: vmre.admin.v1.StopVMRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 21: vmre.admin.v1.StopVMResponse.vm:type_name -> vmre.admin.v1.VM
+	4,  // 22: vmre.admin.v1.StartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	41, // 23: vmre.admin.v1.RestartVMRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 24: vmre.admin.v1.RestartVMResponse.vm:type_name -> vmre.admin.v1.VM
+	21, // 25: vmre.admin.v1.ReloadResponse.failed:type_name -> vmre.admin.v1.ReloadFailure
+	4,  // 26: vmre.admin.v1.WatchVMsResponse.vm:type_name -> vmre.admin.v1.VM
+	41, // 27: vmre.admin.v1.TailLogsRequest.since:type_name -> google.protobuf.Duration
+	40, // 28: vmre.admin.v1.TailLogsRequest.since_time:type_name -> google.protobuf.Timestamp
+	26, // 29: vmre.admin.v1.TailLogsResponse.record:type_name -> vmre.admin.v1.LogRecord
+	40, // 30: vmre.admin.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	27, // 31: vmre.admin.v1.LogRecord.attrs:type_name -> vmre.admin.v1.LogAttr
+	41, // 32: vmre.admin.v1.Enrollment.ping:type_name -> google.protobuf.Duration
+	29, // 33: vmre.admin.v1.GetEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	29, // 34: vmre.admin.v1.RotateEnrollmentResponse.enrollment:type_name -> vmre.admin.v1.Enrollment
+	1,  // 35: vmre.admin.v1.RolloutRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	41, // 36: vmre.admin.v1.RolloutRequest.min_healthy:type_name -> google.protobuf.Duration
+	41, // 37: vmre.admin.v1.RolloutRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 38: vmre.admin.v1.RolloutResponse.vm:type_name -> vmre.admin.v1.VM
+	7,  // 39: vmre.admin.v1.RolloutResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	1,  // 40: vmre.admin.v1.RollbackRequest.strategy:type_name -> vmre.admin.v1.RolloutStrategy
+	41, // 41: vmre.admin.v1.RollbackRequest.min_healthy:type_name -> google.protobuf.Duration
+	41, // 42: vmre.admin.v1.RollbackRequest.healthy_deadline:type_name -> google.protobuf.Duration
+	4,  // 43: vmre.admin.v1.RollbackResponse.vm:type_name -> vmre.admin.v1.VM
+	7,  // 44: vmre.admin.v1.RollbackResponse.rollout:type_name -> vmre.admin.v1.Rollout
+	39, // 45: vmre.admin.v1.HistoryResponse.versions:type_name -> vmre.admin.v1.Version
+	40, // 46: vmre.admin.v1.Version.first_seen:type_name -> google.protobuf.Timestamp
+	40, // 47: vmre.admin.v1.Version.started_at:type_name -> google.protobuf.Timestamp
+	3,  // 48: vmre.admin.v1.Version.result:type_name -> vmre.admin.v1.VersionResult
+	40, // 49: vmre.admin.v1.Version.since:type_name -> google.protobuf.Timestamp
+	9,  // 50: vmre.admin.v1.AdminService.ListVMs:input_type -> vmre.admin.v1.ListVMsRequest
+	11, // 51: vmre.admin.v1.AdminService.GetVM:input_type -> vmre.admin.v1.GetVMRequest
+	13, // 52: vmre.admin.v1.AdminService.StopVM:input_type -> vmre.admin.v1.StopVMRequest
+	15, // 53: vmre.admin.v1.AdminService.StartVM:input_type -> vmre.admin.v1.StartVMRequest
+	17, // 54: vmre.admin.v1.AdminService.RestartVM:input_type -> vmre.admin.v1.RestartVMRequest
+	19, // 55: vmre.admin.v1.AdminService.Reload:input_type -> vmre.admin.v1.ReloadRequest
+	22, // 56: vmre.admin.v1.AdminService.WatchVMs:input_type -> vmre.admin.v1.WatchVMsRequest
+	24, // 57: vmre.admin.v1.AdminService.TailLogs:input_type -> vmre.admin.v1.TailLogsRequest
+	28, // 58: vmre.admin.v1.AdminService.GetEnrollment:input_type -> vmre.admin.v1.GetEnrollmentRequest
+	31, // 59: vmre.admin.v1.AdminService.RotateEnrollment:input_type -> vmre.admin.v1.RotateEnrollmentRequest
+	33, // 60: vmre.admin.v1.AdminService.Rollout:input_type -> vmre.admin.v1.RolloutRequest
+	35, // 61: vmre.admin.v1.AdminService.Rollback:input_type -> vmre.admin.v1.RollbackRequest
+	37, // 62: vmre.admin.v1.AdminService.History:input_type -> vmre.admin.v1.HistoryRequest
+	10, // 63: vmre.admin.v1.AdminService.ListVMs:output_type -> vmre.admin.v1.ListVMsResponse
+	12, // 64: vmre.admin.v1.AdminService.GetVM:output_type -> vmre.admin.v1.GetVMResponse
+	14, // 65: vmre.admin.v1.AdminService.StopVM:output_type -> vmre.admin.v1.StopVMResponse
+	16, // 66: vmre.admin.v1.AdminService.StartVM:output_type -> vmre.admin.v1.StartVMResponse
+	18, // 67: vmre.admin.v1.AdminService.RestartVM:output_type -> vmre.admin.v1.RestartVMResponse
+	20, // 68: vmre.admin.v1.AdminService.Reload:output_type -> vmre.admin.v1.ReloadResponse
+	23, // 69: vmre.admin.v1.AdminService.WatchVMs:output_type -> vmre.admin.v1.WatchVMsResponse
+	25, // 70: vmre.admin.v1.AdminService.TailLogs:output_type -> vmre.admin.v1.TailLogsResponse
+	30, // 71: vmre.admin.v1.AdminService.GetEnrollment:output_type -> vmre.admin.v1.GetEnrollmentResponse
+	32, // 72: vmre.admin.v1.AdminService.RotateEnrollment:output_type -> vmre.admin.v1.RotateEnrollmentResponse
+	34, // 73: vmre.admin.v1.AdminService.Rollout:output_type -> vmre.admin.v1.RolloutResponse
+	36, // 74: vmre.admin.v1.AdminService.Rollback:output_type -> vmre.admin.v1.RollbackResponse
+	38, // 75: vmre.admin.v1.AdminService.History:output_type -> vmre.admin.v1.HistoryResponse
+	63, // [63:76] is the sub-list for method output_type
+	50, // [50:63] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_vmre_admin_v1_admin_proto_init() }
@@ -2259,14 +3301,14 @@ func file_vmre_admin_v1_admin_proto_init() {
 	if File_vmre_admin_v1_admin_proto != nil {
 		return
 	}
-	file_vmre_admin_v1_admin_proto_msgTypes[19].OneofWrappers = []any{}
+	file_vmre_admin_v1_admin_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_admin_v1_admin_proto_rawDesc), len(file_vmre_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   28,
+			NumEnums:      4,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

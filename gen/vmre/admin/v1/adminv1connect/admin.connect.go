@@ -55,6 +55,12 @@ const (
 	// AdminServiceRotateEnrollmentProcedure is the fully-qualified name of the AdminService's
 	// RotateEnrollment RPC.
 	AdminServiceRotateEnrollmentProcedure = "/vmre.admin.v1.AdminService/RotateEnrollment"
+	// AdminServiceRolloutProcedure is the fully-qualified name of the AdminService's Rollout RPC.
+	AdminServiceRolloutProcedure = "/vmre.admin.v1.AdminService/Rollout"
+	// AdminServiceRollbackProcedure is the fully-qualified name of the AdminService's Rollback RPC.
+	AdminServiceRollbackProcedure = "/vmre.admin.v1.AdminService/Rollback"
+	// AdminServiceHistoryProcedure is the fully-qualified name of the AdminService's History RPC.
+	AdminServiceHistoryProcedure = "/vmre.admin.v1.AdminService/History"
 )
 
 // AdminServiceClient is a client for the vmre.admin.v1.AdminService service.
@@ -76,8 +82,8 @@ type AdminServiceClient interface {
 	RestartVM(context.Context, *connect.Request[v1.RestartVMRequest]) (*connect.Response[v1.RestartVMResponse], error)
 	// Reload reads the plugin directory, the aliases and the pins again, and
 	// reconciles the node with them: new VMs start, removed ones stop and
-	// leave, a removed remote VM's token is refused, a changed file runs at
-	// the VM's next launch. A node without a plugin directory (vmre run)
+	// leave, a removed remote VM's token is refused, a changed file rolls
+	// out (see Rollout). A node without a plugin directory (vmre run)
 	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
@@ -98,6 +104,24 @@ type AdminServiceClient interface {
 	// RotateEnrollment gives a remote VM a new token: the old one is refused
 	// from then on, and the session it opened ends.
 	RotateEnrollment(context.Context, *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error)
+	// Rollout reads the plugin directory again and rolls out the new
+	// version of one VM's file: the new version must complete its
+	// handshake, answer its health probe and stay up for its min-healthy
+	// time within its healthy deadline, or the VM goes back to the version
+	// it ran. A version that failed its rollout before is refused
+	// (failed_precondition) unless force. With wait, it answers once the
+	// rollout has ended; else once it has begun. Only the named VM is
+	// reconciled; the other VMs' changes wait for the next Reload.
+	Rollout(context.Context, *connect.Request[v1.RolloutRequest]) (*connect.Response[v1.RolloutResponse], error)
+	// Rollback rolls a VM out to an earlier version of its history: the one
+	// before the version it runs, or to_digest. A version that failed
+	// before, or (with pins) one the pins file does not pin, is refused
+	// (failed_precondition) unless force. The version rolled back from is
+	// not rolled out again at a reload until its file's bytes change.
+	Rollback(context.Context, *connect.Request[v1.RollbackRequest]) (*connect.Response[v1.RollbackResponse], error)
+	// History returns a VM's versions, newest first: the one it runs, the
+	// ones before, those that failed and why.
+	History(context.Context, *connect.Request[v1.HistoryRequest]) (*connect.Response[v1.HistoryResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the vmre.admin.v1.AdminService service. By default,
@@ -171,6 +195,24 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("RotateEnrollment")),
 			connect.WithClientOptions(opts...),
 		),
+		rollout: connect.NewClient[v1.RolloutRequest, v1.RolloutResponse](
+			httpClient,
+			baseURL+AdminServiceRolloutProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("Rollout")),
+			connect.WithClientOptions(opts...),
+		),
+		rollback: connect.NewClient[v1.RollbackRequest, v1.RollbackResponse](
+			httpClient,
+			baseURL+AdminServiceRollbackProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("Rollback")),
+			connect.WithClientOptions(opts...),
+		),
+		history: connect.NewClient[v1.HistoryRequest, v1.HistoryResponse](
+			httpClient,
+			baseURL+AdminServiceHistoryProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("History")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -186,6 +228,9 @@ type adminServiceClient struct {
 	tailLogs         *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
 	getEnrollment    *connect.Client[v1.GetEnrollmentRequest, v1.GetEnrollmentResponse]
 	rotateEnrollment *connect.Client[v1.RotateEnrollmentRequest, v1.RotateEnrollmentResponse]
+	rollout          *connect.Client[v1.RolloutRequest, v1.RolloutResponse]
+	rollback         *connect.Client[v1.RollbackRequest, v1.RollbackResponse]
+	history          *connect.Client[v1.HistoryRequest, v1.HistoryResponse]
 }
 
 // ListVMs calls vmre.admin.v1.AdminService.ListVMs.
@@ -238,6 +283,21 @@ func (c *adminServiceClient) RotateEnrollment(ctx context.Context, req *connect.
 	return c.rotateEnrollment.CallUnary(ctx, req)
 }
 
+// Rollout calls vmre.admin.v1.AdminService.Rollout.
+func (c *adminServiceClient) Rollout(ctx context.Context, req *connect.Request[v1.RolloutRequest]) (*connect.Response[v1.RolloutResponse], error) {
+	return c.rollout.CallUnary(ctx, req)
+}
+
+// Rollback calls vmre.admin.v1.AdminService.Rollback.
+func (c *adminServiceClient) Rollback(ctx context.Context, req *connect.Request[v1.RollbackRequest]) (*connect.Response[v1.RollbackResponse], error) {
+	return c.rollback.CallUnary(ctx, req)
+}
+
+// History calls vmre.admin.v1.AdminService.History.
+func (c *adminServiceClient) History(ctx context.Context, req *connect.Request[v1.HistoryRequest]) (*connect.Response[v1.HistoryResponse], error) {
+	return c.history.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the vmre.admin.v1.AdminService service.
 type AdminServiceHandler interface {
 	// ListVMs returns every VM of the node, in the order they were added.
@@ -257,8 +317,8 @@ type AdminServiceHandler interface {
 	RestartVM(context.Context, *connect.Request[v1.RestartVMRequest]) (*connect.Response[v1.RestartVMResponse], error)
 	// Reload reads the plugin directory, the aliases and the pins again, and
 	// reconciles the node with them: new VMs start, removed ones stop and
-	// leave, a removed remote VM's token is refused, a changed file runs at
-	// the VM's next launch. A node without a plugin directory (vmre run)
+	// leave, a removed remote VM's token is refused, a changed file rolls
+	// out (see Rollout). A node without a plugin directory (vmre run)
 	// answers unimplemented.
 	Reload(context.Context, *connect.Request[v1.ReloadRequest]) (*connect.Response[v1.ReloadResponse], error)
 	// WatchVMs sends the current state of every VM, then every change of a
@@ -279,6 +339,24 @@ type AdminServiceHandler interface {
 	// RotateEnrollment gives a remote VM a new token: the old one is refused
 	// from then on, and the session it opened ends.
 	RotateEnrollment(context.Context, *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error)
+	// Rollout reads the plugin directory again and rolls out the new
+	// version of one VM's file: the new version must complete its
+	// handshake, answer its health probe and stay up for its min-healthy
+	// time within its healthy deadline, or the VM goes back to the version
+	// it ran. A version that failed its rollout before is refused
+	// (failed_precondition) unless force. With wait, it answers once the
+	// rollout has ended; else once it has begun. Only the named VM is
+	// reconciled; the other VMs' changes wait for the next Reload.
+	Rollout(context.Context, *connect.Request[v1.RolloutRequest]) (*connect.Response[v1.RolloutResponse], error)
+	// Rollback rolls a VM out to an earlier version of its history: the one
+	// before the version it runs, or to_digest. A version that failed
+	// before, or (with pins) one the pins file does not pin, is refused
+	// (failed_precondition) unless force. The version rolled back from is
+	// not rolled out again at a reload until its file's bytes change.
+	Rollback(context.Context, *connect.Request[v1.RollbackRequest]) (*connect.Response[v1.RollbackResponse], error)
+	// History returns a VM's versions, newest first: the one it runs, the
+	// ones before, those that failed and why.
+	History(context.Context, *connect.Request[v1.HistoryRequest]) (*connect.Response[v1.HistoryResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -348,6 +426,24 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("RotateEnrollment")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceRolloutHandler := connect.NewUnaryHandler(
+		AdminServiceRolloutProcedure,
+		svc.Rollout,
+		connect.WithSchema(adminServiceMethods.ByName("Rollout")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceRollbackHandler := connect.NewUnaryHandler(
+		AdminServiceRollbackProcedure,
+		svc.Rollback,
+		connect.WithSchema(adminServiceMethods.ByName("Rollback")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceHistoryHandler := connect.NewUnaryHandler(
+		AdminServiceHistoryProcedure,
+		svc.History,
+		connect.WithSchema(adminServiceMethods.ByName("History")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vmre.admin.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceListVMsProcedure:
@@ -370,6 +466,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceGetEnrollmentHandler.ServeHTTP(w, r)
 		case AdminServiceRotateEnrollmentProcedure:
 			adminServiceRotateEnrollmentHandler.ServeHTTP(w, r)
+		case AdminServiceRolloutProcedure:
+			adminServiceRolloutHandler.ServeHTTP(w, r)
+		case AdminServiceRollbackProcedure:
+			adminServiceRollbackHandler.ServeHTTP(w, r)
+		case AdminServiceHistoryProcedure:
+			adminServiceHistoryHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -417,4 +519,16 @@ func (UnimplementedAdminServiceHandler) GetEnrollment(context.Context, *connect.
 
 func (UnimplementedAdminServiceHandler) RotateEnrollment(context.Context, *connect.Request[v1.RotateEnrollmentRequest]) (*connect.Response[v1.RotateEnrollmentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.RotateEnrollment is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) Rollout(context.Context, *connect.Request[v1.RolloutRequest]) (*connect.Response[v1.RolloutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.Rollout is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) Rollback(context.Context, *connect.Request[v1.RollbackRequest]) (*connect.Response[v1.RollbackResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.Rollback is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) History(context.Context, *connect.Request[v1.HistoryRequest]) (*connect.Response[v1.HistoryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.admin.v1.AdminService.History is not implemented"))
 }
