@@ -84,7 +84,8 @@ type Config struct {
 	// the VMs it left running, the copies are kept in a temporary
 	// directory that Run removes when it returns (or New, when it fails),
 	// and only those a rollout needs are made: an unpinned VM runs from
-	// its file until its first rollout.
+	// its file until its first rollout. A relative DataDir is taken from
+	// the working directory at New.
 	DataDir string
 
 	// KeepProcess leaves the process as Run finds it. By default Run makes

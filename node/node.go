@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"net"
 	"net/http"
 	"os/exec"
@@ -195,6 +196,15 @@ func New(cfg Config) (*Node, error) {
 func (cfg *Config) check() error {
 	if cfg.Addr == "" && cfg.Listener != nil {
 		cfg.Addr = dialAddr(cfg.Listener.Addr())
+	}
+	if cfg.DataDir != "" {
+		// Made absolute once: the sandbox grants each VM paths under it,
+		// and its rules take absolute paths only.
+		abs, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("%w: DataDir %q: %v", vmre.ErrInvalidConfig, cfg.DataDir, err)
+		}
+		cfg.DataDir = abs
 	}
 	switch {
 	case cfg.Addr == "" && !cfg.Launch.Legacy:

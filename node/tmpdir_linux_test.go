@@ -92,3 +92,28 @@ func TestNodeSandboxTempDir(t *testing.T) {
 		t.Errorf("after the VM's second launch, the temporary directory holds %q; want launched-by-%d-* alone", names, second.Pid)
 	}
 }
+
+// A relative DataDir (vmre node --data-dir data) is the working
+// directory's: the sandbox, whose rules take absolute paths, grants the
+// VM its directories under it. Not parallel: it changes the working
+// directory.
+func TestNodeRelativeDataDir(t *testing.T) {
+	requireLandlock(t)
+	dir := t.TempDir()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vmretest.WriteExecutable(filepath.Join(dir, "scratcher"), self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	tn := startNode(t, node.Config{PluginDir: dir, DataDir: "data", Sandbox: sandbox.Required,
+		Launch: launcher.Config{Env: append(vmretest.Env(), vmretest.ModeKey+"=tmp-writer")}})
+	running := tn.states.wait(t, "scratcher", supervise.StateRunning, nil)
+	environ, err := os.ReadFile("/proc/" + strconv.Itoa(running.Pid) + "/environ")
+	if tmp := filepath.Join(cwd, "data", "vms", "scratcher", "tmp"); err != nil || !strings.Contains("\x00"+string(environ), "\x00TMPDIR="+tmp+"\x00") {
+		t.Fatalf("the VM's environment lacks TMPDIR=%s: %v", tmp, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -275,11 +276,15 @@ func TestMalformedRequests(t *testing.T) {
 		{"gzip bomb", "POST", "application/json", "gzip", bomb.Bytes(), 429, "resource_exhausted"},
 		{"gzip that is not gzip", "POST", "application/json", "gzip", []byte(validJSON), 400, "invalid_argument"},
 	}
-	for _, hc := range []struct {
+	for j, hc := range []struct {
 		name string
 		c    *http.Client
 	}{{"http1.1", vmretest.HTTP1Client(t)}, {"h2c", vmretest.H2CClient(t)}} {
-		for _, tc := range cases {
+		for i, tc := range cases {
+			// Each case's launch announces an address of its own: the
+			// engine refuses one that another launch, still running in a
+			// parallel case, announced first.
+			own := "127.0.0.1:" + strconv.Itoa(41000+j*len(cases)+i)
 			t.Run(hc.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				l := vmretest.NewLaunch(t, e, 1, nil)
@@ -318,7 +323,7 @@ func TestMalformedRequests(t *testing.T) {
 				if isClosed(l.Initialized()) {
 					t.Fatal("a malformed request completed the launch")
 				}
-				if _, err := callInitialize(t.Context(), runtimeClient(t, addr), l.Token(), 1, vmAddr); err != nil {
+				if _, err := callInitialize(t.Context(), runtimeClient(t, addr), l.Token(), 1, own); err != nil {
 					t.Fatalf("the right call after a malformed one: %v", err)
 				}
 			})

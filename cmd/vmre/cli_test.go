@@ -244,6 +244,24 @@ func TestReload(t *testing.T) {
 		t.Errorf("reload: exit %d\n%s%s", code, out, errOut)
 	}
 	n.waitState(t, "gamma", "running", nil)
+	// A changed file (a new build renamed over the old) rolls out.
+	next := filepath.Join(t.TempDir(), "gamma")
+	copyFile(t, exampleVM, next, 0o755)
+	f, err := os.OpenFile(next, os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		_, err = f.WriteString("a new build\n")
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(next, filepath.Join(dir, "gamma"))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := inProcess(t, vars, "reload"); code != exitFailure ||
+		!regexp.MustCompile(`(?m)^gamma +changed +its new version rolls out \(vmre rollout gamma follows it, vmre ps shows it\)$`).MatchString(out) {
+		t.Errorf("reload of a changed file: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 // TestNodeStateMetrics: vmre_vm_state has exactly one 1 for each VM in

@@ -26,8 +26,9 @@ ps lists the VMs of a running node, as docker ps lists containers:
   LAST EXIT the error of a VM that fails, else how its last run ended
   DIGEST    the SHA-256 of the bytes it runs, short
 
-VMs an operator stopped, and those whose file left the plugin directory,
-show with -a only.
+VMs an operator stopped, and those whose file left the plugin directory
+once they no longer run, show with -a only; a removed VM that runs on
+(vmre node --keep-removed) shows as "removed (running)".
 
 --format takes a Go template, executed for each VM, with the fields
 .Name .ID .Aliases .State .Pid .Addr .Uptime .Restarts .LastExit .Error
@@ -111,7 +112,7 @@ func psCommand(ctx context.Context, args []string, e env) int {
 	text := e.textFor(e.stdout, raw)
 	var rows []psRow
 	for _, vm := range res.Msg.GetVms() {
-		if all || (vm.GetState() != adminv1.VMState_VM_STATE_STOPPED && !vm.GetRemoved()) {
+		if all || listed(vm) {
 			rows = append(rows, newPsRow(vm))
 		}
 	}
@@ -158,6 +159,20 @@ func psCommand(ctx context.Context, args []string, e env) int {
 		table(e.stdout, []string{"NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DIGEST"}, cells, style, "")
 	}
 	return exitOK
+}
+
+// listed reports whether ps lists vm without -a: not when an operator
+// stopped it, nor when its file left the plugin directory and it no longer
+// runs; a removed VM that runs on (--keep-removed) is listed, marked
+// removed, for a process that runs is never hidden.
+func listed(vm *adminv1.VM) bool {
+	switch vm.GetState() {
+	case adminv1.VMState_VM_STATE_STOPPED:
+		return false
+	case adminv1.VMState_VM_STATE_EXITED, adminv1.VMState_VM_STATE_FAILED:
+		return !vm.GetRemoved()
+	}
+	return true
 }
 
 // newPsRow is a VM's row.

@@ -14,10 +14,12 @@ const reloadHead = `Usage: vmre reload [flags]
 
 reload makes a running node read its plugin directory, aliases and pins
 again and reconcile its VMs with them, as systemctl reload does (the admin
-service's Reload; docs/NODE.md): new VMs start, a VM whose file changed runs
-it at its next restart, a VM whose file left stops. It prints what became
-of each entry, and exits 0 when nothing was refused, 1 when an entry was
-(it is listed with why). It reloads the node it talks to, and no other.
+service's Reload; docs/NODE.md): new VMs start, a VM whose file changed
+rolls its new version out (it takes the old one's place once healthy, or
+goes away by itself: docs/NODE.md, "Upgrading a VM"), a VM whose file left
+stops. It prints what became of each entry, and exits 0 when nothing was
+refused, 1 when an entry was (it is listed with why). It reloads the node
+it talks to, and no other.
 
 Examples:
   vmre reload
@@ -62,12 +64,15 @@ func reloadCommand(ctx context.Context, args []string, e env) int {
 		for _, group := range []struct {
 			result string
 			names  []string
-		}{{"added", r.GetAdded()}, {"changed", r.GetChanged()}, {"removed", r.GetRemoved()}, {"unchanged", r.GetUnchanged()}} {
+		}{{"added", r.GetAdded()}, {"changed", r.GetChanged()}, {"known bad", r.GetKnownBad()}, {"removed", r.GetRemoved()},
+			{"unchanged", r.GetUnchanged()}} {
 			for _, name := range group.names {
 				detail := "-"
 				switch group.result {
 				case "changed":
-					detail = "runs at its next restart (vmre restart " + name + " runs it now)"
+					detail = "its new version rolls out (vmre rollout " + name + " follows it, vmre ps shows it)"
+				case "known bad":
+					detail = "its file holds a version that failed its rollout before: not rolled out (vmre rollout " + name + " --force)"
 				case "removed":
 					detail = "its file left the directory"
 				}

@@ -31,7 +31,7 @@ for its min-healthy time within its healthy deadline; else the VM goes back
 to the version it ran, by itself, and rollout exits 1. A version that
 failed its rollout before is refused unless --force. The flags left unset
 take the node's (vmre node --rollout-strategy, --min-healthy, ...). The
-other VMs' changes wait for the next reload (SIGHUP).
+other VMs' changes wait for the next reload (vmre reload).
 
 `
 
