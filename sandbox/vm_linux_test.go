@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -168,6 +170,11 @@ func raiseOpenFiles(n uint64) error {
 // forkUntilRefused starts sleeping children, up to n, until the kernel
 // refuses one, then kills them all: it returns how many started.
 func forkUntilRefused(n int) (int, error) {
+	// The VM's threads count against its process limit too: once the
+	// forks reach it, the Go runtime could not start a thread (it aborts
+	// when pthread_create fails). Threads it started before wait idle in
+	// its pool, and serve the system calls of the loop.
+	idleThreads(8)
 	var pids []int
 	defer func() {
 		for _, pid := range pids {
@@ -190,4 +197,26 @@ func forkUntilRefused(n int) (int, error) {
 		pids = append(pids, pid)
 	}
 	return len(pids), nil
+}
+
+// idleThreads has the Go runtime start n threads and keep them, idle, for
+// its goroutines to come: each is locked to a goroutine until all n run
+// at once, then released.
+func idleThreads(n int) {
+	var running, done sync.WaitGroup
+	release := make(chan struct{})
+	running.Add(n)
+	done.Add(n)
+	for range n {
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			running.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	running.Wait()
+	close(release)
+	done.Wait()
 }
