@@ -143,7 +143,7 @@ func TestNoDuplicateAfterSIGKILL(t *testing.T) {
 		t.Fatalf("the VM %d died with its node: it survives nothing, and the test proves nothing", old)
 	}
 
-	_, out = survivorNode(t, data, plugins)
+	second, out := survivorNode(t, data, plugins)
 	var survivors []string
 	fresh := 0
 	for fresh == 0 && out.Scan() {
@@ -154,6 +154,9 @@ func TestNoDuplicateAfterSIGKILL(t *testing.T) {
 			fresh, _ = strconv.Atoi(rest)
 		}
 	}
+	if fresh != 0 {
+		t.Cleanup(func() { syscall.Kill(fresh, syscall.SIGKILL) }) // should the node's stop below fail
+	}
 	if want := fmt.Sprintf("%d killed=true", old); len(survivors) != 1 || survivors[0] != want {
 		t.Errorf("before its VM ran, the node stopped %q; want the VM %d, killed after its graceful timeout", survivors, old)
 	}
@@ -162,5 +165,14 @@ func TestNoDuplicateAfterSIGKILL(t *testing.T) {
 	}
 	if fresh == old || vmretest.ProcessGone(fresh) {
 		t.Errorf("the new VM %d does not run", fresh)
+	}
+	// The node's own stop ends the VM, which ignores SIGTERM, after its
+	// graceful timeout: a test that killed the node would leave it.
+	second.Process.Signal(syscall.SIGTERM)
+	if err := second.Wait(); err != nil {
+		t.Errorf("the node's stop: %v", err)
+	}
+	if !vmretest.ProcessGone(fresh) {
+		t.Errorf("the node stopped, and its VM %d still runs", fresh)
 	}
 }
