@@ -7,72 +7,19 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/vmre/vmre/bench/internal/median"
+	"github.com/vmre/vmre/bench/internal/benchfmt"
 )
 
-// procSuffix is the -GOMAXPROCS suffix of a benchmark's name.
-var procSuffix = regexp.MustCompile(`-\d+$`)
-
 // results holds each benchmark's values per unit, over its counts.
-type results map[string]map[string][]float64
+type results = benchfmt.Results
 
-func main() {
-	in := io.Reader(os.Stdin)
-	if len(os.Args) > 1 {
-		f, err := os.Open(os.Args[1])
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer f.Close()
-		in = f
-	}
-	r, err := parse(in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	printTable(os.Stdout, r)
-}
-
-func parse(in io.Reader) (results, error) {
-	r := results{}
-	sc := bufio.NewScanner(in)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		name := procSuffix.ReplaceAllString(strings.TrimPrefix(f[0], "Benchmark"), "")
-		if r[name] == nil {
-			r[name] = map[string][]float64{}
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: value %q: %w", name, f[i], err)
-			}
-			r[name][f[i+1]] = append(r[name][f[i+1]], v)
-		}
-	}
-	return r, sc.Err()
-}
-
-// median returns the median of a benchmark's values in unit, and how many
-// there are.
-func (r results) median(name, unit string) (float64, int) {
-	v := r[name][unit]
-	return median.Of(v), len(v)
-}
+func main() { benchfmt.Main("Benchmark", printTable) }
 
 // row is one line of the table: a benchmark, optionally against a reference
 // benchmark of the same run with a target for the ratio (or the difference).
@@ -193,7 +140,7 @@ func printTable(w io.Writer, r results) {
 	fmt.Fprintln(w, "| benchmark | median | n | ratio | target | met |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|")
 	for _, row := range rows {
-		v, n := r.median(row.name, row.unit)
+		v, n := r.Median(row.name, row.unit)
 		if n == 0 {
 			fmt.Fprintf(w, "| %s %s | (no result) | 0 | | | |\n", row.name, row.unit)
 			continue
@@ -212,7 +159,7 @@ func printTable(w io.Writer, r results) {
 			if row.refUnit != "" {
 				refUnit = row.refUnit
 			}
-			ref, m := r.median(row.ref, refUnit)
+			ref, m := r.Median(row.ref, refUnit)
 			if m == 0 || ref == 0 {
 				// Say so, rather than drop the row and with it the
 				// benchmark's own median when this row is its only one.

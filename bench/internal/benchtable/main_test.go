@@ -3,17 +3,19 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/vmre/vmre/bench/internal/benchfmt"
 )
 
 // A run of Launch/vmre alone (BENCH=Launch/vmre): its rows are taken to
 // Launch/floor and Launch/init-only, which did not run. Its median is
 // still in the table, and the table says what the ratio lacks.
 func TestMissingReference(t *testing.T) {
-	r, err := parse(strings.NewReader(`goos: linux
+	r, err := benchfmt.Parse(strings.NewReader(`goos: linux
 BenchmarkLaunch/vmre-2         	      20	   4000000 ns/op	    110000 initialize-ns/launch
 BenchmarkLaunch/vmre-2         	      20	   5000000 ns/op	    130000 initialize-ns/launch
 PASS
-`))
+`), "Benchmark")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +36,11 @@ PASS
 // Ratios are of the medians of the same run; the GOMAXPROCS suffix is not
 // part of a name.
 func TestRatio(t *testing.T) {
-	r, err := parse(strings.NewReader(`BenchmarkStop/floor-2 	20	 400000 ns/op
+	r, err := benchfmt.Parse(strings.NewReader(`BenchmarkStop/floor-2 	20	 400000 ns/op
 BenchmarkStop/floor-2 	20	 600000 ns/op
 BenchmarkStop/vmre-2  	20	1000000 ns/op
 BenchmarkStop/vmre-2  	20	1400000 ns/op
-`))
+`), "Benchmark")
 	if err != nil {
 		t.Fatal(err)
 	}

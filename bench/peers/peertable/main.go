@@ -8,69 +8,23 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"regexp"
-	"strconv"
-	"strings"
 
-	"github.com/vmre/vmre/bench/internal/median"
+	"github.com/vmre/vmre/bench/internal/benchfmt"
 )
 
-// procSuffix is the -GOMAXPROCS suffix of a benchmark's name.
-var procSuffix = regexp.MustCompile(`-\d+$`)
-
 // results holds each benchmark's values per unit, over its counts.
-type results map[string]map[string][]float64
+type results benchfmt.Results
 
 func main() {
-	in := io.Reader(os.Stdin)
-	if len(os.Args) > 1 {
-		f, err := os.Open(os.Args[1])
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer f.Close()
-		in = f
-	}
-	r, err := parse(in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	printTable(os.Stdout, r)
-}
-
-func parse(in io.Reader) (results, error) {
-	r := results{}
-	sc := bufio.NewScanner(in)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkPeers/") {
-			continue
-		}
-		name := procSuffix.ReplaceAllString(strings.TrimPrefix(f[0], "BenchmarkPeers/"), "")
-		if r[name] == nil {
-			r[name] = map[string][]float64{}
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: value %q: %w", name, f[i], err)
-			}
-			r[name][f[i+1]] = append(r[name][f[i+1]], v)
-		}
-	}
-	return r, sc.Err()
+	benchfmt.Main("BenchmarkPeers/", func(w io.Writer, r benchfmt.Results) { printTable(w, results(r)) })
 }
 
 // value is the median of a runtime's step in unit, and whether it ran.
 func (r results) value(runtime, step, unit string) (float64, bool) {
-	v := r[runtime+"/"+step][unit]
-	return median.Of(v), len(v) > 0
+	v, n := benchfmt.Results(r).Median(runtime+"/"+step, unit)
+	return v, n > 0
 }
 
 // runtimes are the table's columns.
