@@ -160,6 +160,10 @@ type fakeLaunch struct {
 type fakeAnswer struct {
 	run *fakeRun
 	err error
+	// hold, when set, holds the launch's success until it is closed,
+	// whatever the launch's context: a handshake that completes as its
+	// deadline fires. held is closed once the launch holds.
+	hold, held chan struct{}
 }
 
 func (f *fakeLauncher) Launch(ctx context.Context, req supervise.LaunchRequest) (supervise.Run, error) {
@@ -176,6 +180,10 @@ func (f *fakeLauncher) Launch(ctx context.Context, req supervise.LaunchRequest) 
 	case a := <-l.answer:
 		if a.err != nil {
 			return nil, a.err
+		}
+		if a.hold != nil {
+			close(a.held)
+			<-a.hold
 		}
 		req.OnReady(supervise.Ready{Pid: a.run.pid, Addr: "127.0.0.1:1", ProtocolVersion: 1})
 		return a.run, nil

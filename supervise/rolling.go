@@ -78,6 +78,11 @@ func (s *Supervisor) rollOut(v *vm, prev step) step {
 		},
 	})
 	switch {
+	case l.err == nil && l.deadline:
+		// The handshake completed as the deadline fired, which the launch
+		// watch took: the loop below would not see it.
+		ro.next = l.run
+		return ro.fail(&RolloutError{Version: ro.r.Version, Err: fmt.Errorf("%w within the healthy deadline of %s", ErrNotHealthy, ro.r.HealthyDeadline)})
 	case l.err == nil:
 		ro.next = l.run
 		ro.startProbe()

@@ -166,6 +166,14 @@ func TestRolloutFailures(t *testing.T) {
 			f.clock.advance(deadline)
 			<-l.ctx.Done()
 		}, "no handshake within the healthy deadline of 20s", supervise.ErrNotHealthy},
+		{"handshaken as the deadline fires", func(t *testing.T, f *fakeSupervisor, _ *fakeProber, l *fakeLaunch) {
+			hold, held := make(chan struct{}), make(chan struct{})
+			l.answer <- fakeAnswer{run: &fakeRun{pid: 2, done: make(chan struct{})}, hold: hold, held: held}
+			<-held
+			f.clock.advance(deadline)
+			<-l.ctx.Done()
+			close(hold) // the launch succeeds after its deadline fired
+		}, "not healthy within the healthy deadline of 20s", supervise.ErrNotHealthy},
 		{"exits before its handshake", func(t *testing.T, f *fakeSupervisor, _ *fakeProber, l *fakeLaunch) {
 			l.fail(&launcher.LaunchError{Phase: launcher.PhaseHandshakeWait, VM: "vm", Err: vmre.ErrProcessNotFound,
 				Exit: &launcher.Exit{Code: 1, Ran: 5 * time.Millisecond}, Stderr: []string{"cannot open the chain"}})
