@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/vmre/vmre/internal/atomicfile"
 	"github.com/vmre/vmre/registry"
 )
 
@@ -40,8 +41,17 @@ func openStore(dataDir string) (*store, error) {
 		}
 		return &store{dir: dir, temp: true}, nil
 	}
-	return &store{dir: filepath.Join(dataDir, versionsDir)}, nil
+	s := &store{dir: filepath.Join(dataDir, versionsDir)}
+	// A node killed during a copy left it under its temporary name.
+	stale, _ := filepath.Glob(filepath.Join(s.dir, "*", copyPrefix+"*"))
+	for _, path := range stale {
+		os.Remove(path)
+	}
+	return s, nil
 }
+
+// copyPrefix begins the name of a copy being made.
+const copyPrefix = ".copy.tmp-"
 
 // path is where the copy of the version digest of the VM name is.
 func (s *store) path(name, digest string) string { return filepath.Join(s.dir, name, digest) }
@@ -64,7 +74,7 @@ func (s *store) keep(ctx context.Context, name string, vm *registry.VM, pid int)
 	// No descriptor of the copy open for writing outlives a write
 	// (appendFile): the node forks other VMs meanwhile.
 	syscall.ForkLock.RLock()
-	tmp, err := os.CreateTemp(dir, ".copy.tmp-*")
+	tmp, err := os.CreateTemp(dir, copyPrefix+"*")
 	if err == nil {
 		err = tmp.Close()
 	}
@@ -110,7 +120,7 @@ func (s *store) keep(ctx context.Context, name string, vm *registry.VM, pid int)
 		ok = true
 		return digest, nil
 	}
-	if err := os.Rename(path, s.path(name, digest)); err != nil {
+	if err := atomicfile.Rename(path, s.path(name, digest)); err != nil {
 		return "", fmt.Errorf("keep a copy of VM %s: %w", name, err)
 	}
 	ok = true

@@ -75,3 +75,28 @@ func TestKeptCopyRunsWhileForking(t *testing.T) {
 		t.Errorf("%d of %d copies were busy (ETXTBSY) when they ran", busy, copies)
 	}
 }
+
+// A copy a killed node left under its temporary name is removed when the
+// store opens; the copies kept are not.
+func TestOpenStoreRemovesStaleCopies(t *testing.T) {
+	data := t.TempDir()
+	dir := filepath.Join(data, versionsDir, "alpha")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, kept := filepath.Join(dir, copyPrefix+"123"), filepath.Join(dir, "0123abcd")
+	for _, path := range []string{stale, kept} {
+		if err := os.WriteFile(path, []byte("bytes"), 0o500); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := openStore(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale copy: %v; want it removed", err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("the kept copy: %v; want it kept", err)
+	}
+}

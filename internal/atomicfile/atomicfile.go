@@ -56,6 +56,16 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	return syncDir(dir)
 }
 
+// Rename renames oldpath to newpath, as os.Rename, and syncs newpath's
+// directory so that the rename survives a crash: for a file written and
+// synced under a temporary name, which then takes its name.
+func Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(newpath))
+}
+
 // Remove removes path, and syncs its directory so that the removal
 // survives a crash. A path that does not exist is no error.
 func Remove(path string) error {
