@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -202,7 +203,7 @@ func followRollout(ctx context.Context, c adminv1connect.AdminServiceClient, e e
 	}
 	for stream.Receive() {
 		vm := stream.Msg().GetVm()
-		if vm.GetName() != name || vm.GetRollout().GetId() != p.id {
+		if vm.GetName() != name && !slices.Contains(vm.GetAliases(), name) || vm.GetRollout().GetId() != p.id {
 			continue
 		}
 		if code, ended := p.show(vm); ended {

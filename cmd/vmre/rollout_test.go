@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -211,5 +212,42 @@ func TestRolloutStateInPs(t *testing.T) {
 		if got := colorState(state); got != c.want+c.state+"\x1b[0m" {
 			t.Errorf("STATE %q coloured %q, want it in %q", state, got, c.want)
 		}
+	}
+}
+
+// TestRolloutByAlias: vmre rollout and rollback take an alias, as ps
+// shows it, and follow the rollout to its end under the VM's name.
+func TestRolloutByAlias(t *testing.T) {
+	t.Parallel()
+	vars := clientEnv(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "alpha")
+	copyFile(t, exampleVM, path, 0o755)
+	aliases := filepath.Join(t.TempDir(), "aliases.json")
+	if err := os.WriteFile(aliases, []byte(`{"alpha": ["chain"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := startInNode(t, vars, "--plugin-dir", dir, "--aliases", aliases, "--data-dir", t.TempDir(),
+		"--min-healthy", "200ms", "--health-probe-interval", "50ms")
+	n.waitState(t, "alpha", "running", nil)
+	example, err := os.ReadFile(exampleVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vmretest.WriteExecutable(path+".new", append(example, "version 2"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	v2 := sha256File(t, path)
+	// A follower that missed its VM would wait for ever: the test's
+	// deadline ends it, and the exit says so.
+	ctx, cancel := context.WithTimeout(t.Context(), vmretest.WaitTimeout)
+	defer cancel()
+	var out, errOut vmretest.SyncBuffer
+	code := vmreMain(ctx, []string{"rollout", "chain"}, env2(&out, &errOut, vars))
+	if code != exitOK || !strings.Contains(out.String(), "rolled out alpha to "+v2[:12]) {
+		t.Errorf("vmre rollout chain: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }
