@@ -675,28 +675,3 @@ func TestRolloutWithoutDataDir(t *testing.T) {
 	}
 	tn.runningAt(t, "vm", v1, old.Pid)
 }
-
-// TestRolloutWithoutRevert: a version that cannot be kept (its file was
-// overwritten in place while the VM was in its backoff: no process runs
-// its bytes, and its file holds others) leaves a failed rollout nothing
-// to go back to. The rollout is refused, not turned into one without a
-// revert behind the operator's back; with NoAutoRevert it goes on.
-func TestRolloutWithoutRevert(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "vm")
-	writeFile(t, path, exitsAtOnce, false)
-	tn := startNode(t, node.Config{PluginDir: dir, Restart: supervise.OnFailure,
-		Backoff: supervise.Backoff{Initial: time.Hour, Max: time.Hour}})
-	tn.states.wait(t, "vm", supervise.StateBackoff, nil)
-	writeFile(t, path, []byte("#!/bin/sh\necho 'a new version' >&2\nexit 1\n"), true)
-
-	_, err := tn.admin.Rollout(t.Context(), connect.NewRequest(&adminv1.RolloutRequest{Name: "vm"}))
-	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "no version to go back to") {
-		t.Fatalf("a rollout with no version to go back to: %v; want it refused, saying why", err)
-	}
-	res, err := tn.admin.Rollout(t.Context(), connect.NewRequest(&adminv1.RolloutRequest{Name: "vm", NoAutoRevert: true}))
-	if err != nil || !res.Msg.GetChanged() {
-		t.Fatalf("the same rollout with no auto-revert: %v, %v; want it begun", res, err)
-	}
-}

@@ -21,10 +21,6 @@ var (
 	// ErrNotPinned: the pins file does not pin the version
 	// (NotPinnedError).
 	ErrNotPinned = errors.New("the version is not pinned")
-	// ErrNoRevert: the version the VM runs could not be kept, so a failed
-	// rollout would have nothing to go back to; a rollout with
-	// NoAutoRevert goes on all the same.
-	ErrNoRevert = errors.New("no version to go back to")
 )
 
 // KnownBadError refuses a version that failed its rollout before, or that
@@ -393,11 +389,7 @@ func (n *Node) startRollout(name string, to version, opts RolloutOptions, rollba
 	if vm, ok := n.sup.Get(name); ok && vm.State == supervise.StateRunning {
 		pid = vm.Pid
 	}
-	if err := n.keepCurrent(name, pid); err != nil {
-		if !opts.NoAutoRevert && !n.cfg.Rollout.NoAutoRevert {
-			return 0, fmt.Errorf("%w: the version %s runs could not be kept (%w), so its new version is not rolled out: "+
-				"a failed rollout would stay; a rollout with no auto-revert goes on without a way back", ErrNoRevert, name, err)
-		}
+	if !n.keepCurrent(name, pid) {
 		opts.NoAutoRevert = true
 	}
 	r := n.rolloutOf(name, to.run, opts)

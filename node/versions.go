@@ -265,9 +265,9 @@ func (n *Node) runFromCopy(name string, vm *registry.VM, d string) bool {
 
 // keepCurrent makes sure that the version the VM name runs is kept before
 // a rollout, whose revert runs it: a version that runs from its file is
-// kept now, from its process (pid) or its file. Its error says why that
+// kept now, from its process (pid) or its file. It reports false when that
 // cannot be: a revert would run whatever the file holds.
-func (n *Node) keepCurrent(name string, pid int) error {
+func (n *Node) keepCurrent(name string, pid int) bool {
 	n.mu.Lock()
 	e := n.entries[name]
 	var cur version
@@ -276,20 +276,19 @@ func (n *Node) keepCurrent(name string, pid int) error {
 	}
 	n.mu.Unlock()
 	if e == nil || cur.run == nil || cur.kept() {
-		return nil
+		return true
 	}
 	d, err := n.store.keep(context.Background(), name, cur.run, pid)
 	if err != nil {
-		return err
+		n.log.Warn("the version the VM runs has no copy: its rollout keeps the new version if it fails (no auto-revert)",
+			"vm", name, "error", err.Error())
+		return false
 	}
 	n.keepHistory(name)(n.history.seen(name, seenOf(cur.run, d)))
 	if n.runFromCopy(name, cur.run, d) {
-		return nil
+		return true
 	}
 	n.mu.Lock() // the keeper may have moved it meanwhile
 	defer n.mu.Unlock()
-	if !e.vm.kept() {
-		return errors.New("its copy was made, but the VM does not run from it")
-	}
-	return nil
+	return e.vm.kept()
 }
