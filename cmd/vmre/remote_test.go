@@ -318,8 +318,11 @@ func TestRemoteEnrollmentRace(t *testing.T) {
 			}
 		})
 		up := parseRecord(node.stdout.waitFor(t, fmt.Sprintf("trial %d's session", trial), 20*time.Second,
-			isState("far", "running", func(r record) bool { return !seen[r["peer"]] })))
-		seen[up["peer"]] = true
+			isState("far", "running", func(r record) bool { return !seen[r["cert_sha256"]] })))
+		// Each process makes a certificate of its own: a session is new
+		// when its certificate is (the peer's port, which the kernel
+		// hands out again, is not).
+		seen[up["cert_sha256"]] = true
 		var winner, loser int
 		select {
 		case <-procs[0].done:
