@@ -4,7 +4,6 @@ package examples_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,34 +20,14 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
-	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	"github.com/vmre/vmre/internal/vmretest"
-	"github.com/vmre/vmre/tlspin"
 )
 
 // call-vm ADDR CERT_SHA256 is the node's side calling a remote VM's own
 // RPC over TLS, pinned to the certificate the VM announced (package
 // tlspin): Connect with JSON, which both examples serve.
 func init() {
-	helpers["call-vm"] = func(args []string) int {
-		c, err := tlspin.NewClient(args[1], tlspin.Pings{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
-		}
-		defer c.CloseIdleConnections()
-		chain := examplev1connect.NewChainServiceClient(c, "https://"+args[0], connect.WithProtoJSON())
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		res, err := chain.LastAccepted(ctx, connect.NewRequest(&examplev1.LastAcceptedRequest{}))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Println("block", res.Msg.GetBlock().GetId())
-		return 0
-	}
+	helpers["call-vm"] = func(args []string) int { return vmretest.CallVM(args[0], args[1], connect.WithProtoJSON()) }
 }
 
 // events are a process's JSON lines, collected as they come.

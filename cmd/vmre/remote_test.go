@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,34 +19,14 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	examplev1 "github.com/vmre/vmre/gen/vmre/example/v1"
-	"github.com/vmre/vmre/gen/vmre/example/v1/examplev1connect"
 	"github.com/vmre/vmre/internal/vmretest"
-	"github.com/vmre/vmre/tlspin"
 )
 
 // call-vm ADDR CERT_SHA256 is the host's call of a remote VM's own RPC,
 // over TLS, trusting the certificate the VM announced.
 func init() { helpers["call-vm"] = callVM }
 
-func callVM(args []string) int {
-	c, err := tlspin.NewClient(args[1], tlspin.Pings{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	defer c.CloseIdleConnections()
-	chain := examplev1connect.NewChainServiceClient(c, "https://"+args[0], connect.WithGRPC())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, err := chain.LastAccepted(ctx, connect.NewRequest(&examplev1.LastAcceptedRequest{}))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Println("block", res.Msg.GetBlock().GetId())
-	return 0
-}
+func callVM(args []string) int { return vmretest.CallVM(args[0], args[1], connect.WithGRPC()) }
 
 // remoteEnv parses `vmre remote env` output.
 func remoteEnv(t *testing.T, out string) map[string]string {
