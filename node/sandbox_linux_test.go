@@ -23,19 +23,9 @@ import (
 	"github.com/vmre/vmre/supervise"
 )
 
-// requireLandlock skips a test that needs Landlock on a kernel without it,
-// saying so, and fails it under CI=true, whose kernel has it.
-func requireLandlock(t *testing.T) {
-	t.Helper()
-	if sandbox.LandlockABI() > 0 {
-		return
-	}
-	const why = "this kernel has no Landlock: the node's sandbox cannot be tested"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why + "; CI's kernel must have it")
-	}
-	t.Skip(why)
-}
+// requireLandlock skips a test that needs Landlock on a kernel without it, and fails
+// it under CI=true.
+func requireLandlock(t *testing.T) { vmretest.RequireLandlock(t, "the node's sandbox") }
 
 // A sandboxed node runs each VM through the init step with its policy from
 // the policy file, in a data directory of its own, and keeps the report;

@@ -14,19 +14,9 @@ import (
 	"github.com/vmre/vmre/sandbox"
 )
 
-// requireLandlock skips a test that needs Landlock on a kernel without it,
-// saying so, and fails it under CI=true, whose kernel has it.
-func requireLandlock(t *testing.T) {
-	t.Helper()
-	if sandbox.LandlockABI() > 0 {
-		return
-	}
-	const why = "this kernel has no Landlock (not built in, or not in the lsm= boot list): the sandbox's rules cannot be tested"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why + "; CI's kernel must have it")
-	}
-	t.Skip(why)
-}
+// requireLandlock skips a test that needs Landlock on a kernel without it, and fails
+// it under CI=true.
+func requireLandlock(t *testing.T) { vmretest.RequireLandlock(t, "the sandbox's rules") }
 
 // sandboxed is a VM launched through the sandbox, and its report.
 type sandboxed struct {

@@ -11,22 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/internal/vmretest"
 	"github.com/vmre/vmre/sandbox"
 )
 
-// requireSandbox fails a test of the sandbox under CI=true, whose kernel
-// has Landlock, and skips it elsewhere on a kernel without.
-func requireSandbox(t *testing.T) {
-	t.Helper()
-	if sandbox.LandlockABI() > 0 {
-		return
-	}
-	const why = "this kernel has no Landlock: the sandbox's rules cannot be tested"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why + "; CI's kernel must have it")
-	}
-	t.Skip(why)
-}
+// requireSandbox skips a test that needs Landlock on a kernel without it, and fails
+// it under CI=true.
+func requireSandbox(t *testing.T) { vmretest.RequireLandlock(t, "the sandbox's rules") }
 
 // doctor --sandbox launches a VM under its policy and lists what the
 // sandbox refused it, with the policy that grants it; granted, it is
