@@ -79,13 +79,11 @@ func (healthProbe) Probe(ctx context.Context, vm VM) error {
 // liveness is the probing of one run of a VM, owned by the goroutine that
 // watches the run: at most one probe is in flight, and stop ends it.
 type liveness struct {
+	probing
 	s        *Supervisor
 	name     string // the VM's
 	cfg      Liveness
-	timer    Timer              // until the next probe, or nil
-	cancel   context.CancelFunc // of the probe in flight, or nil
-	result   chan error         // its outcome
-	failures int                // in a row
+	failures int // in a row
 }
 
 // probe starts the liveness probes of v's run; nil when they are off.
@@ -93,49 +91,45 @@ func (s *Supervisor) probe(v *vm) *liveness {
 	if s.liveness.Interval <= 0 {
 		return nil
 	}
-	l := &liveness{s: s, name: s.spec(v).Name, cfg: s.liveness, result: make(chan error, 1)}
-	l.timer = s.clock.NewTimer(l.cfg.Interval)
+	l := &liveness{probing: newProbing(), s: s, name: s.spec(v).Name, cfg: s.liveness}
+	l.schedule(s.clock, l.cfg.Interval)
 	return l
 }
 
 // due fires when the next probe is due.
 func (l *liveness) due() <-chan time.Time {
-	if l == nil || l.timer == nil {
+	if l == nil {
 		return nil
 	}
-	return l.timer.C()
+	return l.probing.due()
 }
 
 // results yields the outcome of the probe in flight.
 func (l *liveness) results() <-chan error {
-	if l == nil || l.cancel == nil {
+	if l == nil {
 		return nil
 	}
-	return l.result
+	return l.probing.results()
 }
 
 // start probes the VM on a goroutine of its own.
 func (l *liveness) start() {
-	l.timer = nil
 	vm, _ := l.s.Get(l.name)
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
-	l.cancel = cancel
-	go func() { l.result <- l.cfg.Probe.Probe(ctx, vm) }()
+	l.probing.start(l.cfg.Probe, vm, l.cfg.Timeout)
 }
 
 // done takes the outcome of a probe, and returns ErrUnhealthy's error once
 // the failures reach the threshold; until then the next probe is due
 // Interval later.
 func (l *liveness) done(err error) error {
-	l.cancel()
-	l.cancel = nil
+	l.took()
 	name := slog.String("vm", l.name)
 	if err == nil {
 		if l.failures > 0 {
 			l.s.log.Info("liveness probe passed again", name, slog.Int("failures", l.failures))
 		}
 		l.failures = 0
-		l.timer = l.s.clock.NewTimer(l.cfg.Interval)
+		l.schedule(l.s.clock, l.cfg.Interval)
 		return nil
 	}
 	l.failures++
@@ -143,23 +137,14 @@ func (l *liveness) done(err error) error {
 	if l.failures >= l.cfg.Failures {
 		return fmt.Errorf("%w: %d liveness probes failed in a row, %s apart; the last: %w", ErrUnhealthy, l.failures, l.cfg.Interval, err)
 	}
-	l.timer = l.s.clock.NewTimer(l.cfg.Interval)
+	l.schedule(l.s.clock, l.cfg.Interval)
 	return nil
 }
 
 // stop ends the probing: the pending probe is cancelled, and a probe in
 // flight is cancelled and waited for. A second stop does nothing.
 func (l *liveness) stop() {
-	if l == nil {
-		return
-	}
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
-	if l.cancel != nil {
-		l.cancel()
-		<-l.result
-		l.cancel = nil
+	if l != nil {
+		l.probing.stop()
 	}
 }

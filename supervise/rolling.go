@@ -19,6 +19,7 @@ var errLaunchDeadline = errors.New("the rollout's healthy deadline passed")
 // launches the new version, probes it, watches both runs, takes the
 // operators' commands, and ends it one way or the other.
 type rolling struct {
+	probing
 	s       *Supervisor
 	v       *vm
 	r       Rollout
@@ -30,10 +31,7 @@ type rolling struct {
 	ready    Ready // the new version's handshake
 	switched bool  // the VM shows the new run
 	deadline Timer
-	due      Timer              // the next probe, or nil
-	cancel   context.CancelFunc // the probe in flight, or nil
-	result   chan error         // its outcome
-	lastErr  error              // the last probe's error, since the last pass
+	lastErr  error // the last probe's error, since the last pass
 }
 
 // rollOut carries out the rollout prev.roll of the VM, whose run prev.run
@@ -41,10 +39,10 @@ type rolling struct {
 // VM's goroutine goes next: watching the run of the version that won.
 func (s *Supervisor) rollOut(v *vm, prev step) step {
 	req := prev.roll
-	ro := &rolling{s: s, v: v, r: req.r, old: prev.run, attempt: prev.attempt, result: make(chan error, 1)}
+	ro := &rolling{probing: newProbing(), s: s, v: v, r: req.r, old: prev.run, attempt: prev.attempt}
 	ro.st = RolloutStatus{ID: req.id, Phase: RolloutInProgress, Strategy: req.r.Strategy, MinHealthy: req.r.MinHealthy,
 		HealthyDeadline: req.r.HealthyDeadline, From: s.spec(v).Version, To: req.r.Version, Started: s.clock.Now()}
-	defer ro.stopProbing()
+	defer ro.probing.stop()
 	ro.show("rolling out", nil)
 	s.tellRollout(v, ro.st)
 
@@ -131,10 +129,9 @@ func (ro *rolling) loop() step {
 				err = fmt.Errorf("%w: the last health probe: %w", err, ro.lastErr)
 			}
 			return ro.fail(&RolloutError{Version: ro.r.Version, Err: err})
-		case <-ro.dueC():
-			ro.due = nil
+		case <-ro.due():
 			ro.startProbe()
-		case err := <-ro.resultC():
+		case err := <-ro.results():
 			if next, ended := ro.probed(err); ended {
 				return next
 			}
@@ -165,35 +162,18 @@ func done(r Run) <-chan struct{} {
 
 // startProbe probes the new version on a goroutine of its own.
 func (ro *rolling) startProbe() {
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-	ro.cancel = cancel
 	vm := VM{Name: ro.s.spec(ro.v).Name, State: StateRunning, Pid: ro.ready.Pid, Addr: ro.ready.Addr,
 		ProtocolVersion: ro.ready.ProtocolVersion, Version: ro.r.Version}
-	go func() { ro.result <- ro.s.rollout.Probe.Probe(ctx, vm) }()
+	ro.start(ro.s.rollout.Probe, vm, probeTimeout)
 }
 
 // probeTimeout bounds a health probe of a rollout.
 const probeTimeout = 5 * time.Second
 
-func (ro *rolling) dueC() <-chan time.Time {
-	if ro.due == nil {
-		return nil
-	}
-	return ro.due.C()
-}
-
-func (ro *rolling) resultC() <-chan error {
-	if ro.cancel == nil {
-		return nil
-	}
-	return ro.result
-}
-
 // probed takes a probe's outcome: the new version is healthy once its
 // probes have passed for MinHealthy; a failure starts that over.
 func (ro *rolling) probed(err error) (step, bool) {
-	ro.cancel()
-	ro.cancel = nil
+	ro.took()
 	s := ro.s
 	now := s.clock.Now()
 	if err != nil {
@@ -203,7 +183,7 @@ func (ro *rolling) probed(err error) (step, bool) {
 			ro.show("rolling out: the health probe failed; the new version must be healthy again for its min-healthy time",
 				[]slog.Attr{slog.String("error", err.Error())})
 		}
-		ro.due = s.clock.NewTimer(s.rollout.Interval)
+		ro.schedule(s.clock, s.rollout.Interval)
 		return step{}, false
 	}
 	ro.lastErr = nil
@@ -215,29 +195,15 @@ func (ro *rolling) probed(err error) (step, bool) {
 	if left <= 0 {
 		return ro.succeed(), true
 	}
-	ro.due = s.clock.NewTimer(min(s.rollout.Interval, left))
+	ro.schedule(s.clock, min(s.rollout.Interval, left))
 	return step{}, false
-}
-
-// stopProbing stops the probes: the next one's timer, and the one in
-// flight, which it waits for.
-func (ro *rolling) stopProbing() {
-	if ro.due != nil {
-		ro.due.Stop()
-		ro.due = nil
-	}
-	if ro.cancel != nil {
-		ro.cancel()
-		<-ro.result
-		ro.cancel = nil
-	}
 }
 
 // succeed makes the new version the VM's: under StartFirst the VM
 // switches to the new run, then the old one is stopped.
 func (ro *rolling) succeed() step {
 	s, v := ro.s, ro.v
-	ro.stopProbing()
+	ro.probing.stop()
 	var oldExit *launcher.Exit
 	if old := ro.old; old != nil {
 		ro.adopt()
@@ -275,7 +241,7 @@ func (ro *rolling) adopt() {
 // old version, or under NoAutoRevert keeps the new one.
 func (ro *rolling) fail(rerr *RolloutError) step {
 	s, v := ro.s, ro.v
-	ro.stopProbing()
+	ro.probing.stop()
 	ro.st.Err, ro.st.Ended = rerr, s.clock.Now()
 	failed := func(vs *VM) {
 		if rerr.Exit != nil {
@@ -340,7 +306,7 @@ func (s *Supervisor) afterFailure(v *vm, rerr *RolloutError, attempt int) step {
 // reply, if any, answers the command.
 func (ro *rolling) interrupt(cutAt <-chan struct{}, why string, f func(*VM), next step, reply ...func()) step {
 	s, v := ro.s, ro.v
-	ro.stopProbing()
+	ro.probing.stop()
 	var runs []Run
 	for _, r := range []Run{ro.old, ro.next} {
 		if r != nil {
@@ -377,7 +343,7 @@ func (ro *rolling) interrupt(cutAt <-chan struct{}, why string, f func(*VM), nex
 // this one ended, then the VM's state shows it, with f's change, so that
 // whoever sees it ended finds what the hook recorded.
 func (ro *rolling) finish(what string, f func(*VM)) {
-	ro.stopProbing()
+	ro.probing.stop()
 	if ro.deadline != nil {
 		ro.deadline.Stop()
 	}
