@@ -101,7 +101,8 @@ func TestCurl(t *testing.T) {
 			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				l := vmretest.NewLaunch(t, e, 1, nil)
-				body := `{"protocolVersion":` + strconv.Itoa(int(tc.version)) + `,"addr":"` + vmAddr + `"}`
+				own := otherVMAddr() // the parallel cases share one engine
+				body := `{"protocolVersion":` + strconv.Itoa(int(tc.version)) + `,"addr":"` + own + `"}`
 				res := runCurl(t, t.Context(), addr, tr.flag, tc.auth(l.Token()), body)
 				if res.httpVersion != tr.httpVersion {
 					t.Errorf("curl spoke HTTP/%s; want HTTP/%s", res.httpVersion, tr.httpVersion)
@@ -112,8 +113,8 @@ func TestCurl(t *testing.T) {
 				if tc.wantCode == "" {
 					checkCurlSuccess(t, res.body)
 					vmretest.WaitClosed(t, l.Initialized(), "the launch's handshake")
-					if got, v := l.Result(); got != vmAddr || v != 1 {
-						t.Errorf("Result() = %q, %d; want %q, 1", got, v, vmAddr)
+					if got, v := l.Result(); got != own || v != 1 {
+						t.Errorf("Result() = %q, %d; want %q, 1", got, v, own)
 					}
 					return
 				}

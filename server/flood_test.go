@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,15 +275,15 @@ func TestMalformedRequests(t *testing.T) {
 		{"gzip bomb", "POST", "application/json", "gzip", bomb.Bytes(), 429, "resource_exhausted"},
 		{"gzip that is not gzip", "POST", "application/json", "gzip", []byte(validJSON), 400, "invalid_argument"},
 	}
-	for j, hc := range []struct {
+	for _, hc := range []struct {
 		name string
 		c    *http.Client
 	}{{"http1.1", vmretest.HTTP1Client(t)}, {"h2c", vmretest.H2CClient(t)}} {
-		for i, tc := range cases {
+		for _, tc := range cases {
 			// Each case's launch announces an address of its own: the
 			// engine refuses one that another launch, still running in a
 			// parallel case, announced first.
-			own := "127.0.0.1:" + strconv.Itoa(41000+j*len(cases)+i)
+			own := otherVMAddr()
 			t.Run(hc.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				l := vmretest.NewLaunch(t, e, 1, nil)
