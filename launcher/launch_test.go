@@ -404,8 +404,11 @@ func TestLegacyShutdown(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(stages, []launcher.Stage{launcher.StageShutdown, launcher.StageTerm}) {
-		t.Errorf("stop stages %v; want Shutdown, then SIGTERM", stages)
+	// SIGTERM follows Shutdown, as AvalancheGo's stopper sends it, unless
+	// the VM, which exits once it has answered Shutdown, is gone first.
+	if !slices.Equal(stages, []launcher.Stage{launcher.StageShutdown, launcher.StageTerm}) &&
+		!slices.Equal(stages, []launcher.Stage{launcher.StageShutdown}) {
+		t.Errorf("stop stages %v; want Shutdown, then SIGTERM unless the VM had exited", stages)
 	}
 }
 
