@@ -31,6 +31,9 @@ func TestNodeRemoteDeclaration(t *testing.T) {
 	t.Parallel()
 	dir := pluginDir(t)
 	tn := startNode(t, node.Config{PluginDir: dir, DataDir: t.TempDir(), Remote: node.RemoteConfig{Listen: "127.0.0.1:0"}})
+	// The declaration comes after the first load, which would take it
+	// itself, so that the reload is the one that adds it.
+	vmretest.WaitClosed(t, tn.serving, "the node's first load")
 	if err := os.WriteFile(filepath.Join(dir, "far.remote"), []byte(`{}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
